@@ -1,0 +1,1 @@
+"""Shared foundation: settings, database, errors, clock and the audit log."""

@@ -1,0 +1,147 @@
+"""The tamper-evident audit log.
+
+Every state change appends one :class:`AuditEvent` in the same transaction as the change.
+Events form a hash chain: each stores the SHA-256 of its predecessor (``prev_hash``) and of
+itself (``hash``, over a canonical JSON of its fields and ``prev_hash``). A single
+``audit_head`` row holds the last sequence number and hash; appending locks it, so writers
+queue and the chain never forks. :func:`verify` recomputes the chain and names the first
+event that was edited, deleted or inserted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from core.clock import Clock, as_utc
+from core.db import Base
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_event"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100), index=True)
+    object_type: Mapped[str] = mapped_column(String(50))
+    object_id: Mapped[str] = mapped_column(String(100))
+    summary: Mapped[str] = mapped_column(Text)  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    @property
+    def summary_dict(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.summary)
+        return loaded
+
+
+class AuditHead(Base):
+    """One row (id=1): the end of the chain. Locked by every append."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                      default=str)
+
+
+def event_hash(seq: int, at: datetime, actor: str, action: str, object_type: str,
+               object_id: str, summary: str, prev_hash: str) -> str:
+    payload = canonical_json({
+        "seq": seq, "at": as_utc(at).isoformat(timespec="microseconds"), "actor": actor,
+        "action": action, "object_type": object_type, "object_id": object_id,
+        "summary": summary, "prev_hash": prev_hash,
+    })
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+_SECRET_KEYS = ("pin", "otp", "password", "secret", "sad", "token_value")
+
+
+def _check_no_secret(summary: dict[str, Any]) -> None:
+    for key in summary:
+        lowered = key.lower()
+        if any(lowered == s or lowered.endswith("_" + s) for s in _SECRET_KEYS):
+            raise ValueError(f"audit summaries never carry secrets (key {key!r})")
+
+
+def record(session: Session, clock: Clock, *, actor: str, action: str, object_type: str,
+           object_id: str | int, summary: dict[str, Any] | None = None) -> AuditEvent:
+    """Append an event in the caller's transaction. Call it in the same unit of work as
+    the change it describes, so both commit or neither does."""
+    summary = summary or {}
+    _check_no_secret(summary)
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=1, seq=0, hash=GENESIS_HASH)
+        session.add(head)
+    at = as_utc(clock.now())
+    text = canonical_json(summary)
+    seq = head.seq + 1
+    digest = event_hash(seq, at, actor, action, object_type, str(object_id), text, head.hash)
+    event = AuditEvent(seq=seq, at=at, actor=actor, action=action, object_type=object_type,
+                       object_id=str(object_id), summary=text, prev_hash=head.hash,
+                       hash=digest)
+    session.add(event)
+    head.seq = seq
+    head.hash = digest
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    first_broken_seq: int | None = None
+    reason: str = ""
+
+
+def verify(session: Session) -> ChainReport:
+    """Recompute the whole chain. Returns the first broken event, or ``ok``."""
+    expected_prev = GENESIS_HASH
+    expected_seq = 1
+    checked = 0
+    rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars()
+    for event in rows.yield_per(1000):
+        if event.seq != expected_seq:
+            reason = (f"sequence jumps from {expected_seq - 1} to {event.seq}: "
+                      "an event was deleted" if event.seq > expected_seq
+                      else "sequence repeats")
+            return ChainReport(False, checked, event.seq, reason)
+        if event.prev_hash != expected_prev:
+            return ChainReport(False, checked, event.seq,
+                               "prev_hash does not match the previous event: "
+                               "an event was inserted, deleted or rewritten before it")
+        recomputed = event_hash(event.seq, event.at, event.actor, event.action,
+                                event.object_type, event.object_id, event.summary,
+                                event.prev_hash)
+        if recomputed != event.hash:
+            return ChainReport(False, checked, event.seq,
+                               "hash does not match the content: the event was edited")
+        expected_prev = event.hash
+        expected_seq += 1
+        checked += 1
+    head = session.get(AuditHead, 1)
+    last_seq = expected_seq - 1
+    if head is not None and (head.seq != last_seq or head.hash != expected_prev):
+        return ChainReport(False, checked, last_seq + 1,
+                           f"the chain ends at {last_seq} but its head says {head.seq}: "
+                           "events were deleted from the end")
+    return ChainReport(True, checked)

@@ -1,0 +1,152 @@
+"""Typed settings, read once from ``TAWQI_*`` environment variables.
+
+Each field below is one variable: ``database_url`` is ``TAWQI_DATABASE_URL``. Unknown
+``TAWQI_`` variables are refused at start-up, so a typo never silently falls back to a
+default. Secrets (SO PIN, provider tokens) may also come from a file named by the variable
+with a ``_FILE`` suffix; they are kept out of ``repr`` so they never reach a log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from core.errors import ConfigurationError
+
+PREFIX = "TAWQI_"
+# Variables read by the test-suite or tooling, not by the service.
+_IGNORED = {"TAWQI_TEST_DATABASE_URL"}
+
+
+def _default_softhsm_module() -> str:
+    for candidate in (
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/local/lib/softhsm/libsofthsm2.so",
+    ):
+        if Path(candidate).exists():
+            return candidate
+    return "/usr/lib/softhsm/libsofthsm2.so"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the service keeps its local state (SQLite file, SoftHSM tokens, demo output).
+    var_dir: Path = Path("var")
+    # SQLAlchemy URL; empty means a SQLite file under var_dir.
+    database_url: str = ""
+    # Public base URL written into certificates (AIA, CDP) and links.
+    public_url: str = "http://127.0.0.1:8080"
+    log_level: str = "INFO"
+    # Signs browser sessions; empty means a random key per process (fine for one process).
+    secret_key: str = field(default="", repr=False)
+
+    # Token layer
+    pkcs11_module: str = field(default_factory=_default_softhsm_module)
+    # SO PIN used to initialise and reset tokens. Only from the environment or a file.
+    so_pin: str = field(default="", repr=False)
+    pin_max_attempts: int = 5
+
+    # Certificate authority
+    ca_org: str = "Tawqi"
+    ca_country: str = "MA"
+    ca_key_type: str = "EC-P256"
+    # OID arc of our certificate policies: 2.25.<UUID 9dc72f6f-7204-44ac-a933-c6fc82acce7a>,
+    # an arc we own by construction (ITU-T X.667); sub-arcs .1 (holders), .2 (OCSP), .3 (TSA).
+    policy_oid: str = "2.25.209723024515944084584691595207007587962"
+    root_validity_days: int = 7300
+    issuing_validity_days: int = 3650
+    holder_validity_days: int = 1095
+    ocsp_validity_days: int = 30
+    crl_validity_hours: int = 24
+    ocsp_response_validity_hours: int = 24
+
+    # Delivery
+    sms_backend: str = "console"
+    email_backend: str = "console"
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = field(default="", repr=False)
+    twilio_from: str = ""
+    # Override of Twilio's API base URL (tests point the real SDK at a local endpoint).
+    twilio_base_url: str = ""
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_from: str = "tawqi@localhost"
+    smtp_starttls: bool = False
+    # When a device token's PIN is sent: at "handover" (default) or at "dispatch".
+    pin_send_at: str = "handover"
+    handover_overdue_days: int = 7
+    outbox_max_attempts: int = 8
+
+    # HTTP
+    max_upload_mb: int = 20
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'tawqi.db').resolve()}"
+
+    def validate(self) -> None:
+        if self.sms_backend not in {"console", "twilio"}:
+            raise ConfigurationError("TAWQI_SMS_BACKEND must be console or twilio")
+        if self.email_backend not in {"console", "smtp"}:
+            raise ConfigurationError("TAWQI_EMAIL_BACKEND must be console or smtp")
+        if self.pin_send_at not in {"handover", "dispatch"}:
+            raise ConfigurationError("TAWQI_PIN_SEND_AT must be handover or dispatch")
+        if self.pin_max_attempts < 1:
+            raise ConfigurationError("TAWQI_PIN_MAX_ATTEMPTS must be at least 1")
+        if self.ca_country != self.ca_country.upper() or len(self.ca_country) != 2:
+            raise ConfigurationError("TAWQI_CA_COUNTRY must be a two-letter country code")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build and validate settings from ``environ`` (default: ``os.environ``)."""
+        env = dict(os.environ if environ is None else environ)
+        hints = get_type_hints(cls)
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in env.items():
+            if not key.startswith(PREFIX) or key in _IGNORED:
+                continue
+            name = key[len(PREFIX):].lower()
+            if name.endswith("_file") and name[: -len("_file")] in known:
+                name = name[: -len("_file")]
+                try:
+                    raw = Path(raw).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ConfigurationError(f"{key}: cannot read the secret file") from exc
+            if name not in known:
+                raise ConfigurationError(f"unknown setting {key}")
+            values[name] = _convert(key, raw, hints[name])
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(key: str, raw: str, kind: Any) -> Any:
+    try:
+        if kind is bool:
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(raw)
+        if kind is Path:
+            return Path(raw)
+        return raw
+    except ValueError as exc:
+        raise ConfigurationError(f"{key}: {raw!r} is not a valid {kind.__name__}") from exc

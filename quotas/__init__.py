@@ -1,0 +1,1 @@
+"""Reference data (regions, provinces, communes, censuses) and yearly certificate quotas."""
