@@ -1,0 +1,111 @@
+"""Shared fixtures: both databases, a frozen clock, rolled-back sessions.
+
+Every database test runs twice, on SQLite and on PostgreSQL (TAWQI_TEST_DATABASE_URL, or a
+throwaway cluster the session starts itself). Each backend gets a fresh database, migrated
+with Alembic and loaded with the reference data once per test session; each test then runs
+inside a transaction rolled back at the end (savepoints inside).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
+
+from core.clock import FrozenClock
+from core.db import make_engine, make_session_factory, transaction
+from core.migrate import upgrade
+from tests.pgcluster import ThrowawayCluster
+
+pytest_plugins = ["tests.hsm_fixtures"]
+
+FROZEN_AT = datetime(2026, 3, 16, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    url = os.environ.get("TAWQI_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    cluster = ThrowawayCluster().start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+def _fresh_postgres(server_url: str) -> tuple[str, Engine]:
+    name = f"tawqi_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = make_url(server_url).set(database=name)
+    return name, make_engine(url.render_as_string(hide_password=False), pool_size=60,
+                             max_overflow=20)
+
+
+def _drop_postgres(server_url: str, name: str) -> None:
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def prepare_database(engine: Engine) -> None:
+    """Migrate and load what every test may read: territory and the built-in policies."""
+    from quotas import policy, refdata
+
+    upgrade(engine)
+    clock = FrozenClock(FROZEN_AT)
+    with transaction(make_session_factory(engine)) as session:
+        refdata.load(session, clock)
+        policy.ensure_default_policies(session, clock)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def db_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("sqlite") / "tawqi.db"
+        engine = make_engine(f"sqlite:///{path}")
+        prepare_database(engine)
+        yield engine
+        engine.dispose()
+        return
+    server_url = request.getfixturevalue("postgres_server_url")
+    name, engine = _fresh_postgres(server_url)
+    try:
+        prepare_database(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        _drop_postgres(server_url, name)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(FROZEN_AT)
+
+
+@pytest.fixture
+def session(db_engine: Engine) -> Iterator[Session]:
+    """A session whose work is rolled back after the test, commits included."""
+    connection = db_engine.connect()
+    outer = connection.begin()
+    db_session = Session(bind=connection, join_transaction_mode="create_savepoint",
+                         expire_on_commit=False)
+    try:
+        yield db_session
+    finally:
+        db_session.close()
+        outer.rollback()
+        connection.close()
