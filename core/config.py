@@ -19,7 +19,7 @@ from core.errors import ConfigurationError
 
 PREFIX = "TAWQI_"
 # Variables read by the test-suite or tooling, not by the service.
-_IGNORED = {"TAWQI_TEST_DATABASE_URL"}
+_IGNORED_PREFIX = "TAWQI_TEST_"
 
 
 def _default_softhsm_module() -> str:
@@ -114,7 +114,7 @@ class Settings:
         known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {}
         for key, raw in env.items():
-            if not key.startswith(PREFIX) or key in _IGNORED:
+            if not key.startswith(PREFIX) or key.startswith(_IGNORED_PREFIX):
                 continue
             name = key[len(PREFIX):].lower()
             if name.endswith("_file") and name[: -len("_file")] in known:

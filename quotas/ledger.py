@@ -281,6 +281,7 @@ def add_partnership(session: Session, clock: Clock, *, commune_code: str, year: 
         raise InvalidPartnership("the unit price must be positive")
     if signed_on.year > year:
         raise InvalidPartnership("a partnership signed after the year it covers")
+    unit_price_mad = unit_price_mad.quantize(Decimal("0.01"))
     entity = Entity(ENTITY_COMMUNE, commune_code)
     row = _ledger(session, entity, year)
     partnership = Partnership(commune_code=commune_code, year=year, count=count,

@@ -1,13 +1,15 @@
 """Quota policies as versioned data.
 
-The policy in force for a year is the one with the latest ``first_year`` not after it
-(the highest version on a tie). A policy is a list of population tiers (bounds inclusive) with a yearly certificate count,
+A policy is a list of population tiers (bounds inclusive) with a yearly certificate count,
 the count for each prefecture/province's decentralised Interior services, the census it
 reads and the first calendar year it applies to. Nothing about tiers lives in ``if``s.
+The policy in force for a year is the one with the latest ``first_year`` not after it
+(the highest version on a tie).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -51,7 +53,7 @@ class PolicySpec:
         ordered = sorted(self.tiers, key=lambda t: t.min_population)
         if not ordered or ordered[0].min_population != 0:
             raise InvalidPolicy("the first tier must start at 0 inhabitants")
-        for lower, upper in zip(ordered, ordered[1:], strict=False):
+        for lower, upper in itertools.pairwise(ordered):
             if lower.max_population is None or upper.min_population != lower.max_population + 1:
                 raise InvalidPolicy(
                     f"tiers {lower.name!r} and {upper.name!r} leave a gap or overlap")

@@ -109,3 +109,16 @@ def session(db_engine: Engine) -> Iterator[Session]:
         db_session.close()
         outer.rollback()
         connection.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under `make test` nothing may be skipped: a missing SoftHSM2, PostgreSQL or outside
+    judge is an error there, not a skip."""
+    if not os.environ.get("TAWQI_TEST_FORBID_SKIPS"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped:
+        if reporter:
+            reporter.write_line(f"error: {skipped} test(s) skipped; make test allows none")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

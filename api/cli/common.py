@@ -36,7 +36,10 @@ def pass_runtime(func: F) -> F:
 
     @click.pass_context
     def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
-        return ctx.invoke(func, ctx.find_object(LazyRuntime).get(), *args, **kwargs)
+        lazy = ctx.find_object(LazyRuntime)
+        if lazy is None:
+            raise click.UsageError("run through the tawqi command group")
+        return ctx.invoke(func, lazy.get(), *args, **kwargs)
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__

@@ -7,8 +7,10 @@ story's shared state; later capabilities add their chapters to ``CHAPTERS``.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -86,6 +88,11 @@ def demo(lazy: LazyRuntime) -> None:
     var_dir = base.var_dir / "demo"
     shutil.rmtree(var_dir, ignore_errors=True)
     settings = base.replace(var_dir=var_dir, database_url="")
+    if "softhsm" in Path(settings.pkcs11_module).name:
+        # A fresh token directory too, so the story starts from empty tokens every time.
+        from hsm.softhsm import write_softhsm_config
+
+        os.environ["SOFTHSM2_CONF"] = str(write_softhsm_config(var_dir / "softhsm"))
     runtime = Runtime(settings)
     say(f"Tawqi demo — working in {var_dir}/ (SQLite + {settings.pkcs11_module})")
     story: Story = {}

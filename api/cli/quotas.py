@@ -163,7 +163,7 @@ def policies(runtime: Runtime) -> None:
                    f"provincial services {spec.services_count} — {spec.description}")
         for tier in spec.tiers:
             upper = "∞" if tier.max_population is None else f"{tier.max_population:,}"
-            click.echo(f"    {tier.name:<8} {tier.min_population:>9,} – {upper:>9}: "
+            click.echo(f"    {tier.name:<8} {tier.min_population:>9,} to {upper:>9}: "
                        f"{tier.yearly_count}/year")
 
 

@@ -1,0 +1,46 @@
+# Tawqi — the two commands: `make demo` and `make test`. Both install what is missing.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tawqi-installed
+VAR := $(CURDIR)/var
+export SOFTHSM2_CONF ?= $(VAR)/softhsm/softhsm2.conf
+
+.PHONY: demo test lint bench system-deps venv clean
+
+demo: system-deps $(STAMP) $(SOFTHSM2_CONF)
+	$(BIN)/tawqi demo
+
+test: system-deps $(STAMP)
+	TAWQI_TEST_FORBID_SKIPS=1 $(BIN)/python -m pytest -q tests
+	$(BIN)/ruff check .
+	$(BIN)/mypy core quotas delivery pki hsm api
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy core quotas delivery pki hsm api
+
+bench: system-deps $(STAMP)
+	$(BIN)/python -m bench.hsm_sign
+	$(BIN)/python -m bench.ocsp
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# SoftHSM2 keeps its tokens under var/ rather than in the system-wide directory.
+$(SOFTHSM2_CONF):
+	mkdir -p $(VAR)/softhsm/tokens
+	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' \
+		"$(VAR)/softhsm/tokens" > $@
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Tawqi's demo and tests need, when missing.
+# Idempotent and quick when everything is there; apt-get needs root.
+set -euo pipefail
+
+PACKAGES=(
+  softhsm2            # the PKCS#11 token used by default and in every HSM test
+  opensc              # pkcs11-tool: an outside judge of our token objects
+  openssl             # an outside judge of certificates, CRLs, OCSP, time-stamps
+  poppler-utils       # pdfsig: an outside judge of signed PDFs
+  fonts-hosny-amiri   # the Arabic font of the visible signature stamp
+  postgresql          # binaries for the test-suite's throwaway cluster
+  chromium            # headless browser for the web pages' end-to-end tests
+  nginx-light         # serves the pre-signed OCSP responses in the benchmark
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "installing system packages: ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: need root to apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts nginx on install; the benchmark runs its own instance.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+pkill -x nginx 2>/dev/null || true

@@ -1,0 +1,87 @@
+"""The audit chain detects every kind of tampering, on both databases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from core.audit import AuditEvent, record, verify
+from core.clock import FrozenClock
+
+
+def _append(session: Session, clock: FrozenClock, count: int) -> list[AuditEvent]:
+    events = []
+    for i in range(count):
+        clock.advance(timedelta(seconds=1))
+        events.append(record(session, clock, actor="tester", action="thing.changed",
+                             object_type="thing", object_id=i, summary={"n": i, "ar": "جماعة"}))
+    session.expunge_all()  # keep the objects readable after the rows are tampered with
+    return events
+
+
+def test_intact_chain_verifies(session: Session, clock: FrozenClock) -> None:
+    events = _append(session, clock, 3)
+    assert events[1].prev_hash == events[0].hash
+    report = verify(session)
+    assert report.ok, report.reason
+    assert report.checked >= 3
+
+
+def test_edited_event_is_named(session: Session, clock: FrozenClock) -> None:
+    events = _append(session, clock, 4)
+    session.execute(text("UPDATE audit_event SET summary = :s WHERE seq = :q"),
+                    {"s": '{"n":99}', "q": events[1].seq})
+    session.expire_all()
+    report = verify(session)
+    assert not report.ok
+    assert report.first_broken_seq == events[1].seq
+    assert "edited" in report.reason
+
+
+def test_deleted_event_is_named(session: Session, clock: FrozenClock) -> None:
+    events = _append(session, clock, 4)
+    session.execute(text("DELETE FROM audit_event WHERE seq = :q"), {"q": events[1].seq})
+    session.expire_all()
+    report = verify(session)
+    assert not report.ok
+    assert report.first_broken_seq == events[2].seq
+    assert "deleted" in report.reason
+
+
+def test_deleted_tail_is_detected(session: Session, clock: FrozenClock) -> None:
+    events = _append(session, clock, 3)
+    session.execute(text("DELETE FROM audit_event WHERE seq = :q"), {"q": events[-1].seq})
+    session.expire_all()
+    report = verify(session)
+    assert not report.ok
+    assert report.first_broken_seq == events[-1].seq
+
+
+def test_inserted_event_is_named(session: Session, clock: FrozenClock) -> None:
+    events = _append(session, clock, 3)
+    # Make room after the first event and forge one there, with a self-consistent hash.
+    session.execute(text("UPDATE audit_event SET seq = seq + 1000 WHERE seq > :q"),
+                    {"q": events[0].seq})
+    session.execute(text("UPDATE audit_event SET seq = seq - 999 WHERE seq > 1000"))
+    from core.audit import event_hash
+
+    forged_seq = events[0].seq + 1
+    at = events[0].at
+    digest = event_hash(forged_seq, at, "intruder", "x", "thing", "1", "{}", events[0].hash)
+    session.add(AuditEvent(seq=forged_seq, at=at, actor="intruder", action="x",
+                           object_type="thing", object_id="1", summary="{}",
+                           prev_hash=events[0].hash, hash=digest))
+    session.flush()
+    session.expire_all()
+    report = verify(session)
+    assert not report.ok
+    assert report.first_broken_seq == forged_seq + 1
+
+
+def test_secrets_are_refused_in_summaries(session: Session, clock: FrozenClock) -> None:
+    with pytest.raises(ValueError):
+        record(session, clock, actor="a", action="b", object_type="c", object_id=1,
+               summary={"new_pin": "123456"})

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from core.errors import ConfigurationError
+
+
+def test_defaults_need_no_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings.effective_database_url.startswith("sqlite:///")
+    assert settings.policy_oid.startswith("2.25.")
+
+
+def test_values_are_typed() -> None:
+    settings = Settings.from_env({"TAWQI_SMTP_PORT": "2525", "TAWQI_SMTP_STARTTLS": "yes",
+                                  "TAWQI_VAR_DIR": "/tmp/x"})
+    assert settings.smtp_port == 2525
+    assert settings.smtp_starttls is True
+    assert settings.var_dir == Path("/tmp/x")
+
+
+def test_unknown_setting_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="TAWQI_DATABSE_URL"):
+        Settings.from_env({"TAWQI_DATABSE_URL": "sqlite://"})
+
+
+def test_bad_value_is_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"TAWQI_SMTP_PORT": "many"})
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"TAWQI_SMS_BACKEND": "pigeon"})
+
+
+def test_secret_from_file_is_read_and_hidden(tmp_path: Path) -> None:
+    secret = tmp_path / "so.pin"
+    secret.write_text("87654321\n")
+    settings = Settings.from_env({"TAWQI_SO_PIN_FILE": str(secret)})
+    assert settings.so_pin == "87654321"
+    assert "87654321" not in repr(settings)
