@@ -1,0 +1,188 @@
+"""One loaded PKCS#11 module per process: loading, the module lock, and raw calls.
+
+A PKCS#11 module is process-global state: it is initialised once per process (C_Initialize)
+and, as python-pkcs11 initialises it without OS locking, it must never be entered by two
+threads at once (two threads signing through SoftHSM2 together crash the process). So this
+file keeps, per module path and per process, one :class:`LoadedModule` holding the
+python-pkcs11 ``lib`` and ONE re-entrant lock; every call into the module goes through that
+lock. Session pools are not here: they belong to each :class:`hsm.library.TokenLibrary`.
+
+After a fork (gunicorn workers) the child sees the parent's entry, notices the pid changed and
+initialises the module anew (PKCS#11 §5.4: a child must call C_Initialize; objects inherited
+from the parent are kept referenced, never used, so no stale handle is closed in the child).
+
+python-pkcs11 does not expose C_InitToken, nor C_Login/C_Logout on an already open session;
+those three are called here through ``ctypes`` on the same module's function list (dlopen of
+the same path returns the same loaded library, so the state is shared). This is plain
+PKCS#11, nothing SoftHSM-specific.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from typing import Any
+
+import pkcs11
+from pkcs11.exceptions import PKCS11Error
+
+from hsm.errors import ModuleUnavailable
+
+# Return values and user types from the PKCS#11 specification.
+CKR_OK = 0x000
+CKR_SLOT_ID_INVALID = 0x003
+CKR_DEVICE_REMOVED = 0x032
+CKR_PIN_INCORRECT = 0x0A0
+CKR_PIN_INVALID = 0x0A1
+CKR_PIN_LEN_RANGE = 0x0A2
+CKR_PIN_EXPIRED = 0x0A3
+CKR_PIN_LOCKED = 0x0A4
+CKR_SESSION_CLOSED = 0x0B0
+CKR_SESSION_HANDLE_INVALID = 0x0B3
+CKR_SESSION_EXISTS = 0x0B6
+CKR_SESSION_READ_ONLY_EXISTS = 0x0B7
+CKR_TOKEN_NOT_PRESENT = 0x0E0
+CKR_USER_ALREADY_LOGGED_IN = 0x100
+CKR_USER_NOT_LOGGED_IN = 0x101
+CKR_USER_PIN_NOT_INITIALIZED = 0x102
+CKR_USER_ANOTHER_ALREADY_LOGGED_IN = 0x104
+CKR_CRYPTOKI_NOT_INITIALIZED = 0x190
+
+CKU_SO = 0
+CKU_USER = 1
+
+_ULONG = ctypes.c_ulong
+_BYTES = ctypes.c_char_p
+
+# The head of CK_FUNCTION_LIST, in the order of the specification, up to C_Logout.
+_FUNCTIONS = (
+    "C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionList", "C_GetSlotList",
+    "C_GetSlotInfo", "C_GetTokenInfo", "C_GetMechanismList", "C_GetMechanismInfo",
+    "C_InitToken", "C_InitPIN", "C_SetPIN", "C_OpenSession", "C_CloseSession",
+    "C_CloseAllSessions", "C_GetSessionInfo", "C_GetOperationState",
+    "C_SetOperationState", "C_Login", "C_Logout",
+)
+
+
+class _FunctionListHead(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_ubyte * 2)] + [(name, ctypes.c_void_p)
+                                                     for name in _FUNCTIONS]
+
+
+_InitToken = ctypes.CFUNCTYPE(_ULONG, _ULONG, _BYTES, _ULONG, _BYTES)
+_Login = ctypes.CFUNCTYPE(_ULONG, _ULONG, _ULONG, _BYTES, _ULONG)
+_Logout = ctypes.CFUNCTYPE(_ULONG, _ULONG)
+
+
+class LoadedModule:
+    """A PKCS#11 module initialised in this process, with its lock.
+
+    Hold :attr:`lock` around every call into the module, including python-pkcs11 calls on
+    sessions and objects that came from :attr:`lib`. ``generation`` changes whenever the
+    module is finalised and initialised again; sessions of an older generation are dead.
+    """
+
+    def __init__(self, path: str, lib: Any) -> None:
+        self.path = path
+        self.pid = os.getpid()
+        self.lock = threading.RLock()
+        self.lib = lib
+        self.generation = 0
+        self._raw: dict[str, Any] | None = None
+
+    def _functions(self) -> dict[str, Any]:
+        if self._raw is None:
+            dll = ctypes.CDLL(self.path)
+            get_list = dll.C_GetFunctionList
+            get_list.restype = _ULONG
+            get_list.argtypes = [ctypes.POINTER(ctypes.POINTER(_FunctionListHead))]
+            head = ctypes.POINTER(_FunctionListHead)()
+            rv = get_list(ctypes.byref(head))
+            if rv != CKR_OK or not head:
+                raise ModuleUnavailable("The token module has no usable function list.",
+                                        code=rv)
+            table = head.contents
+            self._raw = {
+                "dll": dll,
+                "init_token": _InitToken(table.C_InitToken),
+                "login": _Login(table.C_Login),
+                "logout": _Logout(table.C_Logout),
+            }
+        return self._raw
+
+    # Raw calls: the caller holds ``self.lock``. They return the CK_RV, never raise on it.
+
+    def init_token(self, slot_id: int, so_pin: str, label: str) -> int:
+        pin = so_pin.encode("utf-8")
+        padded = label.encode("utf-8").ljust(32, b" ")
+        return int(self._functions()["init_token"](slot_id, pin, len(pin), padded))
+
+    def login(self, session_handle: int, user_type: int, pin: str) -> int:
+        data = pin.encode("utf-8")
+        return int(self._functions()["login"](session_handle, user_type, data, len(data)))
+
+    def logout(self, session_handle: int) -> int:
+        return int(self._functions()["logout"](session_handle))
+
+    def reinitialize(self) -> None:
+        """C_Finalize then C_Initialize (the module re-reads its configuration)."""
+        with self.lock:
+            try:
+                self.lib.finalize()
+            except PKCS11Error:
+                pass
+            try:
+                self.lib.initialize()
+            except PKCS11Error as exc:
+                raise ModuleUnavailable("The token module could not be initialised again.",
+                                        module=self.path) from exc
+            self.generation += 1
+
+
+_registry_lock = threading.Lock()
+_registry: dict[str, LoadedModule] = {}
+# Objects inherited from a parent process: kept referenced so that nothing in the child
+# ever closes a handle through them (a handle number may be reused by the child's module).
+_inherited: list[LoadedModule] = []
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def load_module(path: str) -> LoadedModule:
+    """Return the module at ``path`` loaded and initialised in THIS process.
+
+    Raises :class:`ModuleUnavailable` if the file is missing or the module fails to start.
+    """
+    pid = os.getpid()
+    module = _registry.get(path)
+    if module is not None and module.pid == pid:
+        return module
+    with _registry_lock:
+        module = _registry.get(path)
+        if module is not None and module.pid == pid:
+            return module
+        if not os.path.isfile(path):
+            raise ModuleUnavailable("The PKCS#11 module file does not exist.", module=path)
+        try:
+            lib = pkcs11.lib(path)
+            if module is not None:
+                # Inherited from the parent: initialise the module for this process.
+                _inherited.append(module)
+                try:
+                    lib.finalize()
+                except PKCS11Error:
+                    pass
+                lib.initialize()
+        except (PKCS11Error, OSError) as exc:
+            raise ModuleUnavailable("The PKCS#11 module could not be loaded.",
+                                    module=path) from exc
+        fresh = LoadedModule(path, lib)
+        _registry[path] = fresh
+        return fresh

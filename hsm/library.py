@@ -1,0 +1,806 @@
+"""The token layer's entry point: :class:`TokenLibrary`.
+
+One ``TokenLibrary`` per application (build it in the app factory, pass it to services). It
+owns an app-scoped pool: per token label, one read-write session, logged in as the user
+after a successful PIN check and reused by every key object of that token. All calls into
+the PKCS#11 module are serialised by the module lock (see :mod:`hsm._module`); PIN checks
+of one token are also serialised among themselves (a per-label lock) so that the wrong-PIN
+count cannot be overtaken by concurrent attempts in this process.
+
+PIN handling: a PIN passes through here on its way to the token and is never stored,
+logged or put in an error. Each PIN check really asks the token: if the token is already
+logged in, it is logged out first (PKCS#11 answers "already logged in" without looking at
+the PIN otherwise). A consequence, by design: a wrong PIN logs the token out, and key
+objects handed out earlier for that token raise :class:`LoginRequired` until a correct PIN
+is given again.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pkcs11
+from asn1crypto.core import Integer, OctetString
+from asn1crypto.keys import ECDomainParameters
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, TokenFlag
+from pkcs11 import exceptions as p11
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from hsm import _module as _mod
+from hsm.errors import (
+    DecryptionFailed,
+    HsmError,
+    InvalidRequest,
+    KeyAlreadyExists,
+    KeyNotFound,
+    LoginRequired,
+    ModuleUnavailable,
+    NoFreeSlot,
+    PinIncorrect,
+    PinLocked,
+    PinPolicyViolation,
+    TokenAlreadyExists,
+    TokenNotFound,
+)
+from hsm.keys import TokenECPrivateKey, TokenPrivateKey, TokenRSAPrivateKey
+from hsm.pins import InMemoryPinAttemptStore, PinAttemptStore, check_pin_policy, generate_pin
+
+#: Used when ``TAWQI_PKCS11_MODULE`` is not set (Debian/Ubuntu path of SoftHSM2).
+DEFAULT_MODULE_PATH = "/usr/lib/softhsm/libsofthsm2.so"
+
+#: key_type -> (PKCS#11 key type, curve OID or RSA modulus bits)
+KEY_TYPES: dict[str, tuple[KeyType, str | int]] = {
+    "EC-P256": (KeyType.EC, "1.2.840.10045.3.1.7"),
+    "EC-P384": (KeyType.EC, "1.3.132.0.34"),
+    "RSA-2048": (KeyType.RSA, 2048),
+    "RSA-3072": (KeyType.RSA, 3072),
+}
+
+_LABEL_MAX_BYTES = 32  # CK_TOKEN_INFO.label
+_GCM_NONCE_BYTES = 12
+_GCM_TAG_BITS = 128
+_BLOB_VERSION = b"\x01"
+
+_GONE = (p11.SessionHandleInvalid, p11.SessionClosed, p11.TokenNotPresent,
+         p11.DeviceRemoved, p11.SlotIDInvalid)
+_GONE_RV = {_mod.CKR_SESSION_HANDLE_INVALID, _mod.CKR_SESSION_CLOSED,
+            _mod.CKR_TOKEN_NOT_PRESENT, _mod.CKR_DEVICE_REMOVED,
+            _mod.CKR_SLOT_ID_INVALID}
+
+
+def default_module_path() -> str:
+    """The PKCS#11 module to load: ``TAWQI_PKCS11_MODULE`` or SoftHSM2's library."""
+    return os.environ.get("TAWQI_PKCS11_MODULE") or DEFAULT_MODULE_PATH
+
+
+def _module_error(exc: p11.PKCS11Error, doing: str) -> HsmError:
+    """Wrap a python-pkcs11 error (its text holds no PIN; we keep only the class name)."""
+    name = type(exc).__name__
+    if isinstance(exc, p11.UserNotLoggedIn):
+        return LoginRequired(f"The token is not logged in ({doing}).", code=name)
+    if isinstance(exc, _GONE):
+        return TokenNotFound(f"The token went away while {doing}.", code=name)
+    return HsmError(f"The token module refused {doing}.", code=name)
+
+
+@dataclass
+class _Entry:
+    """One token in the pool: its session and what was found through it."""
+
+    slot: Any
+    session: Any
+    logged_in: bool = False
+    private_keys: dict[bytes, Any] = field(default_factory=dict)
+    secret_keys: dict[str, Any] = field(default_factory=dict)
+
+
+class _State:
+    """Per process and per module generation: the pool and the label -> slot cache."""
+
+    def __init__(self, module: _mod.LoadedModule) -> None:
+        self.module = module
+        self.pid = module.pid
+        self.generation = module.generation
+        self.entries: OrderedDict[str, _Entry] = OrderedDict()
+        self.slots: dict[str, Any] = {}
+        self.guard = threading.Lock()
+        self.label_locks: dict[str, threading.Lock] = {}
+
+    def label_lock(self, label: str) -> threading.Lock:
+        with self.guard:
+            lock = self.label_locks.get(label)
+            if lock is None:
+                lock = self.label_locks[label] = threading.Lock()
+            return lock
+
+
+def _check_label(label: str) -> None:
+    if (not isinstance(label, str) or not label or label != label.strip()
+            or len(label.encode("utf-8")) > _LABEL_MAX_BYTES):
+        raise InvalidRequest("A token label is 1 to 32 bytes of UTF-8 without surrounding "
+                             "spaces.", label=str(label)[:64])
+
+
+def _check_pin_given(pin: str) -> None:
+    if not isinstance(pin, str) or not pin:
+        raise InvalidRequest("A PIN is required.")
+
+
+class TokenLibrary:
+    """Tokens of one PKCS#11 module, with an app-scoped, thread-safe session pool.
+
+    The module is loaded lazily, on first use, in each process (so a pre-fork server's
+    workers each initialise their own). ``attempts`` counts wrong user PINs per token label;
+    after ``max_attempts`` consecutive failures the token is locked for PIN checks, key
+    look-ups and signatures until :meth:`reset_pin`. ``max_sessions`` bounds the pool: the
+    least recently used token is logged out and its session closed when a new one is needed
+    (``None``: unbounded).
+    """
+
+    def __init__(self, module_path: str, *, attempts: PinAttemptStore | None = None,
+                 max_attempts: int = 5, max_sessions: int | None = 256) -> None:
+        if max_attempts < 1:
+            raise InvalidRequest("max_attempts must be at least 1.")
+        if max_sessions is not None and max_sessions < 1:
+            raise InvalidRequest("max_sessions must be at least 1 or None.")
+        self.module_path = module_path
+        self.max_attempts = max_attempts
+        self.max_sessions = max_sessions
+        self._attempts: PinAttemptStore = (attempts if attempts is not None
+                                           else InMemoryPinAttemptStore())
+        self._state_: _State | None = None
+
+    @classmethod
+    def from_environment(cls, **kwargs: Any) -> TokenLibrary:
+        """A library over :func:`default_module_path` (``TAWQI_PKCS11_MODULE``)."""
+        return cls(default_module_path(), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<TokenLibrary module={self.module_path!r}>"
+
+    def __enter__(self) -> TokenLibrary:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _module(self) -> _mod.LoadedModule:
+        return _mod.load_module(self.module_path)
+
+    def _state(self, module: _mod.LoadedModule) -> _State:
+        """The pool for this process and module generation. Caller holds module.lock."""
+        state = self._state_
+        if state is None or state.module is not module or state.generation != module.generation:
+            # A new process (fork) or a re-initialised module: the old sessions are dead in
+            # this process; forget them without calling into the module.
+            state = self._state_ = _State(module)
+        return state
+
+    @contextmanager
+    def _locked(self) -> Iterator[_State]:
+        module = self._module()
+        with module.lock:
+            yield self._state(module)
+
+    def _rescan(self, state: _State) -> None:
+        """Rebuild the label -> slot map from the module's slot list."""
+        found: dict[str, Any] = {}
+        try:
+            for slot in state.module.lib.get_slots(token_present=True):
+                try:
+                    token = slot.get_token()
+                except _GONE:
+                    continue
+                if token.flags & TokenFlag.TOKEN_INITIALIZED:
+                    found.setdefault(token.label, slot)
+        except p11.PKCS11Error as exc:
+            raise ModuleUnavailable("The token module did not list its slots.",
+                                    code=type(exc).__name__) from exc
+        state.slots = found
+
+    def _slot(self, state: _State, label: str) -> Any:
+        slot = state.slots.get(label)
+        if slot is None:
+            self._rescan(state)
+            slot = state.slots.get(label)
+        if slot is None:
+            raise TokenNotFound("No token has this label.", token=label)
+        return slot
+
+    def _entry(self, state: _State, label: str) -> _Entry:
+        """The pooled session of a token, opened (not logged in) if needed."""
+        entry = state.entries.get(label)
+        if entry is not None:
+            state.entries.move_to_end(label)
+            return entry
+        _check_label(label)
+        for attempt in range(2):
+            slot = self._slot(state, label)
+            try:
+                token = slot.get_token()
+                if token.label != label:
+                    raise p11.TokenNotPresent()
+                session = token.open(rw=True)
+            except _GONE:
+                state.slots.pop(label, None)
+                if attempt:
+                    raise TokenNotFound("No token has this label.", token=label) from None
+                continue
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "opening a session") from exc
+            entry = _Entry(slot=slot, session=session)
+            state.entries[label] = entry
+            self._evict(state)
+            return entry
+        raise TokenNotFound("No token has this label.", token=label)  # pragma: no cover
+
+    def _evict(self, state: _State) -> None:
+        while self.max_sessions is not None and len(state.entries) > self.max_sessions:
+            label = next(iter(state.entries))
+            self._drop(state, label)
+
+    def _drop(self, state: _State, label: str) -> None:
+        """Log out and close one pooled session (errors ignored: it may already be gone)."""
+        entry = state.entries.pop(label, None)
+        if entry is None:
+            return
+        if entry.logged_in:
+            state.module.logout(entry.session.handle)
+        try:
+            entry.session.close()
+        except p11.PKCS11Error:
+            pass
+
+    def _forget_login(self, state: _State, entry: _Entry) -> None:
+        if entry.logged_in:
+            state.module.logout(entry.session.handle)
+        entry.logged_in = False
+        entry.private_keys.clear()
+        entry.secret_keys.clear()
+
+    def _raise_if_locked(self, label: str) -> None:
+        failures = self._attempts.failures(label)
+        if failures >= self.max_attempts:
+            raise PinLocked("The token is locked after too many wrong PINs; the security "
+                            "officer must reset the PIN.", token=label,
+                            attempts_left=0)
+
+    def _login(self, label: str, pin: str) -> None:
+        """Check ``pin`` on the token and leave it logged in (counting failures)."""
+        _check_label(label)
+        _check_pin_given(pin)
+        module = self._module()
+        with module.lock:
+            state = self._state(module)
+        with state.label_lock(label):
+            self._raise_if_locked(label)
+            rv = self._login_on_token(module, label, _mod.CKU_USER, pin)
+            if rv == _mod.CKR_OK:
+                if self._attempts.failures(label):
+                    self._attempts.reset(label)
+                return
+            self._raise_login_failure(label, rv)
+
+    def _login_on_token(self, module: _mod.LoadedModule, label: str, user_type: int,
+                        pin: str) -> int:
+        """Log the pooled session out, then in as ``user_type``; return the CK_RV."""
+        rv = _mod.CKR_OK
+        for _attempt in range(2):
+            with module.lock:
+                state = self._state(module)
+                entry = self._entry(state, label)
+                self._forget_login(state, entry)
+                rv = module.login(entry.session.handle, user_type, pin)
+                if rv in (_mod.CKR_USER_ALREADY_LOGGED_IN,
+                          _mod.CKR_USER_ANOTHER_ALREADY_LOGGED_IN):
+                    # Logged in through another session of this process (another library
+                    # object on the same module): log the token out, then check the PIN.
+                    module.logout(entry.session.handle)
+                    rv = module.login(entry.session.handle, user_type, pin)
+                if rv in _GONE_RV:
+                    self._drop(state, label)
+                    state.slots.pop(label, None)
+                    continue
+                if rv == _mod.CKR_OK and user_type == _mod.CKU_USER:
+                    entry.logged_in = True
+                return rv
+        return rv
+
+    def _raise_login_failure(self, label: str, rv: int) -> None:
+        if rv == _mod.CKR_PIN_INCORRECT:
+            count = self._attempts.record_failure(label)
+            left = max(self.max_attempts - count, 0)
+            if left == 0:
+                raise PinLocked("Wrong PIN; the token is now locked after too many wrong "
+                                "PINs.", token=label, attempts_left=0)
+            raise PinIncorrect("Wrong PIN.", token=label, attempts_left=left)
+        if rv == _mod.CKR_PIN_LOCKED:
+            raise PinLocked("The token reports its PIN locked.", token=label,
+                            attempts_left=0)
+        if rv in (_mod.CKR_PIN_INVALID, _mod.CKR_PIN_LEN_RANGE):
+            count = self._attempts.record_failure(label)
+            raise PinIncorrect("Wrong PIN.", token=label,
+                               attempts_left=max(self.max_attempts - count, 0))
+        if rv == _mod.CKR_USER_PIN_NOT_INITIALIZED:
+            raise HsmError("The token has no user PIN yet.", token=label,
+                           code=f"0x{rv:x}")
+        if rv in _GONE_RV:
+            raise TokenNotFound("The token went away during login.", token=label)
+        raise HsmError("The token refused the login.", token=label, code=f"0x{rv:x}")
+
+    @staticmethod
+    def _objects(session: Any, attrs: dict[Attribute, Any]) -> list[Any]:
+        # Consume the search fully: an open search keeps the session busy.
+        return list(session.get_objects(attrs))
+
+    def _find_private(self, entry: _Entry, *, key_id: bytes | None,
+                      key_label: str | None) -> Any:
+        attrs: dict[Attribute, Any] = {Attribute.CLASS: ObjectClass.PRIVATE_KEY}
+        if key_id is not None:
+            attrs[Attribute.ID] = key_id
+        if key_label is not None:
+            attrs[Attribute.LABEL] = key_label
+        found = self._objects(entry.session, attrs)
+        if not found:
+            raise KeyNotFound("No private key matches on this token.",
+                              key_id=key_id.hex() if key_id else None, key_label=key_label)
+        if len(found) > 1:
+            raise InvalidRequest("Several private keys match; give the key ID.",
+                                 key_label=key_label)
+        return found[0]
+
+    def _public_from_object(self, obj: Any) -> PublicKeyTypes:
+        if obj.key_type == KeyType.RSA:
+            numbers = rsa.RSAPublicNumbers(
+                int.from_bytes(obj[Attribute.PUBLIC_EXPONENT], "big"),
+                int.from_bytes(obj[Attribute.MODULUS], "big"))
+            return numbers.public_key()
+        if obj.key_type == KeyType.EC:
+            params = ECDomainParameters.load(obj[Attribute.EC_PARAMS])
+            if params.name != "named":
+                raise InvalidRequest("Only named EC curves are supported.")
+            curve = ec.get_curve_for_oid(x509.ObjectIdentifier(params.chosen.dotted))()
+            point = obj[Attribute.EC_POINT]
+            expected = 1 + 2 * ((curve.key_size + 7) // 8)
+            if len(point) != expected or point[0] != 4:
+                point = OctetString.load(point).native  # DER-wrapped, as the spec says
+            return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
+        raise InvalidRequest("Unsupported key type on the token.", key_type=str(obj.key_type))
+
+    def _public_for(self, entry: _Entry, key_id: bytes, private: Any | None = None
+                    ) -> PublicKeyTypes:
+        found = self._objects(entry.session, {Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                                              Attribute.ID: key_id})
+        if found:
+            return self._public_from_object(found[0])
+        certs = self._objects(entry.session, {Attribute.CLASS: ObjectClass.CERTIFICATE,
+                                              Attribute.ID: key_id})
+        if certs:
+            return x509.load_der_x509_certificate(certs[0][Attribute.VALUE]).public_key()
+        if private is not None and private.key_type == KeyType.RSA:
+            return self._public_from_object(private)
+        raise KeyNotFound("No public key or certificate for this key ID.",
+                          key_id=key_id.hex())
+
+    def _token_sign(self, token_label: str, key_id: bytes, mechanism: Mechanism,
+                    param: Any, data: bytes) -> bytes:
+        """Sign ``data`` with a pooled, logged-in token key (used by the key objects)."""
+        self._raise_if_locked(token_label)
+        module = self._module()
+        with module.lock:
+            state = self._state(module)
+            entry = state.entries.get(token_label)
+            if entry is None or not entry.logged_in:
+                raise LoginRequired("The token is not logged in any more; get the key again "
+                                    "with the PIN.", token=token_label)
+            key = entry.private_keys.get(key_id)
+            try:
+                if key is None:
+                    key = self._find_private(entry, key_id=key_id, key_label=None)
+                    entry.private_keys[key_id] = key
+                return bytes(key.sign(data, mechanism=mechanism, mechanism_param=param))
+            except p11.UserNotLoggedIn as exc:
+                entry.logged_in = False
+                entry.private_keys.clear()
+                raise LoginRequired("The token is not logged in any more; get the key "
+                                    "again with the PIN.", token=token_label) from exc
+            except _GONE as exc:
+                self._drop(state, token_label)
+                raise _module_error(exc, "signing") from exc
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "signing") from exc
+
+    # ------------------------------------------------------------------ token lifecycle
+
+    def init_token(self, label: str, so_pin: str, user_pin: str) -> None:
+        """Initialise a free (uninitialised) token with ``label`` and set its user PIN.
+
+        Raises :class:`TokenAlreadyExists` if a token already has the label,
+        :class:`NoFreeSlot` if the module offers no uninitialised token, and
+        :class:`PinPolicyViolation` if ``user_pin`` breaks the policy.
+        """
+        _check_label(label)
+        _check_pin_given(so_pin)
+        check_pin_policy(user_pin)
+        with self._locked() as state:
+            self._rescan(state)
+            if label in state.slots:
+                raise TokenAlreadyExists("A token already has this label.", token=label)
+            free = None
+            try:
+                for slot in state.module.lib.get_slots(token_present=True):
+                    if not slot.get_token().flags & TokenFlag.TOKEN_INITIALIZED:
+                        free = slot
+                        break
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "listing slots") from exc
+            if free is None:
+                raise NoFreeSlot("The token module has no uninitialised token left.")
+            rv = state.module.init_token(free.slot_id, so_pin, label)
+            if rv != _mod.CKR_OK:
+                raise HsmError("The token module refused to initialise the token.",
+                               token=label, code=f"0x{rv:x}")
+            self._rescan(state)
+            slot = self._slot(state, label)
+            try:
+                session = slot.get_token().open(rw=True)
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "opening a session") from exc
+            try:
+                rv = state.module.login(session.handle, _mod.CKU_SO, so_pin)
+                if rv != _mod.CKR_OK:
+                    raise HsmError("The new token refused the SO login.", token=label,
+                                   code=f"0x{rv:x}")
+                try:
+                    session.init_pin(user_pin)
+                except p11.PKCS11Error as exc:
+                    raise _module_error(exc, "setting the user PIN") from exc
+                finally:
+                    state.module.logout(session.handle)
+            finally:
+                try:
+                    session.close()
+                except p11.PKCS11Error:
+                    pass
+        self._attempts.reset(label)
+
+    def token_exists(self, label: str) -> bool:
+        """Whether an initialised token has ``label`` (the slot map is refreshed on a miss)."""
+        _check_label(label)
+        with self._locked() as state:
+            try:
+                self._slot(state, label)
+            except TokenNotFound:
+                return False
+            return True
+
+    def destroy_objects(self, label: str, pin: str) -> int:
+        """Destroy every object on the token (keys, certificates, data); return the count."""
+        self._login(label, pin)
+        with self._locked() as state:
+            entry = self._entry(state, label)
+            try:
+                objects = self._objects(entry.session, {})
+                for obj in objects:
+                    obj.destroy()
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "destroying objects") from exc
+            finally:
+                entry.private_keys.clear()
+                entry.secret_keys.clear()
+            return len(objects)
+
+    def release(self, label: str) -> None:
+        """Log one token out and close its pooled session (no-op if not pooled)."""
+        with self._locked() as state:
+            self._drop(state, label)
+
+    def close(self) -> None:
+        """Log out every pooled token and close its session. Key objects handed out so far
+        raise :class:`LoginRequired` afterwards; the library itself can be used again."""
+        module = _mod._registry.get(self.module_path)
+        if module is None or self._state_ is None:
+            return
+        with module.lock:
+            state = self._state_
+            if state is None or state.module is not module or state.pid != os.getpid() \
+                    or state.generation != module.generation:
+                self._state_ = None
+                return
+            for label in list(state.entries):
+                self._drop(state, label)
+            state.slots.clear()
+
+    # ------------------------------------------------------------------ keys and certificates
+
+    def generate_key_pair(self, label: str, pin: str, *, key_type: str, key_label: str,
+                          key_id: bytes) -> PublicKeyTypes:
+        """Generate a key pair on the token; return its public key.
+
+        The private key is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, not CKA_EXTRACTABLE and
+        may only sign; both halves carry ``key_id`` and ``key_label``.
+        """
+        spec = KEY_TYPES.get(key_type)
+        if spec is None:
+            raise InvalidRequest("Unknown key type.", key_type=key_type,
+                                 allowed=sorted(KEY_TYPES))
+        if not isinstance(key_id, bytes) or not key_id:
+            raise InvalidRequest("A key ID (non-empty bytes) is required.")
+        self._login(label, pin)
+        public_template = {
+            Attribute.TOKEN: True, Attribute.PRIVATE: False, Attribute.VERIFY: True,
+            Attribute.ENCRYPT: False, Attribute.WRAP: False,
+            Attribute.ID: key_id, Attribute.LABEL: key_label,
+        }
+        private_template = {
+            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.DECRYPT: False,
+            Attribute.UNWRAP: False, Attribute.DERIVE: False,
+            Attribute.ID: key_id, Attribute.LABEL: key_label,
+        }
+        key_kind, size = spec
+        with self._locked() as state:
+            entry = self._entry(state, label)
+            session = entry.session
+            try:
+                clash = (self._objects(session, {Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+                                                 Attribute.ID: key_id})
+                         or self._objects(session, {Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                                                    Attribute.ID: key_id}))
+                if clash:
+                    raise KeyAlreadyExists("A key with this ID is already on the token.",
+                                           token=label, key_id=key_id.hex())
+                capabilities = MechanismFlag.SIGN | MechanismFlag.VERIFY
+                if key_kind == KeyType.EC and isinstance(size, str):
+                    params = session.create_domain_parameters(
+                        KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(size)},
+                        local=True)
+                    public, _private = params.generate_keypair(
+                        store=True, capabilities=capabilities,
+                        public_template=public_template, private_template=private_template)
+                elif key_kind == KeyType.RSA and isinstance(size, int):
+                    public, _private = session.generate_keypair(
+                        KeyType.RSA, size, store=True, capabilities=capabilities,
+                        public_template=public_template, private_template=private_template)
+                else:  # pragma: no cover - KEY_TYPES is consistent
+                    raise InvalidRequest("Unknown key type.", key_type=key_type)
+                return self._public_from_object(public)
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "generating a key pair") from exc
+
+    def private_key(self, label: str, pin: str, *, key_id: bytes | None = None,
+                    key_label: str | None = None) -> TokenPrivateKey:
+        """Check the PIN (counting failures) and return a signing key object.
+
+        The key signs through this library's pool until the library is closed, the token is
+        released or logged out by a later wrong PIN, or the token gets locked.
+        """
+        if key_id is None and key_label is None:
+            raise InvalidRequest("Give key_id or key_label.")
+        self._login(label, pin)
+        with self._locked() as state:
+            entry = self._entry(state, label)
+            try:
+                obj = self._find_private(entry, key_id=key_id, key_label=key_label)
+                found_id = bytes(obj.id)
+                found_label = obj.label
+                public = self._public_for(entry, found_id, obj)
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "looking up the key") from exc
+            entry.private_keys[found_id] = obj
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            return TokenECPrivateKey(self, label, found_id, found_label, public)
+        if isinstance(public, rsa.RSAPublicKey):
+            return TokenRSAPrivateKey(self, label, found_id, found_label, public)
+        raise InvalidRequest("Unsupported key type on the token.")
+
+    def public_key(self, label: str, *, key_id: bytes) -> PublicKeyTypes:
+        """The public key with ``key_id`` (public objects: no PIN needed)."""
+        with self._locked() as state:
+            entry = self._entry(state, label)
+            try:
+                return self._public_for(entry, key_id)
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "reading a public key") from exc
+
+    def store_certificate(self, label: str, pin: str, *, key_id: bytes, cert_der: bytes,
+                          cert_label: str) -> None:
+        """Store an X.509 certificate (public object) next to its key; an older certificate
+        with the same ID is replaced."""
+        try:
+            cert = x509.load_der_x509_certificate(cert_der)
+        except ValueError as exc:
+            raise InvalidRequest("Not a DER X.509 certificate.") from exc
+        serial = cert.serial_number
+        serial_der = Integer(serial).dump()
+        self._login(label, pin)
+        with self._locked() as state:
+            entry = self._entry(state, label)
+            try:
+                for old in self._objects(entry.session, {
+                        Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.ID: key_id}):
+                    old.destroy()
+                entry.session.create_object({
+                    Attribute.CLASS: ObjectClass.CERTIFICATE,
+                    Attribute.CERTIFICATE_TYPE: pkcs11.CertificateType.X_509,
+                    Attribute.TOKEN: True, Attribute.PRIVATE: False,
+                    Attribute.MODIFIABLE: True,
+                    Attribute.ID: key_id, Attribute.LABEL: cert_label,
+                    Attribute.SUBJECT: cert.subject.public_bytes(),
+                    Attribute.ISSUER: cert.issuer.public_bytes(),
+                    Attribute.SERIAL_NUMBER: serial_der,
+                    Attribute.VALUE: cert_der,
+                })
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "storing a certificate") from exc
+
+    def read_certificate(self, label: str, *, key_id: bytes) -> bytes | None:
+        """The DER certificate stored with ``key_id``, or ``None``."""
+        with self._locked() as state:
+            entry = self._entry(state, label)
+            try:
+                found = self._objects(entry.session, {
+                    Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.ID: key_id})
+                return bytes(found[0][Attribute.VALUE]) if found else None
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "reading a certificate") from exc
+
+    # ------------------------------------------------------------------ PINs
+
+    def check_pin(self, label: str, pin: str) -> None:
+        """Raise :class:`PinIncorrect` / :class:`PinLocked` unless ``pin`` is right. A
+        correct PIN clears the failure count and leaves the token logged in."""
+        self._login(label, pin)
+
+    def change_pin(self, label: str, old_pin: str, new_pin: str) -> None:
+        """Change the user PIN; ``old_pin`` is checked (and counted), ``new_pin`` must
+        satisfy the policy (checked first, so a weak new PIN costs no attempt)."""
+        check_pin_policy(new_pin)
+        self._login(label, old_pin)
+        with self._locked() as state:
+            entry = self._entry(state, label)
+            try:
+                entry.session.set_pin(old_pin, new_pin)
+            except (p11.PinInvalid, p11.PinLenRange, p11.PinTooWeak) as exc:
+                raise PinPolicyViolation("The token refused the new PIN.", token=label,
+                                         reason="token-policy") from exc
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "changing the PIN") from exc
+
+    def reset_pin(self, label: str, so_pin: str, *, length: int = 6) -> str:
+        """As security officer, set a NEW random policy-compliant user PIN, clear the failure
+        count and the lock, and return the PIN (the only moment it exists in clear).
+
+        A wrong SO PIN raises :class:`PinIncorrect` with ``extras['role'] == 'so'``; it is not
+        counted here (the module itself locks the SO PIN if it does so).
+        """
+        _check_label(label)
+        _check_pin_given(so_pin)
+        new_pin = generate_pin(length)
+        module = self._module()
+        with module.lock:
+            state = self._state(module)
+        with state.label_lock(label):
+            rv = self._login_on_token(module, label, _mod.CKU_SO, so_pin)
+            if rv == _mod.CKR_PIN_INCORRECT:
+                raise PinIncorrect("Wrong SO PIN.", token=label, role="so")
+            if rv == _mod.CKR_PIN_LOCKED:
+                raise PinLocked("The token reports its SO PIN locked.", token=label,
+                                role="so")
+            if rv != _mod.CKR_OK:
+                raise HsmError("The token refused the SO login.", token=label,
+                               code=f"0x{rv:x}")
+            with module.lock:
+                entry = self._entry(self._state(module), label)
+                try:
+                    entry.session.init_pin(new_pin)
+                except p11.PKCS11Error as exc:
+                    raise _module_error(exc, "setting the user PIN") from exc
+                finally:
+                    module.logout(entry.session.handle)
+            self._attempts.reset(label)
+        return new_pin
+
+    def is_locked(self, label: str) -> bool:
+        """Locked by the service's failure count, or reported locked by the module."""
+        if self._attempts.failures(label) >= self.max_attempts:
+            return True
+        with self._locked() as state:
+            slot = self._slot(state, label)
+            try:
+                flags = slot.get_token().flags
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "reading token flags") from exc
+            return bool(flags & TokenFlag.USER_PIN_LOCKED)
+
+    # ------------------------------------------------------------------ sealed secrets
+
+    def _secret_key(self, entry: _Entry, key_label: str) -> Any:
+        key = entry.secret_keys.get(key_label)
+        if key is None:
+            found = self._objects(entry.session, {Attribute.CLASS: ObjectClass.SECRET_KEY,
+                                                  Attribute.LABEL: key_label})
+            if not found:
+                raise KeyNotFound("No secret key has this label.", key_label=key_label)
+            key = entry.secret_keys[key_label] = found[0]
+        return key
+
+    def ensure_secret_key(self, label: str, pin: str, key_label: str) -> None:
+        """Make sure an AES-256 key (token, private, sensitive, not extractable, encrypt and
+        decrypt only) labelled ``key_label`` exists on the token."""
+        self._login(label, pin)
+        with self._locked() as state:
+            entry = self._entry(state, label)
+            try:
+                try:
+                    self._secret_key(entry, key_label)
+                    return
+                except KeyNotFound:
+                    pass
+                entry.secret_keys[key_label] = entry.session.generate_key(
+                    KeyType.AES, 256, label=key_label, store=True,
+                    capabilities=MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
+                    template={
+                        Attribute.TOKEN: True, Attribute.PRIVATE: True,
+                        Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
+                        Attribute.ENCRYPT: True, Attribute.DECRYPT: True,
+                        Attribute.WRAP: False, Attribute.UNWRAP: False,
+                        Attribute.SIGN: False, Attribute.VERIFY: False,
+                        Attribute.DERIVE: False,
+                    })
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "generating a secret key") from exc
+
+    def encrypt(self, label: str, pin: str, key_label: str, plaintext: bytes,
+                aad: bytes = b"") -> bytes:
+        """AES-256-GCM on the token. Blob: version byte, 12-byte random nonce, ciphertext
+        and 16-byte tag. Random nonces: keep a key under 2**32 messages."""
+        self._login(label, pin)
+        nonce = os.urandom(_GCM_NONCE_BYTES)
+        with self._locked() as state:
+            entry = self._entry(state, label)
+            try:
+                key = self._secret_key(entry, key_label)
+                sealed = key.encrypt(plaintext, mechanism=Mechanism.AES_GCM,
+                                     mechanism_param=pkcs11.GCMParams(nonce, aad or None,
+                                                                      _GCM_TAG_BITS))
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "encrypting") from exc
+        return _BLOB_VERSION + nonce + bytes(sealed)
+
+    def decrypt(self, label: str, pin: str, key_label: str, blob: bytes,
+                aad: bytes = b"") -> bytes:
+        """Reverse :meth:`encrypt`; raise :class:`DecryptionFailed` if the blob, the AAD or
+        the key do not match."""
+        if (len(blob) < 1 + _GCM_NONCE_BYTES + _GCM_TAG_BITS // 8
+                or blob[:1] != _BLOB_VERSION):
+            raise DecryptionFailed("Not a sealed blob of this version.")
+        nonce = blob[1:1 + _GCM_NONCE_BYTES]
+        sealed = blob[1 + _GCM_NONCE_BYTES:]
+        self._login(label, pin)
+        with self._locked() as state:
+            entry = self._entry(state, label)
+            key = self._secret_key(entry, key_label)
+            try:
+                return bytes(key.decrypt(sealed, mechanism=Mechanism.AES_GCM,
+                                         mechanism_param=pkcs11.GCMParams(
+                                             nonce, aad or None, _GCM_TAG_BITS)))
+            except (p11.EncryptedDataInvalid, p11.EncryptedDataLenRange,
+                    p11.FunctionFailed, p11.SignatureInvalid, p11.DataInvalid,
+                    p11.GeneralError) as exc:
+                # SoftHSM2 reports a GCM tag mismatch as CKR_GENERAL_ERROR.
+                raise DecryptionFailed("The sealed blob did not authenticate.") from exc
+            except p11.PKCS11Error as exc:
+                raise _module_error(exc, "decrypting") from exc
+
