@@ -9,12 +9,14 @@ Invariants: these objects never hold or return private key material (``private_b
 ``private_numbers``, ``exchange`` and ``decrypt`` raise :class:`OperationRefused`); they are
 not picklable; copying returns the same object. The data is hashed in Python, the token
 signs the digest (CKM_ECDSA, CKM_RSA_PKCS over a DigestInfo, CKM_RSA_PKCS_PSS), because
-modules such as SoftHSM2 lack the combined hash-and-sign mechanisms for ECDSA.
+modules such as SoftHSM2 lack the combined hash-and-sign mechanisms for ECDSA. The token's
+ECDSA output r || s is re-encoded as DER with cryptography's ``encode_dss_signature``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any, NoReturn, Protocol
 
 from asn1crypto.algos import DigestInfo
@@ -36,15 +38,18 @@ class _TokenSigner(Protocol):
 
 # name -> (PKCS#11 hash mechanism, MGF1 with that hash, DigestInfo prefix)
 _HASHES: dict[str, tuple[Mechanism, MGF, bytes]] = {}
-for _name, _mech, _mgf, _size in (
-    ("sha224", Mechanism.SHA224, MGF.SHA224, 28),
-    ("sha256", Mechanism.SHA256, MGF.SHA256, 32),
-    ("sha384", Mechanism.SHA384, MGF.SHA384, 48),
-    ("sha512", Mechanism.SHA512, MGF.SHA512, 64),
+# name -> hashlib constructor (the signing hot path: cheaper than hashlib.new(name))
+_HASHLIB: dict[str, Callable[[bytes], Any]] = {}
+for _name, _mech, _mgf, _size, _ctor in (
+    ("sha224", Mechanism.SHA224, MGF.SHA224, 28, hashlib.sha224),
+    ("sha256", Mechanism.SHA256, MGF.SHA256, 32, hashlib.sha256),
+    ("sha384", Mechanism.SHA384, MGF.SHA384, 48, hashlib.sha384),
+    ("sha512", Mechanism.SHA512, MGF.SHA512, 64, hashlib.sha512),
 ):
     _encoded = DigestInfo({"digest_algorithm": {"algorithm": _name},
                            "digest": b"\0" * _size}).dump()
     _HASHES[_name] = (_mech, _mgf, _encoded[:-_size])
+    _HASHLIB[_name] = _ctor
 
 
 def _hash_entry(algorithm: hashes.HashAlgorithm) -> tuple[Mechanism, MGF, bytes]:
@@ -64,8 +69,10 @@ def _digest(data: bytes, algorithm: hashes.HashAlgorithm | utils.Prehashed
             raise ValueError("The provided data must be the same length as the hash "
                              "algorithm's digest size.")
         return bytes(data), hash_algorithm
-    _hash_entry(algorithm)
-    return hashlib.new(algorithm.name, data).digest(), algorithm
+    constructor = _HASHLIB.get(algorithm.name)
+    if constructor is None:
+        raise UnsupportedAlgorithm(f"Token keys do not sign with {algorithm.name}.")
+    return constructor(data).digest(), algorithm
 
 
 class TokenKey:

@@ -251,3 +251,4 @@ def test_certificate_builder_with_rsa_pss(rsa_key: TokenRSAPrivateKey) -> None:
             .not_valid_before(NOW).not_valid_after(NOW + datetime.timedelta(days=1))
             .sign(rsa_key, hashes.SHA256(), rsa_padding=pss))
     cert.verify_directly_issued_by(cert)
+
