@@ -48,6 +48,7 @@ CKR_USER_NOT_LOGGED_IN = 0x101
 CKR_USER_PIN_NOT_INITIALIZED = 0x102
 CKR_USER_ANOTHER_ALREADY_LOGGED_IN = 0x104
 CKR_CRYPTOKI_NOT_INITIALIZED = 0x190
+CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191
 
 CKU_SO = 0
 CKU_USER = 1
@@ -70,6 +71,7 @@ class _FunctionListHead(ctypes.Structure):
                                                      for name in _FUNCTIONS]
 
 
+_Initialize = ctypes.CFUNCTYPE(_ULONG, ctypes.c_void_p)
 _InitToken = ctypes.CFUNCTYPE(_ULONG, _ULONG, _BYTES, _ULONG, _BYTES)
 _Login = ctypes.CFUNCTYPE(_ULONG, _ULONG, _ULONG, _BYTES, _ULONG)
 _Logout = ctypes.CFUNCTYPE(_ULONG, _ULONG)
@@ -105,6 +107,7 @@ class LoadedModule:
             table = head.contents
             self._raw = {
                 "dll": dll,
+                "initialize": _Initialize(table.C_Initialize),
                 "init_token": _InitToken(table.C_InitToken),
                 "login": _Login(table.C_Login),
                 "logout": _Logout(table.C_Logout),
@@ -112,6 +115,11 @@ class LoadedModule:
         return self._raw
 
     # Raw calls: the caller holds ``self.lock``. They return the CK_RV, never raise on it.
+
+    def c_initialize(self) -> int:
+        """C_Initialize(NULL), bypassing python-pkcs11's "already initialised" flag (which a
+        forked child inherits from its parent)."""
+        return int(self._functions()["initialize"](None))
 
     def init_token(self, slot_id: int, so_pin: str, label: str) -> int:
         pin = so_pin.encode("utf-8")
@@ -170,19 +178,28 @@ def load_module(path: str) -> LoadedModule:
             return module
         if not os.path.isfile(path):
             raise ModuleUnavailable("The PKCS#11 module file does not exist.", module=path)
+        real = os.path.realpath(path)
+        other = next((m for m in _registry.values()
+                      if m.pid == pid and os.path.realpath(m.path) == real), None)
+        if other is not None:
+            # The same module under another name: share its lock, never a second one.
+            _registry[path] = other
+            return other
         try:
             lib = pkcs11.lib(path)
-            if module is not None:
-                # Inherited from the parent: initialise the module for this process.
-                _inherited.append(module)
-                try:
-                    lib.finalize()
-                except PKCS11Error:
-                    pass
-                lib.initialize()
         except (PKCS11Error, OSError) as exc:
             raise ModuleUnavailable("The PKCS#11 module could not be loaded.",
                                     module=path) from exc
         fresh = LoadedModule(path, lib)
+        if module is not None:
+            # Inherited from the parent (fork): the child must call C_Initialize itself
+            # (PKCS#11 v2.40, section 6.7.7). No C_Finalize: it could tear down state that
+            # the parent still uses (a network HSM client's connection, say). A module that
+            # does not notice the fork answers "already initialised"; we then go on with it.
+            _inherited.append(module)
+            rv = fresh.c_initialize()
+            if rv not in (CKR_OK, CKR_CRYPTOKI_ALREADY_INITIALIZED):
+                raise ModuleUnavailable("The PKCS#11 module could not be initialised in "
+                                        "this process.", module=path, code=f"0x{rv:x}")
         _registry[path] = fresh
         return fresh

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from hsm import PinIncorrect, TokenLibrary
+from hsm import PinIncorrect, TokenLibrary, _module
 from tests.hsm_fixtures import HsmToken
 
 pytestmark = pytest.mark.hsm
@@ -126,3 +127,17 @@ def test_forked_child_loads_the_module_anew(hsm_token: HsmToken) -> None:
     public.verify(signature, b"child", ec.ECDSA(hashes.SHA256()))  # type: ignore[union-attr,call-arg]
     # and the parent's pool still works
     library.private_key(label, pin, key_id=b"\x01").sign(b"parent", ec.ECDSA(hashes.SHA256()))
+
+
+def test_one_lock_per_module_even_under_another_path(hsm_token: HsmToken,
+                                                     tmp_path: Path) -> None:
+    library, label, _, pin = hsm_token
+    library.check_pin(label, pin)
+    alias = tmp_path / "alias-of-the-module.so"
+    alias.symlink_to(library.module_path)
+    assert _module.load_module(str(alias)) is _module.load_module(library.module_path)
+    other = TokenLibrary(str(alias))
+    try:
+        other.check_pin(label, pin)
+    finally:
+        other.close()
