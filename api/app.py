@@ -1,25 +1,49 @@
-"""The Flask application factory."""
+"""The Flask application factory.
+
+``create_app(settings=None)`` builds one application over one :class:`~api.runtime.Runtime`
+(settings, database, token layer, clock): the blueprints of ``BLUEPRINT_MODULES``, RFC 9457
+problem responses for every error, security headers, CORS (off unless
+``TAWQI_CORS_ORIGINS`` names origins), a body size limit, Prometheus metrics and the
+OpenAPI document.
+"""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import logging
+import secrets
+from pathlib import Path
 
-from flask import Flask, Response, current_app, json
+from flask import Flask, Response, current_app, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from api import problems
+from api.accounts import Passwords
 from api.blueprints import BLUEPRINT_MODULES
+from api.metrics import Metrics
+from api.problems import PROBLEM_BASE, problem
+from api.ratelimit import Limit
+from api.routing import IdConverter
 from api.runtime import Runtime
 from core.config import Settings
-from core.errors import TawqiError
+from core.errors import ConfigurationError
 
-PROBLEM_BASE = "https://tawqi.ma/problems/"
+__all__ = ["PROBLEM_BASE", "create_app", "problem", "runtime"]
 
+log = logging.getLogger("tawqi.api")
 
-def problem(status: int, type_: str, title: str, detail: str, **extras: Any) -> Response:
-    """An RFC 9457 problem response."""
-    body = {"type": PROBLEM_BASE + type_, "title": title, "status": status,
-            "detail": detail, **extras}
-    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
+# Strict by default: JSON needs none of these; the docs page relaxes style-src with a nonce.
+CSP = ("default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+}
+CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
+CORS_EXPOSED_HEADERS = "Location, Retry-After, Idempotent-Replayed, X-Request-Id"
 
 
 def runtime() -> Runtime:
@@ -28,17 +52,87 @@ def runtime() -> Runtime:
     return rt
 
 
+def check_settings(settings: Settings) -> None:
+    """Refuse at start-up what the API cannot run with."""
+    for kind in ("auth", "pin", "otp"):
+        Limit.parse(getattr(settings, f"rate_limit_{kind}"), f"TAWQI_RATE_LIMIT_{kind.upper()}")
+    for name in ("max_json_kb", "max_upload_mb", "session_ttl_minutes",
+                 "idempotency_ttl_hours", "argon2_time_cost", "argon2_memory_kib"):
+        if getattr(settings, name) < 1:
+            raise ConfigurationError(f"TAWQI_{name.upper()} must be at least 1")
+    if settings.trusted_proxies < 0:
+        raise ConfigurationError("TAWQI_TRUSTED_PROXIES cannot be negative")
+    for origin in cors_origins(settings):
+        if origin == "*" or not origin.startswith(("https://", "http://")):
+            raise ConfigurationError("TAWQI_CORS_ORIGINS lists exact origins such as "
+                                     "https://permis.example.ma; '*' is refused")
+
+
+def cors_origins(settings: Settings) -> set[str]:
+    return {o.strip().rstrip("/") for o in settings.cors_origins.split(",") if o.strip()}
+
+
 def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -> Flask:
     settings = settings or (rt.settings if rt else Settings.from_env())
+    check_settings(settings)
     rt = rt or Runtime(settings)
-    app = Flask("tawqi")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
+    app = Flask("tawqi", root_path=str(Path(__file__).resolve().parent))
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
+        SECRET_KEY=settings.secret_key or secrets.token_hex(32),
+        JSON_SORT_KEYS=False,
+        TRAP_HTTP_EXCEPTIONS=False,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.extensions["tawqi"] = rt
+    app.extensions["tawqi.passwords"] = Passwords(settings.argon2_time_cost,
+                                                  settings.argon2_memory_kib)
+    metrics = Metrics(rt)
+    app.extensions["tawqi.metrics"] = metrics
+    metrics.install(app)
+    problems.install(app)
+    _install_headers(app, cors_origins(settings))
+    app.url_map.converters["id"] = IdConverter
     for name in BLUEPRINT_MODULES:
-        app.register_blueprint(importlib.import_module(name).bp)
-
-    @app.errorhandler(TawqiError)
-    def _domain_error(exc: TawqiError) -> Response:
-        return problem(exc.status, exc.type, exc.title, exc.detail, **exc.extras)
-
+        module = importlib.import_module(name)
+        app.register_blueprint(module.bp)
+        setup = getattr(module, "setup", None)
+        if setup is not None:  # a blueprint may register metrics sources and the like
+            setup(app, rt)
     return app
+
+
+def _install_headers(app: Flask, origins: set[str]) -> None:
+    @app.before_request
+    def _request_id() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        if 8 <= len(incoming) <= 64 and incoming.replace("-", "").isalnum():
+            g.request_id = incoming
+        else:
+            problems.request_id()
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        if request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security",
+                                        "max-age=63072000; includeSubDomains")
+        if "Authorization" in request.headers:
+            response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Request-Id"] = problems.request_id()
+        origin = request.headers.get("Origin", "").rstrip("/")
+        if origins and origin in origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
+            response.vary.add("Origin")
+            if request.method == "OPTIONS":
+                response.headers["Access-Control-Allow-Methods"] = \
+                    response.headers.get("Allow", "GET, POST, PUT, PATCH, DELETE")
+                response.headers["Access-Control-Allow-Headers"] = CORS_ALLOWED_HEADERS
+                response.headers["Access-Control-Max-Age"] = "600"
+        return response

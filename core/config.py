@@ -87,6 +87,24 @@ class Settings:
 
     # HTTP
     max_upload_mb: int = 20
+    # Largest JSON request body, in KiB (uploads use max_upload_mb).
+    max_json_kb: int = 256
+    # Lifetime of a bearer token issued by POST /auth/login.
+    session_ttl_minutes: int = 480
+    # Comma-separated origins allowed by CORS; empty (the default) turns CORS off.
+    cors_origins: str = ""
+    # Reverse proxies in front of the service whose X-Forwarded-* headers are trusted.
+    trusted_proxies: int = 0
+    # Rate limits, "<count>/<seconds>": login attempts per user name and per client address;
+    # PIN and one-time-code operations per principal and per client address.
+    rate_limit_auth: str = "10/300"
+    rate_limit_pin: str = "5/300"
+    rate_limit_otp: str = "5/300"
+    # How long an Idempotency-Key is remembered.
+    idempotency_ttl_hours: int = 24
+    # argon2id cost of user passwords (defaults: RFC 9106's second recommended option).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
 
     @property
     def effective_database_url(self) -> str:

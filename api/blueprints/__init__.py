@@ -1,5 +1,13 @@
-"""One blueprint per domain. ``api.app.create_app`` registers every module listed here."""
+"""One blueprint per domain. ``api.app.create_app`` registers every module listed here.
+
+A module exports ``bp`` (an :class:`api.routing.ApiBlueprint`, so that its operations are
+authorised, validated and documented) and may export ``setup(app, runtime)``.
+"""
 
 BLUEPRINT_MODULES = [
     "api.blueprints.health",
+    "api.blueprints.docs",
+    "api.blueprints.auth",
+    "api.blueprints.quotas",
+    "api.blueprints.audit",
 ]

@@ -1,0 +1,336 @@
+"""Accounts: users with roles and argon2id passwords, machine API keys, bearer sessions.
+
+A service like the domains' own: it takes a Session, a Clock and plain values, writes an
+audit event for every change (``auth.*``) and never touches Flask. Secrets cross it once:
+:func:`create_api_key` and :func:`login` return the clear value to show to the caller, and
+only hashes are stored. Invariant: no function here logs, stores or returns a stored
+secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.errors import (
+    ApiKeyNotFound,
+    BadCredentials,
+    InvalidAccount,
+    TokenInvalid,
+    UserExists,
+    UserNotFound,
+    WeakPassword,
+)
+from api.models import (
+    ROLE_CONTACT,
+    ROLE_HOLDER,
+    ROLE_PLATFORM,
+    USER_ROLES,
+    ApiKey,
+    AuthSession,
+    User,
+)
+from core.audit import record
+from core.clock import Clock, as_utc
+from quotas.models import Province
+
+SESSION_PREFIX = "tws_"
+KEY_PREFIX = "twk_"
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user (by role) or a machine client (role ``platform``).
+
+    ``province_code`` is set for contacts, ``holder_id`` for holders; ``key`` is a stable
+    string naming the principal (``user:7``, ``apikey:3``) for idempotency and rate limits.
+    """
+
+    kind: str  # "user" | "apikey"
+    id: int
+    name: str
+    role: str
+    province_code: str | None = None
+    holder_id: int | None = None
+    session_id: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this principal."""
+        return f"{self.kind}:{self.name}"
+
+
+class Passwords:
+    """argon2id with explicit costs (settings), and a constant-time refusal for unknown
+    users so that response times do not reveal which user names exist."""
+
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65536) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
+                                      parallelism=1)
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, stored: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored or self._dummy, password) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored: str) -> bool:
+        return self._hasher.check_needs_rehash(stored)
+
+
+def check_password(password: str, username: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise WeakPassword(f"a password has at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise WeakPassword(f"a password has at most {MAX_PASSWORD} characters")
+    if username.lower() in password.lower():
+        raise WeakPassword("a password must not contain the user name")
+    if len(set(password)) < 5:
+        raise WeakPassword("a password needs more than four distinct characters")
+
+
+# --------------------------------------------------------------------------- users
+
+
+def create_user(session: Session, clock: Clock, passwords: Passwords, *, username: str,
+                display_name: str, role: str, password: str,
+                province_code: str | None = None, holder_id: int | None = None,
+                actor: str) -> User:
+    username = username.strip().lower()
+    if not re.fullmatch(USERNAME_PATTERN, username):
+        raise InvalidAccount("a user name is 3 to 64 lowercase letters, digits, '.', '_' "
+                             "or '-', starting with a letter or digit")
+    if role not in USER_ROLES:
+        raise InvalidAccount(f"unknown role {role!r}", role=role)
+    if not display_name.strip():
+        raise InvalidAccount("a display name is required")
+    if role == ROLE_CONTACT:
+        if not province_code:
+            raise InvalidAccount("a provincial contact needs a province_code")
+        if session.get(Province, province_code) is None:
+            raise InvalidAccount(f"no prefecture/province {province_code}",
+                                 province_code=province_code)
+    elif province_code:
+        raise InvalidAccount("only a provincial contact has a province_code")
+    if role != ROLE_HOLDER and holder_id is not None:
+        raise InvalidAccount("only a holder account is linked to a holder")
+    check_password(password, username)
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise UserExists(f"user name {username!r} is taken", username=username)
+    now = clock.now()
+    user = User(username=username, display_name=display_name.strip(), role=role,
+                province_code=province_code, holder_id=holder_id,
+                password_hash=passwords.hash(password), active=True, created_at=now,
+                updated_at=now)
+    session.add(user)
+    session.flush()
+    record(session, clock, actor=actor, action="auth.user.created", object_type="user",
+           object_id=user.id, summary={"username": username, "role": role,
+                                       "province": province_code, "holder": holder_id})
+    return user
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise UserNotFound(f"no user {user_id}", user_id=user_id)
+    return user
+
+
+def list_users(session: Session, *, role: str | None = None, province_code: str | None = None,
+               active: bool | None = None, limit: int = 50,
+               offset: int = 0) -> tuple[list[User], int]:
+    query = select(User)
+    if role:
+        query = query.where(User.role == role)
+    if province_code:
+        query = query.where(User.province_code == province_code)
+    if active is not None:
+        query = query.where(User.active == active)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    users = list(session.scalars(query.order_by(User.id).limit(limit).offset(offset)))
+    return users, int(total)
+
+
+def set_active(session: Session, clock: Clock, user_id: int, active: bool, *,
+               actor: str) -> User:
+    """Disable (or re-enable) an account; disabling ends its sessions."""
+    user = get_user(session, user_id)
+    if user.active == active:
+        return user
+    now = clock.now()
+    user.active = active
+    user.updated_at = now
+    if not active:
+        for live in session.scalars(select(AuthSession).where(
+                AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))):
+            live.revoked_at = now
+    session.flush()
+    record(session, clock, actor=actor,
+           action="auth.user.enabled" if active else "auth.user.disabled",
+           object_type="user", object_id=user.id, summary={"username": user.username})
+    return user
+
+
+def link_holder(session: Session, clock: Clock, user_id: int, holder_id: int, *,
+                actor: str) -> User:
+    user = get_user(session, user_id)
+    if user.role != ROLE_HOLDER:
+        raise InvalidAccount("only a holder account is linked to a holder")
+    user.holder_id = holder_id
+    user.updated_at = clock.now()
+    session.flush()
+    record(session, clock, actor=actor, action="auth.user.holder_linked", object_type="user",
+           object_id=user.id, summary={"holder": holder_id})
+    return user
+
+
+def change_password(session: Session, clock: Clock, passwords: Passwords, user_id: int, *,
+                    current: str, new: str, actor: str) -> None:
+    user = get_user(session, user_id)
+    if not passwords.verify(user.password_hash, current):
+        raise BadCredentials("the current password is wrong")
+    check_password(new, user.username)
+    user.password_hash = passwords.hash(new)
+    user.updated_at = clock.now()
+    session.flush()
+    record(session, clock, actor=actor, action="auth.user.password_changed",
+           object_type="user", object_id=user.id, summary={})
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str  # shown once
+    expires_at: datetime
+    user: User
+
+
+def login(session: Session, clock: Clock, passwords: Passwords, *, username: str,
+          password: str, ttl: timedelta, client: str) -> IssuedToken:
+    """Check a password and issue a bearer token. Failures are audited by the caller in
+    its own transaction (this one rolls back)."""
+    username = username.strip().lower()
+    user = session.scalar(select(User).where(User.username == username))
+    ok = passwords.verify(user.password_hash if user else None, password)
+    if user is None or not ok or not user.active:
+        raise BadCredentials("wrong user name or password")
+    now = clock.now()
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash(password)
+    token = SESSION_PREFIX + secrets.token_urlsafe(32)
+    auth = AuthSession(token_hash=_sha256(token), user_id=user.id, created_at=now,
+                       expires_at=now + ttl)
+    user.last_login_at = now
+    session.add(auth)
+    session.flush()
+    record(session, clock, actor=f"user:{user.username}", action="auth.login",
+           object_type="user", object_id=user.id, summary={"session": auth.id,
+                                                           "client": client})
+    return IssuedToken(token, auth.expires_at, user)
+
+
+def logout(session: Session, clock: Clock, principal: Principal) -> None:
+    if principal.session_id is None:
+        return
+    auth = session.get(AuthSession, principal.session_id)
+    if auth is not None and auth.revoked_at is None:
+        auth.revoked_at = clock.now()
+        session.flush()
+        record(session, clock, actor=principal.actor, action="auth.logout",
+               object_type="user", object_id=principal.id, summary={"session": auth.id})
+
+
+def authenticate(session: Session, clock: Clock, bearer: str) -> Principal:
+    """The principal a bearer token or API key stands for, or :class:`TokenInvalid`."""
+    now = as_utc(clock.now())
+    if bearer.startswith(SESSION_PREFIX):
+        auth = session.scalar(select(AuthSession).where(
+            AuthSession.token_hash == _sha256(bearer)))
+        if auth is None or auth.revoked_at is not None or as_utc(auth.expires_at) <= now:
+            raise TokenInvalid("the bearer token is unknown, expired or revoked")
+        user = session.get(User, auth.user_id)
+        if user is None or not user.active:
+            raise TokenInvalid("the account is disabled")
+        return Principal("user", user.id, user.username, user.role, user.province_code,
+                         user.holder_id, auth.id)
+    if bearer.startswith(KEY_PREFIX):
+        prefix, _, secret = bearer[len(KEY_PREFIX):].partition("_")
+        key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix)) if secret else None
+        if key is None or key.revoked_at is not None or \
+                not hmac.compare_digest(key.secret_hash, _sha256(secret)):
+            raise TokenInvalid("the API key is unknown or revoked")
+        return Principal("apikey", key.id, key.name, key.role)
+    raise TokenInvalid("the Authorization header carries no Tawqi token or API key")
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: str  # shown once
+    record: ApiKey
+
+
+def create_api_key(session: Session, clock: Clock, *, name: str, actor: str) -> IssuedKey:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidAccount("an API key needs a name of 1 to 200 characters")
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey(prefix=prefix, secret_hash=_sha256(secret), name=name, role=ROLE_PLATFORM,
+                 created_at=clock.now(), created_by=actor)
+    session.add(key)
+    session.flush()
+    record(session, clock, actor=actor, action="auth.apikey.created", object_type="api_key",
+           object_id=key.id, summary={"name": name, "prefix": prefix, "role": key.role})
+    return IssuedKey(f"{KEY_PREFIX}{prefix}_{secret}", key)
+
+
+def list_api_keys(session: Session, *, include_revoked: bool = False, limit: int = 50,
+                  offset: int = 0) -> tuple[list[ApiKey], int]:
+    query = select(ApiKey)
+    if not include_revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return list(session.scalars(query.order_by(ApiKey.id).limit(limit).offset(offset))), \
+        int(total)
+
+
+def revoke_api_key(session: Session, clock: Clock, key_id: int, *, actor: str) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise ApiKeyNotFound(f"no API key {key_id}", key_id=key_id)
+    if key.revoked_at is None:
+        key.revoked_at = clock.now()
+        session.flush()
+        record(session, clock, actor=actor, action="auth.apikey.revoked",
+               object_type="api_key", object_id=key.id, summary={"prefix": key.prefix})
+    return key

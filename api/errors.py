@@ -1,0 +1,84 @@
+"""Errors raised by the API layer itself (authentication, idempotency, HTTP protocol).
+
+Like every package's errors they derive from the families of :mod:`core.errors`; the one
+handler in :mod:`api.problems` turns them into RFC 9457 responses.
+"""
+
+from __future__ import annotations
+
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+
+
+class BadCredentials(Unauthenticated):
+    """Wrong user name or password: the response never says which."""
+
+    type = "bad-credentials"
+    title = "Wrong user name or password"
+
+
+class TokenInvalid(Unauthenticated):
+    type = "token-invalid"
+    title = "The bearer token or API key is not valid"
+
+
+class NotPermitted(Forbidden):
+    type = "not-permitted"
+    title = "Not permitted"
+
+
+class OutOfScope(Forbidden):
+    """The role may do this, but not on this province, holder or credential."""
+
+    type = "out-of-scope"
+    title = "Outside your scope"
+
+
+class UserNotFound(NotFound):
+    type = "user-not-found"
+    title = "User not found"
+
+
+class UserExists(Conflict):
+    type = "user-exists"
+    title = "User name taken"
+
+
+class ApiKeyNotFound(NotFound):
+    type = "api-key-not-found"
+    title = "API key not found"
+
+
+class WeakPassword(InvalidInput):
+    type = "weak-password"
+    title = "Password too weak"
+
+
+class InvalidAccount(InvalidInput):
+    type = "invalid-account"
+    title = "Invalid account"
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """The same Idempotency-Key was sent with a different request."""
+
+    type = "idempotency-key-reused"
+    title = "Idempotency key reused for a different request"
+
+
+class IdempotencyKeyRequired(InvalidInput):
+    type = "idempotency-key-required"
+    title = "Idempotency-Key header required"
+    status = 428
+
+
+class MalformedRequest(InvalidInput):
+    """The body is not parseable (not JSON, bad encoding)."""
+
+    type = "malformed-request"
+    title = "Malformed request"
+    status = 400
+
+
+class CommuneNotFound(NotFound):
+    type = "commune-not-found"
+    title = "Commune not found"

@@ -1,0 +1,76 @@
+"""Idempotency keys: a retried POST gets the first response instead of doing it twice.
+
+The client sends ``Idempotency-Key`` (1-255 visible characters). The first successful
+response is stored with the key, the principal and a hash of the request, in the same
+transaction as the work it answers; a retry with the same key and the same request gets it
+back unchanged (header ``Idempotent-Replayed: true``). The same key with a different request
+is refused. Records are kept ``idempotency_ttl_hours``. Error responses are not stored, so a
+retry after a failure runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from api.errors import IdempotencyKeyReused, MalformedRequest
+from api.models import IdempotencyRecord
+from core.clock import Clock, as_utc
+
+HEADER = "Idempotency-Key"
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+@dataclass(frozen=True)
+class Stored:
+    status: int
+    body: str
+    location: str | None
+
+
+def check_key(key: str) -> str:
+    if not KEY_PATTERN.fullmatch(key):
+        raise MalformedRequest(f"{HEADER} must be 1 to 255 visible ASCII characters")
+    return key
+
+
+def request_hash(method: str, path: str, body: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (method.encode(), path.encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def lookup(session: Session, clock: Clock, principal: str, key: str, req_hash: str,
+           ttl: timedelta) -> Stored | None:
+    """The stored response for this key, None if there is none (or it expired)."""
+    row = session.scalar(select(IdempotencyRecord).where(
+        IdempotencyRecord.principal == principal, IdempotencyRecord.key == key))
+    if row is None:
+        return None
+    if as_utc(row.created_at) + ttl <= as_utc(clock.now()):
+        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == row.id))
+        return None
+    if row.request_hash != req_hash:
+        raise IdempotencyKeyReused(f"this {HEADER} was used for a different request")
+    return Stored(row.status, row.body, row.location)
+
+
+def store(session: Session, clock: Clock, principal: str, key: str, req_hash: str,
+          response: Stored) -> None:
+    session.add(IdempotencyRecord(principal=principal, key=key, request_hash=req_hash,
+                                  status=response.status, body=response.body,
+                                  location=response.location, created_at=clock.now()))
+    session.flush()
+
+
+def purge(session: Session, clock: Clock, ttl: timedelta) -> int:
+    result = session.execute(delete(IdempotencyRecord).where(
+        IdempotencyRecord.created_at < clock.now() - ttl))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

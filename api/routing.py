@@ -1,0 +1,400 @@
+"""Declared operations: one decorator gives a view its schemas, its authorisation, its
+limits and its OpenAPI entry.
+
+A blueprint is an :class:`ApiBlueprint`; each view is declared with
+:meth:`ApiBlueprint.operation`::
+
+    bp = ApiBlueprint("quotas", __name__, url_prefix="/v1/quotas", tag="Quotas")
+
+    @bp.operation("GET", "/<entity>", action="quotas.read", query=YearQuery,
+                  response=QuotaOut, summary="An entity's quota for a year")
+    def show(call: Call, entity: str, query: YearQuery) -> QuotaOut:
+        ...
+        call.authorize(Scope(province_code=allot.province_code))
+        return QuotaOut(...)
+
+The wrapper authenticates the bearer token or API key, refuses a role the action does not
+name (403), parses the query string and the JSON body into their dataclasses (400/415/422),
+counts rate-limited attempts, opens one unit of work, replays or stores an Idempotency-Key,
+calls the view, and serialises what it returns with the declared status. A view receives
+``call`` (the principal, the session, the clock, the runtime) and keyword arguments: the
+path parameters, ``query`` and ``body``.
+
+Fail closed: when the action's rule for the caller's role is scoped (a contact's province,
+a holder's own records, what a holder authorised), the view must call
+:meth:`Call.authorize` or :meth:`Call.list_scope`; if it returns without doing so the work
+is rolled back and the caller gets a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from flask import Blueprint, Flask, Response, current_app, request
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from werkzeug.routing import BaseConverter, ValidationError
+
+from api import accounts, idempotency, policy, ratelimit
+from api.accounts import Passwords, Principal
+from api.errors import IdempotencyKeyRequired, MalformedRequest, TokenInvalid
+from api.runtime import Runtime
+from api.schema import ValidationFailed, dump, load, load_query
+from core.audit import record
+from core.clock import Clock
+from core.config import Settings
+from core.errors import TawqiError, Unauthenticated
+
+log = logging.getLogger("tawqi.api")
+
+JSON = "application/json"
+RateKind = Literal["auth", "pin", "otp"]
+
+
+@dataclass
+class Operation:
+    """One HTTP operation as declared; the OpenAPI document is built from these."""
+
+    method: str
+    rule: str
+    endpoint: str
+    view: Callable[..., Any]
+    action: str | None  # None: public, no authentication
+    summary: str
+    description: str
+    tag: str
+    query: type | None = None
+    body: type | None = None
+    response: type | None = None
+    status: int = 200
+    idempotency: Literal["none", "optional", "required"] = "none"
+    rate_limit: RateKind | None = None
+    # For views that return a ready Response (files, CRLs): {media type: JSON Schema}.
+    produces: dict[str, dict[str, Any]] | None = None
+    # Bodies other than JSON (e.g. application/pdf uploads): {media type: JSON Schema}.
+    consumes: dict[str, dict[str, Any]] | None = None
+    errors: tuple[int, ...] = ()
+    blueprint: str = ""
+    deprecated: bool = False
+    operation_id: str = ""
+
+
+class ApiBlueprint(Blueprint):
+    """A Flask blueprint whose views are declared operations."""
+
+    def __init__(self, name: str, import_name: str, *, url_prefix: str = "",
+                 tag: str = "", description: str = "") -> None:
+        super().__init__(name, import_name, url_prefix=url_prefix or None)
+        self.tag = tag or name.capitalize()
+        self.tag_description = description
+        self.operations: list[Operation] = []
+
+    def operation(self, method: str, rule: str, *, action: str | None, summary: str,
+                  description: str = "", query: type | None = None, body: type | None = None,
+                  response: type | None = None, status: int = 200,
+                  idempotency: Literal["none", "optional", "required"] = "none",
+                  rate_limit: RateKind | None = None,
+                  produces: dict[str, dict[str, Any]] | None = None,
+                  consumes: dict[str, dict[str, Any]] | None = None,
+                  errors: tuple[int, ...] = (), tag: str = "",
+                  deprecated: bool = False) -> Callable[[Callable[..., Any]],
+                                                        Callable[..., Any]]:
+        if action is not None:
+            policy.reach("platform", action)  # KeyError at import time for a typo
+        method = method.upper()
+
+        def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+            op = Operation(method=method, rule=rule, endpoint=view.__name__, view=view,
+                           action=action, summary=summary,
+                           description=description or (view.__doc__ or "").strip(),
+                           tag=tag or self.tag, query=query, body=body, response=response,
+                           status=status, idempotency=idempotency, rate_limit=rate_limit,
+                           produces=produces, consumes=consumes, errors=errors,
+                           blueprint=self.name, deprecated=deprecated,
+                           operation_id=f"{self.name}.{view.__name__}")
+            self.operations.append(op)
+
+            def endpoint(**path: Any) -> Response:
+                return _dispatch(op, path)
+
+            endpoint.__name__ = view.__name__
+            endpoint.__doc__ = view.__doc__
+            self.add_url_rule(rule, view.__name__, endpoint, methods=[method])
+            return view
+
+        return decorate
+
+
+@dataclass
+class Call:
+    """What a view gets besides its parsed arguments."""
+
+    runtime: Runtime
+    session: Session
+    principal: Principal | None
+    action: str | None
+    location: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    _scoped: bool = False
+    _on_failure: list[Callable[[Session], None]] = field(default_factory=list)
+
+    @property
+    def clock(self) -> Clock:
+        return self.runtime.clock
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names the caller."""
+        return self.principal.actor if self.principal else "anonymous"
+
+    @property
+    def user(self) -> Principal:
+        if self.principal is None:
+            raise Unauthenticated("authentication required")
+        return self.principal
+
+    @property
+    def passwords(self) -> Passwords:
+        found: Passwords = current_app.extensions["tawqi.passwords"]
+        return found
+
+    def authorize(self, scope: policy.Scope, action: str | None = None) -> None:
+        """Refuse unless the caller may perform the operation's action (or ``action``)
+        on the object described by ``scope``."""
+        policy.authorize(self.user, action or self._action(), scope)
+        self._scoped = True
+
+    def list_scope(self, action: str | None = None) -> policy.ListScope:
+        """The restriction every list under this action must apply for the caller."""
+        found = policy.list_scope(self.user, action or self._action())
+        self._scoped = True
+        return found
+
+    def on_failure(self, callback: Callable[[Session], None]) -> None:
+        """Run ``callback`` in a fresh transaction if this call fails (e.g. to audit a
+        failed login, which the failed transaction cannot keep)."""
+        self._on_failure.append(callback)
+
+    def audit(self, action: str, object_type: str, object_id: str | int,
+              summary: dict[str, Any] | None = None) -> None:
+        record(self.session, self.clock, actor=self.actor, action=action,
+               object_type=object_type, object_id=object_id, summary=summary)
+
+    def _action(self) -> str:
+        if self.action is None:
+            raise TypeError("a public operation has no action to authorise")
+        return self.action
+
+    @property
+    def scoped(self) -> bool:
+        return self._scoped
+
+
+class ScopeNotChecked(TawqiError):
+    """A view with a scoped rule returned without checking the scope (a programming
+    error: the work is rolled back)."""
+
+    type = "internal-error"
+    title = "Internal error"
+    status = 500
+
+
+def runtime() -> Runtime:
+    rt: Runtime = current_app.extensions["tawqi"]
+    return rt
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise TokenInvalid("use 'Authorization: Bearer <token or API key>'")
+    return value.strip()
+
+
+def _authenticate(session: Session, rt: Runtime, op: Operation) -> Principal | None:
+    if op.action is None:
+        return None
+    token = _bearer()
+    if token is None:
+        raise Unauthenticated("this operation needs a bearer token or an API key")
+    principal = accounts.authenticate(session, rt.clock, token)
+    policy.check_role(principal, op.action)
+    return principal
+
+
+def _read_json(op: Operation, settings: Settings) -> Any:
+    request.max_content_length = settings.max_json_kb * 1024
+    mimetype = request.mimetype
+    if mimetype != JSON and not (mimetype.startswith("application/") and
+                                 mimetype.endswith("+json")):
+        raise _UnsupportedMediaType(f"send the body as {JSON}")
+    raw = request.get_data(cache=True)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedRequest("the body is not valid UTF-8 JSON") from exc
+
+
+class _UnsupportedMediaType(TawqiError):
+    type = "unsupported-media-type"
+    title = "Unsupported media type"
+    status = 415
+
+
+def _rate_limit(rt: Runtime, op: Operation, principal: Principal | None, body: Any) -> None:
+    if op.rate_limit is None:
+        return
+    settings = rt.settings
+    limit = ratelimit.Limit.parse(getattr(settings, f"rate_limit_{op.rate_limit}"),
+                                  f"TAWQI_RATE_LIMIT_{op.rate_limit.upper()}")
+    who = principal.key if principal else str(getattr(body, "username", "")).strip().lower()
+    buckets = [f"{op.rate_limit}:ip:{client_address()}"]
+    if who:
+        buckets.append(f"{op.rate_limit}:who:{who}")
+    with rt.unit_of_work() as session:
+        ratelimit.enforce(session, rt.clock, buckets, limit, {
+            "auth": "login attempts", "pin": "PIN operations",
+            "otp": "one-time-code operations"}[op.rate_limit])
+
+
+def _serialise(op: Operation, call: Call, result: Any) -> idempotency.Stored | Response:
+    if isinstance(result, Response):
+        return result
+    if op.response is None:
+        return idempotency.Stored(204 if op.status == 200 else op.status, "", call.location)
+    body = json.dumps(dump(result), ensure_ascii=False, separators=(",", ":"))
+    return idempotency.Stored(op.status, body, call.location)
+
+
+def _respond(stored: idempotency.Stored, call_headers: dict[str, str] | None = None,
+             replayed: bool = False) -> Response:
+    response = Response(stored.body or None, status=stored.status,
+                        mimetype=JSON if stored.body else None)
+    if stored.location:
+        response.headers["Location"] = stored.location
+    for name, value in (call_headers or {}).items():
+        response.headers[name] = value
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
+    rt = runtime()
+    settings = rt.settings
+    key = request.headers.get(idempotency.HEADER)
+    if key is not None and op.idempotency != "none":
+        key = idempotency.check_key(key)
+    elif op.idempotency == "required":
+        raise IdempotencyKeyRequired(f"this operation needs an {idempotency.HEADER} header")
+    kwargs: dict[str, Any] = dict(path)
+
+    principal: Principal | None = None
+    if op.rate_limit is not None and op.action is not None:
+        # Authenticate before counting, so the bucket is the principal's.
+        with rt.unit_of_work() as session:
+            principal = _authenticate(session, rt, op)
+    if op.query is not None:
+        kwargs["query"] = load_query(op.query, request.args.to_dict(flat=False))
+    elif request.args:
+        # Unknown parameters are refused, so a typo never silently widens a list.
+        raise ValidationFailed("this operation takes no query parameters",
+                               errors=[{"field": k, "message": "is not a known parameter"}
+                                       for k in request.args])
+    if op.body is not None:
+        kwargs["body"] = load(op.body, _read_json(op, settings))
+    _rate_limit(rt, op, principal, kwargs.get("body"))
+
+    req_hash = ""
+    if key is not None:
+        req_hash = idempotency.request_hash(request.method, request.full_path,
+                                            request.get_data(cache=True))
+    ttl = timedelta(hours=settings.idempotency_ttl_hours)
+    failures: list[Callable[[Session], None]] = []
+    try:
+        with rt.unit_of_work() as session:
+            if principal is None:
+                principal = _authenticate(session, rt, op)
+            if key is not None:
+                owner = principal.key if principal else f"anon:{client_address()}"
+                stored = idempotency.lookup(session, rt.clock, owner, key, req_hash, ttl)
+                if stored is not None:
+                    return _respond(stored, replayed=True)
+            call = Call(rt, session, principal, op.action)
+            failures = call._on_failure
+            result = op.view(call, **kwargs)
+            if op.action is not None and principal is not None and not call.scoped and \
+                    policy.reach(principal.role, op.action) is not policy.ANY:
+                log.error("%s returned without checking the scope of %s for a %s",
+                          op.operation_id, op.action, principal.role)
+                raise ScopeNotChecked("the service could not complete the request")
+            out = _serialise(op, call, result)
+            if isinstance(out, Response):
+                return out
+            if key is not None and 200 <= out.status < 300:
+                owner = principal.key if principal else f"anon:{client_address()}"
+                idempotency.store(session, rt.clock, owner, key, req_hash, out)
+            headers = dict(call.headers)
+        return _respond(out, headers)
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key committed first: replay it.
+        if key is None:
+            raise
+        with rt.unit_of_work() as session:
+            owner = principal.key if principal else f"anon:{client_address()}"
+            stored = idempotency.lookup(session, rt.clock, owner, key, req_hash, ttl)
+        if stored is None:
+            raise
+        return _respond(stored, replayed=True)
+    except Exception:
+        for callback in failures:
+            try:
+                with rt.unit_of_work() as session:
+                    callback(session)
+            except Exception:  # never mask the original error
+                log.exception("failure callback of %s failed", op.operation_id)
+        raise
+
+
+def operations(app: Flask) -> list[tuple[Operation, str]]:
+    """Every declared operation of ``app`` with its full URL rule."""
+    rules = {r.endpoint: r.rule for r in app.url_map.iter_rules()}
+    found = []
+    for bp in app.blueprints.values():
+        if isinstance(bp, ApiBlueprint):
+            for op in bp.operations:
+                full = rules.get(f"{bp.name}.{op.endpoint}")
+                if full is not None:
+                    found.append((op, full))
+    return found
+
+
+class IdConverter(BaseConverter):
+    """``<id:name>``: a database id, 1 to 2**31-1 (anything else is a 404, never a 500)."""
+
+    regex = r"[1-9][0-9]{0,9}"
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > 2_147_483_647:
+            raise ValidationError()
+        return number
+
+    def to_url(self, value: Any) -> str:
+        return str(int(value))
