@@ -79,7 +79,7 @@ def bare_signer(module_path: str, key_id: bytes) -> tuple[Callable[[], bytes], A
     (login is per token and per application), so this session needs no PIN."""
     token = pkcs11.lib(module_path).get_token(token_label=LABEL)
     session = token.open()
-    key = session.get_key(pkcs11.ObjectClass.PRIVATE_KEY, id=key_id)
+    key: Any = session.get_key(pkcs11.ObjectClass.PRIVATE_KEY, id=key_id)
     if key.key_type == pkcs11.KeyType.EC:
         def sign_ec() -> bytes:
             return key.sign(hashlib.sha256(DATA).digest(), mechanism=pkcs11.Mechanism.ECDSA)
