@@ -23,7 +23,7 @@ from api.blueprints import BLUEPRINT_MODULES
 from api.metrics import Metrics
 from api.problems import PROBLEM_BASE, problem
 from api.ratelimit import Limit
-from api.routing import IdConverter
+from api.routing import BoundedIntConverter, IdConverter
 from api.runtime import Runtime
 from core.config import Settings
 from core.errors import ConfigurationError
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     problems.install(app)
     _install_headers(app, cors_origins(settings))
     app.url_map.converters["id"] = IdConverter
+    app.url_map.converters["int"] = BoundedIntConverter
     for name in BLUEPRINT_MODULES:
         module = importlib.import_module(name)
         app.register_blueprint(module.bp)

@@ -67,7 +67,9 @@ def _path(rule: str) -> tuple[str, list[dict[str, Any]]]:
         if conv == "id":
             schema: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": ID_MAX}
         elif conv == "int":
-            schema = {"type": "integer", "minimum": 0}
+            schema = {"type": "integer", "minimum": 0, "maximum": ID_MAX}
+        elif conv == "path":
+            schema = {"type": "string", "minLength": 1}
         else:
             schema = {"type": "string", "pattern": "^[^/]+$"}
         params.append({"name": name, "in": "path", "required": True, "schema": schema})

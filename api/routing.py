@@ -38,7 +38,7 @@ from typing import Any, Literal
 from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from werkzeug.routing import BaseConverter, ValidationError
+from werkzeug.routing import BaseConverter, IntegerConverter, ValidationError
 
 from api import accounts, idempotency, policy, ratelimit
 from api.accounts import Passwords, Principal
@@ -398,3 +398,12 @@ class IdConverter(BaseConverter):
 
     def to_url(self, value: Any) -> str:
         return str(int(value))
+
+
+class BoundedIntConverter(IntegerConverter):
+    """``<int:name>`` bounded to a database integer (0 to 2**31-1), so that an oversized
+    number in a path is a 404 rather than a database error."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2_147_483_647)
+        super().__init__(map, *args, **kwargs)

@@ -20,9 +20,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from api.cli import audit, db, demo, quotas
+    from api.cli import audit, db, demo, quotas, users
 
-    for module in (db, audit, quotas, demo):
+    for module in (db, audit, quotas, users, demo):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,0 +1,199 @@
+"""The authorisation matrix: every endpoint by every role, allowed or refused.
+
+The expectations below are written out by hand, independently of ``api.policy``: the test
+is the specification, the policy module its implementation. A new endpoint without a row
+here fails :func:`test_every_operation_is_in_the_matrix`.
+
+"Allowed" means the request got past authentication and authorisation (any status but 401
+and 403, and never a 5xx); "refused" means 403 (401 for anonymous callers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from api.app import create_app
+from api.routing import operations
+from api.runtime import Runtime
+from tests.api.conftest import (
+    COMMUNE,
+    OTHER_PROVINCE,
+    PASSWORD,
+    PROVINCE,
+    Caller,
+    make_settings,
+    make_user,
+)
+
+ADMIN, OPERATOR, CONTACT, HOLDER, PLATFORM = (
+    "dgcl_admin", "operator", "contact", "holder", "platform")
+ROLES = (ADMIN, OPERATOR, CONTACT, HOLDER, PLATFORM)
+EVERYONE = frozenset(ROLES)
+PEOPLE = frozenset((ADMIN, OPERATOR, CONTACT, HOLDER))
+PUBLIC = None  # no authentication at all
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str  # may use {placeholders} filled from the fixtures
+    allowed: frozenset[str] | None
+    body: Any = None
+    rule: str = ""  # the URL rule, when the path alone does not identify it
+    optional: bool = False  # a blueprint that may not be installed yet
+
+
+def rows() -> list[Row]:
+    return [
+        Row("GET", "/healthz", PUBLIC),
+        Row("GET", "/readyz", PUBLIC),
+        Row("GET", "/metrics", PUBLIC),
+        Row("GET", "/openapi.json", PUBLIC),
+        Row("GET", "/docs", PUBLIC),
+        Row("GET", "/ca/1.crt", PUBLIC, rule="/ca/<int:authority_id>.crt", optional=True),
+        Row("GET", "/crl/1.crl", PUBLIC, rule="/crl/<int:authority_id>.crl", optional=True),
+        Row("POST", "/ocsp", PUBLIC, optional=True),
+        Row("GET", "/ocsp/MAA=", PUBLIC, rule="/ocsp/<path:encoded>", optional=True),
+        Row("POST", "/tsa", PUBLIC, optional=True),
+        Row("POST", "/v1/auth/login", PUBLIC, {"username": "victim", "password": PASSWORD}),
+        Row("GET", "/v1/me", EVERYONE),
+        Row("POST", "/v1/me/password", PEOPLE,
+            {"current_password": PASSWORD, "new_password": PASSWORD + " 2"}),
+        # accounts
+        Row("GET", "/v1/users", frozenset({ADMIN, OPERATOR})),
+        Row("GET", "/v1/users/{victim}", frozenset({ADMIN, OPERATOR}),
+            rule="/v1/users/<id:user_id>"),
+        Row("POST", "/v1/users", frozenset({ADMIN}),
+            {"username": "new.{role}", "display_name": "N", "role": "operator",
+             "password": "a long enough password"}),
+        Row("POST", "/v1/users/{victim}/active", frozenset({ADMIN}), {"active": True},
+            rule="/v1/users/<id:user_id>/active"),
+        Row("POST", "/v1/users/{victim_holder}/holder", frozenset({ADMIN}), {"holder_id": 1},
+            rule="/v1/users/<id:user_id>/holder"),
+        Row("GET", "/v1/api-keys", frozenset({ADMIN})),
+        Row("POST", "/v1/api-keys", frozenset({ADMIN}), {"name": "k"}),
+        Row("DELETE", "/v1/api-keys/{spare_key}", frozenset({ADMIN}),
+            rule="/v1/api-keys/<id:key_id>"),
+        # reference data and quotas
+        Row("GET", "/v1/regions", EVERYONE),
+        Row("GET", "/v1/provinces", EVERYONE),
+        Row("GET", "/v1/communes", EVERYONE),
+        Row("GET", f"/v1/communes/{COMMUNE}", EVERYONE, rule="/v1/communes/<code>"),
+        Row("GET", f"/v1/quotas/entities/{COMMUNE}", frozenset({ADMIN, OPERATOR, CONTACT}),
+            rule="/v1/quotas/entities/<entity>"),
+        Row("GET", "/v1/quotas", frozenset({ADMIN, OPERATOR, CONTACT})),
+        Row("GET", "/v1/quota-policies", frozenset({ADMIN, OPERATOR, CONTACT})),
+        Row("POST", "/v1/quota-policies", frozenset({ADMIN}),
+            {"version": 1, "census_year": 2024, "first_year": 2030, "services_count": 3,
+             "tiers": [{"name": "all", "min_population": 0, "max_population": None,
+                        "yearly_count": 3}]}),
+        Row("POST", "/v1/quotas/partnerships", frozenset({ADMIN}),
+            {"commune_code": COMMUNE, "year": 2026, "count": 1, "unit_price_mad": "850.00",
+             "signed_on": "2026-01-05"}),
+        Row("GET", "/v1/quotas/billing", frozenset({ADMIN})),
+        # audit
+        Row("GET", "/v1/audit/events", frozenset({ADMIN})),
+        Row("GET", "/v1/audit/verify", frozenset({ADMIN})),
+        # last: it revokes the caller's token
+        Row("POST", "/v1/auth/logout", PEOPLE),
+    ]
+
+
+@pytest.fixture
+def app(api_runtime: Runtime, tmp_path: Path) -> Flask:
+    # Generous limits: the matrix sends many attempts from one address.
+    api_runtime.settings = make_settings(tmp_path, rate_limit_auth="10000/60",
+                                         rate_limit_pin="10000/60",
+                                         rate_limit_otp="10000/60")
+    return create_app(rt=api_runtime)
+
+
+@pytest.fixture
+def values(api_runtime: Runtime, app: Flask) -> dict[str, Any]:
+    from api import accounts
+
+    victim = make_user(api_runtime, app, "victim", "operator")
+    victim_holder = make_user(api_runtime, app, "victim.holder", "holder")
+    with api_runtime.unit_of_work() as session:
+        spare = accounts.create_api_key(session, api_runtime.clock, name="spare", actor="t")
+        spare_id = spare.record.id
+    return {"victim": victim.principal_id, "victim_holder": victim_holder.principal_id,
+            "spare_key": spare_id}
+
+
+def _fill(text: Any, values: dict[str, Any]) -> Any:
+    if isinstance(text, str):
+        for key, value in values.items():
+            text = text.replace("{" + key + "}", str(value))
+        return text
+    if isinstance(text, dict):
+        return {k: _fill(v, values) for k, v in text.items()}
+    if isinstance(text, list):
+        return [_fill(v, values) for v in text]
+    return text
+
+
+def call(client: FlaskClient, row: Row, caller: Caller | None, values: dict[str, Any]
+         ) -> Any:
+    headers = caller.headers if caller and caller.token else {}
+    path = _fill(row.path, values)
+    body = _fill(row.body, values)
+    send: Callable[..., Any] = getattr(client, row.method.lower())
+    return send(path, json=body, headers=headers) if body is not None \
+        else send(path, headers=headers)
+
+
+def test_every_operation_is_in_the_matrix(app: Flask) -> None:
+    declared = {(op.method, rule) for op, rule in operations(app)}
+    covered = {(r.method, r.rule or r.path) for r in rows()}
+    required = {(r.method, r.rule or r.path) for r in rows() if not r.optional}
+    assert declared - covered == set(), "operations missing from the matrix"
+    assert required - declared == set(), "matrix rows with no operation"
+
+
+def test_matrix(client: FlaskClient, callers: dict[str, Caller],
+                values: dict[str, Any]) -> None:
+    mismatches = []
+    declared = {(op.method, rule) for op, rule in operations(client.application)}
+    for row in rows():
+        if (row.method, row.rule or row.path) not in declared:
+            continue
+        for role in ("anonymous", *ROLES):
+            caller = callers[role]
+            response = call(client, row, caller, {**values, "role": role})
+            status = response.status_code
+            if status >= 500:
+                mismatches.append(f"{row.method} {row.path} as {role}: {status}")
+                continue
+            if row.allowed is PUBLIC:
+                ok = status not in (401, 403)
+            elif role == "anonymous":
+                ok = status == 401
+            elif role in row.allowed:
+                ok = status not in (401, 403)
+            else:
+                ok = status == 403
+            if not ok:
+                mismatches.append(f"{row.method} {row.path} as {role}: {status} "
+                                  f"{response.get_data(as_text=True)[:200]}")
+    assert mismatches == []
+
+
+def test_contact_scope_on_quotas(client: FlaskClient, callers: dict[str, Caller]) -> None:
+    contact = callers["contact"].headers
+    own = client.get(f"/v1/quotas/entities/{COMMUNE}", headers=contact)
+    assert own.status_code == 200
+    other = client.get(f"/v1/quotas/entities/{OTHER_PROVINCE}", headers=contact)
+    assert other.status_code == 403
+    assert other.get_json()["type"].endswith("/out-of-scope")
+    report = client.get("/v1/quotas?limit=500", headers=contact).get_json()
+    assert {line["province_code"] for line in report["items"]} == {PROVINCE}
+    refused = client.get(f"/v1/quotas?province={OTHER_PROVINCE}", headers=contact)
+    assert refused.status_code == 403
