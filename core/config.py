@@ -84,6 +84,24 @@ class Settings:
     pin_send_at: str = "handover"
     handover_overdue_days: int = 7
     outbox_max_attempts: int = 8
+    # Outbox retries: exponential backoff from this many seconds, capped; a worker's claim on
+    # a message lapses after the lease (a crashed worker's messages are retried).
+    outbox_backoff_seconds: int = 30
+    outbox_backoff_max_seconds: int = 3600
+    outbox_lease_seconds: int = 300
+    # Timeout of one call to the SMS or email provider.
+    delivery_timeout_seconds: int = 20
+    # The service token whose non-extractable AES key seals PINs and one-time codes while they
+    # wait to be sent (label, user PIN, key label). The PIN only from the environment or a file.
+    envelope_token: str = "tawqi-delivery"
+    envelope_token_pin: str = field(default="", repr=False)
+    envelope_key: str = "secret-envelope-v1"
+    # PIN reset: one-time code lifetime and attempts, and resets a holder may ask per day.
+    otp_ttl_minutes: int = 10
+    otp_max_attempts: int = 5
+    pin_reset_max_per_day: int = 3
+    # Version of the terms of use a holder accepts before the first signature.
+    terms_version: str = "2026-01"
 
     # HTTP
     max_upload_mb: int = 20

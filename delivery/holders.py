@@ -1,0 +1,216 @@
+"""Holders: the people who sign (commune presidents, vice-presidents, officials).
+
+One holder, one CIN. A holder belongs to a commune, or to a prefecture/province's
+decentralised Interior services; that entity's quota pays for their certificates and its
+province's contact hands over their token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.audit import record
+from core.clock import Clock
+from delivery.contacts import require_active_contact
+from delivery.errors import HolderExists, HolderNotFound, InvalidHolder
+from delivery.models import Holder
+from delivery.validation import (
+    normalise_cin,
+    normalise_email,
+    normalise_phone,
+    require_text,
+)
+from quotas.models import ENTITY_COMMUNE, ENTITY_SERVICES, Commune, Province
+
+#: role -> (French title, Arabic title) written into the certificate's ``title``.
+ROLES: dict[str, tuple[str, str]] = {
+    "president": ("Président du conseil de la commune", "رئيس مجلس الجماعة"),
+    "vice_president": ("Vice-président du conseil de la commune", "نائب رئيس مجلس الجماعة"),
+    "secretary_general": ("Directeur général des services", "المدير العام للمصالح"),
+    "official": ("Fonctionnaire habilité", "موظف مؤهل"),
+}
+COMMUNE_ONLY_ROLES = ("president", "vice_president", "secretary_general")
+
+
+@dataclass(frozen=True)
+class HolderRegistration:
+    """A holder's registration, validated and normalised on construction.
+
+    Give ``commune_code`` for a commune's holder, or ``province_code`` alone for the
+    provincial services' holder.
+    """
+
+    cin: str
+    given_name_fr: str
+    surname_fr: str
+    given_name_ar: str
+    surname_ar: str
+    role: str
+    mobile: str
+    email: str
+    commune_code: str | None = None
+    province_code: str | None = None
+    professional_email: str | None = None
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        put("cin", normalise_cin(self.cin, InvalidHolder))
+        for name in ("given_name_fr", "surname_fr", "given_name_ar", "surname_ar"):
+            put(name, require_text(getattr(self, name), field=name, max_length=100,
+                                   error=InvalidHolder))
+        if self.role not in ROLES:
+            raise InvalidHolder(f"role must be one of {', '.join(ROLES)}", field="role")
+        put("mobile", normalise_phone(self.mobile, mobile=True, field="mobile",
+                                      error=InvalidHolder))
+        put("email", normalise_email(self.email, field="email", error=InvalidHolder))
+        if self.professional_email:
+            put("professional_email", normalise_email(self.professional_email,
+                                                      field="professional_email",
+                                                      error=InvalidHolder))
+        else:
+            put("professional_email", None)
+        if bool(self.commune_code) == bool(self.province_code):
+            raise InvalidHolder("give a commune code, or a province code for the provincial "
+                                "services", field="commune_code")
+        if self.province_code and self.role in COMMUNE_ONLY_ROLES:
+            raise InvalidHolder(f"a {self.role} belongs to a commune", field="role")
+
+
+@dataclass(frozen=True)
+class HolderProfile:
+    """What a certificate says about its holder (ETSI EN 319 412-2 natural person)."""
+
+    holder_id: int
+    cin: str
+    given_name_fr: str
+    surname_fr: str
+    given_name_ar: str
+    surname_ar: str
+    title_fr: str
+    title_ar: str
+    organisation_fr: str
+    organisation_ar: str
+    entity: str
+    province_code: str
+    email: str
+
+    @property
+    def serial_number(self) -> str:
+        """ETSI semantics identifier: national identity card of Morocco."""
+        return f"IDCMA-{self.cin}"
+
+
+def get_holder(session: Session, holder_id: int) -> Holder:
+    holder = session.get(Holder, holder_id)
+    if holder is None:
+        raise HolderNotFound(f"no holder {holder_id}", holder_id=holder_id)
+    return holder
+
+
+def find_by_cin(session: Session, cin: str) -> Holder | None:
+    return session.scalar(select(Holder).where(Holder.cin == normalise_cin(cin, InvalidHolder)))
+
+
+def list_holders(session: Session, *, province_code: str | None = None,
+                 commune_code: str | None = None) -> list[Holder]:
+    query = select(Holder).order_by(Holder.province_code, Holder.commune_code, Holder.id)
+    if province_code:
+        query = query.where(Holder.province_code == province_code)
+    if commune_code:
+        query = query.where(Holder.commune_code == commune_code)
+    return list(session.scalars(query))
+
+
+def register_holder(session: Session, clock: Clock, registration: HolderRegistration, *,
+                    actor: str, contact_id: int | None = None) -> Holder:
+    """Register a holder. With ``contact_id``, the contact must be designated for the
+    holder's province (a contact registers only the holders of their own province)."""
+    if registration.commune_code:
+        commune = session.get(Commune, registration.commune_code)
+        if commune is None:
+            raise InvalidHolder(f"no commune {registration.commune_code}",
+                                field="commune_code")
+        if commune.kind == "arrondissement":
+            raise InvalidHolder(f"{commune.name_fr} is an arrondissement: register the "
+                                "holder with its city's commune", field="commune_code")
+        kind, province_code = ENTITY_COMMUNE, commune.province_code
+    else:
+        province_code = str(registration.province_code)
+        if session.get(Province, province_code) is None:
+            raise InvalidHolder(f"no prefecture/province {province_code}",
+                                field="province_code")
+        kind = ENTITY_SERVICES
+    if contact_id is not None:
+        require_active_contact(session, contact_id, province_code)
+    if session.scalar(select(Holder.id).where(Holder.cin == registration.cin)) is not None:
+        raise HolderExists(f"a holder with CIN {registration.cin} is already registered",
+                           cin=registration.cin)
+    now = clock.now()
+    holder = Holder(
+        cin=registration.cin, given_name_fr=registration.given_name_fr,
+        surname_fr=registration.surname_fr, given_name_ar=registration.given_name_ar,
+        surname_ar=registration.surname_ar, role=registration.role, entity_kind=kind,
+        commune_code=registration.commune_code, province_code=province_code,
+        mobile=registration.mobile, email=registration.email,
+        professional_email=registration.professional_email,
+        registered_by_contact_id=contact_id, created_at=now, updated_at=now)
+    try:
+        with session.begin_nested():
+            session.add(holder)
+    except IntegrityError as exc:  # a concurrent registration of the same CIN
+        raise HolderExists(f"a holder with CIN {registration.cin} is already registered",
+                           cin=registration.cin) from exc
+    record(session, clock, actor=actor, action="delivery.holder.registered",
+           object_type="holder", object_id=holder.id,
+           summary={"cin": holder.cin, "entity": holder.entity, "role": holder.role,
+                    "contact_id": contact_id})
+    return holder
+
+
+def update_contact_details(session: Session, clock: Clock, holder_id: int, *, actor: str,
+                           mobile: str | None = None, email: str | None = None,
+                           professional_email: str | None = None) -> Holder:
+    """Change where a holder's notifications go (audited; values not in the audit)."""
+    holder = get_holder(session, holder_id)
+    changed = []
+    if mobile is not None:
+        holder.mobile = normalise_phone(mobile, mobile=True, field="mobile",
+                                        error=InvalidHolder)
+        changed.append("mobile")
+    if email is not None:
+        holder.email = normalise_email(email, field="email", error=InvalidHolder)
+        changed.append("email")
+    if professional_email is not None:
+        holder.professional_email = (normalise_email(professional_email,
+                                                     field="professional_email",
+                                                     error=InvalidHolder)
+                                     if professional_email else None)
+        changed.append("professional_email")
+    if changed:
+        holder.updated_at = clock.now()
+        session.flush()
+        record(session, clock, actor=actor, action="delivery.holder.updated",
+               object_type="holder", object_id=holder.id, summary={"changed": changed})
+    return holder
+
+
+def profile(session: Session, holder: Holder) -> HolderProfile:
+    """The holder as their certificate names them."""
+    title_fr, title_ar = ROLES[holder.role]
+    if holder.commune_code:
+        commune = session.get_one(Commune, holder.commune_code)
+        org_fr, org_ar = f"Commune {commune.name_fr}", f"جماعة {commune.name_ar}"
+    else:
+        province = session.get_one(Province, holder.province_code)
+        org_fr = f"Services déconcentrés du ministère de l'Intérieur — {province.name_fr}"
+        org_ar = f"المصالح اللاممركزة لوزارة الداخلية — {province.name_ar}"
+    return HolderProfile(holder.id, holder.cin, holder.given_name_fr, holder.surname_fr,
+                         holder.given_name_ar, holder.surname_ar, title_fr, title_ar, org_fr,
+                         org_ar, holder.entity, holder.province_code,
+                         holder.professional_email or holder.email)

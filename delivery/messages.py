@@ -1,0 +1,134 @@
+"""The notification texts, in French and Arabic, one message carrying both languages.
+
+A template names the parameters it needs; ``{secret}`` is where a PIN or a one-time code
+goes, filled in by the outbox worker at send time and nowhere else. Parameters are plain,
+non-secret values stored with the outbox row.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    needs_secret: bool
+    sms: str | None = None
+    email_subject: str | None = None
+    email_body: str | None = None
+
+    def fields(self) -> set[str]:
+        names: set[str] = set()
+        for text in (self.sms, self.email_subject, self.email_body):
+            if text:
+                names |= {f for _, f, _, _ in string.Formatter().parse(text) if f}
+        return names - {"secret"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    body: str
+
+
+_PIN_INITIAL_SMS = (
+    "Tawqi : le code PIN de votre certificat de signature est {secret}. Changez-le à la "
+    "première utilisation. Ne le communiquez à personne ; il ne voyage jamais avec la clé.\n"
+    "توقيع: الرمز السري لشهادة توقيعكم هو {secret}. يرجى تغييره عند أول استعمال. "
+    "لا تطلعوا عليه أحدا؛ لا يرسل أبدا مع المفتاح."
+)
+_PIN_INITIAL_EMAIL = (
+    "Madame, Monsieur {name_fr},\n\n"
+    "Votre certificat de signature électronique ({entity_fr}) est prêt. Le code PIN de "
+    "votre support ({form_fr}) est :\n\n    {secret}\n\n"
+    "Il vous est envoyé séparément du support, qui vous est remis par le correspondant "
+    "désigné de votre province. Changez ce code à la première utilisation, avant votre "
+    "première signature, et ne le communiquez à personne. Vous devrez aussi accepter les "
+    "conditions d'utilisation.\n\n"
+    "----\n\n"
+    "السيد(ة) {name_ar}،\n\n"
+    "شهادة توقيعكم الإلكتروني ({entity_ar}) جاهزة. الرمز السري لحاملكم ({form_ar}) هو:\n\n"
+    "    {secret}\n\n"
+    "يرسل إليكم هذا الرمز منفصلا عن الحامل الذي يسلمه لكم المخاطب المعين بإقليمكم. "
+    "يرجى تغييره عند أول استعمال، قبل أول توقيع، وعدم إطلاع أي أحد عليه. "
+    "كما يتعين عليكم قبول شروط الاستعمال.\n"
+)
+_RESET_CODE_SMS = (
+    "Tawqi : votre code de vérification pour réinitialiser votre PIN est {secret}. "
+    "Valable {ttl_minutes} minutes. Si vous n'avez rien demandé, ignorez ce message.\n"
+    "توقيع: رمز التحقق لإعادة تعيين رمزكم السري هو {secret}. صالح لمدة {ttl_minutes} دقيقة. "
+    "إذا لم تطلبوا ذلك، تجاهلوا هذه الرسالة."
+)
+_RESET_PIN_SMS = (
+    "Tawqi : votre nouveau code PIN est {secret}. Changez-le avant votre prochaine "
+    "signature. Ne le communiquez à personne.\n"
+    "توقيع: رمزكم السري الجديد هو {secret}. يرجى تغييره قبل توقيعكم القادم. "
+    "لا تطلعوا عليه أحدا."
+)
+_RESET_NOTICE_EMAIL = (
+    "Madame, Monsieur {name_fr},\n\n"
+    "Le code PIN de votre certificat de signature a été réinitialisé le {at} (UTC) ; le "
+    "nouveau code a été envoyé par SMS au numéro enregistré se terminant par {phone_tail}. "
+    "Si vous n'êtes pas à l'origine de cette demande, contactez immédiatement le "
+    "correspondant désigné de votre province.\n\n"
+    "----\n\n"
+    "السيد(ة) {name_ar}،\n\n"
+    "تمت إعادة تعيين الرمز السري لشهادة توقيعكم بتاريخ {at} (بالتوقيت العالمي)، وأرسل الرمز "
+    "الجديد برسالة قصيرة إلى الرقم المسجل المنتهي بـ {phone_tail}. إذا لم تكونوا صاحب هذا "
+    "الطلب، اتصلوا فورا بالمخاطب المعين بإقليمكم.\n"
+)
+_BATCH_DISPATCHED_EMAIL = (
+    "Madame, Monsieur {contact_name},\n\n"
+    "Un envoi Amana de {count} support(s) de signature pour {province_fr} vous a été "
+    "expédié. Numéro de suivi : {tracking_number}. À réception, enregistrez-la puis "
+    "consignez chaque remise à son titulaire. Les codes PIN ne sont pas dans le colis : "
+    "ils sont envoyés directement aux titulaires.\n\n"
+    "----\n\n"
+    "السيد(ة) {contact_name}،\n\n"
+    "أرسلت إليكم شحنة أمانة تضم {count} حاملا للتوقيع لفائدة {province_ar}. رقم التتبع: "
+    "{tracking_number}. عند الاستلام، يرجى تسجيله ثم تسجيل كل تسليم لصاحبه. الرموز السرية "
+    "ليست في الطرد، بل ترسل مباشرة إلى أصحابها.\n"
+)
+
+TEMPLATES: dict[str, Template] = {t.name: t for t in (
+    Template("pin.initial", True, sms=_PIN_INITIAL_SMS,
+             email_subject="Tawqi — votre code PIN / رمزكم السري",
+             email_body=_PIN_INITIAL_EMAIL),
+    Template("reset.code", True, sms=_RESET_CODE_SMS),
+    Template("pin.reset", True, sms=_RESET_PIN_SMS),
+    Template("pin.reset_notice", False,
+             email_subject="Tawqi — réinitialisation de votre PIN / إعادة تعيين رمزكم السري",
+             email_body=_RESET_NOTICE_EMAIL),
+    Template("batch.dispatched", False,
+             email_subject="Tawqi — envoi Amana {tracking_number} / شحنة أمانة",
+             email_body=_BATCH_DISPATCHED_EMAIL),
+)}
+
+
+class _Strict(dict[str, Any]):
+    def __missing__(self, key: str) -> Any:
+        raise KeyError(f"template parameter {key!r} missing")
+
+
+def render(name: str, channel: str, params: Mapping[str, Any],
+           secret: str | None = None) -> Rendered:
+    """The text of template ``name`` for ``channel`` (``sms`` or ``email``).
+
+    The returned text contains ``secret`` in clear: hand it to a backend and drop it."""
+    template = TEMPLATES[name]
+    if template.needs_secret and secret is None:
+        raise ValueError(f"template {name} needs its secret")
+    values = _Strict(params)
+    values["secret"] = secret or ""
+    if channel == "sms":
+        if template.sms is None:
+            raise ValueError(f"template {name} has no SMS text")
+        return Rendered("", template.sms.format_map(values))
+    if template.email_body is None or template.email_subject is None:
+        raise ValueError(f"template {name} has no email text")
+    return Rendered(template.email_subject.format_map(values),
+                    template.email_body.format_map(values))

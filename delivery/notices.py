@@ -1,0 +1,82 @@
+"""Which notifications each delivery event writes to the outbox (in the caller's transaction).
+
+Dedupe keys name the event, so a step retried after a failure never queues a second copy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from core.clock import Clock
+from delivery.models import DEVICE, CertificateRequest, Contact, CourierBatch, Holder
+from delivery.outbox import Notification, enqueue
+from quotas.models import Commune, Province
+
+_FORMS = {DEVICE: ("clé USB cryptographique", "مفتاح تشفير USB"),
+          "hosted": ("certificat hébergé dans le HSM du service", "شهادة مستضافة لدى المزود")}
+
+
+def _names(holder: Holder) -> dict[str, str]:
+    return {"name_fr": f"{holder.given_name_fr} {holder.surname_fr}",
+            "name_ar": f"{holder.given_name_ar} {holder.surname_ar}"}
+
+
+def _entity(session: Session, holder: Holder) -> dict[str, str]:
+    if holder.commune_code:
+        commune = session.get_one(Commune, holder.commune_code)
+        return {"entity_fr": f"commune {commune.name_fr}",
+                "entity_ar": f"جماعة {commune.name_ar}"}
+    province = session.get_one(Province, holder.province_code)
+    return {"entity_fr": f"services de {province.name_fr}",
+            "entity_ar": f"مصالح {province.name_ar}"}
+
+
+def enqueue_initial_pin(session: Session, clock: Clock, request: CertificateRequest,
+                        holder: Holder) -> None:
+    """The PIN set at personalisation, to the holder's phone and email (both languages)."""
+    if request.pin_envelope_id is None:
+        raise ValueError(f"request {request.id} has no PIN envelope")
+    form_fr, form_ar = _FORMS[request.token_form]
+    params = {**_names(holder), **_entity(session, holder), "form_fr": form_fr,
+              "form_ar": form_ar}
+    for channel, recipient in (("sms", holder.mobile), ("email", holder.email)):
+        enqueue(session, clock, Notification(
+            channel=channel, recipient=recipient, template="pin.initial",
+            dedupe_key=f"pin.initial:{request.id}:{channel}", params=params,
+            envelope_id=request.pin_envelope_id, holder_id=holder.id, request_id=request.id))
+
+
+def enqueue_reset_code(session: Session, clock: Clock, *, challenge_id: str, holder: Holder,
+                       envelope_id: str, ttl_minutes: int) -> None:
+    enqueue(session, clock, Notification(
+        channel="sms", recipient=holder.mobile, template="reset.code",
+        dedupe_key=f"reset.code:{challenge_id}", params={"ttl_minutes": ttl_minutes},
+        envelope_id=envelope_id, holder_id=holder.id))
+
+
+def enqueue_reset_pin(session: Session, clock: Clock, *, challenge_id: str, holder: Holder,
+                      request_id: int, envelope_id: str, at: datetime) -> None:
+    """The new PIN by SMS only; the email address gets a notice without it."""
+    enqueue(session, clock, Notification(
+        channel="sms", recipient=holder.mobile, template="pin.reset",
+        dedupe_key=f"pin.reset:{challenge_id}", params={}, envelope_id=envelope_id,
+        holder_id=holder.id, request_id=request_id))
+    enqueue(session, clock, Notification(
+        channel="email", recipient=holder.email, template="pin.reset_notice",
+        dedupe_key=f"pin.reset_notice:{challenge_id}",
+        params={**_names(holder), "at": at.strftime("%Y-%m-%d %H:%M"),
+                "phone_tail": holder.mobile[-4:]},
+        holder_id=holder.id, request_id=request_id))
+
+
+def enqueue_batch_dispatched(session: Session, clock: Clock, batch: CourierBatch,
+                             contact: Contact, count: int) -> None:
+    province = session.get_one(Province, batch.province_code)
+    enqueue(session, clock, Notification(
+        channel="email", recipient=contact.email, template="batch.dispatched",
+        dedupe_key=f"batch.dispatched:{batch.id}",
+        params={"contact_name": contact.full_name, "count": count,
+                "province_fr": province.name_fr, "province_ar": province.name_ar,
+                "tracking_number": batch.tracking_number or ""}))

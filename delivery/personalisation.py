@@ -1,0 +1,125 @@
+"""Personalisation: a key on the holder's token, its certificate, and a PIN only the holder
+will learn.
+
+The service sets a fresh random PIN, seals it at once in an envelope (encrypted on the
+token layer) and uses it to initialise the token and have pki generate the key on it and
+certify it. The PIN then exists nowhere in clear; it leaves in the holder's SMS and email
+when the token is handed over (device) or activated (hosted), and the envelope is destroyed.
+
+The token and certificate work sits behind :class:`Personaliser` so that the state machine
+does not depend on how pki issues; :class:`TokenPersonaliser` is the real one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from sqlalchemy.orm import Session
+
+from core.clock import Clock
+from delivery import envelopes
+from delivery.envelopes import Sealer
+from delivery.errors import IllegalTransition
+from delivery.holders import HolderProfile, get_holder, profile
+from delivery.models import ENVELOPE_INITIAL_PIN, CertificateRequest
+from delivery.policy import DeliveryPolicy
+from delivery.requests import allowed_steps, get_request, move
+from hsm import TokenLibrary, generate_pin
+
+if TYPE_CHECKING:
+    from pki.authority import Authority
+
+
+@dataclass(frozen=True)
+class PersonalisedToken:
+    token_label: str
+    certificate_serial: str
+    not_after: datetime | None
+    fingerprint: str = ""
+
+
+@runtime_checkable
+class Personaliser(Protocol):
+    def personalise(self, session: Session, clock: Clock, *, holder: HolderProfile,
+                    token_label: str, pin: str, actor: str) -> PersonalisedToken:
+        """Initialise the token ``token_label`` with user PIN ``pin``, generate the holder's
+        key on it and issue its certificate (in ``session``'s transaction). Never store or
+        log ``pin``."""
+        ...
+
+
+class TokenPersonaliser:
+    """The real :class:`Personaliser`: ``hsm`` initialises the token, ``pki`` generates the
+    key on it, certifies it and writes the certificate back."""
+
+    def __init__(self, tokens: TokenLibrary, *, so_pin: str, authority: Authority,
+                 key_type: str = "EC-P256") -> None:
+        self.tokens = tokens
+        self._so_pin = so_pin
+        self.authority = authority
+        self.key_type = key_type
+
+    def __repr__(self) -> str:
+        return f"<TokenPersonaliser key_type={self.key_type!r}>"
+
+    def personalise(self, session: Session, clock: Clock, *, holder: HolderProfile,
+                    token_label: str, pin: str, actor: str) -> PersonalisedToken:
+        from pki.issuance import issue_holder_certificate
+        from pki.profiles import HolderIdentity
+
+        identity = HolderIdentity(cin=holder.cin, given_name=holder.given_name_fr,
+                                  surname=holder.surname_fr, title=holder.title_fr,
+                                  organization=holder.organisation_fr)
+        self.tokens.init_token(token_label, self._so_pin, pin)
+        try:
+            issued = issue_holder_certificate(
+                session, clock, self.authority, self.tokens, token_label=token_label,
+                token_pin=pin, holder=identity, key_type=self.key_type, actor=actor)
+        finally:
+            self.tokens.release(token_label)
+        return PersonalisedToken(token_label, issued.serial, issued.not_after,
+                                 issued.fingerprint)
+
+
+def new_token_label(request_id: int) -> str:
+    """A PKCS#11 label (at most 32 characters) unique to this personalisation attempt: a
+    failed attempt may leave an initialised token behind, which a retry must not reuse."""
+    return f"tawqi-r{request_id}-{secrets.token_hex(3)}"
+
+
+def personalise_request(session: Session, clock: Clock, request_id: int, *,
+                        personaliser: Personaliser, sealer: Sealer, actor: str,
+                        policy: DeliveryPolicy) -> CertificateRequest:
+    """Personalise an approved request's token (device or hosted).
+
+    Order: check the step, seal a fresh PIN (so the token layer is known to work before a
+    token is initialised), personalise, then record the token, the certificate and the
+    envelope, and move to ``personalised``. If the transaction then fails, the token stays
+    initialised but unknown to the database (a new attempt uses a new label).
+    """
+    request = get_request(session, request_id, lock=True)
+    if "personalise" not in allowed_steps(request):
+        raise IllegalTransition(f"cannot personalise request {request.id}: it is "
+                                f"{request.status}", request_id=request.id,
+                                status=request.status, step="personalise",
+                                allowed=allowed_steps(request))
+    holder = get_holder(session, request.holder_id)
+    pin = generate_pin(policy.pin_length)
+    envelope = envelopes.seal(session, clock, sealer, purpose=ENVELOPE_INITIAL_PIN,
+                              holder_id=holder.id, secret=pin)
+    label = new_token_label(request.id)
+    token = personaliser.personalise(session, clock, holder=profile(session, holder),
+                                     token_label=label, pin=pin, actor=actor)
+    del pin
+    request.token_label = token.token_label
+    request.certificate_serial = token.certificate_serial
+    request.certificate_not_after = token.not_after
+    request.pin_envelope_id = envelope.id
+    request.pin_change_required = True
+    move(session, clock, request, "personalise", actor=actor,
+         summary={"token_label": token.token_label,
+                  "certificate_serial": token.certificate_serial})
+    return request

@@ -1,0 +1,360 @@
+"""Certificate requests: the state machine from a contact's request to an active credential.
+
+::
+
+    submitted ─approve─▶ approved ─personalise─▶ personalised ─┬─(device) ship─▶ shipped
+        │                   │                                  │      ─receive─▶ delivered
+        ├─reject─▶ rejected  └─cancel─▶ cancelled              │      ─hand over─▶ handed_over
+        └─cancel─▶ cancelled                                   │      ─activate─▶ active
+                                                               └─(hosted) activate─▶ active
+
+Submission reserves one certificate of the holder's entity's quota; rejection and
+cancellation release it; activation consumes it. Every move locks the request row, checks the
+table below, appends a :class:`~delivery.models.RequestEvent` and an audit event, all in the
+caller's transaction. Shipping and receiving happen batch by batch (:mod:`delivery.batches`),
+personalisation in :mod:`delivery.personalisation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.audit import record
+from core.clock import Clock, as_utc
+from delivery import notices
+from delivery.contacts import require_active_contact
+from delivery.errors import (
+    IllegalTransition,
+    InvalidHolder,
+    NotReadyToSign,
+    OpenRequestExists,
+    RequestNotFound,
+)
+from delivery.holders import get_holder
+from delivery.models import (
+    ACTIVE,
+    APPROVED,
+    CANCELLED,
+    DELIVERED,
+    DEVICE,
+    HANDED_OVER,
+    HOSTED,
+    OPEN_STATES,
+    PERSONALISED,
+    REJECTED,
+    SHIPPED,
+    SUBMITTED,
+    TOKEN_FORMS,
+    CertificateRequest,
+    CourierBatch,
+    Holder,
+    RequestEvent,
+)
+from delivery.validation import require_text
+from quotas import ledger
+
+#: step -> (states it may start from, per token form; the state it leads to)
+_STEPS: dict[str, tuple[dict[str, frozenset[str]], str]] = {
+    "approve": ({DEVICE: frozenset({SUBMITTED}), HOSTED: frozenset({SUBMITTED})}, APPROVED),
+    "reject": ({DEVICE: frozenset({SUBMITTED}), HOSTED: frozenset({SUBMITTED})}, REJECTED),
+    "cancel": ({DEVICE: frozenset({SUBMITTED, APPROVED}),
+                HOSTED: frozenset({SUBMITTED, APPROVED})}, CANCELLED),
+    "personalise": ({DEVICE: frozenset({APPROVED}), HOSTED: frozenset({APPROVED})},
+                    PERSONALISED),
+    "ship": ({DEVICE: frozenset({PERSONALISED}), HOSTED: frozenset()}, SHIPPED),
+    "receive": ({DEVICE: frozenset({SHIPPED}), HOSTED: frozenset()}, DELIVERED),
+    "hand_over": ({DEVICE: frozenset({DELIVERED}), HOSTED: frozenset()}, HANDED_OVER),
+    "activate": ({DEVICE: frozenset({HANDED_OVER}), HOSTED: frozenset({PERSONALISED})},
+                 ACTIVE),
+}
+
+
+def allowed_steps(request: CertificateRequest) -> list[str]:
+    """The steps the request may take now (for a UI's buttons)."""
+    return [step for step, (sources, _) in _STEPS.items()
+            if request.status in sources[request.token_form]]
+
+
+def get_request(session: Session, request_id: int, *, lock: bool = False) -> CertificateRequest:
+    query = select(CertificateRequest).where(CertificateRequest.id == request_id)
+    if lock:
+        query = query.with_for_update()
+    request = session.scalar(query)
+    if request is None:
+        raise RequestNotFound(f"no certificate request {request_id}", request_id=request_id)
+    if lock:
+        session.refresh(request)
+    return request
+
+
+def move(session: Session, clock: Clock, request: CertificateRequest, step: str, *,
+         actor: str, note: str = "", summary: dict[str, Any] | None = None,
+         at: datetime | None = None) -> None:
+    """Apply ``step`` to a request the caller has locked, or raise IllegalTransition.
+
+    ``at`` is when the step happened, if earlier than now (a hand-over recorded the next
+    day); the timeline uses it, the audit event keeps the time of recording."""
+    sources, target = _STEPS[step]
+    if request.status not in sources[request.token_form]:
+        raise IllegalTransition(
+            f"cannot {step.replace('_', ' ')} request {request.id}: it is {request.status}"
+            f" ({request.token_form} token)", request_id=request.id, status=request.status,
+            step=step, allowed=allowed_steps(request))
+    now = clock.now()
+    previous = request.status
+    request.status = target
+    request.updated_at = now
+    session.add(RequestEvent(request_id=request.id, from_status=previous, to_status=target,
+                             at=at or now, actor=actor, note=note[:500]))
+    session.flush()
+    record(session, clock, actor=actor, action=f"delivery.request.{target}",
+           object_type="certificate_request", object_id=request.id,
+           summary={"from": previous, "to": target, "holder_id": request.holder_id,
+                    "entity": request.entity, "token_form": request.token_form,
+                    **({"note": note[:200]} if note else {}), **(summary or {})})
+
+
+def submit_request(session: Session, clock: Clock, *, contact_id: int, holder_id: int,
+                   token_form: str, actor: str, year: int | None = None) -> CertificateRequest:
+    """A contact asks for a certificate for a holder of their province. Reserves one
+    certificate of the holder's entity's quota for ``year`` (default: this year), or raises
+    ``quotas.errors.QuotaExhausted`` and changes nothing."""
+    if token_form not in TOKEN_FORMS:
+        raise InvalidHolder(f"token_form must be one of {', '.join(TOKEN_FORMS)}",
+                            field="token_form")
+    holder = get_holder(session, holder_id)
+    contact = require_active_contact(session, contact_id, holder.province_code)
+    if _open_request(session, holder.id) is not None:
+        raise OpenRequestExists(f"holder {holder.cin} already has a request under way",
+                                holder_id=holder.id)
+    year = year if year is not None else clock.now().year
+    entity = ledger.Entity.parse(holder.entity)
+    decision = ledger.reserve(session, clock, entity, year, actor=actor,
+                              reference=f"holder:{holder.cin}").raise_if_denied()
+    if decision.reservation_id is None:  # allowed decisions always carry one
+        raise IllegalTransition("the quota granted no reservation")
+    now = clock.now()
+    request = CertificateRequest(
+        holder_id=holder.id, contact_id=contact.id, province_code=holder.province_code,
+        entity=str(entity), year=year, token_form=token_form, status=SUBMITTED,
+        status_reason="", reservation_id=decision.reservation_id, pin_change_required=True,
+        submitted_at=now, updated_at=now)
+    try:
+        with session.begin_nested():
+            session.add(request)
+    except IntegrityError as exc:  # a concurrent submission for the same holder
+        raise OpenRequestExists(f"holder {holder.cin} already has a request under way",
+                                holder_id=holder.id) from exc
+    session.add(RequestEvent(request_id=request.id, from_status=None, to_status=SUBMITTED,
+                             at=now, actor=actor, note=""))
+    session.flush()
+    record(session, clock, actor=actor, action="delivery.request.submitted",
+           object_type="certificate_request", object_id=request.id,
+           summary={"holder_id": holder.id, "cin": holder.cin, "entity": request.entity,
+                    "year": year, "token_form": token_form, "contact_id": contact.id,
+                    "reservation_id": decision.reservation_id,
+                    "quota_remaining": decision.remaining})
+    return request
+
+
+def _open_request(session: Session, holder_id: int) -> CertificateRequest | None:
+    return session.scalar(select(CertificateRequest).where(
+        CertificateRequest.holder_id == holder_id,
+        CertificateRequest.status.in_(OPEN_STATES)))
+
+
+def approve_request(session: Session, clock: Clock, request_id: int, *, actor: str,
+                    identity_check: str) -> CertificateRequest:
+    """The provider's registration authority checked the holder's identity (say how, e.g.
+    "CIN copy and council minutes checked")."""
+    evidence = require_text(identity_check, field="identity_check", max_length=500)
+    request = get_request(session, request_id, lock=True)
+    move(session, clock, request, "approve", actor=actor, note=evidence)
+    return request
+
+
+def reject_request(session: Session, clock: Clock, request_id: int, *, actor: str,
+                   reason: str) -> CertificateRequest:
+    """Refuse the request and give its certificate back to the quota."""
+    return _close(session, clock, request_id, "reject", actor=actor, reason=reason)
+
+
+def cancel_request(session: Session, clock: Clock, request_id: int, *, actor: str,
+                   reason: str, contact_id: int | None = None) -> CertificateRequest:
+    """Withdraw the request before personalisation (with ``contact_id``: only the contact of
+    the request's province may) and release its reservation."""
+    if contact_id is not None:
+        request = get_request(session, request_id)
+        require_active_contact(session, contact_id, request.province_code)
+    return _close(session, clock, request_id, "cancel", actor=actor, reason=reason)
+
+
+def _close(session: Session, clock: Clock, request_id: int, step: str, *, actor: str,
+           reason: str) -> CertificateRequest:
+    reason = require_text(reason, field="reason", max_length=500)
+    request = get_request(session, request_id, lock=True)
+    move(session, clock, request, step, actor=actor, note=reason)
+    request.status_reason = reason
+    ledger.release(session, clock, request.reservation_id, actor=actor)
+    return request
+
+
+def activate_request(session: Session, clock: Clock, request_id: int, *,
+                     actor: str) -> CertificateRequest:
+    """Activate the credential and consume its quota reservation. A hosted token's PIN is
+    sent now (it never travelled); a device token's PIN went at hand-over or dispatch."""
+    request = get_request(session, request_id, lock=True)
+    move(session, clock, request, "activate", actor=actor)
+    ledger.consume(session, clock, request.reservation_id, actor=actor)
+    if request.token_form == HOSTED:
+        notices.enqueue_initial_pin(session, clock, request, get_holder(session,
+                                                                        request.holder_id))
+    return request
+
+
+def accept_terms(session: Session, clock: Clock, request_id: int, *, version: str,
+                 actor: str) -> CertificateRequest:
+    """The holder accepts the terms of use (version and time are recorded)."""
+    version = require_text(version, field="version", max_length=50)
+    request = get_request(session, request_id, lock=True)
+    if request.status not in (HANDED_OVER, ACTIVE):
+        raise IllegalTransition(f"request {request.id} is {request.status}: terms are accepted "
+                                "once the token is in the holder's hands",
+                                request_id=request.id, status=request.status)
+    request.terms_version = version
+    request.terms_accepted_at = clock.now()
+    request.updated_at = request.terms_accepted_at
+    session.flush()
+    record(session, clock, actor=actor, action="delivery.terms.accepted",
+           object_type="certificate_request", object_id=request.id,
+           summary={"version": version, "holder_id": request.holder_id})
+    return request
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reasons: tuple[str, ...]
+
+
+def signing_readiness(session: Session, request_id: int,
+                      terms_version: str | None = None) -> Readiness:
+    """Whether the credential may sign: active, terms accepted (``terms_version`` if given),
+    PIN changed since the service last set it."""
+    request = get_request(session, request_id)
+    reasons = []
+    if request.status != ACTIVE:
+        reasons.append(f"the credential is {request.status}, not active")
+    if request.terms_accepted_at is None:
+        reasons.append("the terms of use are not accepted")
+    elif terms_version is not None and request.terms_version != terms_version:
+        reasons.append(f"terms version {terms_version} is not accepted yet")
+    if request.pin_change_required:
+        reasons.append("the PIN must be changed before the first signature")
+    return Readiness(not reasons, tuple(reasons))
+
+
+def require_ready_to_sign(session: Session, request_id: int,
+                          terms_version: str | None = None) -> CertificateRequest:
+    readiness = signing_readiness(session, request_id, terms_version)
+    if not readiness.ready:
+        raise NotReadyToSign("; ".join(readiness.reasons), request_id=request_id,
+                             reasons=list(readiness.reasons))
+    return get_request(session, request_id)
+
+
+def list_requests(session: Session, *, province_code: str | None = None,
+                  status: str | None = None, holder_id: int | None = None,
+                  contact_id: int | None = None, limit: int = 500) -> list[CertificateRequest]:
+    query = select(CertificateRequest).order_by(CertificateRequest.id).limit(limit)
+    if province_code:
+        query = query.where(CertificateRequest.province_code == province_code)
+    if status:
+        query = query.where(CertificateRequest.status == status)
+    if holder_id is not None:
+        query = query.where(CertificateRequest.holder_id == holder_id)
+    if contact_id is not None:
+        query = query.where(CertificateRequest.contact_id == contact_id)
+    return list(session.scalars(query))
+
+
+def current_credential(session: Session, holder_id: int) -> CertificateRequest | None:
+    """The holder's newest request that has a token in their hands or active."""
+    return session.scalar(select(CertificateRequest).where(
+        CertificateRequest.holder_id == holder_id,
+        CertificateRequest.status.in_((HANDED_OVER, ACTIVE)),
+        CertificateRequest.token_label.is_not(None))
+        .order_by(CertificateRequest.id.desc()).limit(1))
+
+
+@dataclass(frozen=True)
+class Step:
+    status: str
+    at: datetime
+    actor: str
+    note: str
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Who did what and when, and how long each stage took (lead times)."""
+
+    request_id: int
+    status: str
+    steps: tuple[Step, ...]
+
+    def reached(self, status: str) -> datetime | None:
+        for step in self.steps:
+            if step.status == status:
+                return step.at
+        return None
+
+    @property
+    def durations(self) -> dict[str, timedelta]:
+        """``"<from>→<to>"`` for each consecutive pair, plus ``"total"``."""
+        out: dict[str, timedelta] = {}
+        for before, after in zip(self.steps, self.steps[1:], strict=False):
+            out[f"{before.status}→{after.status}"] = after.at - before.at
+        if len(self.steps) > 1:
+            out["total"] = self.steps[-1].at - self.steps[0].at
+        return out
+
+
+def timeline(session: Session, request_id: int) -> Timeline:
+    request = get_request(session, request_id)
+    events = session.scalars(select(RequestEvent).where(RequestEvent.request_id == request_id)
+                             .order_by(RequestEvent.id))
+    return Timeline(request.id, request.status,
+                    tuple(Step(e.to_status, as_utc(e.at), e.actor, e.note) for e in events))
+
+
+@dataclass(frozen=True)
+class ProvinceOverview:
+    province_code: str
+    by_status: dict[str, int]
+    overdue_handovers: int
+    holders: int
+
+
+def province_overview(session: Session, clock: Clock, province_code: str, *,
+                      overdue_days: int) -> ProvinceOverview:
+    counts = dict(session.execute(
+        select(CertificateRequest.status, func.count(CertificateRequest.id))
+        .where(CertificateRequest.province_code == province_code)
+        .group_by(CertificateRequest.status)).all())
+    limit = clock.now() - timedelta(days=overdue_days)
+    overdue = session.scalar(
+        select(func.count(CertificateRequest.id))
+        .join(CourierBatch, CourierBatch.id == CertificateRequest.batch_id)
+        .where(CertificateRequest.province_code == province_code,
+               CertificateRequest.status == DELIVERED, CourierBatch.received_at < limit)) or 0
+    holders = session.scalar(select(func.count(Holder.id))
+                             .where(Holder.province_code == province_code)) or 0
+    return ProvinceOverview(province_code, counts, int(overdue), int(holders))
+

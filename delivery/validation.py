@@ -1,0 +1,82 @@
+"""Validation of the plain values the delivery package accepts: CIN, phones, emails, names,
+courier tracking numbers. Each function returns the normalised value or raises the error
+class it is given, naming the offending field in ``extras['field']``."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+from core.errors import InvalidInput
+from delivery.errors import InvalidTracking
+
+#: Moroccan national ID card number: one or two letters then one to six digits.
+CIN_PATTERN = re.compile(r"^[A-Z]{1,2}[0-9]{1,6}$")
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_S10 = re.compile(r"^([A-Z]{2})([0-9]{8})([0-9])([A-Z]{2})$")
+_S10_WEIGHTS = (8, 6, 4, 2, 3, 5, 9, 7)
+_MOBILE_TYPES = {phonenumbers.PhoneNumberType.MOBILE,
+                 phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+
+
+def normalise_cin(raw: str, error: type[InvalidInput] = InvalidInput) -> str:
+    """``ab123456`` → ``AB123456``; spaces are dropped. Refuses anything else."""
+    value = "".join(str(raw).split()).upper()
+    if not CIN_PATTERN.match(value):
+        raise error("a CIN is one or two letters followed by one to six digits "
+                    "(e.g. AB123456, K12345)", field="cin")
+    return value
+
+
+def normalise_phone(raw: str, *, mobile: bool, field: str,
+                    error: type[InvalidInput] = InvalidInput) -> str:
+    """Parse a phone number (Moroccan by default) with ``phonenumbers``; return E.164."""
+    try:
+        number = phonenumbers.parse(str(raw), "MA")
+    except phonenumbers.NumberParseException as exc:
+        raise error(f"{field}: not a phone number", field=field) from exc
+    if not phonenumbers.is_valid_number(number):
+        raise error(f"{field}: not a valid phone number", field=field)
+    if mobile and phonenumbers.number_type(number) not in _MOBILE_TYPES:
+        raise error(f"{field}: not a mobile number (SMS must reach it)", field=field)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(raw: str, *, field: str, error: type[InvalidInput] = InvalidInput) -> str:
+    value = str(raw).strip()
+    if len(value) > 254 or not _EMAIL.match(value):
+        raise error(f"{field}: not an email address", field=field)
+    local, _, domain = value.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def require_text(raw: str, *, field: str, max_length: int = 200,
+                 error: type[InvalidInput] = InvalidInput) -> str:
+    value = " ".join(str(raw).split())
+    if not value:
+        raise error(f"{field} is required", field=field)
+    if len(value) > max_length:
+        raise error(f"{field} is longer than {max_length} characters", field=field)
+    return value
+
+
+def s10_check_digit(serial: str) -> int:
+    """The UPU S10 check digit of an eight-digit serial number."""
+    total = sum(int(d) * w for d, w in zip(serial, _S10_WEIGHTS, strict=True))
+    check = 11 - total % 11
+    return {10: 0, 11: 5}.get(check, check)
+
+
+def normalise_tracking(raw: str) -> str:
+    """A courier (Amana, Barid Al-Maghrib) item number in the UPU S10 format:
+    two letters, eight digits, a check digit, the two-letter country (``EE123456785MA``)."""
+    value = "".join(str(raw).split()).upper()
+    match = _S10.match(value)
+    if not match:
+        raise InvalidTracking("a tracking number has two letters, nine digits and a country "
+                              "code (UPU S10, e.g. EE123456785MA)", field="tracking_number")
+    if s10_check_digit(match.group(2)) != int(match.group(3)):
+        raise InvalidTracking("the tracking number's check digit is wrong",
+                              field="tracking_number")
+    return value
