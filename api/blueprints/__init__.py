@@ -10,4 +10,5 @@ BLUEPRINT_MODULES = [
     "api.blueprints.auth",
     "api.blueprints.quotas",
     "api.blueprints.audit",
+    "api.blueprints.pki_public",
 ]

@@ -1,0 +1,188 @@
+"""The public endpoints over real HTTP on 127.0.0.1, judged by openssl and pkilint.
+
+The responder runs in-process (werkzeug's server in a thread) over the session's test PKI
+(these tests do not hold a database session open while the server works: see _certificate);
+openssl is the client: ``openssl ocsp`` (POST) for good, revoked, unknown and another CA's
+certificate, ``openssl ts`` for time-stamps.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp as x509_ocsp
+from cryptography.x509.oid import NameOID
+from werkzeug.serving import make_server
+
+from api.app import create_app
+from api.blueprints.pki_public import PkiPublic, install
+from api.runtime import Runtime
+from core.config import Settings
+from core.db import make_session_factory
+from pki import ocsp
+from pki.lifecycle import certificate_der
+from pki.signer import public_key_sha1
+from tests.pki.conftest import World
+from tests.pki.tools import lint, openssl
+
+pytestmark = pytest.mark.hsm
+
+WriteFile = Callable[[str, bytes], Path]
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture
+def server(world: World, tmp_path: Path) -> Iterator[str]:
+    settings = Settings(var_dir=tmp_path / "var", public_url=world.profile.public_url)
+    rt = Runtime(settings, clock=world.clock, engine=world.engine)
+    app = create_app(settings, rt=rt)
+    sessions = make_session_factory(world.engine)
+
+    def load() -> object:
+        with sessions() as session:
+            return world.authority(session)
+
+    install(app, PkiPublic(sessions, world.clock, world.profile, load))  # type: ignore[arg-type]
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(5)
+
+
+def _ocsp(world: World, base: str, write_file: WriteFile, serial: str, *,
+          issuer: x509.Certificate | None = None, name: str = "q") -> str:
+    issuer_path = write_file(f"{name}-issuer.pem", _pem(issuer or world.issuing))
+    root = write_file("root.pem", _pem(world.root))
+    chain = write_file("chain.pem", _pem(world.issuing))
+    result = openssl("ocsp", "-issuer", issuer_path, "-serial", f"0x{serial}",
+                     "-url", f"{base}/ocsp", "-CAfile", root, "-verify_other", chain,
+                     "-no_nonce", "-respout", write_file(f"{name}.resp", b"").as_posix(),
+                     check=False)
+    return result.stdout + result.stderr
+
+
+def test_openssl_ocsp_good_revoked_unknown(world: World, server: str,
+                                           write_file: WriteFile, tmp_path: Path) -> None:
+    good = _ocsp(world, server, write_file, world.serials["good"], name="good")
+    assert "Response verify OK" in good and f"0x{world.serials['good']}: good" in good
+    revoked = _ocsp(world, server, write_file, world.serials["revoked"], name="revoked")
+    assert "Response verify OK" in revoked
+    assert ": revoked" in revoked and "Reason: affiliationChanged" in revoked
+    held = _ocsp(world, server, write_file, world.serials["suspended"], name="held")
+    assert ": revoked" in held and "Reason: certificateHold" in held
+    unknown_serial = "1234567890abcdef1234"
+    unknown = _ocsp(world, server, write_file, unknown_serial, name="unknown")
+    assert "Response verify OK" in unknown and f"0x{unknown_serial}: unknown" in unknown
+    for name in ("good", "revoked", "unknown"):
+        assert lint("ocsp", tmp_path / f"{name}.resp") == ""
+
+
+def test_openssl_ocsp_other_ca_is_unauthorized(world: World, server: str,
+                                               write_file: WriteFile) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Somebody else's CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    other = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+             .public_key(key.public_key()).serial_number(1)
+             .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+             .sign(key, hashes.SHA256()))
+    out = _ocsp(world, server, write_file, "1f", issuer=other, name="other")
+    assert "Responder Error: unauthorized" in out
+
+
+def _certificate(world: World, which: str) -> x509.Certificate:
+    # A short session of its own: on SQLite every transaction takes the write lock, and the
+    # server thread must be able to read while the test runs.
+    with make_session_factory(world.engine)() as session:
+        return x509.load_der_x509_certificate(certificate_der(session, world.serials[which]))
+
+
+def test_ocsp_get_rfc5019_with_cache_headers(world: World, server: str) -> None:
+    cert = _certificate(world, "good")
+    request = x509_ocsp.OCSPRequestBuilder().add_certificate(
+        cert, world.issuing, hashes.SHA1()).build()  # noqa: S303 (RFC 5019 says SHA-1)
+    der = request.public_bytes(serialization.Encoding.DER)
+    path = urllib.parse.quote(base64.b64encode(der).decode(), safe="")
+    reply = requests.get(f"{server}/ocsp/{path}", timeout=10)
+    assert reply.status_code == 200
+    assert reply.headers["Content-Type"] == "application/ocsp-response"
+    assert "max-age=" in reply.headers["Cache-Control"] and reply.headers["ETag"]
+    parsed = x509_ocsp.load_der_ocsp_response(reply.content)
+    assert parsed.response_status == x509_ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert parsed.certificate_status == x509_ocsp.OCSPCertStatus.GOOD
+    assert parsed.serial_number == cert.serial_number
+    # The canonical request we export static files for is byte-identical.
+    authority_hashes = (world.issuing.subject.public_bytes(), public_key_sha1(world.issuing))
+    assert authority_hashes[1] == parsed.issuer_key_hash
+    # Garbage gets an unsigned malformedRequest, still HTTP 200 (RFC 6960 A.1).
+    bad = requests.post(f"{server}/ocsp", data=b"\x30\x03\x02\x01\x01", timeout=10,
+                        headers={"Content-Type": "application/ocsp-request"})
+    assert bad.status_code == 200 and bad.content == ocsp.MALFORMED
+
+
+def test_ocsp_sha256_certid_is_signed_live(world: World, server: str) -> None:
+    cert = _certificate(world, "revoked")
+    der = x509_ocsp.OCSPRequestBuilder().add_certificate(
+        cert, world.issuing, hashes.SHA256()).build().public_bytes(serialization.Encoding.DER)
+    reply = requests.post(f"{server}/ocsp", data=der, timeout=10,
+                          headers={"Content-Type": "application/ocsp-request"})
+    parsed = x509_ocsp.load_der_ocsp_response(reply.content)
+    assert parsed.certificate_status == x509_ocsp.OCSPCertStatus.REVOKED
+    assert parsed.revocation_reason == x509.ReasonFlags.affiliation_changed
+    assert isinstance(parsed.hash_algorithm, hashes.SHA256)
+
+
+def test_crl_and_ca_certificates_served(world: World, server: str) -> None:
+    crl_reply = requests.get(f"{server}/crl/{world.init.issuing_id}.crl", timeout=10)
+    assert crl_reply.status_code == 200
+    assert crl_reply.headers["Content-Type"] == "application/pkix-crl"
+    crl = x509.load_der_x509_crl(crl_reply.content)
+    assert crl.is_signature_valid(world.issuing.public_key())  # type: ignore[arg-type]
+    assert crl.get_revoked_certificate_by_serial_number(int(world.serials["revoked"], 16))
+    root_reply = requests.get(f"{server}/ca/{world.init.root_id}.crt", timeout=10)
+    assert root_reply.content == world.init.root_der
+    assert requests.get(f"{server}/crl/999.crl", timeout=10).status_code == 404
+
+
+def test_openssl_ts_verify(world: World, server: str, write_file: WriteFile,
+                           tmp_path: Path) -> None:
+    data = write_file("permit.pdf", b"%PDF-1.7 permit 2026/0042, commune de Tiznit")
+    query = tmp_path / "request.tsq"
+    openssl("ts", "-query", "-data", data, "-sha256", "-cert", "-out", query)
+    reply = requests.post(f"{server}/tsa", data=query.read_bytes(), timeout=10,
+                          headers={"Content-Type": "application/timestamp-query"})
+    assert reply.status_code == 200
+    assert reply.headers["Content-Type"] == "application/timestamp-reply"
+    response = write_file("reply.tsr", reply.content)
+    text = openssl("ts", "-reply", "-in", response, "-text").stdout
+    assert "Status: Granted." in text and world.profile.policy_oid + ".3" in text
+    ca_file = write_file("ts-chain.pem", _pem(world.root) + _pem(world.issuing))
+    verified = openssl("ts", "-verify", "-data", data, "-in", response, "-CAfile", ca_file)
+    assert "Verification: OK" in verified.stdout
+    # A tampered document does not verify.
+    other = write_file("other.pdf", b"%PDF-1.7 another permit")
+    assert openssl("ts", "-verify", "-data", other, "-in", response, "-CAfile", ca_file,
+                   check=False).returncode != 0
+    # The wrong media type is refused with a problem response.
+    refused = requests.post(f"{server}/tsa", data=b"x", timeout=10,
+                            headers={"Content-Type": "text/plain"})
+    assert refused.status_code == 415
+    assert refused.headers["Content-Type"].startswith("application/problem+json")
