@@ -1,0 +1,49 @@
+"""Gunicorn settings for production: ``gunicorn -c deploy/gunicorn.conf.py api.wsgi:app``.
+
+Each worker is a separate process that builds its own app after the fork (no ``preload_app``),
+so the PKCS#11 module is initialised in the worker and never shared across a fork. Workers
+are synchronous: python-pkcs11 calls are serialised in-process (see docs/hsm.md), so the
+service scales with processes, not threads. Override with GUNICORN_CMD_ARGS or with
+GUNICORN_BIND, GUNICORN_WORKERS, GUNICORN_TIMEOUT (not TAWQI_*: the service refuses unknown
+TAWQI_ variables at start-up).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from typing import Any
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8080")
+workers = int(os.environ.get("GUNICORN_WORKERS",
+                             str(min(2 * multiprocessing.cpu_count() + 1, 9))))
+worker_class = "sync"
+threads = 1
+preload_app = False
+# A signature or a token personalisation may take a few seconds on a network HSM.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = 30
+keepalive = 5
+# Recycle workers now and then (bounded memory growth), staggered.
+max_requests = 2000
+max_requests_jitter = 200
+# Request line and header limits (the body limit is TAWQI_MAX_UPLOAD_MB, in the app).
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("TAWQI_LOG_LEVEL", "info").lower()
+# No query strings in the access log: they never carry secrets, but keep the log lean.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms "%({x-request-id}o)s"'
+# Behind a reverse proxy, trust its X-Forwarded-* (also set TAWQI_TRUSTED_PROXIES).
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """With several workers, Prometheus metrics are aggregated through the directory named
+    by PROMETHEUS_MULTIPROC_DIR; a dead worker's live gauges are dropped."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
