@@ -24,13 +24,23 @@ from urllib.parse import parse_qs
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy.orm import Session
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock
+from core.db import make_session_factory, transaction
 from delivery import contacts, holders
 from delivery.envelopes import TokenSealer, provision_envelope_key
 from delivery.holders import HolderProfile
-from delivery.models import Contact, Holder
+from delivery.models import (
+    OUTBOX_DEAD,
+    OUTBOX_PENDING,
+    OUTBOX_SENDING,
+    Contact,
+    Holder,
+    OutboxMessage,
+)
 from delivery.personalisation import PersonalisedToken
 from hsm import TokenLibrary, generate_pin
 
@@ -288,3 +298,19 @@ class KeyOnlyPersonaliser:
         self.tokens.generate_key_pair(token_label, pin, key_type="EC-P256",
                                       key_label="signing", key_id=b"\x01")
         return PersonalisedToken(token_label, secrets.token_hex(8), None)
+
+
+# ---------------------------------------------------------------------------- committed work
+
+
+@pytest.fixture
+def sessions(db_engine: Engine) -> sessionmaker[Session]:
+    """Real transactions on the test database (for the worker and the flows that commit).
+    Tests using it must not also hold the rolled-back ``session`` (SQLite has one writer)."""
+    factory = make_session_factory(db_engine)
+    # Earlier tests may have left messages behind: keep them away from this test's worker.
+    with transaction(factory) as db:
+        db.execute(update(OutboxMessage)
+                   .where(OutboxMessage.status.in_((OUTBOX_PENDING, OUTBOX_SENDING)))
+                   .values(status=OUTBOX_DEAD, last_error="left by an earlier test"))
+    return factory
