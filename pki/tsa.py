@@ -40,12 +40,25 @@ class TimeStampResult:
 
 
 def _rejection(failure: str, text: str) -> TimeStampResult:
-    der = asn1_tsp.TimeStampResp({"status": {
+    status = asn1_tsp.PKIStatusInfo({
         "status": "rejection",
         "status_string": [text],
         "fail_info": asn1_tsp.PKIFailureInfo({failure}),
-    }}).dump()
+    }).dump()
+    # TimeStampResp ::= SEQUENCE { status, timeStampToken OPTIONAL }; asn1crypto's schema
+    # insists on the token, so the token-less SEQUENCE is written by hand.
+    der = _sequence(status)
     return TimeStampResult(der, False, failure=failure)
+
+
+def _sequence(content: bytes) -> bytes:
+    length = len(content)
+    if length < 0x80:
+        header = bytes([length])
+    else:
+        octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+        header = bytes([0x80 | len(octets)]) + octets
+    return b"\x30" + header + content
 
 
 def timestamp(signer: Signer, clock: Clock, request_der: bytes, *, policy_oid: str,

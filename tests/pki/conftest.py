@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import FrozenClock
 from core.db import make_engine, make_session_factory, transaction
@@ -186,6 +186,12 @@ def pki_session(pki_world: World) -> Iterator[Session]:
         db_session.close()
         outer.rollback()
         connection.close()
+
+
+def same_connection(session: Session) -> sessionmaker[Session]:
+    """Sessions that see ``session``'s uncommitted work (savepoints on its connection)."""
+    return sessionmaker(bind=session.connection(), join_transaction_mode="create_savepoint",
+                        expire_on_commit=False)
 
 
 @pytest.fixture

@@ -44,9 +44,11 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-@pytest.fixture
-def server(world: World, tmp_path: Path) -> Iterator[str]:
-    settings = Settings(var_dir=tmp_path / "var", public_url=world.profile.public_url)
+@pytest.fixture(scope="module")
+def server(pki_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    world = pki_world
+    settings = Settings(var_dir=tmp_path_factory.mktemp("var"),
+                        public_url=world.profile.public_url)
     rt = Runtime(settings, clock=world.clock, engine=world.engine)
     app = create_app(settings, rt=rt)
     sessions = make_session_factory(world.engine)
@@ -118,7 +120,7 @@ def _certificate(world: World, which: str) -> x509.Certificate:
 def test_ocsp_get_rfc5019_with_cache_headers(world: World, server: str) -> None:
     cert = _certificate(world, "good")
     request = x509_ocsp.OCSPRequestBuilder().add_certificate(
-        cert, world.issuing, hashes.SHA1()).build()  # noqa: S303 (RFC 5019 says SHA-1)
+        cert, world.issuing, hashes.SHA1()).build()
     der = request.public_bytes(serialization.Encoding.DER)
     path = urllib.parse.quote(base64.b64encode(der).decode(), safe="")
     reply = requests.get(f"{server}/ocsp/{path}", timeout=10)
