@@ -65,6 +65,22 @@ class Settings:
     ocsp_validity_days: int = 30
     crl_validity_hours: int = 24
     ocsp_response_validity_hours: int = 24
+    tsa_validity_days: int = 1825
+    # The root signs its CRL only when brought online (`tawqi crl publish --root`).
+    root_crl_validity_days: int = 365
+    # Token labels: the root's own token (offline in production) and the service token that
+    # holds the issuing CA, OCSP responder and TSA keys.
+    root_token_label: str = "tawqi-root"
+    ca_token_label: str = "tawqi-ca"
+    # User PIN of the service token (issuing CA, OCSP, TSA). Only from the environment or a
+    # file (TAWQI_SERVICE_PIN_FILE). Without it the service serves pre-signed OCSP answers
+    # only: no live OCSP signing, no time-stamps, no issuance.
+    service_pin: str = field(default="", repr=False)
+    # User PIN of the root token; needed only by `tawqi ca init` and `tawqi crl publish
+    # --root`. Empty means the service PIN.
+    root_pin: str = field(default="", repr=False)
+    # How often an OCSP responder process re-reads changed pre-signed responses (seconds).
+    ocsp_sync_seconds: int = 1
 
     # Delivery
     sms_backend: str = "console"
