@@ -12,7 +12,7 @@ from alembic import op
 revision = "delivery_0001"
 down_revision = None
 branch_labels = ("delivery",)
-depends_on = ("quotas_0001",)
+depends_on = ("quotas_0001", "pki_0001")
 
 TZ = sa.DateTime(timezone=True)
 REQUEST_STATES = ("submitted", "approved", "personalised", "shipped", "delivered",
