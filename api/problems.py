@@ -24,7 +24,9 @@ log = logging.getLogger("tawqi.api")
 
 PROBLEM_BASE = "https://tawqi.ma/problems/"
 MEDIA_TYPE = "application/problem+json"
-_RESERVED = {"type", "title", "status", "detail", "instance"}
+# A domain fact named like a standard member is renamed rather than dropped or clashing.
+_RENAMED = {"type": "kind", "title": "object_title", "status": "current_status",
+            "detail": "details", "instance": "object_instance", "request_id": "object_request_id"}
 
 # Werkzeug's HTTP errors: status -> (slug, title)
 HTTP_PROBLEMS: dict[int, tuple[str, str]] = {
@@ -58,10 +60,11 @@ def request_id() -> str:
 
 
 def problem(status: int, slug: str, title: str, detail: str,
-            headers: dict[str, str] | None = None, **extras: Any) -> Response:
+            headers: dict[str, str] | None = None, extras: dict[str, Any] | None = None,
+            ) -> Response:
     body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status,
                             "detail": detail}
-    body.update({k: v for k, v in extras.items() if k not in _RESERVED})
+    body.update({_RENAMED.get(k, k): v for k, v in (extras or {}).items()})
     body["request_id"] = request_id()
     response = Response(json.dumps(body, ensure_ascii=False, default=str), status=status,
                         mimetype=MEDIA_TYPE)
@@ -92,7 +95,7 @@ def from_domain(exc: Any) -> Response:
         return problem(status, exc.type, exc.title,
                        "the service could not complete the request; retry later",
                        headers=headers)
-    return problem(status, exc.type, exc.title, exc.detail, headers=headers, **extras)
+    return problem(status, exc.type, exc.title, exc.detail, headers=headers, extras=extras)
 
 
 def from_http(exc: HTTPException) -> Response:

@@ -82,6 +82,9 @@ class Operation:
     blueprint: str = ""
     deprecated: bool = False
     operation_id: str = ""
+    # False: the view runs its services' own short transactions (PIN checks on SQLite must
+    # not hold the write lock); ``call.session`` is then unavailable.
+    transactional: bool = True
 
 
 class ApiBlueprint(Blueprint):
@@ -102,10 +105,13 @@ class ApiBlueprint(Blueprint):
                   produces: dict[str, dict[str, Any]] | None = None,
                   consumes: dict[str, dict[str, Any]] | None = None,
                   errors: tuple[int, ...] = (), tag: str = "",
-                  deprecated: bool = False) -> Callable[[Callable[..., Any]],
+                  deprecated: bool = False,
+                  transactional: bool = True) -> Callable[[Callable[..., Any]],
                                                         Callable[..., Any]]:
         if action is not None:
             policy.reach("platform", action)  # KeyError at import time for a typo
+        if not transactional and idempotency != "none":
+            raise TypeError("idempotency keys need a transactional operation")
         method = method.upper()
 
         def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -116,7 +122,8 @@ class ApiBlueprint(Blueprint):
                            status=status, idempotency=idempotency, rate_limit=rate_limit,
                            produces=produces, consumes=consumes, errors=errors,
                            blueprint=self.name, deprecated=deprecated,
-                           operation_id=f"{self.name}.{view.__name__}")
+                           operation_id=f"{self.name}.{view.__name__}",
+                           transactional=transactional)
             self.operations.append(op)
 
             def endpoint(**path: Any) -> Response:
@@ -135,13 +142,19 @@ class Call:
     """What a view gets besides its parsed arguments."""
 
     runtime: Runtime
-    session: Session
+    _session: Session | None
     principal: Principal | None
     action: str | None
     location: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     _scoped: bool = False
     _on_failure: list[Callable[[Session], None]] = field(default_factory=list)
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise TypeError("a non-transactional operation has no session")
+        return self._session
 
     @property
     def clock(self) -> Clock:
@@ -306,7 +319,7 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
     kwargs: dict[str, Any] = dict(path)
 
     principal: Principal | None = None
-    if op.rate_limit is not None and op.action is not None:
+    if (op.rate_limit is not None or not op.transactional) and op.action is not None:
         # Authenticate before counting, so the bucket is the principal's.
         with rt.unit_of_work() as session:
             principal = _authenticate(session, rt, op)
@@ -327,6 +340,16 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
                                             request.get_data(cache=True))
     ttl = timedelta(hours=settings.idempotency_ttl_hours)
     failures: list[Callable[[Session], None]] = []
+    if not op.transactional:
+        call = Call(rt, None, principal, op.action)
+        try:
+            result = op.view(call, **kwargs)
+        except Exception:
+            _run_failure_callbacks(rt, op, call._on_failure)
+            raise
+        _check_scoped(op, call, principal)
+        out = _serialise(op, call, result)
+        return out if isinstance(out, Response) else _respond(out, dict(call.headers))
     try:
         with rt.unit_of_work() as session:
             if principal is None:
@@ -339,11 +362,7 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
             call = Call(rt, session, principal, op.action)
             failures = call._on_failure
             result = op.view(call, **kwargs)
-            if op.action is not None and principal is not None and not call.scoped and \
-                    policy.reach(principal.role, op.action) is not policy.ANY:
-                log.error("%s returned without checking the scope of %s for a %s",
-                          op.operation_id, op.action, principal.role)
-                raise ScopeNotChecked("the service could not complete the request")
+            _check_scoped(op, call, principal)
             out = _serialise(op, call, result)
             if isinstance(out, Response):
                 return out
@@ -363,13 +382,26 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
             raise
         return _respond(stored, replayed=True)
     except Exception:
-        for callback in failures:
-            try:
-                with rt.unit_of_work() as session:
-                    callback(session)
-            except Exception:  # never mask the original error
-                log.exception("failure callback of %s failed", op.operation_id)
+        _run_failure_callbacks(rt, op, failures)
         raise
+
+
+def _check_scoped(op: Operation, call: Call, principal: Principal | None) -> None:
+    if op.action is not None and principal is not None and not call.scoped and \
+            policy.reach(principal.role, op.action) is not policy.ANY:
+        log.error("%s returned without checking the scope of %s for a %s",
+                  op.operation_id, op.action, principal.role)
+        raise ScopeNotChecked("the service could not complete the request")
+
+
+def _run_failure_callbacks(rt: Runtime, op: Operation,
+                           callbacks: list[Callable[[Session], None]]) -> None:
+    for callback in callbacks:
+        try:
+            with rt.unit_of_work() as session:
+                callback(session)
+        except Exception:  # never mask the original error
+            log.exception("failure callback of %s failed", op.operation_id)
 
 
 def operations(app: Flask) -> list[tuple[Operation, str]]:

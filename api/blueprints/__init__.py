@@ -10,5 +10,7 @@ BLUEPRINT_MODULES = [
     "api.blueprints.auth",
     "api.blueprints.quotas",
     "api.blueprints.audit",
+    "api.blueprints.delivery",
+    "api.blueprints.certificates",
     "api.blueprints.pki_public",
 ]

@@ -76,7 +76,7 @@ def readyz(call: Call) -> Response | Readiness:
         return result
     failed = ", ".join(c.name for c in checks if not c.ok)
     return problem(503, "not-ready", "Not ready", f"failing checks: {failed}",
-                   headers={"Retry-After": "5"}, checks=dump(checks))
+                   headers={"Retry-After": "5"}, extras={"checks": dump(checks)})
 
 
 @bp.operation("GET", "/metrics", action=None, summary="Prometheus metrics",

@@ -39,6 +39,13 @@ class FakeTokens:
             raise RuntimeError("module gone")
         return False
 
+    def change_pin(self, label: str, old_pin: str, new_pin: str) -> None:
+        if self.fail:
+            raise RuntimeError("module gone")
+
+    def release(self, label: str) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -10,6 +10,7 @@ and 403, and never a 5xx); "refused" means 403 (401 for anonymous callers).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from tests.api.conftest import (
     make_settings,
     make_user,
 )
+from tests.api.world import build as build_world
 
 ADMIN, OPERATOR, CONTACT, HOLDER, PLATFORM = (
     "dgcl_admin", "operator", "contact", "holder", "platform")
@@ -101,6 +103,87 @@ def rows() -> list[Row]:
         # audit
         Row("GET", "/v1/audit/events", frozenset({ADMIN})),
         Row("GET", "/v1/audit/verify", frozenset({ADMIN})),
+        # delivery
+        Row("GET", "/v1/contacts", frozenset({ADMIN, OPERATOR, CONTACT})),
+        Row("POST", "/v1/contacts", frozenset({ADMIN, OPERATOR}), {
+            "province_code": "01.227", "full_name": "N", "title": "T",
+            "phone": "0539981234", "postal_address": "A", "email": "c@example.ma",
+            "decision_reference": "D-{n}", "decision_date": "2026-02-01",
+            "designated_by": "Le gouverneur"}),
+        Row("GET", "/v1/contacts/{contact_here}", frozenset({ADMIN, OPERATOR, CONTACT}),
+            rule="/v1/contacts/<id:contact_id>"),
+        Row("GET", "/v1/holders", frozenset({ADMIN, OPERATOR, CONTACT, HOLDER})),
+        Row("POST", "/v1/holders", frozenset({OPERATOR, CONTACT}), {
+            "cin": "ZZ{n}", "given_name_fr": "Karim", "surname_fr": "Benali",
+            "given_name_ar": "كريم", "surname_ar": "بنعلي", "role": "official",
+            "mobile": "06612{n}", "email": "k{n}@example.ma", "commune_code": COMMUNE}),
+        Row("GET", "/v1/holders/{holder_here}", frozenset({ADMIN, OPERATOR, CONTACT, HOLDER}),
+            rule="/v1/holders/<id:holder_id>"),
+        Row("POST", "/v1/holders/{holder_here}/contact-details",
+            frozenset({OPERATOR, CONTACT}), {"email": "new{n}@example.ma"},
+            rule="/v1/holders/<id:holder_id>/contact-details"),
+        Row("GET", "/v1/requests", frozenset({ADMIN, OPERATOR, CONTACT, HOLDER})),
+        Row("POST", "/v1/requests", frozenset({OPERATOR, CONTACT}),
+            {"holder_id": "{holder_here}", "token_form": "hosted"}),
+        Row("GET", "/v1/requests/{request_here}",
+            frozenset({ADMIN, OPERATOR, CONTACT, HOLDER}),
+            rule="/v1/requests/<id:request_id>"),
+        Row("POST", "/v1/requests/{request_here}/approve", frozenset({OPERATOR}),
+            {"identity_check": "CIN checked"}, rule="/v1/requests/<id:request_id>/approve"),
+        Row("POST", "/v1/requests/{request_here}/personalise", frozenset({OPERATOR}),
+            rule="/v1/requests/<id:request_id>/personalise"),
+        Row("POST", "/v1/requests/{request_here}/reject", frozenset({OPERATOR}),
+            {"reason": "no"}, rule="/v1/requests/<id:request_id>/reject"),
+        Row("POST", "/v1/requests/{request_here}/cancel", frozenset({OPERATOR, CONTACT}),
+            {"reason": "no"}, rule="/v1/requests/<id:request_id>/cancel"),
+        Row("POST", "/v1/requests/{request_here}/handover", frozenset({OPERATOR, CONTACT}),
+            {"handed_to": "Karim Benali", "acknowledgement": "R-1"},
+            rule="/v1/requests/<id:request_id>/handover"),
+        Row("POST", "/v1/requests/{request_here}/terms", frozenset({HOLDER}),
+            {"version": "2026-01"}, rule="/v1/requests/<id:request_id>/terms"),
+        Row("POST", "/v1/requests/{request_here}/activate", frozenset({OPERATOR, HOLDER}),
+            rule="/v1/requests/<id:request_id>/activate"),
+        Row("POST", "/v1/requests/{request_here}/pin", frozenset({HOLDER}),
+            {"old_pin": "123456", "new_pin": "654321"},
+            rule="/v1/requests/<id:request_id>/pin"),
+        Row("POST", "/v1/requests/{request_here}/pin-changed", frozenset({HOLDER}),
+            rule="/v1/requests/<id:request_id>/pin-changed"),
+        Row("POST", "/v1/pin-reset", frozenset({HOLDER}), {"cin": "{holder_here_cin}"}),
+        Row("POST", "/v1/pin-reset/abc/confirm", frozenset({HOLDER}),
+            {"cin": "{holder_here_cin}", "code": "123456"},
+            rule="/v1/pin-reset/<challenge_id>/confirm"),
+        Row("GET", "/v1/batches", frozenset({ADMIN, OPERATOR, CONTACT})),
+        Row("POST", "/v1/batches", frozenset({OPERATOR}), {"province_code": PROVINCE}),
+        Row("GET", "/v1/batches/{batch_here}", frozenset({ADMIN, OPERATOR, CONTACT}),
+            rule="/v1/batches/<id:batch_id>"),
+        Row("POST", "/v1/batches/{batch_here}/dispatch", frozenset({OPERATOR}),
+            {"tracking_number": "EE12345678{n2}MA"},
+            rule="/v1/batches/<id:batch_id>/dispatch"),
+        Row("POST", "/v1/batches/{batch_here}/receive", frozenset({OPERATOR, CONTACT}), {},
+            rule="/v1/batches/<id:batch_id>/receive"),
+        Row("GET", f"/v1/provinces/{PROVINCE}/overview",
+            frozenset({ADMIN, OPERATOR, CONTACT}), rule="/v1/provinces/<code>/overview"),
+        Row("GET", "/v1/reports/overdue-handovers", frozenset({ADMIN, OPERATOR, CONTACT})),
+        Row("GET", "/v1/outbox", frozenset({ADMIN, OPERATOR})),
+        Row("GET", "/v1/outbox/stats", frozenset({ADMIN, OPERATOR})),
+        Row("POST", "/v1/outbox/1/retry", frozenset({OPERATOR}),
+            rule="/v1/outbox/<id:message_id>/retry"),
+        # certificates (an unknown serial: allowed roles get 404, the others 403)
+        Row("GET", "/v1/certificates", frozenset({ADMIN, OPERATOR}), rule="/v1/certificates"),
+        Row("GET", "/v1/certificates/0a1b", frozenset({ADMIN, OPERATOR, CONTACT, HOLDER,
+                                                       PLATFORM}),
+            rule="/v1/certificates/<serial>"),
+        Row("GET", "/v1/certificates/0a1b/der", frozenset({ADMIN, OPERATOR, CONTACT, HOLDER,
+                                                           PLATFORM}),
+            rule="/v1/certificates/<serial>/der"),
+        Row("POST", "/v1/certificates/0a1b/suspend", frozenset({OPERATOR}), {},
+            rule="/v1/certificates/<serial>/suspend"),
+        Row("POST", "/v1/certificates/0a1b/release", frozenset({OPERATOR}), {},
+            rule="/v1/certificates/<serial>/release"),
+        Row("POST", "/v1/certificates/0a1b/revoke", frozenset({OPERATOR}),
+            {"reason": "affiliationChanged"}, rule="/v1/certificates/<serial>/revoke"),
+        Row("POST", "/v1/certificates/0a1b/renew", frozenset({OPERATOR}),
+            rule="/v1/certificates/<serial>/renew"),
         # last: it revokes the caller's token
         Row("POST", "/v1/auth/logout", PEOPLE),
     ]
@@ -116,20 +199,30 @@ def app(api_runtime: Runtime, tmp_path: Path) -> Flask:
 
 
 @pytest.fixture
-def values(api_runtime: Runtime, app: Flask) -> dict[str, Any]:
+def values(api_runtime: Runtime, app: Flask, callers: dict[str, Caller]) -> dict[str, Any]:
     from api import accounts
 
+    world = build_world(api_runtime, app, callers)
     victim = make_user(api_runtime, app, "victim", "operator")
     victim_holder = make_user(api_runtime, app, "victim.holder", "holder")
     with api_runtime.unit_of_work() as session:
         spare = accounts.create_api_key(session, api_runtime.clock, name="spare", actor="t")
         spare_id = spare.record.id
     return {"victim": victim.principal_id, "victim_holder": victim_holder.principal_id,
-            "spare_key": spare_id}
+            "spare_key": spare_id, **vars(world)}
+
+
+_counter = itertools.count(100_000)
 
 
 def _fill(text: Any, values: dict[str, Any]) -> Any:
     if isinstance(text, str):
+        if "{n}" in text or "{n2}" in text:
+            n = next(_counter)
+            text = text.replace("{n}", str(n)).replace("{n2}", f"{n % 100:02d}")
+        if text.startswith("{") and text.endswith("}") and text[1:-1] in values \
+                and isinstance(values[text[1:-1]], int):
+            return values[text[1:-1]]
         for key, value in values.items():
             text = text.replace("{" + key + "}", str(value))
         return text

@@ -1,0 +1,188 @@
+"""Certificate lifecycle for operators: list, read, suspend, release, revoke, renew.
+
+Every change goes through :mod:`pki.lifecycle` / :mod:`pki.issuance`, which audit it,
+re-sign the certificate's OCSP response and publish a CRL in the same transaction. Holders
+and contacts may read the certificates of their own scope (matched through the holder's
+CIN); only operators change them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from flask import Flask, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.metrics import Metrics
+from api.policy import Scope
+from api.routing import ApiBlueprint, Call
+from api.runtime import Runtime
+from api.schema import PageQuery, make_page, page_of, rule
+from api.services import services
+from delivery import holders
+from pki import issuance, lifecycle
+from pki.models import CertificateRecord
+from pki.reasons import REVOCATION_REASONS
+
+bp = ApiBlueprint("certificates", __name__, url_prefix="/v1/certificates",
+                  tag="Certificates",
+                  description="The certificate registry and its lifecycle (operators).")
+
+SERIAL = r"^(0x)?[0-9A-Fa-f:]{1,100}$"
+CertStatus = Literal["prepared", "issued", "suspended", "revoked", "abandoned"]
+CertProfile = Literal["holder", "ocsp", "tsa"]
+
+
+@dataclass(frozen=True)
+class CertificateOut:
+    id: int
+    serial: str
+    profile: CertProfile
+    status: CertStatus
+    subject: str
+    cin: str | None
+    organization: str | None
+    not_before: datetime
+    not_after: datetime
+    revoked_at: datetime | None
+    revocation_reason: str | None
+    suspended_at: datetime | None
+    fingerprint: str | None
+    replaces_id: int | None
+    valid_now: bool
+
+
+@dataclass(frozen=True)
+class CertificateQuery(PageQuery):
+    status: CertStatus | None = None
+    profile: CertProfile | None = None
+    cin: str | None = field(default=None, metadata=rule(pattern=r"^[A-Za-z]{1,2}[0-9]{1,8}$"))
+
+
+@dataclass(frozen=True)
+class RevokeIn:
+    reason: str = field(metadata=rule(
+        min_length=1, max_length=50,
+        description="RFC 5280 reason: " + ", ".join(REVOCATION_REASONS)
+                    + " (affiliationChanged after an election)."))
+
+
+@dataclass(frozen=True)
+class NoteIn:
+    note: str = field(default="", metadata=rule(max_length=500))
+
+
+def certificate_out(c: lifecycle.CertificateStatus, now: datetime) -> CertificateOut:
+    return CertificateOut(c.id, c.serial, c.profile, c.status,  # type: ignore[arg-type]
+                          c.subject, c.cin, c.organization, c.not_before, c.not_after,
+                          c.revoked_at, c.revocation_reason, c.suspended_at, c.fingerprint,
+                          c.replaces_id, c.valid_at(now))
+
+
+def _scope(session: Session, c: lifecycle.CertificateStatus) -> Scope:
+    holder = holders.find_by_cin(session, c.cin) if c.cin else None
+    if holder is None:
+        return Scope()
+    return Scope(province_code=holder.province_code, holder_id=holder.id)
+
+
+def _load(call: Call, serial: str) -> lifecycle.CertificateStatus:
+    found = lifecycle.certificate_status(call.session, serial)
+    call.authorize(_scope(call.session, found))
+    return found
+
+
+@bp.operation("GET", "", action="certificates.list", query=CertificateQuery,
+              response=page_of(CertificateOut), summary="The certificate registry")
+def list_certificates(call: Call, query: CertificateQuery) -> object:
+    found = lifecycle.list_certificates(call.session, status=query.status,
+                                        profile=query.profile, cin=query.cin,
+                                        limit=query.offset + query.limit)
+    total = _count(call.session, query)
+    now = call.clock.now()
+    return make_page(CertificateOut, [certificate_out(c, now)
+                                      for c in found[query.offset:]], total, query.limit,
+                     query.offset)
+
+
+def _count(session: Session, query: CertificateQuery) -> int:
+    count = select(func.count(CertificateRecord.id))
+    if query.status:
+        count = count.where(CertificateRecord.status == query.status)
+    if query.profile:
+        count = count.where(CertificateRecord.profile == query.profile)
+    if query.cin:
+        count = count.where(CertificateRecord.cin == query.cin.strip().upper())
+    return int(session.scalar(count) or 0)
+
+
+@bp.operation("GET", "/<serial>", action="certificates.read", response=CertificateOut,
+              summary="One certificate's status")
+def get_certificate(call: Call, serial: str) -> CertificateOut:
+    return certificate_out(_load(call, serial), call.clock.now())
+
+
+@bp.operation("GET", "/<serial>/der", action="certificates.read",
+              produces={"application/pkix-cert": {"type": "string", "format": "binary"}},
+              summary="The certificate itself (DER)")
+def certificate_der(call: Call, serial: str) -> Response:
+    _load(call, serial)
+    return Response(lifecycle.certificate_der(call.session, serial),
+                    mimetype="application/pkix-cert")
+
+
+@bp.operation("POST", "/<serial>/suspend", action="certificates.manage", body=NoteIn,
+              response=CertificateOut, errors=(409, 503),
+              summary="Suspend (certificateHold); may be released later")
+def suspend(call: Call, serial: str, body: NoteIn) -> CertificateOut:
+    _load(call, serial)
+    done = lifecycle.suspend(call.session, call.clock, services().authority(), serial,
+                             actor=call.actor, note=body.note)
+    return certificate_out(done, call.clock.now())
+
+
+@bp.operation("POST", "/<serial>/release", action="certificates.manage", body=NoteIn,
+              response=CertificateOut, errors=(409, 503), summary="Lift a suspension")
+def release(call: Call, serial: str, body: NoteIn) -> CertificateOut:
+    _load(call, serial)
+    done = lifecycle.release(call.session, call.clock, services().authority(), serial,
+                             actor=call.actor, note=body.note)
+    return certificate_out(done, call.clock.now())
+
+
+@bp.operation("POST", "/<serial>/revoke", action="certificates.manage", body=RevokeIn,
+              response=CertificateOut, errors=(409, 503),
+              summary="Revoke for good, with an RFC 5280 reason")
+def revoke(call: Call, serial: str, body: RevokeIn) -> CertificateOut:
+    _load(call, serial)
+    done = lifecycle.revoke(call.session, call.clock, services().authority(), serial,
+                            body.reason, actor=call.actor)
+    return certificate_out(done, call.clock.now())
+
+
+@bp.operation("POST", "/<serial>/renew", action="certificates.manage",
+              response=CertificateOut, status=201, errors=(409, 503),
+              idempotency="optional",
+              summary="Certify the same key again (the old certificate stays valid)")
+def renew(call: Call, serial: str) -> CertificateOut:
+    _load(call, serial)
+    issued = issuance.renew(call.session, call.clock, services().authority(), None, serial,
+                            actor=call.actor)
+    return certificate_out(lifecycle.certificate_status(call.session, issued.serial),
+                           call.clock.now())
+
+
+def setup(app: Flask, rt: Runtime) -> None:
+    metrics: Metrics = app.extensions["tawqi.metrics"]
+
+    def by_status(session: Session) -> dict[tuple[str, ...], float]:
+        rows = session.execute(select(CertificateRecord.profile, CertificateRecord.status,
+                                      func.count(CertificateRecord.id))
+                               .group_by(CertificateRecord.profile, CertificateRecord.status))
+        return {(profile, status): float(n) for profile, status, n in rows}
+
+    metrics.add_gauge_source("tawqi_certificates", "Certificates in the registry",
+                             ("profile", "status"), by_status)
