@@ -253,16 +253,12 @@ def _new_key_id() -> bytes:
     return secrets.token_bytes(8)
 
 
-def issue_holder_certificate(session: Session, clock: Clock, authority: Authority,
-                             tokens: TokenAccess, *, token_label: str, token_pin: str,
-                             holder: HolderIdentity, key_type: str = "EC-P256", actor: str,
-                             replaces_id: int | None = None) -> IssuedCertificate:
-    """Personalise a holder's token: generate a key pair ON the token (``token_label``,
-    logged in with ``token_pin``), certify it, write the certificate back to the token and
-    keep it in the database. The PIN is used, never stored or audited.
-
-    Raises token-layer errors (wrong PIN, unknown token) before anything is written.
-    """
+def prepare_holder(session: Session, clock: Clock, authority: Authority, tokens: TokenAccess,
+                   *, token_label: str, token_pin: str, holder: HolderIdentity,
+                   key_type: str = "EC-P256", actor: str,
+                   replaces_id: int | None = None) -> PreparedIssuance:
+    """Step 1 of a holder issuance: generate the key pair ON the holder's token and store
+    the prepared row (nothing signed). Commit after it to make the preparation durable."""
     check_key_type(key_type)
     authority.check_can_sign(_now(clock))
     key_id = _new_key_id()
@@ -272,9 +268,35 @@ def issue_holder_certificate(session: Session, clock: Clock, authority: Authorit
                                    serialization.PublicFormat.SubjectPublicKeyInfo)
     request = IssuanceRequest(PROFILE_HOLDER, spki, token_label, key_id, key_type,
                               holder=holder, replaces_id=replaces_id)
-    prepared = prepare(session, clock, authority, request, actor=actor)
+    return prepare(session, clock, authority, request, actor=actor)
+
+
+def complete_holder(session: Session, clock: Clock, authority: Authority,
+                    tokens: TokenAccess, prepared: PreparedIssuance | int, *, token_pin: str,
+                    actor: str) -> IssuedCertificate:
+    """Step 2: sign the prepared issuance (once) and write the certificate to the token."""
     issued = sign_prepared(session, clock, authority, prepared, actor=actor)
     return _write(session, clock, tokens, issued, token_pin, actor=actor)
+
+
+def issue_holder_certificate(session: Session, clock: Clock, authority: Authority,
+                             tokens: TokenAccess, *, token_label: str, token_pin: str,
+                             holder: HolderIdentity, key_type: str = "EC-P256", actor: str,
+                             replaces_id: int | None = None) -> IssuedCertificate:
+    """Personalise a holder's token: generate a key pair ON the token (``token_label``,
+    logged in with ``token_pin``), certify it, write the certificate back to the token and
+    keep it in the database, all in the caller's transaction. The PIN is used, never
+    stored or audited.
+
+    Raises token-layer errors (wrong PIN, unknown token) before anything is written. If the
+    token refuses the certificate afterwards, the issuance stands and the result says
+    ``written_to_token=False`` (retry with :func:`write_to_token`).
+    """
+    prepared = prepare_holder(session, clock, authority, tokens, token_label=token_label,
+                              token_pin=token_pin, holder=holder, key_type=key_type,
+                              actor=actor, replaces_id=replaces_id)
+    return complete_holder(session, clock, authority, tokens, prepared, token_pin=token_pin,
+                           actor=actor)
 
 
 def _write(session: Session, clock: Clock, tokens: TokenAccess, issued: IssuedCertificate,

@@ -80,7 +80,7 @@ def _from_runtime() -> PkiPublic:
     profile = Profile.from_settings(settings)
 
     def load() -> Authority | None:
-        pin = getattr(settings, "service_pin", "")
+        pin = settings.service_pin
         if not pin:
             return None
         with rt.unit_of_work() as session:
