@@ -1,0 +1,481 @@
+"""``tawqi worker``, ``tawqi outbox`` and the delivery commands: contacts, holders, requests,
+courier batches.
+
+The commands parse, call a delivery service in one unit of work, and print. ``tawqi worker``
+sends the outbox (several may run at once); ``--once`` drains what is due and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import date
+from typing import Any
+
+import click
+
+from api.cli.common import pass_runtime, print_json, print_table
+from api.runtime import Runtime
+from core.errors import ConfigurationError, InvalidInput
+from delivery import batches, contacts, holders, outbox, requests
+from delivery.backends import ConsoleInbox, email_backend, sms_backend
+from delivery.envelopes import TokenSealer, provision_envelope_key
+from delivery.outbox import OutboxWorker
+from delivery.personalisation import TokenPersonaliser, personalise_request
+from delivery.policy import DeliveryPolicy, RetryPolicy
+
+ACTOR = "cli"
+
+
+def _sealer(runtime: Runtime) -> TokenSealer | None:
+    settings = runtime.settings
+    if not settings.envelope_token_pin:
+        return None
+    return TokenSealer(runtime.tokens(), settings.envelope_token,
+                       settings.envelope_token_pin, settings.envelope_key)
+
+
+def _required_sealer(runtime: Runtime) -> TokenSealer:
+    sealer = _sealer(runtime)
+    if sealer is None:
+        raise ConfigurationError("TAWQI_ENVELOPE_TOKEN_PIN is not set: PINs and codes cannot "
+                                 "be sealed or opened")
+    return sealer
+
+
+def make_worker(runtime: Runtime, *, batch_size: int = 20,
+                inbox: ConsoleInbox | None = None) -> OutboxWorker:
+    """The outbox worker the settings describe (backends, retries, the envelope sealer)."""
+    settings = runtime.settings
+    return OutboxWorker(runtime.sessions, runtime.clock,
+                        sms=sms_backend(settings, inbox), email=email_backend(settings, inbox),
+                        sealer=_sealer(runtime),
+                        retry=RetryPolicy.from_settings(settings), batch_size=batch_size)
+
+
+def make_personaliser(runtime: Runtime) -> TokenPersonaliser:
+    from pki import ca
+    from pki.profiles import Profile
+
+    settings = runtime.settings
+    if not settings.so_pin or not settings.service_pin:
+        raise ConfigurationError("personalisation needs TAWQI_SO_PIN (to initialise tokens) "
+                                 "and TAWQI_SERVICE_PIN (the issuing CA's token)")
+    with runtime.unit_of_work() as session:
+        authority = ca.load_authority(session, runtime.tokens(),
+                                      Profile.from_settings(settings),
+                                      pin=settings.service_pin)
+    return TokenPersonaliser(runtime.tokens(), so_pin=settings.so_pin, authority=authority,
+                             key_type=settings.ca_key_type)
+
+
+def _policy(runtime: Runtime) -> DeliveryPolicy:
+    return DeliveryPolicy.from_settings(runtime.settings)
+
+
+def _configure_logging(level: str) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# ---------------------------------------------------------------------------- worker
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option("--batch-size", type=int, default=20, show_default=True)
+@click.option("--idle", type=float, default=2.0, show_default=True,
+              help="Seconds to wait when nothing is due.")
+@pass_runtime
+def worker(runtime: Runtime, once: bool, batch_size: int, idle: float) -> None:
+    """Send the notification outbox (SMS, email) with retries and backoff."""
+    _configure_logging(runtime.settings.log_level)
+    runner = make_worker(runtime, batch_size=batch_size)
+    if runner.sealer is None:
+        logging.getLogger("tawqi.delivery.outbox").warning(
+            "TAWQI_ENVELOPE_TOKEN_PIN is not set: messages carrying a PIN or code will wait")
+    if once:
+        report = runner.drain()
+        click.echo(f"claimed {report.claimed}, sent {report.sent}, retrying {report.retried}, "
+                   f"dead {report.dead}")
+        return
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo(f"outbox worker {runner.worker_id} started "
+               f"(sms: {runner.sms.name}, email: {runner.email.name})")
+    report = runner.run_forever(stop, idle_seconds=idle)
+    click.echo(f"stopped: sent {report.sent}, dead {report.dead}")
+
+
+@click.group("outbox")
+def outbox_group() -> None:
+    """The notification outbox."""
+
+
+@outbox_group.command("stats")
+@pass_runtime
+def outbox_stats(runtime: Runtime) -> None:
+    """Messages per state and the oldest waiting one."""
+    with runtime.unit_of_work() as session:
+        found = outbox.stats(session)
+    print_table(["pending", "sending", "sent", "dead", "oldest pending"],
+                [[found.pending, found.sending, found.sent, found.dead,
+                  found.oldest_pending_at]])
+
+
+@outbox_group.command("list")
+@click.option("--status", type=click.Choice(["pending", "sending", "sent", "dead"]))
+@click.option("--limit", type=int, default=50, show_default=True)
+@pass_runtime
+def outbox_list(runtime: Runtime, status: str | None, limit: int) -> None:
+    """The latest messages (never their secrets: those are sealed, then destroyed)."""
+    with runtime.unit_of_work() as session:
+        rows = [(m.id, m.channel, m.template, m.recipient, m.status, m.attempts,
+                 m.next_attempt_at, m.last_error[:60])
+                for m in outbox.list_messages(session, status=status, limit=limit)]
+    print_table(["id", "channel", "template", "to", "status", "attempts", "next", "error"],
+                rows)
+
+
+@outbox_group.command("retry")
+@click.argument("message_id", type=int)
+@pass_runtime
+def outbox_retry(runtime: Runtime, message_id: int) -> None:
+    """Give a dead message a new series of attempts."""
+    with runtime.unit_of_work() as session:
+        message = outbox.retry_dead(session, runtime.clock, message_id, actor=ACTOR)
+        click.echo(f"message {message.id} is {message.status}")
+
+
+@click.group("delivery")
+def delivery_group() -> None:
+    """Delivery set-up."""
+
+
+@delivery_group.command("setup")
+@pass_runtime
+def delivery_setup(runtime: Runtime) -> None:
+    """Create the envelope token (with TAWQI_SO_PIN) and its non-extractable AES key."""
+    settings = runtime.settings
+    if not settings.envelope_token_pin:
+        raise ConfigurationError("set TAWQI_ENVELOPE_TOKEN_PIN first")
+    provision_envelope_key(runtime.tokens(), token_label=settings.envelope_token,
+                           token_pin=settings.envelope_token_pin,
+                           key_label=settings.envelope_key, so_pin=settings.so_pin)
+    click.echo(f"envelope key {settings.envelope_key!r} ready on token "
+               f"{settings.envelope_token!r}")
+
+
+# ---------------------------------------------------------------------------- contacts
+
+
+@click.group("contact")
+def contact_group() -> None:
+    """Designated contacts (one per prefecture/province)."""
+
+
+@contact_group.command("designate")
+@click.option("--province", required=True, help="Province code, e.g. 01.051.")
+@click.option("--name", "full_name", required=True)
+@click.option("--title", required=True)
+@click.option("--phone", required=True)
+@click.option("--address", "postal_address", required=True)
+@click.option("--email", required=True)
+@click.option("--decision", "decision_reference", required=True,
+              help="Reference of the wali/governor's decision.")
+@click.option("--decision-date", required=True, help="YYYY-MM-DD")
+@click.option("--designated-by", required=True, help="Who signed the decision.")
+@pass_runtime
+def contact_designate(runtime: Runtime, province: str, full_name: str, title: str,
+                      phone: str, postal_address: str, email: str, decision_reference: str,
+                      decision_date: str, designated_by: str) -> None:
+    """Designate (or replace) a province's contact."""
+    try:
+        when = date.fromisoformat(decision_date)
+    except ValueError as exc:
+        raise InvalidInput("--decision-date must be YYYY-MM-DD") from exc
+    designation = contacts.ContactDesignation(
+        province_code=province, full_name=full_name, title=title, phone=phone,
+        postal_address=postal_address, email=email, decision_reference=decision_reference,
+        decision_date=when, designated_by=designated_by)
+    with runtime.unit_of_work() as session:
+        contact = contacts.designate_contact(session, runtime.clock, designation, actor=ACTOR)
+        click.echo(f"contact {contact.id} designated for {contact.province_code}")
+
+
+@contact_group.command("list")
+@click.option("--province")
+@click.option("--all", "include_inactive", is_flag=True, help="Include replaced contacts.")
+@pass_runtime
+def contact_list(runtime: Runtime, province: str | None, include_inactive: bool) -> None:
+    with runtime.unit_of_work() as session:
+        rows = [(c.id, c.province_code, c.full_name, c.title, c.phone, c.email,
+                 "yes" if c.active else "no", c.decision_reference)
+                for c in contacts.list_contacts(session, province_code=province,
+                                                include_inactive=include_inactive)]
+    print_table(["id", "province", "name", "title", "phone", "email", "active", "decision"],
+                rows)
+
+
+# ---------------------------------------------------------------------------- holders
+
+
+@click.group("holder")
+def holder_group() -> None:
+    """Certificate holders."""
+
+
+@holder_group.command("register")
+@click.option("--cin", required=True)
+@click.option("--given-name-fr", required=True)
+@click.option("--surname-fr", required=True)
+@click.option("--given-name-ar", required=True)
+@click.option("--surname-ar", required=True)
+@click.option("--role", type=click.Choice(list(holders.ROLES)), required=True)
+@click.option("--commune", help="Commune code (a commune's holder).")
+@click.option("--province", help="Province code (the provincial services' holder).")
+@click.option("--mobile", required=True)
+@click.option("--email", required=True)
+@click.option("--professional-email")
+@click.option("--contact", "contact_id", type=int,
+              help="The registering contact (checked against the province).")
+@pass_runtime
+def holder_register(runtime: Runtime, cin: str, given_name_fr: str, surname_fr: str,
+                    given_name_ar: str, surname_ar: str, role: str, commune: str | None,
+                    province: str | None, mobile: str, email: str,
+                    professional_email: str | None, contact_id: int | None) -> None:
+    registration = holders.HolderRegistration(
+        cin=cin, given_name_fr=given_name_fr, surname_fr=surname_fr,
+        given_name_ar=given_name_ar, surname_ar=surname_ar, role=role, mobile=mobile,
+        email=email, commune_code=commune, province_code=province,
+        professional_email=professional_email)
+    with runtime.unit_of_work() as session:
+        holder = holders.register_holder(session, runtime.clock, registration, actor=ACTOR,
+                                         contact_id=contact_id)
+        click.echo(f"holder {holder.id} ({holder.cin}) registered for {holder.entity}")
+
+
+@holder_group.command("list")
+@click.option("--province")
+@click.option("--commune")
+@pass_runtime
+def holder_list(runtime: Runtime, province: str | None, commune: str | None) -> None:
+    with runtime.unit_of_work() as session:
+        rows = [(h.id, h.cin, f"{h.given_name_fr} {h.surname_fr}", h.role, h.entity, h.mobile,
+                 h.email) for h in holders.list_holders(session, province_code=province,
+                                                         commune_code=commune)]
+    print_table(["id", "cin", "name", "role", "entity", "mobile", "email"], rows)
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+@click.group("request")
+def request_group() -> None:
+    """Certificate requests: submit, approve, personalise, activate..."""
+
+
+def _show(request: Any) -> None:
+    click.echo(f"request {request.id}: {request.status} ({request.token_form}, "
+               f"{request.entity}, {request.year})")
+
+
+@request_group.command("submit")
+@click.option("--contact", "contact_id", type=int, required=True)
+@click.option("--holder", "holder_id", type=int, required=True)
+@click.option("--form", "token_form", type=click.Choice(["device", "hosted"]),
+              default="device", show_default=True)
+@click.option("--year", type=int)
+@pass_runtime
+def request_submit(runtime: Runtime, contact_id: int, holder_id: int, token_form: str,
+                   year: int | None) -> None:
+    """Ask for a certificate (reserves one of the entity's quota)."""
+    with runtime.unit_of_work() as session:
+        _show(requests.submit_request(session, runtime.clock, contact_id=contact_id,
+                                      holder_id=holder_id, token_form=token_form,
+                                      actor=ACTOR, year=year))
+
+
+@request_group.command("approve")
+@click.argument("request_id", type=int)
+@click.option("--identity-check", required=True, help="How the identity was checked.")
+@pass_runtime
+def request_approve(runtime: Runtime, request_id: int, identity_check: str) -> None:
+    with runtime.unit_of_work() as session:
+        _show(requests.approve_request(session, runtime.clock, request_id, actor=ACTOR,
+                                       identity_check=identity_check))
+
+
+@request_group.command("reject")
+@click.argument("request_id", type=int)
+@click.option("--reason", required=True)
+@pass_runtime
+def request_reject(runtime: Runtime, request_id: int, reason: str) -> None:
+    with runtime.unit_of_work() as session:
+        _show(requests.reject_request(session, runtime.clock, request_id, actor=ACTOR,
+                                      reason=reason))
+
+
+@request_group.command("cancel")
+@click.argument("request_id", type=int)
+@click.option("--reason", required=True)
+@pass_runtime
+def request_cancel(runtime: Runtime, request_id: int, reason: str) -> None:
+    with runtime.unit_of_work() as session:
+        _show(requests.cancel_request(session, runtime.clock, request_id, actor=ACTOR,
+                                      reason=reason))
+
+
+@request_group.command("personalise")
+@click.argument("request_id", type=int)
+@pass_runtime
+def request_personalise(runtime: Runtime, request_id: int) -> None:
+    """Initialise the token, generate the key on it, issue the certificate, seal the PIN."""
+    personaliser = make_personaliser(runtime)
+    sealer = _required_sealer(runtime)
+    with runtime.unit_of_work() as session:
+        _show(personalise_request(session, runtime.clock, request_id,
+                                  personaliser=personaliser, sealer=sealer, actor=ACTOR,
+                                  policy=_policy(runtime)))
+
+
+@request_group.command("activate")
+@click.argument("request_id", type=int)
+@pass_runtime
+def request_activate(runtime: Runtime, request_id: int) -> None:
+    """Activate (consumes the quota; a hosted token's PIN is sent now)."""
+    with runtime.unit_of_work() as session:
+        _show(requests.activate_request(session, runtime.clock, request_id, actor=ACTOR))
+
+
+@request_group.command("show")
+@click.argument("request_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_runtime
+def request_show(runtime: Runtime, request_id: int, fmt: str) -> None:
+    """A request and its timeline (who did what, when; lead times)."""
+    with runtime.unit_of_work() as session:
+        request = requests.get_request(session, request_id)
+        timeline = requests.timeline(session, request_id)
+        steps = [{"status": s.status, "at": s.at, "actor": s.actor, "note": s.note}
+                 for s in timeline.steps]
+        lead_times = {k: str(v) for k, v in timeline.durations.items()}
+        data: dict[str, Any] = {
+                "id": request.id, "status": request.status, "token_form": request.token_form,
+                "entity": request.entity, "year": request.year,
+                "token_label": request.token_label,
+                "certificate_serial": request.certificate_serial,
+                "batch_id": request.batch_id, "pin_sent_at": request.pin_sent_at,
+                "allowed_steps": requests.allowed_steps(request),
+                "steps": steps, "lead_times": lead_times}
+    if fmt == "json":
+        print_json(data)
+        return
+    _show(request)
+    print_table(["step", "at", "by", "note"],
+                [(s["status"], s["at"], s["actor"], s["note"]) for s in steps])
+    for name, value in lead_times.items():
+        click.echo(f"  {name}: {value}")
+
+
+@request_group.command("list")
+@click.option("--province")
+@click.option("--status")
+@pass_runtime
+def request_list(runtime: Runtime, province: str | None, status: str | None) -> None:
+    with runtime.unit_of_work() as session:
+        rows = [(r.id, r.holder_id, r.entity, r.token_form, r.status, r.batch_id,
+                 r.submitted_at) for r in requests.list_requests(
+                     session, province_code=province, status=status)]
+    print_table(["id", "holder", "entity", "form", "status", "batch", "submitted"], rows)
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+@click.group("batch")
+def batch_group() -> None:
+    """Amana courier batches and hand-overs."""
+
+
+@batch_group.command("prepare")
+@click.option("--province", required=True)
+@pass_runtime
+def batch_prepare(runtime: Runtime, province: str) -> None:
+    with runtime.unit_of_work() as session:
+        batch = batches.prepare_batch(session, runtime.clock, province, actor=ACTOR)
+        count = len(batches.batch_requests(session, batch.id))
+        click.echo(f"batch {batch.id} for {province}: {count} token(s), {batch.status}")
+
+
+@batch_group.command("dispatch")
+@click.argument("batch_id", type=int)
+@click.option("--tracking", required=True, help="Amana tracking number (UPU S10).")
+@pass_runtime
+def batch_dispatch(runtime: Runtime, batch_id: int, tracking: str) -> None:
+    with runtime.unit_of_work() as session:
+        batch = batches.dispatch_batch(session, runtime.clock, batch_id,
+                                       tracking_number=tracking, actor=ACTOR,
+                                       policy=_policy(runtime))
+        click.echo(f"batch {batch.id} dispatched, tracking {batch.tracking_number}")
+
+
+@batch_group.command("receive")
+@click.argument("batch_id", type=int)
+@pass_runtime
+def batch_receive(runtime: Runtime, batch_id: int) -> None:
+    with runtime.unit_of_work() as session:
+        batch = batches.receive_batch(session, runtime.clock, batch_id, actor=ACTOR)
+        click.echo(f"batch {batch.id} received")
+
+
+@batch_group.command("handover")
+@click.argument("request_id", type=int)
+@click.option("--to", "handed_to", required=True, help="Who received the token.")
+@click.option("--ack", "acknowledgement", required=True,
+              help="The holder's acknowledgement (e.g. signed receipt reference).")
+@pass_runtime
+def batch_handover(runtime: Runtime, request_id: int, handed_to: str,
+                   acknowledgement: str) -> None:
+    with runtime.unit_of_work() as session:
+        _show(batches.record_handover(session, runtime.clock, request_id,
+                                      handed_to=handed_to, acknowledgement=acknowledgement,
+                                      actor=ACTOR, policy=_policy(runtime)))
+
+
+@batch_group.command("list")
+@click.option("--province")
+@pass_runtime
+def batch_list(runtime: Runtime, province: str | None) -> None:
+    with runtime.unit_of_work() as session:
+        rows = [(b.id, b.province_code, b.status, b.tracking_number, b.prepared_at,
+                 b.dispatched_at, b.received_at,
+                 len(batches.batch_requests(session, b.id)))
+                for b in batches.list_batches(session, province_code=province)]
+    print_table(["id", "province", "status", "tracking", "prepared", "dispatched",
+                 "received", "tokens"], rows)
+
+
+@batch_group.command("overdue")
+@click.option("--province")
+@pass_runtime
+def batch_overdue(runtime: Runtime, province: str | None) -> None:
+    """Tokens received by a contact and not handed over within TAWQI_HANDOVER_OVERDUE_DAYS."""
+    with runtime.unit_of_work() as session:
+        found = batches.overdue_handovers(
+            session, runtime.clock, overdue_days=runtime.settings.handover_overdue_days,
+            province_code=province)
+    print_table(["request", "holder", "cin", "province", "batch", "received", "days"],
+                [(o.request_id, o.holder_name, o.cin, o.province_code, o.batch_id,
+                  o.received_at, o.days_waiting) for o in found])
+
+
+COMMANDS = [worker, outbox_group, delivery_group, contact_group, holder_group, request_group,
+            batch_group]
