@@ -1,0 +1,98 @@
+"""The operators' commands, end to end on an embedded database and a SoftHSM2 directory of
+their own: ca init, cert issue/list/show/suspend/release/revoke, crl publish, ocsp export."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+
+from api.cli import cli
+from hsm import default_module_path
+from hsm.softhsm import use_config, write_softhsm_config
+from pki.errors import AuthorityAlreadyInitialised, InvalidRevocationReason
+from tests.pki.tools import openssl
+
+pytestmark = pytest.mark.hsm
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    conf = write_softhsm_config(tmp_path / "softhsm")
+    for key in list(os.environ):
+        if key.startswith("TAWQI_") and key != "TAWQI_TEST_DATABASE_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
+    use_config(conf, default_module_path())
+    yield {"TAWQI_VAR_DIR": str(tmp_path / "var"), "TAWQI_SO_PIN": "so-pin-for-tests",
+           "TAWQI_SERVICE_PIN": "48291735", "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma"}
+
+
+def _run(env: dict[str, str], *args: str, input: str | None = None) -> str:
+    result = CliRunner().invoke(cli, list(args), env=env, input=input,
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_operator_flow(env: dict[str, str], tmp_path: Path) -> None:
+    _run(env, "db", "upgrade")
+    out = _run(env, "ca", "init")
+    assert "root certificate written to" in out and "48291735" not in out
+    root_pem = Path(env["TAWQI_VAR_DIR"]) / "pki" / "root.pem"
+    assert x509.load_pem_x509_certificate(root_pem.read_bytes()).subject.rfc4514_string() \
+        == "CN=Tawqi Root CA,O=Tawqi,C=MA"
+    again = CliRunner().invoke(cli, ["ca", "init"], env=env)
+    assert isinstance(again.exception, AuthorityAlreadyInitialised)  # main() prints it
+
+    pem_out = tmp_path / "holder.pem"
+    out = _run(env, "cert", "issue", "--token", "holder-1", "--create-token", "--cin", "k12345",
+               "--given-name", "Mohamed", "--surname", "Benali", "--title", "Président",
+               "--org", "جماعة أكادير", "--out", str(pem_out), input="73920145\n")
+    serial = out.split("serial ", 1)[1].split()[0]
+    assert "73920145" not in out
+    cert = x509.load_pem_x509_certificate(pem_out.read_bytes())
+    assert format(cert.serial_number, "x") == serial
+
+    listed = json.loads(_run(env, "cert", "list", "--profile", "holder", "--format", "json"))
+    assert [c["serial"] for c in listed] == [serial] and listed[0]["cin"] == "K12345"
+    assert "suspended" in _run(env, "cert", "suspend", serial, "--note", "inquiry")
+    assert ": issued" in _run(env, "cert", "release", serial)
+    bad = CliRunner().invoke(cli, ["cert", "revoke", serial, "--reason", "bored"], env=env)
+    assert isinstance(bad.exception, InvalidRevocationReason)
+    assert "affiliationChanged" in _run(env, "cert", "revoke", serial, "--reason",
+                                        "affiliation-changed")
+    crl_dir = tmp_path / "crl"
+    out = _run(env, "crl", "publish", "--root", "--out", str(crl_dir))
+    assert "CA 2: CRL #" in out and "CA 1: CRL #2" in out
+    issuing = _run(env, "ca", "show", "--pem", "issuing")
+    chain = tmp_path / "issuing.pem"
+    chain.write_text(issuing)
+    crl_pem = tmp_path / "crl.pem"
+    openssl("crl", "-inform", "DER", "-in", crl_dir / "2.crl", "-out", crl_pem)
+    verdict = openssl("verify", "-CAfile", root_pem, "-untrusted", chain, "-crl_check",
+                      "-CRLfile", crl_pem, pem_out, check=False)
+    assert verdict.returncode != 0 and "certificate revoked" in verdict.stdout + verdict.stderr
+    assert "serial" in _run(env, "cert", "show", serial)
+    out = _run(env, "ocsp", "export", str(tmp_path / "static"))
+    assert "3 responses written" in out
+    assert (tmp_path / "static" / "nginx.conf.example").exists()
+    assert "audit chain intact" in _run(env, "audit", "verify")
+
+
+def test_wrong_token_pin_is_a_clean_error(env: dict[str, str]) -> None:
+    _run(env, "db", "upgrade")
+    _run(env, "ca", "init")
+    _run(env, "cert", "issue", "--token", "holder-2", "--create-token", "--cin", "AB1",
+         "--given-name", "A", "--surname", "B", "--title", "C", "--org", "D",
+         input="73920145\n")
+    result = CliRunner().invoke(cli, ["cert", "issue", "--token", "holder-2", "--cin", "AB1",
+                                      "--given-name", "A", "--surname", "B", "--title", "C",
+                                      "--org", "D"], env=env, input="11111111\n")
+    assert result.exit_code in (1, 2) and "Wrong PIN" in result.output
+    assert "Traceback" not in result.output
