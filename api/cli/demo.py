@@ -8,6 +8,7 @@ story's shared state; later capabilities add their chapters to ``CHAPTERS``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +70,186 @@ def quotas_chapter(runtime: Runtime, story: Story) -> None:
         f"allotted including provincial services, {totals['available']:,} available")
 
 
+DEMO_SECRET = re.compile(r"(?<!\d)\d{6,8}(?!\d)")
+
+
+def _masked(text: str) -> str:
+    """What the demo's terminal shows of a message: every PIN-like number masked."""
+    from delivery.backends import MASK
+
+    return DEMO_SECRET.sub(MASK, text)
+
+
+def delivery_chapter(runtime: Runtime, story: Story) -> None:
+    """A contact registers holders for two communes and asks for certificates within quota
+    (one beyond it is refused); an operator approves; tokens are personalised, shipped,
+    received and handed over; PINs arrive by SMS and email (console, masked here); a holder
+    accepts the terms, changes the PIN and signs."""
+    import secrets
+    from datetime import date
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sqlalchemy import func, select
+
+    from api.cli.delivery import make_personaliser, make_worker
+    from delivery import batches, contacts, holders, pins, requests
+    from delivery.backends import ConsoleInbox
+    from delivery.envelopes import TokenSealer, provision_envelope_key
+    from delivery.models import SecretEnvelope
+    from delivery.personalisation import personalise_request
+    from delivery.policy import DeliveryPolicy
+    from hsm import generate_pin
+    from pki import ca
+    from pki.errors import AuthorityNotInitialised
+    from pki.issuance import HOLDER_KEY_LABEL
+    from pki.profiles import Profile
+    from quotas.errors import QuotaExhausted
+
+    chapter("Delivery: from a contact's request to a holder's PIN")
+    missing = {name: value for name, value in (
+        ("so_pin", secrets.token_hex(8)), ("service_pin", generate_pin(8)),
+        ("envelope_token_pin", generate_pin(8))) if not getattr(runtime.settings, name)}
+    if missing:
+        runtime.settings = runtime.settings.replace(**missing)
+        say(f"demo token PINs generated in memory, never shown: {', '.join(sorted(missing))}")
+    settings = runtime.settings
+    tokens = runtime.tokens()
+    clock = runtime.clock
+    with runtime.unit_of_work() as session:
+        try:
+            ca.issuing_record(session)
+        except AuthorityNotInitialised:
+            ca.init_ca(session, clock, tokens, Profile.from_settings(settings),
+                       root_token=settings.root_token_label, ca_token=settings.ca_token_label,
+                       so_pin=settings.so_pin, pin=settings.service_pin,
+                       root_pin=settings.root_pin or settings.service_pin, actor=ACTOR)
+            say("certificate authority initialised on SoftHSM2 (root and issuing CA)")
+    provision_envelope_key(tokens, token_label=settings.envelope_token,
+                           token_pin=settings.envelope_token_pin,
+                           key_label=settings.envelope_key, so_pin=settings.so_pin)
+    say(f"PINs waiting to be sent are sealed under AES key {settings.envelope_key!r}, "
+        f"non-extractable, on token {settings.envelope_token!r}")
+    policy = DeliveryPolicy.from_settings(settings)
+    sealer = TokenSealer(tokens, settings.envelope_token, settings.envelope_token_pin,
+                         settings.envelope_key)
+    year = clock.now().year
+
+    with runtime.unit_of_work() as session:
+        contact = contacts.designate_contact(session, clock, contacts.ContactDesignation(
+            province_code="01.051", full_name="Samira El Idrissi",
+            title="Cheffe de la division des collectivités territoriales",
+            phone="0539 98 12 34", postal_address="Province d'Al Hoceima, Al Hoceima",
+            email="contact.alhoceima@interieur.gov.ma",
+            decision_reference="DEC-2026-017", decision_date=date(year, 1, 15),
+            designated_by="Le gouverneur de la province d'Al Hoceima"), actor="governor")
+        contact_id = contact.id
+        say(f"designated contact for Al Hoceima: {contact.full_name} ({contact.phone})")
+        people = [
+            ("R100001", "Karim", "Benali", "كريم", "بنعلي", "president", "01.051.03.01"),
+            ("R100002", "Amina", "Tahiri", "أمينة", "الطاهري", "vice_president", "01.051.03.01"),
+            ("R100003", "Said", "Ouali", "سعيد", "والي", "secretary_general", "01.051.03.01"),
+            ("R100004", "Nadia", "Kabbaj", "نادية", "القباج", "official", "01.051.03.01"),
+            ("RB20005", "Youssef", "Amrani", "يوسف", "العمراني", "president", "01.051.01.05"),
+        ]
+        registered = []
+        for index, (cin, gfr, sfr, gar, sar, role, commune) in enumerate(people):
+            holder = holders.register_holder(session, clock, holders.HolderRegistration(
+                cin=cin, given_name_fr=gfr, surname_fr=sfr, given_name_ar=gar,
+                surname_ar=sar, role=role, commune_code=commune,
+                mobile=f"+21266100{index:04d}", email=f"{gfr.lower()}@commune.example.ma"),
+                actor="contact", contact_id=contact_id)
+            registered.append(holder.id)
+        names = {code: ledger.allotment(session, ledger.Entity.parse(code), year)
+                 for code in ("01.051.03.01", "01.051.01.05")}
+        first_name = names["01.051.03.01"].name_fr
+        say(f"the contact registered {len(registered)} holders for two communes: "
+            + "; ".join(f"{a.name_fr} ({a.name_ar}), {a.allotted} certificates a year"
+                        for a in names.values()))
+    request_ids = []
+    for holder_id in [*registered[:3], registered[4]]:
+        with runtime.unit_of_work() as session:
+            request = requests.submit_request(session, clock, contact_id=contact_id,
+                                              holder_id=holder_id, token_form="device",
+                                              actor="contact")
+            request_ids.append(request.id)
+    say(f"{len(request_ids)} certificate requests submitted within quota")
+    try:
+        with runtime.unit_of_work() as session:
+            requests.submit_request(session, clock, contact_id=contact_id,
+                                    holder_id=registered[3], token_form="device",
+                                    actor="contact")
+        say(f"UNEXPECTED: a fourth request for {first_name} was accepted")
+    except QuotaExhausted as exc:
+        say(f"a fourth request for {first_name} is refused: {exc.detail}")
+
+    personaliser = make_personaliser(runtime)
+    for request_id in request_ids:
+        with runtime.unit_of_work() as session:
+            requests.approve_request(session, clock, request_id, actor="operator",
+                                     identity_check="CIN copy and council minutes checked")
+            personalise_request(session, clock, request_id, personaliser=personaliser,
+                                sealer=sealer, actor="operator", policy=policy)
+    say(f"the operator approved {len(request_ids)} requests; each token got its key "
+        "(generated on the token) and its certificate, and a PIN sealed until hand-over")
+    with runtime.unit_of_work() as session:
+        batch = batches.prepare_batch(session, clock, "01.051", actor="operator")
+        batches.dispatch_batch(session, clock, batch.id, tracking_number="EE123456785MA",
+                               actor="operator", policy=policy)
+        batch_id = batch.id
+    say(f"batch {batch_id} shipped by Amana, tracking EE123456785MA (no PIN in the parcel)")
+    with runtime.unit_of_work() as session:
+        batches.receive_batch(session, clock, batch_id, actor="contact",
+                              contact_id=contact_id)
+        for request_id in request_ids:
+            batches.record_handover(session, clock, request_id, handed_to="the holder",
+                                    acknowledgement=f"receipt R-{request_id:04d}",
+                                    actor="contact", contact_id=contact_id, policy=policy)
+    say("the contact received the batch and handed each token to its holder")
+
+    inbox = ConsoleInbox()
+    report = make_worker(runtime, inbox=inbox).drain()
+    say(f"outbox worker: {report.sent} messages sent (SMS and email, French and Arabic)")
+    with runtime.unit_of_work() as session:
+        holder = holders.get_holder(session, registered[0])
+        mobile, email = holder.mobile, holder.email
+        waiting = session.scalar(select(func.count(SecretEnvelope.id))
+                                 .where(SecretEnvelope.ciphertext.is_not(None)))
+    messages = inbox.for_recipient(mobile)
+    for _channel, body in messages:
+        say(f"  SMS to {mobile}: {_masked(body.splitlines()[0])}")
+    for _channel, body in inbox.for_recipient(email):
+        lines = [line.strip() for line in body.splitlines() if line.strip()]
+        say(f"  email to {email}: {lines[1][:70]}… {_masked(lines[2])}")
+    say(f"sealed PINs still waiting: {waiting} (each destroyed once sent)")
+
+    # The holder reads the PIN on their phone (the demo's memory, never printed).
+    found = DEMO_SECRET.search(messages[0][1]) if messages else None
+    if found is None:
+        say("UNEXPECTED: no PIN arrived")
+        return
+    first = request_ids[0]
+    with runtime.unit_of_work() as session:
+        requests.accept_terms(session, clock, first, version=settings.terms_version,
+                              actor="holder")
+        requests.activate_request(session, clock, first, actor="holder")
+    new_pin = generate_pin(6)
+    pins.change_pin(runtime.sessions, clock, tokens, first, old_pin=found.group(0),
+                    new_pin=new_pin, actor="holder")
+    with runtime.unit_of_work() as session:
+        label = str(requests.get_request(session, first).token_label)
+        ready = requests.signing_readiness(session, first).ready
+        timeline = requests.timeline(session, first)
+    key = tokens.private_key(label, new_pin, key_label=HOLDER_KEY_LABEL)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        key.sign(b"permis de construire n 2026/0042", ec.ECDSA(hashes.SHA256()))
+    say(f"Karim Benali accepted the terms ({settings.terms_version}), changed his PIN and "
+        f"signed a permit with it (ready to sign: {'yes' if ready else 'no'})")
+    say("lead time: " + ", ".join(f"{k} {v}" for k, v in timeline.durations.items()
+                                  if k == "total") + f" over {len(timeline.steps)} steps")
+    story["delivery_requests"] = request_ids
+
+
 def audit_chapter(runtime: Runtime, story: Story) -> None:
     chapter("Audit")
     with runtime.unit_of_work() as session:
@@ -76,7 +257,7 @@ def audit_chapter(runtime: Runtime, story: Story) -> None:
     say(f"audit chain {'intact' if report.ok else 'BROKEN'}: {report.checked} events")
 
 
-CHAPTERS: list[Callable[[Runtime, Story], None]] = [quotas_chapter]
+CHAPTERS: list[Callable[[Runtime, Story], None]] = [quotas_chapter, delivery_chapter]
 CLOSING: list[Callable[[Runtime, Story], None]] = [audit_chapter]
 
 
