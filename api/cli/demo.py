@@ -250,6 +250,65 @@ def delivery_chapter(runtime: Runtime, story: Story) -> None:
     story["delivery_requests"] = request_ids
 
 
+def pki_chapter(runtime: Runtime, story: Story) -> None:
+    """The CA as outside tools see it: a holder certificate on a fresh token, the CRL, and
+    an OCSP answer served from the pre-signed store (no signature spent on the request)."""
+    import secrets
+
+    from hsm import generate_pin
+    from pki import ca, crl, issuance, ocsp
+    from pki.errors import AuthorityNotInitialised
+    from pki.profiles import HolderIdentity, Profile
+
+    chapter("Certificate authority: issue, publish, answer")
+    missing = {name: value for name, value in (
+        ("so_pin", secrets.token_hex(8)), ("service_pin", generate_pin(8)))
+        if not getattr(runtime.settings, name)}
+    if missing:
+        runtime.settings = runtime.settings.replace(**missing)
+    settings, tokens, clock = runtime.settings, runtime.tokens(), runtime.clock
+    profile = Profile.from_settings(settings)
+    with runtime.unit_of_work() as session:
+        try:
+            ca.issuing_record(session)
+        except AuthorityNotInitialised:
+            ca.init_ca(session, clock, tokens, profile, root_token=settings.root_token_label,
+                       ca_token=settings.ca_token_label, so_pin=settings.so_pin,
+                       pin=settings.service_pin,
+                       root_pin=settings.root_pin or settings.service_pin, actor=ACTOR)
+        authority = ca.load_authority(session, tokens, profile, pin=settings.service_pin)
+    say(f"issuing CA: {authority.certificate.subject.rfc4514_string()}, key on token "
+        f"{settings.ca_token_label!r}; root on its own token {settings.root_token_label!r}")
+    label, pin = "demo-holder-pki", generate_pin(6)
+    tokens.init_token(label, settings.so_pin, pin)
+    holder = HolderIdentity(cin="JB123456", given_name="Yassine", surname="Amrani",
+                            title="Président du conseil communal",
+                            organization="جماعة تافراوت — Commune de Tafraout")
+    with runtime.unit_of_work() as session:
+        issued = issuance.issue_holder_certificate(
+            session, clock, authority, tokens, token_label=label, token_pin=pin,
+            holder=holder, actor=ACTOR)
+    say(f"holder certificate {issued.serial}: {holder.common_name}, "
+        f"{holder.semantics_identifier}, key generated on token {label!r} (never leaves it), "
+        f"certificate written back to the token; valid until {issued.not_after.date()}")
+    with runtime.unit_of_work() as session:
+        published = crl.publish_crl(session, clock, authority, actor=ACTOR,
+                                    trigger="operator")
+    say(f"CRL #{published.number} published ({published.entries} entries), next update "
+        f"{published.next_update.isoformat(timespec='minutes')}, served at "
+        f"{profile.crl_url(authority.id)}")
+    responder = ocsp.OcspResponder(runtime.sessions, clock)
+    answer = responder.respond(ocsp.canonical_request(authority.name_hash, authority.key_hash,
+                                                      int(issued.serial, 16)))
+    from cryptography.x509 import ocsp as x509_ocsp
+
+    parsed = x509_ocsp.load_der_ocsp_response(answer.der)
+    say(f"OCSP at {profile.ocsp_url()}: {parsed.certificate_status.name.lower()}, "
+        f"pre-signed at {parsed.produced_at_utc.isoformat(timespec='seconds')}, "
+        f"{len(answer.der)} bytes served from storage")
+    story["pki_serial"] = issued.serial
+
+
 def audit_chapter(runtime: Runtime, story: Story) -> None:
     chapter("Audit")
     with runtime.unit_of_work() as session:
@@ -257,7 +316,8 @@ def audit_chapter(runtime: Runtime, story: Story) -> None:
     say(f"audit chain {'intact' if report.ok else 'BROKEN'}: {report.checked} events")
 
 
-CHAPTERS: list[Callable[[Runtime, Story], None]] = [quotas_chapter, delivery_chapter]
+CHAPTERS: list[Callable[[Runtime, Story], None]] = [quotas_chapter, delivery_chapter,
+                                                    pki_chapter]
 CLOSING: list[Callable[[Runtime, Story], None]] = [audit_chapter]
 
 
