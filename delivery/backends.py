@@ -186,7 +186,8 @@ class TwilioSmsBackend:
                                      "TAWQI_TWILIO_AUTH_TOKEN and TAWQI_TWILIO_FROM")
         http_client = (_RebasedHttpClient(base_url, timeout) if base_url
                        else TwilioHttpClient(timeout=timeout))
-        # The SDK logs request lines and headers (never bodies) at INFO; keep them quieter.
+        # The SDK logs request lines and headers (never bodies nor Authorization) at INFO:
+        # under our name, so operators can tune it with the rest of delivery's logs.
         http_client.logger = logging.getLogger("tawqi.delivery.twilio")
         self._client = TwilioClient(account_sid, auth_token, http_client=http_client)
         self._from = from_

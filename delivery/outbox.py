@@ -191,6 +191,8 @@ class OutboxWorker:
             query = (select(OutboxMessage).where(due)
                      .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
                      .limit(self.batch_size))
+            if self.sealer is None:  # leave secrets to a worker that can open them
+                query = query.where(OutboxMessage.envelope_id.is_(None))
             if is_postgres(session):
                 query = query.with_for_update(skip_locked=True, of=OutboxMessage)
             rows = list(session.scalars(query))
@@ -219,7 +221,7 @@ class OutboxWorker:
     def _send(self, item: _Claimed) -> str:
         secret: str | None = None
         if item.envelope_id is not None:
-            if self.sealer is None:
+            if self.sealer is None:  # not claimed by such a worker; defensive
                 raise TransientSendError("no sealer configured to open secret envelopes")
             if item.envelope_purpose is None or item.envelope_holder_id is None:
                 raise PermanentSendError("the message's secret envelope is missing")

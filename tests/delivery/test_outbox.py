@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import Counter
 from datetime import timedelta
 
@@ -25,10 +26,16 @@ from delivery.backends import (
     TransientSendError,
     TwilioSmsBackend,
 )
-from delivery.models import OUTBOX_DEAD, OUTBOX_PENDING, OUTBOX_SENT, OutboxMessage
+from delivery.models import (
+    OUTBOX_DEAD,
+    OUTBOX_PENDING,
+    OUTBOX_SENT,
+    OutboxMessage,
+    SecretEnvelope,
+)
 from delivery.outbox import Notification, OutboxWorker
 from delivery.policy import RetryPolicy
-from tests.delivery.conftest import SmtpSink, TwilioEndpoint, random_mobile
+from tests.delivery.conftest import SmtpSink, TwilioEndpoint, make_holder, random_mobile
 
 RETRY = RetryPolicy(max_attempts=4, base_seconds=30, max_seconds=600, lease_seconds=60)
 
@@ -245,3 +252,24 @@ def test_console_backends_mask_the_secret(caplog: pytest.LogCaptureFixture) -> N
         ConsoleEmailBackend().send(OutgoingEmail("a@b.ma", "s", "code 48213795", "r",
                                                  secret="48213795"))
     assert "48213795" not in caplog.text and caplog.text.count("••••••") == 3
+
+
+def test_a_worker_without_the_envelope_key_leaves_secrets_to_others(
+        sessions: sessionmaker[Session], clock: FrozenClock, smtp_sink: SmtpSink) -> None:
+    with transaction(sessions) as db:
+        holder = make_holder(db, clock)
+        envelope = SecretEnvelope(id=str(uuid.uuid4()), purpose="reset_code",
+                                  holder_id=holder.id, key_label="k", ciphertext=b"sealed",
+                                  created_at=clock.now(), destroyed_reason="")
+        db.add(envelope)
+        db.flush()
+        outbox.enqueue(db, clock, Notification(
+            channel="sms", recipient=holder.mobile, template="reset.code",
+            dedupe_key=f"no-sealer-{envelope.id}", params={"ttl_minutes": 10},
+            envelope_id=envelope.id, holder_id=holder.id))
+        outbox.enqueue(db, clock, notice("plain@example.ma", f"no-sealer-plain-{envelope.id}"))
+    worker = OutboxWorker(sessions, clock, sms=ConsoleSmsBackend(), email=smtp(smtp_sink),
+                          sealer=None, retry=RETRY)
+    assert worker.drain().sent == 1
+    assert _status(sessions, f"no-sealer-{envelope.id}").status == OUTBOX_PENDING
+    assert _status(sessions, f"no-sealer-{envelope.id}").attempts == 0
