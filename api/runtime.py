@@ -48,11 +48,15 @@ class Runtime:
     def tokens(self) -> TokenLibrary:
         with self._tokens_lock:
             if self._tokens is None:
+                from delivery.pins import DatabasePinAttemptStore
                 from hsm import TokenLibrary
 
                 self._prepare_softhsm()
-                self._tokens = TokenLibrary(self.settings.pkcs11_module,
-                                            max_attempts=self.settings.pin_max_attempts)
+                # Wrong PINs are counted in the database, so the lockout holds across
+                # processes and restarts (SoftHSM2 itself never locks).
+                self._tokens = TokenLibrary(
+                    self.settings.pkcs11_module, max_attempts=self.settings.pin_max_attempts,
+                    attempts=DatabasePinAttemptStore(self.engine, self.clock))
             return self._tokens
 
     def _prepare_softhsm(self) -> None:
