@@ -1,0 +1,449 @@
+"""PAdES signing of PDF documents (ETSI EN 319 142-1 baseline levels B-B, B-T and B-LT).
+
+pyHanko does the PDF work; the signature itself is made through :func:`pki.signer.
+pyhanko_signer`, hence on the holder's token. :class:`PadesService` adds what a level needs:
+
+* **B-B**: a CAdES-style signature (``ETSI.CAdES.detached``) with the signing certificate
+  and its chain embedded;
+* **B-T**: plus a signature time-stamp from our TSA (any pyHanko ``TimeStamper``; in the
+  service it is :class:`LocalTimeStamper`, our RFC 3161 authority called in-process);
+* **B-LT**: plus, in a Document Security Store written in an incremental update after the
+  signature, the certificates, OCSP responses and CRLs that prove the signing certificate
+  and the time-stamping certificate were valid (from a :class:`RevocationSource`).
+
+Signing never touches a network: revocation data comes from our own records, the TSA is
+called in-process. The visible stamp is :mod:`pki.stamp`. A document that already carries
+signatures is signed in an incremental update, so earlier signatures stay valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import re
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from asn1crypto import tsp
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils.decode_limits import DecodeLimits
+from pyhanko.pdf_utils.generic import ArrayObject, DictionaryObject
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import fields, signers
+from pyhanko.sign.general import SigningError
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+from pyhanko.sign.timestamps import TimeStamper
+from pyhanko_certvalidator import ValidationContext
+
+from core.clock import Clock
+from core.errors import Conflict, InvalidInput, Unavailable
+from pki.signer import Signer, from_asn1, pyhanko_signer, to_asn1
+from pki.stamp import BilingualStampStyle, StampText
+
+#: Default size of the visible stamp, in PDF points (1/72 in).
+STAMP_WIDTH = 300
+STAMP_HEIGHT = 96
+STAMP_MARGIN = 36
+STAMP_GAP = 8
+FIELD_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class Level(StrEnum):
+    """PAdES baseline levels we produce."""
+
+    B_B = "B-B"
+    B_T = "B-T"
+    B_LT = "B-LT"
+
+    @property
+    def timestamped(self) -> bool:
+        return self is not Level.B_B
+
+    @property
+    def long_term(self) -> bool:
+        return self is Level.B_LT
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class InvalidDocument(InvalidInput):
+    """The upload is not a PDF we can read (or sign): broken, encrypted, empty."""
+
+    type = "pki-invalid-document"
+    title = "Invalid PDF document"
+
+
+class DocumentTooLarge(InvalidInput):
+    type = "pki-document-too-large"
+    title = "Document too large"
+    status = 413
+
+
+class InvalidPlacement(InvalidInput):
+    type = "pki-invalid-placement"
+    title = "Invalid signature placement"
+
+
+class DocumentLocked(Conflict):
+    """The document's certification (DocMDP) forbids adding signatures."""
+
+    type = "pki-document-locked"
+    title = "The document forbids new signatures"
+
+
+class SigningFailed(Conflict):
+    """pyHanko refused to sign (for B-LT: the chain or the revocation data did not
+    validate). Nothing was signed."""
+
+    type = "pki-signing-failed"
+    title = "Signing failed"
+
+
+class TimeStampUnavailable(Unavailable):
+    type = "pki-timestamp-unavailable"
+    title = "Time-stamping authority unavailable"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the visible stamp goes: ``page`` (0-based, negative counts from the end) and
+    ``box`` ``(x1, y1, x2, y2)`` in points; ``box=None`` picks a free spot at the bottom of
+    the page, above earlier stamps."""
+
+    page: int = -1
+    box: tuple[float, float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.page, int) or isinstance(self.page, bool):
+            raise InvalidPlacement("page must be an integer")
+        if self.box is not None:
+            if len(self.box) != 4:
+                raise InvalidPlacement("box is four numbers: x1, y1, x2, y2")
+            x1, y1, x2, y2 = (float(v) for v in self.box)
+            if x2 - x1 < 120 or y2 - y1 < 40:
+                raise InvalidPlacement("the stamp box must be at least 120 x 40 points")
+            object.__setattr__(self, "box", (x1, y1, x2, y2))
+
+
+@dataclass(frozen=True)
+class PadesRequest:
+    """One signature to add. ``stamp=None`` makes an invisible signature."""
+
+    level: Level = Level.B_LT
+    stamp: StampText | None = None
+    placement: Placement = field(default_factory=Placement)
+    reason: str | None = None
+    location: str | None = None
+    field_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.level, Level):
+            try:
+                object.__setattr__(self, "level", Level(self.level))
+            except ValueError as exc:
+                raise InvalidInput("level must be B-B, B-T or B-LT",
+                                   allowed=[lv.value for lv in Level]) from exc
+        if self.field_name is not None and not FIELD_NAME.fullmatch(self.field_name):
+            raise InvalidInput("field_name is 1 to 64 letters, digits, '_', '.' or '-'")
+        for name in ("reason", "location"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or len(value) > 200):
+                raise InvalidInput(f"{name} is text of at most 200 characters")
+
+
+@dataclass(frozen=True)
+class RevocationData:
+    """DER OCSP responses and CRLs to embed or to validate with."""
+
+    ocsps: tuple[bytes, ...] = ()
+    crls: tuple[bytes, ...] = ()
+
+    def __add__(self, other: RevocationData) -> RevocationData:
+        return RevocationData(_unique(self.ocsps + other.ocsps),
+                              _unique(self.crls + other.crls))
+
+
+def _unique(items: Iterable[bytes]) -> tuple[bytes, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+class RevocationSource(Protocol):
+    """Current revocation data for certificates (ours: from the CA's records)."""
+
+    def revocation_data(self, certificates: Sequence[x509.Certificate]) -> RevocationData:
+        """OCSP responses and CRLs covering as many of ``certificates`` as known; certificates
+        not issued by us are ignored."""
+        ...
+
+
+@dataclass(frozen=True)
+class SignedPdf:
+    data: bytes
+    level: Level
+    field_name: str
+    signed_at: datetime
+    sha256: str
+    page: int | None
+    box: tuple[float, float, float, float] | None
+
+
+# --------------------------------------------------------------------------- time-stamps
+
+
+class LocalTimeStamper(TimeStamper):
+    """A pyHanko time-stamper that asks an in-process RFC 3161 responder.
+
+    ``respond`` takes a DER ``TimeStampReq`` and returns a DER ``TimeStampResp`` (our TSA's
+    HTTP endpoint does the same over the wire).
+    """
+
+    def __init__(self, respond: Callable[[bytes], bytes]) -> None:
+        super().__init__(include_nonce=True)
+        self._respond = respond
+
+    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+        try:
+            answer = self._respond(req.dump())
+        except Exception as exc:
+            raise TimeStampUnavailable("the time-stamping authority did not answer") from exc
+        try:
+            return tsp.TimeStampResp.load(answer)
+        except ValueError as exc:
+            raise TimeStampUnavailable("the time-stamping authority answered garbage") \
+                from exc
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def read_pdf(data: bytes, *, max_bytes: int) -> PdfFileReader:
+    """Parse an untrusted upload, or raise a 4xx domain error."""
+    if not isinstance(data, bytes | bytearray) or not data:
+        raise InvalidDocument("the document is empty")
+    if len(data) > max_bytes:
+        raise DocumentTooLarge(f"the document exceeds {max_bytes} bytes", limit=max_bytes,
+                               size=len(data))
+    if not data.lstrip()[:5] == b"%PDF-":
+        raise InvalidDocument("the document is not a PDF (no %PDF- header)")
+    try:
+        reader = PdfFileReader(io.BytesIO(bytes(data)), strict=False,
+                               decode_limits=DecodeLimits())
+        if reader.security_handler is not None:
+            raise InvalidDocument("encrypted PDFs are not supported")
+        pages = reader.root["/Pages"]
+        int(pages["/Count"])
+    except InvalidDocument:
+        raise
+    except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError,
+            RecursionError) as exc:
+        raise InvalidDocument("the PDF cannot be read", reason=type(exc).__name__) from exc
+    return reader
+
+
+def page_count(reader: PdfFileReader) -> int:
+    return int(reader.root["/Pages"]["/Count"])
+
+
+def _rect(value: Any) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in value)
+    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
+
+
+def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def free_box(reader: PdfFileReader, page: int, width: float = STAMP_WIDTH,
+             height: float = STAMP_HEIGHT) -> tuple[float, float, float, float]:
+    """A box at the bottom right of ``page``, moved up (then left) past existing widgets
+    (earlier signature stamps, form fields)."""
+    page_ref, _resources = reader.find_page_for_modification(page)
+    page_obj = page_ref.get_object()
+    media = _rect(page_obj.get("/CropBox", page_obj["/MediaBox"]))
+    taken = []
+    annots = page_obj.get("/Annots")
+    if isinstance(annots, ArrayObject):
+        for annot in annots:
+            annot = annot.get_object()
+            if isinstance(annot, DictionaryObject) and "/Rect" in annot:
+                taken.append(_rect(annot["/Rect"]))
+    width = min(width, media[2] - media[0] - 2 * STAMP_MARGIN)
+    right = media[2] - STAMP_MARGIN
+    candidates = []
+    x = right
+    while x - width >= media[0] + STAMP_MARGIN - 0.5:
+        y = media[1] + STAMP_MARGIN
+        while y + height <= media[3] - STAMP_MARGIN:
+            candidates.append((x - width, y, x, y + height))
+            y += height + STAMP_GAP
+        x -= width + STAMP_GAP
+    for box in candidates:
+        if not any(_overlaps(box, other) for other in taken):
+            return box
+    if not candidates:
+        raise InvalidPlacement("the page is too small for a signature stamp")
+    return candidates[0]
+
+
+def _field_names(reader: PdfFileReader) -> set[str]:
+    names: set[str] = set()
+    acro = reader.root.get("/AcroForm")
+    if acro is None:
+        return names
+    for ref in acro.get_object().get("/Fields", ()):
+        obj = ref.get_object()
+        if "/T" in obj:
+            names.add(str(obj["/T"]))
+    return names
+
+
+def _dedupe_certs(certs: Iterable[x509.Certificate]) -> list[x509.Certificate]:
+    seen: dict[bytes, x509.Certificate] = {}
+    for cert in certs:
+        seen.setdefault(cert.public_bytes(serialization.Encoding.DER), cert)
+    return list(seen.values())
+
+
+# --------------------------------------------------------------------------- service
+
+
+class PadesService:
+    """Signs PDFs at B-B, B-T or B-LT through a :class:`pki.signer.Signer`.
+
+    ``trust_roots`` are our root certificates (the B-LT validation must reach one);
+    ``timestamper`` is needed for B-T and B-LT, ``revocation`` for B-LT. One instance per
+    application: the time-stamper caches its certificates after the first request.
+    """
+
+    def __init__(self, clock: Clock, *, trust_roots: Sequence[x509.Certificate] = (),
+                 timestamper: TimeStamper | None = None,
+                 revocation: RevocationSource | None = None,
+                 font_dir: Path | str | None = None,
+                 max_bytes: int = 20 * 1024 * 1024) -> None:
+        self.clock = clock
+        self.trust_roots = tuple(trust_roots)
+        self.timestamper = timestamper
+        self.revocation = revocation
+        self.font_dir = font_dir
+        self.max_bytes = max_bytes
+
+    def sign(self, data: bytes, signer: Signer, request: PadesRequest) -> SignedPdf:
+        """Return ``data`` with one more signature. Earlier signatures are kept intact."""
+        return asyncio.run(self.async_sign(data, signer, request))
+
+    async def async_sign(self, data: bytes, signer: Signer, request: PadesRequest
+                         ) -> SignedPdf:
+        level = request.level
+        if level.timestamped and self.timestamper is None:
+            raise SigningFailed(f"{level.value} needs a time-stamping authority")
+        if level.long_term and (self.revocation is None or not self.trust_roots):
+            raise SigningFailed("B-LT needs revocation data and a trust root")
+        reader = read_pdf(data, max_bytes=self.max_bytes)
+        now = self.clock.now()
+        existing = _field_names(reader)
+        field_name = request.field_name or f"Signature{len(existing) + 1}"
+        while field_name in existing and request.field_name is None:
+            field_name = f"Signature-{uuid.uuid4().hex[:8]}"
+        if field_name in existing:
+            raise InvalidInput(f"the document already has a field named {field_name}",
+                               field_name=field_name)
+
+        page: int | None = None
+        box: tuple[float, float, float, float] | None = None
+        stamp_style = None
+        if request.stamp is not None:
+            count = page_count(reader)
+            page = request.placement.page
+            if not -count <= page < count:
+                raise InvalidPlacement(f"the document has {count} page(s)", pages=count)
+            page %= count
+            box = request.placement.box or free_box(reader, page)
+            stamp_style = BilingualStampStyle.for_text(request.stamp, self.font_dir)
+        field_spec = fields.SigFieldSpec(
+            field_name, on_page=page or 0,
+            box=tuple(round(v) for v in box) if box else None)  # type: ignore[arg-type]
+
+        validation_context = None
+        if level.long_term:
+            validation_context = await self._validation_context(signer, now)
+        meta = signers.PdfSignatureMetadata(
+            field_name=field_name, md_algorithm=signer.digest_name,
+            subfilter=fields.SigSeedSubFilter.PADES, reason=request.reason,
+            location=request.location,
+            embed_validation_info=level.long_term, validation_context=validation_context,
+            use_pades_lta=False)
+        pdf_signer = signers.PdfSigner(
+            meta, pyhanko_signer(signer),
+            timestamper=self.timestamper if level.timestamped else None,
+            stamp_style=stamp_style, new_field_spec=field_spec)
+        try:
+            writer = IncrementalPdfFileWriter(io.BytesIO(bytes(data)), strict=False)
+            session = pdf_signer.init_signing_session(writer)
+            session.system_time = now
+            presign = await session.perform_presign_validation(writer)
+            reserved = await session.estimate_signature_container_size(presign)
+            tbs = session.prepare_tbs_document(validation_info=presign,
+                                               bytes_reserved=reserved)
+            digest, output = tbs.digest_tbs_document()
+            post = await tbs.perform_signature(
+                document_digest=digest.document_digest,
+                pdf_cms_signed_attrs=PdfCMSSignedAttributes(
+                    signing_time=now,
+                    adobe_revinfo_attr=None if presign is None
+                    else presign.adobe_revinfo_attr))
+            await post.post_signature_processing(output)
+        except SigningError as exc:
+            message = str(exc)
+            if "forbids all changes" in message:
+                raise DocumentLocked("the document's certification forbids new "
+                                     "signatures") from exc
+            raise SigningFailed("the signature could not be made: " + message[:300]) from exc
+        except PdfError as exc:
+            raise InvalidDocument("the PDF cannot be signed: " + str(exc)[:200]) from exc
+        finally:
+            if validation_context is not None:
+                await validation_context.aclose()
+        output.seek(0)
+        signed = output.read()
+        return SignedPdf(data=signed, level=level, field_name=field_name, signed_at=now,
+                         sha256=hashlib.sha256(signed).hexdigest(), page=page, box=box)
+
+    async def _validation_context(self, signer: Signer, now: datetime) -> ValidationContext:
+        """Certificates and revocation data for the signer's chain and the TSA's chain,
+        from our records only (no fetching)."""
+        if self.revocation is None:  # pragma: no cover - checked by the caller
+            raise SigningFailed("B-LT needs revocation data")
+        certs = list(signer.full_chain())
+        if self.timestamper is not None:
+            certs.extend(await self._tsa_certificates(signer.digest_name))
+        certs = _dedupe_certs(certs)
+        revocation = self.revocation.revocation_data(certs)
+        return ValidationContext(
+            trust_roots=[to_asn1(root) for root in self.trust_roots],
+            other_certs=[to_asn1(c) for c in certs],
+            ocsps=list(revocation.ocsps), crls=list(revocation.crls),
+            allow_fetching=False, revocation_mode="hard-fail", moment=now)
+
+    async def _tsa_certificates(self, digest_name: str) -> list[x509.Certificate]:
+        if self.timestamper is None:
+            return []
+        token = await self.timestamper.async_dummy_response(digest_name)
+        certificates = token["content"]["certificates"]
+        found = []
+        for choice in certificates or ():
+            if choice.name == "certificate":
+                found.append(from_asn1(choice.chosen))
+        return found

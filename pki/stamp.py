@@ -1,0 +1,326 @@
+"""The visible signature stamp: who signed, as what, for which commune and when, in French
+and in Arabic.
+
+The stamp is a pyHanko stamp style (:class:`BilingualStampStyle`), so pyHanko draws it as
+the appearance of the signature field. Text goes through pyHanko's OpenType font engine
+(HarfBuzz shaping, embedded font subsets with a ToUnicode map), in the Amiri typeface from
+Debian's ``fonts-hosny-amiri``, which covers both scripts.
+
+Layout: one row per fact, the French text left-aligned in the left half, the Arabic text
+right-aligned in the right half. HarfBuzz shapes one direction per run and does no
+bidirectional reordering, so an Arabic line is cut into runs first (:func:`bidi_runs`): runs
+of Arabic letters are shaped right to left, runs of digits and Latin letters (a date, a
+time) left to right, and the runs are laid out right to left. This is the part of the
+Unicode bidirectional algorithm our texts need (no embeddings, no mirrored brackets).
+"""
+
+from __future__ import annotations
+
+import io
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pyhanko.pdf_utils import layout
+from pyhanko.pdf_utils.content import ResourceType
+from pyhanko.pdf_utils.font.opentype import GlyphAccumulator
+from pyhanko.pdf_utils.generic import pdf_name
+from pyhanko.pdf_utils.writer import BasePdfFileWriter
+from pyhanko.stamp.base import BaseStamp, BaseStampStyle
+
+from core.errors import ConfigurationError, InvalidInput
+
+#: Where Debian's fonts-hosny-amiri installs the typeface.
+DEFAULT_FONT_DIR = Path("/usr/share/fonts/opentype/fonts-hosny-amiri")
+REGULAR_FONT = "Amiri-Regular.ttf"
+BOLD_FONT = "Amiri-Bold.ttf"
+
+#: Dates on the stamp are shown in Morocco's legal time.
+STAMP_TIMEZONE = ZoneInfo("Africa/Casablanca")
+
+Lang = Literal["fr", "ar"]
+
+_TEXT_LIMIT = 120
+# Separators that keep a number together inside right-to-left text (16/03/2026, 09:30).
+_NUMBER_SEPARATORS = "/:.,-"
+
+
+class InvalidStamp(InvalidInput):
+    type = "pki-invalid-stamp"
+    title = "Invalid signature stamp"
+
+
+def font_paths(font_dir: Path | str | None = None) -> tuple[str, str]:
+    """The regular and bold Amiri font files, or :class:`ConfigurationError`."""
+    base = Path(font_dir) if font_dir else DEFAULT_FONT_DIR
+    regular, bold = base / REGULAR_FONT, base / BOLD_FONT
+    for path in (regular, bold):
+        if not path.is_file():
+            raise ConfigurationError(
+                f"stamp font {path} not found (install fonts-hosny-amiri or set "
+                "TAWQI_STAMP_FONT_DIR)", font=str(path))
+    return str(regular), str(bold)
+
+
+@lru_cache(maxsize=8)
+def _font_bytes(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _clean(value: str, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidStamp(f"{name} must be text", field=name)
+    text = unicodedata.normalize("NFC", " ".join(value.split()))
+    if not text:
+        raise InvalidStamp(f"{name} must not be empty", field=name)
+    if len(text) > _TEXT_LIMIT:
+        raise InvalidStamp(f"{name} has more than {_TEXT_LIMIT} characters", field=name)
+    if any(unicodedata.category(ch) in {"Cc", "Cs", "Co", "Cn"} for ch in text):
+        raise InvalidStamp(f"{name} contains characters that cannot be printed", field=name)
+    return text
+
+
+@dataclass(frozen=True)
+class StampText:
+    """What the stamp says, in both languages. Validated on construction."""
+
+    name_fr: str
+    name_ar: str
+    title_fr: str
+    title_ar: str
+    organisation_fr: str
+    organisation_ar: str
+    signed_at: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("name_fr", "name_ar", "title_fr", "title_ar", "organisation_fr",
+                     "organisation_ar"):
+            object.__setattr__(self, name, _clean(getattr(self, name), name))
+        if not isinstance(self.signed_at, datetime) or self.signed_at.tzinfo is None:
+            raise InvalidStamp("signed_at must be a timezone-aware datetime",
+                               field="signed_at")
+
+    def rows(self) -> list[tuple[StampLine, StampLine]]:
+        local = self.signed_at.astimezone(STAMP_TIMEZONE)
+        day, hour = local.strftime("%d/%m/%Y"), local.strftime("%H:%M")
+        return [
+            (StampLine("Signé électroniquement par", "fr", small=True),
+             StampLine("موقع إلكترونيا من طرف", "ar", small=True)),
+            (StampLine(self.name_fr, "fr", bold=True), StampLine(self.name_ar, "ar", bold=True)),
+            (StampLine(self.title_fr, "fr"), StampLine(self.title_ar, "ar")),
+            (StampLine(self.organisation_fr, "fr"), StampLine(self.organisation_ar, "ar")),
+            (StampLine(f"Le {day} à {hour}", "fr", small=True),
+             StampLine(f"بتاريخ {day} على الساعة {hour}", "ar", small=True)),
+        ]
+
+
+@dataclass(frozen=True)
+class StampLine:
+    text: str
+    lang: Lang
+    bold: bool = False
+    small: bool = False
+
+
+# --------------------------------------------------------------------------- bidi
+
+
+def _strong_direction(ch: str) -> str | None:
+    """'rtl', 'ltr' or None (neutral / weak) for one character."""
+    kind = unicodedata.bidirectional(ch)
+    if kind in {"R", "AL"}:
+        return "rtl"
+    if kind in {"L", "EN", "AN"}:
+        return "ltr"
+    return None
+
+
+def bidi_runs(text: str) -> list[tuple[str, str]]:
+    """Split right-to-left text into ``(direction, text)`` runs in logical order.
+
+    Letters of right-to-left scripts make ``rtl`` runs; digits and Latin letters ``ltr``
+    runs; a separator between two digits (``/`` ``:`` ``.``) stays in its number; other
+    neutral characters (spaces, punctuation) take the direction of their neighbours when
+    both agree, the paragraph's (``rtl``) otherwise.
+    """
+    directions: list[str | None] = [_strong_direction(ch) for ch in text]
+    for i, ch in enumerate(text):
+        if (directions[i] is None and ch in _NUMBER_SEPARATORS and 0 < i < len(text) - 1
+                and text[i - 1].isdigit() and text[i + 1].isdigit()):
+            directions[i] = "ltr"
+    resolved: list[str] = []
+    for i, found in enumerate(directions):
+        if found is not None:
+            resolved.append(found)
+            continue
+        before = next((d for d in reversed(directions[:i]) if d is not None), "rtl")
+        after = next((d for d in directions[i + 1:] if d is not None), "rtl")
+        resolved.append(before if before == after else "rtl")
+    runs: list[tuple[str, str]] = []
+    for ch, direction in zip(text, resolved, strict=True):
+        if runs and runs[-1][0] == direction:
+            runs[-1] = (direction, runs[-1][1] + ch)
+        else:
+            runs.append((direction, ch))
+    return runs
+
+
+# --------------------------------------------------------------------------- style
+
+
+@dataclass(frozen=True)
+class BilingualStampStyle(BaseStampStyle):
+    """A pyHanko stamp style drawing :class:`StampText` in French and Arabic."""
+
+    text: StampText | None = None
+    regular_font: str = ""
+    bold_font: str = ""
+    font_size: float = 9.0
+    min_font_size: float = 4.0
+    small_ratio: float = 0.8
+    line_spacing: float = 1.3
+    margin: float = 6.0
+    column_gap: float = 10.0
+    text_color: tuple[float, float, float] = (0.05, 0.12, 0.25)
+    rule_color: tuple[float, float, float] = (0.55, 0.6, 0.7)
+    border_width: int = 1
+    border_color: tuple[float, float, float] | None = (0.1, 0.3, 0.45)
+
+    @classmethod
+    def for_text(cls, text: StampText, font_dir: Path | str | None = None,
+                 **options: Any) -> BilingualStampStyle:
+        regular, bold = font_paths(font_dir)
+        return cls(text=text, regular_font=regular, bold_font=bold, **options)
+
+    def create_stamp(self, writer: BasePdfFileWriter, box: layout.BoxConstraints,
+                     text_params: dict[str, Any]) -> BilingualStamp:
+        if self.text is None:
+            raise InvalidStamp("the stamp has no text")
+        return BilingualStamp(writer, self, box)
+
+
+class _Fonts:
+    """Four font engines (regular or bold, left-to-right or right-to-left) on one writer.
+
+    Each is an embedded subset of Amiri; an engine is only created when a line uses it, so
+    unused subsets never reach the file.
+    """
+
+    def __init__(self, stamp: BilingualStamp, style: BilingualStampStyle) -> None:
+        self._stamp = stamp
+        self._style = style
+        self._engines: dict[tuple[bool, str], tuple[str, GlyphAccumulator]] = {}
+
+    def get(self, bold: bool, direction: str) -> tuple[str, GlyphAccumulator]:
+        key = (bold, direction)
+        found = self._engines.get(key)
+        if found is None:
+            path = self._style.bold_font if bold else self._style.regular_font
+            rtl = direction == "rtl"
+            writer = self._stamp.writer
+            if writer is None:  # pragma: no cover - pyHanko always gives the stamp a writer
+                raise InvalidStamp("the stamp has no PDF writer")
+            # fontTools reads tables lazily from the handle: give it memory, not a file.
+            engine = GlyphAccumulator(
+                writer=writer, font_handle=io.BytesIO(_font_bytes(path)),
+                font_size=self._style.font_size,
+                ot_script_tag="arab" if rtl else "latn",
+                writing_direction=direction,
+                bcp47_lang_code="ar" if rtl else "fr")
+            name = f"F{len(self._engines) + 1}"
+            found = self._engines[key] = (name, engine)
+            self._stamp.set_resource(category=ResourceType.FONT, name=pdf_name("/" + name),
+                                     value=engine.as_resource())
+        return found
+
+
+@dataclass
+class _Run:
+    font: str
+    engine: GlyphAccumulator
+    text: str
+    em_width: float
+
+
+class BilingualStamp(BaseStamp):
+    """Renders a :class:`BilingualStampStyle` in a fixed box (the signature field)."""
+
+    style: BilingualStampStyle
+
+    def __init__(self, writer: BasePdfFileWriter, style: BilingualStampStyle,
+                 box: layout.BoxConstraints | None) -> None:
+        super().__init__(writer=writer, style=style, box=box)
+        self._fonts = _Fonts(self, style)
+
+    def _runs(self, line: StampLine) -> list[_Run]:
+        """The runs of ``line`` in visual order, left to right, measured in em."""
+        logical = [("ltr", line.text)] if line.lang == "fr" else bidi_runs(line.text)
+        runs = []
+        for direction, text in logical:
+            font, engine = self._fonts.get(line.bold, direction)
+            shaped = engine.shape(text)
+            runs.append(_Run(font, engine, text, shaped.x_advance))
+        if line.lang == "ar":
+            runs.reverse()
+        return runs
+
+    def _size_of(self, line: StampLine, base: float) -> float:
+        return base * self.style.small_ratio if line.small else base
+
+    def _render_inner_content(self) -> list[bytes]:
+        style = self.style
+        text = style.text
+        if text is None:  # pragma: no cover - create_stamp checks it
+            raise InvalidStamp("the stamp has no text")
+        width, height = self.box.width, self.box.height
+        rows = [(self._runs(fr), self._runs(ar), fr, ar) for fr, ar in text.rows()]
+
+        # The largest font size (at most style.font_size) at which every row fits.
+        column = (width - 2 * style.margin - style.column_gap) / 2
+        size = style.font_size
+        for fr_runs, ar_runs, fr, ar in rows:
+            for runs, line in ((fr_runs, fr), (ar_runs, ar)):
+                em = sum(r.em_width for r in runs) * (style.small_ratio if line.small else 1)
+                if em > 0:
+                    size = min(size, column / em)
+        line_units = sum((style.small_ratio if fr.small else 1.0) for *_, fr, _ in rows)
+        size = min(size, (height - 2 * style.margin) / (line_units * style.line_spacing))
+        if size < style.min_font_size:
+            raise InvalidStamp("the stamp text does not fit in the signature box",
+                               width=round(width), height=round(height))
+
+        ops: list[bytes] = [b"q", b"%g %g %g rg" % style.text_color]
+        total = line_units * size * style.line_spacing
+        y = height - (height - total) / 2
+        for fr_runs, ar_runs, fr, ar in rows:
+            line_size = self._size_of(fr, size)
+            y -= line_size * style.line_spacing
+            baseline = y + line_size * (style.line_spacing - 1) / 2 + line_size * 0.2
+            ops.append(self._line(fr_runs, line_size, style.margin, baseline))
+            ar_size = self._size_of(ar, size)
+            ar_width = sum(r.em_width for r in ar_runs) * ar_size
+            ops.append(self._line(ar_runs, ar_size, width - style.margin - ar_width,
+                                  baseline))
+        ops.append(b"Q")
+        # A thin rule between the two columns.
+        middle = width / 2
+        ops.append(b"q %g %g %g RG 0.4 w %g %g m %g %g l S Q" % (
+            *style.rule_color, middle, style.margin, middle, height - style.margin))
+        return ops
+
+    @staticmethod
+    def _line(runs: Sequence[_Run], size: float, x: float, y: float) -> bytes:
+        parts = [b"BT", b"%g %g Td" % (x, y)]
+        for run in runs:
+            # pyHanko types font_size as int; its positioning arithmetic takes any number.
+            run.engine.font_size = size  # type: ignore[assignment]
+            shaped = run.engine.shape(run.text)
+            parts.append(b"/%s %g Tf" % (run.font.encode("ascii"), size))
+            parts.append(shaped.graphics_ops)
+        parts.append(b"ET")
+        return b" ".join(parts)

@@ -1,0 +1,300 @@
+"""PAdES signing (pki.pades) and the bilingual stamp (pki.stamp), judged by outside tools:
+poppler's pdfsig (with an NSS database trusting the test root) and pyHanko's validator."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import ModificationLevel
+from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signature
+from pyhanko.sign.validation.errors import NoDSSFoundError
+from pyhanko_certvalidator import ValidationContext
+
+from core.clock import FrozenClock
+from core.errors import ConfigurationError
+from pki.pades import (
+    DocumentTooLarge,
+    InvalidDocument,
+    InvalidPlacement,
+    Level,
+    PadesRequest,
+    PadesService,
+    Placement,
+    SigningFailed,
+    free_box,
+    read_pdf,
+)
+from pki.signer import Signer, to_asn1
+from pki.stamp import InvalidStamp, StampText, bidi_runs, font_paths
+from tests.pki.test_pades_pki import (
+    FROZEN_AT,
+    build_pki,
+    make_nss_db,
+    pdfsig,
+    permit_pdf,
+    stamp_for,
+)
+
+LATER = FROZEN_AT + timedelta(minutes=10)
+
+
+@pytest.fixture(scope="module")
+def pki():  # type: ignore[no-untyped-def]
+    return build_pki()
+
+
+@pytest.fixture(scope="module")
+def service(pki) -> PadesService:  # type: ignore[no-untyped-def]
+    return PadesService(FrozenClock(FROZEN_AT), trust_roots=[pki.root],
+                        timestamper=pki.timestamper(), revocation=pki.revocation_source())
+
+
+@pytest.fixture(scope="module")
+def signed(pki, service) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    """One permit signed at each level, and a B-LT permit signed a second time."""
+    documents = {level.value: service.sign(permit_pdf(), pki.signer(),
+                                           PadesRequest(level=level, stamp=stamp_for())).data
+                 for level in Level}
+    documents["twice"] = service.sign(documents["B-LT"], pki.signer("second"),
+                                      PadesRequest(level=Level.B_LT,
+                                                   stamp=stamp_for("second"))).data
+    return documents
+
+
+@pytest.fixture(scope="module")
+def nss(pki, tmp_path_factory) -> tuple[str, Path]:  # type: ignore[no-untyped-def]
+    directory = tmp_path_factory.mktemp("nss")
+    return make_nss_db(directory / "db", pki.root), directory
+
+
+# --------------------------------------------------------------------------- stamp
+
+
+def test_bidi_runs_keep_numbers_left_to_right() -> None:
+    runs = bidi_runs("بتاريخ 16/03/2026 على الساعة 09:30")
+    assert runs == [("rtl", "بتاريخ "), ("ltr", "16/03/2026"), ("rtl", " على الساعة "),
+                    ("ltr", "09:30")]
+    assert bidi_runs("محمد العلوي") == [("rtl", "محمد العلوي")]
+    assert bidi_runs("12") == [("ltr", "12")]
+
+
+def test_stamp_text_is_validated() -> None:
+    good = stamp_for()
+    assert good.rows()[1][0].text == "Mohamed El Alaoui"
+    assert "16/03/2026" in good.rows()[-1][1].text  # 10:30 in Casablanca, same day
+    with pytest.raises(InvalidStamp):
+        StampText("", "م", "t", "ت", "o", "ج", FROZEN_AT)
+    with pytest.raises(InvalidStamp):
+        StampText("n", "م", "t", "ت", "o", "ج", FROZEN_AT.replace(tzinfo=None))
+    with pytest.raises(InvalidStamp):
+        StampText("n\x00", "م", "t", "ت", "o", "ج", FROZEN_AT)
+
+
+def test_missing_font_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        font_paths(tmp_path)
+
+
+def test_stamp_is_drawn_with_both_scripts(signed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "stamped.pdf"
+    path.write_bytes(signed["B-B"])
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "Mohamed El Alaoui" in text
+    assert "Président du conseil communal" in text
+    assert "Le 16/03/2026" in text
+    # The Arabic glyphs carry a ToUnicode map: the text comes back (poppler prints it in
+    # visual order, so look for the letters rather than the word).
+    assert set("محمدالعلوي") <= set(text)
+    # The stamp is really painted: the rendered box is not blank.
+    subprocess.run(["pdftoppm", "-png", "-r", "40", "-x", "140", "-y", "390", "-W", "170",
+                    "-H", "60", str(path), str(tmp_path / "box")], check=True)
+    png = next(tmp_path.glob("box*.png")).read_bytes()
+    assert len(png) > 2000
+
+
+def test_second_stamp_goes_above_the_first(signed) -> None:  # type: ignore[no-untyped-def]
+    reader = read_pdf(signed["twice"], max_bytes=10**8)
+    boxes = [tuple(float(v) for v in s.sig_field["/Rect"])
+             for s in reader.embedded_regular_signatures]
+    assert len(boxes) == 2
+    first, second = sorted(boxes, key=lambda b: b[1])
+    assert second[1] >= first[3]  # no overlap: stacked upwards
+    assert free_box(reader, 0)[1] >= second[3]
+
+
+def test_placement_is_checked(pki, service) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidPlacement):
+        Placement(box=(0, 0, 10, 10))
+    with pytest.raises(InvalidPlacement):
+        service.sign(permit_pdf(), pki.signer(),
+                     PadesRequest(level=Level.B_B, stamp=stamp_for(),
+                                  placement=Placement(page=3)))
+    explicit = service.sign(permit_pdf(pages=2), pki.signer(),
+                            PadesRequest(level=Level.B_B, stamp=stamp_for(),
+                                         placement=Placement(page=0,
+                                                             box=(40, 700, 360, 800))))
+    assert explicit.page == 0 and explicit.box == (40.0, 700.0, 360.0, 800.0)
+
+
+# --------------------------------------------------------------------------- levels
+
+
+@pytest.mark.parametrize("level", ["B-B", "B-T", "B-LT", "twice"])
+def test_pdfsig_reports_valid_and_trusted(signed, nss, level: str) -> None:  # type: ignore[no-untyped-def]
+    db, directory = nss
+    report = pdfsig(signed[level], db, directory)
+    assert len(report) == (2 if level == "twice" else 1)
+    for signature in report:
+        assert signature["Signature Validation"] == "Signature is Valid."
+        assert signature["Certificate Validation"] == "Certificate is Trusted."
+        assert signature["Signature Type"] == "ETSI.CAdES.detached"
+    assert report[0]["Signer Certificate Common Name"] == "Mohamed El Alaoui"
+
+
+def _ltv_context(data: bytes, roots: list[x509.Certificate]) -> ValidationContext:
+    """pyHanko's long-term validation context: the file's DSS and nothing else (no
+    fetching, revocation data required for every certificate of the path)."""
+    reader = PdfFileReader(io.BytesIO(data))
+    dss = DocumentSecurityStore.read_dss(reader)
+    return dss.as_validation_context({
+        "trust_roots": [to_asn1(r) for r in roots], "allow_fetching": False,
+        "revocation_mode": "require", "moment": LATER})
+
+
+def test_pyhanko_finds_b_lt_ltv_enabled(pki, signed) -> None:  # type: ignore[no-untyped-def]
+    embedded = PdfFileReader(io.BytesIO(signed["B-LT"])).embedded_regular_signatures[0]
+    context = _ltv_context(signed["B-LT"], [pki.root])
+    status = validate_pdf_signature(embedded, signer_validation_context=context,
+                                    ts_validation_context=_ltv_context(signed["B-LT"],
+                                                                       [pki.root]))
+    assert status.bottom_line and status.trusted and not status.revoked
+    assert status.timestamp_validity is not None and status.timestamp_validity.trusted
+    assert status.modification_level == ModificationLevel.LTA_UPDATES
+    # B-T has no DSS: nothing to validate with offline.
+    with pytest.raises(NoDSSFoundError):
+        _ltv_context(signed["B-T"], [pki.root])
+
+
+def test_b_lt_dss_holds_chain_ocsp_and_crls(pki, signed) -> None:  # type: ignore[no-untyped-def]
+    reader = PdfFileReader(io.BytesIO(signed["B-LT"]))
+    dss = reader.root["/DSS"]
+    certs = {x509.load_der_x509_certificate(ref.get_object().data).subject
+             for ref in dss["/Certs"]}
+    assert {pki.ca.subject, pki.signer().certificate.subject, pki.tsa_cert.subject} <= certs
+    assert len(dss["/OCSPs"]) >= 2  # holder and TSA
+    assert len(dss["/CRLs"]) == 2  # issuing CA and root
+
+
+def test_b_t_carries_our_timestamp(pki, signed) -> None:  # type: ignore[no-untyped-def]
+    reader = PdfFileReader(io.BytesIO(signed["B-T"]))
+    embedded = reader.embedded_regular_signatures[0]
+    context = ValidationContext(trust_roots=[to_asn1(pki.root)], allow_fetching=False,
+                                revocation_mode="soft-fail", moment=LATER)
+    status = validate_pdf_signature(embedded, signer_validation_context=context,
+                                    ts_validation_context=context)
+    assert status.bottom_line
+    assert status.timestamp_validity is not None
+    assert status.timestamp_validity.timestamp == FROZEN_AT + timedelta(seconds=1)
+    # Legacy field: PAdES puts the claimed time in /M, not in a CMS attribute.
+    assert embedded.self_reported_timestamp == FROZEN_AT
+
+
+def test_second_signature_keeps_the_first_valid(pki, signed) -> None:  # type: ignore[no-untyped-def]
+    reader = PdfFileReader(io.BytesIO(signed["twice"]))
+    first, second = reader.embedded_regular_signatures
+    context = ValidationContext(trust_roots=[to_asn1(pki.root)], allow_fetching=False,
+                                revocation_mode="soft-fail", moment=LATER)
+    status = validate_pdf_signature(first, signer_validation_context=context)
+    assert status.intact and status.valid and status.docmdp_ok
+    assert status.modification_level == ModificationLevel.FORM_FILLING
+    assert validate_pdf_signature(second, signer_validation_context=context).bottom_line
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_b_lt_refuses_a_revoked_certificate(pki, service) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SigningFailed):
+        service.sign(permit_pdf(), pki.signer("revoked"), PadesRequest(level=Level.B_LT))
+
+
+def test_levels_need_their_services(pki) -> None:  # type: ignore[no-untyped-def]
+    bare = PadesService(FrozenClock(FROZEN_AT))
+    with pytest.raises(SigningFailed):
+        bare.sign(permit_pdf(), pki.signer(), PadesRequest(level=Level.B_T))
+    with pytest.raises(SigningFailed):
+        bare.sign(permit_pdf(), pki.signer(), PadesRequest(level=Level.B_LT))
+    assert bare.sign(permit_pdf(), pki.signer(), PadesRequest(level=Level.B_B)).data
+
+
+@pytest.mark.parametrize("data", [b"", b"hello", b"%PDF-1.7\n garbage garbage",
+                                  b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << /Root 1 0 R >>"])
+def test_broken_documents_are_refused(pki, service, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidDocument) as caught:
+        service.sign(data, pki.signer(), PadesRequest(level=Level.B_B))
+    assert 400 <= caught.value.status < 500
+
+
+def test_oversized_and_encrypted_documents_are_refused(pki) -> None:  # type: ignore[no-untyped-def]
+    small = PadesService(FrozenClock(FROZEN_AT), max_bytes=100)
+    with pytest.raises(DocumentTooLarge) as caught:
+        small.sign(permit_pdf(), pki.signer(), PadesRequest(level=Level.B_B))
+    assert caught.value.status == 413
+    from pyhanko.pdf_utils.writer import copy_into_new_writer
+
+    writer = copy_into_new_writer(PdfFileReader(io.BytesIO(permit_pdf())))
+    writer.encrypt("owner", "user")
+    out = io.BytesIO()
+    writer.write(out)
+    with pytest.raises(InvalidDocument):
+        read_pdf(out.getvalue(), max_bytes=10**7)
+
+
+def test_request_is_validated() -> None:
+    with pytest.raises(Exception, match="B-B, B-T or B-LT"):
+        PadesRequest(level="B-LTA")  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="field_name"):
+        PadesRequest(field_name="bad name")
+    assert PadesRequest(level="B-T").level is Level.B_T  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- token keys
+
+
+@pytest.mark.hsm
+def test_a_token_key_signs_through_the_pyhanko_adapter(pki, hsm_token, nss, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The same path with a key on SoftHSM: pki.signer's adapter, the token signs."""
+    from tests.pki.test_pades_pki import HOLDER_EKU, _cert, _endpoints, _ku
+
+    library, label, _so, pin = hsm_token
+    key_id = b"\x01\x02"
+    public = library.generate_key_pair(label, pin, key_type="EC-P256", key_label="holder",
+                                       key_id=key_id)
+    holder = pki.signer().certificate
+    cert = _cert(holder.subject, public, pki.ca, pki.ca_key, ca=False, days=365,
+                 extensions=[(_ku(content_commitment=True), True), (HOLDER_EKU, False),
+                             *_endpoints()],
+                 not_before=FROZEN_AT - timedelta(days=1), serial=0x3001)
+    token_key = library.private_key(label, pin, key_id=key_id)
+    signer = Signer(token_key, cert, (pki.ca, pki.root))
+    service = PadesService(FrozenClock(FROZEN_AT), trust_roots=[pki.root],
+                           timestamper=pki.timestamper(),
+                           revocation=pki.revocation_source())
+    signed = service.sign(permit_pdf(), signer, PadesRequest(level=Level.B_T,
+                                                             stamp=stamp_for())).data
+    db, directory = nss
+    report = pdfsig(signed, db, directory)
+    assert report[0]["Signature Validation"] == "Signature is Valid."
+    assert report[0]["Certificate Validation"] == "Certificate is Trusted."
+    assert cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == \
+        token_key.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
