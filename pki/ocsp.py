@@ -326,6 +326,10 @@ class OcspResponder:
         self._last_full = float("-inf")
         self._seen: datetime | None = None
 
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     # -- synchronisation
 
     def _monotonic(self) -> float:
