@@ -85,6 +85,9 @@ class Operation:
     # False: the view runs its services' own short transactions (PIN checks on SQLite must
     # not hold the write lock); ``call.session`` is then unavailable.
     transactional: bool = True
+    # Run before the unit of work opens (e.g. load the CA keys, which reads the database in
+    # a transaction of its own: on SQLite it must not wait for the request's write lock).
+    prepare: Callable[[], Any] | None = None
 
 
 class ApiBlueprint(Blueprint):
@@ -105,8 +108,8 @@ class ApiBlueprint(Blueprint):
                   produces: dict[str, dict[str, Any]] | None = None,
                   consumes: dict[str, dict[str, Any]] | None = None,
                   errors: tuple[int, ...] = (), tag: str = "",
-                  deprecated: bool = False,
-                  transactional: bool = True) -> Callable[[Callable[..., Any]],
+                  deprecated: bool = False, transactional: bool = True,
+                  prepare: Callable[[], Any] | None = None) -> Callable[[Callable[..., Any]],
                                                         Callable[..., Any]]:
         if action is not None:
             policy.reach("platform", action)  # KeyError at import time for a typo
@@ -123,7 +126,7 @@ class ApiBlueprint(Blueprint):
                            produces=produces, consumes=consumes, errors=errors,
                            blueprint=self.name, deprecated=deprecated,
                            operation_id=f"{self.name}.{view.__name__}",
-                           transactional=transactional)
+                           transactional=transactional, prepare=prepare)
             self.operations.append(op)
 
             def endpoint(**path: Any) -> Response:
@@ -319,8 +322,10 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
     kwargs: dict[str, Any] = dict(path)
 
     principal: Principal | None = None
-    if (op.rate_limit is not None or not op.transactional) and op.action is not None:
-        # Authenticate before counting, so the bucket is the principal's.
+    if (op.rate_limit is not None or not op.transactional or op.prepare is not None) \
+            and op.action is not None:
+        # Authenticate first: the rate-limit bucket is the principal's, and a refused
+        # caller never gets as far as loading keys.
         with rt.unit_of_work() as session:
             principal = _authenticate(session, rt, op)
     if op.query is not None:
@@ -333,6 +338,8 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
     if op.body is not None:
         kwargs["body"] = load(op.body, _read_json(op, settings))
     _rate_limit(rt, op, principal, kwargs.get("body"))
+    if op.prepare is not None:
+        op.prepare()
 
     req_hash = ""
     if key is not None:

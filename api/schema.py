@@ -144,7 +144,7 @@ def _check_rule(value: Any, r: Rule, path: str, errors: _Errors) -> None:
 def _convert(tp: Any, value: Any, r: Rule, path: str, errors: _Errors,
              from_text: bool) -> Any:
     optional, tp = _optional_inner(tp)
-    if value is None or (from_text and optional and value == ""):
+    if value is None:
         if optional:
             return None
         errors.add(path, "must not be null")

@@ -104,3 +104,9 @@ def install(app: Flask, **parts: Any) -> Services:
             raise TypeError(f"unknown collaborator {name}")
         setattr(current, attr, value)
     return current
+
+
+def load_authority() -> None:
+    """``prepare=`` hook of operations that sign with the CA: load its keys before the
+    request's transaction opens."""
+    services().authority()

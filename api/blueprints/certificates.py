@@ -21,7 +21,7 @@ from api.policy import Scope
 from api.routing import ApiBlueprint, Call
 from api.runtime import Runtime
 from api.schema import PageQuery, make_page, page_of, rule
-from api.services import services
+from api.services import load_authority, services
 from delivery import holders
 from pki import issuance, lifecycle
 from pki.models import CertificateRecord
@@ -135,7 +135,7 @@ def certificate_der(call: Call, serial: str) -> Response:
 
 
 @bp.operation("POST", "/<serial>/suspend", action="certificates.manage", body=NoteIn,
-              response=CertificateOut, errors=(409, 503),
+              response=CertificateOut, errors=(409, 503), prepare=load_authority,
               summary="Suspend (certificateHold); may be released later")
 def suspend(call: Call, serial: str, body: NoteIn) -> CertificateOut:
     _load(call, serial)
@@ -145,7 +145,8 @@ def suspend(call: Call, serial: str, body: NoteIn) -> CertificateOut:
 
 
 @bp.operation("POST", "/<serial>/release", action="certificates.manage", body=NoteIn,
-              response=CertificateOut, errors=(409, 503), summary="Lift a suspension")
+              response=CertificateOut, errors=(409, 503), prepare=load_authority,
+              summary="Lift a suspension")
 def release(call: Call, serial: str, body: NoteIn) -> CertificateOut:
     _load(call, serial)
     done = lifecycle.release(call.session, call.clock, services().authority(), serial,
@@ -154,7 +155,7 @@ def release(call: Call, serial: str, body: NoteIn) -> CertificateOut:
 
 
 @bp.operation("POST", "/<serial>/revoke", action="certificates.manage", body=RevokeIn,
-              response=CertificateOut, errors=(409, 503),
+              response=CertificateOut, errors=(409, 503), prepare=load_authority,
               summary="Revoke for good, with an RFC 5280 reason")
 def revoke(call: Call, serial: str, body: RevokeIn) -> CertificateOut:
     _load(call, serial)
@@ -165,7 +166,7 @@ def revoke(call: Call, serial: str, body: RevokeIn) -> CertificateOut:
 
 @bp.operation("POST", "/<serial>/renew", action="certificates.manage",
               response=CertificateOut, status=201, errors=(409, 503),
-              idempotency="optional",
+              idempotency="optional", prepare=load_authority,
               summary="Certify the same key again (the old certificate stays valid)")
 def renew(call: Call, serial: str) -> CertificateOut:
     _load(call, serial)

@@ -21,7 +21,7 @@ from api.policy import Scope, merge_filter
 from api.routing import ApiBlueprint, Call
 from api.runtime import Runtime
 from api.schema import PageQuery, make_page, page_of, rule
-from api.services import services
+from api.services import load_authority, services
 from delivery import batches, contacts, holders, outbox, personalisation, pins, requests, reset
 from delivery.errors import ContactNotFound
 from delivery.models import CertificateRequest as RequestRow
@@ -455,7 +455,7 @@ def cancel(call: Call, request_id: int, body: ReasonIn) -> RequestOut:
 
 @bp.operation("POST", "/requests/<id:request_id>/personalise",
               action="requests.personalise", response=RequestOut, errors=(409, 503),
-              idempotency="optional",
+              idempotency="optional", prepare=load_authority,
               summary="Initialise the token, generate the key on it and issue the "
                       "certificate")
 def personalise(call: Call, request_id: int) -> RequestOut:

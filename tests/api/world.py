@@ -61,9 +61,16 @@ class World:
     holder_here_cin: str
 
 
+class FakeAuthority:
+    """Never reached for an unknown serial (the lifecycle refuses before signing)."""
+
+    id = -1
+
+
 def install_fakes(app: Flask) -> FakePersonaliser:
     personaliser = FakePersonaliser()
-    services.install(app, sealer=FakeSealer(), personaliser=personaliser)
+    services.install(app, sealer=FakeSealer(), personaliser=personaliser,
+                     authority=FakeAuthority)
     return personaliser
 
 
