@@ -9,7 +9,10 @@ certificate, ``openssl ts`` for time-stamps.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
+import os
+import socket
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -188,3 +191,89 @@ def test_openssl_ts_verify(world: World, server: str, write_file: WriteFile,
                             headers={"Content-Type": "text/plain"})
     assert refused.status_code == 415
     assert refused.headers["Content-Type"].startswith("application/problem+json")
+
+
+def _lean_server(world: World) -> tuple[str, Callable[[], None]]:
+    import asyncio
+
+    from api.ocsp_server import serve
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    responder = ocsp.OcspResponder(make_session_factory(world.engine), world.clock)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def main() -> None:
+        started = asyncio.Event()
+        tasks.append(asyncio.create_task(serve(responder, "127.0.0.1", port, ready=started)))
+        await started.wait()
+        ready.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tasks[0]
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+
+    def stop() -> None:
+        loop.call_soon_threadsafe(tasks[0].cancel)
+        thread.join(5)
+        loop.close()
+
+    return f"127.0.0.1:{port}", stop
+
+
+def test_lean_server_keep_alive_get_and_post(world: World) -> None:
+    address, stop = _lean_server(world)
+    try:
+        host, port = address.split(":")
+        issuer = world.issuing
+        name_hash = issuer.subject.public_bytes()
+        from pki.authority import sha1
+
+        der = ocsp.canonical_request(sha1(name_hash), public_key_sha1(issuer),
+                                     int(world.serials["revoked"], 16))
+        get = (f"GET /ocsp/{ocsp.get_path(der)} HTTP/1.1\r\nHost: x\r\n\r\n").encode()
+        post = (b"POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\n"
+                b"Content-Length: " + str(len(der)).encode() + b"\r\n\r\n" + der)
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            answers = []
+            for request in (get, post):
+                sock.sendall(request)
+                data = b""
+                while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + \
+                        int(data.lower().split(b"content-length: ")[1].split(b"\r\n")[0]):
+                    data += sock.recv(65536)
+                head, body = data.split(b"\r\n\r\n", 1)
+                assert head.startswith(b"HTTP/1.1 200") and b"connection: close" not in \
+                    head.lower()
+                answers.append((head, body))
+        assert b"max-age=" in answers[0][0] and b"no-cache" in answers[1][0]
+        for _head, body in answers:
+            parsed = x509_ocsp.load_der_ocsp_response(body)
+            assert parsed.certificate_status == x509_ocsp.OCSPCertStatus.REVOKED
+        reply = requests.get(f"http://{address}/elsewhere", timeout=5)
+        assert reply.status_code == 404
+    finally:
+        stop()
+
+
+def test_static_export_maps_get_paths_to_files(world: World, tmp_path: Path) -> None:
+    with make_session_factory(world.engine)() as session:
+        report = ocsp.export_static(session, world.clock, tmp_path / "www")
+    assert report.files >= 5
+    issuer = world.issuing
+    from pki.authority import sha1
+
+    for which in ("good", "revoked"):
+        der = ocsp.canonical_request(sha1(issuer.subject.public_bytes()),
+                                     public_key_sha1(issuer), int(world.serials[which], 16))
+        # What a web server does: URL-decode the path, then look up "<path>.der".
+        decoded = urllib.parse.unquote(f"/ocsp/{ocsp.get_path(der)}")
+        file = Path(os.path.normpath(str(tmp_path / "www") + decoded + ".der"))
+        response = x509_ocsp.load_der_ocsp_response(file.read_bytes())
+        assert response.serial_number == int(world.serials[which], 16)
+    assert "try_files $uri.der" in (tmp_path / "www" / "nginx.conf.example").read_text()
