@@ -120,3 +120,32 @@ def test_request_lifecycle_over_http(client: FlaskClient, callers: dict[str, Cal
     assert quota.get_json()["reserved"] == 0 and quota.get_json()["released"] == 1
     detail = client.get(f"/v1/requests/{request_id}", headers=contact).get_json()
     assert [s["status"] for s in detail["timeline"]] == ["submitted", "approved", "cancelled"]
+
+
+def test_pin_and_otp_rate_limits(client: FlaskClient, callers: dict[str, Caller],
+                                 world: World) -> None:
+    # make_settings: 3 PIN operations and 3 one-time-code operations per 60 s.
+    holder = callers["holder"].headers
+    pin = [client.post(f"/v1/requests/{world.request_here}/pin",
+                       json={"old_pin": "123456", "new_pin": "654321"},
+                       headers=holder).status_code for _ in range(4)]
+    assert pin[:3] == [409] * 3 and pin[3] == 429  # 409: no token in hand yet
+    otp = [client.post("/v1/pin-reset", json={"cin": world.holder_here_cin},
+                       headers=holder).status_code for _ in range(4)]
+    assert otp[3] == 429 and 429 not in otp[:3]
+    # Another principal has buckets of its own, but the address is shared: refused too.
+    other = client.post(f"/v1/requests/{world.request_here}/pin",
+                        json={"old_pin": "123456", "new_pin": "654321"},
+                        headers=callers["operator"].headers)
+    assert other.status_code == 403  # refused by role before any counting
+
+
+def test_outbox_depth_in_metrics(client: FlaskClient, callers: dict[str, Caller],
+                                 world: World) -> None:
+    operator = callers["operator"].headers
+    handed = client.post(f"/v1/batches/{world.batch_here}/dispatch",
+                         json={"tracking_number": "EE123456785MA"}, headers=operator)
+    assert handed.status_code == 200, handed.get_json()
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'tawqi_outbox_messages{status="pending"}' in text
+    assert "tawqi_certificates" in text
