@@ -251,6 +251,12 @@ def issuing_builder(profile: Profile, *, subject: x509.Name,
             .add_extension(_cdp(profile, root_id), critical=False))
 
 
+#: Holder EKU, non-critical: emailProtection (NSS's "email signer" usage: poppler's pdfsig
+#: 22.x reports a chain trusted only when it is there) and RFC 9336 documentSigning.
+HOLDER_EKU = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION,
+                                    x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")])
+
+
 def holder_builder(profile: Profile, *, holder: HolderIdentity,
                    public_key: CertificatePublicKeyTypes, serial: int, not_before: datetime,
                    not_after: datetime, issuer: x509.Certificate, issuer_id: int
@@ -260,7 +266,8 @@ def holder_builder(profile: Profile, *, holder: HolderIdentity,
             .add_extension(_aki(issuer), critical=False)
             .add_extension(_policies(profile.policy(ARC_HOLDER), ETSI_NCP_PLUS), critical=False)
             .add_extension(_aia(profile, issuer_id, ocsp=True), critical=False)
-            .add_extension(_cdp(profile, issuer_id), critical=False))
+            .add_extension(_cdp(profile, issuer_id), critical=False)
+            .add_extension(HOLDER_EKU, critical=False))
 
 
 def ocsp_builder(profile: Profile, *, subject: x509.Name,
