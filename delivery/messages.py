@@ -94,11 +94,19 @@ _BATCH_DISPATCHED_EMAIL = (
     "ليست في الطرد، بل ترسل مباشرة إلى أصحابها.\n"
 )
 
+_SIGNING_CODE_SMS = (
+    "Tawqi : code de signature {secret}, valable {ttl_minutes} minutes, pour autoriser "
+    "{purpose_fr}. Ne le donnez qu'au moment de signer.\n"
+    "توقيع: رمز التوقيع {secret}، صالح لمدة {ttl_minutes} دقيقة، للترخيص بـ{purpose_ar}. "
+    "لا تدلوا به إلا عند التوقيع."
+)
+
 TEMPLATES: dict[str, Template] = {t.name: t for t in (
     Template("pin.initial", True, sms=_PIN_INITIAL_SMS,
              email_subject="Tawqi — votre code PIN / رمزكم السري",
              email_body=_PIN_INITIAL_EMAIL),
     Template("reset.code", True, sms=_RESET_CODE_SMS),
+    Template("signing.code", True, sms=_SIGNING_CODE_SMS),
     Template("pin.reset", True, sms=_RESET_PIN_SMS),
     Template("pin.reset_notice", False,
              email_subject="Tawqi — réinitialisation de votre PIN / إعادة تعيين رمزكم السري",
