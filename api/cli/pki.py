@@ -68,8 +68,16 @@ def _authority(runtime: Runtime, session: Session) -> Authority:
 
 @contextmanager
 def _with_authority(runtime: Runtime) -> Iterator[tuple[Session, Authority]]:
+    _check_pin(runtime, runtime.settings.ca_token_label, _service_pin(runtime))
     with runtime.unit_of_work() as session:
         yield session, _authority(runtime, session)
+
+
+def _check_pin(runtime: Runtime, label: str, pin: str) -> None:
+    """Check a token PIN before any database transaction opens: a wrong PIN is counted in
+    the database, which on SQLite cannot be written while our own transaction holds the
+    write lock."""
+    runtime.tokens().check_pin(label, pin)
 
 
 def _pem(der: bytes) -> str:
@@ -100,6 +108,11 @@ def ca_init(runtime: Runtime, root_out: Path | None) -> None:
     (on the service token), then the first CRLs. Tokens are initialised if missing."""
     settings = runtime.settings
     pin = _service_pin(runtime)
+    tokens = runtime.tokens()
+    for label, token_pin in ((settings.root_token_label, settings.root_pin or pin),
+                             (settings.ca_token_label, pin)):
+        if tokens.token_exists(label):
+            _check_pin(runtime, label, token_pin)
     with runtime.unit_of_work() as session:
         result = ca.init_ca(session, runtime.clock, runtime.tokens(), _profile(runtime),
                             root_token=settings.root_token_label,
@@ -194,6 +207,7 @@ def cert_issue(runtime: Runtime, token_label: str, cin: str, given_name: str, su
         if not runtime.settings.so_pin:
             raise ConfigurationError("--create-token needs TAWQI_SO_PIN")
         tokens.init_token(token_label, runtime.settings.so_pin, pin)
+    _check_pin(runtime, token_label, pin)
     with _with_authority(runtime) as (session, authority):
         prepared = issuance.prepare_holder(session, runtime.clock, authority, tokens,
                                            token_label=token_label, token_pin=pin,
@@ -303,6 +317,7 @@ def cert_renew(runtime: Runtime, serial: str, rekey: bool, pin_file: Path | None
     with runtime.unit_of_work() as session:
         label = lifecycle.certificate_status(session, serial).token_label
     pin = _read_pin(pin_file, f"PIN of token {label}")
+    _check_pin(runtime, label, pin)
     with _with_authority(runtime) as (session, authority):
         issued = issuance.renew(session, runtime.clock, authority, runtime.tokens(), serial,
                                 actor=ACTOR, token_pin=pin, rekey=rekey)
@@ -319,6 +334,7 @@ def cert_write(runtime: Runtime, serial: str, pin_file: Path | None) -> None:
     with runtime.unit_of_work() as session:
         label = lifecycle.certificate_status(session, serial).token_label
     pin = _read_pin(pin_file, f"PIN of token {label}")
+    _check_pin(runtime, label, pin)
     with runtime.unit_of_work() as session:
         issued = issuance.write_to_token(session, runtime.clock, runtime.tokens(), serial,
                                          token_pin=pin, actor=ACTOR)
@@ -343,13 +359,16 @@ def crl_group() -> None:
 def crl_publish(runtime: Runtime, with_root: bool, out: Path | None) -> None:
     """Sign and publish a new full CRL now."""
     published = []
+    settings = runtime.settings
+    root_pin = settings.root_pin or _service_pin(runtime)
+    if with_root:
+        _check_pin(runtime, settings.root_token_label, root_pin)
     with _with_authority(runtime) as (session, authority):
         published.append(crl.publish_crl(session, runtime.clock, authority, actor=ACTOR,
                                          trigger="operator"))
         if with_root:
-            settings = runtime.settings
-            root_id, root_signer = ca.load_root_signer(
-                session, runtime.tokens(), root_pin=settings.root_pin or _service_pin(runtime))
+            root_id, root_signer = ca.load_root_signer(session, runtime.tokens(),
+                                                       root_pin=root_pin)
             published.append(crl.publish_root_crl(
                 session, runtime.clock, root_id, root_signer,
                 validity=timedelta(days=settings.root_crl_validity_days), actor=ACTOR))
