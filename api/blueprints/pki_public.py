@@ -83,6 +83,8 @@ def _from_runtime() -> PkiPublic:
         pin = settings.service_pin
         if not pin:
             return None
+        # PIN first, outside any transaction (wrong PINs are counted in the database).
+        rt.tokens().check_pin(settings.ca_token_label, pin)
         with rt.unit_of_work() as session:
             return ca.load_authority(session, rt.tokens(), profile, pin=pin)
 

@@ -415,8 +415,8 @@ def ocsp_serve(runtime: Runtime, host: str, port: int) -> None:
     def authority() -> Authority | None:
         if not settings.service_pin:
             return None
-        with runtime.unit_of_work() as session:
-            return _authority(runtime, session)
+        with _with_authority(runtime) as (_session, loaded):
+            return loaded
 
     responder = ocsp.OcspResponder(runtime.sessions, runtime.clock,
                                    authority=_once(authority),
