@@ -119,6 +119,21 @@ class Settings:
     # Version of the terms of use a holder accepts before the first signature.
     terms_version: str = "2026-01"
 
+    # Remote signing (CSC-style API) and verification
+    # Lifetime of a signature activation datum (SAD) and of a signing one-time code.
+    sad_ttl_seconds: int = 300
+    signing_otp_ttl_minutes: int = 5
+    # Most hashes one signatures/signHash call (and one SAD) may carry.
+    sign_hash_max_batch: int = 1000
+    # PAdES level of the document endpoint when a request names none (B-B, B-T, B-LT).
+    pades_default_level: str = "B-LT"
+    # Directory holding Amiri-Regular.ttf and Amiri-Bold.ttf (Debian: fonts-hosny-amiri).
+    stamp_font_dir: Path = Path("/usr/share/fonts/opentype/fonts-hosny-amiri")
+    # Verification: a PEM file of further trust anchors (besides our root), and whether to
+    # fetch CRLs and OCSP answers of foreign certificates over the network.
+    verify_trust_anchors: str = ""
+    verify_fetch_revocation: bool = False
+
     # HTTP
     max_upload_mb: int = 20
     # Largest JSON request body, in KiB (uploads use max_upload_mb).
@@ -153,6 +168,11 @@ class Settings:
             raise ConfigurationError("TAWQI_EMAIL_BACKEND must be console or smtp")
         if self.pin_send_at not in {"handover", "dispatch"}:
             raise ConfigurationError("TAWQI_PIN_SEND_AT must be handover or dispatch")
+        if self.pades_default_level not in {"B-B", "B-T", "B-LT"}:
+            raise ConfigurationError("TAWQI_PADES_DEFAULT_LEVEL must be B-B, B-T or B-LT")
+        if self.sad_ttl_seconds < 1 or self.sign_hash_max_batch < 1:
+            raise ConfigurationError("TAWQI_SAD_TTL_SECONDS and TAWQI_SIGN_HASH_MAX_BATCH "
+                                     "must be at least 1")
         if self.pin_max_attempts < 1:
             raise ConfigurationError("TAWQI_PIN_MAX_ATTEMPTS must be at least 1")
         if self.ca_country != self.ca_country.upper() or len(self.ca_country) != 2:

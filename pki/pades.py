@@ -43,9 +43,13 @@ from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko_certvalidator import ValidationContext
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from core.clock import Clock
+from core.clock import Clock, as_utc
 from core.errors import Conflict, InvalidInput, Unavailable
+from pki.authority import sha1
+from pki.models import AuthorityRecord, CrlRecord, OcspRecord
 from pki.signer import Signer, from_asn1, pyhanko_signer, to_asn1
 from pki.stamp import BilingualStampStyle, StampText
 
@@ -187,6 +191,39 @@ class RevocationSource(Protocol):
         """OCSP responses and CRLs covering as many of ``certificates`` as known; certificates
         not issued by us are ignored."""
         ...
+
+
+class RecordsRevocation:
+    """Our CA's current revocation data, from its records: the pre-signed OCSP response of
+    each certificate it issued, and the latest CRL of each of our CAs. Certificates that are
+    not ours are ignored. Stale data is left out (it would not validate); keeping it fresh
+    is ``tawqi ca refresh``'s job."""
+
+    def __init__(self, session: Session, clock: Clock) -> None:
+        self.session = session
+        self.clock = clock
+
+    def revocation_data(self, certificates: Sequence[x509.Certificate]) -> RevocationData:
+        now = as_utc(self.clock.now())
+        authorities = {row.name_hash: row for row in self.session.scalars(
+            select(AuthorityRecord))}
+        ocsps: list[bytes] = []
+        crls: list[bytes] = []
+        for cert in certificates:
+            issuer = authorities.get(sha1(cert.issuer.public_bytes()).hex())
+            if issuer is None or cert.subject == cert.issuer:
+                continue
+            ocsp_row = self.session.scalars(select(OcspRecord).where(
+                OcspRecord.authority_id == issuer.id,
+                OcspRecord.serial == format(cert.serial_number, "x"))).one_or_none()
+            if ocsp_row is not None and as_utc(ocsp_row.next_update) > now:
+                ocsps.append(ocsp_row.der)
+            crl_row = self.session.scalars(select(CrlRecord).where(
+                CrlRecord.authority_id == issuer.id).order_by(CrlRecord.number.desc())
+                .limit(1)).one_or_none()
+            if crl_row is not None and as_utc(crl_row.next_update) > now:
+                crls.append(crl_row.der)
+        return RevocationData(_unique(ocsps), _unique(crls))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,758 @@
+"""Remote signing with hosted keys, in the spirit of the Cloud Signature Consortium API v2.
+
+A *credential* is a holder's certificate whose key lives in the service's HSM (a ``hosted``
+token); its ID is the certificate serial (lowercase hex). The flow:
+
+1. :meth:`RemoteSigning.send_otp`: a one-time code goes by SMS to the holder's registered
+   mobile (through the seam :class:`CodeSender`; the service keeps only an argon2id hash).
+2. :meth:`RemoteSigning.authorize`: the code, then the holder's PIN (checked on the token,
+   so wrong PINs count towards its lockout), then a **signature activation datum** (SAD)
+   is returned: single-use, short-lived (``sad_ttl``), bound to the credential, to the client
+   that asked for it, and to the exact hashes (``signHash``) or the document digest
+   (``signDoc``) it authorises, and to their number.
+3. :meth:`RemoteSigning.sign_hashes` / :meth:`RemoteSigning.sign_document` consume the SAD
+   once and sign on the token.
+
+Invariants: the PIN is never stored in clear. Between 2 and 3 it waits sealed (AES-256-GCM)
+under a key derived from the SAD itself (HKDF): the service keeps only the SAD's SHA-256, so
+its database alone cannot open the box; the box is erased when the SAD is used, and an
+expired SAD's box is useless. A code is single-use, expires and allows ``otp_max_attempts``
+guesses; a wrong code is committed before the error is raised and stops the flow before the
+PIN is tried (so nobody without the phone can burn PIN attempts). A certificate that is
+suspended, revoked, expired or not yet valid signs nothing (checked at authorisation and
+again at signing). Every authorisation, use and signature writes an audit event.
+
+Flask-free: the API hands in a session factory, the token layer, the holder directory and
+the code sender; PIN checks run outside any database transaction (SQLite holds one write
+lock).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from core.audit import record
+from core.clock import Clock, as_utc
+from core.db import Base, transaction
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from pki.models import (
+    PROFILE_HOLDER,
+    STATUS_ISSUED,
+    STATUS_REVOKED,
+    STATUS_SUSPENDED,
+    CertificateRecord,
+)
+from pki.pades import PadesRequest, PadesService, SignedPdf, read_pdf
+from pki.signer import Signer
+
+# --------------------------------------------------------------------------- constants
+
+#: CSC hashAlgorithmOID values we accept, and the digest size of each.
+HASH_OIDS: dict[str, tuple[str, int]] = {
+    "2.16.840.1.101.3.4.2.1": ("sha256", 32),
+    "2.16.840.1.101.3.4.2.2": ("sha384", 48),
+    "2.16.840.1.101.3.4.2.3": ("sha512", 64),
+}
+HASH_OID_BY_NAME = {name: oid for oid, (name, _size) in HASH_OIDS.items()}
+#: CSC signAlgo values: the algorithm of the credential's key (the hash is given apart).
+ECDSA_SIGN_OIDS = {
+    "1.2.840.10045.2.1": None,  # id-ecPublicKey: hash from hashAlgorithmOID
+    "1.2.840.10045.4.3.2": "sha256", "1.2.840.10045.4.3.3": "sha384",
+    "1.2.840.10045.4.3.4": "sha512",
+}
+RSA_SIGN_OIDS = {
+    "1.2.840.113549.1.1.1": None,  # rsaEncryption: PKCS#1 v1.5 with hashAlgorithmOID
+    "1.2.840.113549.1.1.11": "sha256", "1.2.840.113549.1.1.12": "sha384",
+    "1.2.840.113549.1.1.13": "sha512",
+}
+
+PURPOSE_HASH = "hash"
+PURPOSE_DOCUMENT = "document"
+SAD_ACTIVE, SAD_USED = "active", "used"
+OTP_OPEN, OTP_USED, OTP_FAILED = "open", "used", "failed"
+CODE_DIGITS = 6
+SAD_BYTES = 32
+_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class CredentialNotFound(NotFound):
+    type = "signing-credential-not-found"
+    title = "Signing credential not found"
+
+
+class CredentialUnusable(Conflict):
+    """The certificate is suspended, revoked, expired, not yet valid, or its holder is not
+    ready to sign (terms, first PIN change)."""
+
+    type = "signing-credential-unusable"
+    title = "This credential cannot sign"
+
+
+class InvalidSigningRequest(InvalidInput):
+    type = "signing-invalid-request"
+    title = "Invalid signing request"
+
+
+class BatchTooLarge(InvalidInput):
+    type = "signing-batch-too-large"
+    title = "Too many hashes in one request"
+
+
+class OtpInvalid(Forbidden):
+    type = "signing-otp-invalid"
+    title = "Wrong one-time code"
+
+
+class OtpClosed(Forbidden):
+    """No open code: never sent, expired, used, or closed after too many wrong guesses."""
+
+    type = "signing-otp-closed"
+    title = "No valid one-time code"
+
+
+class SadInvalid(Forbidden):
+    """The SAD is unknown, expired, used, or belongs to another client or credential."""
+
+    type = "signing-sad-invalid"
+    title = "Invalid signature activation data"
+
+
+class SadMismatch(Forbidden):
+    """The SAD is valid but authorises other hashes (or another document)."""
+
+    type = "signing-sad-mismatch"
+    title = "The SAD does not authorise this"
+
+
+class SigningUnavailable(Unavailable):
+    type = "signing-unavailable"
+    title = "Signing unavailable"
+
+
+# --------------------------------------------------------------------------- tables
+
+
+class SigningChallenge(Base):
+    """A one-time code sent for a credential; only its argon2id hash is kept."""
+
+    __tablename__ = "signing_challenge"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("pki_certificate.id"), index=True)
+    client: Mapped[str] = mapped_column(String(100))
+    code_hash: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (CheckConstraint("status IN ('open', 'used', 'failed')", name="status"),)
+
+
+class SigningAuthorization(Base):
+    """A SAD: what it authorises, for whom, until when. ``sad_hash`` is the SHA-256 of the
+    SAD (never the SAD); ``pin_box`` the PIN sealed under a key derived from the SAD, erased
+    once used."""
+
+    __tablename__ = "signing_authorization"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sad_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("pki_certificate.id"), index=True)
+    client: Mapped[str] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(10))
+    hash_algorithm: Mapped[str] = mapped_column(String(10))
+    # SHA-256 over the sorted authorised digests: the SAD binds exactly this set.
+    digests_hash: Mapped[str] = mapped_column(String(64))
+    num_signatures: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    pin_box: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    status: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'used')", name="status"),
+        CheckConstraint("purpose IN ('hash', 'document')", name="purpose"),
+        CheckConstraint("status = 'active' OR pin_box IS NULL", name="box_erased_when_used"),
+    )
+
+
+# --------------------------------------------------------------------------- seams
+
+
+@dataclass(frozen=True)
+class HolderContact:
+    """What the directory says about a credential's holder (delivery knows it)."""
+
+    holder_id: int
+    mobile: str
+    hosted: bool
+    ready: bool
+    reasons: tuple[str, ...] = ()
+
+
+class HolderDirectory(Protocol):
+    def contact(self, session: Session, cin: str, serial: str) -> HolderContact | None:
+        """The holder with this CIN and whether the credential ``serial`` is a hosted token
+        ready to sign; None if no such holder."""
+        ...
+
+
+class CodeSender(Protocol):
+    def send(self, session: Session, clock: Clock, *, contact: HolderContact,
+             challenge_id: str, code: str, ttl_minutes: int, purpose: str) -> str:
+        """Queue the code for the holder's mobile in the caller's transaction; return a hint
+        of the number (its last digits). Must not keep the code in clear."""
+        ...
+
+
+class SigningTokens(Protocol):
+    """The part of ``hsm.TokenLibrary`` remote signing uses."""
+
+    def private_key(self, label: str, pin: str, *, key_id: bytes | None = ...,
+                    key_label: str | None = ...) -> Any: ...
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class RemoteSigningPolicy:
+    sad_ttl: timedelta = timedelta(minutes=5)
+    otp_ttl: timedelta = timedelta(minutes=5)
+    otp_max_attempts: int = 5
+    max_batch: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.otp_max_attempts < 1:
+            raise ValueError("max_batch and otp_max_attempts must be at least 1")
+        if self.sad_ttl <= timedelta(0) or self.otp_ttl <= timedelta(0):
+            raise ValueError("lifetimes must be positive")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RemoteSigningPolicy:
+        return cls(sad_ttl=timedelta(seconds=settings.sad_ttl_seconds),
+                   otp_ttl=timedelta(minutes=settings.signing_otp_ttl_minutes),
+                   otp_max_attempts=settings.otp_max_attempts,
+                   max_batch=settings.sign_hash_max_batch)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A holder's certificate and where its key is. Never holds key material."""
+
+    id: str
+    record_id: int
+    certificate: x509.Certificate
+    status: str
+    cin: str
+    token_label: str
+    key_id: bytes
+    key_type: str
+
+    @property
+    def not_before(self) -> datetime:
+        return self.certificate.not_valid_before_utc
+
+    @property
+    def not_after(self) -> datetime:
+        return self.certificate.not_valid_after_utc
+
+    def state_at(self, at: datetime) -> str:
+        """valid | suspended | revoked | expired | not-yet-valid (CSC ``cert/status``)."""
+        if self.status == STATUS_REVOKED:
+            return "revoked"
+        if self.status == STATUS_SUSPENDED:
+            return "suspended"
+        if at < self.not_before:
+            return "not-yet-valid"
+        if at > self.not_after:
+            return "expired"
+        return "valid" if self.status == STATUS_ISSUED else self.status
+
+    @property
+    def is_ec(self) -> bool:
+        return isinstance(self.certificate.public_key(), ec.EllipticCurvePublicKey)
+
+    @property
+    def key_length(self) -> int:
+        return int(getattr(self.certificate.public_key(), "key_size", 0))
+
+    def sign_algorithms(self) -> list[str]:
+        return list(ECDSA_SIGN_OIDS if self.is_ec else RSA_SIGN_OIDS)
+
+
+@dataclass(frozen=True)
+class OtpChallengeInfo:
+    challenge_id: str
+    expires_at: datetime
+    phone_hint: str
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """Returned once: the SAD itself is shown only here."""
+
+    sad: str = ""
+    expires_at: datetime | None = None
+    authorization_id: str = ""
+
+    def __repr__(self) -> str:
+        return f"Authorization(id={self.authorization_id!r}, expires_at={self.expires_at!r})"
+
+
+def digests_hash(digests: Sequence[bytes]) -> str:
+    """The order-independent fingerprint of a set of digests a SAD authorises."""
+    joined = b"".join(sorted(digests))
+    return hashlib.sha256(len(digests).to_bytes(4, "big") + joined).hexdigest()
+
+
+def _sad_hash(sad: str) -> str:
+    return hashlib.sha256(sad.encode("ascii", "replace")).hexdigest()
+
+
+def _box_key(sad: str, authorization_id: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=authorization_id.encode(),
+                info=b"tawqi/sad/pin/v1").derive(sad.encode("ascii"))
+
+
+def _box_aad(row: SigningAuthorization) -> bytes:
+    return f"{row.id}|{row.certificate_id}|{row.client}|{row.digests_hash}".encode()
+
+
+def _seal_pin(sad: str, row: SigningAuthorization, pin: str) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(_box_key(sad, row.id)).encrypt(nonce, pin.encode("utf-8"),
+                                                         _box_aad(row))
+
+
+def _open_pin(sad: str, row: SigningAuthorization, box: bytes) -> str:
+    from cryptography.exceptions import InvalidTag
+
+    try:
+        return AESGCM(_box_key(sad, row.id)).decrypt(box[:12], box[12:],
+                                                     _box_aad(row)).decode("utf-8")
+    except (InvalidTag, ValueError) as exc:
+        raise SadInvalid("the SAD does not open its authorisation") from exc
+
+
+def _material(challenge_id: str, code: str) -> str:
+    return f"signing:{challenge_id}:{code}"
+
+
+def parse_hash_algorithm(oid: str) -> tuple[str, int]:
+    found = HASH_OIDS.get(oid)
+    if found is None:
+        raise InvalidSigningRequest("hashAlgorithmOID must be SHA-256, SHA-384 or SHA-512",
+                                    allowed=list(HASH_OIDS))
+    return found
+
+
+def decode_hashes(values: Sequence[str], size: int, *, limit: int) -> list[bytes]:
+    """Base64 (standard or URL-safe) digests of ``size`` bytes, at most ``limit``."""
+    if not values:
+        raise InvalidSigningRequest("give at least one hash")
+    if len(values) > limit:
+        raise BatchTooLarge(f"at most {limit} hashes per request", limit=limit,
+                            given=len(values))
+    found = []
+    for index, value in enumerate(values):
+        try:
+            raw = base64.b64decode(value.replace("-", "+").replace("_", "/") +
+                                   "=" * (-len(value) % 4), validate=True)
+        except (ValueError, TypeError) as exc:
+            raise InvalidSigningRequest(f"hashes[{index}] is not base64",
+                                        index=index) from exc
+        if len(raw) != size:
+            raise InvalidSigningRequest(f"hashes[{index}] is {len(raw)} bytes, not {size}",
+                                        index=index)
+        found.append(raw)
+    return found
+
+
+# --------------------------------------------------------------------------- service
+
+
+class RemoteSigning:
+    """Credentials, codes, SADs and signatures. One instance per application."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, tokens: SigningTokens,
+                 *, directory: HolderDirectory, codes: CodeSender,
+                 chain: Callable[[Session], tuple[x509.Certificate, ...]],
+                 policy: RemoteSigningPolicy | None = None) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.tokens = tokens
+        self.directory = directory
+        self.codes = codes
+        self.chain = chain
+        self.policy = policy or RemoteSigningPolicy()
+        self._label_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    # ----------------------------------------------------------------- credentials
+
+    @staticmethod
+    def _credential(row: CertificateRecord) -> Credential:
+        if row.der is None or row.cin is None:
+            raise CredentialNotFound("no such credential", credential_id=row.serial)
+        return Credential(id=row.serial, record_id=row.id,
+                          certificate=x509.load_der_x509_certificate(row.der),
+                          status=row.status, cin=row.cin, token_label=row.token_label,
+                          key_id=bytes.fromhex(row.key_id), key_type=row.key_type)
+
+    def credential(self, session: Session, credential_id: str) -> Credential:
+        serial = str(credential_id).strip().lower()
+        row = session.scalars(select(CertificateRecord).where(
+            CertificateRecord.serial == serial,
+            CertificateRecord.profile == PROFILE_HOLDER)).one_or_none()
+        if row is None or row.der is None:
+            raise CredentialNotFound("no such credential", credential_id=serial[:64])
+        return self._credential(row)
+
+    def credentials(self, session: Session, cin: str, *, only_valid: bool = False
+                    ) -> list[Credential]:
+        """The holder's hosted credentials, newest first."""
+        rows = session.scalars(select(CertificateRecord).where(
+            CertificateRecord.cin == cin.strip().upper(),
+            CertificateRecord.profile == PROFILE_HOLDER,
+            CertificateRecord.status.in_((STATUS_ISSUED, STATUS_SUSPENDED, STATUS_REVOKED)))
+            .order_by(CertificateRecord.id.desc()))
+        now = as_utc(self.clock.now())
+        found = []
+        for row in rows:
+            contact = self.directory.contact(session, row.cin or "", row.serial)
+            if contact is None or not contact.hosted:
+                continue
+            credential = self._credential(row)
+            if only_valid and credential.state_at(now) != "valid":
+                continue
+            found.append(credential)
+        return found
+
+    def contact(self, session: Session, credential: Credential) -> HolderContact:
+        found = self.directory.contact(session, credential.cin, credential.id)
+        if found is None or not found.hosted:
+            raise CredentialNotFound("this credential is not hosted by the service",
+                                     credential_id=credential.id)
+        return found
+
+    def _check_usable(self, session: Session, credential: Credential) -> HolderContact:
+        state = credential.state_at(as_utc(self.clock.now()))
+        if state != "valid":
+            raise CredentialUnusable(f"the certificate is {state}: it signs nothing",
+                                     credential_id=credential.id, status=state)
+        contact = self.contact(session, credential)
+        if not contact.ready:
+            raise CredentialUnusable("the holder is not ready to sign: "
+                                     + "; ".join(contact.reasons),
+                                     credential_id=credential.id,
+                                     reasons=list(contact.reasons))
+        return contact
+
+    # ----------------------------------------------------------------- one-time codes
+
+    def send_otp(self, credential_id: str, *, client: str, actor: str,
+                 purpose_fr: str = "une signature", purpose_ar: str = "توقيع"
+                 ) -> OtpChallengeInfo:
+        """Send a fresh code (superseding any open one for this credential and client)."""
+        with transaction(self.sessions) as session:
+            credential = self.credential(session, credential_id)
+            contact = self._check_usable(session, credential)
+            now = as_utc(self.clock.now())
+            for old in session.scalars(select(SigningChallenge).where(
+                    SigningChallenge.certificate_id == credential.record_id,
+                    SigningChallenge.client == client,
+                    SigningChallenge.status == OTP_OPEN).with_for_update()):
+                old.status, old.closed_at = OTP_FAILED, now
+            challenge_id = str(uuid.uuid4())
+            code = "".join(secrets.choice("0123456789") for _ in range(CODE_DIGITS))
+            expires = now + self.policy.otp_ttl
+            session.add(SigningChallenge(
+                id=challenge_id, certificate_id=credential.record_id, client=client,
+                code_hash=_HASHER.hash(_material(challenge_id, code)), status=OTP_OPEN,
+                attempts=0, max_attempts=self.policy.otp_max_attempts, created_at=now,
+                expires_at=expires))
+            session.flush()
+            minutes = max(1, int(self.policy.otp_ttl.total_seconds() // 60))
+            hint = self.codes.send(session, self.clock, contact=contact,
+                                   challenge_id=challenge_id, code=code, ttl_minutes=minutes,
+                                   purpose=f"{purpose_fr}|{purpose_ar}")
+            del code
+            record(session, self.clock, actor=actor, action="signing.otp.sent",
+                   object_type="credential", object_id=credential.id,
+                   summary={"challenge": challenge_id, "client": client,
+                            "expires_at": expires.isoformat()})
+            return OtpChallengeInfo(challenge_id, expires, hint)
+
+    def _consume_code(self, credential: Credential, client: str, code: str, actor: str
+                      ) -> None:
+        """Check the client's open code for the credential; commit a wrong guess first."""
+        failure: Exception | None = None
+        with transaction(self.sessions) as session:
+            challenge = session.scalars(select(SigningChallenge).where(
+                SigningChallenge.certificate_id == credential.record_id,
+                SigningChallenge.client == client,
+                SigningChallenge.status == OTP_OPEN)
+                .order_by(SigningChallenge.created_at.desc()).limit(1)
+                .with_for_update()).one_or_none()
+            now = as_utc(self.clock.now())
+            if challenge is None or as_utc(challenge.expires_at) <= now:
+                if challenge is not None:
+                    challenge.status, challenge.closed_at = OTP_FAILED, now
+                    record(session, self.clock, actor=actor, action="signing.otp.expired",
+                           object_type="credential", object_id=credential.id,
+                           summary={"challenge": challenge.id})
+                failure = OtpClosed("no valid one-time code: ask for a new one",
+                                    credential_id=credential.id)
+            elif self._verify_code(challenge, code):
+                challenge.status, challenge.closed_at = OTP_USED, now
+                record(session, self.clock, actor=actor, action="signing.otp.verified",
+                       object_type="credential", object_id=credential.id,
+                       summary={"challenge": challenge.id})
+            else:
+                challenge.attempts += 1
+                left = challenge.max_attempts - challenge.attempts
+                if left <= 0:
+                    challenge.status, challenge.closed_at = OTP_FAILED, now
+                record(session, self.clock, actor=actor, action="signing.otp.wrong",
+                       object_type="credential", object_id=credential.id,
+                       summary={"challenge": challenge.id, "attempts_left": max(left, 0)})
+                failure = (OtpInvalid("wrong one-time code", attempts_left=left) if left > 0
+                           else OtpClosed("too many wrong codes: ask for a new one",
+                                          credential_id=credential.id))
+        if failure is not None:
+            raise failure
+
+    @staticmethod
+    def _verify_code(challenge: SigningChallenge, code: str) -> bool:
+        code = str(code or "").strip()
+        if not code.isdigit() or len(code) != CODE_DIGITS:
+            return False
+        try:
+            return _HASHER.verify(challenge.code_hash, _material(challenge.id, code))
+        except (VerificationError, InvalidHashError):
+            return False
+
+    # ----------------------------------------------------------------- authorisation
+
+    def authorize(self, credential_id: str, *, pin: str, otp: str, digests: Sequence[bytes],
+                  hash_algorithm: str, purpose: str, client: str, actor: str,
+                  num_signatures: int | None = None, description: str = "") -> Authorization:
+        """Code, then PIN (on the token), then a SAD bound to ``digests``."""
+        if purpose not in (PURPOSE_HASH, PURPOSE_DOCUMENT):
+            raise InvalidSigningRequest("unknown purpose")
+        if not digests:
+            raise InvalidSigningRequest("a SAD authorises at least one hash")
+        if len(digests) > self.policy.max_batch:
+            raise BatchTooLarge(f"at most {self.policy.max_batch} hashes per SAD",
+                                limit=self.policy.max_batch, given=len(digests))
+        if len(set(digests)) != len(digests):
+            raise InvalidSigningRequest("the hashes must be distinct")
+        count = len(digests) if num_signatures is None else num_signatures
+        if count != len(digests):
+            raise InvalidSigningRequest("numSignatures must equal the number of hashes",
+                                        num_signatures=count, hashes=len(digests))
+        with transaction(self.sessions) as session:
+            credential = self.credential(session, credential_id)
+            self._check_usable(session, credential)
+        if not isinstance(pin, str) or not pin:
+            raise InvalidSigningRequest("the PIN is required")
+        self._consume_code(credential, client, otp, actor)
+        # The PIN on the token, outside any transaction (wrong PINs are counted by hsm).
+        with self._label_lock(credential.token_label):
+            self.tokens.private_key(credential.token_label, pin, key_id=credential.key_id)
+        sad = base64.urlsafe_b64encode(secrets.token_bytes(SAD_BYTES)).decode().rstrip("=")
+        with transaction(self.sessions) as session:
+            credential = self.credential(session, credential_id)
+            self._check_usable(session, credential)
+            now = as_utc(self.clock.now())
+            row = SigningAuthorization(
+                id=str(uuid.uuid4()), sad_hash=_sad_hash(sad),
+                certificate_id=credential.record_id, client=client, purpose=purpose,
+                hash_algorithm=hash_algorithm, digests_hash=digests_hash(digests),
+                num_signatures=count, description=description[:500], status=SAD_ACTIVE,
+                created_at=now, expires_at=now + self.policy.sad_ttl)
+            row.pin_box = _seal_pin(sad, row, pin)
+            session.add(row)
+            session.flush()
+            record(session, self.clock, actor=actor, action="signing.authorized",
+                   object_type="credential", object_id=credential.id,
+                   summary={"authorization": row.id, "client": client, "purpose": purpose,
+                            "signatures": count, "hash_algorithm": hash_algorithm,
+                            "expires_at": row.expires_at.isoformat()})
+            return Authorization(sad, row.expires_at, row.id)
+
+    def _consume(self, credential_id: str, sad: str, *, client: str, purpose: str,
+                 digests: Sequence[bytes], hash_algorithm: str, actor: str
+                 ) -> tuple[Credential, str, str]:
+        """Check and use the SAD once; return the credential, the PIN and the SAD's id.
+
+        A SAD presented for other hashes, another credential or by another client is
+        spent on the spot (and audited): whoever holds it may be replaying it."""
+        if not isinstance(sad, str) or not sad or len(sad) > 200:
+            raise SadInvalid("a SAD is required")
+        failure: Exception | None = None
+        with transaction(self.sessions) as session:
+            row = session.scalars(select(SigningAuthorization).where(
+                SigningAuthorization.sad_hash == _sad_hash(sad))
+                .with_for_update()).one_or_none()
+            now = as_utc(self.clock.now())
+            credential = self.credential(session, credential_id)
+            if row is None or row.status != SAD_ACTIVE or row.pin_box is None:
+                raise SadInvalid("unknown or already used SAD: authorise again")
+            if as_utc(row.expires_at) <= now:
+                raise SadInvalid("the SAD expired: authorise again",
+                                 expired_at=as_utc(row.expires_at).isoformat())
+            if not hmac.compare_digest(row.client, client) or \
+                    row.certificate_id != credential.record_id:
+                failure = SadInvalid("this SAD was issued for another client or credential")
+            elif row.purpose != purpose or row.hash_algorithm != hash_algorithm or \
+                    row.num_signatures != len(digests) or \
+                    not hmac.compare_digest(row.digests_hash, digests_hash(digests)):
+                failure = SadMismatch("the SAD authorises other hashes: it is now spent",
+                                      authorization=row.id)
+            if failure is not None:
+                row.status, row.used_at, row.pin_box = SAD_USED, now, None
+                record(session, self.clock, actor=actor,
+                       action="signing.authorization.refused", object_type="credential",
+                       object_id=credential.id,
+                       summary={"authorization": row.id, "client": client,
+                                "reason": type(failure).__name__})
+            else:
+                self._check_usable(session, credential)
+                pin = _open_pin(sad, row, row.pin_box)
+                row.status, row.used_at, row.pin_box = SAD_USED, now, None
+                session.flush()
+                record(session, self.clock, actor=actor,
+                       action="signing.authorization.used", object_type="credential",
+                       object_id=credential.id,
+                       summary={"authorization": row.id, "client": client,
+                                "purpose": purpose, "signatures": len(digests)})
+                return credential, pin, row.id
+        raise failure
+
+    @contextmanager
+    def _label_lock(self, label: str) -> Any:
+        with self._guard:
+            lock = self._label_locks.setdefault(label, threading.Lock())
+        with lock:
+            yield
+
+    def _signer(self, credential: Credential, pin: str) -> Signer:
+        key = self.tokens.private_key(credential.token_label, pin, key_id=credential.key_id)
+        with transaction(self.sessions) as session:
+            chain = self.chain(session)
+        return Signer(key, credential.certificate, chain)
+
+    # ----------------------------------------------------------------- signing
+
+    def sign_hashes(self, credential_id: str, *, sad: str, digests: Sequence[bytes],
+                    hash_algorithm: str, sign_algorithm: str | None, client: str,
+                    actor: str) -> list[bytes]:
+        """Sign each digest (DER ECDSA or RSA PKCS#1 v1.5), in the order given."""
+        if len(digests) > self.policy.max_batch:
+            raise BatchTooLarge(f"at most {self.policy.max_batch} hashes per request",
+                                limit=self.policy.max_batch, given=len(digests))
+        algorithm = _hash_algorithm(hash_algorithm)
+        credential, pin, authorization = self._consume(
+            credential_id, sad, client=client, purpose=PURPOSE_HASH, digests=digests,
+            hash_algorithm=hash_algorithm, actor=actor)
+        _check_sign_algorithm(credential, sign_algorithm, hash_algorithm)
+        with self._label_lock(credential.token_label):
+            signer = self._signer(credential, pin)
+            del pin
+            signatures = [signer.sign_digest(d, algorithm) for d in digests]
+        with transaction(self.sessions) as session:
+            record(session, self.clock, actor=actor, action="signing.hashes.signed",
+                   object_type="credential", object_id=credential.id,
+                   summary={"authorization": authorization, "client": client,
+                            "count": len(signatures), "hash_algorithm": hash_algorithm})
+        return signatures
+
+    def sign_document(self, credential_id: str, *, sad: str, document: bytes,
+                      request: PadesRequest, pades: PadesService, client: str,
+                      actor: str) -> SignedPdf:
+        """PAdES-sign ``document``, which the SAD authorised by its SHA-256."""
+        read_pdf(document, max_bytes=pades.max_bytes)  # a broken upload spends no SAD
+        digest = hashlib.sha256(document).digest()
+        credential, pin, authorization = self._consume(
+            credential_id, sad, client=client, purpose=PURPOSE_DOCUMENT, digests=[digest],
+            hash_algorithm="sha256", actor=actor)
+        with self._label_lock(credential.token_label):
+            signer = self._signer(credential, pin)
+            del pin
+            signed = pades.sign(document, signer, request)
+        with transaction(self.sessions) as session:
+            record(session, self.clock, actor=actor, action="signing.document.signed",
+                   object_type="credential", object_id=credential.id,
+                   summary={"authorization": authorization, "client": client,
+                            "level": signed.level.value, "field": signed.field_name,
+                            "document_in": digest.hex(), "document_out": signed.sha256})
+        return signed
+
+
+def _hash_algorithm(name: str) -> hashes.HashAlgorithm:
+    table: dict[str, type[hashes.HashAlgorithm]] = {
+        "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+    try:
+        return table[name]()
+    except KeyError as exc:
+        raise InvalidSigningRequest("unsupported hash algorithm", algorithm=name) from exc
+
+
+def _check_sign_algorithm(credential: Credential, oid: str | None, hash_name: str) -> None:
+    if oid is None:
+        return
+    table = ECDSA_SIGN_OIDS if credential.is_ec else RSA_SIGN_OIDS
+    if oid not in table:
+        raise InvalidSigningRequest("signAlgo does not match the credential's key",
+                                    allowed=list(table))
+    implied = table[oid]
+    if implied is not None and implied != hash_name:
+        raise InvalidSigningRequest("signAlgo names another hash than hashAlgorithmOID")
+
+
+__all__ = ["Authorization", "BatchTooLarge", "CodeSender", "Credential", "CredentialNotFound",
+           "CredentialUnusable", "HolderContact", "HolderDirectory", "InvalidSigningRequest",
+           "OtpChallengeInfo", "OtpClosed", "OtpInvalid", "RemoteSigning",
+           "RemoteSigningPolicy", "SadInvalid", "SadMismatch", "SigningAuthorization",
+           "SigningChallenge", "SigningTokens", "SigningUnavailable", "decode_hashes",
+           "digests_hash", "parse_hash_algorithm"]
