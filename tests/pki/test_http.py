@@ -12,6 +12,7 @@ import base64
 import contextlib
 import datetime
 import os
+import random
 import socket
 import threading
 import urllib.parse
@@ -277,3 +278,23 @@ def test_static_export_maps_get_paths_to_files(world: World, tmp_path: Path) -> 
         response = x509_ocsp.load_der_ocsp_response(file.read_bytes())
         assert response.serial_number == int(world.serials[which], 16)
     assert "try_files $uri.der" in (tmp_path / "www" / "nginx.conf.example").read_text()
+
+
+def test_get_with_raw_slashes_in_base64(world: World, server: str) -> None:
+    """Some clients send the base64 without URL-encoding it: '//' must not be merged."""
+    from pki.authority import sha1
+
+    issuer = world.issuing
+    name_hash, key_hash = sha1(issuer.subject.public_bytes()), public_key_sha1(issuer)
+    rng = random.Random(2)
+    serial = rng.getrandbits(150)
+    while "//" not in base64.b64encode(ocsp.canonical_request(name_hash, key_hash, serial)) \
+            .decode():
+        serial = rng.getrandbits(150)
+    raw = base64.b64encode(ocsp.canonical_request(name_hash, key_hash, serial)).decode()
+    reply = requests.get(f"{server}/ocsp/{raw}", timeout=10, allow_redirects=False)
+    assert reply.status_code == 200
+    parsed = x509_ocsp.load_der_ocsp_response(reply.content)
+    assert parsed.response_status == x509_ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert parsed.certificate_status == x509_ocsp.OCSPCertStatus.UNKNOWN
+    assert parsed.serial_number == serial
