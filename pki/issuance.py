@@ -42,6 +42,7 @@ from pki.models import (
     PROFILE_OCSP,
     PROFILE_TSA,
     PROFILES,
+    STATUS_ABANDONED,
     STATUS_ISSUED,
     STATUS_PREPARED,
     STATUS_SUSPENDED,
@@ -247,6 +248,22 @@ def sign_prepared(session: Session, clock: Clock, authority: Authority,
     if authority.ocsp_signer is not None:
         ocsp.presign(session, clock, authority, row)
     return _issued(row)
+
+
+def abandon(session: Session, clock: Clock, prepared_id: int, *, actor: str,
+            reason: str = "") -> None:
+    """Close a prepared issuance that will never be signed (its serial stays used)."""
+    row = session.scalars(select(CertificateRecord).where(CertificateRecord.id == prepared_id)
+                          .with_for_update()).one_or_none()
+    if row is None:
+        raise CertificateNotFound("no such prepared issuance", id=prepared_id)
+    if row.status != STATUS_PREPARED:
+        raise InvalidTransition("only a prepared issuance can be abandoned",
+                                serial=row.serial, status=row.status)
+    row.status = STATUS_ABANDONED
+    row.updated_at = _now(clock)
+    audit(session, clock, actor=actor, action="certificate.abandoned",
+          object_type="certificate", object_id=row.serial, summary={"reason": reason[:200]})
 
 
 def _new_key_id() -> bytes:

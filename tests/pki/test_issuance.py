@@ -139,6 +139,21 @@ def test_prepared_issuance_is_signed_once(world: World, pki_session: Session,
     assert issued.serial == prepared.serial
     with pytest.raises(InvalidTransition):
         issuance.sign_prepared(pki_session, world.clock, authority, prepared.id, actor=ACTOR)
+    with pytest.raises(InvalidTransition):
+        issuance.abandon(pki_session, world.clock, prepared.id, actor=ACTOR)
+
+
+def test_abandoned_issuance_is_never_signed(world: World, pki_session: Session,
+                                            authority: Authority) -> None:
+    label, pin = world.new_holder_token()
+    prepared = issuance.prepare_holder(pki_session, world.clock, authority, world.library,
+                                       token_label=label, token_pin=pin,
+                                       holder=HOLDERS["good"], actor=ACTOR)
+    issuance.abandon(pki_session, world.clock, prepared.id, actor=ACTOR, reason="courier lost")
+    with pytest.raises(InvalidTransition):
+        issuance.complete_holder(pki_session, world.clock, authority, world.library,
+                                 prepared, token_pin=pin, actor=ACTOR)
+    assert lifecycle.certificate_status(pki_session, prepared.serial).status == "abandoned"
 
 
 def test_issuance_request_validates(world: World) -> None:
