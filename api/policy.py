@@ -74,6 +74,12 @@ RULES: dict[str, dict[str, Reach]] = {
     "holder.terms": {HOLDER: OWN},
     "holder.pin": {HOLDER: OWN},
     "reports.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
+    # remote signing (CSC-style) and verification: the platform lists credentials and
+    # relays the holder's PIN and one-time code; it signs only with the SAD they produced.
+    "signing.credentials.read": {ADMIN: ANY, OPERATOR: ANY, HOLDER: OWN, PLATFORM: ANY},
+    "signing.authorize": {HOLDER: OWN, PLATFORM: ANY},
+    "signing.sign": {HOLDER: OWN, PLATFORM: AUTHORISED},
+    "signing.verify": EVERYONE,
 }
 
 

@@ -70,10 +70,12 @@ from pki.models import (
     STATUS_ISSUED,
     STATUS_REVOKED,
     STATUS_SUSPENDED,
+    AuthorityRecord,
     CertificateRecord,
 )
 from pki.pades import PadesRequest, PadesService, SignedPdf, read_pdf
 from pki.signer import Signer
+from pki.stamp import StampText
 
 # --------------------------------------------------------------------------- constants
 
@@ -226,6 +228,17 @@ class HolderContact:
     hosted: bool
     ready: bool
     reasons: tuple[str, ...] = ()
+    # How the visible stamp names the holder (French and Arabic).
+    name_fr: str = ""
+    name_ar: str = ""
+    title_fr: str = ""
+    title_ar: str = ""
+    organisation_fr: str = ""
+    organisation_ar: str = ""
+
+    def stamp(self, at: datetime) -> StampText:
+        return StampText(self.name_fr, self.name_ar, self.title_fr, self.title_ar,
+                         self.organisation_fr, self.organisation_ar, at)
 
 
 class HolderDirectory(Protocol):
@@ -237,7 +250,8 @@ class HolderDirectory(Protocol):
 
 class CodeSender(Protocol):
     def send(self, session: Session, clock: Clock, *, contact: HolderContact,
-             challenge_id: str, code: str, ttl_minutes: int, purpose: str) -> str:
+             challenge_id: str, code: str, ttl_minutes: int, purpose_fr: str,
+             purpose_ar: str) -> str:
         """Queue the code for the holder's mobile in the caller's transaction; return a hint
         of the number (its last digits). Must not keep the code in clear."""
         ...
@@ -280,6 +294,7 @@ class Credential:
 
     id: str
     record_id: int
+    authority_id: int
     certificate: x509.Certificate
     status: str
     cin: str
@@ -415,7 +430,7 @@ class RemoteSigning:
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, tokens: SigningTokens,
                  *, directory: HolderDirectory, codes: CodeSender,
-                 chain: Callable[[Session], tuple[x509.Certificate, ...]],
+                 chain: Callable[[Session, Credential], tuple[x509.Certificate, ...]],
                  policy: RemoteSigningPolicy | None = None) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -433,7 +448,7 @@ class RemoteSigning:
     def _credential(row: CertificateRecord) -> Credential:
         if row.der is None or row.cin is None:
             raise CredentialNotFound("no such credential", credential_id=row.serial)
-        return Credential(id=row.serial, record_id=row.id,
+        return Credential(id=row.serial, record_id=row.id, authority_id=row.authority_id,
                           certificate=x509.load_der_x509_certificate(row.der),
                           status=row.status, cin=row.cin, token_label=row.token_label,
                           key_id=bytes.fromhex(row.key_id), key_type=row.key_type)
@@ -490,7 +505,8 @@ class RemoteSigning:
     # ----------------------------------------------------------------- one-time codes
 
     def send_otp(self, credential_id: str, *, client: str, actor: str,
-                 purpose_fr: str = "une signature", purpose_ar: str = "توقيع"
+                 purpose_fr: str = "une signature électronique",
+                 purpose_ar: str = "توقيع إلكتروني"
                  ) -> OtpChallengeInfo:
         """Send a fresh code (superseding any open one for this credential and client)."""
         with transaction(self.sessions) as session:
@@ -514,7 +530,7 @@ class RemoteSigning:
             minutes = max(1, int(self.policy.otp_ttl.total_seconds() // 60))
             hint = self.codes.send(session, self.clock, contact=contact,
                                    challenge_id=challenge_id, code=code, ttl_minutes=minutes,
-                                   purpose=f"{purpose_fr}|{purpose_ar}")
+                                   purpose_fr=purpose_fr, purpose_ar=purpose_ar)
             del code
             record(session, self.clock, actor=actor, action="signing.otp.sent",
                    object_type="credential", object_id=credential.id,
@@ -679,7 +695,7 @@ class RemoteSigning:
     def _signer(self, credential: Credential, pin: str) -> Signer:
         key = self.tokens.private_key(credential.token_label, pin, key_id=credential.key_id)
         with transaction(self.sessions) as session:
-            chain = self.chain(session)
+            chain = self.chain(session, credential)
         return Signer(key, credential.certificate, chain)
 
     # ----------------------------------------------------------------- signing
@@ -729,6 +745,17 @@ class RemoteSigning:
         return signed
 
 
+def issuer_chain(session: Session, credential: Credential) -> tuple[x509.Certificate, ...]:
+    """The CA certificates above ``credential``, from our records (issuing CA, then up)."""
+    chain: list[x509.Certificate] = []
+    authority = session.get(AuthorityRecord, credential.authority_id)
+    while authority is not None and len(chain) < 5:
+        chain.append(x509.load_der_x509_certificate(authority.der))
+        authority = session.get(AuthorityRecord, authority.parent_id) \
+            if authority.parent_id else None
+    return tuple(chain)
+
+
 def _hash_algorithm(name: str) -> hashes.HashAlgorithm:
     table: dict[str, type[hashes.HashAlgorithm]] = {
         "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
@@ -755,4 +782,4 @@ __all__ = ["Authorization", "BatchTooLarge", "CodeSender", "Credential", "Creden
            "OtpChallengeInfo", "OtpClosed", "OtpInvalid", "RemoteSigning",
            "RemoteSigningPolicy", "SadInvalid", "SadMismatch", "SigningAuthorization",
            "SigningChallenge", "SigningTokens", "SigningUnavailable", "decode_hashes",
-           "digests_hash", "parse_hash_algorithm"]
+           "digests_hash", "issuer_chain", "parse_hash_algorithm"]

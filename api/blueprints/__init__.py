@@ -13,4 +13,6 @@ BLUEPRINT_MODULES = [
     "api.blueprints.delivery",
     "api.blueprints.certificates",
     "api.blueprints.pki_public",
+    "api.blueprints.csc",
+    "api.blueprints.verify",
 ]

@@ -34,6 +34,7 @@ from pki.remote import (
     SadInvalid,
     SadMismatch,
     SigningAuthorization,
+    issuer_chain,
 )
 from pki.validation import Verifier
 from tests.pki.conftest import ACTOR, World, same_connection
@@ -58,7 +59,8 @@ class Codes:
     sent: list[str] = field(default_factory=list)
 
     def send(self, session: Session, clock: Clock, *, contact: HolderContact,
-             challenge_id: str, code: str, ttl_minutes: int, purpose: str) -> str:
+             challenge_id: str, code: str, ttl_minutes: int, purpose_fr: str,
+             purpose_ar: str) -> str:
         self.sent.append(code)
         return contact.mobile[-4:]
 
@@ -98,7 +100,7 @@ def remote(world: World, pki_session: Session) -> Iterator[Fixture]:
     codes, directory = Codes(), Directory()
     service = RemoteSigning(same_connection(pki_session), clock, world.library,
                             directory=directory, codes=codes,
-                            chain=lambda _s: (world.issuing, world.root),
+                            chain=issuer_chain,
                             policy=RemoteSigningPolicy(max_batch=50))
     yield Fixture(service, codes, directory, clock, world, pki_session)
 

@@ -1,0 +1,627 @@
+"""Remote signing in the spirit of the Cloud Signature Consortium API v2 (``/csc/v2``).
+
+Same resource names and fields where they fit: ``info``, ``credentials/list``,
+``credentials/info``, ``credentials/sendOTP``, ``credentials/authorize`` (PIN + one-time
+code -> SAD), ``signatures/signHash`` (a batch of hashes) and ``signatures/signDoc`` (a PDF
+in, the PAdES-signed PDF out). A credential is a hosted token's certificate; its
+``credentialID`` is the certificate serial (hex). ``userID`` is the holder's CIN.
+
+Views parse, authorise and serialise; :mod:`pki.remote` decides. Operations that check a
+PIN or sign run outside the framework's unit of work (``transactional=False``): the service
+runs its own short transactions and calls the token layer outside them. PINs and codes pass
+through here on their way to the service and are never echoed or logged.
+
+The wiring (:class:`SigningWiring`, one per app): the remote-signing service over the
+runtime's tokens, a holder directory and a code sender over :mod:`delivery`, and the PAdES
+service with our TSA in-process and our CA's records as revocation source.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography import x509
+from flask import Flask, Response, current_app, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.policy import Scope
+from api.routing import ApiBlueprint, Call
+from api.runtime import Runtime
+from api.schema import ValidationFailed, rule
+from api.services import services
+from core.clock import Clock, as_utc
+from core.errors import InvalidInput, TawqiError
+from delivery import envelopes, holders, requests
+from delivery.errors import InvalidHolder
+from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED, CertificateRequest
+from delivery.outbox import Notification, enqueue
+from pki import tsa
+from pki.models import AuthorityRecord
+from pki.pades import (
+    Level,
+    LocalTimeStamper,
+    PadesRequest,
+    PadesService,
+    Placement,
+    RecordsRevocation,
+    RevocationData,
+)
+from pki.profiles import ARC_TSA, Profile
+from pki.remote import (
+    HASH_OID_BY_NAME,
+    HASH_OIDS,
+    PURPOSE_DOCUMENT,
+    PURPOSE_HASH,
+    Credential,
+    CredentialNotFound,
+    HolderContact,
+    RemoteSigning,
+    RemoteSigningPolicy,
+    decode_hashes,
+    issuer_chain,
+    parse_hash_algorithm,
+)
+
+bp = ApiBlueprint("csc", __name__, url_prefix="/csc/v2", tag="Remote signing",
+                  description="Cloud Signature Consortium API v2 style remote signing with "
+                              "hosted keys: credentials, PIN + SMS code authorisation, "
+                              "single-use SADs, batches of hashes and PAdES documents.")
+
+EXTENSION_KEY = "tawqi.signing"
+CIN = r"^[A-Za-z]{1,2}[0-9]{1,8}$"
+SERIAL = r"^[0-9a-fA-F]{1,64}$"
+SHA256_OID = HASH_OID_BY_NAME["sha256"]
+CONFORMANCE = {"AdES-B-B": Level.B_B, "AdES-B-T": Level.B_T, "AdES-B-LT": Level.B_LT,
+               "Ades-B-B": Level.B_B, "Ades-B-T": Level.B_T, "Ades-B-LT": Level.B_LT,
+               "B-B": Level.B_B, "B-T": Level.B_T, "B-LT": Level.B_LT}
+PDF_UPLOAD = {"type": "object", "required": ["credentialID", "SAD", "document"],
+              "properties": {
+                  "credentialID": {"type": "string"}, "SAD": {"type": "string"},
+                  "document": {"type": "string", "format": "binary"},
+                  "conformance_level": {"type": "string",
+                                        "enum": ["AdES-B-B", "AdES-B-T", "AdES-B-LT"]},
+                  "visible": {"type": "boolean", "default": True},
+                  "page": {"type": "integer", "description": "0-based; -1: last page"},
+                  "box": {"type": "string", "description": "x1,y1,x2,y2 in points"},
+                  "reason": {"type": "string"}, "location": {"type": "string"}}}
+PDF = {"type": "string", "format": "binary"}
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+class DeliveryDirectory:
+    """Holder facts from :mod:`delivery`: mobile, hosted or not, ready to sign, names."""
+
+    def __init__(self, terms_version: str) -> None:
+        self.terms_version = terms_version
+
+    def contact(self, session: Session, cin: str, serial: str) -> HolderContact | None:
+        try:
+            holder = holders.find_by_cin(session, cin)
+        except InvalidHolder:
+            return None
+        if holder is None:
+            return None
+        row = session.scalars(select(CertificateRequest).where(
+            CertificateRequest.holder_id == holder.id,
+            CertificateRequest.certificate_serial == serial)
+            .order_by(CertificateRequest.id.desc()).limit(1)).one_or_none()
+        if row is None:
+            return HolderContact(holder.id, holder.mobile, False, False,
+                                 ("no request of this holder carries this certificate",))
+        readiness = requests.signing_readiness(session, row.id, self.terms_version)
+        profile = holders.profile(session, holder)
+        return HolderContact(
+            holder_id=holder.id, mobile=holder.mobile, hosted=row.token_form == HOSTED,
+            ready=readiness.ready, reasons=readiness.reasons,
+            name_fr=f"{profile.given_name_fr} {profile.surname_fr}",
+            name_ar=f"{profile.given_name_ar} {profile.surname_ar}",
+            title_fr=profile.title_fr, title_ar=profile.title_ar,
+            organisation_fr=profile.organisation_fr, organisation_ar=profile.organisation_ar)
+
+
+class OutboxCodeSender:
+    """The one-time code through delivery's sealed envelopes and outbox (SMS)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def send(self, session: Session, clock: Clock, *, contact: HolderContact,
+             challenge_id: str, code: str, ttl_minutes: int, purpose_fr: str,
+             purpose_ar: str) -> str:
+        sealer = services(self.app).sealer()
+        envelope = envelopes.seal(session, clock, sealer, purpose=ENVELOPE_SIGNING_CODE,
+                                  holder_id=contact.holder_id, secret=code)
+        enqueue(session, clock, Notification(
+            channel="sms", recipient=contact.mobile, template="signing.code",
+            dedupe_key=f"signing.code:{challenge_id}",
+            params={"ttl_minutes": ttl_minutes, "purpose_fr": purpose_fr,
+                    "purpose_ar": purpose_ar},
+            envelope_id=envelope.id, holder_id=contact.holder_id))
+        return contact.mobile[-4:]
+
+
+class SessionRevocation:
+    """Our CA's records, read in a short transaction of their own per call."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def revocation_data(self, certificates: Any) -> RevocationData:
+        with self.rt.unit_of_work() as session:
+            return RecordsRevocation(session, self.rt.clock).revocation_data(certificates)
+
+
+def trust_roots(rt: Runtime) -> list[x509.Certificate]:
+    """Our active root CAs, then the anchors of ``TAWQI_VERIFY_TRUST_ANCHORS``."""
+    with rt.unit_of_work() as session:
+        roots = [x509.load_der_x509_certificate(row.der) for row in session.scalars(
+            select(AuthorityRecord).where(AuthorityRecord.kind == "root",
+                                          AuthorityRecord.active.is_(True))) if row.der]
+    extra = rt.settings.verify_trust_anchors
+    if extra:
+        roots.extend(x509.load_pem_x509_certificates(Path(extra).read_bytes()))
+    return roots
+
+
+@dataclass
+class SigningWiring:
+    """Built lazily, on first use, once per application."""
+
+    app: Flask
+    rt: Runtime
+    _remote: RemoteSigning | None = None
+    _pades: PadesService | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def remote(self) -> RemoteSigning:
+        with self._lock:
+            if self._remote is None:
+                settings = self.rt.settings
+                self._remote = RemoteSigning(
+                    self.rt.sessions, self.rt.clock, self.rt.tokens(),
+                    directory=DeliveryDirectory(settings.terms_version),
+                    codes=OutboxCodeSender(self.app), chain=issuer_chain,
+                    policy=RemoteSigningPolicy.from_settings(settings))
+            return self._remote
+
+    def pades(self) -> PadesService:
+        with self._lock:
+            if self._pades is None:
+                settings = self.rt.settings
+                authority = services(self.app).authority()
+                signer = authority.tsa_signer
+                clock = self.rt.clock
+                policy_oid = Profile.from_settings(settings).policy(ARC_TSA)
+                stamper = None
+                if signer is not None:
+                    tsa_signer = signer
+                    stamper = LocalTimeStamper(lambda der: tsa.timestamp(
+                        tsa_signer, clock, der, policy_oid=policy_oid).der)
+                self._pades = PadesService(
+                    clock, trust_roots=trust_roots(self.rt), timestamper=stamper,
+                    revocation=SessionRevocation(self.rt), font_dir=settings.stamp_font_dir,
+                    max_bytes=settings.max_upload_mb * 1024 * 1024)
+            return self._pades
+
+
+def wiring(app: Flask | None = None) -> SigningWiring:
+    found: SigningWiring = (app or current_app).extensions[EXTENSION_KEY]
+    return found
+
+
+def install(app: Flask, **parts: Any) -> SigningWiring:
+    """Replace collaborators (tests): ``remote=``, ``pades=``."""
+    current = wiring(app)
+    for name, value in parts.items():
+        setattr(current, f"_{name}", value)
+    return current
+
+
+def setup(app: Flask, rt: Runtime) -> None:
+    app.extensions[EXTENSION_KEY] = SigningWiring(app, rt)
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+@dataclass(frozen=True)
+class InfoOut:
+    specs: str
+    name: str
+    logo: str
+    region: str
+    lang: str
+    description: str
+    authType: list[str]
+    methods: list[str]
+    signAlgorithms: dict[str, list[str]]
+    signature_formats: dict[str, list[str]]
+    conformance_levels: list[str]
+    maxHashes: int
+    sadLifetimeSeconds: int
+
+
+@dataclass(frozen=True)
+class ListIn:
+    userID: str | None = field(default=None, metadata=rule(
+        pattern=CIN, description="The holder's CIN (a holder may omit it: their own)."))
+    credInfo: bool = False
+    certificates: Literal["none", "single", "chain"] = "single"
+    certInfo: bool = False
+    authInfo: bool = False
+    onlyValid: bool = False
+    maxResults: int | None = field(default=None, metadata=rule(minimum=1, maximum=100))
+    clientData: str | None = field(default=None, metadata=rule(max_length=500))
+
+
+@dataclass(frozen=True)
+class InfoIn:
+    credentialID: str = field(metadata=rule(pattern=SERIAL))
+    certificates: Literal["none", "single", "chain"] = "single"
+    certInfo: bool = False
+    authInfo: bool = False
+    clientData: str | None = field(default=None, metadata=rule(max_length=500))
+
+
+@dataclass(frozen=True)
+class KeyOut:
+    status: Literal["enabled", "disabled"]
+    algo: list[str]
+    len: int
+    curve: str | None
+
+
+@dataclass(frozen=True)
+class CertOut:
+    status: Literal["valid", "expired", "revoked", "suspended", "not-yet-valid"]
+    certificates: list[str]
+    issuerDN: str | None = None
+    serialNumber: str | None = None
+    subjectDN: str | None = None
+    validFrom: datetime | None = None
+    validTo: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuthObjectOut:
+    type: str
+    id: str
+    format: str
+    label: str
+    description: str
+    generator: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthOut:
+    mode: Literal["explicit"]
+    expression: str
+    objects: list[AuthObjectOut]
+
+
+@dataclass(frozen=True)
+class CredentialInfoOut:
+    credentialID: str
+    description: str
+    key: KeyOut
+    cert: CertOut
+    SCAL: str
+    multisign: int
+    lang: str
+    auth: AuthOut | None = None
+
+
+@dataclass(frozen=True)
+class ListOut:
+    credentialIDs: list[str]
+    onlyValid: bool
+    credentialInfos: list[CredentialInfoOut] | None = None
+
+
+@dataclass(frozen=True)
+class SendOtpIn:
+    credentialID: str = field(metadata=rule(pattern=SERIAL))
+    clientData: str | None = field(default=None, metadata=rule(max_length=500))
+
+
+@dataclass(frozen=True)
+class SendOtpOut:
+    expiresAt: datetime
+    phoneHint: str
+
+
+@dataclass(frozen=True)
+class AuthorizeIn:
+    credentialID: str = field(metadata=rule(pattern=SERIAL))
+    PIN: str = field(metadata=rule(min_length=4, max_length=32, write_only=True))
+    OTP: str = field(metadata=rule(min_length=4, max_length=12, write_only=True))
+    numSignatures: int = field(default=1, metadata=rule(minimum=1))
+    hashes: list[str] | None = field(default=None, metadata=rule(
+        min_items=1, description="Base64 hashes the SAD will sign (signatures/signHash)."))
+    documentDigests: list[str] | None = field(default=None, metadata=rule(
+        min_items=1, max_items=1,
+        description="Base64 SHA-256 of the PDF file the SAD will sign (signatures/signDoc)."))
+    hashAlgorithmOID: str = SHA256_OID
+    description: str | None = field(default=None, metadata=rule(max_length=500))
+    clientData: str | None = field(default=None, metadata=rule(max_length=500))
+
+
+@dataclass(frozen=True)
+class AuthorizeOut:
+    SAD: str
+    expiresIn: int
+    authorizationID: str
+
+
+@dataclass(frozen=True)
+class SignHashIn:
+    credentialID: str = field(metadata=rule(pattern=SERIAL))
+    SAD: str = field(metadata=rule(min_length=1, max_length=200, write_only=True))
+    hashes: list[str] = field(metadata=rule(min_items=1))
+    hashAlgorithmOID: str = SHA256_OID
+    signAlgo: str | None = None
+    signAlgoParams: str | None = None
+    operationMode: Literal["S"] = "S"
+    clientData: str | None = field(default=None, metadata=rule(max_length=500))
+
+
+@dataclass(frozen=True)
+class SignHashOut:
+    signatures: list[str]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _credential_scope(call: Call, session: Session, credential: Credential, *,
+                      authorised: bool = False) -> HolderContact:
+    remote = wiring().remote()
+    contact = remote.contact(session, credential)
+    call.authorize(Scope(holder_id=contact.holder_id, holder_authorised=authorised))
+    return contact
+
+
+def _load_credential(call: Call, credential_id: str, *, authorised: bool = False
+                     ) -> Credential:
+    with call.runtime.unit_of_work() as session:
+        credential = wiring().remote().credential(session, credential_id)
+        _credential_scope(call, session, credential, authorised=authorised)
+        return credential
+
+
+def credential_info(credential: Credential, chain: tuple[x509.Certificate, ...], *,
+                    at: datetime, certificates: str, cert_info: bool, auth_info: bool,
+                    max_batch: int) -> CredentialInfoOut:
+    from cryptography.hazmat.primitives import serialization
+
+    certs = []
+    if certificates in ("single", "chain"):
+        certs.append(credential.certificate)
+    if certificates == "chain":
+        certs.extend(chain)
+    state = credential.state_at(at)
+    public = credential.certificate.public_key()
+    curve = getattr(getattr(public, "curve", None), "name", None)
+    cert = CertOut(
+        status=state,  # type: ignore[arg-type]
+        certificates=[_b64(c.public_bytes(serialization.Encoding.DER)) for c in certs],
+        issuerDN=credential.certificate.issuer.rfc4514_string() if cert_info else None,
+        serialNumber=credential.id if cert_info else None,
+        subjectDN=credential.certificate.subject.rfc4514_string() if cert_info else None,
+        validFrom=credential.not_before if cert_info else None,
+        validTo=credential.not_after if cert_info else None)
+    auth = AuthOut("explicit", "PIN AND OTP", [
+        AuthObjectOut("Password", "PIN", "N", "PIN", "The PIN of the signing key"),
+        AuthObjectOut("Password", "OTP", "N", "Code", "The code sent by SMS "
+                      "(credentials/sendOTP)", generator="SMS")]) if auth_info else None
+    return CredentialInfoOut(
+        credentialID=credential.id,
+        description=f"{credential.certificate.subject.rfc4514_string()} ({credential.key_type})",
+        key=KeyOut("enabled" if state == "valid" else "disabled",
+                   credential.sign_algorithms(), credential.key_length, curve),
+        cert=cert, SCAL="2", multisign=max_batch, lang="fr-MA", auth=auth)
+
+
+# --------------------------------------------------------------------------- operations
+
+
+@bp.operation("POST", "/info", action=None, response=InfoOut,
+              summary="What this signing service offers (CSC info)")
+def info(call: Call) -> InfoOut:
+    settings = call.settings
+    return InfoOut(
+        specs="2.0.0.2", name="Tawqi", logo=f"{settings.public_url.rstrip('/')}/logo.png",
+        region="MA", lang="fr-MA",
+        description="Signature électronique des autorisations — توقيع إلكتروني",
+        authType=["external"],
+        methods=["credentials/list", "credentials/info", "credentials/sendOTP",
+                 "credentials/authorize", "signatures/signHash", "signatures/signDoc"],
+        signAlgorithms={"algos": ["1.2.840.10045.2.1", "1.2.840.10045.4.3.2",
+                                  "1.2.840.10045.4.3.3", "1.2.840.113549.1.1.1",
+                                  "1.2.840.113549.1.1.11"]},
+        signature_formats={"formats": ["P"], "envelope_properties": ["Certification"]},
+        conformance_levels=["AdES-B-B", "AdES-B-T", "AdES-B-LT"],
+        maxHashes=settings.sign_hash_max_batch, sadLifetimeSeconds=settings.sad_ttl_seconds)
+
+
+@bp.operation("POST", "/credentials/list", action="signing.credentials.read", body=ListIn,
+              response=ListOut, summary="A holder's hosted signing credentials")
+def credentials_list(call: Call, body: ListIn) -> ListOut:
+    cin = body.userID
+    if cin is None:
+        holder_id = call.user.holder_id
+        holder = holders.get_holder(call.session, holder_id) if holder_id else None
+        if holder is None:
+            raise ValidationFailed("userID (the holder's CIN) is required",
+                                   errors=[{"field": "userID", "message": "is required"}])
+        cin = holder.cin
+    try:
+        holder = holders.find_by_cin(call.session, cin)
+    except InvalidHolder as exc:
+        raise ValidationFailed("userID is not a CIN",
+                               errors=[{"field": "userID", "message": exc.detail}]) from exc
+    call.authorize(Scope(holder_id=holder.id if holder else -1))
+    remote = wiring().remote()
+    found = remote.credentials(call.session, cin, only_valid=body.onlyValid)
+    if body.maxResults is not None:
+        found = found[:body.maxResults]
+    infos = None
+    if body.credInfo:
+        now = as_utc(call.clock.now())
+        infos = [credential_info(c, issuer_chain(call.session, c), at=now,
+                                 certificates=body.certificates, cert_info=body.certInfo,
+                                 auth_info=body.authInfo, max_batch=remote.policy.max_batch)
+                 for c in found]
+    return ListOut([c.id for c in found], body.onlyValid, infos)
+
+
+@bp.operation("POST", "/credentials/info", action="signing.credentials.read", body=InfoIn,
+              response=CredentialInfoOut, summary="One credential: key, certificate, "
+                                                  "authorisation mode")
+def credentials_info(call: Call, body: InfoIn) -> CredentialInfoOut:
+    remote = wiring().remote()
+    credential = remote.credential(call.session, body.credentialID)
+    _credential_scope(call, call.session, credential)
+    return credential_info(credential, issuer_chain(call.session, credential),
+                           at=as_utc(call.clock.now()), certificates=body.certificates,
+                           cert_info=body.certInfo, auth_info=body.authInfo,
+                           max_batch=remote.policy.max_batch)
+
+
+@bp.operation("POST", "/credentials/sendOTP", action="signing.authorize", body=SendOtpIn,
+              response=SendOtpOut, rate_limit="otp", transactional=False,
+              errors=(404, 409, 503),
+              summary="Send the holder a one-time code by SMS")
+def send_otp(call: Call, body: SendOtpIn) -> SendOtpOut:
+    _load_credential(call, body.credentialID)
+    found = wiring().remote().send_otp(body.credentialID, client=call.user.key,
+                                       actor=call.actor)
+    return SendOtpOut(found.expires_at, found.phone_hint)
+
+
+@bp.operation("POST", "/credentials/authorize", action="signing.authorize",
+              body=AuthorizeIn, response=AuthorizeOut, rate_limit="pin", transactional=False,
+              errors=(403, 404, 409, 423, 503),
+              summary="PIN + one-time code: a single-use SAD for these hashes or this PDF")
+def authorize(call: Call, body: AuthorizeIn) -> AuthorizeOut:
+    """Wrong PINs count towards the token's lockout; a wrong code stops before the PIN."""
+    _load_credential(call, body.credentialID)
+    remote = wiring().remote()
+    if (body.hashes is None) == (body.documentDigests is None):
+        raise InvalidInput("give either hashes (signHash) or documentDigests (signDoc)")
+    if body.documentDigests is not None:
+        purpose, name, size = PURPOSE_DOCUMENT, "sha256", 32
+        if body.hashAlgorithmOID != SHA256_OID:
+            raise InvalidInput("documentDigests are SHA-256")
+        values = body.documentDigests
+    else:
+        purpose = PURPOSE_HASH
+        name, size = parse_hash_algorithm(body.hashAlgorithmOID)
+        values = body.hashes or []
+    digests = decode_hashes(values, size, limit=remote.policy.max_batch)
+    found = remote.authorize(body.credentialID, pin=body.PIN, otp=body.OTP, digests=digests,
+                             hash_algorithm=name, purpose=purpose, client=call.user.key,
+                             actor=call.actor, num_signatures=body.numSignatures,
+                             description=body.description or "")
+    expires = found.expires_at or call.clock.now()
+    return AuthorizeOut(found.sad, max(0, int((expires - call.clock.now()).total_seconds())),
+                        found.authorization_id)
+
+
+@bp.operation("POST", "/signatures/signHash", action="signing.sign", body=SignHashIn,
+              response=SignHashOut, transactional=False, errors=(403, 404, 409, 503),
+              summary="Sign a batch of hashes with a SAD (single use)")
+def sign_hash(call: Call, body: SignHashIn) -> SignHashOut:
+    _load_credential(call, body.credentialID, authorised=True)
+    remote = wiring().remote()
+    name, size = parse_hash_algorithm(body.hashAlgorithmOID)
+    digests = decode_hashes(body.hashes, size, limit=remote.policy.max_batch)
+    signatures = remote.sign_hashes(body.credentialID, sad=body.SAD, digests=digests,
+                                    hash_algorithm=name, sign_algorithm=body.signAlgo,
+                                    client=call.user.key, actor=call.actor)
+    return SignHashOut([_b64(s) for s in signatures])
+
+
+def _form_bool(name: str, default: bool) -> bool:
+    value = request.form.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in {"true", "1", "yes"}:
+        return True
+    if value.lower() in {"false", "0", "no"}:
+        return False
+    raise InvalidInput(f"{name} must be true or false", field=name)
+
+
+def _placement() -> Placement:
+    page_text = request.form.get("page", "-1") or "-1"
+    box_text = request.form.get("box", "") or ""
+    try:
+        page = int(page_text)
+        box = tuple(float(v) for v in box_text.split(",")) if box_text else None
+    except ValueError as exc:
+        raise InvalidInput("page is an integer and box four numbers x1,y1,x2,y2") from exc
+    return Placement(page=page, box=box)  # type: ignore[arg-type]
+
+
+@bp.operation("POST", "/signatures/signDoc", action="signing.sign", transactional=False,
+              consumes={"multipart/form-data": PDF_UPLOAD},
+              produces={"application/pdf": PDF}, errors=(403, 404, 409, 413, 415, 422, 503),
+              summary="Sign a PDF (PAdES B-B, B-T or B-LT, visible bilingual stamp)")
+def sign_doc(call: Call) -> Response:
+    """Multipart form: ``document`` (the PDF), ``credentialID``, ``SAD`` (authorised with
+    the file's SHA-256 in ``documentDigests``), ``conformance_level`` (default
+    ``TAWQI_PADES_DEFAULT_LEVEL``), ``visible``, ``page``, ``box``, ``reason``,
+    ``location``. Answers the signed PDF."""
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedUpload("send a multipart/form-data body with the PDF in 'document'")
+    upload = request.files.get("document")
+    credential_id = request.form.get("credentialID", "")
+    sad = request.form.get("SAD", "")
+    if upload is None or not credential_id or not sad:
+        raise InvalidInput("document, credentialID and SAD are required")
+    level_text = request.form.get("conformance_level") or call.settings.pades_default_level
+    level = CONFORMANCE.get(level_text)
+    if level is None:
+        raise InvalidInput("conformance_level must be AdES-B-B, AdES-B-T or AdES-B-LT",
+                           field="conformance_level")
+    document = upload.read()
+    credential = _load_credential(call, credential_id, authorised=True)
+    visible = _form_bool("visible", True)
+    stamp = None
+    if visible:
+        with call.runtime.unit_of_work() as session:
+            contact = wiring().remote().contact(session, credential)
+        stamp = contact.stamp(call.clock.now())
+    pades_request = PadesRequest(level=level, stamp=stamp, placement=_placement(),
+                                 reason=request.form.get("reason") or None,
+                                 location=request.form.get("location") or None)
+    signed = wiring().remote().sign_document(
+        credential_id, sad=sad, document=document, request=pades_request,
+        pades=wiring().pades(), client=call.user.key, actor=call.actor)
+    return Response(signed.data, status=200, mimetype="application/pdf", headers={
+        "Content-Disposition": 'attachment; filename="signed.pdf"',
+        "X-Signature-Level": f"PAdES-{signed.level.value}",
+        "X-Signature-Field": signed.field_name, "X-Document-SHA256": signed.sha256})
+
+
+class UnsupportedUpload(TawqiError):
+    type = "unsupported-media-type"
+    title = "Unsupported media type"
+    status = 415
+
+
+__all__ = ["HASH_OIDS", "CredentialNotFound", "SigningWiring", "UnsupportedUpload", "bp",
+           "install", "setup", "trust_roots", "wiring"]

@@ -1,0 +1,175 @@
+"""Verification of signed PDFs: ``POST /v1/verify``.
+
+Any PDF, ours or not: the body is the PDF itself (``application/pdf``) or a multipart form
+with the PDF in ``document``. The answer is one report per signature (see
+:mod:`pki.validation`): signer, claimed and time-stamp times, coverage, integrity, the
+certificate's status at signing time and now, and the ETSI indication with its
+sub-indication. A file that is not a readable PDF gets a 422, an oversized one a 413.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from flask import Flask, current_app, request
+
+from api.blueprints.csc import SessionRevocation, UnsupportedUpload, trust_roots
+from api.routing import ApiBlueprint, Call
+from api.runtime import Runtime
+from core.errors import InvalidInput
+from pki import validation
+from pki.validation import Verifier
+
+bp = ApiBlueprint("verify", __name__, url_prefix="/v1", tag="Verification",
+                  description="Verification reports of signed PDFs, with ETSI indications.")
+
+EXTENSION_KEY = "tawqi.verifier"
+PDF = {"type": "string", "format": "binary"}
+UPLOAD = {"type": "object", "required": ["document"],
+          "properties": {"document": {"type": "string", "format": "binary"}}}
+Indication = Literal["TOTAL-PASSED", "INDETERMINATE", "TOTAL-FAILED"]
+CertStatus = Literal["good", "revoked", "suspended", "expired", "not-yet-valid", "unknown",
+                     "untrusted"]
+
+
+@dataclass(frozen=True)
+class SignerOut:
+    name: str | None
+    given_name: str | None
+    surname: str | None
+    cin: str | None
+    serial_number: str | None
+    title: str | None
+    organisation: str | None
+    country: str | None
+    issuer: str
+    certificate_serial: str
+    not_before: datetime
+    not_after: datetime
+    sha256: str
+
+
+@dataclass(frozen=True)
+class CertificateStatusOut:
+    at: datetime
+    status: CertStatus
+    detail: str | None
+    revoked_at: datetime | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class CoverageOut:
+    scope: Literal["whole-document", "revision", "partial"]
+    changes_after: str
+    changes_allowed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class SignatureOut:
+    field_name: str
+    signer: SignerOut
+    level: str
+    claimed_signing_time: datetime | None
+    timestamp_time: datetime | None
+    timestamp_authority: str | None
+    coverage: CoverageOut
+    integrity: bool
+    digest_algorithm: str | None
+    signature_algorithm: str | None
+    certificate_at_signing: CertificateStatusOut
+    certificate_now: CertificateStatusOut
+    indication: Indication
+    sub_indication: str | None
+    indication_uri: str
+    sub_indication_uri: str | None
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class ReportOut:
+    sha256: str
+    size: int
+    validated_at: datetime
+    signature_count: int
+    indication: Indication | None
+    signatures: list[SignatureOut]
+
+
+def _status(found: validation.CertificateStatus) -> CertificateStatusOut:
+    return CertificateStatusOut(found.at, found.status, found.detail, found.revoked_at,
+                                found.reason)
+
+
+def report_out(report: validation.VerificationReport) -> ReportOut:
+    signatures = []
+    for sig in report.signatures:
+        s = sig.signer
+        signatures.append(SignatureOut(
+            field_name=sig.field_name,
+            signer=SignerOut(s.name, s.given_name, s.surname, s.cin, s.serial_number, s.title,
+                             s.organisation, s.country, s.issuer, s.certificate_serial,
+                             s.not_before, s.not_after, s.sha256),
+            level=sig.level, claimed_signing_time=sig.claimed_signing_time,
+            timestamp_time=sig.timestamp_time, timestamp_authority=sig.timestamp_authority,
+            coverage=CoverageOut(sig.coverage.scope, sig.coverage.changes_after,
+                                 sig.coverage.changes_allowed, sig.coverage.detail),
+            integrity=sig.integrity, digest_algorithm=sig.digest_algorithm,
+            signature_algorithm=sig.signature_algorithm,
+            certificate_at_signing=_status(sig.certificate_at_signing),
+            certificate_now=_status(sig.certificate_now), indication=sig.indication,
+            sub_indication=sig.sub_indication, indication_uri=sig.indication_uri,
+            sub_indication_uri=sig.sub_indication_uri, reasons=list(sig.reasons)))
+    return ReportOut(report.sha256, report.size, report.validated_at, len(signatures),
+                     report.indication, signatures)
+
+
+@dataclass
+class VerifierHolder:
+    rt: Runtime
+    _verifier: Verifier | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self) -> Verifier:
+        with self._lock:
+            if self._verifier is None:
+                settings = self.rt.settings
+                self._verifier = Verifier(
+                    self.rt.clock, trust_roots=trust_roots(self.rt),
+                    revocation=SessionRevocation(self.rt),
+                    allow_fetching=settings.verify_fetch_revocation,
+                    max_bytes=settings.max_upload_mb * 1024 * 1024)
+            return self._verifier
+
+
+def setup(app: Flask, rt: Runtime) -> None:
+    app.extensions[EXTENSION_KEY] = VerifierHolder(rt)
+
+
+def verifier(app: Flask) -> Verifier:
+    holder: VerifierHolder = app.extensions[EXTENSION_KEY]
+    return holder.get()
+
+
+@bp.operation("POST", "/verify", action="signing.verify", response=ReportOut,
+              transactional=False, consumes={"application/pdf": PDF,
+                                             "multipart/form-data": UPLOAD},
+              errors=(413, 415, 422), summary="Verify the signatures of a PDF")
+def verify(call: Call) -> ReportOut:
+    """Every signature of the file is validated (ETSI EN 319 102-1 with pyHanko) against
+    our root (and ``TAWQI_VERIFY_TRUST_ANCHORS``), with the file's own validation data and
+    our CA's current revocation data."""
+    if request.mimetype == "application/pdf":
+        data = request.get_data(cache=False)
+    elif request.mimetype == "multipart/form-data":
+        upload = request.files.get("document")
+        if upload is None:
+            raise InvalidInput("put the PDF in the 'document' field", field="document")
+        data = upload.read()
+    else:
+        raise UnsupportedUpload("send the PDF as application/pdf or multipart/form-data")
+    return report_out(verifier(current_app).verify(data))
