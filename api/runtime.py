@@ -2,7 +2,8 @@
 
 Built by the CLI and by ``create_app``; domain services receive its parts as arguments and
 never see the Runtime itself. The token library is loaded lazily, on first use, so a
-pre-fork server loads it in each worker after the fork.
+pre-fork server loads it in each worker after the fork; a caller that already holds one (a
+tool, the tests' SoftHSM2 library) passes it as ``tokens=``.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ if TYPE_CHECKING:
 
 class Runtime:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, tokens: TokenLibrary | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         self.engine = engine or make_engine(settings.effective_database_url)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
-        self._tokens: TokenLibrary | None = None
+        self._tokens: TokenLibrary | None = tokens
         self._tokens_lock = threading.Lock()
 
     @classmethod

@@ -1,8 +1,18 @@
-"""API fixtures: an app over the test database (rolled back after each test), one account
-per role, and a helper to call the API as one of them."""
+"""API fixtures: an app over the test database (rolled back after each test) and this
+test's own SoftHSM2 token directory, one account per role, and a helper to call the API as
+one of them.
+
+The token layer is the real one (``hsm.TokenLibrary`` on SoftHSM2, from
+``tests/hsm_fixtures.py``), and the collaborators the app builds from its settings (the CA
+authority, the envelope sealer, the token personaliser) are the production ones: the
+settings carry random service PINs, and :func:`provision_service_tokens` creates the CA and
+the envelope key on the tokens as ``tawqi ca init`` and ``tawqi delivery setup`` would.
+Tokens die with the test, so every fixture here is function-scoped.
+"""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,62 +30,73 @@ from api.app import create_app
 from api.runtime import Runtime
 from core.clock import FrozenClock
 from core.config import Settings
+from delivery.envelopes import provision_envelope_key
+from hsm import TokenLibrary, generate_pin
+from pki import ca
+from pki.profiles import Profile
 
 PASSWORD = "correct horse battery staple"
 PROVINCE = "01.051"  # Al Hoceima
 OTHER_PROVINCE = "01.151"
 COMMUNE = "01.051.01.01"  # Al Hoceima (urbaine)
 OTHER_COMMUNE_PREFIX = "01.151."
-
-
-class FakeTokens:
-    """Stands for the token layer where a test needs only /readyz to see a module."""
-
-    def __init__(self) -> None:
-        self.fail = False
-
-    def token_exists(self, label: str) -> bool:
-        if self.fail:
-            raise RuntimeError("module gone")
-        return False
-
-    def change_pin(self, label: str, old_pin: str, new_pin: str) -> None:
-        if self.fail:
-            raise RuntimeError("module gone")
-
-    def release(self, label: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+PUBLIC_URL = "http://pki.tawqi.ma"
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Fast password hashing, tight rate limits, EC P-256 keys and fresh random PINs for
+    the service's tokens (SO, issuing CA, root, envelope). To change a setting of a
+    running test's runtime, use ``rt.settings.replace(...)``: new PINs would no longer
+    open the tokens made with the old ones."""
     values: dict[str, Any] = {
         "var_dir": tmp_path, "argon2_time_cost": 1, "argon2_memory_kib": 256,
         "rate_limit_auth": "5/60", "rate_limit_pin": "3/60", "rate_limit_otp": "3/60",
+        "public_url": PUBLIC_URL, "ca_key_type": "EC-P256",
+        "so_pin": secrets.token_hex(8), "service_pin": generate_pin(8),
+        "root_pin": generate_pin(8), "envelope_token_pin": generate_pin(8),
     }
     values.update(overrides)
     return Settings(**values)
 
 
 @pytest.fixture
-def api_runtime(db_engine: Engine, tmp_path: Path, clock: FrozenClock
+def api_runtime(db_engine: Engine, tmp_path: Path, clock: FrozenClock,
+                softhsm_library: TokenLibrary, softhsm_module_path: str
                 ) -> Iterator[Runtime]:
     """A Runtime whose units of work are savepoints of one connection rolled back at the
-    end of the test, and whose token layer is a stand-in (the hsm tests cover the real
-    one; tests that need SoftHSM replace it)."""
+    end of the test, over this test's SoftHSM2 token directory.
+
+    Its token library counts wrong PINs in memory (``softhsm_library``): the database
+    counter writes on a connection of its own, outside the test's transaction, which SQLite
+    would make wait for the test's write lock."""
     connection = db_engine.connect()
     outer = connection.begin()
-    rt = Runtime(make_settings(tmp_path), clock=clock, engine=db_engine)
+    rt = Runtime(make_settings(tmp_path, pkcs11_module=softhsm_module_path), clock=clock,
+                 engine=db_engine, tokens=softhsm_library)
     rt.sessions = sessionmaker(bind=connection, join_transaction_mode="create_savepoint",
                                expire_on_commit=False)
-    rt._tokens = FakeTokens()  # type: ignore[assignment]
     try:
         yield rt
     finally:
         outer.rollback()
         connection.close()
+
+
+def provision_service_tokens(rt: Runtime) -> None:
+    """What an installer does once: the CA (root, issuing CA, OCSP responder, TSA) and the
+    envelope token with its AES key, on the runtime's tokens and with its settings' labels
+    and PINs. The CA's rows are in the test's transaction: one CA per test, gone with it."""
+    settings = rt.settings
+    tokens = rt.tokens()
+    with rt.unit_of_work() as session:
+        ca.init_ca(session, rt.clock, tokens, Profile.from_settings(settings),
+                   root_token=settings.root_token_label, ca_token=settings.ca_token_label,
+                   so_pin=settings.so_pin, pin=settings.service_pin,
+                   root_pin=settings.root_pin, key_type=settings.ca_key_type,
+                   actor="installer")
+    provision_envelope_key(tokens, token_label=settings.envelope_token,
+                           token_pin=settings.envelope_token_pin,
+                           key_label=settings.envelope_key, so_pin=settings.so_pin)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +28,6 @@ from tests.api.conftest import (
     PASSWORD,
     PROVINCE,
     Caller,
-    make_settings,
     make_user,
 )
 from tests.api.world import build as build_world
@@ -190,11 +188,11 @@ def rows() -> list[Row]:
 
 
 @pytest.fixture
-def app(api_runtime: Runtime, tmp_path: Path) -> Flask:
+def app(api_runtime: Runtime) -> Flask:
     # Generous limits: the matrix sends many attempts from one address.
-    api_runtime.settings = make_settings(tmp_path, rate_limit_auth="10000/60",
-                                         rate_limit_pin="10000/60",
-                                         rate_limit_otp="10000/60")
+    api_runtime.settings = api_runtime.settings.replace(rate_limit_auth="10000/60",
+                                                        rate_limit_pin="10000/60",
+                                                        rate_limit_otp="10000/60")
     return create_app(rt=api_runtime)
 
 

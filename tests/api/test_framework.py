@@ -16,7 +16,7 @@ from api.routing import ApiBlueprint, Call
 from api.runtime import Runtime
 from core.audit import AuditEvent
 from quotas.models import Partnership
-from tests.api.conftest import Caller, FakeTokens, make_settings
+from tests.api.conftest import Caller
 
 PROBLEM = "application/problem+json"
 
@@ -132,9 +132,9 @@ def test_scope_not_checked_fails_closed(app: Flask, api_runtime: Runtime,
     assert actions == ["user:operator"]
 
 
-def test_cors_only_for_configured_origins(api_runtime: Runtime, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, cors_origins="https://permis.example.ma")
-    api_runtime.settings = settings
+def test_cors_only_for_configured_origins(api_runtime: Runtime) -> None:
+    api_runtime.settings = api_runtime.settings.replace(
+        cors_origins="https://permis.example.ma")
     client = create_app(rt=api_runtime).test_client()
     allowed = client.get("/healthz", headers={"Origin": "https://permis.example.ma"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://permis.example.ma"
@@ -191,18 +191,23 @@ def test_metrics_per_app_registry(app: Flask, api_runtime: Runtime) -> None:
     assert 'endpoint="/healthz"' not in text2
 
 
-def test_readyz(app: Flask, api_runtime: Runtime) -> None:
+def test_readyz(app: Flask, api_runtime: Runtime, tmp_path: Path) -> None:
     client = app.test_client()
     response = client.get("/readyz")
     assert response.status_code == 200, response.get_json()
     assert {c["name"]: c["ok"] for c in response.get_json()["checks"]} == \
         {"database": True, "pkcs11": True}
-    tokens = api_runtime._tokens
-    assert isinstance(tokens, FakeTokens)
-    tokens.fail = True
-    body = assert_problem(client.get("/readyz"), 503, "not-ready")
+    # A server whose PKCS#11 module is gone: the real token layer fails to load it.
+    missing = tmp_path / "gone" / "libvendor-pkcs11.so"
+    broken = Runtime(api_runtime.settings.replace(pkcs11_module=str(missing)),
+                     clock=api_runtime.clock, engine=api_runtime.engine)
+    broken.sessions = api_runtime.sessions
+    response = create_app(rt=broken).test_client().get("/readyz")
+    body = assert_problem(response, 503, "not-ready")
     assert [c["name"] for c in body["checks"] if not c["ok"]] == ["pkcs11"]
-    assert "module gone" not in json.dumps(body)
+    assert "gone" not in response.get_data(as_text=True)  # no path, no internals
+    assert [c["detail"] for c in body["checks"] if not c["ok"]] == \
+        ["ModuleUnavailable: unavailable"]
 
 
 def test_docs_page_and_openapi(client: FlaskClient) -> None:

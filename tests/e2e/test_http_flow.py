@@ -14,7 +14,6 @@ notice queued) -> the president accepts the terms, declares the PIN changed, act
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,15 +23,14 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from api import accounts, services
+from api import accounts
 from api.app import create_app
 from api.runtime import Runtime
 from core.clock import FrozenClock
 from core.config import Settings
-from core.db import make_engine, make_session_factory, transaction
+from core.db import make_engine
 from delivery.envelopes import provision_envelope_key
-from hsm import InMemoryPinAttemptStore, TokenLibrary, default_module_path, generate_pin
-from hsm.softhsm import use_config, write_softhsm_config
+from hsm import TokenLibrary, generate_pin
 from pki import ca
 from pki.profiles import Profile
 from tests.conftest import FROZEN_AT, prepare_database
@@ -52,43 +50,29 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    module = default_module_path()
-    if not os.path.isfile(module):
-        pytest.fail(f"SoftHSM2 module not found at {module} (apt install softhsm2)")
-    previous_conf = os.environ.get("SOFTHSM2_CONF")
-    conf = write_softhsm_config(tmp_path / "softhsm")
-    use_config(conf, module)
-    library = TokenLibrary(module, attempts=InMemoryPinAttemptStore())
+def stack(tmp_path: Path, softhsm_conf: Path, softhsm_module_path: str) -> Iterator[Stack]:
+    """The server as an installer leaves it: its own database, this test's SoftHSM2 token
+    directory, the service PINs in the settings, and the app building everything else
+    (token library with the database PIN counter, CA authority, sealer, personaliser)."""
     engine = make_engine(f"sqlite:///{tmp_path / 'tawqi.db'}")
     prepare_database(engine)
     clock = FrozenClock(FROZEN_AT)
-    so_pin, ca_pin, root_pin, envelope_pin = (secrets.token_hex(8), generate_pin(8),
-                                              generate_pin(8), generate_pin(8))
-    settings = Settings(var_dir=tmp_path, pkcs11_module=module, so_pin=so_pin,
-                        envelope_token_pin=envelope_pin, argon2_time_cost=1,
-                        argon2_memory_kib=1024, public_url="http://pki.tawqi.ma")
-    profile = Profile.from_settings(settings)
-    sessions = make_session_factory(engine)
-    with transaction(sessions) as session:
-        ca.init_ca(session, clock, library, profile, root_token="tawqi-root",
-                   ca_token="tawqi-ca", so_pin=so_pin, pin=ca_pin, root_pin=root_pin,
-                   actor="installer")
-    provision_envelope_key(library, token_label=settings.envelope_token,
-                           token_pin=envelope_pin, key_label=settings.envelope_key,
-                           so_pin=so_pin)
+    settings = Settings(var_dir=tmp_path, pkcs11_module=softhsm_module_path,
+                        so_pin=secrets.token_hex(8), service_pin=generate_pin(8),
+                        root_pin=generate_pin(8), envelope_token_pin=generate_pin(8),
+                        argon2_time_cost=1, argon2_memory_kib=1024,
+                        public_url="http://pki.tawqi.ma")
     rt = Runtime(settings, clock=clock, engine=engine)
-    rt._tokens = library
+    library = rt.tokens()
+    with rt.unit_of_work() as session:
+        ca.init_ca(session, clock, library, Profile.from_settings(settings),
+                   root_token=settings.root_token_label, ca_token=settings.ca_token_label,
+                   so_pin=settings.so_pin, pin=settings.service_pin,
+                   root_pin=settings.root_pin, actor="installer")
+    provision_envelope_key(library, token_label=settings.envelope_token,
+                           token_pin=settings.envelope_token_pin,
+                           key_label=settings.envelope_key, so_pin=settings.so_pin)
     app = create_app(rt=rt)
-    loaded: dict[str, Any] = {}
-
-    def authority() -> Any:
-        if "authority" not in loaded:
-            with rt.unit_of_work() as session:
-                loaded["authority"] = ca.load_authority(session, library, profile, pin=ca_pin)
-        return loaded["authority"]
-
-    services.install(app, authority=authority)
     with rt.unit_of_work() as session:
         accounts.create_user(session, clock, app.extensions["tawqi.passwords"],
                              username="dgcl.admin", display_name="Administrateur DGCL",
@@ -96,10 +80,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     try:
         yield Stack(app.test_client(), rt, library)
     finally:
-        library.close()
-        engine.dispose()
-        if previous_conf:
-            os.environ["SOFTHSM2_CONF"] = previous_conf
+        rt.close()
 
 
 def ok(response: Any, status: int = 200) -> Any:
