@@ -67,9 +67,43 @@ def font_paths(font_dir: Path | str | None = None) -> tuple[str, str]:
     return str(regular), str(bold)
 
 
+#: What the stamp can write: Latin with French accents, Arabic, common punctuation.
+_STAMP_UNICODES = [*range(0x20, 0x7F), *range(0xA0, 0x180), *range(0x600, 0x700),
+                   *range(0x2000, 0x2070)]
+#: The OpenType features HarfBuzz needs to shape those scripts properly (Arabic joining
+#: forms, required ligatures such as lam-alef, mark positioning, kerning).
+_STAMP_FEATURES = ["ccmp", "locl", "init", "medi", "fina", "isol", "rlig", "rclt", "liga",
+                   "mark", "mkmk", "kern", "curs"]
+
+
 @lru_cache(maxsize=8)
 def _font_bytes(path: str) -> bytes:
-    return Path(path).read_bytes()
+    """The font cut down once per process to what a stamp can use (Amiri has thousands of
+    glyphs and stylistic lookups; subsetting it for every signature took most of the
+    signing time)."""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    options = subset.Options()
+    options.layout_features = _STAMP_FEATURES
+    options.name_IDs = ["*"]
+    options.notdef_outline = True
+    options.glyph_names = True
+    options.hinting = False
+    font = TTFont(path)
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(unicodes=_STAMP_UNICODES)
+    subsetter.subset(font)
+    out = io.BytesIO()
+    font.save(out)
+    return out.getvalue()
+
+
+def warm_fonts(font_dir: Path | str | None = None) -> None:
+    """Prepare the stamp fonts now (about a second, once per process) rather than during
+    the first signature."""
+    for path in font_paths(font_dir):
+        _font_bytes(path)
 
 
 def _clean(value: str, name: str) -> str:
@@ -205,37 +239,34 @@ class BilingualStampStyle(BaseStampStyle):
 
 
 class _Fonts:
-    """Four font engines (regular or bold, left-to-right or right-to-left) on one writer.
-
-    Each is an embedded subset of Amiri; an engine is only created when a line uses it, so
-    unused subsets never reach the file.
-    """
+    """One font engine per face (regular, bold) on one writer, each an embedded subset of
+    Amiri. The script, direction and language are set for each run before it is shaped;
+    an engine is only created when a line uses its face."""
 
     def __init__(self, stamp: BilingualStamp, style: BilingualStampStyle) -> None:
         self._stamp = stamp
         self._style = style
-        self._engines: dict[tuple[bool, str], tuple[str, GlyphAccumulator]] = {}
+        self._engines: dict[bool, tuple[str, GlyphAccumulator]] = {}
 
     def get(self, bold: bool, direction: str) -> tuple[str, GlyphAccumulator]:
-        key = (bold, direction)
-        found = self._engines.get(key)
+        found = self._engines.get(bold)
         if found is None:
             path = self._style.bold_font if bold else self._style.regular_font
-            rtl = direction == "rtl"
             writer = self._stamp.writer
             if writer is None:  # pragma: no cover - pyHanko always gives the stamp a writer
                 raise InvalidStamp("the stamp has no PDF writer")
             # fontTools reads tables lazily from the handle: give it memory, not a file.
-            engine = GlyphAccumulator(
-                writer=writer, font_handle=io.BytesIO(_font_bytes(path)),
-                font_size=self._style.font_size,
-                ot_script_tag="arab" if rtl else "latn",
-                writing_direction=direction,
-                bcp47_lang_code="ar" if rtl else "fr")
+            engine = GlyphAccumulator(writer=writer, font_handle=io.BytesIO(_font_bytes(path)),
+                                      font_size=self._style.font_size)
             name = f"F{len(self._engines) + 1}"
-            found = self._engines[key] = (name, engine)
+            found = self._engines[bold] = (name, engine)
             self._stamp.set_resource(category=ResourceType.FONT, name=pdf_name("/" + name),
                                      value=engine.as_resource())
+        name, engine = found
+        rtl = direction == "rtl"
+        engine.ot_script_tag = "arab" if rtl else "latn"
+        engine.writing_direction = direction
+        engine.bcp47_lang_code = "ar" if rtl else "fr"
         return found
 
 
@@ -245,6 +276,8 @@ class _Run:
     engine: GlyphAccumulator
     text: str
     em_width: float
+    direction: str
+    bold: bool
 
 
 class BilingualStamp(BaseStamp):
@@ -264,7 +297,7 @@ class BilingualStamp(BaseStamp):
         for direction, text in logical:
             font, engine = self._fonts.get(line.bold, direction)
             shaped = engine.shape(text)
-            runs.append(_Run(font, engine, text, shaped.x_advance))
+            runs.append(_Run(font, engine, text, shaped.x_advance, direction, line.bold))
         if line.lang == "ar":
             runs.reverse()
         return runs
@@ -313,10 +346,10 @@ class BilingualStamp(BaseStamp):
             *style.rule_color, middle, style.margin, middle, height - style.margin))
         return ops
 
-    @staticmethod
-    def _line(runs: Sequence[_Run], size: float, x: float, y: float) -> bytes:
+    def _line(self, runs: Sequence[_Run], size: float, x: float, y: float) -> bytes:
         parts = [b"BT", b"%g %g Td" % (x, y)]
         for run in runs:
+            self._fonts.get(run.bold, run.direction)  # this run's script and direction
             # pyHanko types font_size as int; its positioning arithmetic takes any number.
             run.engine.font_size = size  # type: ignore[assignment]
             shaped = run.engine.shape(run.text)

@@ -67,6 +67,7 @@ from pki.remote import (
     issuer_chain,
     parse_hash_algorithm,
 )
+from pki.stamp import warm_fonts
 
 bp = ApiBlueprint("csc", __name__, url_prefix="/csc/v2", tag="Remote signing",
                   description="Cloud Signature Consortium API v2 style remote signing with "
@@ -205,6 +206,7 @@ class SigningWiring:
                     tsa_signer = signer
                     stamper = LocalTimeStamper(lambda der: tsa.timestamp(
                         tsa_signer, clock, der, policy_oid=policy_oid).der)
+                warm_fonts(settings.stamp_font_dir)
                 self._pades = PadesService(
                     clock, trust_roots=trust_roots(self.rt), timestamper=stamper,
                     revocation=SessionRevocation(self.rt), font_dir=settings.stamp_font_dir,
