@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.clock import Clock, as_utc
 from core.db import Base
+from core.listing import LIKE_ESCAPE, Page, escape_like, scalars_page
 
 GENESIS_HASH = "0" * 64
 
@@ -145,3 +146,36 @@ def verify(session: Session) -> ChainReport:
                            f"the chain ends at {last_seq} but its head says {head.seq}: "
                            "events were deleted from the end")
     return ChainReport(True, checked)
+
+
+def list_events(session: Session, *, action: str | None = None,
+                object_type: str | None = None, object_id: str | None = None,
+                actor: str | None = None, since: datetime | None = None,
+                until: datetime | None = None, after_seq: int | None = None,
+                newest_first: bool = False, limit: int | None = 50,
+                offset: int = 0) -> Page[AuditEvent]:
+    """Events matching every filter given, by sequence number (oldest first unless
+    ``newest_first``). ``action`` is an exact action or a prefix ending in ``.*``
+    (``auth.*``); ``since`` is inclusive and ``until`` exclusive; ``after_seq`` picks up an
+    incremental export where the last one stopped."""
+    query = select(AuditEvent).order_by(AuditEvent.seq.desc() if newest_first
+                                        else AuditEvent.seq)
+    if action:
+        if action.endswith(".*"):
+            query = query.where(AuditEvent.action.like(f"{escape_like(action[:-1])}%",
+                                                       escape=LIKE_ESCAPE))
+        else:
+            query = query.where(AuditEvent.action == action)
+    if object_type:
+        query = query.where(AuditEvent.object_type == object_type)
+    if object_id:
+        query = query.where(AuditEvent.object_id == object_id)
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
+    if after_seq is not None:
+        query = query.where(AuditEvent.seq > after_seq)
+    return scalars_page(session, query, limit=limit, offset=offset)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import record
 from core.clock import Clock, as_utc
+from core.listing import Page, rows_page, scalars_page
 from delivery import notices
 from delivery.contacts import active_contact, require_active_contact
 from delivery.errors import BatchNotFound, BatchStateError, ContactNotFound, InvalidTracking
@@ -55,14 +56,29 @@ def batch_requests(session: Session, batch_id: int) -> list[CertificateRequest]:
                                 .order_by(CertificateRequest.id)))
 
 
+def request_ids_by_batch(session: Session, batch_ids: list[int]) -> dict[int, list[int]]:
+    """The requests of each batch (one query for a whole list of batches)."""
+    found: dict[int, list[int]] = {batch_id: [] for batch_id in batch_ids}
+    if batch_ids:
+        for request_id, batch_id in session.execute(
+                select(CertificateRequest.id, CertificateRequest.batch_id)
+                .where(CertificateRequest.batch_id.in_(batch_ids))
+                .order_by(CertificateRequest.id)):
+            if batch_id is not None:
+                found[batch_id].append(request_id)
+    return found
+
+
 def list_batches(session: Session, *, province_code: str | None = None,
-                 status: str | None = None) -> list[CourierBatch]:
+                 status: str | None = None, limit: int | None = None,
+                 offset: int = 0) -> Page[CourierBatch]:
+    """Courier batches matching every filter given, oldest first."""
     query = select(CourierBatch).order_by(CourierBatch.id)
     if province_code:
         query = query.where(CourierBatch.province_code == province_code)
     if status:
         query = query.where(CourierBatch.status == status)
-    return list(session.scalars(query))
+    return scalars_page(session, query, limit=limit, offset=offset)
 
 
 def prepare_batch(session: Session, clock: Clock, province_code: str, *,
@@ -227,8 +243,10 @@ class OverdueToken:
 
 
 def overdue_handovers(session: Session, clock: Clock, *, overdue_days: int,
-                      province_code: str | None = None) -> list[OverdueToken]:
-    """Tokens the contact received more than ``overdue_days`` ago and has not handed over."""
+                      province_code: str | None = None, limit: int | None = None,
+                      offset: int = 0) -> Page[OverdueToken]:
+    """Tokens the contact received more than ``overdue_days`` ago and has not handed over,
+    the longest waiting first."""
     now = clock.now()
     query = (select(CertificateRequest, CourierBatch, Holder)
              .join(CourierBatch, CourierBatch.id == CertificateRequest.batch_id)
@@ -238,14 +256,15 @@ def overdue_handovers(session: Session, clock: Clock, *, overdue_days: int,
              .order_by(CourierBatch.received_at, CertificateRequest.id))
     if province_code:
         query = query.where(CertificateRequest.province_code == province_code)
-    out = []
-    for request, batch, holder in session.execute(query):
+
+    def overdue(row: tuple[CertificateRequest, CourierBatch, Holder]) -> OverdueToken:
+        request, batch, holder = row
         received = as_utc(batch.received_at) if batch.received_at else now
-        out.append(OverdueToken(request.id, holder.id,
-                                f"{holder.given_name_fr} {holder.surname_fr}", holder.cin,
-                                request.province_code, batch.id, received,
-                                (now - received).days))
-    return out
+        return OverdueToken(request.id, holder.id,
+                            f"{holder.given_name_fr} {holder.surname_fr}", holder.cin,
+                            request.province_code, batch.id, received, (now - received).days)
+
+    return rows_page(session, query, limit=limit, offset=offset).map(overdue)
 
 
 def is_overdue(session: Session, clock: Clock, request: CertificateRequest, *,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import record
 from core.clock import Clock
+from core.listing import Page, scalars_page
 from delivery.errors import ContactInactive, ContactNotFound, InvalidContact, OutOfProvince
 from delivery.models import (
     BATCH_DISPATCHED,
@@ -90,13 +91,17 @@ def require_active_contact(session: Session, contact_id: int,
 
 
 def list_contacts(session: Session, *, province_code: str | None = None,
-                  include_inactive: bool = False) -> list[Contact]:
-    query = select(Contact).order_by(Contact.province_code, Contact.designated_at)
+                  include_inactive: bool = False, limit: int | None = None,
+                  offset: int = 0) -> Page[Contact]:
+    """Designated contacts (current ones unless ``include_inactive``), by province and
+    designation time."""
+    query = select(Contact).order_by(Contact.province_code, Contact.designated_at,
+                                     Contact.id)
     if province_code:
         query = query.where(Contact.province_code == province_code)
     if not include_inactive:
         query = query.where(Contact.active.is_(True))
-    return list(session.scalars(query))
+    return scalars_page(session, query, limit=limit, offset=offset)
 
 
 def _open_batches(session: Session, province_code: str) -> list[CourierBatch]:

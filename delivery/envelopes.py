@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import Protocol, runtime_checkable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.audit import record
@@ -102,6 +102,12 @@ def open_envelope(sealer: Sealer, envelope_id: str, purpose: str, holder_id: int
         raise EnvelopeUnavailable("the secret was already delivered and destroyed",
                                   envelope=envelope_id)
     return sealer.open(blob, _aad(envelope_id, purpose, holder_id)).decode("utf-8")
+
+
+def count_sealed(session: Session) -> int:
+    """How many envelopes still hold a ciphertext (secrets waiting to be sent)."""
+    return int(session.scalar(select(func.count(SecretEnvelope.id))
+                              .where(SecretEnvelope.ciphertext.is_not(None))) or 0)
 
 
 def destroy(session: Session, clock: Clock, envelope_id: str, *, reason: str,

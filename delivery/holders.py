@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import record
 from core.clock import Clock
+from core.listing import Page, scalars_page
 from delivery.contacts import require_active_contact
 from delivery.errors import HolderExists, HolderNotFound, InvalidHolder
 from delivery.models import Holder
@@ -118,13 +119,17 @@ def find_by_cin(session: Session, cin: str) -> Holder | None:
 
 
 def list_holders(session: Session, *, province_code: str | None = None,
-                 commune_code: str | None = None) -> list[Holder]:
+                 commune_code: str | None = None, holder_id: int | None = None,
+                 limit: int | None = None, offset: int = 0) -> Page[Holder]:
+    """Holders matching every filter given, by province, commune and registration."""
     query = select(Holder).order_by(Holder.province_code, Holder.commune_code, Holder.id)
     if province_code:
         query = query.where(Holder.province_code == province_code)
     if commune_code:
         query = query.where(Holder.commune_code == commune_code)
-    return list(session.scalars(query))
+    if holder_id is not None:
+        query = query.where(Holder.id == holder_id)
+    return scalars_page(session, query, limit=limit, offset=offset)
 
 
 def register_holder(session: Session, clock: Clock, registration: HolderRegistration, *,

@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.audit import record
 from core.clock import Clock
 from core.db import is_postgres, transaction
+from core.listing import Page, scalars_page
 from delivery import envelopes
 from delivery.backends import (
     EmailBackend,
@@ -405,12 +406,13 @@ def stats(session: Session) -> OutboxStats:
 
 
 def list_messages(session: Session, *, status: str | None = None, holder_id: int | None = None,
-                  limit: int = 100) -> list[OutboxMessage]:
-    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+                  limit: int | None = 100, offset: int = 0) -> Page[OutboxMessage]:
+    """Messages matching every filter given, newest first."""
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc())
     if status:
         query = query.where(OutboxMessage.status == status)
     if holder_id is not None:
         query = query.where(OutboxMessage.holder_id == holder_id)
-    return list(session.scalars(query))
+    return scalars_page(session, query, limit=limit, offset=offset)
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import record
 from core.clock import Clock, as_utc
+from core.listing import Page, scalars_page
 from delivery import notices
 from delivery.contacts import require_active_contact
 from delivery.errors import (
@@ -271,8 +272,10 @@ def require_ready_to_sign(session: Session, request_id: int,
 
 def list_requests(session: Session, *, province_code: str | None = None,
                   status: str | None = None, holder_id: int | None = None,
-                  contact_id: int | None = None, limit: int = 500) -> list[CertificateRequest]:
-    query = select(CertificateRequest).order_by(CertificateRequest.id).limit(limit)
+                  contact_id: int | None = None, limit: int | None = 500,
+                  offset: int = 0) -> Page[CertificateRequest]:
+    """Requests matching every filter given, oldest first."""
+    query = select(CertificateRequest).order_by(CertificateRequest.id)
     if province_code:
         query = query.where(CertificateRequest.province_code == province_code)
     if status:
@@ -281,7 +284,7 @@ def list_requests(session: Session, *, province_code: str | None = None,
         query = query.where(CertificateRequest.holder_id == holder_id)
     if contact_id is not None:
         query = query.where(CertificateRequest.contact_id == contact_id)
-    return list(session.scalars(query))
+    return scalars_page(session, query, limit=limit, offset=offset)
 
 
 def current_credential(session: Session, holder_id: int) -> CertificateRequest | None:

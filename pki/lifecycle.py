@@ -166,8 +166,9 @@ def certificate_der(session: Session, serial: str) -> bytes:
 
 def list_certificates(session: Session, *, status: str | None = None,
                       profile: str | None = None, cin: str | None = None,
-                      limit: int = 200) -> list[CertificateStatus]:
-    query = select(CertificateRecord).order_by(CertificateRecord.id.desc()).limit(limit)
+                      limit: int = 200, offset: int = 0) -> list[CertificateStatus]:
+    query = (select(CertificateRecord).order_by(CertificateRecord.id.desc()).limit(limit)
+             .offset(offset))
     if status:
         query = query.where(CertificateRecord.status == status)
     if profile:

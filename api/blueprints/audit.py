@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from api import queries
 from api.routing import ApiBlueprint, Call
 from api.schema import PageQuery, make_page, page_of, rule
-from core.audit import verify
+from core.audit import list_events, verify
 
 bp = ApiBlueprint("audit", __name__, url_prefix="/v1/audit", tag="Audit",
                   description="Read and verify the hash-chained audit log.")
@@ -56,13 +55,13 @@ class ChainOut:
 @bp.operation("GET", "/events", action="audit.read", query=EventQuery,
               response=page_of(EventOut), summary="Audit events, oldest first")
 def events(call: Call, query: EventQuery) -> object:
-    rows, total = queries.audit_events(
+    found = list_events(
         call.session, action=query.action, object_type=query.object_type,
         object_id=query.object_id, actor=query.actor, since=query.since, until=query.until,
         after_seq=query.after_seq, limit=query.limit, offset=query.offset)
     items = [EventOut(e.seq, e.at, e.actor, e.action, e.object_type, e.object_id,
-                      e.summary_dict, e.prev_hash, e.hash) for e in rows]
-    return make_page(EventOut, items, total, query.limit, query.offset)
+                      e.summary_dict, e.prev_hash, e.hash) for e in found.items]
+    return make_page(EventOut, items, found.total, query.limit, query.offset)
 
 
 @bp.operation("GET", "/verify", action="audit.read", response=ChainOut,

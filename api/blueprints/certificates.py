@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Literal
 
 from flask import Flask, Response
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.metrics import Metrics
@@ -23,8 +22,7 @@ from api.runtime import Runtime
 from api.schema import PageQuery, make_page, page_of, rule
 from api.services import load_authority, services
 from delivery import holders
-from pki import issuance, lifecycle
-from pki.models import CertificateRecord
+from pki import issuance, lifecycle, queries
 from pki.reasons import REVOCATION_REASONS
 
 bp = ApiBlueprint("certificates", __name__, url_prefix="/v1/certificates",
@@ -98,25 +96,11 @@ def _load(call: Call, serial: str) -> lifecycle.CertificateStatus:
 @bp.operation("GET", "", action="certificates.list", query=CertificateQuery,
               response=page_of(CertificateOut), summary="The certificate registry")
 def list_certificates(call: Call, query: CertificateQuery) -> object:
-    found = lifecycle.list_certificates(call.session, status=query.status,
-                                        profile=query.profile, cin=query.cin,
-                                        limit=query.offset + query.limit)
-    total = _count(call.session, query)
+    found = queries.certificate_page(call.session, status=query.status, profile=query.profile,
+                                     cin=query.cin, limit=query.limit, offset=query.offset)
     now = call.clock.now()
-    return make_page(CertificateOut, [certificate_out(c, now)
-                                      for c in found[query.offset:]], total, query.limit,
-                     query.offset)
-
-
-def _count(session: Session, query: CertificateQuery) -> int:
-    count = select(func.count(CertificateRecord.id))
-    if query.status:
-        count = count.where(CertificateRecord.status == query.status)
-    if query.profile:
-        count = count.where(CertificateRecord.profile == query.profile)
-    if query.cin:
-        count = count.where(CertificateRecord.cin == query.cin.strip().upper())
-    return int(session.scalar(count) or 0)
+    return make_page(CertificateOut, [certificate_out(c, now) for c in found.items],
+                     found.total, query.limit, query.offset)
 
 
 @bp.operation("GET", "/<serial>", action="certificates.read", response=CertificateOut,
@@ -180,10 +164,8 @@ def setup(app: Flask, rt: Runtime) -> None:
     metrics: Metrics = app.extensions["tawqi.metrics"]
 
     def by_status(session: Session) -> dict[tuple[str, ...], float]:
-        rows = session.execute(select(CertificateRecord.profile, CertificateRecord.status,
-                                      func.count(CertificateRecord.id))
-                               .group_by(CertificateRecord.profile, CertificateRecord.status))
-        return {(profile, status): float(n) for profile, status, n in rows}
+        return {key: float(n)
+                for key, n in queries.counts_by_profile_and_status(session).items()}
 
     metrics.add_gauge_source("tawqi_certificates", "Certificates in the registry",
                              ("profile", "status"), by_status)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from flask import Flask, url_for
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from delivery import batches, contacts, holders, outbox, personalisation, pins, 
 from delivery.errors import ContactNotFound
 from delivery.models import CertificateRequest as RequestRow
 from delivery.models import Contact, CourierBatch, Holder, OutboxMessage
+from quotas.queries import province_of_commune
 
 bp = ApiBlueprint("delivery", __name__, url_prefix="/v1", tag="Delivery",
                   description="Contacts, holders, certificate requests, courier batches, "
@@ -41,11 +42,6 @@ RequestStatus = Literal["submitted", "approved", "personalised", "shipped", "del
 TokenForm = Literal["device", "hosted"]
 BatchStatus = Literal["preparing", "dispatched", "received"]
 OutboxStatus = Literal["pending", "sending", "sent", "dead"]
-MAX_LIST = 100_000
-
-
-def _page_slice(items: list[Any], query: PageQuery) -> tuple[list[Any], int]:
-    return items[query.offset:query.offset + query.limit], len(items)
 
 
 # --------------------------------------------------------------------------- contacts
@@ -100,10 +96,10 @@ def contact_out(c: Contact) -> ContactOut:
 def list_contacts(call: Call, query: ContactQuery) -> object:
     province = merge_filter(call.list_scope(), province_code=query.province)
     found = contacts.list_contacts(call.session, province_code=province,
-                                   include_inactive=query.include_inactive)
-    page, total = _page_slice(found, query)
-    return make_page(ContactOut, [contact_out(c) for c in page], total, query.limit,
-                     query.offset)
+                                   include_inactive=query.include_inactive,
+                                   limit=query.limit, offset=query.offset)
+    return make_page(ContactOut, [contact_out(c) for c in found.items], found.total,
+                     query.limit, query.offset)
 
 
 @bp.operation("POST", "/contacts", action="contacts.write", body=ContactIn,
@@ -200,26 +196,21 @@ def holder_out(h: Holder) -> HolderOut:
                      h.professional_email, h.created_at)
 
 
-def _province_of_commune(session: Session, commune_code: str) -> str | None:
-    from quotas.models import Commune
-
-    commune = session.get(Commune, commune_code)
-    return commune.province_code if commune is not None else None
-
-
 @bp.operation("GET", "/holders", action="holders.read", query=HolderQuery,
               response=page_of(HolderOut), summary="Holders")
 def list_holders(call: Call, query: HolderQuery) -> object:
     scope = call.list_scope()
-    if scope.holder_id is not None:
-        found = [holders.get_holder(call.session, scope.holder_id)]
+    if scope.holder_id is not None:  # a holder: their own record, whatever the filters
+        found = holders.list_holders(call.session, holder_id=scope.holder_id,
+                                     limit=query.limit, offset=query.offset)
     else:
-        province = merge_filter(scope, province_code=query.province)
-        found = holders.list_holders(call.session, province_code=province,
-                                     commune_code=query.commune)
-    page, total = _page_slice(found, query)
-    return make_page(HolderOut, [holder_out(h) for h in page], total, query.limit,
-                     query.offset)
+        found = holders.list_holders(call.session,
+                                     province_code=merge_filter(scope,
+                                                                province_code=query.province),
+                                     commune_code=query.commune, limit=query.limit,
+                                     offset=query.offset)
+    return make_page(HolderOut, [holder_out(h) for h in found.items], found.total,
+                     query.limit, query.offset)
 
 
 @bp.operation("POST", "/holders", action="holders.write", body=HolderIn, response=HolderOut,
@@ -228,7 +219,7 @@ def list_holders(call: Call, query: HolderQuery) -> object:
 def register_holder(call: Call, body: HolderIn) -> HolderOut:
     province = body.province_code
     if body.commune_code:
-        province = _province_of_commune(call.session, body.commune_code) or province
+        province = province_of_commune(call.session, body.commune_code) or province
     call.authorize(Scope(province_code=province))
     contact_id = acting_contact_id(call, province) if province else None
     holder = holders.register_holder(call.session, call.clock, holders.HolderRegistration(
@@ -385,10 +376,10 @@ def list_requests(call: Call, query: RequestQuery) -> object:
             raise OutOfScope("a holder sees only their own requests")
         holder_id = scope.holder_id
     found = requests.list_requests(call.session, province_code=province, status=query.status,
-                                   holder_id=holder_id, limit=MAX_LIST)
-    page, total = _page_slice(found, query)
-    return make_page(RequestOut, [request_out(r) for r in page], total, query.limit,
-                     query.offset)
+                                   holder_id=holder_id, limit=query.limit,
+                                   offset=query.offset)
+    return make_page(RequestOut, [request_out(r) for r in found.items], found.total,
+                     query.limit, query.offset)
 
 
 @bp.operation("POST", "/requests", action="requests.create", body=RequestIn,
@@ -626,8 +617,10 @@ class ReceiveIn:
         description="When the parcel arrived, if earlier than now."))
 
 
-def batch_out(session: Session, b: CourierBatch) -> BatchOut:
-    ids = [r.id for r in batches.batch_requests(session, b.id)]
+def batch_out(session: Session, b: CourierBatch, request_ids: list[int] | None = None
+              ) -> BatchOut:
+    ids = request_ids if request_ids is not None else \
+        [r.id for r in batches.batch_requests(session, b.id)]
     return BatchOut(b.id, b.province_code, b.contact_id, b.status,  # type: ignore[arg-type]
                     b.courier, b.tracking_number, b.prepared_at, b.dispatched_at,
                     b.received_at, ids)
@@ -643,10 +636,11 @@ def _load_batch(call: Call, batch_id: int) -> CourierBatch:
               response=page_of(BatchOut), summary="Courier batches")
 def list_batches(call: Call, query: BatchQuery) -> object:
     province = merge_filter(call.list_scope(), province_code=query.province)
-    found = batches.list_batches(call.session, province_code=province, status=query.status)
-    page, total = _page_slice(found, query)
-    return make_page(BatchOut, [batch_out(call.session, b) for b in page], total,
-                     query.limit, query.offset)
+    found = batches.list_batches(call.session, province_code=province, status=query.status,
+                                 limit=query.limit, offset=query.offset)
+    ids = batches.request_ids_by_batch(call.session, [b.id for b in found.items])
+    return make_page(BatchOut, [batch_out(call.session, b, ids[b.id]) for b in found.items],
+                     found.total, query.limit, query.offset)
 
 
 @bp.operation("POST", "/batches", action="batches.ship", body=PrepareBatchIn,
@@ -734,10 +728,10 @@ def overdue(call: Call, query: OverdueQuery) -> object:
     province = merge_filter(call.list_scope(), province_code=query.province)
     found = batches.overdue_handovers(call.session, call.clock,
                                       overdue_days=services().policy.handover_overdue_days,
-                                      province_code=province)
-    page, total = _page_slice(found, query)
-    return make_page(OverdueOut, [OverdueOut(**vars(x)) for x in page], total, query.limit,
-                     query.offset)
+                                      province_code=province, limit=query.limit,
+                                      offset=query.offset)
+    return make_page(OverdueOut, [OverdueOut(**vars(x)) for x in found.items], found.total,
+                     query.limit, query.offset)
 
 
 # --------------------------------------------------------------------------- outbox
@@ -787,10 +781,9 @@ def outbox_out(m: OutboxMessage) -> OutboxOut:
               response=page_of(OutboxOut), summary="Notifications, newest first")
 def list_outbox(call: Call, query: OutboxQuery) -> object:
     found = outbox.list_messages(call.session, status=query.status, holder_id=query.holder_id,
-                                 limit=MAX_LIST)
-    page, total = _page_slice(found, query)
-    return make_page(OutboxOut, [outbox_out(m) for m in page], total, query.limit,
-                     query.offset)
+                                 limit=query.limit, offset=query.offset)
+    return make_page(OutboxOut, [outbox_out(m) for m in found.items], found.total,
+                     query.limit, query.offset)
 
 
 @bp.operation("GET", "/outbox/stats", action="outbox.read", response=OutboxStatsOut,

@@ -7,12 +7,11 @@ from datetime import date
 from decimal import Decimal
 from typing import Literal
 
-from api import queries
 from api.errors import CommuneNotFound
 from api.policy import Scope, merge_filter
 from api.routing import ApiBlueprint, Call
 from api.schema import PageQuery, make_page, page_of, rule
-from quotas import ledger, policy
+from quotas import ledger, policy, queries
 
 bp = ApiBlueprint("quotas", __name__, url_prefix="/v1", tag="Quotas",
                   description="The territory, census figures, quota policies, the yearly "
@@ -227,19 +226,20 @@ class BillingOut:
 @bp.operation("GET", "/regions", action="refdata.read", query=PageQuery,
               response=page_of(RegionOut), summary="The 12 regions")
 def regions(call: Call, query: PageQuery) -> object:
-    rows, total = queries.regions(call.session, limit=query.limit, offset=query.offset)
-    return make_page(RegionOut, [RegionOut(r.code, r.name_fr, r.name_ar) for r in rows],
-                     total, query.limit, query.offset)
+    found = queries.regions(call.session, limit=query.limit, offset=query.offset)
+    return make_page(RegionOut, [RegionOut(r.code, r.name_fr, r.name_ar)
+                                 for r in found.items], found.total, query.limit,
+                     query.offset)
 
 
 @bp.operation("GET", "/provinces", action="refdata.read", query=ProvinceQuery,
               response=page_of(ProvinceOut), summary="Prefectures and provinces")
 def provinces(call: Call, query: ProvinceQuery) -> object:
-    rows, total = queries.provinces(call.session, region_code=query.region,
-                                    province_code=None, limit=query.limit,
-                                    offset=query.offset)
+    found = queries.provinces(call.session, region_code=query.region, limit=query.limit,
+                              offset=query.offset)
     return make_page(ProvinceOut, [ProvinceOut(p.code, p.region_code, p.name_fr, p.name_ar)
-                                   for p in rows], total, query.limit, query.offset)
+                                   for p in found.items], found.total, query.limit,
+                     query.offset)
 
 
 def _commune_out(row: queries.CommuneRow) -> CommuneOut:
@@ -253,11 +253,11 @@ def _commune_out(row: queries.CommuneRow) -> CommuneOut:
               response=page_of(CommuneOut),
               summary="Communes and arrondissements with their census populations")
 def communes(call: Call, query: CommuneQuery) -> object:
-    rows, total = queries.communes(call.session, region_code=query.region,
-                                   province_code=query.province, kind=query.kind,
-                                   name=query.q, limit=query.limit, offset=query.offset)
-    return make_page(CommuneOut, [_commune_out(r) for r in rows], total, query.limit,
-                     query.offset)
+    found = queries.communes(call.session, region_code=query.region,
+                             province_code=query.province, kind=query.kind, name=query.q,
+                             limit=query.limit, offset=query.offset)
+    return make_page(CommuneOut, [_commune_out(r) for r in found.items], found.total,
+                     query.limit, query.offset)
 
 
 @bp.operation("GET", "/communes/<code>", action="refdata.read", response=CommuneOut,

@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 
 import click
-from sqlalchemy import select
 
 from api.cli.common import pass_runtime, print_table
 from api.runtime import Runtime
-from core.audit import AuditEvent, verify
+from core.audit import list_events, verify
 
 
 @click.group("audit")
@@ -37,8 +36,7 @@ def verify_command(runtime: Runtime) -> None:
 def tail(runtime: Runtime, count: int) -> None:
     """Show the most recent events."""
     with runtime.unit_of_work() as session:
-        events = list(session.scalars(
-            select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(count)))
+        events = list_events(session, newest_first=True, limit=count).items
     print_table(["seq", "at", "actor", "action", "object", "summary"],
                 [(e.seq, e.at.isoformat(timespec="seconds"), e.actor, e.action,
                   f"{e.object_type}:{e.object_id}", e.summary[:60]) for e in reversed(events)])

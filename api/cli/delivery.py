@@ -139,7 +139,7 @@ def outbox_list(runtime: Runtime, status: str | None, limit: int) -> None:
     with runtime.unit_of_work() as session:
         rows = [(m.id, m.channel, m.template, m.recipient, m.status, m.attempts,
                  m.next_attempt_at, m.last_error[:60])
-                for m in outbox.list_messages(session, status=status, limit=limit)]
+                for m in outbox.list_messages(session, status=status, limit=limit).items]
     print_table(["id", "channel", "template", "to", "status", "attempts", "next", "error"],
                 rows)
 
@@ -219,7 +219,7 @@ def contact_list(runtime: Runtime, province: str | None, include_inactive: bool)
         rows = [(c.id, c.province_code, c.full_name, c.title, c.phone, c.email,
                  "yes" if c.active else "no", c.decision_reference)
                 for c in contacts.list_contacts(session, province_code=province,
-                                                include_inactive=include_inactive)]
+                                                include_inactive=include_inactive).items]
     print_table(["id", "province", "name", "title", "phone", "email", "active", "decision"],
                 rows)
 
@@ -270,7 +270,7 @@ def holder_list(runtime: Runtime, province: str | None, commune: str | None) -> 
     with runtime.unit_of_work() as session:
         rows = [(h.id, h.cin, f"{h.given_name_fr} {h.surname_fr}", h.role, h.entity, h.mobile,
                  h.email) for h in holders.list_holders(session, province_code=province,
-                                                         commune_code=commune)]
+                                                         commune_code=commune).items]
     print_table(["id", "cin", "name", "role", "entity", "mobile", "email"], rows)
 
 
@@ -393,7 +393,7 @@ def request_list(runtime: Runtime, province: str | None, status: str | None) -> 
     with runtime.unit_of_work() as session:
         rows = [(r.id, r.holder_id, r.entity, r.token_form, r.status, r.batch_id,
                  r.submitted_at) for r in requests.list_requests(
-                     session, province_code=province, status=status)]
+                     session, province_code=province, status=status).items]
     print_table(["id", "holder", "entity", "form", "status", "batch", "submitted"], rows)
 
 
@@ -455,10 +455,10 @@ def batch_handover(runtime: Runtime, request_id: int, handed_to: str,
 @pass_runtime
 def batch_list(runtime: Runtime, province: str | None) -> None:
     with runtime.unit_of_work() as session:
+        found = batches.list_batches(session, province_code=province).items
+        tokens = batches.request_ids_by_batch(session, [b.id for b in found])
         rows = [(b.id, b.province_code, b.status, b.tracking_number, b.prepared_at,
-                 b.dispatched_at, b.received_at,
-                 len(batches.batch_requests(session, b.id)))
-                for b in batches.list_batches(session, province_code=province)]
+                 b.dispatched_at, b.received_at, len(tokens[b.id])) for b in found]
     print_table(["id", "province", "status", "tracking", "prepared", "dispatched",
                  "received", "tokens"], rows)
 
@@ -471,7 +471,7 @@ def batch_overdue(runtime: Runtime, province: str | None) -> None:
     with runtime.unit_of_work() as session:
         found = batches.overdue_handovers(
             session, runtime.clock, overdue_days=runtime.settings.handover_overdue_days,
-            province_code=province)
+            province_code=province).items
     print_table(["request", "holder", "cin", "province", "batch", "received", "days"],
                 [(o.request_id, o.holder_name, o.cin, o.province_code, o.batch_id,
                   o.received_at, o.days_waiting) for o in found])

@@ -90,13 +90,11 @@ def delivery_chapter(runtime: Runtime, story: Story) -> None:
 
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from sqlalchemy import func, select
 
     from api.cli.delivery import make_personaliser, make_worker
     from delivery import batches, contacts, holders, pins, requests
     from delivery.backends import ConsoleInbox
-    from delivery.envelopes import TokenSealer, provision_envelope_key
-    from delivery.models import SecretEnvelope
+    from delivery.envelopes import TokenSealer, count_sealed, provision_envelope_key
     from delivery.personalisation import personalise_request
     from delivery.policy import DeliveryPolicy
     from hsm import generate_pin
@@ -213,8 +211,7 @@ def delivery_chapter(runtime: Runtime, story: Story) -> None:
     with runtime.unit_of_work() as session:
         holder = holders.get_holder(session, registered[0])
         mobile, email = holder.mobile, holder.email
-        waiting = session.scalar(select(func.count(SecretEnvelope.id))
-                                 .where(SecretEnvelope.ciphertext.is_not(None)))
+        waiting = count_sealed(session)
     messages = inbox.for_recipient(mobile)
     for _channel, body in messages:
         say(f"  SMS to {mobile}: {_masked(body.splitlines()[0])}")

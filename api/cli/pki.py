@@ -18,16 +18,15 @@ from typing import Any, TypeVar, cast
 import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.cli.common import fail, pass_runtime, print_json, print_table
 from api.runtime import Runtime
 from core.errors import ConfigurationError, TawqiError
 from hsm.errors import HsmError
-from pki import ca, crl, issuance, lifecycle, ocsp
+from pki import ca, crl, issuance, lifecycle, ocsp, queries
 from pki.authority import Authority
-from pki.models import PROFILES, STATUSES, AuthorityRecord
+from pki.models import PROFILES, STATUSES
 from pki.profiles import HolderIdentity, Profile
 from pki.reasons import REVOCATION_REASONS
 from pki.signer import KEY_TYPES
@@ -140,7 +139,7 @@ def ca_init(runtime: Runtime, root_out: Path | None) -> None:
 def ca_show(runtime: Runtime, pem: str | None) -> None:
     """Our CA certificates: kind, subject, validity, token."""
     with runtime.unit_of_work() as session:
-        rows = list(session.scalars(select(AuthorityRecord).order_by(AuthorityRecord.id)))
+        rows = queries.authorities(session)
         if pem:
             chosen = [r for r in rows if r.kind == pem and r.active]
             if not chosen:

@@ -149,3 +149,31 @@ def test_outbox_depth_in_metrics(client: FlaskClient, callers: dict[str, Caller]
     text = client.get("/metrics").get_data(as_text=True)
     assert 'tawqi_outbox_messages{status="pending"}' in text
     assert "tawqi_certificates" in text
+
+
+def test_lists_page_through_the_whole_list(client: FlaskClient, callers: dict[str, Caller],
+                                           world: World) -> None:
+    dispatched = client.post(f"/v1/batches/{world.batch_here}/dispatch",
+                             json={"tracking_number": "EE123456785MA"},
+                             headers=callers["operator"].headers)
+    assert dispatched.status_code == 200  # the contact's email: something in the outbox
+    lists = {"/v1/requests": "contact", "/v1/holders": "contact", "/v1/batches": "contact",
+             "/v1/contacts": "contact", "/v1/outbox": "operator",
+             "/v1/certificates": "operator", "/v1/audit/events": "dgcl_admin"}
+    for path, role in lists.items():
+        who = callers[role].headers
+        whole = client.get(f"{path}?limit=500", headers=who).get_json()
+        assert whole["total"] == len(whole["items"]) >= 1, path
+        key = "seq" if path == "/v1/audit/events" else "id"
+        seen, offset = [], 0
+        while offset is not None:
+            page = client.get(f"{path}?limit=2&offset={offset}", headers=who).get_json()
+            assert page["total"] == whole["total"] and len(page["items"]) <= 2, path
+            seen.extend(item[key] for item in page["items"])
+            offset = page["next_offset"]
+        assert seen == [item[key] for item in whole["items"]], path
+    contact = callers["contact"].headers
+    batch = client.get(f"/v1/batches/{world.batch_here}", headers=contact).get_json()
+    listed = client.get("/v1/batches?limit=500", headers=contact).get_json()["items"]
+    assert [b for b in listed if b["id"] == world.batch_here] == [batch]
+    assert batch["request_ids"]  # the personalised token that travels in it

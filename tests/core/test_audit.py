@@ -85,3 +85,35 @@ def test_secrets_are_refused_in_summaries(session: Session, clock: FrozenClock) 
     with pytest.raises(ValueError):
         record(session, clock, actor="a", action="b", object_type="c", object_id=1,
                summary={"new_pin": "123456"})
+
+
+def test_list_events_filters_and_windows(session: Session, clock: FrozenClock) -> None:
+    from core.audit import list_events
+
+    start = clock.now()
+    for i, action in enumerate(("auth.login", "auth.logout", "authz.denied", "auth_x.y",
+                                "authax.y")):
+        clock.advance(timedelta(minutes=1))
+        record(session, clock, actor=f"user:{i % 2}", action=action, object_type="probe",
+               object_id=f"listing-{i}")
+    mine = list_events(session, object_type="probe", limit=None)
+    assert [e.action for e in mine.items] == ["auth.login", "auth.logout", "authz.denied",
+                                              "auth_x.y", "authax.y"]
+    prefixed = list_events(session, action="auth.*", object_type="probe", limit=None)
+    assert [e.action for e in prefixed.items] == ["auth.login", "auth.logout"]
+    # The prefix is matched literally: "_" is no LIKE wildcard here.
+    literal = list_events(session, action="auth_x.*", object_type="probe", limit=None)
+    assert [e.action for e in literal.items] == ["auth_x.y"]
+    assert list_events(session, action="auth.login", object_type="probe").total == 1
+    assert list_events(session, actor="user:1", object_type="probe").total == 2
+    assert [e.object_id for e in list_events(session, object_id="listing-3").items] == \
+        ["listing-3"]
+    window = list_events(session, object_type="probe", since=start + timedelta(minutes=2),
+                         until=start + timedelta(minutes=4))
+    assert [e.object_id for e in window.items] == ["listing-1", "listing-2"]
+    first = mine.items[0].seq
+    later = list_events(session, object_type="probe", after_seq=first, limit=2, offset=1)
+    assert later.total == 4 and [e.object_id for e in later.items] == ["listing-2",
+                                                                       "listing-3"]
+    newest = list_events(session, object_type="probe", newest_first=True, limit=1)
+    assert newest.total == 5 and newest.items[0].object_id == "listing-4"

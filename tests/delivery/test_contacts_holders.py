@@ -64,10 +64,10 @@ def test_one_active_contact_per_province_and_replacement_is_audited(
         AuditEvent.action == "delivery.contact.replaced",
         AuditEvent.object_id == str(second.id))).one()
     assert event.summary_dict["replaces"] == first.id
-    assert [c.id for c in contacts.list_contacts(session, province_code=PROVINCE)] == \
-        [second.id]
-    assert len(contacts.list_contacts(session, province_code=PROVINCE,
-                                      include_inactive=True)) == 2
+    assert [c.id for c in contacts.list_contacts(session, province_code=PROVINCE).items] \
+        == [second.id]
+    assert contacts.list_contacts(session, province_code=PROVINCE,
+                                  include_inactive=True).total == 2
     with pytest.raises(ContactInactive):
         contacts.require_active_contact(session, first.id)
     with pytest.raises(InvalidContact):

@@ -222,10 +222,10 @@ def test_device_tokens_travel_in_a_batch_and_pins_go_at_handover(
     assert first.status == HANDED_OVER and first.handed_over_to == "Karim Benali"
     assert [m.template for m in _outbox(session, first)] == ["pin.initial", "pin.initial"]
     # The second token is not handed over: overdue after the configured days.
-    assert batches.overdue_handovers(session, clock, overdue_days=7) == []
+    assert batches.overdue_handovers(session, clock, overdue_days=7).items == []
     clock.advance(timedelta(days=7))
     overdue = batches.overdue_handovers(session, clock, overdue_days=7,
-                                        province_code=contact.province_code)
+                                        province_code=contact.province_code).items
     assert [o.request_id for o in overdue] == [second.id] and overdue[0].days_waiting == 8
     assert batches.is_overdue(session, clock, second, overdue_days=7)
     overview = requests.province_overview(session, clock, contact.province_code,
