@@ -74,6 +74,9 @@ RULES: dict[str, dict[str, Reach]] = {
     "holder.terms": {HOLDER: OWN},
     "holder.pin": {HOLDER: OWN},
     "reports.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
+    # the web pages' dashboards: the country and its regions; the operator's work queue
+    "oversight.read": {ADMIN: ANY, OPERATOR: ANY},
+    "queue.read": {ADMIN: ANY, OPERATOR: ANY},
     # remote signing (CSC-style) and verification: the platform lists credentials and
     # relays the holder's PIN and one-time code; it signs only with the SAD they produced.
     "signing.credentials.read": {ADMIN: ANY, OPERATOR: ANY, HOLDER: OWN, PLATFORM: ANY},

@@ -364,6 +364,18 @@ def areas(session: Session, clock: Clock, *, year: int, overdue_days: int,
             for t in (tallies[code],)]
 
 
+def province_figures(session: Session, clock: Clock, province_code: str, *, year: int,
+                     overdue_days: int) -> AreaFigures:
+    """One province's own row (batches in transit and its lead time included, which the
+    sum of its communes' rows cannot give)."""
+    province = session.get(Province, province_code)
+    if province is None:
+        raise UnknownEntity(f"no prefecture/province {province_code}", entity=province_code)
+    rows = areas(session, clock, year=year, overdue_days=overdue_days,
+                 region_code=province.region_code)
+    return next(row for row in rows if row.area.code == province_code)
+
+
 def rank(figures: Iterable[AreaFigures]) -> list[AreaFigures]:
     """Best first: the largest share of communes able to sign, then the shortest median
     lead time (areas without an activated request last), then the code."""

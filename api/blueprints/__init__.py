@@ -15,4 +15,5 @@ BLUEPRINT_MODULES = [
     "api.blueprints.pki_public",
     "api.blueprints.csc",
     "api.blueprints.verify",
+    "api.web",
 ]

@@ -88,6 +88,10 @@ def test_national_regional_and_provincial_rows(session: Session, clock: FrozenCl
     assert (provinces[THERE].lost, provinces[THERE].longest_days) == (1, 5)
     assert provinces[THERE].median_lead_days == 20.0
     assert provinces[HERE].batches_in_transit == 1
+    alone = oversight.province_figures(session, clock, HERE, year=YEAR, overdue_days=7)
+    assert alone == provinces[HERE]
+    with pytest.raises(UnknownEntity):
+        oversight.province_figures(session, clock, "99.999", year=YEAR, overdue_days=7)
     ranked = oversight.rank(provinces.values())
     assert ranked[0].area.code == HERE  # the only province where a commune can sign
 

@@ -1,0 +1,517 @@
+"""The web interface for people: server-rendered pages in French and Arabic (DESIGN §3.7).
+
+Views parse the form, authorise through :mod:`api.policy` (via :func:`session.page`), call
+the same domain services as the JSON API and render a template. No SQL, no crypto here:
+the dashboards read :mod:`delivery.oversight` and :mod:`quotas.oversight`.
+
+Pages: login; national dashboard (regions, ranking, communes without a certificate) →
+region → province (holders, requests, batches, quota per commune, the contact's forms) →
+commune; the operator's queue (approve, reject); the holder's own credentials (terms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
+
+from api import accounts, ratelimit
+from api.policy import Scope
+from api.ratelimit import Limit
+from api.routing import client_address
+from api.services import services
+from api.web import i18n
+from api.web.session import (
+    COOKIE_PATH,
+    CSRF_FIELD,
+    LANG_COOKIE,
+    Page,
+    check_csrf,
+    csrf_token,
+    end_session,
+    lang,
+    page,
+    principal_of,
+    runtime,
+    secure_cookies,
+    set_cookies,
+    start_session,
+)
+from core.audit import record
+from core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    TawqiError,
+    Unauthenticated,
+)
+from delivery import batches, contacts, holders, oversight, requests
+from delivery.errors import ContactNotFound, InvalidHolder
+from delivery.models import OPEN_STATES, TOKEN_FORMS
+from quotas.errors import UnknownEntity
+from quotas.models import Commune, Province, Region
+
+bp = Blueprint("web", __name__, url_prefix="/web", template_folder="templates",
+               static_folder="static", static_url_path="/static")
+
+# Pages load only our stylesheet; forms post only to us.
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+FORM_ERRORS = (InvalidInput, Conflict, NotFound)
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+@bp.before_request
+def _csrf() -> None:
+    if request.method == "POST":
+        check_csrf()
+
+
+@bp.after_request
+def _headers(response: BaseResponse) -> BaseResponse:
+    response.headers["Content-Security-Policy"] = CSP
+    if request.endpoint != "web.static":
+        response.headers["Cache-Control"] = "no-store"
+    return set_cookies(response)
+
+
+@bp.app_context_processor
+def _context() -> dict[str, Any]:
+    if not request.blueprint == "web":
+        return {}
+    current = lang()
+
+    def t(key: str, **values: Any) -> str:
+        return i18n.text(current, key, **values)
+
+    def name(obj: Any, field: str = "name") -> str:
+        return i18n.pick(current, obj, field)
+
+    return {"lang": current, "dir": "rtl" if current == "ar" else "ltr", "t": t,
+            "name": name, "csrf_field": CSRF_FIELD, "csrf_token": csrf_token,
+            "user": g.get("tawqi_web_principal"), "day": _day, "pct": _pct,
+            "here": request.full_path.rstrip("?")}
+
+
+def _day(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d") if at else "—"
+
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.0f}"
+
+
+def _html(template: str, code: int = 200, **values: Any) -> Response:
+    return make_response(render_template(f"web/{template}", **values), code)
+
+
+def _done(endpoint: str, done: str, **values: Any) -> BaseResponse:
+    return redirect(url_for(endpoint, done=done, **values), 303)
+
+
+@bp.errorhandler(TawqiError)
+def _domain_error(exc: TawqiError) -> Any:
+    if isinstance(exc, Unauthenticated):
+        return redirect(url_for("web.login"), 303)
+    status = exc.status if 400 <= exc.status < 500 else 500
+    detail = exc.detail if status < 500 else ""
+    return _html("error.html", status, status=status, title_key="error.title"
+                 if isinstance(exc, Forbidden) else "error.other",
+                 detail=detail, csrf=exc.type == "csrf-refused")
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Any:
+    return _html("error.html", exc.code or 500, status=exc.code or 500,
+                 title_key="error.other",
+                 detail=exc.description or "", csrf=False)
+
+
+def _home_for(principal: accounts.Principal) -> str:
+    if principal.role == "contact" and principal.province_code:
+        return url_for("web.province", code=principal.province_code)
+    if principal.role == "holder":
+        return url_for("web.me")
+    return url_for("web.national")
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only our own pages, never another host."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/web/") or \
+            target.startswith("//"):
+        return None
+    return target
+
+
+def _year(p: Page) -> int:
+    raw = request.args.get("year", "")
+    year = int(raw) if raw.isdigit() and len(raw) == 4 else p.clock.now().year
+    return min(max(year, 2020), 2100)
+
+
+# --------------------------------------------------------------------------- login
+
+
+@bp.get("/login")
+def login() -> Response:
+    return _html("login.html", next=_safe_next(request.args.get("next")) or "")
+
+
+@bp.post("/login")
+def login_post() -> BaseResponse:
+    rt = runtime()
+    username = request.form.get("username", "").strip().lower()[:64]
+    password = request.form.get("password", "")[:1024]
+    target = _safe_next(request.form.get("next"))
+    client = client_address()
+    limit = Limit.parse(rt.settings.rate_limit_auth, "TAWQI_RATE_LIMIT_AUTH")
+    try:
+        with rt.unit_of_work() as session:
+            ratelimit.enforce(session, rt.clock, [f"auth:ip:{client}",
+                                                  *([f"auth:who:{username}"]
+                                                    if username else [])],
+                              limit, "login attempts")
+    except RateLimited:
+        return _html("login.html", 429, next=target or "", error="login.limited",
+                     username=username)
+    passwords = rt_passwords()
+    ttl = timedelta(minutes=rt.settings.session_ttl_minutes)
+    try:
+        with rt.unit_of_work() as session:
+            issued = accounts.login(session, rt.clock, passwords, username=username,
+                                    password=password, ttl=ttl, client=client)
+            principal = accounts.authenticate(session, rt.clock, issued.token)
+    except Unauthenticated:
+        with rt.unit_of_work() as session:
+            record(session, rt.clock, actor="anonymous", action="auth.login_failed",
+                   object_type="username", object_id=username or "-",
+                   summary={"client": client, "via": "web"})
+        return _html("login.html", 401, next=target or "", error="login.bad",
+                     username=username)
+    response = redirect(target or _home_for(principal), 303)
+    start_session(response, issued.token, int(ttl.total_seconds()))
+    return response
+
+
+def rt_passwords() -> accounts.Passwords:
+    found: accounts.Passwords = current_app.extensions["tawqi.passwords"]
+    return found
+
+
+@bp.post("/logout")
+def logout() -> BaseResponse:
+    rt = runtime()
+    with rt.unit_of_work() as session:
+        principal = principal_of(session, rt.clock)
+        if principal is not None:
+            accounts.logout(session, rt.clock, principal)
+    response = redirect(url_for("web.login"), 303)
+    end_session(response)
+    return response
+
+
+@bp.get("/lang/<choice>")
+def switch_lang(choice: str) -> BaseResponse:
+    if choice not in i18n.LANGS:
+        raise NotFound(f"no language {choice}")
+    response = redirect(_safe_next(request.args.get("next")) or url_for("web.home"), 303)
+    response.set_cookie(LANG_COOKIE, choice, max_age=365 * 86400, httponly=True,
+                        samesite="Lax", secure=secure_cookies(runtime().settings),
+                        path=COOKIE_PATH)
+    return response
+
+
+@bp.get("/")
+@page(None)
+def home(p: Page) -> BaseResponse:
+    return redirect(_home_for(p.principal), 303)
+
+
+# --------------------------------------------------------------------------- dashboards
+
+
+def _region(session: Session, code: str) -> Region:
+    found = session.get(Region, code)
+    if found is None:
+        raise UnknownEntity(f"no region {code}", entity=code)
+    return found
+
+
+def _province(session: Session, code: str) -> Province:
+    found = session.get(Province, code)
+    if found is None:
+        raise UnknownEntity(f"no prefecture/province {code}", entity=code)
+    return found
+
+
+def _dashboard(p: Page, rows: list[oversight.AreaFigures], whole: oversight.Area,
+               **scope: str) -> dict[str, Any]:
+    blocked = oversight.blockages(p.session, p.clock, **scope)
+    lost = [b for b in blocked if not b.never]
+    return {"rows": rows, "ranking": oversight.rank(rows),
+            "sum": oversight.total(rows, whole), "lost": lost[:50],
+            "never": len(blocked) - len(lost), "year": _year(p),
+            "states": [s for s in OPEN_STATES]}
+
+
+@bp.get("/national")
+@page("oversight.read")
+def national(p: Page) -> Response:
+    year = _year(p)
+    rows = oversight.areas(p.session, p.clock, year=year,
+                           overdue_days=services().policy.handover_overdue_days)
+    country = oversight.Area("country", "MA", i18n.text("fr", "country"),
+                             i18n.text("ar", "country"))
+    return _html("dashboard.html", level="region", area=country, parent=None,
+                 child_endpoint="web.region", **_dashboard(p, rows, country))
+
+
+@bp.get("/region/<code>")
+@page("oversight.read")
+def region(p: Page, code: str) -> Response:
+    found = _region(p.session, code)
+    rows = oversight.areas(p.session, p.clock, year=_year(p),
+                           overdue_days=services().policy.handover_overdue_days,
+                           region_code=code)
+    area = oversight.Area("region", found.code, found.name_fr, found.name_ar)
+    return _html("dashboard.html", level="province", area=area, parent=None,
+                 child_endpoint="web.province", **_dashboard(p, rows, area, region_code=code))
+
+
+def _province_page(p: Page, code: str, commune_code: str | None = None,
+                   status: int = 200, form_error: str | None = None,
+                   form: dict[str, str] | None = None, open_form: str = "") -> Response:
+    province = _province(p.session, code)
+    p.authorize(Scope(province_code=province.code))
+    commune = None
+    if commune_code is not None:
+        commune = p.session.get(Commune, commune_code)
+        if commune is None or commune.province_code != province.code:
+            raise UnknownEntity(f"no commune {commune_code} in {code}", entity=commune_code)
+    region_row = p.session.get(Region, province.region_code)
+    overdue_days = services().policy.handover_overdue_days
+    year = _year(p)
+    rows = oversight.areas(p.session, p.clock, year=year, overdue_days=overdue_days,
+                           province_code=code)
+    area = oversight.Area("province", province.code, province.name_fr, province.name_ar)
+    board = _dashboard(p, rows, area, province_code=code)
+    board["sum"] = oversight.province_figures(p.session, p.clock, code, year=year,
+                                              overdue_days=overdue_days)
+    people = oversight.province_holders(p.session, p.clock, code)
+    asked = oversight.province_requests(p.session, p.clock, code)
+    if commune is not None:
+        people = [h for h in people if h.commune_code == commune.code]
+        asked = [r for r in asked if r.commune_code == commune.code]
+        board["rows"] = [r for r in rows if r.area.code == commune.code]
+    communes = [r.area for r in rows]
+    free_holders = [h for h in people if h.request_status not in OPEN_STATES]
+    scope = Scope(province_code=code)
+    return _html(
+        "province.html", status, province=province, region=region_row, commune=commune,
+        holders=people, requests=asked, free_holders=free_holders,
+        batches=oversight.province_batches(p.session, p.clock, code,
+                                           overdue_days=overdue_days),
+        communes=communes, roles=list(holders.ROLES), token_forms=TOKEN_FORMS,
+        may_register=p.allowed("holders.write", scope),
+        may_request=p.allowed("requests.create", scope),
+        may_handover=p.allowed("requests.handover", scope),
+        may_drill_up=p.allowed("oversight.read"),
+        form_error=form_error, form=form or {}, open_form=open_form,
+        done=request.args.get("done", ""), level="commune", area=area, **board)
+
+
+@bp.get("/province/<code>")
+@page("reports.read")
+def province(p: Page, code: str) -> Response:
+    return _province_page(p, code)
+
+
+@bp.get("/province/<code>/commune/<commune_code>")
+@page("reports.read")
+def commune(p: Page, code: str, commune_code: str) -> Response:
+    return _province_page(p, code, commune_code)
+
+
+def _acting_contact(p: Page, province_code: str) -> int:
+    """The designated contact a request or registration is made through: the caller's
+    own record for a contact, the province's for an operator."""
+    found = contacts.active_contact(p.session, province_code)
+    if found is None:
+        raise ContactNotFound(f"province {province_code} has no designated contact",
+                                       province_code=province_code)
+    return found.id
+
+
+def _form_action(p: Page, code: str, open_form: str,
+                 work: Callable[[], None], done: str) -> Any:
+    """Run a form's work in a savepoint; on a refusal show the page again with the reason
+    and what was typed."""
+    try:
+        with p.attempt():
+            work()
+    except FORM_ERRORS as exc:
+        form = {k: v for k, v in request.form.items() if k != CSRF_FIELD}
+        return _province_page(p, code, status=exc.status, form_error=exc.detail, form=form,
+                              open_form=open_form)
+    return _done("web.province", done, code=code)
+
+
+@bp.post("/province/<code>/holders")
+@page("holders.write")
+def register_holder(p: Page, code: str) -> Any:
+    _province(p.session, code)
+    p.authorize(Scope(province_code=code))
+    f = request.form
+
+    def work() -> None:
+        commune_code = f.get("commune_code", "") or None
+        if commune_code is not None:
+            found = p.session.get(Commune, commune_code)
+            if found is None or found.province_code != code:
+                raise InvalidHolder(f"commune {commune_code} is not in {code}",
+                                            field="commune_code")
+        contact_id = _acting_contact(p, code) if p.principal.role == "contact" else None
+        holders.register_holder(p.session, p.clock, holders.HolderRegistration(
+            cin=f.get("cin", ""), given_name_fr=f.get("given_name_fr", ""),
+            surname_fr=f.get("surname_fr", ""), given_name_ar=f.get("given_name_ar", ""),
+            surname_ar=f.get("surname_ar", ""), role=f.get("role", ""),
+            mobile=f.get("mobile", ""), email=f.get("email", ""), commune_code=commune_code,
+            province_code=None if commune_code else code), actor=p.actor,
+            contact_id=contact_id)
+
+    return _form_action(p, code, "register", work, "holder")
+
+
+@bp.post("/province/<code>/requests")
+@page("requests.create")
+def submit_request(p: Page, code: str) -> Any:
+    _province(p.session, code)
+    p.authorize(Scope(province_code=code))
+    raw = request.form.get("holder_id", "")
+
+    def work() -> None:
+        if not raw.isdigit():
+            raise InvalidHolder("choose a holder", field="holder_id")
+        holder = holders.get_holder(p.session, int(raw))
+        if holder.province_code != code:
+            raise InvalidHolder("this holder is not of this province",
+                                        field="holder_id")
+        requests.submit_request(p.session, p.clock, contact_id=_acting_contact(p, code),
+                                holder_id=holder.id,
+                                token_form=request.form.get("token_form", ""),
+                                actor=p.actor)
+
+    return _form_action(p, code, "request", work, "request")
+
+
+@bp.post("/requests/<int:request_id>/handover")
+@page("requests.handover")
+def handover(p: Page, request_id: int) -> Any:
+    found = requests.get_request(p.session, request_id)
+    p.authorize(Scope(province_code=found.province_code))
+    contact_id = _acting_contact(p, found.province_code) \
+        if p.principal.role == "contact" else None
+
+    def work() -> None:
+        batches.record_handover(p.session, p.clock, request_id,
+                                handed_to=request.form.get("handed_to", ""),
+                                acknowledgement=request.form.get("acknowledgement", ""),
+                                actor=p.actor, policy=services().policy,
+                                contact_id=contact_id)
+
+    return _form_action(p, found.province_code, f"handover-{request_id}", work, "handover")
+
+
+# --------------------------------------------------------------------------- operator
+
+
+def _queue_page(p: Page, status: int = 200, form_error: str | None = None) -> Response:
+    return _html("queue.html", status, queue=oversight.operator_queue(p.session, p.clock),
+                 stages=oversight.QUEUE_STAGES, may_decide=p.allowed("requests.decide"),
+                 form_error=form_error, done=request.args.get("done", ""))
+
+
+@bp.get("/queue")
+@page("queue.read")
+def queue(p: Page) -> Response:
+    return _queue_page(p)
+
+
+def _decide(p: Page, request_id: int, work: Callable[[], object], done: str) -> Any:
+    found = requests.get_request(p.session, request_id)
+    p.authorize(Scope(province_code=found.province_code))
+    try:
+        with p.attempt():
+            work()
+    except FORM_ERRORS as exc:
+        return _queue_page(p, exc.status, exc.detail)
+    return _done("web.queue", done)
+
+
+@bp.post("/requests/<int:request_id>/approve")
+@page("requests.decide")
+def approve(p: Page, request_id: int) -> Any:
+    return _decide(p, request_id, lambda: requests.approve_request(
+        p.session, p.clock, request_id, actor=p.actor,
+        identity_check=request.form.get("identity_check", "")), "approved")
+
+
+@bp.post("/requests/<int:request_id>/reject")
+@page("requests.decide")
+def reject(p: Page, request_id: int) -> Any:
+    return _decide(p, request_id, lambda: requests.reject_request(
+        p.session, p.clock, request_id, actor=p.actor,
+        reason=request.form.get("reason", "")), "rejected")
+
+
+# --------------------------------------------------------------------------- holder
+
+
+@bp.get("/me")
+@page("holders.read")
+def me(p: Page) -> Response:
+    holder_id = p.principal.holder_id if p.principal.role == "holder" else None
+    if holder_id is None:
+        raise Forbidden("this page shows a holder's own credentials")
+    p.authorize(Scope(holder_id=holder_id))
+    holder = holders.get_holder(p.session, holder_id)
+    commune = p.session.get(Commune, holder.commune_code) if holder.commune_code else None
+    province = p.session.get(Province, holder.province_code)
+    return _html("me.html", holder=holder, commune=commune, province=province,
+                 credentials=oversight.holder_credentials(
+                     p.session, p.clock, holder_id,
+                     terms_version=p.settings.terms_version),
+                 terms_version=p.settings.terms_version, done=request.args.get("done", ""))
+
+
+@bp.post("/requests/<int:request_id>/terms")
+@page("holder.terms")
+def accept_terms(p: Page, request_id: int) -> Any:
+    found = requests.get_request(p.session, request_id)
+    p.authorize(Scope(holder_id=found.holder_id))
+    requests.accept_terms(p.session, p.clock, request_id, version=p.settings.terms_version,
+                          actor=p.actor)
+    return _done("web.me", "terms")
