@@ -440,6 +440,7 @@ class RemoteSigning:
         self.chain = chain
         self.policy = policy or RemoteSigningPolicy()
         self._label_locks: dict[str, threading.Lock] = {}
+        self._chains: dict[int, tuple[x509.Certificate, ...]] = {}
         self._guard = threading.Lock()
 
     # ----------------------------------------------------------------- credentials
@@ -694,8 +695,10 @@ class RemoteSigning:
 
     def _signer(self, credential: Credential, pin: str) -> Signer:
         key = self.tokens.private_key(credential.token_label, pin, key_id=credential.key_id)
-        with transaction(self.sessions) as session:
-            chain = self.chain(session, credential)
+        chain = self._chains.get(credential.authority_id)
+        if chain is None:  # CA certificates never change: read them once
+            with transaction(self.sessions) as session:
+                chain = self._chains[credential.authority_id] = self.chain(session, credential)
         return Signer(key, credential.certificate, chain)
 
     # ----------------------------------------------------------------- signing

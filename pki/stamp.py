@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import uharfbuzz as hb
 from pyhanko.pdf_utils import layout
 from pyhanko.pdf_utils.content import ResourceType
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulator
@@ -99,11 +100,33 @@ def _font_bytes(path: str) -> bytes:
     return out.getvalue()
 
 
+@lru_cache(maxsize=8)
+def _outline_bytes(path: str) -> bytes:
+    """:func:`_font_bytes` without its layout tables: the same glyphs under the same IDs,
+    for the PDF (pyHanko drops those tables from the embedded subset anyway; shaping reads
+    the full font). Subsetting this per signature is several times faster."""
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(io.BytesIO(_font_bytes(path)))
+    for tag in ("GSUB", "GPOS", "GDEF", "kern"):
+        if tag in font:
+            del font[tag]
+    out = io.BytesIO()
+    font.save(out)
+    return out.getvalue()
+
+
+@lru_cache(maxsize=8)
+def _shaping_face(path: str) -> hb.Face:
+    return hb.Face(_font_bytes(path))
+
+
 def warm_fonts(font_dir: Path | str | None = None) -> None:
     """Prepare the stamp fonts now (about a second, once per process) rather than during
     the first signature."""
     for path in font_paths(font_dir):
-        _font_bytes(path)
+        _outline_bytes(path)
+        _shaping_face(path)
 
 
 def _clean(value: str, name: str) -> str:
@@ -255,9 +278,12 @@ class _Fonts:
             writer = self._stamp.writer
             if writer is None:  # pragma: no cover - pyHanko always gives the stamp a writer
                 raise InvalidStamp("the stamp has no PDF writer")
-            # fontTools reads tables lazily from the handle: give it memory, not a file.
-            engine = GlyphAccumulator(writer=writer, font_handle=io.BytesIO(_font_bytes(path)),
+            # The engine embeds (subsets) the outlines-only font; HarfBuzz shapes with the
+            # full one, whose glyph IDs are the same.
+            engine = GlyphAccumulator(writer=writer,
+                                      font_handle=io.BytesIO(_outline_bytes(path)),
                                       font_size=self._style.font_size)
+            engine.hb_font = hb.Font(_shaping_face(path))
             name = f"F{len(self._engines) + 1}"
             found = self._engines[bold] = (name, engine)
             self._stamp.set_resource(category=ResourceType.FONT, name=pdf_name("/" + name),

@@ -396,11 +396,11 @@ def _credential_scope(call: Call, session: Session, credential: Credential, *,
 
 
 def _load_credential(call: Call, credential_id: str, *, authorised: bool = False
-                     ) -> Credential:
+                     ) -> tuple[Credential, HolderContact]:
     with call.runtime.unit_of_work() as session:
         credential = wiring().remote().credential(session, credential_id)
-        _credential_scope(call, session, credential, authorised=authorised)
-        return credential
+        contact = _credential_scope(call, session, credential, authorised=authorised)
+        return credential, contact
 
 
 def credential_info(credential: Credential, chain: tuple[x509.Certificate, ...], *,
@@ -600,13 +600,8 @@ def sign_doc(call: Call) -> Response:
         raise InvalidInput("conformance_level must be AdES-B-B, AdES-B-T or AdES-B-LT",
                            field="conformance_level")
     document = upload.read()
-    credential = _load_credential(call, credential_id, authorised=True)
-    visible = _form_bool("visible", True)
-    stamp = None
-    if visible:
-        with call.runtime.unit_of_work() as session:
-            contact = wiring().remote().contact(session, credential)
-        stamp = contact.stamp(call.clock.now())
+    _credential, contact = _load_credential(call, credential_id, authorised=True)
+    stamp = contact.stamp(call.clock.now()) if _form_bool("visible", True) else None
     pades_request = PadesRequest(level=level, stamp=stamp, placement=_placement(),
                                  reason=request.form.get("reason") or None,
                                  location=request.form.get("location") or None)

@@ -1,0 +1,309 @@
+"""signHash throughput over HTTP against the raw sign rate of the same key through hsm/.
+
+Run: ``.venv/bin/python -m bench.sign_hash [--batch 1000] [--rounds 5] [--workers 1]``
+
+A throwaway service under ``/tmp`` (SQLite, SoftHSM2 tokens, the CA, a hosted holder whose
+PIN was changed, a platform API key), served by gunicorn with the production settings file
+(``deploy/gunicorn.conf.py``, sync workers). Then:
+
+* **raw**: the same token key through ``hsm.TokenLibrary`` as the service configures it
+  (wrong-PIN counts in the database), signing prehashed SHA-256 digests in a loop, in this
+  process while the server is stopped; also with the counts in memory, for reference;
+* **http**: for each round, ``credentials/sendOTP`` (the code read from the outbox, as the
+  holder's phone would), ``credentials/authorize`` for ``--batch`` hashes, then the timed
+  part: one ``signatures/signHash`` call with the batch (keep-alive connection, JSON in and
+  out, SAD consumed, PIN login on the token, every hash signed).
+
+Best round of each. The LAST line is ``ratio_vs_raw=<x>`` (http / raw, goal >= 0.7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import requests as http
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = Path(sys.executable)
+SHA256 = "2.16.840.1.101.3.4.2.1"
+
+
+@dataclass
+class Service:
+    """A prepared throwaway deployment."""
+
+    directory: Path
+    env: dict[str, str]
+    serial: str
+    pin: str
+    mobile: str
+    api_key: str
+    token_label: str
+    key_id: bytes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def environment(directory: Path) -> dict[str, str]:
+    from hsm import generate_pin
+    from hsm.softhsm import write_softhsm_config
+
+    conf = write_softhsm_config(directory / "softhsm")
+    return {
+        "SOFTHSM2_CONF": str(conf), "TAWQI_VAR_DIR": str(directory),
+        "TAWQI_SO_PIN": secrets.token_hex(8), "TAWQI_SERVICE_PIN": generate_pin(8),
+        "TAWQI_ROOT_PIN": generate_pin(8), "TAWQI_ENVELOPE_TOKEN_PIN": generate_pin(8),
+        "TAWQI_RATE_LIMIT_PIN": "100000/60", "TAWQI_RATE_LIMIT_OTP": "100000/60",
+        "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma", "TAWQI_LOG_LEVEL": "WARNING",
+    }
+
+
+def read_sms(runtime: Any, mobile: str, pattern: str) -> str:
+    """Drain the outbox into a console inbox and read the newest matching SMS."""
+    from api.cli.delivery import make_worker
+    from delivery.backends import ConsoleInbox
+
+    inbox = ConsoleInbox()
+    make_worker(runtime, inbox=inbox).drain()
+    for channel, body in reversed(inbox.for_recipient(mobile)):
+        found = re.search(pattern, body)
+        if channel == "sms" and found:
+            return found.group(1)
+    raise RuntimeError(f"no SMS matching {pattern!r}")
+
+
+def prepare(directory: Path) -> Service:
+    """Database, CA, envelope key, a hosted holder ready to sign, a platform API key."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    env = environment(directory)
+    os.environ.update(env)
+    from api import accounts
+    from api.app import create_app
+    from api.runtime import Runtime
+    from core import migrate
+    from core.config import Settings
+    from delivery import contacts, holders, personalisation, pins, requests
+    from delivery.envelopes import provision_envelope_key
+    from hsm import generate_pin
+    from pki import ca
+    from pki.models import CertificateRecord
+    from pki.profiles import Profile
+    from quotas import policy, refdata
+
+    settings = Settings.from_env()
+    runtime = Runtime(settings)
+    try:
+        migrate.upgrade(runtime.engine)
+        clock, tokens = runtime.clock, runtime.tokens()
+        with runtime.unit_of_work() as session:
+            refdata.load(session, clock)
+            policy.ensure_default_policies(session, clock)
+            ca.init_ca(session, clock, tokens, Profile.from_settings(settings),
+                       root_token=settings.root_token_label,
+                       ca_token=settings.ca_token_label, so_pin=settings.so_pin,
+                       pin=settings.service_pin, root_pin=settings.root_pin, actor="bench")
+        provision_envelope_key(tokens, token_label=settings.envelope_token,
+                               token_pin=settings.envelope_token_pin,
+                               key_label=settings.envelope_key, so_pin=settings.so_pin)
+        app = create_app(rt=runtime)
+        from api import services
+
+        wiring = services.services(app)
+        with app.app_context():
+            personaliser, sealer = wiring.personaliser(), wiring.sealer()
+        with runtime.unit_of_work() as session:
+            contact = contacts.designate_contact(session, clock, contacts.ContactDesignation(
+                province_code="01.051", full_name="Samira El Idrissi", title="Cheffe de division",
+                phone="0539981234", postal_address="Al Hoceima",
+                email="contact@interieur.gov.ma", decision_reference="DEC-1",
+                decision_date=date(2026, 1, 15), designated_by="Le gouverneur"),
+                actor="bench")
+            holder = holders.register_holder(session, clock, holders.HolderRegistration(
+                cin="BE123456", given_name_fr="Karim", surname_fr="Benali",
+                given_name_ar="كريم", surname_ar="بنعلي", role="president",
+                commune_code="01.051.03.01", mobile="+212661000001",
+                email="karim@commune.example.ma"), actor="bench", contact_id=contact.id)
+            request = requests.submit_request(session, clock, contact_id=contact.id,
+                                              holder_id=holder.id, token_form="hosted",
+                                              actor="bench")
+            requests.approve_request(session, clock, request.id, actor="bench",
+                                     identity_check="bench")
+            personalisation.personalise_request(session, clock, request.id,
+                                                personaliser=personaliser, sealer=sealer,
+                                                actor="bench", policy=wiring.policy)
+            requests.activate_request(session, clock, request.id, actor="bench")
+            requests.accept_terms(session, clock, request.id,
+                                  version=settings.terms_version, actor="bench")
+            request_id, mobile = request.id, holder.mobile
+            key = accounts.create_api_key(session, clock, name="platform", actor="bench").key
+        initial = read_sms(runtime, mobile, r"signature est (\d+)\.")
+        pin = generate_pin(6)
+        pins.change_pin(runtime.sessions, clock, tokens, request_id, old_pin=initial,
+                        new_pin=pin, actor="bench")
+        with runtime.unit_of_work() as session:
+            serial = str(requests.get_request(session, request_id).certificate_serial)
+            row = session.query(CertificateRecord).filter_by(serial=serial).one()
+            label, key_id = row.token_label, bytes.fromhex(row.key_id)
+        return Service(directory, env, serial, pin, mobile, key, label, key_id)
+    finally:
+        runtime.close()
+
+
+class Server:
+    """gunicorn with the production settings file, on a free port."""
+
+    def __init__(self, service: Service, workers: int = 1) -> None:
+        self.port = free_port()
+        env = {**os.environ, **service.env, "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+               "GUNICORN_WORKERS": str(workers), "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(
+            [str(PYTHON.parent / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
+             "--log-level", "warning", "--access-logfile", "/dev/null", "api.wsgi:app"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if http.get(self.url + "/healthz", timeout=5).status_code == 200:
+                    return
+            except http.RequestException:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("gunicorn did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def runtime_for(service: Service) -> Any:
+    os.environ.update(service.env)
+    from api.runtime import Runtime
+    from core.config import Settings
+
+    return Runtime(Settings.from_env())
+
+
+def raw_rate(service: Service, batch: int, rounds: int, *, in_memory: bool) -> float:
+    """Prehashed SHA-256 signatures per second with the service's key through hsm/."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+    from hsm import InMemoryPinAttemptStore, TokenLibrary
+
+    runtime = runtime_for(service)
+    try:
+        tokens = TokenLibrary(runtime.settings.pkcs11_module,
+                              attempts=InMemoryPinAttemptStore()) if in_memory \
+            else runtime.tokens()
+        key = tokens.private_key(service.token_label, service.pin, key_id=service.key_id)
+        digests = [hashlib.sha256(f"raw {i}".encode()).digest() for i in range(batch)]
+        algorithm = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+        best = 0.0
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for digest in digests:
+                key.sign(digest, algorithm)
+            best = max(best, batch / (time.perf_counter() - start))
+        if in_memory:
+            tokens.close()
+        return best
+    finally:
+        runtime.close()
+
+
+def authorize(client: http.Session, url: str, service: Service, runtime: Any,
+              body: dict[str, Any]) -> str:
+    headers = {"Authorization": f"Bearer {service.api_key}"}
+    sent = client.post(url + "/csc/v2/credentials/sendOTP", headers=headers,
+                       json={"credentialID": service.serial}, timeout=60)
+    sent.raise_for_status()
+    code = read_sms(runtime, service.mobile, r"code de signature (\d{6})")
+    answer = client.post(url + "/csc/v2/credentials/authorize", headers=headers, timeout=60,
+                         json={"credentialID": service.serial, "PIN": service.pin,
+                               "OTP": code, **body})
+    answer.raise_for_status()
+    sad: str = answer.json()["SAD"]
+    return sad
+
+
+def http_rate(service: Service, server: Server, batch: int, rounds: int) -> list[float]:
+    runtime = runtime_for(service)
+    client = http.Session()
+    headers = {"Authorization": f"Bearer {service.api_key}"}
+    rates = []
+    try:
+        for index in range(rounds):
+            digests = [base64.b64encode(hashlib.sha256(f"{index} {i}".encode()).digest())
+                       .decode() for i in range(batch)]
+            sad = authorize(client, server.url, service, runtime,
+                            {"hashes": digests, "numSignatures": batch})
+            body = {"credentialID": service.serial, "SAD": sad, "hashes": digests,
+                    "hashAlgorithmOID": SHA256, "signAlgo": "1.2.840.10045.4.3.2"}
+            start = time.perf_counter()
+            answer = client.post(server.url + "/csc/v2/signatures/signHash", json=body,
+                                 headers=headers, timeout=120)
+            elapsed = time.perf_counter() - start
+            answer.raise_for_status()
+            assert len(answer.json()["signatures"]) == batch
+            rates.append(batch / elapsed)
+    finally:
+        runtime.close()
+    return rates
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    directory = Path(tempfile.mkdtemp(prefix="tawqi-bench-sign-"))
+    try:
+        service = prepare(directory)
+        raw = raw_rate(service, args.batch, args.rounds, in_memory=False)
+        raw_memory = raw_rate(service, args.batch, args.rounds, in_memory=True)
+        server = Server(service, workers=args.workers)
+        try:
+            rates = http_rate(service, server, args.batch, args.rounds)
+        finally:
+            server.stop()
+        best = max(rates)
+        print(f"batch: {args.batch} hashes per signHash call, {args.rounds} rounds, "
+              f"{args.workers} gunicorn worker(s)")
+        print(f"raw hsm (counts in the database, as served): {raw:,.0f} sig/s")
+        print(f"raw hsm (counts in memory): {raw_memory:,.0f} sig/s")
+        print("http signHash: " + ", ".join(f"{r:,.0f}" for r in rates) + " sig/s "
+              f"(best {best:,.0f}; {1000 * args.batch / best:.1f} ms per call)")
+        print(f"ratio_vs_raw={best / raw:.3f}")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
