@@ -222,6 +222,8 @@ def raw_rate(service: Service, batch: int, rounds: int, *, in_memory: bool) -> f
                               attempts=InMemoryPinAttemptStore()) if in_memory \
             else runtime.tokens()
         key = tokens.private_key(service.token_label, service.pin, key_id=service.key_id)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError("the benchmark holder key is EC P-256")
         digests = [hashlib.sha256(f"raw {i}".encode()).digest() for i in range(batch)]
         algorithm = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
         best = 0.0

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from asn1crypto import cms
+from asn1crypto import core as asn1_core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -92,6 +93,7 @@ _INDICATION: dict[AdESStatus, Indication] = {
     AdESStatus.INDETERMINATE: "INDETERMINATE",
     AdESStatus.FAILED: "TOTAL-FAILED",
 }
+_TST_ATTRIBUTE = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken
 _SEMANTICS_ID = re.compile(r"^(IDC|PAS|PNO)([A-Z]{2})[-:](.+)$")
 
 
@@ -337,12 +339,13 @@ def _embedded_certs(embedded: EmbeddedPdfSignature) -> list[asn1_x509.Certificat
 
 
 def _timestamp_tokens(embedded: EmbeddedPdfSignature) -> list[cms.ContentInfo]:
-    tokens = []
+    tokens: list[cms.ContentInfo] = []
     unsigned = embedded.signer_info["unsigned_attrs"]
-    if unsigned.native is not None:
-        for attr in unsigned:
-            if attr["type"].native == "signature_time_stamp_token":
-                tokens.extend(attr["values"])
+    if isinstance(unsigned, asn1_core.Void):
+        return tokens
+    for attr in unsigned:  # (never .native: it would decode every token in full)
+        if attr["type"].dotted == _TST_ATTRIBUTE:
+            tokens.extend(attr["values"])
     return tokens
 
 
