@@ -27,7 +27,6 @@ from typing import Any, Literal
 
 from cryptography import x509
 from flask import Flask, Response, current_app, request
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.policy import Scope
@@ -39,10 +38,9 @@ from core.clock import Clock, as_utc
 from core.errors import InvalidInput, TawqiError
 from delivery import envelopes, holders, requests
 from delivery.errors import InvalidHolder
-from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED, CertificateRequest
+from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED
 from delivery.outbox import Notification, enqueue
-from pki import tsa
-from pki.models import AuthorityRecord
+from pki import queries, tsa
 from pki.pades import (
     Level,
     LocalTimeStamper,
@@ -110,10 +108,10 @@ class DeliveryDirectory:
             return None
         if holder is None:
             return None
-        row = session.scalars(select(CertificateRequest).where(
-            CertificateRequest.holder_id == holder.id,
-            CertificateRequest.certificate_serial == serial)
-            .order_by(CertificateRequest.id.desc()).limit(1)).one_or_none()
+        # A holder has a handful of requests: pick the one that carries this certificate.
+        row = next((r for r in reversed(requests.list_requests(
+            session, holder_id=holder.id, limit=None).items)
+                    if r.certificate_serial == serial), None)
         if row is None:
             return HolderContact(holder.id, holder.mobile, False, False,
                                  ("no request of this holder carries this certificate",))
@@ -163,9 +161,8 @@ class SessionRevocation:
 def trust_roots(rt: Runtime) -> list[x509.Certificate]:
     """Our active root CAs, then the anchors of ``TAWQI_VERIFY_TRUST_ANCHORS``."""
     with rt.unit_of_work() as session:
-        roots = [x509.load_der_x509_certificate(row.der) for row in session.scalars(
-            select(AuthorityRecord).where(AuthorityRecord.kind == "root",
-                                          AuthorityRecord.active.is_(True))) if row.der]
+        roots = [x509.load_der_x509_certificate(row.der) for row in queries.authorities(session)
+                 if row.kind == "root" and row.active and row.der]
     extra = rt.settings.verify_trust_anchors
     if extra:
         roots.extend(x509.load_pem_x509_certificates(Path(extra).read_bytes()))
