@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -52,6 +53,10 @@ from pki.authority import sha1
 from pki.models import AuthorityRecord, CrlRecord, OcspRecord
 from pki.signer import Signer, from_asn1, pyhanko_signer, to_asn1
 from pki.stamp import BilingualStampStyle, StampText
+
+# pyHanko warns that B-LT revocation data is embedded "but fetching is not allowed": by
+# design, our data comes from our own records.
+logging.getLogger("pyhanko.sign.signers.pdf_signer").setLevel(logging.ERROR)
 
 #: Default size of the visible stamp, in PDF points (1/72 in).
 STAMP_WIDTH = 300

@@ -83,6 +83,11 @@ from pki.pades import RevocationData, RevocationSource, read_pdf
 from pki.signer import from_asn1, to_asn1
 
 log = logging.getLogger(__name__)
+# pyHanko logs every failed check of a validation with its traceback (at WARNING): here a
+# failed check is an expected outcome, and the report carries it.
+for _name in ("pyhanko.sign.validation.generic_cms", "pyhanko.sign.validation.ades",
+              "pyhanko_certvalidator"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 Indication = Literal["TOTAL-PASSED", "INDETERMINATE", "TOTAL-FAILED"]
 CertStatus = Literal["good", "revoked", "suspended", "expired", "not-yet-valid", "unknown",

@@ -306,6 +306,229 @@ def pki_chapter(runtime: Runtime, story: Story) -> None:
     story["pki_serial"] = issued.serial
 
 
+def _permit_pdf(number: str, holder_fr: str, commune_fr: str) -> bytes:
+    """A one-page building permit (text in Helvetica) for the signing chapter."""
+    import io
+
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
+
+    name = generic.NameObject
+    fonts = generic.DictionaryObject({
+        name(f"/F{i}"): generic.DictionaryObject({
+            name("/Type"): name("/Font"), name("/Subtype"): name("/Type1"),
+            name("/BaseFont"): name(base), name("/Encoding"): name("/WinAnsiEncoding")})
+        for i, base in ((1, "/Helvetica"), (2, "/Helvetica-Bold"))})
+    lines = [(2, 11, "ROYAUME DU MAROC"), (1, 10, "Ministère de l'Intérieur"),
+             (1, 10, f"Province d'Al Hoceima - {commune_fr}"), (1, 10, ""),
+             (2, 16, f"PERMIS DE CONSTRUIRE N° {number}"), (1, 10, ""),
+             (1, 11, "Bénéficiaire : M. Rachid Haddou, CIN R654321"),
+             (1, 11, "Objet : construction d'une maison individuelle R+1"),
+             (1, 11, "Adresse du projet : lotissement Al Amal, lot 17"),
+             (1, 11, "Dossier instruit par la commission sur la plateforme des autorisations"),
+             (1, 10, ""),
+             (1, 11, "Le présent permis est délivré sous réserve du respect des plans"),
+             (1, 11, "approuvés et des prescriptions de la commission."), (1, 10, ""),
+             (1, 11, f"Le président du conseil de la commune, par délégation : {holder_fr}")]
+    ops = [b"BT 60 770 Td"]
+    for font, size, text in lines:
+        ops.append(b"/F%d %d Tf (%s) Tj 0 -%d Td" % (font, size, text.encode("cp1252"),
+                                                    size + 9))
+    ops.append(b"ET")
+    writer = PdfFileWriter()
+    writer.insert_page(PageObject(
+        contents=writer.add_object(generic.StreamObject(stream_data=b" ".join(ops))),
+        media_box=generic.ArrayObject([generic.NumberObject(v) for v in (0, 0, 595, 842)]),
+        resources=generic.DictionaryObject({name("/Font"): fonts})))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _pdfsig_verdicts(pdf: Path, root_der: bytes) -> str:
+    """poppler's pdfsig on ``pdf``, with an NSS database trusting our root (if installed)."""
+    import shutil as _shutil
+    import subprocess
+    import tempfile
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    if not (_shutil.which("pdfsig") and _shutil.which("certutil")):
+        return "not installed (poppler-utils, libnss3-tools)"
+    with tempfile.TemporaryDirectory() as nss:
+        root_pem = Path(nss) / "root.pem"
+        root_pem.write_bytes(x509.load_der_x509_certificate(root_der).public_bytes(
+            Encoding.PEM))
+        subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"],
+                       capture_output=True, check=True)
+        subprocess.run(["certutil", "-A", "-d", f"sql:{nss}", "-n", "root", "-t", "CT,C,C",
+                        "-i", str(root_pem)], capture_output=True, check=True)
+        judged = subprocess.run(["pdfsig", "-nssdir", f"sql:{nss}", "-no-ocsp", str(pdf)],
+                                capture_output=True, text=True, check=False).stdout
+    return "; ".join(line.split(":", 1)[1].strip() for line in judged.splitlines()
+                     if "Validation:" in line)
+
+
+def signing_chapter(runtime: Runtime, story: Story) -> None:
+    """The permits platform has a permit signed with a holder's hosted key once she
+    authorises it (PIN + SMS code): PAdES B-LT with the bilingual stamp, verified
+    TOTAL-PASSED; then the operator revokes the certificate, OCSP says revoked and a new
+    signature is refused. The signed PDF is written under the demo's var directory."""
+    import base64
+    import hashlib
+    import io
+    import secrets
+    import time
+
+    from cryptography.x509 import ocsp as x509_ocsp
+
+    from api import accounts
+    from api.app import create_app
+    from api.cli.delivery import make_personaliser, make_worker
+    from delivery import contacts, holders, pins, requests
+    from delivery.backends import ConsoleInbox
+    from delivery.envelopes import TokenSealer, provision_envelope_key
+    from delivery.personalisation import personalise_request
+    from delivery.policy import DeliveryPolicy
+    from hsm import generate_pin
+    from pki import ca, lifecycle, ocsp, queries
+    from pki.profiles import Profile
+
+    chapter("Remote signing and verification: a permit signed in the HSM")
+    missing = {name: value for name, value in (
+        ("so_pin", secrets.token_hex(8)), ("service_pin", generate_pin(8)),
+        ("envelope_token_pin", generate_pin(8))) if not getattr(runtime.settings, name)}
+    if missing:
+        runtime.settings = runtime.settings.replace(**missing)
+    settings, tokens, clock = runtime.settings, runtime.tokens(), runtime.clock
+    provision_envelope_key(tokens, token_label=settings.envelope_token,
+                           token_pin=settings.envelope_token_pin,
+                           key_label=settings.envelope_key, so_pin=settings.so_pin)
+    sealer = TokenSealer(tokens, settings.envelope_token, settings.envelope_token_pin,
+                         settings.envelope_key)
+
+    def sms_to(mobile: str) -> str:
+        """The holder's phone: the newest SMS the outbox worker sent to ``mobile``."""
+        inbox = ConsoleInbox()
+        make_worker(runtime, inbox=inbox).drain()
+        texts = [body for channel, body in inbox.for_recipient(mobile) if channel == "sms"]
+        return texts[-1] if texts else ""
+
+    # A holder with a hosted token: the key stays in the service's HSM.
+    personaliser = make_personaliser(runtime)  # (loads the CA in its own transaction)
+    with runtime.unit_of_work() as session:
+        contact = contacts.active_contact(session, "01.051")
+        if contact is None:
+            say("UNEXPECTED: no designated contact for Al Hoceima")
+            return
+        holder = holders.register_holder(session, clock, holders.HolderRegistration(
+            cin="R100006", given_name_fr="Hanane", surname_fr="Alaoui",
+            given_name_ar="حنان", surname_ar="العلوي", role="vice_president",
+            commune_code="01.051.01.05", mobile="+212661000010",
+            email="hanane.alaoui@commune.example.ma"), actor="contact",
+            contact_id=contact.id)
+        request = requests.submit_request(session, clock, contact_id=contact.id,
+                                          holder_id=holder.id, token_form="hosted",
+                                          actor="contact")
+        requests.approve_request(session, clock, request.id, actor="operator",
+                                 identity_check="CIN copy and council minutes checked")
+        personalise_request(session, clock, request.id, personaliser=personaliser,
+                            sealer=sealer, actor="operator",
+                            policy=DeliveryPolicy.from_settings(settings))
+        requests.activate_request(session, clock, request.id, actor="operator")
+        requests.accept_terms(session, clock, request.id, version=settings.terms_version,
+                              actor="holder")
+        named = holders.profile(session, holder)
+        holder_id, cin, mobile, request_id = holder.id, holder.cin, holder.mobile, request.id
+    initial = DEMO_SECRET.search(sms_to(mobile))
+    if initial is None:
+        say("UNEXPECTED: the hosted token's PIN did not arrive")
+        return
+    pin = generate_pin(6)
+    pins.change_pin(runtime.sessions, clock, tokens, request_id, old_pin=initial.group(0),
+                    new_pin=pin, actor="holder")
+    name_fr = f"{named.given_name_fr} {named.surname_fr}"
+    say(f"{name_fr} ({named.title_fr}, {named.organisation_fr}) has a hosted key in the "
+        "service's HSM; its PIN came by SMS and she changed it")
+
+    # The permits platform, through the CSC-style API, with its API key.
+    with runtime.unit_of_work() as session:
+        platform = accounts.create_api_key(session, clock, name="permits platform",
+                                           actor="operator").key
+    client = create_app(rt=runtime).test_client()
+    auth = {"Authorization": f"Bearer {platform}"}
+    listed = client.post("/csc/v2/credentials/list", headers=auth, json={
+        "userID": cin, "credInfo": True, "authInfo": True}).get_json()
+    credential = listed["credentialIDs"][0]
+    info = listed["credentialInfos"][0]
+    say(f"platform: credentials/list for CIN {cin} -> credential {credential} "
+        f"(certificate {info['cert']['status']}, authorisation {info['auth']['expression']})")
+    document = _permit_pdf("2026/0042", name_fr, named.organisation_fr)
+    digest = base64.b64encode(hashlib.sha256(document).digest()).decode()
+    client.post("/csc/v2/credentials/sendOTP", headers=auth, json={"credentialID": credential})
+    code_sms = sms_to(mobile)
+    say(f"  SMS to {mobile}: {_masked(code_sms.splitlines()[0] if code_sms else '')}")
+    code = DEMO_SECRET.search(code_sms)
+    granted = client.post("/csc/v2/credentials/authorize", headers=auth, json={
+        "credentialID": credential, "PIN": pin, "OTP": code.group(0) if code else "",
+        "documentDigests": [digest]})
+    if granted.status_code != 200:
+        say(f"UNEXPECTED: authorisation refused: {granted.get_json()}")
+        return
+    sad = granted.get_json()
+    say("the holder authorised it with her PIN and the SMS code: a single-use SAD bound to "
+        f"this permit's SHA-256, valid {sad['expiresIn']} s")
+    signed = client.post("/csc/v2/signatures/signDoc", headers=auth,
+                         content_type="multipart/form-data", data={
+                             "credentialID": credential, "SAD": sad["SAD"],
+                             "conformance_level": "AdES-B-LT",
+                             "document": (io.BytesIO(document), "permis.pdf")})
+    if signed.status_code != 200:
+        say(f"UNEXPECTED: signing failed: {signed.get_json()}")
+        return
+    output = settings.var_dir / "permis-2026-0042-signe.pdf"
+    output.write_bytes(signed.data)
+    say(f"signatures/signDoc: {signed.headers['X-Signature-Level']}, visible stamp in French "
+        f"and Arabic, written to {output} ({len(signed.data):,} bytes)")
+    report = client.post("/v1/verify", headers=auth, data=signed.data,
+                         content_type="application/pdf").get_json()
+    sig = report["signatures"][0]
+    say(f"/v1/verify: {sig['indication']} — {sig['signer']['name']}, CIN "
+        f"{sig['signer']['cin']}, {sig['level']}, time-stamp {sig['timestamp_time']}, "
+        f"certificate {sig['certificate_now']['status']}")
+    with runtime.unit_of_work() as session:
+        root_der = next(r.der for r in queries.authorities(session) if r.kind == "root")
+    say(f"poppler's pdfsig (our root trusted): {_pdfsig_verdicts(output, root_der)}")
+
+    # The operator revokes the certificate: OCSP says so, and nothing more is signed.
+    # (Two seconds later: time-stamps and revocation times count whole seconds, and a
+    # revocation in the same second as the signature would leave its order undecided.)
+    time.sleep(2)
+    with runtime.unit_of_work() as session:
+        authority = ca.load_authority(session, tokens, Profile.from_settings(settings),
+                                      pin=settings.service_pin)
+        lifecycle.revoke(session, clock, authority, credential, "key-compromise",
+                         actor="operator")
+    answer = ocsp.OcspResponder(runtime.sessions, clock).respond(ocsp.canonical_request(
+        authority.name_hash, authority.key_hash, int(credential, 16)))
+    parsed = x509_ocsp.load_der_ocsp_response(answer.der)
+    reason = parsed.revocation_reason.name if parsed.revocation_reason else "unspecified"
+    say(f"the operator revoked certificate {credential}; OCSP answers "
+        f"{parsed.certificate_status.name.lower()} ({reason})")
+    refused = client.post("/csc/v2/credentials/sendOTP", headers=auth,
+                          json={"credentialID": credential})
+    say(f"a new signature is refused: HTTP {refused.status_code}, "
+        f"{refused.get_json()['detail']}")
+    again = client.post("/v1/verify", headers=auth, data=signed.data,
+                        content_type="application/pdf").get_json()["signatures"][0]
+    say(f"the permit signed before the revocation: {again['indication']} (certificate "
+        f"{again['certificate_at_signing']['status']} at signing, "
+        f"{again['certificate_now']['status']} now)")
+    story["signed_pdf"] = str(output)
+    story["signing_holder"] = holder_id
+
+
 def audit_chapter(runtime: Runtime, story: Story) -> None:
     chapter("Audit")
     with runtime.unit_of_work() as session:
@@ -314,7 +537,7 @@ def audit_chapter(runtime: Runtime, story: Story) -> None:
 
 
 CHAPTERS: list[Callable[[Runtime, Story], None]] = [quotas_chapter, delivery_chapter,
-                                                    pki_chapter]
+                                                    pki_chapter, signing_chapter]
 CLOSING: list[Callable[[Runtime, Story], None]] = [audit_chapter]
 
 
