@@ -278,7 +278,7 @@ def read_pdf(data: bytes, *, max_bytes: int) -> PdfFileReader:
     if len(data) > max_bytes:
         raise DocumentTooLarge(f"the document exceeds {max_bytes} bytes", limit=max_bytes,
                                size=len(data))
-    if not data.lstrip()[:5] == b"%PDF-":
+    if b"%PDF-" not in data[:1024]:  # the header may follow some junk (ISO 32000 7.5.2)
         raise InvalidDocument("the document is not a PDF (no %PDF- header)")
     try:
         reader = PdfFileReader(io.BytesIO(bytes(data)), strict=False,
@@ -304,6 +304,18 @@ def _rect(value: Any) -> tuple[float, float, float, float]:
     return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
 
 
+def _inherited(page: Any, key: str) -> Any:
+    """A page attribute, looked up the page tree (MediaBox and CropBox are inheritable)."""
+    node, depth = page, 0
+    while node is not None and depth < 64:
+        if key in node:
+            return node[key]
+        parent = node.get("/Parent")
+        node = parent.get_object() if parent is not None else None
+        depth += 1
+    return None
+
+
 def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -314,7 +326,8 @@ def free_box(reader: PdfFileReader, page: int, width: float = STAMP_WIDTH,
     (earlier signature stamps, form fields)."""
     page_ref, _resources = reader.find_page_for_modification(page)
     page_obj = page_ref.get_object()
-    media = _rect(page_obj.get("/CropBox", page_obj["/MediaBox"]))
+    box = _inherited(page_obj, "/CropBox") or _inherited(page_obj, "/MediaBox")
+    media = _rect(box) if box is not None else (0.0, 0.0, 595.0, 842.0)  # A4
     taken = []
     annots = page_obj.get("/Annots")
     if isinstance(annots, ArrayObject):

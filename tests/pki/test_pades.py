@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signature
@@ -128,6 +129,25 @@ def test_second_stamp_goes_above_the_first(signed) -> None:  # type: ignore[no-u
     first, second = sorted(boxes, key=lambda b: b[1])
     assert second[1] >= first[3]  # no overlap: stacked upwards
     assert free_box(reader, 0)[1] >= second[3]
+
+
+def test_inherited_media_box(pki, service) -> None:  # type: ignore[no-untyped-def]
+    """Many PDFs put /MediaBox on the page tree, not on each page."""
+    from pyhanko.pdf_utils import generic
+
+    writer = IncrementalPdfFileWriter(io.BytesIO(permit_pdf()))
+    page_ref, _resources = writer.find_page_for_modification(0)
+    page = page_ref.get_object()
+    pages = writer.root["/Pages"]
+    pages[generic.NameObject("/MediaBox")] = page["/MediaBox"]
+    del page["/MediaBox"]
+    writer.update_container(page)
+    writer.update_container(pages)
+    out = io.BytesIO()
+    writer.write(out)
+    signed = service.sign(out.getvalue(), pki.signer(),
+                          PadesRequest(level=Level.B_B, stamp=stamp_for()))
+    assert signed.box == (259.0, 36.0, 559.0, 132.0)
 
 
 def test_placement_is_checked(pki, service) -> None:  # type: ignore[no-untyped-def]
