@@ -182,6 +182,22 @@ def rows() -> list[Row]:
             {"reason": "affiliationChanged"}, rule="/v1/certificates/<serial>/revoke"),
         Row("POST", "/v1/certificates/0a1b/renew", frozenset({OPERATOR}),
             rule="/v1/certificates/<serial>/renew"),
+        # remote signing (CSC-style) and verification
+        Row("POST", "/csc/v2/info", PUBLIC),
+        Row("POST", "/csc/v2/credentials/list",
+            frozenset({ADMIN, OPERATOR, HOLDER, PLATFORM}), {"userID": "{holder_here_cin}"}),
+        Row("POST", "/csc/v2/credentials/info",
+            frozenset({ADMIN, OPERATOR, HOLDER, PLATFORM}), {"credentialID": "0a1b"}),
+        Row("POST", "/csc/v2/credentials/sendOTP", frozenset({HOLDER, PLATFORM}),
+            {"credentialID": "0a1b"}),
+        Row("POST", "/csc/v2/credentials/authorize", frozenset({HOLDER, PLATFORM}),
+            {"credentialID": "0a1b", "PIN": "123456", "OTP": "123456",
+             "hashes": ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]}),
+        Row("POST", "/csc/v2/signatures/signHash", frozenset({HOLDER, PLATFORM}),
+            {"credentialID": "0a1b", "SAD": "x",
+             "hashes": ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]}),
+        Row("POST", "/csc/v2/signatures/signDoc", frozenset({HOLDER, PLATFORM})),
+        Row("POST", "/v1/verify", EVERYONE),
         # last: it revokes the caller's token
         Row("POST", "/v1/auth/logout", PEOPLE),
     ]
