@@ -24,6 +24,9 @@ lint: $(STAMP)
 bench: system-deps $(STAMP)
 	$(BIN)/python -m bench.hsm_sign
 	$(BIN)/python -m bench.ocsp
+	$(BIN)/python -m bench.sign_hash
+	$(BIN)/python -m bench.sign_pdf
+	$(BIN)/python -m bench.verify
 
 system-deps:
 	@bash scripts/system-deps.sh

@@ -12,6 +12,7 @@ PACKAGES=(
   postgresql          # binaries for the test-suite's throwaway cluster
   chromium            # headless browser for the web pages' end-to-end tests
   nginx-light         # serves the pre-signed OCSP responses in the benchmark
+  libnss3-tools       # certutil: the NSS trust store pdfsig reads in the tests
 )
 
 missing=()
