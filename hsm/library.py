@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,6 +70,9 @@ _LABEL_MAX_BYTES = 32  # CK_TOKEN_INFO.label
 _GCM_NONCE_BYTES = 12
 _GCM_TAG_BITS = 128
 _BLOB_VERSION = b"\x01"
+# A signature re-reads the wrong-PIN count (which another process may have raised to the
+# lockout) at most this often per token; every PIN check still reads it afresh.
+_LOCK_RECHECK_SECONDS = 1.0
 
 _GONE = (p11.SessionHandleInvalid, p11.SessionClosed, p11.TokenNotPresent,
          p11.DeviceRemoved, p11.SlotIDInvalid)
@@ -158,6 +162,8 @@ class TokenLibrary:
         self._attempts: PinAttemptStore = (attempts if attempts is not None
                                            else InMemoryPinAttemptStore())
         self._state_: _State | None = None
+        # token label -> monotonic time until which "not locked" may be trusted when signing
+        self._unlocked_until: dict[str, float] = {}
 
     @classmethod
     def from_environment(cls, **kwargs: Any) -> TokenLibrary:
@@ -269,6 +275,15 @@ class TokenLibrary:
         entry.private_keys.clear()
         entry.secret_keys.clear()
 
+    def _raise_if_locked_recently(self, label: str) -> None:
+        """The signing path's lock check: one store read per token per second, not one per
+        signature (with the database store, that read cost more than the signature)."""
+        now = time.monotonic()
+        if self._unlocked_until.get(label, 0.0) > now:
+            return
+        self._raise_if_locked(label)
+        self._unlocked_until[label] = now + _LOCK_RECHECK_SECONDS
+
     def _raise_if_locked(self, label: str) -> None:
         failures = self._attempts.failures(label)
         if failures >= self.max_attempts:
@@ -284,6 +299,7 @@ class TokenLibrary:
         with module.lock:
             state = self._state(module)
         with state.label_lock(label):
+            self._unlocked_until.pop(label, None)
             self._raise_if_locked(label)
             rv = self._login_on_token(module, label, _mod.CKU_USER, pin)
             if rv == _mod.CKR_OK:
@@ -396,7 +412,7 @@ class TokenLibrary:
     def _token_sign(self, token_label: str, key_id: bytes, mechanism: Mechanism,
                     param: Any, data: bytes) -> bytes:
         """Sign ``data`` with a pooled, logged-in token key (used by the key objects)."""
-        self._raise_if_locked(token_label)
+        self._raise_if_locked_recently(token_label)
         module = self._module()
         with module.lock:
             state = self._state(module)

@@ -100,6 +100,25 @@ def test_lock_is_shared_through_the_attempt_store(softhsm_library: TokenLibrary,
         second.close()
 
 
+def test_a_lock_set_elsewhere_stops_signing_within_the_recheck_window(
+        hsm_token: HsmToken, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signing re-reads the shared wrong-PIN count at most once a second per token; a lock
+    reached in another process stops this process's signatures once that window passes."""
+    import hsm.library
+
+    monkeypatch.setattr(hsm.library, "_LOCK_RECHECK_SECONDS", 0.0)  # the window is over
+    library, label, _so, pin = hsm_token
+    library.generate_key_pair(label, pin, key_type="EC-P256", key_label="k", key_id=b"\x0a")
+    key = library.private_key(label, pin, key_id=b"\x0a")
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    key.sign(b"before", ec.ECDSA(hashes.SHA256()))
+    store = library._attempts
+    for _ in range(library.max_attempts):
+        store.record_failure(label)  # as another worker's wrong PINs would
+    with pytest.raises(PinLocked):
+        key.sign(b"after", ec.ECDSA(hashes.SHA256()))
+
+
 def test_wrong_so_pin_is_refused_and_not_counted_as_user_failure(hsm_token: HsmToken) -> None:
     library, label, _, pin = hsm_token
     with pytest.raises(PinIncorrect) as caught:
