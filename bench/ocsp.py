@@ -69,7 +69,13 @@ def build_world(work: Path, certs: int) -> World:
     from hsm.softhsm import use_config, write_softhsm_config
     from pki import ca, issuance, lifecycle, ocsp
     from pki.authority import random_serial
-    from pki.profiles import HolderIdentity, Profile, ca_name, ocsp_builder
+    from pki.profiles import (
+        DOCUMENTATION_POLICY_OID,
+        HolderIdentity,
+        Profile,
+        ca_name,
+        ocsp_builder,
+    )
 
     conf = write_softhsm_config(work / "softhsm")
     module = default_module_path()
@@ -81,7 +87,7 @@ def build_world(work: Path, certs: int) -> World:
     sessions = make_session_factory(engine)
     clock = SystemClock()
     profile = Profile(public_url="http://pki.tawqi.ma",
-                      policy_oid="2.25.209723024515944084584691595207007587962")
+                      policy_oid=DOCUMENTATION_POLICY_OID)
     pin = generate_pin(8)
     with transaction(sessions) as session:
         ca.init_ca(session, clock, library, profile, root_token="bench-root",
@@ -182,7 +188,8 @@ def start_openssl(world: World, port: int) -> subprocess.Popen[bytes]:
 def _env(world: World) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAWQI_")}
     env.update({"TAWQI_DATABASE_URL": world.db_url, "TAWQI_VAR_DIR": str(world.work / "var"),
-                "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma", "SOFTHSM2_CONF": str(world.conf)})
+                "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma", "SOFTHSM2_CONF": str(world.conf),
+                "TAWQI_POLICY_OID": "1.3.6.1.4.1.32473.1"})
     return env
 
 

@@ -67,6 +67,7 @@ def free_port() -> int:
 def environment(directory: Path) -> dict[str, str]:
     from hsm import generate_pin
     from hsm.softhsm import write_softhsm_config
+    from pki.profiles import DOCUMENTATION_POLICY_OID
 
     conf = write_softhsm_config(directory / "softhsm")
     return {
@@ -75,6 +76,7 @@ def environment(directory: Path) -> dict[str, str]:
         "TAWQI_ROOT_PIN": generate_pin(8), "TAWQI_ENVELOPE_TOKEN_PIN": generate_pin(8),
         "TAWQI_RATE_LIMIT_PIN": "100000/60", "TAWQI_RATE_LIMIT_OTP": "100000/60",
         "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma", "TAWQI_LOG_LEVEL": "WARNING",
+        "TAWQI_POLICY_OID": DOCUMENTATION_POLICY_OID,
     }
 
 

@@ -56,9 +56,9 @@ class Settings:
     ca_org: str = "Tawqi"
     ca_country: str = "MA"
     ca_key_type: str = "EC-P256"
-    # OID arc of our certificate policies: 2.25.<UUID 9dc72f6f-7204-44ac-a933-c6fc82acce7a>,
-    # an arc we own by construction (ITU-T X.667); sub-arcs .1 (holders), .2 (OCSP), .3 (TSA).
-    policy_oid: str = "2.25.209723024515944084584691595207007587962"
+    # OID arc of our certificate policies; sub-arcs .1 (holders), .2 (OCSP), .3 (TSA). No
+    # default: a real CA names its own arc (`tawqi ca init` refuses to run without it).
+    policy_oid: str = ""
     root_validity_days: int = 7300
     issuing_validity_days: int = 3650
     holder_validity_days: int = 1095

@@ -115,6 +115,7 @@ def init_ca(session: Session, clock: Clock, tokens: TokenAccess, profile: Profil
     first CRLs. Tokens missing are initialised with ``so_pin`` and the given PINs. Refuses
     to run twice (:class:`AuthorityAlreadyInitialised`)."""
     check_key_type(key_type)
+    profile.policy(0)  # refuses before any token is touched when no policy arc is set
     if session.scalars(select(AuthorityRecord).where(AuthorityRecord.active.is_(True))
                        ).first() is not None:
         raise AuthorityAlreadyInitialised("the CA is already initialised")

@@ -37,6 +37,22 @@ ARC_OCSP = 2
 ARC_TSA = 3
 
 CIN_PATTERN = re.compile(r"^[A-Z]{1,2}[0-9]{1,8}$")
+# RFC 5612's Private Enterprise Number for documentation (1.3.6.1.4.1.32473): the demo's and
+# the tests' arc. Every component fits in 32 bits, so stock tools (pkilint's default decoder,
+# Botan, Go) parse it; it names no real CA, so production must set its own.
+DOCUMENTATION_POLICY_OID = "1.3.6.1.4.1.32473.1"
+
+
+class PolicyArcNotSet(ConfigurationError):
+    type = "policy-oid-not-set"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "TAWQI_POLICY_OID is not set: a CA names its own certificate-policy arc (e.g. "
+            "under its IANA Private Enterprise Number, 1.3.6.1.4.1.<PEN>.x); it is written "
+            "into every certificate and time-stamp and cannot be changed afterwards")
+
+
 # X.520 upper bounds (RFC 5280 appendix A): CN 64, O 64, title 64, serialNumber 64.
 UB_NAME = 64
 
@@ -59,7 +75,8 @@ class Profile:
     ocsp_response_validity_hours: int = 24
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", self.policy_oid):
+        if self.policy_oid and \
+                not re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", self.policy_oid):
             raise ConfigurationError("TAWQI_POLICY_OID is not a dotted OID",
                                      oid=self.policy_oid)
         if not self.public_url.startswith(("http://", "https://")):
@@ -83,6 +100,10 @@ class Profile:
         return self.public_url.rstrip("/")
 
     def policy(self, arc: int) -> str:
+        """Our policy OID for ``arc``; refuses while no arc is configured, so that nothing
+        is ever certified under an arc the operator did not choose."""
+        if not self.policy_oid:
+            raise PolicyArcNotSet()
         return f"{self.policy_oid}.{arc}"
 
     def ocsp_url(self) -> str:

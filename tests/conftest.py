@@ -22,9 +22,15 @@ from sqlalchemy.orm import Session
 from core.clock import FrozenClock
 from core.db import make_engine, make_session_factory, transaction
 from core.migrate import upgrade
+from pki.profiles import DOCUMENTATION_POLICY_OID
 from tests.pgcluster import ThrowawayCluster
 
 pytest_plugins = ["tests.hsm_fixtures"]
+
+# The tests certify under RFC 5612's documentation arc, as the demo does; processes the tests
+# start (the CLI, gunicorn) inherit it. Production must set its own (`tawqi ca init` refuses
+# to run without one).
+os.environ.setdefault("TAWQI_POLICY_OID", DOCUMENTATION_POLICY_OID)
 
 FROZEN_AT = datetime(2026, 3, 16, 9, 30, tzinfo=UTC)
 

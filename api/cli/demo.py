@@ -545,10 +545,14 @@ CLOSING: list[Callable[[Runtime, Story], None]] = [audit_chapter]
 @click.pass_obj
 def demo(lazy: LazyRuntime) -> None:
     """Run the whole story on a fresh embedded database under <var>/demo."""
+    from pki.profiles import DOCUMENTATION_POLICY_OID
+
     base = Settings.from_env()
     var_dir = base.var_dir / "demo"
     shutil.rmtree(var_dir, ignore_errors=True)
-    settings = base.replace(var_dir=var_dir, database_url="")
+    # The demo certifies under RFC 5612's documentation arc unless an arc is configured.
+    settings = base.replace(var_dir=var_dir, database_url="",
+                            policy_oid=base.policy_oid or DOCUMENTATION_POLICY_OID)
     if "softhsm" in Path(settings.pkcs11_module).name:
         # A fresh token directory too, so the story starts from empty tokens every time.
         from hsm.softhsm import write_softhsm_config

@@ -106,6 +106,7 @@ def ca_init(runtime: Runtime, root_out: Path | None) -> None:
     """Create the root CA (on its own token) and the issuing CA, OCSP responder and TSA
     (on the service token), then the first CRLs. Tokens are initialised if missing."""
     settings = runtime.settings
+    _profile(runtime).policy(0)  # no policy arc, no CA: refuse before touching a token
     pin = _service_pin(runtime)
     tokens = runtime.tokens()
     for label, token_pin in ((settings.root_token_label, settings.root_pin or pin),

@@ -33,7 +33,7 @@ from core.config import Settings
 from delivery.envelopes import provision_envelope_key
 from hsm import TokenLibrary, generate_pin
 from pki import ca
-from pki.profiles import Profile
+from pki.profiles import DOCUMENTATION_POLICY_OID, Profile
 
 PASSWORD = "correct horse battery staple"
 PROVINCE = "01.051"  # Al Hoceima
@@ -52,6 +52,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "var_dir": tmp_path, "argon2_time_cost": 1, "argon2_memory_kib": 256,
         "rate_limit_auth": "5/60", "rate_limit_pin": "3/60", "rate_limit_otp": "3/60",
         "public_url": PUBLIC_URL, "ca_key_type": "EC-P256",
+        "policy_oid": DOCUMENTATION_POLICY_OID,
         "so_pin": secrets.token_hex(8), "service_pin": generate_pin(8),
         "root_pin": generate_pin(8), "envelope_token_pin": generate_pin(8),
     }

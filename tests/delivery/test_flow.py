@@ -50,7 +50,7 @@ from delivery.policy import DeliveryPolicy, RetryPolicy
 from hsm import TokenLibrary, generate_pin
 from pki import ca
 from pki.issuance import HOLDER_KEY_LABEL
-from pki.profiles import Profile
+from pki.profiles import DOCUMENTATION_POLICY_OID, Profile
 from tests.conftest import FROZEN_AT, _drop_postgres, _fresh_postgres, prepare_database
 from tests.delivery.conftest import (
     COMMUNE_A,
@@ -150,7 +150,7 @@ def run(flow_engine: Engine, softhsm_conf: Path, softhsm_module_path: str,
                            key_label="secret-envelope-v1", so_pin=so_pin)
     sealer = TokenSealer(tokens, "tawqi-delivery", envelope_pin, "secret-envelope-v1")
     profile = Profile(public_url="http://pki.tawqi.ma",
-                      policy_oid="2.25.209723024515944084584691595207007587962")
+                      policy_oid=DOCUMENTATION_POLICY_OID)
     with transaction(sessions) as db:
         ca.init_ca(db, clock, tokens, profile, root_token="tawqi-root", ca_token="tawqi-ca",
                    so_pin=so_pin, pin=ca_pin, root_pin=root_pin, actor="test")

@@ -32,7 +32,7 @@ from core.db import make_engine
 from delivery.envelopes import provision_envelope_key
 from hsm import TokenLibrary, generate_pin
 from pki import ca
-from pki.profiles import Profile
+from pki.profiles import DOCUMENTATION_POLICY_OID, Profile
 from tests.conftest import FROZEN_AT, prepare_database
 
 pytestmark = pytest.mark.hsm
@@ -61,7 +61,7 @@ def stack(tmp_path: Path, softhsm_conf: Path, softhsm_module_path: str) -> Itera
                         so_pin=secrets.token_hex(8), service_pin=generate_pin(8),
                         root_pin=generate_pin(8), envelope_token_pin=generate_pin(8),
                         argon2_time_cost=1, argon2_memory_kib=1024,
-                        public_url="http://pki.tawqi.ma")
+                        public_url="http://pki.tawqi.ma", policy_oid=DOCUMENTATION_POLICY_OID)
     rt = Runtime(settings, clock=clock, engine=engine)
     library = rt.tokens()
     with rt.unit_of_work() as session:

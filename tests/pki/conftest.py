@@ -37,11 +37,11 @@ from hsm import InMemoryPinAttemptStore, TokenLibrary, default_module_path, gene
 from hsm.softhsm import use_config, write_softhsm_config
 from pki import ca, issuance, lifecycle
 from pki.authority import Authority
-from pki.profiles import HolderIdentity, Profile
+from pki.profiles import DOCUMENTATION_POLICY_OID, HolderIdentity, Profile
 
 ACTOR = "test"
 PUBLIC_URL = "http://pki.tawqi.ma"  # a public name: ETSI linting refuses internal ones
-POLICY_OID = "2.25.209723024515944084584691595207007587962"
+POLICY_OID = DOCUMENTATION_POLICY_OID
 
 HOLDERS = {
     "good": HolderIdentity(cin="AB123456", given_name="Fatima Zahra", surname="El Idrissi",

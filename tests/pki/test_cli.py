@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from api.cli import cli
 from hsm import default_module_path
 from hsm.softhsm import use_config, write_softhsm_config
 from pki.errors import AuthorityAlreadyInitialised, InvalidRevocationReason
+from pki.profiles import PolicyArcNotSet
 from tests.pki.tools import openssl
 
 pytestmark = pytest.mark.hsm
@@ -30,7 +32,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
     monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
     use_config(conf, default_module_path())
     yield {"TAWQI_VAR_DIR": str(tmp_path / "var"), "TAWQI_SO_PIN": "so-pin-for-tests",
-           "TAWQI_SERVICE_PIN": "48291735", "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma"}
+           "TAWQI_SERVICE_PIN": "48291735", "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma",
+           "TAWQI_POLICY_OID": "1.3.6.1.4.1.32473.7"}
 
 
 def _run(env: dict[str, str], *args: str, input: str | None = None) -> str:
@@ -38,6 +41,24 @@ def _run(env: dict[str, str], *args: str, input: str | None = None) -> str:
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def test_ca_init_refuses_without_a_policy_arc(env: dict[str, str]) -> None:
+    """A real CA names its own arc: without TAWQI_POLICY_OID, ca init says why and stops
+    before any token is created."""
+    env = {k: v for k, v in env.items() if k != "TAWQI_POLICY_OID"}
+    _run(env, "db", "upgrade")
+    refused = CliRunner().invoke(cli, ["ca", "init"], env=env)
+    assert isinstance(refused.exception, PolicyArcNotSet)
+    assert "TAWQI_POLICY_OID is not set" in str(refused.exception)
+    assert "Private Enterprise Number" in str(refused.exception)
+    assert not (Path(env["TAWQI_VAR_DIR"]) / "pki" / "root.pem").exists()
+    assert "tawqi-root" not in pkcs11_tool_list_tokens()
+
+
+def pkcs11_tool_list_tokens() -> str:
+    return subprocess.run(["pkcs11-tool", "--module", default_module_path(), "-L"],
+                          capture_output=True, text=True, check=False).stdout
 
 
 def test_operator_flow(env: dict[str, str], tmp_path: Path) -> None:

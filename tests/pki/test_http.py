@@ -52,7 +52,8 @@ def _pem(cert: x509.Certificate) -> bytes:
 def server(pki_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     world = pki_world
     settings = Settings(var_dir=tmp_path_factory.mktemp("var"),
-                        public_url=world.profile.public_url)
+                        public_url=world.profile.public_url,
+                        policy_oid=world.profile.policy_oid)
     rt = Runtime(settings, clock=world.clock, engine=world.engine)
     app = create_app(settings, rt=rt)
     sessions = make_session_factory(world.engine)

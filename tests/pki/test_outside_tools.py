@@ -15,7 +15,7 @@ from pki import crl, ocsp
 from pki.authority import Authority
 from pki.lifecycle import certificate_der
 from tests.pki.conftest import World, same_connection
-from tests.pki.tools import lint, openssl
+from tests.pki.tools import lint, lint_chain, openssl
 
 pytestmark = pytest.mark.hsm
 
@@ -53,6 +53,18 @@ def test_pkilint_ocsp_and_tsa_certificates(world: World, pki_session: Session,
     for name, serial in (("ocsp", world.init.ocsp_serial), ("tsa", world.init.tsa_serial)):
         assert lint("pkix", write_file(f"{name}.der", certificate_der(pki_session, serial))) \
             == ""
+
+
+def test_pkilint_chains(world: World, pki_session: Session, write_file: WriteFile) -> None:
+    """Stock pkilint's chain linter on every issuer/subject pair we make (it used to crash on
+    the 128-bit UUID arc)."""
+    root = write_file("chain-root.der", world.init.root_der)
+    issuing = write_file("chain-issuing.der", world.init.issuing_der)
+    assert lint_chain(root, issuing) == ""
+    for name, serial in (("holder", world.serials["good"]), ("ocsp", world.init.ocsp_serial),
+                         ("tsa", world.init.tsa_serial)):
+        leaf = write_file(f"chain-{name}.der", certificate_der(pki_session, serial))
+        assert lint_chain(issuing, leaf) == ""
 
 
 def test_pkilint_crls(world: World, pki_session: Session, write_file: WriteFile) -> None:

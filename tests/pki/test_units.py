@@ -176,10 +176,10 @@ def test_profiles_pass_stock_pkilint_with_a_short_arc(tmp_path: Path) -> None:
         path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
         return path
 
-    assert lint("pkix", write("root", root), uuid_arcs=False) == ""
-    assert lint("pkix", write("issuing", issuing), uuid_arcs=False) == ""
+    assert lint("pkix", write("root", root)) == ""
+    assert lint("pkix", write("issuing", issuing)) == ""
     for name, builder in leaves.items():
         path = write(name, builder.sign(ca_key, hashes.SHA256()))
-        assert lint("pkix", path, uuid_arcs=False) == ""
+        assert lint("pkix", path) == ""
     assert lint("etsi", tmp_path / "holder.der", "-t", "NCP-NATURAL-PERSON-CERTIFICATE",
-                uuid_arcs=False) == ""
+                ) == ""

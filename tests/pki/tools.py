@@ -5,17 +5,15 @@ from __future__ import annotations
 import contextlib
 import io
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pkilint.document
 from pkilint.bin import (
     lint_crl,
     lint_etsi_cert,
     lint_ocsp_response,
     lint_pkix_cert,
+    lint_pkix_signer_signee_cert_chain,
 )
-from pyasn1.codec.der import decoder as der_decoder
 
 _LINTERS = {
     "pkix": lint_pkix_cert.main,
@@ -25,29 +23,25 @@ _LINTERS = {
 }
 
 
-@contextlib.contextmanager
-def _reference_decoder() -> Iterator[None]:
-    """pkilint decodes with pyasn1-fasder, which caps OID arcs at 32 bits and so cannot
-    read our 2.25.<UUID> policy OIDs (X.667; legal, 128-bit arc). Swap in pyasn1's own DER
-    decoder (same schemas, same validations, arbitrary arcs) for the duration."""
-    original = pkilint.document.decode_der
-    pkilint.document.decode_der = der_decoder.decode
-    try:
-        yield
-    finally:
-        pkilint.document.decode_der = original
-
-
-def lint(kind: str, path: Path, *options: str, uuid_arcs: bool = True) -> str:
-    """Run a pkilint linter at WARNING threshold; return its report ("" when clean).
-
-    ``uuid_arcs=False`` runs pkilint exactly as shipped (fasder decoder)."""
+def lint(kind: str, path: Path, *options: str) -> str:
+    """Run a pkilint linter exactly as shipped (its default decoder) at WARNING threshold;
+    return its report ("" when clean)."""
     out = io.StringIO()
-    decoder = _reference_decoder() if uuid_arcs else contextlib.nullcontext()
-    with contextlib.redirect_stdout(out), decoder:
+    with contextlib.redirect_stdout(out):
         code = _LINTERS[kind](["lint", *options, "-s", "WARNING", str(path)])
     report = out.getvalue().strip()
     assert code == 0, f"pkilint {kind} {' '.join(options)} on {path.name}:\n{report}"
+    return report
+
+
+def lint_chain(issuer: Path, subject: Path) -> str:
+    """pkilint's RFC 5280 issuer/subject chain linter, as shipped, at WARNING threshold."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = lint_pkix_signer_signee_cert_chain.main(
+            ["lint", "-s", "WARNING", str(issuer), str(subject)])
+    report = out.getvalue().strip()
+    assert code == 0, f"pkilint chain {issuer.name} -> {subject.name}:\n{report}"
     return report
 
 
