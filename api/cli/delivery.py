@@ -279,7 +279,7 @@ def holder_list(runtime: Runtime, province: str | None, commune: str | None) -> 
 
 @click.group("request")
 def request_group() -> None:
-    """Certificate requests: submit, approve, personalise, activate..."""
+    """Certificate requests: submit, approve, personalise, activate."""
 
 
 def _show(request: Any) -> None:
