@@ -301,7 +301,8 @@ class AnchoredReport:
         proved_at = self.proved_at or datetime.min
         since = self.first_anchored_at or proved_at
         pending = self.last_seq - self.proved_seq
-        return (f"audit log proved intact up to seq {self.proved_seq} as of "
+        return (f"audit chain intact: {self.chain.checked} events; proved intact up to seq "
+                f"{self.proved_seq} as of "
                 f"{proved_at.isoformat(timespec='seconds')} ({self.checkpoints} checkpoint(s) "
                 f"since {since.isoformat(timespec='seconds')});"
                 f" {pending} event(s) after it are chained but not yet anchored")

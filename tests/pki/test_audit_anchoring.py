@@ -115,8 +115,10 @@ def test_intact_log_is_proved_up_to_the_last_checkpoint(
     assert report.ok, report.summary()
     assert report.proved_seq == second.seq and report.last_seq == last
     assert report.proved_at == second.time and report.first_anchored_at == first.time
-    assert report.summary().startswith(f"audit log proved intact up to seq {second.seq} as of "
-                                       f"{second.time.isoformat(timespec='seconds')}")
+    assert f"; proved intact up to seq {second.seq} as of " \
+           f"{second.time.isoformat(timespec='seconds')} (2 checkpoint(s) since " \
+           f"{first.time.isoformat(timespec='seconds')})" in report.summary()
+    assert report.summary().startswith("audit chain intact: ")
     assert f"{last - second.seq} event(s) after it are chained but not yet anchored" \
         in report.summary()
     # The anchoring is itself in the log, right after the head it anchored.
