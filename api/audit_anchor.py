@@ -12,6 +12,8 @@ import logging
 import threading
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from api.runtime import Runtime
 from core.anchors import (
     AnchoredReport,
@@ -83,12 +85,17 @@ def verify_now(runtime: Runtime, *, tsa_cert_file: Path | None = None) -> Anchor
     """The chain and its checkpoints. TSA certificates are trusted from ``tsa_cert_file``
     (PEM) when given, else from the certificate registry."""
     with runtime.unit_of_work() as session:
-        if tsa_cert_file is not None:
-            trusted = anchoring.load_pem_certificates(tsa_cert_file.read_bytes())
-        else:
-            trusted = anchoring.trusted_tsa_certificates(session)
-        return verify_anchored(session, anchor_store(runtime.settings),
-                               anchoring.TsaTokenVerifier(trusted))
+        return verify_in(session, runtime.settings, tsa_cert_file=tsa_cert_file)
+
+
+def verify_in(session: Session, settings: Settings, *, tsa_cert_file: Path | None = None
+              ) -> AnchoredReport:
+    """:func:`verify_now` in the caller's session (the HTTP view's)."""
+    if tsa_cert_file is not None:
+        trusted = anchoring.load_pem_certificates(tsa_cert_file.read_bytes())
+    else:
+        trusted = anchoring.trusted_tsa_certificates(session)
+    return verify_anchored(session, anchor_store(settings), anchoring.TsaTokenVerifier(trusted))
 
 
 def run_anchor_job(runtime: Runtime, stop: threading.Event) -> None:

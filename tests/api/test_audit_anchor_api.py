@@ -43,3 +43,9 @@ def test_suspend_over_http_anchors_the_log(api_runtime: Runtime, app: Flask,
     report = verify_now(rt)
     assert report.ok, report.summary()
     assert report.proved_seq is not None and report.proved_seq == report.last_seq - 1
+    chain = client.get("/v1/audit/verify", headers=callers["dgcl_admin"].headers)
+    assert chain.status_code == 200, chain.get_json()
+    body = chain.get_json()
+    assert body["ok"] is True and body["checkpoints"] == 1
+    assert body["proved_seq"] == report.proved_seq and body["problems"] == []
+    assert "; proved intact up to seq" in body["summary"]
