@@ -60,6 +60,9 @@ def anchor_command(runtime: Runtime, force: bool) -> None:
         result = anchor_now(runtime, force=force)
     except (TawqiError, HsmError) as exc:
         fail(cast(TawqiError, exc))
+    except OSError as exc:
+        click.echo(f"error: cannot write to the anchor store: {exc}", err=True)
+        sys.exit(1)
     if result.checkpoint is None:
         click.echo(f"nothing to anchor: {result.reason}")
         return
