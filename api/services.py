@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app
+from flask import Flask, Response, after_this_request, current_app
 
 from api.runtime import Runtime
 from core.errors import Unavailable
@@ -108,5 +108,16 @@ def install(app: Flask, **parts: Any) -> Services:
 
 def load_authority() -> None:
     """``prepare=`` hook of operations that sign with the CA: load its keys before the
-    request's transaction opens."""
+    request's transaction opens, and anchor the audit log once the operation committed."""
     services().authority()
+    after_this_request(_anchor_after_ca_operation)
+
+
+def _anchor_after_ca_operation(response: Response) -> Response:
+    """Runs after the request's unit of work committed (never on a failed operation)."""
+    if response.status_code < 400:
+        from api.audit_anchor import anchor_quietly
+
+        wiring = services()
+        anchor_quietly(wiring.runtime, authority=wiring.authority())
+    return response

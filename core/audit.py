@@ -141,6 +141,9 @@ def verify(session: Session) -> ChainReport:
         checked += 1
     head = session.get(AuditHead, 1)
     last_seq = expected_seq - 1
+    if head is None and last_seq > 0:
+        return ChainReport(False, checked, last_seq,
+                           "the head row is missing: it was deleted")
     if head is not None and (head.seq != last_seq or head.hash != expected_prev):
         return ChainReport(False, checked, last_seq + 1,
                            f"the chain ends at {last_seq} but its head says {head.seq}: "

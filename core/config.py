@@ -81,6 +81,10 @@ class Settings:
     root_pin: str = field(default="", repr=False)
     # How often an OCSP responder process re-reads changed pre-signed responses (seconds).
     ocsp_sync_seconds: int = 1
+    # Audit anchoring: the append-only directory receiving the time-stamped checkpoints of
+    # the audit chain (empty: <var_dir>/audit-anchors), and how often `tawqi worker` anchors.
+    audit_anchor_dir: str = ""
+    audit_anchor_seconds: int = 3600
 
     # Delivery
     sms_backend: str = "console"
@@ -161,7 +165,14 @@ class Settings:
             return self.database_url
         return f"sqlite:///{(self.var_dir / 'tawqi.db').resolve()}"
 
+    @property
+    def effective_audit_anchor_dir(self) -> Path:
+        return Path(self.audit_anchor_dir) if self.audit_anchor_dir else \
+            self.var_dir / "audit-anchors"
+
     def validate(self) -> None:
+        if self.audit_anchor_seconds < 1:
+            raise ConfigurationError("TAWQI_AUDIT_ANCHOR_SECONDS must be at least 1")
         if self.sms_backend not in {"console", "twilio"}:
             raise ConfigurationError("TAWQI_SMS_BACKEND must be console or twilio")
         if self.email_backend not in {"console", "smtp"}:

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from api.audit_anchor import start_anchor_job
 from api.cli.common import pass_runtime, print_json, print_table
 from api.runtime import Runtime
 from core.errors import ConfigurationError, InvalidInput
@@ -108,6 +109,7 @@ def worker(runtime: Runtime, once: bool, batch_size: int, idle: float) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    start_anchor_job(runtime, stop)  # the audit log's periodic checkpoint
     click.echo(f"outbox worker {runner.worker_id} started "
                f"(sms: {runner.sms.name}, email: {runner.email.name})")
     report = runner.run_forever(stop, idle_seconds=idle)

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
+from api.audit_anchor import anchor_quietly
 from api.cli.common import fail, pass_runtime, print_json, print_table
 from api.runtime import Runtime
 from core.errors import ConfigurationError, TawqiError
@@ -44,6 +45,22 @@ def _token_errors(func: F) -> F:
             return func(*args, **kwargs)
         except HsmError as exc:
             fail(cast(TawqiError, exc))
+
+    return cast(F, wrapper)
+
+
+def _then_anchor(func: F) -> F:
+    """After a CA operation committed, anchor the audit log (time-stamp its head into the
+    anchor store). Never fails the operation: without the PIN or on error it says so."""
+
+    @functools.wraps(func)
+    def wrapper(runtime: Runtime, *args: Any, **kwargs: Any) -> Any:
+        result = func(runtime, *args, **kwargs)
+        done = anchor_quietly(runtime)
+        if done is not None and done.checkpoint is not None:
+            click.echo(f"audit log anchored: checkpoint {done.checkpoint.number} at seq "
+                       f"{done.checkpoint.seq}")
+        return result
 
     return cast(F, wrapper)
 
@@ -102,6 +119,7 @@ def ca_group() -> None:
               help="Where to write the root certificate (PEM). Default: <var>/pki/root.pem")
 @pass_runtime
 @_token_errors
+@_then_anchor
 def ca_init(runtime: Runtime, root_out: Path | None) -> None:
     """Create the root CA (on its own token) and the issuing CA, OCSP responder and TSA
     (on the service token), then the first CRLs. Tokens are initialised if missing."""
@@ -192,6 +210,7 @@ def cert_group() -> None:
               help="Where to write the certificate (PEM). Default: <var>/pki/<serial>.pem")
 @pass_runtime
 @_token_errors
+@_then_anchor
 def cert_issue(runtime: Runtime, token_label: str, cin: str, given_name: str, surname: str,
                title: str, org: str, key_type: str, pin_file: Path | None,
                create_token: bool, out: Path | None) -> None:
@@ -275,6 +294,7 @@ def _change(runtime: Runtime, action: Callable[[Session, Authority], lifecycle.C
 @click.option("--note", default="", help="Why (kept in the audit log).")
 @pass_runtime
 @_token_errors
+@_then_anchor
 def cert_suspend(runtime: Runtime, serial: str, note: str) -> None:
     """Put a certificate on hold (certificateHold)."""
     _change(runtime, lambda s, a: lifecycle.suspend(s, runtime.clock, a, serial, actor=ACTOR,
@@ -286,6 +306,7 @@ def cert_suspend(runtime: Runtime, serial: str, note: str) -> None:
 @click.option("--note", default="")
 @pass_runtime
 @_token_errors
+@_then_anchor
 def cert_release(runtime: Runtime, serial: str, note: str) -> None:
     """Lift a suspension."""
     _change(runtime, lambda s, a: lifecycle.release(s, runtime.clock, a, serial, actor=ACTOR,
@@ -299,6 +320,7 @@ def cert_release(runtime: Runtime, serial: str, note: str) -> None:
                    " (affiliationChanged after elections).")
 @pass_runtime
 @_token_errors
+@_then_anchor
 def cert_revoke(runtime: Runtime, serial: str, reason: str) -> None:
     """Revoke for good."""
     _change(runtime, lambda s, a: lifecycle.revoke(s, runtime.clock, a, serial, reason,
@@ -312,6 +334,7 @@ def cert_revoke(runtime: Runtime, serial: str, reason: str) -> None:
 @click.option("--pin-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @pass_runtime
 @_token_errors
+@_then_anchor
 def cert_renew(runtime: Runtime, serial: str, rekey: bool, pin_file: Path | None) -> None:
     """A new certificate for the same holder (same key, or a new one with --rekey)."""
     with runtime.unit_of_work() as session:
@@ -356,6 +379,7 @@ def crl_group() -> None:
               help="Also write the CRLs (DER) into this directory.")
 @pass_runtime
 @_token_errors
+@_then_anchor
 def crl_publish(runtime: Runtime, with_root: bool, out: Path | None) -> None:
     """Sign and publish a new full CRL now."""
     published = []

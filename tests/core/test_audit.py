@@ -117,3 +117,11 @@ def test_list_events_filters_and_windows(session: Session, clock: FrozenClock) -
                                                                        "listing-3"]
     newest = list_events(session, object_type="probe", newest_first=True, limit=1)
     assert newest.total == 5 and newest.items[0].object_id == "listing-4"
+
+
+def test_deleted_head_row_is_detected(session: Session, clock: FrozenClock) -> None:
+    _append(session, clock, 2)
+    session.execute(text("DELETE FROM audit_head"))
+    session.expire_all()
+    report = verify(session)
+    assert not report.ok and "head row is missing" in report.reason

@@ -1,0 +1,103 @@
+"""``tawqi audit anchor`` / ``tawqi audit verify`` and the anchoring after CA operations and
+from the worker, through click's runner on an embedded database and a SoftHSM2 directory of
+their own."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from api.audit_anchor import run_anchor_job
+from api.cli import cli
+from api.runtime import Runtime
+from core.audit import record
+from core.config import Settings
+from hsm import default_module_path
+from hsm.softhsm import use_config, write_softhsm_config
+
+pytestmark = pytest.mark.hsm
+
+PIN = "48291735"
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    conf = write_softhsm_config(tmp_path / "softhsm")
+    for key in list(os.environ):
+        if key.startswith("TAWQI_") and key != "TAWQI_TEST_DATABASE_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
+    use_config(conf, default_module_path())
+    yield {"TAWQI_VAR_DIR": str(tmp_path / "var"), "TAWQI_SO_PIN": "so-pin-for-tests",
+           "TAWQI_SERVICE_PIN": PIN, "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma"}
+
+
+def _invoke(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def _run(env: dict[str, str], *args: str) -> str:
+    result = _invoke(env, *args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_anchor_and_verify_through_the_cli(env: dict[str, str]) -> None:
+    var = Path(env["TAWQI_VAR_DIR"])
+    _run(env, "db", "upgrade")
+    assert "NOTHING is anchored" in _run(env, "audit", "verify")
+
+    # A CA operation anchors the log once it committed.
+    out = _run(env, "ca", "init")
+    assert "audit log anchored: checkpoint 1 at seq" in out and PIN not in out
+    anchors = var / "audit-anchors"
+    assert [p.name for p in anchors.iterdir()] == ["checkpoint-00000001.json"]
+    out = _run(env, "audit", "verify")
+    assert out.startswith("audit chain intact: ") and "; proved intact up to seq " in out
+    assert "1 event(s) after it are chained but not yet anchored" in out
+
+    assert "nothing to anchor: unchanged since checkpoint 1" in _run(env, "audit", "anchor")
+    out = _run(env, "audit", "anchor", "--force")
+    assert out.startswith("checkpoint 2: seq ") and str(anchors) in out
+
+    # Without the PIN: a warning, nothing anchored, no failure.
+    no_pin = {k: v for k, v in env.items() if k != "TAWQI_SERVICE_PIN"}
+    assert "TAWQI_SERVICE_PIN is not set: nothing anchored" in _run(no_pin, "audit", "anchor")
+
+    # Trusting only a certificate that is not our TSA's: every checkpoint is refused.
+    wrong = _invoke(env, "audit", "verify", "--tsa-cert", str(var / "pki" / "issuing.pem"))
+    assert wrong.exit_code == 1 and "not signed by a trusted TSA certificate" in wrong.output
+
+    # Someone with write access to the database deletes the whole log.
+    with sqlite3.connect(var / "tawqi.db") as db:
+        db.execute("DELETE FROM audit_event")
+        db.execute("DELETE FROM audit_head")
+    broken = _invoke(env, "audit", "verify")
+    assert broken.exit_code == 1
+    assert "audit log TAMPERED" in broken.output
+    assert "the log ends at seq 0: events were deleted" in broken.output
+
+
+def test_worker_job_anchors_what_changed(env: dict[str, str]) -> None:
+    _run(env, "db", "upgrade")
+    _run(env, "ca", "init")
+    runtime = Runtime(Settings.from_env(env))
+    try:
+        with runtime.unit_of_work() as session:
+            record(session, runtime.clock, actor="test", action="thing.changed",
+                   object_type="thing", object_id=1)
+        stop = threading.Event()
+        stop.set()  # one round, then stop
+        run_anchor_job(runtime, stop)
+    finally:
+        runtime.close()
+    anchors = Path(env["TAWQI_VAR_DIR"]) / "audit-anchors"
+    assert sorted(p.name for p in anchors.iterdir()) == ["checkpoint-00000001.json",
+                                                         "checkpoint-00000002.json"]
+    assert "proved intact" in _run(env, "audit", "verify")
