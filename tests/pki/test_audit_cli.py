@@ -35,7 +35,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
     monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
     use_config(conf, default_module_path())
     yield {"TAWQI_VAR_DIR": str(tmp_path / "var"), "TAWQI_SO_PIN": "so-pin-for-tests",
-           "TAWQI_SERVICE_PIN": PIN, "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma"}
+           "TAWQI_SERVICE_PIN": PIN, "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma",
+           "TAWQI_POLICY_OID": "1.3.6.1.4.1.32473.1"}
 
 
 def _invoke(env: dict[str, str], *args: str) -> Result:
