@@ -49,29 +49,37 @@ class DeliveryPolicy:
 class RetryPolicy:
     """Outbox retries: attempt ``n`` failing waits ``base * 2**(n-1)`` seconds (capped, plus
     up to 20 % jitter so that workers do not retry in step) before the next attempt; after
-    ``max_attempts`` the message is dead (kept, visible, retryable by an operator)."""
+    ``max_attempts`` the message is dead (kept, visible, retryable by an operator). A message
+    carrying a PIN or a code is not limited in attempts: it is dead only once
+    ``secret_retry_days`` have passed since it was queued (a long outage loses none)."""
 
     max_attempts: int = 8
     base_seconds: int = 30
     max_seconds: int = 3600
     lease_seconds: int = 300
+    secret_retry_days: int = 7
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.base_seconds < 0 or self.max_seconds < 0 \
-                or self.lease_seconds < 1:
+                or self.lease_seconds < 1 or self.secret_retry_days < 1:
             raise ConfigurationError("invalid outbox retry policy")
 
     def delay(self, attempts: int) -> timedelta:
-        seconds = min(self.base_seconds * 2 ** max(attempts - 1, 0), self.max_seconds)
+        seconds = min(self.base_seconds * 2 ** min(max(attempts - 1, 0), 40), self.max_seconds)
         return timedelta(seconds=seconds * (1 + random.random() * 0.2))
 
     @property
     def lease(self) -> timedelta:
         return timedelta(seconds=self.lease_seconds)
 
+    @property
+    def secret_retry(self) -> timedelta:
+        return timedelta(days=self.secret_retry_days)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
         return cls(max_attempts=settings.outbox_max_attempts,
                    base_seconds=settings.outbox_backoff_seconds,
                    max_seconds=settings.outbox_backoff_max_seconds,
-                   lease_seconds=settings.outbox_lease_seconds)
+                   lease_seconds=settings.outbox_lease_seconds,
+                   secret_retry_days=settings.outbox_secret_retry_days)
