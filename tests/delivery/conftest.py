@@ -179,7 +179,10 @@ class TwilioEndpoint:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (slow mode) or was killed
 
             def _authorised(self) -> bool:
                 expected = "Basic " + base64.b64encode(
