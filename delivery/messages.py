@@ -102,25 +102,25 @@ _SIGNING_CODE_SMS = (
 )
 
 _CONTACT_CHANGED_SMS = (
-    "Tawqi : le {what_fr} de votre dossier a été changé le {at} (UTC) pour un {what_fr} se "
-    "terminant par {new_tail}. Vos codes vous parviendront à l'ancien tant que vous n'aurez "
+    "Tawqi : le {what_fr} de votre dossier a été changé le {at} (UTC) pour : {new_hint}."
+    " Vos codes vous parviendront à l'ancien tant que vous n'aurez "
     "pas confirmé le nouveau. Si ce n'est pas vous, contactez le correspondant de votre "
     "province.\n"
-    "توقيع: تم تغيير {what_ar} في ملفكم بتاريخ {at} (بالتوقيت العالمي) إلى {what_ar} ينتهي "
-    "بـ {new_tail}. ستصلكم الرموز على القديم إلى أن تؤكدوا الجديد. إذا لم تكونوا صاحب هذا "
+    "توقيع: تم تغيير {what_ar} في ملفكم بتاريخ {at} (بالتوقيت العالمي) إلى: {new_hint}."
+    " ستصلكم الرموز على القديم إلى أن تؤكدوا الجديد. إذا لم تكونوا صاحب هذا "
     "التغيير، اتصلوا بالمخاطب المعين بإقليمكم."
 )
 _CONTACT_CHANGED_EMAIL = (
     "Madame, Monsieur {name_fr},\n\n"
     "Le {what_fr} enregistré pour vos notifications Tawqi a été changé le {at} (UTC) par "
-    "{by_fr}, pour un {what_fr} se terminant par {new_tail}. Tant que vous ne l'aurez pas "
+    "{by}, pour : {new_hint}. Tant que vous ne l'aurez pas "
     "confirmé avec le code qui y est envoyé, vos codes PIN et de signature continueront "
     "d'arriver à l'ancien. Si vous n'êtes pas à l'origine de ce changement, contactez "
     "immédiatement le correspondant désigné de votre province.\n\n"
     "----\n\n"
     "السيد(ة) {name_ar}،\n\n"
-    "تم تغيير {what_ar} المسجل لإشعارات توقيع بتاريخ {at} (بالتوقيت العالمي) إلى {what_ar} "
-    "ينتهي بـ {new_tail}. إلى أن تؤكدوه بالرمز المرسل إليه، ستستمر رموزكم السرية ورموز "
+    "تم تغيير {what_ar} المسجل لإشعارات توقيع بتاريخ {at} (بالتوقيت العالمي) من طرف {by} إلى: "
+    "{new_hint}. إلى أن تؤكدوه بالرمز المرسل إليه، ستستمر رموزكم السرية ورموز "
     "التوقيع في الوصول إلى القديم. إذا لم تكونوا صاحب هذا التغيير، اتصلوا فورا بالمخاطب "
     "المعين بإقليمكم.\n"
 )

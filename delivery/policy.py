@@ -22,6 +22,8 @@ class DeliveryPolicy:
     otp_max_attempts: int = 5
     pin_reset_max_per_day: int = 3
     terms_version: str = "2026-01"
+    #: How long a holder's new mobile or email waits for its confirmation code.
+    contact_confirm_ttl_hours: int = 72
     #: Length of the PINs the service sets (6 to 8 digits, hsm's policy).
     pin_length: int = 6
 
@@ -29,7 +31,7 @@ class DeliveryPolicy:
         if self.pin_send_at not in (PIN_AT_HANDOVER, PIN_AT_DISPATCH):
             raise ConfigurationError("pin_send_at must be handover or dispatch")
         for name in ("handover_overdue_days", "otp_ttl_minutes", "otp_max_attempts",
-                     "pin_reset_max_per_day"):
+                     "pin_reset_max_per_day", "contact_confirm_ttl_hours"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1")
         if not 6 <= self.pin_length <= 8:
@@ -42,7 +44,8 @@ class DeliveryPolicy:
                    otp_ttl_minutes=settings.otp_ttl_minutes,
                    otp_max_attempts=settings.otp_max_attempts,
                    pin_reset_max_per_day=settings.pin_reset_max_per_day,
-                   terms_version=settings.terms_version)
+                   terms_version=settings.terms_version,
+                   contact_confirm_ttl_hours=settings.contact_confirm_ttl_hours)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def changed_notice(mobile: str, key: str) -> Notification:
                         dedupe_key=key, params={
                             "name_fr": "Karim Benali", "name_ar": "كريم بنعلي",
                             "what_fr": "numéro", "what_ar": "الرقم", "at": "2026-03-16 09:30",
-                            "new_tail": "1234", "by_fr": "le correspondant"})
+                            "new_hint": "••••1234", "by": "le correspondant"})
 
 
 def queue_code(sessions: sessionmaker[Session], clock: FrozenClock, tokens: ServiceTokens,
