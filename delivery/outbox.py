@@ -318,10 +318,13 @@ class OutboxWorker:
     def _gives_up(self, item: _Claimed, now: datetime) -> bool:
         """Out of attempts? A message carrying a PIN or a code keeps trying (backoff capped)
         for ``secret_retry`` after it was queued, however many attempts that takes; other
-        notices stop after ``max_attempts``."""
+        notices stop after ``max_attempts``. (An operator's retry of a secret message past
+        that period gives it ``max_attempts`` more.)"""
+        out_of_attempts = item.attempts >= self.retry.max_attempts
         if item.envelope_id is not None:
-            return now - _aware(item.created_at, now) >= self.retry.secret_retry
-        return item.attempts >= self.retry.max_attempts
+            return out_of_attempts and \
+                now - _aware(item.created_at, now) >= self.retry.secret_retry
+        return out_of_attempts
 
     def _record_failure(self, item: _Claimed, error: str, permanent: bool,
                         ambiguous: bool = False) -> str:

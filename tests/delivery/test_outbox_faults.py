@@ -22,8 +22,10 @@ from core.clock import FrozenClock, as_utc
 from core.db import transaction
 from delivery import envelopes, outbox
 from delivery.backends import (
+    AmbiguousSendError,
     ConsoleEmailBackend,
     OutgoingEmail,
+    OutgoingSms,
     PlaintextRefused,
     SmtpEmailBackend,
     TransientSendError,
@@ -136,13 +138,28 @@ def test_an_unknown_outcome_not_found_at_the_provider_is_sent_once(
     assert len(twilio_endpoint.bodies_to(mobile)) == 1
 
 
+def test_a_short_twilio_outage_sends_once_without_lookups(
+        sessions: sessionmaker[Session], clock: FrozenClock,
+        twilio_endpoint: TwilioEndpoint) -> None:
+    mobile = random_mobile()
+    with transaction(sessions) as db:
+        outbox.enqueue(db, clock, changed_notice(mobile, f"short-{mobile}"))
+    worker = OutboxWorker(sessions, clock, sms=twilio(twilio_endpoint),
+                          email=ConsoleEmailBackend(), sealer=None, retry=RETRY)
+    twilio_endpoint.fail_next = 2  # Twilio answers 503: a definite refusal, not ambiguous
+    for _ in range(3):
+        worker.run_once()
+        clock.advance(timedelta(minutes=5))
+    assert len(twilio_endpoint.bodies_to(mobile)) == 1
+    assert twilio_endpoint.lookups == 0
+
+
 def test_twilio_refused_connection_is_not_ambiguous(twilio_endpoint: TwilioEndpoint) -> None:
     backend = twilio(twilio_endpoint)
     twilio_endpoint.down()
     with pytest.raises(TransientSendError) as caught:
         backend.find_sent("+212661234567", "x", datetime.now(UTC))
     assert "unreachable" in str(caught.value)
-    from delivery.backends import AmbiguousSendError, OutgoingSms
     with pytest.raises(TransientSendError) as sent:
         backend.send(OutgoingSms("+212661234567", "hello", "ref-1"))
     assert not isinstance(sent.value, AmbiguousSendError)
@@ -205,10 +222,19 @@ def test_a_code_notice_is_parked_only_after_the_secret_retry_period(
                           email=ConsoleEmailBackend(), sealer=service_tokens.sealer,
                           retry=RETRY)
     twilio_endpoint.down()
-    clock.advance(timedelta(days=6, hours=23))
-    worker.run_once()
+    for _ in range(RETRY.max_attempts + 2):  # more attempts than the limit, within 7 days
+        worker.run_once()
+        clock.advance(timedelta(hours=1))
     assert row(sessions, code_id).status == OUTBOX_PENDING
-    clock.advance(timedelta(hours=2))
+    clock.advance(timedelta(days=7))
+    worker.run_once()
+    assert row(sessions, code_id).status == OUTBOX_DEAD
+    with transaction(sessions) as db:  # an operator's retry: max_attempts more tries
+        outbox.retry_dead(db, clock, code_id, actor="operator")
+    for _ in range(RETRY.max_attempts - 1):
+        worker.run_once()
+        clock.advance(timedelta(hours=1))
+    assert row(sessions, code_id).status == OUTBOX_PENDING
     worker.run_once()
     assert row(sessions, code_id).status == OUTBOX_DEAD
     with transaction(sessions) as db:  # kept sealed, so an operator can still retry it
