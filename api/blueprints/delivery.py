@@ -813,6 +813,9 @@ class OutboxOut:
     request_id: int | None
     created_at: datetime
     sent_at: datetime | None
+    #: An earlier attempt may have been accepted (timeout, crashed worker): the provider is
+    #: asked before any new SMS attempt.
+    outcome_unknown: bool
 
 
 @dataclass(frozen=True)
@@ -857,7 +860,8 @@ class RetryDeadOut:
 def outbox_out(m: OutboxMessage) -> OutboxOut:
     return OutboxOut(m.id, m.channel, m.recipient, m.template,  # type: ignore[arg-type]
                      m.status, m.attempts, m.next_attempt_at,  # type: ignore[arg-type]
-                     m.last_error, m.holder_id, m.request_id, m.created_at, m.sent_at)
+                     m.last_error, m.holder_id, m.request_id, m.created_at, m.sent_at,
+                     bool(m.outcome_unknown))
 
 
 @bp.operation("GET", "/outbox", action="outbox.read", query=OutboxQuery,
