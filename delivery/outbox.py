@@ -17,10 +17,13 @@ transaction while talking to a provider:
    exponential backoff, or ``dead`` after a permanent error or too many attempts.
 
 Exactly once, from the holder's point of view: a provider outage raises before the provider
-accepted the message, so the row is retried and sent once. A crash between the provider's
-acceptance and step 3 leaves the row claimed; after its lease it is sent again. That window is
-the one irreducible duplicate (providers offer no idempotency key for these calls); the lease
-(``TAWQI_OUTBOX_LEASE_SECONDS``) must exceed a provider call's timeout.
+accepted the message, so the row is retried and sent once. Two failures leave the outcome
+unknown: no answer from the provider (``AmbiguousSendError``), or a crash between the
+provider's acceptance and step 3 (the row stays claimed until its lease lapses). Such a row is
+marked ``outcome_unknown``; before sending it again as an SMS the worker asks the provider
+(``SmsBackend.find_sent``, matching the exact body) and records it sent if found. Email has no
+such lookup: there the window remains, and the re-sent copy keeps its ``Message-ID``. The
+lease (``TAWQI_OUTBOX_LEASE_SECONDS``) must exceed a provider call's timeout.
 """
 
 from __future__ import annotations
