@@ -73,6 +73,7 @@ RULES: dict[str, dict[str, Reach]] = {
     "certificates.manage": {OPERATOR: ANY},
     "holder.terms": {HOLDER: OWN},
     "holder.pin": {HOLDER: OWN},
+    "holder.contact": {HOLDER: OWN},
     "reports.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
     # the web pages' dashboards: the country and its regions; the operator's work queue
     "oversight.read": {ADMIN: ANY, OPERATOR: ANY},

@@ -99,7 +99,11 @@ class Settings:
     smtp_user: str = ""
     smtp_password: str = field(default="", repr=False)
     smtp_from: str = "tawqi@localhost"
-    smtp_starttls: bool = False
+    # STARTTLS on by default; a PIN or code never goes over a plain connection unless
+    # smtp_allow_plaintext says the relay is local. smtp_ca_file: extra trust for the relay.
+    smtp_starttls: bool = True
+    smtp_allow_plaintext: bool = False
+    smtp_ca_file: str = ""
     # When a device token's PIN is sent: at "handover" (default) or at "dispatch".
     pin_send_at: str = "handover"
     handover_overdue_days: int = 7
@@ -109,6 +113,13 @@ class Settings:
     outbox_backoff_seconds: int = 30
     outbox_backoff_max_seconds: int = 3600
     outbox_lease_seconds: int = 300
+    # PIN and code notices are never parked after outbox_max_attempts: they keep retrying
+    # (backoff capped at outbox_backoff_max_seconds) for this many days after being queued.
+    outbox_secret_retry_days: int = 7
+    # The operator page and metrics alert when a pending message is older than this.
+    outbox_alert_age_minutes: int = 30
+    # A holder's new mobile or email waits for the code sent to it this long.
+    contact_confirm_ttl_hours: int = 72
     # Timeout of one call to the SMS or email provider.
     delivery_timeout_seconds: int = 20
     # The service token whose non-extractable AES key seals PINs and one-time codes while they

@@ -19,6 +19,7 @@ import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Protocol, runtime_checkable
@@ -28,6 +29,7 @@ import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
+from urllib3.exceptions import NewConnectionError
 
 from core.config import Settings
 from core.errors import ConfigurationError
@@ -49,6 +51,12 @@ class TransientSendError(Exception):
 
 class PermanentSendError(Exception):
     """Not sent, and never will be: retrying cannot help."""
+
+
+class AmbiguousSendError(TransientSendError):
+    """The request may have reached the provider, which may have accepted the message (a
+    timeout or a connection lost while waiting for its answer). Before sending again, ask the
+    provider (:meth:`SmsBackend.find_sent`) whether it went."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,13 @@ class SmsBackend(Protocol):
     name: str
 
     def send(self, sms: OutgoingSms) -> str:
-        """Hand the SMS to the provider; return its reference. Raises the two errors above."""
+        """Hand the SMS to the provider; return its reference. Raises the errors above."""
+        ...
+
+    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+        """The provider's reference of an SMS with exactly this ``body`` that it accepted for
+        ``to`` since ``since``, or None (also when the provider cannot tell). Raises
+        :class:`TransientSendError` when the provider cannot be asked now."""
         ...
 
 
@@ -134,6 +148,9 @@ class ConsoleSmsBackend:
         if self.inbox is not None:
             self.inbox.add("sms", sms.to, sms.body)
         return ref
+
+    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+        return None  # the console never fails after accepting
 
 
 class ConsoleEmailBackend:
@@ -192,6 +209,9 @@ class TwilioSmsBackend:
         self._client = TwilioClient(account_sid, auth_token, http_client=http_client)
         self._from = from_
 
+    #: Messages to one number read back when looking for an ambiguous send.
+    lookup_limit = 50
+
     def send(self, sms: OutgoingSms) -> str:
         try:
             message = self._client.messages.create(to=sms.to, from_=self._from, body=sms.body)
@@ -203,25 +223,82 @@ class TwilioSmsBackend:
                 raise PermanentSendError(detail) from exc
             raise TransientSendError(detail) from exc
         except (requests.RequestException, TwilioException, OSError) as exc:
-            raise TransientSendError(f"twilio unreachable: {type(exc).__name__}") from exc
+            if _before_sending(exc):
+                raise TransientSendError(f"twilio unreachable: {type(exc).__name__}") from exc
+            raise AmbiguousSendError(f"twilio did not answer: {type(exc).__name__} "
+                                     f"(the message may have been accepted)") from exc
         return str(message.sid)
+
+    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+        """Ask Twilio's Messages list whether it accepted an SMS with exactly this ``body``
+        for ``to`` since ``since``. A body is unique: a PIN or a code makes it so, and
+        secret-free SMS carry the time of their event.
+
+        Two reads: ``To`` with ``DateSent>=`` the day of ``since`` (messages already sent),
+        then the newest messages to ``To`` that have no ``date_sent`` yet (accepted, still
+        queued at Twilio: the date filter cannot see them)."""
+        day = datetime(since.year, since.month, since.day)
+        try:
+            for message in self._client.messages.list(to=to, date_sent_after=day,
+                                                      limit=self.lookup_limit):
+                if message.body == body and message.status not in _FAILED:
+                    return str(message.sid)
+            for message in self._client.messages.list(to=to, limit=self.lookup_limit):
+                if message.date_sent is None and message.body == body \
+                        and message.status not in _FAILED:
+                    return str(message.sid)
+        except TwilioRestException as exc:
+            raise TransientSendError(f"twilio lookup failed: {exc.status} "
+                                     f"(code {exc.code})") from exc
+        except (requests.RequestException, TwilioException, OSError) as exc:
+            raise TransientSendError(f"twilio lookup unreachable: {type(exc).__name__}") \
+                from exc
+        return None
+
+
+_FAILED = ("failed", "undelivered", "canceled")
+
+
+def _before_sending(exc: BaseException) -> bool:
+    """True when the request surely never reached the provider: the connection was refused
+    or could not be opened in time. Anything else (a read timeout, a connection reset while
+    waiting for the answer) is ambiguous."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return isinstance(reason, NewConnectionError) or isinstance(exc.args[0] if exc.args
+                                                                    else None,
+                                                                    NewConnectionError)
+    return False
+
+
+class PlaintextRefused(TransientSendError):
+    """A PIN or a code would travel over an unencrypted SMTP connection: refused (the message
+    stays pending until the configuration is fixed)."""
 
 
 class SmtpEmailBackend:
-    """Email through an SMTP relay (STARTTLS and login when configured), one connection per
-    message. ``Message-ID`` is derived from the outbox row, so a receiving system can tell a
-    retried message from a new one."""
+    """Email through an SMTP relay, one connection per message. ``Message-ID`` is derived
+    from the outbox row, so a receiving system can tell a retried message from a new one.
+
+    STARTTLS is on by default and the relay's certificate is verified (against the system's
+    authorities, or ``ca_file``). With STARTTLS off, a message carrying a secret is refused
+    unless ``allow_plaintext`` says the relay is local."""
 
     name = "smtp"
 
     def __init__(self, host: str, port: int, *, sender: str, user: str = "",
-                 password: str = "", starttls: bool = False, timeout: float = 20.0) -> None:
+                 password: str = "", starttls: bool = True, allow_plaintext: bool = False,
+                 ca_file: str = "", timeout: float = 20.0) -> None:
         if not host or not sender:
             raise ConfigurationError("the SMTP backend needs TAWQI_SMTP_HOST and "
                                      "TAWQI_SMTP_FROM")
         self.host, self.port, self.sender = host, port, sender
         self._user, self._password = user, password
         self._starttls, self._timeout = starttls, timeout
+        self._allow_plaintext = allow_plaintext
+        self._ca_file = ca_file or None
 
     def _message(self, email: OutgoingEmail) -> EmailMessage:
         msg = EmailMessage()
@@ -236,12 +313,20 @@ class SmtpEmailBackend:
         return msg
 
     def send(self, email: OutgoingEmail) -> str:
+        if email.secret and not self._starttls and not self._allow_plaintext:
+            raise PlaintextRefused("smtp: refusing to send a PIN or code over a plain "
+                                   "connection (set TAWQI_SMTP_STARTTLS, or "
+                                   "TAWQI_SMTP_ALLOW_PLAINTEXT for a local relay)")
         msg = self._message(email)
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self._timeout) as smtp:
                 smtp.ehlo()
                 if self._starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    try:
+                        context = ssl.create_default_context(cafile=self._ca_file)
+                    except OSError as exc:
+                        raise ConfigurationError("TAWQI_SMTP_CA_FILE cannot be read") from exc
+                    smtp.starttls(context=context)
                     smtp.ehlo()
                 if self._user:
                     smtp.login(self._user, self._password)
@@ -258,6 +343,10 @@ class SmtpEmailBackend:
         except smtplib.SMTPResponseException as exc:
             # Sender refused, HELO, authentication: the relay or our configuration.
             raise TransientSendError(f"smtp error {exc.smtp_code}") from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise TransientSendError("smtp relay offers no STARTTLS") from exc
+        except ssl.SSLError as exc:
+            raise TransientSendError(f"smtp TLS failed: {exc.reason}") from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise TransientSendError(f"smtp unreachable: {type(exc).__name__}") from exc
         return str(msg["Message-ID"])
@@ -277,5 +366,7 @@ def email_backend(settings: Settings, inbox: ConsoleInbox | None = None) -> Emai
                                 sender=settings.smtp_from, user=settings.smtp_user,
                                 password=settings.smtp_password,
                                 starttls=settings.smtp_starttls,
+                                allow_plaintext=settings.smtp_allow_plaintext,
+                                ca_file=settings.smtp_ca_file,
                                 timeout=settings.delivery_timeout_seconds)
     return ConsoleEmailBackend(inbox)

@@ -142,3 +142,24 @@ class TokenLayerUnavailable(Unavailable):
 class OutboxMessageNotFound(NotFound):
     type = "delivery-outbox-not-found"
     title = "Outbox message not found"
+
+
+class ContactChangeNotFound(NotFound):
+    """No change of this holder's mobile or email waits for confirmation."""
+
+    type = "delivery-contact-change-not-found"
+    title = "No contact change to confirm"
+
+
+class ContactChangeInvalid(Forbidden):
+    """Wrong confirmation code; ``extras['attempts_left']`` says how many tries remain."""
+
+    type = "delivery-contact-change-invalid"
+    title = "Invalid confirmation code"
+
+
+class ContactChangeClosed(Conflict):
+    """The change expired or ran out of attempts: the contact must ask for it again."""
+
+    type = "delivery-contact-change-closed"
+    title = "Confirmation code expired or exhausted"

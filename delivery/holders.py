@@ -16,9 +16,12 @@ from sqlalchemy.orm import Session
 from core.audit import record
 from core.clock import Clock
 from core.listing import Page, scalars_page
+from delivery import contact_change
 from delivery.contacts import require_active_contact
-from delivery.errors import HolderExists, HolderNotFound, InvalidHolder
+from delivery.envelopes import Sealer
+from delivery.errors import HolderExists, HolderNotFound, InvalidHolder, TokenLayerUnavailable
 from delivery.models import Holder
+from delivery.policy import DeliveryPolicy
 from delivery.validation import (
     normalise_cin,
     normalise_email,
@@ -179,29 +182,46 @@ def register_holder(session: Session, clock: Clock, registration: HolderRegistra
 
 
 def update_contact_details(session: Session, clock: Clock, holder_id: int, *, actor: str,
+                           sealer: Sealer | None = None, policy: DeliveryPolicy | None = None,
                            mobile: str | None = None, email: str | None = None,
                            professional_email: str | None = None) -> Holder:
-    """Change where a holder's notifications go (audited; values not in the audit)."""
+    """Change where a holder's notifications go (audited with the actor; values not in the
+    audit). A new ``mobile`` or ``email`` is not applied: it waits for the holder to confirm
+    it with a code sent to it, and the old phone and email are told (``contact_change``);
+    that needs the ``sealer``. ``professional_email`` (the certificate's address, never a
+    second factor) changes at once."""
     holder = get_holder(session, holder_id)
-    changed = []
+    policy = policy or DeliveryPolicy()
+    changed: list[str] = []
+    pending: list[str] = []
+    wanted = {}
     if mobile is not None:
-        holder.mobile = normalise_phone(mobile, mobile=True, field="mobile",
+        wanted["sms"] = normalise_phone(mobile, mobile=True, field="mobile",
                                         error=InvalidHolder)
-        changed.append("mobile")
     if email is not None:
-        holder.email = normalise_email(email, field="email", error=InvalidHolder)
-        changed.append("email")
+        wanted["email"] = normalise_email(email, field="email", error=InvalidHolder)
     if professional_email is not None:
         holder.professional_email = (normalise_email(professional_email,
                                                      field="professional_email",
                                                      error=InvalidHolder)
                                      if professional_email else None)
         changed.append("professional_email")
+    for channel, value in wanted.items():
+        if sealer is None:
+            raise TokenLayerUnavailable("a new mobile or email needs the envelope token to "
+                                        "seal its confirmation code", reason="no-sealer")
+        if contact_change.request_change(
+                session, clock, sealer, holder, channel=channel, new_value=value, actor=actor,
+                ttl_hours=policy.contact_confirm_ttl_hours,
+                max_attempts=policy.otp_max_attempts) is not None:
+            pending.append(contact_change.FIELDS[channel])
     if changed:
         holder.updated_at = clock.now()
         session.flush()
+    if changed or pending:
         record(session, clock, actor=actor, action="delivery.holder.updated",
-               object_type="holder", object_id=holder.id, summary={"changed": changed})
+               object_type="holder", object_id=holder.id,
+               summary={"changed": changed, "awaiting_confirmation": pending})
     return holder
 
 

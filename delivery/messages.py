@@ -101,6 +101,45 @@ _SIGNING_CODE_SMS = (
     "لا تدلوا به إلا عند التوقيع."
 )
 
+_CONTACT_CHANGED_SMS = (
+    "Tawqi : le {what_fr} de votre dossier a été changé le {at} (UTC) pour : {new_hint}."
+    " Vos codes vous parviendront à l'ancien tant que vous n'aurez "
+    "pas confirmé le nouveau. Si ce n'est pas vous, contactez le correspondant de votre "
+    "province.\n"
+    "توقيع: تم تغيير {what_ar} في ملفكم بتاريخ {at} (بالتوقيت العالمي) إلى: {new_hint}."
+    " ستصلكم الرموز على القديم إلى أن تؤكدوا الجديد. إذا لم تكونوا صاحب هذا "
+    "التغيير، اتصلوا بالمخاطب المعين بإقليمكم."
+)
+_CONTACT_CHANGED_EMAIL = (
+    "Madame, Monsieur {name_fr},\n\n"
+    "Le {what_fr} enregistré pour vos notifications Tawqi a été changé le {at} (UTC) par "
+    "{by}, pour : {new_hint}. Tant que vous ne l'aurez pas "
+    "confirmé avec le code qui y est envoyé, vos codes PIN et de signature continueront "
+    "d'arriver à l'ancien. Si vous n'êtes pas à l'origine de ce changement, contactez "
+    "immédiatement le correspondant désigné de votre province.\n\n"
+    "----\n\n"
+    "السيد(ة) {name_ar}،\n\n"
+    "تم تغيير {what_ar} المسجل لإشعارات توقيع بتاريخ {at} (بالتوقيت العالمي) من طرف {by} إلى: "
+    "{new_hint}. إلى أن تؤكدوه بالرمز المرسل إليه، ستستمر رموزكم السرية ورموز "
+    "التوقيع في الوصول إلى القديم. إذا لم تكونوا صاحب هذا التغيير، اتصلوا فورا بالمخاطب "
+    "المعين بإقليمكم.\n"
+)
+_CONTACT_CODE_SMS = (
+    "Tawqi : pour confirmer ce numéro pour vos codes de signature, saisissez le code "
+    "{secret} (valable {ttl_hours} heures). Si vous n'avez rien demandé, ignorez ce message.\n"
+    "توقيع: لتأكيد هذا الرقم لرموز التوقيع، أدخلوا الرمز {secret} (صالح لمدة {ttl_hours} "
+    "ساعة). إذا لم تطلبوا ذلك، تجاهلوا هذه الرسالة."
+)
+_CONTACT_CODE_EMAIL = (
+    "Madame, Monsieur {name_fr},\n\n"
+    "Pour confirmer cette adresse pour vos notifications Tawqi, saisissez le code {secret} "
+    "(valable {ttl_hours} heures). Si vous n'avez rien demandé, ignorez ce message.\n\n"
+    "----\n\n"
+    "السيد(ة) {name_ar}،\n\n"
+    "لتأكيد هذا العنوان لإشعارات توقيع، أدخلوا الرمز {secret} (صالح لمدة {ttl_hours} ساعة). "
+    "إذا لم تطلبوا ذلك، تجاهلوا هذه الرسالة.\n"
+)
+
 TEMPLATES: dict[str, Template] = {t.name: t for t in (
     Template("pin.initial", True, sms=_PIN_INITIAL_SMS,
              email_subject="Tawqi — votre code PIN / رمزكم السري",
@@ -111,6 +150,12 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in (
     Template("pin.reset_notice", False,
              email_subject="Tawqi — réinitialisation de votre PIN / إعادة تعيين رمزكم السري",
              email_body=_RESET_NOTICE_EMAIL),
+    Template("contact.changed", False, sms=_CONTACT_CHANGED_SMS,
+             email_subject="Tawqi — changement de vos coordonnées / تغيير معلومات الاتصال",
+             email_body=_CONTACT_CHANGED_EMAIL),
+    Template("contact.code", True, sms=_CONTACT_CODE_SMS,
+             email_subject="Tawqi — confirmez vos coordonnées / أكدوا معلومات الاتصال",
+             email_body=_CONTACT_CODE_EMAIL),
     Template("batch.dispatched", False,
              email_subject="Tawqi — envoi Amana {tracking_number} / شحنة أمانة",
              email_body=_BATCH_DISPATCHED_EMAIL),

@@ -59,8 +59,10 @@ ENVELOPE_RESET_PIN = "reset_pin"
 ENVELOPE_RESET_CODE = "reset_code"
 # The one-time code that, with the PIN, authorises remote signing (pki.remote).
 ENVELOPE_SIGNING_CODE = "signing_code"
+# The code that confirms a holder's new mobile or email.
+ENVELOPE_CONTACT_CODE = "contact_code"
 ENVELOPE_PURPOSES = (ENVELOPE_INITIAL_PIN, ENVELOPE_RESET_PIN, ENVELOPE_RESET_CODE,
-                     ENVELOPE_SIGNING_CODE)
+                     ENVELOPE_SIGNING_CODE, ENVELOPE_CONTACT_CODE)
 
 OUTBOX_PENDING = "pending"
 OUTBOX_SENDING = "sending"
@@ -73,6 +75,12 @@ RESET_OPEN = "open"
 RESET_USED = "used"
 RESET_FAILED = "failed"  # ran out of attempts
 RESET_STATES = (RESET_OPEN, RESET_USED, RESET_FAILED)
+
+CHANGE_PENDING = "pending"
+CHANGE_CONFIRMED = "confirmed"
+CHANGE_SUPERSEDED = "superseded"
+CHANGE_FAILED = "failed"  # ran out of attempts or expired
+CHANGE_STATES = (CHANGE_PENDING, CHANGE_CONFIRMED, CHANGE_SUPERSEDED, CHANGE_FAILED)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -299,6 +307,13 @@ class OutboxMessage(Base):
     provider_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: When a worker first claimed it (the start of the window a provider lookup searches).
+    first_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                              nullable=True)
+    #: An earlier attempt may have been accepted by the provider (it timed out, or its worker
+    #: died holding the claim): ask the provider before sending again.
+    outcome_unknown: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                  server_default=text("false"))
 
     __table_args__ = (
         CheckConstraint(_in("status", OUTBOX_STATES), name="status"),
@@ -324,6 +339,32 @@ class PinResetChallenge(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (CheckConstraint(_in("status", RESET_STATES), name="status"),)
+
+
+class ContactChange(Base):
+    """A holder's new mobile or email, waiting for the holder to confirm it with the code
+    sent to it. Until then PINs and codes keep going to the confirmed value on the holder."""
+
+    __tablename__ = "delivery_contact_change"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    holder_id: Mapped[int] = mapped_column(ForeignKey("delivery_holder.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    old_value: Mapped[str] = mapped_column(String(254))
+    new_value: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    requested_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(_in("status", CHANGE_STATES), name="status"),
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+    )
 
 
 class PinAttempt(Base):

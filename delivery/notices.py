@@ -80,3 +80,32 @@ def enqueue_batch_dispatched(session: Session, clock: Clock, batch: CourierBatch
         params={"contact_name": contact.full_name, "count": count,
                 "province_fr": province.name_fr, "province_ar": province.name_ar,
                 "tracking_number": batch.tracking_number or ""}))
+
+
+_WHAT = {"sms": ("numéro de mobile", "رقم الهاتف المحمول"),
+         "email": ("adresse électronique", "البريد الإلكتروني")}
+
+
+def enqueue_contact_changed(session: Session, clock: Clock, *, holder: Holder, change_id: str,
+                            channel: str, new_hint: str, by: str, at: datetime) -> None:
+    """Tell the OLD mobile and the OLD email that a contact detail is being changed (no
+    secret; the event's time makes each SMS body unique for the provider lookup)."""
+    what_fr, what_ar = _WHAT[channel]
+    params = {**_names(holder), "what_fr": what_fr, "what_ar": what_ar, "new_hint": new_hint,
+              "by": by, "at": at.strftime("%Y-%m-%d %H:%M:%S")}
+    for old_channel, recipient in (("sms", holder.mobile), ("email", holder.email)):
+        enqueue(session, clock, Notification(
+            channel=old_channel, recipient=recipient, template="contact.changed",
+            dedupe_key=f"contact.changed:{change_id}:{old_channel}", params=params,
+            holder_id=holder.id))
+
+
+def enqueue_contact_code(session: Session, clock: Clock, *, holder: Holder, change_id: str,
+                         channel: str, recipient: str, envelope_id: str,
+                         ttl_hours: int) -> None:
+    """The confirmation code, to the NEW mobile or address only."""
+    enqueue(session, clock, Notification(
+        channel=channel, recipient=recipient, template="contact.code",
+        dedupe_key=f"contact.code:{change_id}", params={**_names(holder),
+                                                        "ttl_hours": ttl_hours},
+        envelope_id=envelope_id, holder_id=holder.id))

@@ -17,10 +17,13 @@ transaction while talking to a provider:
    exponential backoff, or ``dead`` after a permanent error or too many attempts.
 
 Exactly once, from the holder's point of view: a provider outage raises before the provider
-accepted the message, so the row is retried and sent once. A crash between the provider's
-acceptance and step 3 leaves the row claimed; after its lease it is sent again. That window is
-the one irreducible duplicate (providers offer no idempotency key for these calls); the lease
-(``TAWQI_OUTBOX_LEASE_SECONDS``) must exceed a provider call's timeout.
+accepted the message, so the row is retried and sent once. Two failures leave the outcome
+unknown: no answer from the provider (``AmbiguousSendError``), or a crash between the
+provider's acceptance and step 3 (the row stays claimed until its lease lapses). Such a row is
+marked ``outcome_unknown``; before sending it again as an SMS the worker asks the provider
+(``SmsBackend.find_sent``, matching the exact body) and records it sent if found. Email has no
+such lookup: there the window remains, and the re-sent copy keeps its ``Message-ID``. The
+lease (``TAWQI_OUTBOX_LEASE_SECONDS``) must exceed a provider call's timeout.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from core.db import is_postgres, transaction
 from core.listing import Page, scalars_page
 from delivery import envelopes
 from delivery.backends import (
+    AmbiguousSendError,
     EmailBackend,
     OutgoingEmail,
     OutgoingSms,
@@ -142,9 +146,11 @@ class WorkerReport:
     retried: int = 0
     dead: int = 0
     lost_claims: int = 0
+    #: Of ``sent``: found already accepted by the provider, so not sent again.
+    found_sent: int = 0
 
     def add(self, other: WorkerReport) -> None:
-        for name in ("claimed", "sent", "retried", "dead", "lost_claims"):
+        for name in ("claimed", "sent", "retried", "dead", "lost_claims", "found_sent"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -160,6 +166,9 @@ class _Claimed:
     envelope_purpose: str | None
     envelope_holder_id: int | None
     envelope_blob: bytes | None = field(repr=False)
+    created_at: datetime
+    first_attempt_at: datetime
+    outcome_unknown: bool
 
 
 class OutboxWorker:
@@ -199,12 +208,24 @@ class OutboxWorker:
             rows = list(session.scalars(query))
             if not rows:
                 return []
+            ids = [r.id for r in rows]
+            # A row still "sending" had its worker die holding the claim, maybe after the
+            # provider accepted it: its outcome is unknown.
+            lapsed = {r.id for r in rows if r.status == OUTBOX_SENDING}
+            firsts = {r.id: r.first_attempt_at or now for r in rows}
+            unknown = {r.id: bool(r.outcome_unknown) or r.id in lapsed for r in rows}
             session.execute(
-                update(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows]))
+                update(OutboxMessage).where(OutboxMessage.id.in_(ids))
                 .values(status=OUTBOX_SENDING, claimed_by=self.worker_id,
                         claimed_until=now + self.retry.lease,
-                        attempts=OutboxMessage.attempts + 1)
+                        attempts=OutboxMessage.attempts + 1,
+                        first_attempt_at=func.coalesce(OutboxMessage.first_attempt_at, now))
                 .execution_options(synchronize_session=False))
+            if lapsed:
+                session.execute(
+                    update(OutboxMessage).where(OutboxMessage.id.in_(lapsed))
+                    .values(outcome_unknown=True)
+                    .execution_options(synchronize_session=False))
             envelope_ids = {r.envelope_id for r in rows if r.envelope_id}
             found = {e.id: e for e in session.scalars(
                 select(SecretEnvelope).where(SecretEnvelope.id.in_(envelope_ids)))}
@@ -214,12 +235,15 @@ class OutboxWorker:
                 claimed.append(_Claimed(
                     row.id, row.channel, row.recipient, row.template, json.loads(row.params),
                     row.attempts + 1, row.envelope_id, env.purpose if env else None,
-                    env.holder_id if env else None, env.ciphertext if env else None))
+                    env.holder_id if env else None, env.ciphertext if env else None,
+                    row.created_at, firsts[row.id], unknown[row.id]))
             return claimed
 
     # -- 2. send
 
-    def _send(self, item: _Claimed) -> str:
+    def _send(self, item: _Claimed) -> tuple[str, bool]:
+        """Send the message; return the provider's reference and whether it was found
+        already accepted (an earlier attempt whose outcome was unknown)."""
         secret: str | None = None
         if item.envelope_id is not None:
             if self.sealer is None:  # not claimed by such a worker; defensive
@@ -239,9 +263,18 @@ class OutboxWorker:
         rendered = render(item.template, item.channel, item.params, secret)
         reference = f"tawqi-outbox-{item.id}"
         if item.channel == "sms":
-            return self.sms.send(OutgoingSms(item.recipient, rendered.body, reference, secret))
+            if item.outcome_unknown:
+                # Did an earlier attempt go through? Compare the bodies the provider accepted
+                # for this number with the one we would send (nothing stored to match on).
+                found = self.sms.find_sent(item.recipient, rendered.body,
+                                           item.first_attempt_at)
+                if found is not None:
+                    return found, True
+            return self.sms.send(OutgoingSms(item.recipient, rendered.body, reference,
+                                             secret)), False
+        # SMTP has no lookup: a re-sent email keeps its Message-ID (see the module's note).
         return self.email.send(OutgoingEmail(item.recipient, rendered.subject, rendered.body,
-                                             reference, secret))
+                                             reference, secret)), False
 
     # -- 3. record
 
@@ -285,11 +318,25 @@ class OutboxWorker:
             envelopes.destroy(session, self.clock, envelope.id, reason="sent",
                               actor=WORKER_ACTOR)
 
-    def _record_failure(self, item: _Claimed, error: str, permanent: bool) -> str:
+    def _gives_up(self, item: _Claimed, now: datetime) -> bool:
+        """Out of attempts? A message carrying a PIN or a code keeps trying (backoff capped)
+        for ``secret_retry`` after it was queued, however many attempts that takes; other
+        notices stop after ``max_attempts``. (An operator's retry of a secret message past
+        that period gives it ``max_attempts`` more.)"""
+        out_of_attempts = item.attempts >= self.retry.max_attempts
+        if item.envelope_id is not None:
+            return out_of_attempts and \
+                now - _aware(item.created_at, now) >= self.retry.secret_retry
+        return out_of_attempts
+
+    def _record_failure(self, item: _Claimed, error: str, permanent: bool,
+                        ambiguous: bool = False) -> str:
         with transaction(self.sessions) as session:
             now = self.clock.now()
-            dead = permanent or item.attempts >= self.retry.max_attempts
+            dead = permanent or self._gives_up(item, now)
             values: dict[str, Any] = {"last_error": error[:500], "claimed_until": None}
+            if ambiguous:
+                values["outcome_unknown"] = True
             if dead:
                 values["status"] = OUTBOX_DEAD
             else:
@@ -317,16 +364,22 @@ class OutboxWorker:
         for item in self._claim():
             report.claimed += 1
             secret_free_error = ""
+            found = False
             try:
-                provider_ref = self._send(item)
+                provider_ref, found = self._send(item)
             except TransientSendError as exc:
                 secret_free_error = str(exc)
-                outcome = self._record_failure(item, secret_free_error, permanent=False)
+                outcome = self._record_failure(item, secret_free_error, permanent=False,
+                                               ambiguous=isinstance(exc, AmbiguousSendError))
             except PermanentSendError as exc:
                 secret_free_error = str(exc)
                 outcome = self._record_failure(item, secret_free_error, permanent=True)
             else:
                 outcome = "sent" if self._record_sent(item, provider_ref) else "lost"
+            if outcome == "sent" and found:
+                report.found_sent += 1
+                log.info("outbox %s: already accepted by the provider (%s); not sent again",
+                         item.id, provider_ref)
             if outcome == "sent":
                 report.sent += 1
                 log.info("outbox %s: %s %s sent", item.id, item.channel, item.template)
@@ -369,6 +422,13 @@ class OutboxWorker:
         return total
 
 
+def _aware(at: datetime, like: datetime) -> datetime:
+    """``at`` comparable with ``like`` (SQLite returns naive UTC datetimes)."""
+    if at.tzinfo is None and like.tzinfo is not None:
+        return at.replace(tzinfo=like.tzinfo)
+    return at
+
+
 def retry_dead(session: Session, clock: Clock, message_id: int, *, actor: str) -> OutboxMessage:
     """Give a dead message a new series of attempts (after fixing a phone number, an outage
     longer than the retries, a configuration error)."""
@@ -385,6 +445,87 @@ def retry_dead(session: Session, clock: Clock, message_id: int, *, actor: str) -
            object_id=message.id, summary={"channel": message.channel,
                                           "template": message.template})
     return message
+
+
+def retry_all_dead(session: Session, clock: Clock, *, actor: str,
+                   purpose: str | None = None) -> list[int]:
+    """Give every dead message (of template ``purpose`` if given) a new series of attempts,
+    e.g. after an outage longer than the retries. Returns their ids; each is audited."""
+    if purpose is not None and purpose not in TEMPLATES:
+        raise ValueError(f"unknown purpose {purpose!r}")
+    query = select(OutboxMessage).where(OutboxMessage.status == OUTBOX_DEAD) \
+        .order_by(OutboxMessage.id)
+    if purpose is not None:
+        query = query.where(OutboxMessage.template == purpose)
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    ids = []
+    for message in session.scalars(query):
+        retry_dead(session, clock, message.id, actor=actor)
+        ids.append(message.id)
+    return ids
+
+
+@dataclass(frozen=True)
+class PurposeFigures:
+    """Pending and dead messages of one purpose (template), and the oldest pending one."""
+
+    purpose: str
+    pending: int
+    dead: int
+    oldest_pending_at: datetime | None
+
+
+def stats_by_purpose(session: Session) -> list[PurposeFigures]:
+    """Per template: messages waiting (pending or being sent), dead, oldest waiting."""
+    waiting = (OUTBOX_PENDING, OUTBOX_SENDING)
+    rows = session.execute(
+        select(OutboxMessage.template, OutboxMessage.status, func.count(OutboxMessage.id),
+               func.min(OutboxMessage.created_at))
+        .where(OutboxMessage.status.in_((*waiting, OUTBOX_DEAD)))
+        .group_by(OutboxMessage.template, OutboxMessage.status)).all()
+    figures: dict[str, dict[str, Any]] = {
+        name: {"pending": 0, "dead": 0, "oldest": None} for name in TEMPLATES}
+    for template, status, count, oldest in rows:
+        entry = figures.setdefault(template, {"pending": 0, "dead": 0, "oldest": None})
+        if status == OUTBOX_DEAD:
+            entry["dead"] += count
+        else:
+            entry["pending"] += count
+            if entry["oldest"] is None or oldest < entry["oldest"]:
+                entry["oldest"] = oldest
+    return [PurposeFigures(name, f["pending"], f["dead"], f["oldest"])
+            for name, f in sorted(figures.items())]
+
+
+@dataclass(frozen=True)
+class OutboxAlert:
+    """What the operator page shows and metrics count: waiting too long, or dead."""
+
+    oldest_pending_at: datetime | None
+    oldest_pending_minutes: float
+    late: bool
+    dead: int
+    dead_secret: int
+
+    @property
+    def raised(self) -> bool:
+        return self.late or self.dead > 0
+
+
+def alert(session: Session, clock: Clock, *, threshold_minutes: int) -> OutboxAlert:
+    """Is the outbox in trouble? A message waiting longer than ``threshold_minutes`` (an
+    outage, SMTP refusing plaintext, a provider lookup failing), or any dead message."""
+    waiting = session.scalar(select(func.min(OutboxMessage.created_at)).where(
+        OutboxMessage.status.in_((OUTBOX_PENDING, OUTBOX_SENDING))))
+    now = clock.now()
+    minutes = (now - _aware(waiting, now)).total_seconds() / 60 if waiting else 0.0
+    dead = session.scalar(select(func.count(OutboxMessage.id))
+                          .where(OutboxMessage.status == OUTBOX_DEAD)) or 0
+    dead_secret = session.scalar(select(func.count(OutboxMessage.id)).where(
+        OutboxMessage.status == OUTBOX_DEAD, OutboxMessage.envelope_id.is_not(None))) or 0
+    return OutboxAlert(waiting, max(minutes, 0.0), minutes > threshold_minutes, dead,
+                       dead_secret)
 
 
 @dataclass(frozen=True)

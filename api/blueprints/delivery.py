@@ -22,7 +22,18 @@ from api.routing import ApiBlueprint, Call
 from api.runtime import Runtime
 from api.schema import PageQuery, make_page, page_of, rule
 from api.services import load_authority, services
-from delivery import batches, contacts, holders, outbox, personalisation, pins, requests, reset
+from core.errors import InvalidInput
+from delivery import (
+    batches,
+    contact_change,
+    contacts,
+    holders,
+    outbox,
+    personalisation,
+    pins,
+    requests,
+    reset,
+)
 from delivery.errors import ContactNotFound
 from delivery.models import CertificateRequest as RequestRow
 from delivery.models import Contact, CourierBatch, Holder, OutboxMessage
@@ -189,6 +200,32 @@ class HolderContactIn:
                                                                        max_length=254))
 
 
+@dataclass(frozen=True)
+class PendingChangeOut:
+    """A new mobile (``sms``) or email waiting for the holder's code; the value masked."""
+
+    change_id: str
+    channel: Literal["sms", "email"]
+    new_hint: str
+    expires_at: datetime
+    requested_by: str
+
+
+@dataclass(frozen=True)
+class HolderContactOut:
+    """The holder as it stands (PINs and codes still go to these values) and the changes
+    that wait for the holder's confirmation."""
+
+    holder: HolderOut
+    awaiting_confirmation: list[PendingChangeOut]
+
+
+@dataclass(frozen=True)
+class HolderContactConfirmIn:
+    channel: Literal["sms", "email"]
+    code: str = field(metadata=rule(pattern=r"^[0-9]{4,10}$", write_only=True))
+
+
 def holder_out(h: Holder) -> HolderOut:
     return HolderOut(h.id, h.cin, h.given_name_fr, h.surname_fr, h.given_name_ar,
                      h.surname_ar, h.role, h.entity_kind,  # type: ignore[arg-type]
@@ -241,14 +278,37 @@ def get_holder(call: Call, holder_id: int) -> HolderOut:
 
 
 @bp.operation("POST", "/holders/<id:holder_id>/contact-details", action="holders.write",
-              body=HolderContactIn, response=HolderOut,
-              summary="Change where a holder's notifications go")
-def update_holder_contact(call: Call, holder_id: int, body: HolderContactIn) -> HolderOut:
+              body=HolderContactIn, response=HolderContactOut, errors=(503,),
+              summary="Change where a holder's notifications go (a new mobile or email "
+                      "waits for the holder's confirmation; the old ones are told)")
+def update_holder_contact(call: Call, holder_id: int,
+                          body: HolderContactIn) -> HolderContactOut:
     holder = holders.get_holder(call.session, holder_id)
     call.authorize(Scope(province_code=holder.province_code, holder_id=holder.id))
-    return holder_out(holders.update_contact_details(
-        call.session, call.clock, holder_id, actor=call.actor, mobile=body.mobile,
-        email=body.email, professional_email=body.professional_email))
+    wiring = services()
+    sealer = wiring.sealer() if body.mobile is not None or body.email is not None else None
+    updated = holders.update_contact_details(
+        call.session, call.clock, holder_id, actor=call.actor, sealer=sealer,
+        policy=wiring.policy, mobile=body.mobile, email=body.email,
+        professional_email=body.professional_email)
+    return HolderContactOut(holder_out(updated), [
+        PendingChangeOut(p.change_id, p.channel, p.new_hint,  # type: ignore[arg-type]
+                         p.expires_at, p.requested_by)
+        for p in contact_change.pending_changes(call.session, call.clock, holder_id)])
+
+
+@bp.operation("POST", "/holders/<id:holder_id>/contact-details/confirm",
+              action="holder.contact", body=HolderContactConfirmIn, response=HolderOut,
+              rate_limit="otp", transactional=False, errors=(404, 409),
+              summary="Confirm my new mobile or email with the code sent to it")
+def confirm_holder_contact(call: Call, holder_id: int,
+                           body: HolderContactConfirmIn) -> HolderOut:
+    with call.runtime.unit_of_work() as session:
+        holder = holders.get_holder(session, holder_id)
+        call.authorize(Scope(province_code=holder.province_code, holder_id=holder.id))
+    return holder_out(contact_change.confirm_change(
+        call.runtime.sessions, call.clock, holder_id=holder_id, channel=body.channel,
+        code=body.code, actor=call.actor))
 
 
 # --------------------------------------------------------------------------- requests
@@ -753,6 +813,9 @@ class OutboxOut:
     request_id: int | None
     created_at: datetime
     sent_at: datetime | None
+    #: An earlier attempt may have been accepted (timeout, crashed worker): the provider is
+    #: asked before any new SMS attempt.
+    outcome_unknown: bool
 
 
 @dataclass(frozen=True)
@@ -763,18 +826,42 @@ class OutboxQuery(PageQuery):
 
 
 @dataclass(frozen=True)
+class PurposeStatsOut:
+    purpose: str
+    pending: int
+    dead: int
+    oldest_pending_at: datetime | None
+
+
+@dataclass(frozen=True)
 class OutboxStatsOut:
     pending: int
     sending: int
     sent: int
     dead: int
     oldest_pending_at: datetime | None
+    by_purpose: list[PurposeStatsOut]
+    #: A message waits longer than TAWQI_OUTBOX_ALERT_AGE_MINUTES, or some are dead.
+    alert: bool
+    oldest_pending_minutes: float
+
+
+@dataclass(frozen=True)
+class RetryDeadIn:
+    #: Only the dead messages of this template (e.g. ``pin.initial``); all when absent.
+    purpose: str | None = field(default=None, metadata=rule(pattern=r"^[a-z._]{1,50}$"))
+
+
+@dataclass(frozen=True)
+class RetryDeadOut:
+    retried: list[int]
 
 
 def outbox_out(m: OutboxMessage) -> OutboxOut:
     return OutboxOut(m.id, m.channel, m.recipient, m.template,  # type: ignore[arg-type]
                      m.status, m.attempts, m.next_attempt_at,  # type: ignore[arg-type]
-                     m.last_error, m.holder_id, m.request_id, m.created_at, m.sent_at)
+                     m.last_error, m.holder_id, m.request_id, m.created_at, m.sent_at,
+                     bool(m.outcome_unknown))
 
 
 @bp.operation("GET", "/outbox", action="outbox.read", query=OutboxQuery,
@@ -790,7 +877,24 @@ def list_outbox(call: Call, query: OutboxQuery) -> object:
               summary="Outbox depth by status")
 def outbox_stats(call: Call) -> OutboxStatsOut:
     s = outbox.stats(call.session)
-    return OutboxStatsOut(s.pending, s.sending, s.sent, s.dead, s.oldest_pending_at)
+    alarm = outbox.alert(call.session, call.clock,
+                         threshold_minutes=call.settings.outbox_alert_age_minutes)
+    return OutboxStatsOut(s.pending, s.sending, s.sent, s.dead, s.oldest_pending_at,
+                          [PurposeStatsOut(f.purpose, f.pending, f.dead, f.oldest_pending_at)
+                           for f in outbox.stats_by_purpose(call.session)],
+                          alarm.raised, round(alarm.oldest_pending_minutes, 1))
+
+
+@bp.operation("POST", "/outbox/retry-dead", action="outbox.manage", body=RetryDeadIn,
+              response=RetryDeadOut,
+              summary="Give every dead notification (of one purpose) new attempts")
+def retry_all_dead(call: Call, body: RetryDeadIn) -> RetryDeadOut:
+    try:
+        ids = outbox.retry_all_dead(call.session, call.clock, actor=call.actor,
+                                    purpose=body.purpose)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="purpose") from exc
+    return RetryDeadOut(ids)
 
 
 @bp.operation("POST", "/outbox/<id:message_id>/retry", action="outbox.manage",
@@ -809,3 +913,30 @@ def setup(app: Flask, rt: Runtime) -> None:
 
     metrics.add_gauge_source("tawqi_outbox_messages", "Notifications in the outbox by status "
                              "(pending + sending = depth)", ("status",), depth)
+
+    def by_purpose(session: Session) -> dict[tuple[str, ...], float]:
+        figures: dict[tuple[str, ...], float] = {}
+        for f in outbox.stats_by_purpose(session):
+            figures[("pending", f.purpose)] = f.pending
+            figures[("dead", f.purpose)] = f.dead
+        return figures
+
+    metrics.add_gauge_source("tawqi_outbox_purpose_messages", "Notifications waiting (pending "
+                             "or being sent) and dead, by purpose (template)",
+                             ("status", "purpose"), by_purpose)
+
+    def oldest(session: Session) -> dict[tuple[str, ...], float]:
+        alarm = outbox.alert(session, rt.clock,
+                             threshold_minutes=rt.settings.outbox_alert_age_minutes)
+        return {(): alarm.oldest_pending_minutes * 60}
+
+    metrics.add_gauge_source("tawqi_outbox_oldest_pending_age_seconds", "Age of the oldest "
+                             "notification not yet sent (0 when none waits)", (), oldest)
+
+    def alerting(session: Session) -> dict[tuple[str, ...], float]:
+        alarm = outbox.alert(session, rt.clock,
+                             threshold_minutes=rt.settings.outbox_alert_age_minutes)
+        return {(): 1.0 if alarm.raised else 0.0}
+
+    metrics.add_gauge_source("tawqi_outbox_alert", "1 when a notification waits longer than "
+                             "TAWQI_OUTBOX_ALERT_AGE_MINUTES or some are dead", (), alerting)

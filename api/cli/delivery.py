@@ -127,9 +127,18 @@ def outbox_stats(runtime: Runtime) -> None:
     """Messages per state and the oldest waiting one."""
     with runtime.unit_of_work() as session:
         found = outbox.stats(session)
+        purposes = outbox.stats_by_purpose(session)
+        alarm = outbox.alert(session, runtime.clock,
+                             threshold_minutes=runtime.settings.outbox_alert_age_minutes)
     print_table(["pending", "sending", "sent", "dead", "oldest pending"],
                 [[found.pending, found.sending, found.sent, found.dead,
                   found.oldest_pending_at]])
+    print_table(["purpose", "waiting", "dead", "oldest waiting"],
+                [[f.purpose, f.pending, f.dead, f.oldest_pending_at] for f in purposes
+                 if f.pending or f.dead])
+    if alarm.raised:
+        click.echo(f"ALERT: oldest waiting {alarm.oldest_pending_minutes:.0f} min, "
+                   f"{alarm.dead} dead ({alarm.dead_secret} carrying a PIN or code)")
 
 
 @outbox_group.command("list")
@@ -154,6 +163,20 @@ def outbox_retry(runtime: Runtime, message_id: int) -> None:
     with runtime.unit_of_work() as session:
         message = outbox.retry_dead(session, runtime.clock, message_id, actor=ACTOR)
         click.echo(f"message {message.id} is {message.status}")
+
+
+@outbox_group.command("retry-dead")
+@click.option("--purpose", help="Only the dead messages of this template, e.g. pin.initial.")
+@pass_runtime
+def outbox_retry_dead(runtime: Runtime, purpose: str | None) -> None:
+    """Give every dead message (of one purpose) a new series of attempts, e.g. after an
+    outage longer than the retries."""
+    with runtime.unit_of_work() as session:
+        try:
+            ids = outbox.retry_all_dead(session, runtime.clock, actor=ACTOR, purpose=purpose)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--purpose") from exc
+    click.echo(f"{len(ids)} message(s) pending again")
 
 
 @click.group("delivery")

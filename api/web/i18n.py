@@ -132,6 +132,15 @@ T: dict[str, tuple[str, str]] = {
     "queue.approved": ("À personnaliser", "في انتظار التخصيص"),
     "queue.personalised": ("À expédier", "في انتظار الإرسال"),
     "queue.empty": ("Rien en attente.", "لا شيء في الانتظار."),
+    "outbox.alert": ("Notifications en souffrance", "إشعارات متأخرة"),
+    "outbox.late": ("Le plus ancien message attend depuis {minutes} min (seuil : {threshold} "
+                    "min) : fournisseur SMS ou courriel indisponible, ou configuration.",
+                    "أقدم رسالة تنتظر منذ {minutes} دقيقة (العتبة: {threshold} دقيقة): مزود "
+                    "الرسائل أو البريد غير متاح، أو خلل في الإعدادات."),
+    "outbox.dead": ("{dead} message(s) abandonné(s), dont {secret} avec un PIN ou un code ; "
+                    "relancez-les tous :",
+                    "{dead} رسالة متوقفة، منها {secret} تحمل رمزا سريا أو رمز تحقق؛ أعيدوا "
+                    "إرسالها كلها:"),
     "me.title": ("Mes certificats", "شهاداتي"),
     "me.none": ("Aucune demande à votre nom.", "لا يوجد طلب باسمكم."),
     "me.pin": ("Changer le code PIN à la première utilisation, ou le réinitialiser s'il est "

@@ -63,7 +63,7 @@ from core.errors import (
     TawqiError,
     Unauthenticated,
 )
-from delivery import batches, contacts, holders, oversight, requests
+from delivery import batches, contacts, holders, outbox, oversight, requests
 from delivery.errors import ContactNotFound, InvalidHolder
 from delivery.models import OPEN_STATES, TOKEN_FORMS
 from quotas.errors import UnknownEntity
@@ -449,9 +449,14 @@ def handover(p: Page, request_id: int) -> Any:
 
 
 def _queue_page(p: Page, status: int = 200, form_error: str | None = None) -> Response:
+    threshold = runtime().settings.outbox_alert_age_minutes
+    alarm = (outbox.alert(p.session, p.clock, threshold_minutes=threshold)
+             if p.allowed("outbox.read") else None)
     return _html("queue.html", status, queue=oversight.operator_queue(p.session, p.clock),
                  stages=oversight.QUEUE_STAGES, may_decide=p.allowed("requests.decide"),
-                 form_error=form_error, done=request.args.get("done", ""))
+                 form_error=form_error, done=request.args.get("done", ""),
+                 outbox_alert=alarm if alarm is not None and alarm.raised else None,
+                 outbox_threshold=threshold)
 
 
 @bp.get("/queue")

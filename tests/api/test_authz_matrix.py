@@ -120,6 +120,9 @@ def rows() -> list[Row]:
         Row("POST", "/v1/holders/{holder_here}/contact-details",
             frozenset({OPERATOR, CONTACT}), {"email": "new{n}@example.ma"},
             rule="/v1/holders/<id:holder_id>/contact-details"),
+        Row("POST", "/v1/holders/{holder_here}/contact-details/confirm", frozenset({HOLDER}),
+            {"channel": "sms", "code": "123456"},
+            rule="/v1/holders/<id:holder_id>/contact-details/confirm"),
         Row("GET", "/v1/requests", frozenset({ADMIN, OPERATOR, CONTACT, HOLDER})),
         Row("POST", "/v1/requests", frozenset({OPERATOR, CONTACT}),
             {"holder_id": "{holder_here}", "token_form": "hosted"}),
@@ -166,6 +169,7 @@ def rows() -> list[Row]:
         Row("GET", "/v1/outbox/stats", frozenset({ADMIN, OPERATOR})),
         Row("POST", "/v1/outbox/1/retry", frozenset({OPERATOR}),
             rule="/v1/outbox/<id:message_id>/retry"),
+        Row("POST", "/v1/outbox/retry-dead", frozenset({OPERATOR}), {}),
         # certificates (an unknown serial: allowed roles get 404, the others 403)
         Row("GET", "/v1/certificates", frozenset({ADMIN, OPERATOR}), rule="/v1/certificates"),
         Row("GET", "/v1/certificates/0a1b", frozenset({ADMIN, OPERATOR, CONTACT, HOLDER,

@@ -7,23 +7,31 @@ uses to send an SMS; ``smtp_sink`` a real aiosmtpd server. Both can go down and 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import itertools
 import json
 import secrets
 import socket
+import ssl
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -116,11 +124,29 @@ class SentSms:
     to: str
     from_: str
     body: str
+    date_sent: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def _twilio_date(at: datetime) -> str:
+    return format_datetime(at.astimezone(UTC), usegmt=True)
+
+
+def _date_filter(value: str) -> date:
+    """Twilio's ``DateSent`` filters take ``YYYY-MM-DD``; the SDK sends an ISO datetime."""
+    return date.fromisoformat(value[:10])
 
 
 @dataclass
 class TwilioEndpoint:
-    """POST /2010-04-01/Accounts/{sid}/Messages.json → 201 JSON, as Twilio answers."""
+    """POST /2010-04-01/Accounts/{sid}/Messages.json → 201 JSON, as Twilio answers; GET of
+    the same path lists messages newest first, filtered by ``To`` and ``DateSent``
+    (``DateSent=day``, ``DateSent>=day``, ``DateSent<=day``), paged by ``PageSize``.
+
+    ``slow`` (seconds): record the message, then answer only after that delay (longer than
+    the client's timeout: the provider accepted a message its client saw time out).
+    ``hold_after`` (n): once n messages are recorded, record the next one and hold every
+    answer until ``release`` is set (the test kills the worker meanwhile); ``held`` is set
+    when that happens."""
 
     account_sid: str
     auth_token: str
@@ -128,6 +154,11 @@ class TwilioEndpoint:
     messages: list[SentSms] = field(default_factory=list)
     fail_next: int = 0  # answer 503 to that many requests (the provider is in trouble)
     requests_seen: int = 0
+    lookups: int = 0
+    slow: float = 0.0
+    hold_after: int | None = None
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -148,7 +179,55 @@ class TwilioEndpoint:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (slow mode) or was killed
+
+            def _authorised(self) -> bool:
+                expected = "Basic " + base64.b64encode(
+                    f"{endpoint.account_sid}:{endpoint.auth_token}".encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self._reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                    return False
+                return True
+
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                base = f"/2010-04-01/Accounts/{endpoint.account_sid}/Messages.json"
+                if path != base:
+                    self._reply(404, {"code": 20404, "message": "not found", "status": 404})
+                    return
+                if not self._authorised():
+                    return
+                with endpoint._lock:
+                    endpoint.lookups += 1
+                    failing = endpoint.fail_next > 0
+                    if failing:
+                        endpoint.fail_next -= 1
+                    found = list(reversed(endpoint.messages))
+                if failing:
+                    self._reply(503, {"code": 20503, "message": "Service unavailable",
+                                      "status": 503})
+                    return
+                args = {k: v[0] for k, v in parse_qs(query).items()}
+                if "To" in args:
+                    found = [m for m in found if m.to == args["To"]]
+                if "DateSent" in args:
+                    day = _date_filter(args["DateSent"])
+                    found = [m for m in found if m.date_sent.date() == day]
+                if "DateSent>" in args:
+                    day = _date_filter(args["DateSent>"])
+                    found = [m for m in found if m.date_sent.date() >= day]
+                if "DateSent<" in args:
+                    day = _date_filter(args["DateSent<"])
+                    found = [m for m in found if m.date_sent.date() <= day]
+                size = int(args.get("PageSize", 50))
+                self._reply(200, {
+                    "messages": [endpoint.resource(m) for m in found[:size]],
+                    "first_page_uri": base, "next_page_uri": None, "previous_page_uri": None,
+                    "page": 0, "page_size": size, "start": 0, "end": min(size, len(found)),
+                    "uri": base})
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
@@ -158,14 +237,11 @@ class TwilioEndpoint:
                     failing = endpoint.fail_next > 0
                     if failing:
                         endpoint.fail_next -= 1
-                expected = "Basic " + base64.b64encode(
-                    f"{endpoint.account_sid}:{endpoint.auth_token}".encode()).decode()
                 path = f"/2010-04-01/Accounts/{endpoint.account_sid}/Messages.json"
                 if self.path != path:
                     self._reply(404, {"code": 20404, "message": "not found", "status": 404})
                     return
-                if self.headers.get("Authorization") != expected:
-                    self._reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                if not self._authorised():
                     return
                 if failing:
                     self._reply(503, {"code": 20503, "message": "Service unavailable",
@@ -175,24 +251,41 @@ class TwilioEndpoint:
                     self._reply(400, {"code": 21211, "message": "Invalid 'To' Phone Number",
                                       "status": 400})
                     return
-                sid = "SM" + uuid.uuid4().hex
+                sms = SentSms("SM" + uuid.uuid4().hex, form["To"], form.get("From", ""),
+                              form.get("Body", ""))
                 with endpoint._lock:
-                    endpoint.messages.append(SentSms(sid, form["To"], form.get("From", ""),
-                                                     form.get("Body", "")))
-                self._reply(201, {
-                    "sid": sid, "account_sid": endpoint.account_sid, "to": form["To"],
-                    "from": form.get("From"), "body": form.get("Body"), "status": "queued",
-                    "num_segments": "1", "direction": "outbound-api", "api_version": "2010-04-01",
-                    "date_created": "Mon, 16 Mar 2026 09:30:00 +0000",
-                    "date_updated": "Mon, 16 Mar 2026 09:30:00 +0000", "date_sent": None,
-                    "price": None, "price_unit": "USD", "error_code": None,
-                    "error_message": None, "messaging_service_sid": None, "num_media": "0",
-                    "uri": f"{path[:-5]}/{sid}.json", "subresource_uris": {}})
+                    hold = (endpoint.hold_after is not None
+                            and len(endpoint.messages) >= endpoint.hold_after)
+                    endpoint.messages.append(sms)
+                if hold:
+                    endpoint.held.set()
+                    endpoint.release.wait(30)
+                if endpoint.slow:
+                    time.sleep(endpoint.slow)
+                resource = endpoint.resource(sms)
+                resource.update(status="queued", date_sent=None)
+                self._reply(201, resource)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
+    def resource(self, sms: SentSms) -> dict[str, Any]:
+        path = f"/2010-04-01/Accounts/{self.account_sid}/Messages"
+        at = _twilio_date(sms.date_sent)
+        return {
+            "sid": sms.sid, "account_sid": self.account_sid, "to": sms.to, "from": sms.from_,
+            "body": sms.body, "status": "sent", "num_segments": "1",
+            "direction": "outbound-api", "api_version": "2010-04-01", "date_created": at,
+            "date_updated": at, "date_sent": at, "price": None, "price_unit": "USD",
+            "error_code": None, "error_message": None, "messaging_service_sid": None,
+            "num_media": "0", "uri": f"{path}/{sms.sid}.json", "subresource_uris": {}}
+
+    def bodies_to(self, to: str) -> list[str]:
+        with self._lock:
+            return [m.body for m in self.messages if m.to == to]
+
     def down(self) -> None:
+        self.release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -227,17 +320,26 @@ class _Handler:
 
 
 class SmtpSink:
-    """A real SMTP server (aiosmtpd) that keeps what it receives."""
+    """A real SMTP server (aiosmtpd) that keeps what it receives. It offers STARTTLS with a
+    self-signed certificate for 127.0.0.1 (``ca_file`` trusts it); plain sessions work too."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
         self.port = free_port()
         self.messages: list[EmailMessage] = []
         self.defer_next = 0
         self.lock = threading.Lock()
+        self.ca_file = tls[0] if tls else ""
+        self._tls = tls
         self._controller: Controller | None = None
 
     def up(self) -> None:
-        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        extra: dict[str, Any] = {}
+        if self._tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self._tls)
+            extra["tls_context"] = context
+        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
+                                      **extra)
         self._controller.start()
 
     def down(self) -> None:
@@ -250,9 +352,31 @@ class SmtpSink:
             return [str(m.get_content()) for m in self.messages if m["To"] == address]
 
 
+@pytest.fixture(scope="session")
+def smtp_tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM files)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("smtp-tls")
+    cert_file, key_file = folder / "relay.pem", folder / "relay.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
 @pytest.fixture
-def smtp_sink() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
+def smtp_sink(smtp_tls_files: tuple[str, str]) -> Iterator[SmtpSink]:
+    sink = SmtpSink(smtp_tls_files)
     sink.up()
     try:
         yield sink

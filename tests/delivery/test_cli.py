@@ -66,6 +66,7 @@ def test_worker_once_sends_through_the_configured_backend(
     monkeypatch.setenv("TAWQI_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("TAWQI_SMTP_PORT", str(smtp_sink.port))
     monkeypatch.setenv("TAWQI_SMTP_FROM", "tawqi@tawqi.test")
+    monkeypatch.setenv("TAWQI_SMTP_CA_FILE", smtp_sink.ca_file)
     runner = CliRunner()
     assert runner.invoke(cli, ["db", "upgrade"], catch_exceptions=False).exit_code == 0
     result = runner.invoke(cli, ["worker", "--once"], catch_exceptions=False)

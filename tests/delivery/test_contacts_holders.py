@@ -117,12 +117,14 @@ def test_holder_validation_and_province_scope(session: Session, clock: FrozenClo
     assert other.province_code == OTHER_PROVINCE
 
 
-def test_update_contact_details_is_audited_without_values(session: Session,
-                                                          clock: FrozenClock) -> None:
+def test_a_professional_email_change_is_audited_without_values(session: Session,
+                                                                 clock: FrozenClock) -> None:
     holder = make_holder(session, clock)
     holders.update_contact_details(session, clock, holder.id, actor="contact",
-                                   mobile="0700000001")
-    assert holder.mobile == "+212700000001"
+                                   professional_email="k.benali@commune.ma")
+    assert holder.professional_email == "k.benali@commune.ma"
     event = session.scalars(select(AuditEvent).where(
         AuditEvent.action == "delivery.holder.updated")).all()[-1]
-    assert event.summary_dict == {"changed": ["mobile"]}
+    assert event.summary_dict == {"changed": ["professional_email"],
+                                  "awaiting_confirmation": []}
+    assert event.actor == "contact"

@@ -161,7 +161,7 @@ def run(flow_engine: Engine, softhsm_conf: Path, softhsm_module_path: str,
         sms=TwilioSmsBackend(twilio_endpoint.account_sid, twilio_endpoint.auth_token,
                              "+212522000000", base_url=twilio_endpoint.base_url, timeout=5),
         email=SmtpEmailBackend("127.0.0.1", smtp_sink.port, sender="tawqi@tawqi.test",
-                               timeout=5))
+                               ca_file=smtp_sink.ca_file, timeout=5))
     personaliser = TokenPersonaliser(tokens, so_pin=so_pin, authority=authority)
     try:
         yield Run(flow_engine, sessions, clock, tokens, so_pin, sealer, personaliser,

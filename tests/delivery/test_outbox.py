@@ -46,7 +46,9 @@ def twilio(endpoint: TwilioEndpoint) -> TwilioSmsBackend:
 
 
 def smtp(sink: SmtpSink) -> SmtpEmailBackend:
-    return SmtpEmailBackend("127.0.0.1", sink.port, sender="tawqi@tawqi.test", timeout=5)
+    """STARTTLS (the default) to the sink, trusting its self-signed certificate."""
+    return SmtpEmailBackend("127.0.0.1", sink.port, sender="tawqi@tawqi.test",
+                            ca_file=sink.ca_file, timeout=5)
 
 
 def notice(recipient: str, key: str) -> Notification:
