@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from api import services
 from api.runtime import Runtime
@@ -70,13 +70,17 @@ def test_the_operator_sees_the_outbox_alert_and_retries_every_dead_message(
     with db_session(api_runtime) as db:  # the world's PIN notices are not this test's
         db.execute(update(OutboxMessage).values(status="sent"))
         db.commit()
+        # Rows other tests left in the shared database are not this test's either.
+        before = db.scalar(select(func.max(OutboxMessage.id))) or 0
     client.post(f"/v1/holders/{world.holder_here}/contact-details",
                 json={"email": "nouveau@example.ma"}, headers=callers["contact"].headers)
     with db_session(api_runtime) as db:
-        db.execute(update(OutboxMessage).where(OutboxMessage.template == "contact.changed")
+        db.execute(update(OutboxMessage).where(OutboxMessage.template == "contact.changed",
+                                               OutboxMessage.id > before)
                    .values(status=OUTBOX_DEAD, last_error="twilio 503"))
         # the code notice has waited two hours: late
-        db.execute(update(OutboxMessage).where(OutboxMessage.template == "contact.code")
+        db.execute(update(OutboxMessage).where(OutboxMessage.template == "contact.code",
+                                               OutboxMessage.id > before)
                    .values(created_at=clock.now() - timedelta(hours=2)))
         db.commit()
     operator = callers["operator"].headers
