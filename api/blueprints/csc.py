@@ -501,6 +501,7 @@ def credentials_info(call: Call, body: InfoIn) -> CredentialInfoOut:
 
 @bp.operation("POST", "/credentials/sendOTP", action="signing.authorize", body=SendOtpIn,
               response=SendOtpOut, rate_limit="otp", transactional=False,
+              rate_subject=lambda args: f"cred:{args['body'].credentialID}",
               errors=(404, 409, 503),
               summary="Send the holder a one-time code by SMS")
 def send_otp(call: Call, body: SendOtpIn) -> SendOtpOut:
@@ -512,6 +513,7 @@ def send_otp(call: Call, body: SendOtpIn) -> SendOtpOut:
 
 @bp.operation("POST", "/credentials/authorize", action="signing.authorize",
               body=AuthorizeIn, response=AuthorizeOut, rate_limit="pin", transactional=False,
+              rate_subject=lambda args: f"cred:{args['body'].credentialID}",
               errors=(403, 404, 409, 423, 503),
               summary="PIN + one-time code: a single-use SAD for these hashes or this PDF")
 def authorize(call: Call, body: AuthorizeIn) -> AuthorizeOut:
