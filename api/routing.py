@@ -291,24 +291,20 @@ def _too_deep() -> JsonTooDeep:
 
 
 def json_depth(value: Any) -> int:
-    """How deeply arrays and objects nest in ``value`` (a scalar is 0), without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    """How deeply arrays and objects nest in ``value`` (a scalar is 0), level by level and
+    without recursion; stops counting past ``MAX_JSON_DEPTH``."""
+    containers = (dict, list)
+    level = [value] if isinstance(value, containers) else []
+    depth = 0
+    while level and depth <= MAX_JSON_DEPTH:
         depth += 1
-        deepest = max(deepest, depth)
-        if deepest > MAX_JSON_DEPTH:
-            return deepest
-        stack.extend((child, depth) for child in children
-                     if isinstance(child, (dict, list)))
-    return deepest
+        below = []
+        for item in level:
+            for child in item.values() if isinstance(item, dict) else item:
+                if isinstance(child, containers):
+                    below.append(child)
+        level = below
+    return depth
 
 
 class _UnsupportedMediaType(TawqiError):
