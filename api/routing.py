@@ -125,6 +125,8 @@ class ApiBlueprint(Blueprint):
             policy.reach("platform", action)  # KeyError at import time for a typo
         if rate_subject is not None and rate_limit is None:
             raise TypeError("rate_subject needs rate_limit")
+        if action is None and rate_limit not in (None, "auth"):
+            raise TypeError("a public operation's only limit is the login's (auth)")
         if not transactional and idempotency != "none":
             raise TypeError("idempotency keys need a transactional operation")
         method = method.upper()
