@@ -28,6 +28,7 @@ from tests.delivery.conftest import make_contact
 
 COMMUNE = "01.051.01.01"
 THREADS = 64
+CONNECTIONS = 16
 HOLDER = {"cin": "KA123456", "given_name_fr": "Karima", "surname_fr": "Alaoui",
           "given_name_ar": "كريمة", "surname_ar": "العلوي", "role": "president",
           "mobile": "0661234567", "email": "k.alaoui@example.ma", "commune_code": COMMUNE}
@@ -42,7 +43,11 @@ def committed_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         engine.dispose()
         return
     server_url = request.getfixturevalue("postgres_server_url")
-    name, engine = _fresh_postgres(server_url)
+    name, created = _fresh_postgres(server_url)
+    url = created.url.render_as_string(hide_password=False)
+    created.dispose()
+    # The PostgreSQL server is shared (100 connections): 64 threads queue for 16 of them.
+    engine = make_engine(url, pool_size=CONNECTIONS, max_overflow=0, pool_timeout=120)
     try:
         prepare_database(engine)
         yield engine
