@@ -22,7 +22,7 @@ from api.accounts import Passwords
 from api.blueprints import BLUEPRINT_MODULES
 from api.metrics import Metrics
 from api.problems import PROBLEM_BASE, problem
-from api.ratelimit import Limit
+from api.ratelimit import limit_of, login_policy
 from api.routing import BoundedIntConverter, IdConverter
 from api.runtime import Runtime
 from core.config import Settings
@@ -54,8 +54,9 @@ def runtime() -> Runtime:
 
 def check_settings(settings: Settings) -> None:
     """Refuse at start-up what the API cannot run with."""
-    for kind in ("auth", "pin", "otp"):
-        Limit.parse(getattr(settings, f"rate_limit_{kind}"), f"TAWQI_RATE_LIMIT_{kind.upper()}")
+    for kind in ("auth", "pin", "otp", "client"):
+        limit_of(settings, kind)
+    login_policy(settings)
     for name in ("max_json_kb", "max_upload_mb", "session_ttl_minutes",
                  "idempotency_ttl_hours", "argon2_time_cost", "argon2_memory_kib"):
         if getattr(settings, name) < 1:

@@ -82,3 +82,10 @@ class MalformedRequest(InvalidInput):
 class CommuneNotFound(NotFound):
     type = "commune-not-found"
     title = "Commune not found"
+
+
+class JsonTooDeep(MalformedRequest):
+    """Arrays and objects nested deeper than the API accepts (``max_depth`` says how deep)."""
+
+    type = "json-too-deep"
+    title = "JSON nested too deeply"

@@ -6,6 +6,11 @@ transaction as the work it answers; a retry with the same key and the same reque
 back unchanged (header ``Idempotent-Replayed: true``). The same key with a different request
 is refused. Records are kept ``idempotency_ttl_hours``. Error responses are not stored, so a
 retry after a failure runs again.
+
+Concurrent requests with the same key are serialised (:func:`serialise`): the second waits
+until the first commits or fails, then replays the stored response or, if there is none,
+does the work itself. Without it, on PostgreSQL a request that looked before the first had
+committed would run the work again and meet what the first created (a 409).
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from api.errors import IdempotencyKeyReused, MalformedRequest
 from api.models import IdempotencyRecord
 from core.clock import Clock, as_utc
+from core.db import is_postgres
 
 HEADER = "Idempotency-Key"
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
@@ -45,6 +51,18 @@ def request_hash(method: str, path: str, body: bytes) -> str:
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
+
+
+def serialise(session: Session, principal: str, key: str) -> None:
+    """Hold, until this transaction ends, a lock that every request with this principal and
+    key takes before :func:`lookup`. On SQLite every transaction already holds the write
+    lock from its start (``BEGIN IMMEDIATE``); PostgreSQL takes a transaction-level advisory
+    lock on a 64-bit digest of the pair."""
+    if not is_postgres(session):
+        return
+    digest = hashlib.sha256(f"tawqi-idempotency\0{principal}\0{key}".encode()).digest()
+    session.execute(text("SELECT pg_advisory_xact_lock(:lock)"),
+                    {"lock": int.from_bytes(digest[:8], "big", signed=True)})
 
 
 def lookup(session: Session, clock: Clock, principal: str, key: str, req_hash: str,

@@ -115,8 +115,15 @@ def _operation(op: Operation, params: list[dict[str, Any]], registry: SchemaRegi
     out: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary,
                            "tags": [op.tag]}
     description = "\n\n".join(x for x in (op.description, _describe_access(op)) if x)
-    if op.rate_limit:
-        description += f"\n\nRate limited (`TAWQI_RATE_LIMIT_{op.rate_limit.upper()}`)."
+    if op.rate_limit and op.action is None:
+        description += ("\n\nFailed attempts are limited per address "
+                        "(`TAWQI_RATE_LIMIT_AUTH`) and back off per user name "
+                        "(`TAWQI_LOGIN_FREE_FAILURES`, `TAWQI_LOGIN_BACKOFF_MAX_SECONDS`).")
+    elif op.rate_limit:
+        what = "per credential or holder, " if op.rate_subject else ""
+        description += (f"\n\nRate limited {what}per person "
+                        f"(`TAWQI_RATE_LIMIT_{op.rate_limit.upper()}`) and per machine client "
+                        "(`TAWQI_RATE_LIMIT_CLIENT`).")
     out["description"] = description
     if op.action is not None:
         out["security"] = [{"bearer": []}]

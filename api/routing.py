@@ -13,10 +13,14 @@ A blueprint is an :class:`ApiBlueprint`; each view is declared with
         call.authorize(Scope(province_code=allot.province_code))
         return QuotaOut(...)
 
-The wrapper authenticates the bearer token or API key, refuses a role the action does not
-name (403), parses the query string and the JSON body into their dataclasses (400/415/422),
-counts rate-limited attempts, opens one unit of work, replays or stores an Idempotency-Key,
-calls the view, and serialises what it returns with the declared status. A view receives
+The wrapper authenticates the bearer token or API key (401) and refuses a role the action
+does not name (403) before it reads anything else of the request; then it checks the
+Idempotency-Key header, parses the query string and the JSON body into their dataclasses
+(400/415/422; JSON nested deeper than ``MAX_JSON_DEPTH`` is a 400), counts rate-limited
+attempts, opens one unit of work, replays or stores an Idempotency-Key (serialising
+concurrent requests with the same key), calls the view, and serialises what it returns with
+the declared status. Authorisation on the objects the body names is the view's, through
+:meth:`Call.authorize`. A view receives
 ``call`` (the principal, the session, the clock, the runtime) and keyword arguments: the
 path parameters, ``query`` and ``body``.
 
@@ -42,7 +46,7 @@ from werkzeug.routing import BaseConverter, IntegerConverter, ValidationError
 
 from api import accounts, idempotency, policy, ratelimit
 from api.accounts import Passwords, Principal
-from api.errors import IdempotencyKeyRequired, MalformedRequest, TokenInvalid
+from api.errors import IdempotencyKeyRequired, JsonTooDeep, MalformedRequest, TokenInvalid
 from api.runtime import Runtime
 from api.schema import ValidationFailed, dump, load, load_query
 from core.audit import record
@@ -54,6 +58,8 @@ log = logging.getLogger("tawqi.api")
 
 JSON = "application/json"
 RateKind = Literal["auth", "pin", "otp"]
+# Deepest nesting of arrays and objects accepted in a JSON body (none of ours needs 5).
+MAX_JSON_DEPTH = 32
 
 
 @dataclass
@@ -74,6 +80,9 @@ class Operation:
     status: int = 200
     idempotency: Literal["none", "optional", "required"] = "none"
     rate_limit: RateKind | None = None
+    # What the limit protects, from the view's arguments (e.g. ``cred:<id>``): the bucket
+    # ``<kind>:<subject>`` is shared by every caller reaching that credential or holder.
+    rate_subject: Callable[[dict[str, Any]], str] | None = None
     # For views that return a ready Response (files, CRLs): {media type: JSON Schema}.
     produces: dict[str, dict[str, Any]] | None = None
     # Bodies other than JSON (e.g. application/pdf uploads): {media type: JSON Schema}.
@@ -105,6 +114,7 @@ class ApiBlueprint(Blueprint):
                   response: type | None = None, status: int = 200,
                   idempotency: Literal["none", "optional", "required"] = "none",
                   rate_limit: RateKind | None = None,
+                  rate_subject: Callable[[dict[str, Any]], str] | None = None,
                   produces: dict[str, dict[str, Any]] | None = None,
                   consumes: dict[str, dict[str, Any]] | None = None,
                   errors: tuple[int, ...] = (), tag: str = "",
@@ -113,6 +123,10 @@ class ApiBlueprint(Blueprint):
                                                         Callable[..., Any]]:
         if action is not None:
             policy.reach("platform", action)  # KeyError at import time for a typo
+        if rate_subject is not None and rate_limit is None:
+            raise TypeError("rate_subject needs rate_limit")
+        if action is None and rate_limit not in (None, "auth"):
+            raise TypeError("a public operation's only limit is the login's (auth)")
         if not transactional and idempotency != "none":
             raise TypeError("idempotency keys need a transactional operation")
         method = method.upper()
@@ -123,6 +137,7 @@ class ApiBlueprint(Blueprint):
                            description=description or (view.__doc__ or "").strip(),
                            tag=tag or self.tag, query=query, body=body, response=response,
                            status=status, idempotency=idempotency, rate_limit=rate_limit,
+                           rate_subject=rate_subject,
                            produces=produces, consumes=consumes, errors=errors,
                            blueprint=self.name, deprecated=deprecated,
                            operation_id=f"{self.name}.{view.__name__}",
@@ -262,9 +277,36 @@ def _read_json(op: Operation, settings: Settings) -> Any:
         raise _UnsupportedMediaType(f"send the body as {JSON}")
     raw = request.get_data(cache=True)
     try:
-        return json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"))
+    except RecursionError as exc:  # the parser's own bound, far deeper than ours
+        raise _too_deep() from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedRequest("the body is not valid UTF-8 JSON") from exc
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise _too_deep()
+    return value
+
+
+def _too_deep() -> JsonTooDeep:
+    return JsonTooDeep(f"arrays and objects may be nested at most {MAX_JSON_DEPTH} deep",
+                       max_depth=MAX_JSON_DEPTH)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in ``value`` (a scalar is 0), level by level and
+    without recursion; stops counting past ``MAX_JSON_DEPTH``."""
+    containers = (dict, list)
+    level = [value] if isinstance(value, containers) else []
+    depth = 0
+    while level and depth <= MAX_JSON_DEPTH:
+        depth += 1
+        below = []
+        for item in level:
+            for child in item.values() if isinstance(item, dict) else item:
+                if isinstance(child, containers):
+                    below.append(child)
+        level = below
+    return depth
 
 
 class _UnsupportedMediaType(TawqiError):
@@ -273,20 +315,40 @@ class _UnsupportedMediaType(TawqiError):
     status = 415
 
 
-def _rate_limit(rt: Runtime, op: Operation, principal: Principal | None, body: Any) -> None:
+def _rate_limit(rt: Runtime, op: Operation, principal: Principal | None,
+                kwargs: dict[str, Any]) -> None:
+    """Count this attempt in the buckets of what it protects, in its own transaction.
+
+    Anonymous (the login): failures per address and per user name with backoff, see
+    :func:`ratelimit.login_attempt`. Authenticated: the subject's bucket (a credential, a
+    holder: shared by every caller) with the kind's limit, and the caller's own bucket:
+    ``client:<key>`` with ``TAWQI_RATE_LIMIT_CLIENT`` for a machine client, which serves
+    every holder of the platform, or ``<kind>:who:<key>`` with the kind's limit for a person.
+    """
     if op.rate_limit is None:
         return
     settings = rt.settings
-    limit = ratelimit.Limit.parse(getattr(settings, f"rate_limit_{op.rate_limit}"),
-                                  f"TAWQI_RATE_LIMIT_{op.rate_limit.upper()}")
-    who = principal.key if principal else str(getattr(body, "username", "")).strip().lower()
-    buckets = [f"{op.rate_limit}:ip:{client_address()}"]
-    if who:
-        buckets.append(f"{op.rate_limit}:who:{who}")
+    kind = op.rate_limit
+    if principal is None:
+        body = kwargs.get("body")
+        limit, backoff = ratelimit.login_policy(settings)
+        with rt.unit_of_work() as session:
+            ratelimit.login_attempt(session, rt.clock,
+                                    username=str(getattr(body, "username", "")),
+                                    address=client_address(), limit=limit, backoff=backoff)
+        return
+    limit = ratelimit.limit_of(settings, kind)
+    buckets: list[tuple[str, ratelimit.Limit]] = []
+    if op.rate_subject is not None:
+        buckets.append((f"{kind}:{op.rate_subject(kwargs)}", limit))
+    if principal.kind == "apikey":
+        buckets.append((f"client:{principal.key}", ratelimit.limit_of(settings, "client")))
+    else:
+        buckets.append((f"{kind}:who:{principal.key}", limit))
     with rt.unit_of_work() as session:
-        ratelimit.enforce(session, rt.clock, buckets, limit, {
-            "auth": "login attempts", "pin": "PIN operations",
-            "otp": "one-time-code operations"}[op.rate_limit])
+        ratelimit.enforce(session, rt.clock, buckets, {
+            "auth": "password attempts", "pin": "PIN operations",
+            "otp": "one-time-code operations"}[kind])
 
 
 def _serialise(op: Operation, call: Call, result: Any) -> idempotency.Stored | Response:
@@ -311,23 +373,16 @@ def _respond(stored: idempotency.Stored, call_headers: dict[str, str] | None = N
     return response
 
 
-def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
-    rt = runtime()
-    settings = rt.settings
+def _parse(op: Operation, kwargs: dict[str, Any], settings: Settings) -> str | None:
+    """Read the request beyond its path (after authentication): the Idempotency-Key, the
+    query string and the JSON body. Returns the key."""
     key = request.headers.get(idempotency.HEADER)
     if key is not None and op.idempotency != "none":
         key = idempotency.check_key(key)
     elif op.idempotency == "required":
         raise IdempotencyKeyRequired(f"this operation needs an {idempotency.HEADER} header")
-    kwargs: dict[str, Any] = dict(path)
-
-    principal: Principal | None = None
-    if (op.rate_limit is not None or not op.transactional or op.prepare is not None) \
-            and op.action is not None:
-        # Authenticate first: the rate-limit bucket is the principal's, and a refused
-        # caller never gets as far as loading keys.
-        with rt.unit_of_work() as session:
-            principal = _authenticate(session, rt, op)
+    else:
+        key = None
     if op.query is not None:
         kwargs["query"] = load_query(op.query, request.args.to_dict(flat=False))
     elif request.args:
@@ -337,14 +392,29 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
                                        for k in request.args])
     if op.body is not None:
         kwargs["body"] = load(op.body, _read_json(op, settings))
-    _rate_limit(rt, op, principal, kwargs.get("body"))
-    if op.prepare is not None:
-        op.prepare()
+    return key
 
-    req_hash = ""
-    if key is not None:
-        req_hash = idempotency.request_hash(request.method, request.full_path,
-                                            request.get_data(cache=True))
+
+def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
+    rt = runtime()
+    settings = rt.settings
+    kwargs: dict[str, Any] = dict(path)
+    principal: Principal | None = None
+    key: str | None = None
+    # A plain transactional operation authenticates in its unit of work; the others (and
+    # public ones) before it, in a short transaction of their own: the rate-limit bucket
+    # is the principal's, and a refused caller never gets as far as loading keys.
+    early = op.action is None or op.rate_limit is not None or not op.transactional \
+        or op.prepare is not None
+    if early:
+        if op.action is not None:
+            with rt.unit_of_work() as session:
+                principal = _authenticate(session, rt, op)
+        key = _parse(op, kwargs, settings)
+        _rate_limit(rt, op, principal, kwargs)
+        if op.prepare is not None:
+            op.prepare()
+
     ttl = timedelta(hours=settings.idempotency_ttl_hours)
     failures: list[Callable[[Session], None]] = []
     if not op.transactional:
@@ -357,12 +427,18 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
         _check_scoped(op, call, principal)
         out = _serialise(op, call, result)
         return out if isinstance(out, Response) else _respond(out, dict(call.headers))
+    req_hash = ""
     try:
         with rt.unit_of_work() as session:
-            if principal is None:
+            if not early:
                 principal = _authenticate(session, rt, op)
+                key = _parse(op, kwargs, settings)
             if key is not None:
-                owner = principal.key if principal else f"anon:{client_address()}"
+                req_hash = idempotency.request_hash(request.method, request.full_path,
+                                                    request.get_data(cache=True))
+                owner = _owner(principal)
+                # Requests with the same key wait here for the one in flight, then replay it.
+                idempotency.serialise(session, owner, key)
                 stored = idempotency.lookup(session, rt.clock, owner, key, req_hash, ttl)
                 if stored is not None:
                     return _respond(stored, replayed=True)
@@ -374,8 +450,7 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
             if isinstance(out, Response):
                 return out
             if key is not None and 200 <= out.status < 300:
-                owner = principal.key if principal else f"anon:{client_address()}"
-                idempotency.store(session, rt.clock, owner, key, req_hash, out)
+                idempotency.store(session, rt.clock, _owner(principal), key, req_hash, out)
             headers = dict(call.headers)
         return _respond(out, headers)
     except IntegrityError:
@@ -383,14 +458,19 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
         if key is None:
             raise
         with rt.unit_of_work() as session:
-            owner = principal.key if principal else f"anon:{client_address()}"
-            stored = idempotency.lookup(session, rt.clock, owner, key, req_hash, ttl)
+            stored = idempotency.lookup(session, rt.clock, _owner(principal), key, req_hash,
+                                        ttl)
         if stored is None:
             raise
         return _respond(stored, replayed=True)
     except Exception:
         _run_failure_callbacks(rt, op, failures)
         raise
+
+
+def _owner(principal: Principal | None) -> str:
+    """Whose Idempotency-Keys these are."""
+    return principal.key if principal else f"anon:{client_address()}"
 
 
 def _check_scoped(op: Operation, call: Call, principal: Principal | None) -> None:

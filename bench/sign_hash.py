@@ -75,6 +75,7 @@ def environment(directory: Path) -> dict[str, str]:
         "TAWQI_SO_PIN": secrets.token_hex(8), "TAWQI_SERVICE_PIN": generate_pin(8),
         "TAWQI_ROOT_PIN": generate_pin(8), "TAWQI_ENVELOPE_TOKEN_PIN": generate_pin(8),
         "TAWQI_RATE_LIMIT_PIN": "100000/60", "TAWQI_RATE_LIMIT_OTP": "100000/60",
+        "TAWQI_RATE_LIMIT_CLIENT": "100000/60",
         "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma", "TAWQI_LOG_LEVEL": "WARNING",
         "TAWQI_POLICY_OID": DOCUMENTATION_POLICY_OID,
     }

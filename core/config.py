@@ -159,11 +159,17 @@ class Settings:
     cors_origins: str = ""
     # Reverse proxies in front of the service whose X-Forwarded-* headers are trusted.
     trusted_proxies: int = 0
-    # Rate limits, "<count>/<seconds>": login attempts per user name and per client address;
-    # PIN and one-time-code operations per principal and per client address.
+    # Rate limits, "<count>/<seconds>": failed logins per client address (and password
+    # changes per user); PIN and one-time-code operations per credential or holder and per
+    # person; every rate-limited call of one machine client (API key) together.
     rate_limit_auth: str = "10/300"
     rate_limit_pin: str = "5/300"
     rate_limit_otp: str = "5/300"
+    rate_limit_client: str = "600/60"
+    # Failed logins of one user name before it backs off (1, 2, 4... seconds after each
+    # further failure, at most login_backoff_max_seconds), for the addresses that failed.
+    login_free_failures: int = 5
+    login_backoff_max_seconds: int = 900
     # How long an Idempotency-Key is remembered.
     idempotency_ttl_hours: int = 24
     # argon2id cost of user passwords (defaults: RFC 9106's second recommended option).

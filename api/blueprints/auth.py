@@ -9,7 +9,7 @@ from typing import Literal
 from flask import url_for
 from sqlalchemy.orm import Session
 
-from api import accounts
+from api import accounts, ratelimit
 from api.models import ApiKey, User
 from api.routing import ApiBlueprint, Call, client_address
 from api.schema import PageQuery, make_page, page_of, rule
@@ -151,8 +151,11 @@ def key_out(key: ApiKey) -> ApiKeyOut:
               rate_limit="auth", summary="Exchange a user name and password for a token",
               errors=(401,))
 def login(call: Call, body: LoginIn) -> TokenOut:
-    """Rate limited per user name and per client address. The token lasts
-    ``TAWQI_SESSION_TTL_MINUTES``; only its hash is stored."""
+    """Failed logins are limited per client address (``TAWQI_RATE_LIMIT_AUTH``) and a user
+    name that keeps failing backs off exponentially, except for addresses that have not
+    failed on it (``TAWQI_LOGIN_FREE_FAILURES``, ``TAWQI_LOGIN_BACKOFF_MAX_SECONDS``); a
+    successful login does not count. The token lasts ``TAWQI_SESSION_TTL_MINUTES``; only its
+    hash is stored."""
     client = client_address()
     username = body.username.strip().lower()[:64]
 
@@ -165,6 +168,8 @@ def login(call: Call, body: LoginIn) -> TokenOut:
                             password=body.password,
                             ttl=timedelta(minutes=call.settings.session_ttl_minutes),
                             client=client)
+    ratelimit.login_succeeded(call.session, call.clock, username=body.username,
+                              address=client, limit=ratelimit.login_policy(call.settings)[0])
     return TokenOut(issued.token, "Bearer", issued.expires_at, issued.user.role)  # type: ignore[arg-type]
 
 

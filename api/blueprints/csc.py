@@ -499,8 +499,14 @@ def credentials_info(call: Call, body: InfoIn) -> CredentialInfoOut:
                            max_batch=remote.policy.max_batch)
 
 
+def _credential_bucket(credential_id: str) -> str:
+    """The rate-limit subject of a credential, however its serial is spelt."""
+    return f"cred:{credential_id.strip().lower()}"
+
+
 @bp.operation("POST", "/credentials/sendOTP", action="signing.authorize", body=SendOtpIn,
               response=SendOtpOut, rate_limit="otp", transactional=False,
+              rate_subject=lambda args: _credential_bucket(args["body"].credentialID),
               errors=(404, 409, 503),
               summary="Send the holder a one-time code by SMS")
 def send_otp(call: Call, body: SendOtpIn) -> SendOtpOut:
@@ -512,6 +518,7 @@ def send_otp(call: Call, body: SendOtpIn) -> SendOtpOut:
 
 @bp.operation("POST", "/credentials/authorize", action="signing.authorize",
               body=AuthorizeIn, response=AuthorizeOut, rate_limit="pin", transactional=False,
+              rate_subject=lambda args: _credential_bucket(args["body"].credentialID),
               errors=(403, 404, 409, 423, 503),
               summary="PIN + one-time code: a single-use SAD for these hashes or this PDF")
 def authorize(call: Call, body: AuthorizeIn) -> AuthorizeOut:

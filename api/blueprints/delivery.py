@@ -548,6 +548,7 @@ def activate(call: Call, request_id: int) -> RequestOut:
 
 @bp.operation("POST", "/requests/<id:request_id>/pin", action="holder.pin",
               body=PinChangeIn, rate_limit="pin", transactional=False,
+              rate_subject=lambda args: f"request:{args['request_id']}",
               errors=(409, 423, 503),
               summary="Change a hosted token's PIN (required before the first signature)")
 def change_pin(call: Call, request_id: int, body: PinChangeIn) -> None:
@@ -613,6 +614,7 @@ def _own_holder_by_cin(call: Call, session: Session, cin: str) -> Holder:
 
 @bp.operation("POST", "/pin-reset", action="holder.pin", body=PinResetIn,
               response=PinResetOut, status=201, rate_limit="otp", errors=(409,),
+              rate_subject=lambda args: f"cin:{args['body'].cin.upper()}",
               summary="Forgotten or locked PIN: send a one-time code to my mobile")
 def request_reset(call: Call, body: PinResetIn) -> PinResetOut:
     _own_holder_by_cin(call, call.session, body.cin)
@@ -624,6 +626,7 @@ def request_reset(call: Call, body: PinResetIn) -> PinResetOut:
 
 @bp.operation("POST", "/pin-reset/<challenge_id>/confirm", action="holder.pin",
               body=PinResetConfirmIn, response=PinResetDoneOut, rate_limit="otp",
+              rate_subject=lambda args: f"cin:{args['body'].cin.upper()}",
               transactional=False, errors=(409, 503),
               summary="Confirm a PIN reset with the one-time code: a new PIN goes by SMS")
 def confirm_reset(call: Call, challenge_id: str, body: PinResetConfirmIn) -> PinResetDoneOut:

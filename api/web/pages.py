@@ -33,7 +33,6 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from api import accounts, ratelimit
 from api.policy import Scope
-from api.ratelimit import Limit
 from api.routing import client_address
 from api.services import services
 from api.web import i18n
@@ -187,13 +186,11 @@ def login_post() -> BaseResponse:
     password = request.form.get("password", "")[:1024]
     target = _safe_next(request.form.get("next"))
     client = client_address()
-    limit = Limit.parse(rt.settings.rate_limit_auth, "TAWQI_RATE_LIMIT_AUTH")
-    try:
+    limit, backoff = ratelimit.login_policy(rt.settings)
+    try:  # the API's login rules: failures only, backoff per name (docs/api.md)
         with rt.unit_of_work() as session:
-            ratelimit.enforce(session, rt.clock, [f"auth:ip:{client}",
-                                                  *([f"auth:who:{username}"]
-                                                    if username else [])],
-                              limit, "login attempts")
+            ratelimit.login_attempt(session, rt.clock, username=username, address=client,
+                                    limit=limit, backoff=backoff)
     except RateLimited:
         return _html("login.html", 429, next=target or "", error="login.limited",
                      username=username)
@@ -204,6 +201,8 @@ def login_post() -> BaseResponse:
             issued = accounts.login(session, rt.clock, passwords, username=username,
                                     password=password, ttl=ttl, client=client)
             principal = accounts.authenticate(session, rt.clock, issued.token)
+            ratelimit.login_succeeded(session, rt.clock, username=username, address=client,
+                                      limit=limit)
     except Unauthenticated:
         with rt.unit_of_work() as session:
             record(session, rt.clock, actor="anonymous", action="auth.login_failed",
