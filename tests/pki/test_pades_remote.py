@@ -404,3 +404,32 @@ def test_a_signature_that_fails_leaves_the_sad_usable(remote: Fixture) -> None:
     events = [e.action for e in remote.session.scalars(
         select(AuditEvent).where(AuditEvent.object_id == serial).order_by(AuditEvent.seq))]
     assert events[-2:] == ["signing.authorization.used", "signing.document.signed"]
+
+
+def test_a_pin_changed_since_authorisation_spends_the_sad(remote: Fixture) -> None:
+    """The PIN sealed in the SAD no longer opens the token: retrying would only burn PIN
+    attempts towards the lockout, so that SAD is spent (and audited), not kept."""
+    world = remote.world
+    label, pin = world.new_holder_token()
+    authority = world.authority(remote.session)
+    issued = issuance.issue_holder_certificate(
+        remote.session, world.clock, authority, world.library, token_label=label,
+        token_pin=pin, holder=HolderIdentity(cin="Z887766", given_name="Salma",
+                                             surname="Bennani", title="Présidente",
+                                             organization="Commune d'Azrou"), actor=ACTOR)
+    digests = [_digest(b"signed after a PIN change")]
+    sad = remote.authorize(serial=issued.serial, pin=pin, digests=digests)
+    world.library.change_pin(label, pin, "864209" if pin != "864209" else "975310")
+    with pytest.raises(PinIncorrect):
+        remote.service.sign_hashes(issued.serial, sad=sad, digests=digests,
+                                   hash_algorithm="sha256", sign_algorithm=None,
+                                   client=CLIENT, actor=ACTOR)
+    row = _sad_row(remote, sad)
+    assert row.status == "used" and row.pin_box is None
+    refused = remote.session.scalars(select(AuditEvent).where(
+        AuditEvent.object_id == issued.serial).order_by(AuditEvent.seq.desc())).first()
+    assert refused is not None and refused.action == "signing.authorization.refused"
+    with pytest.raises(SadInvalid):
+        remote.service.sign_hashes(issued.serial, sad=sad, digests=digests,
+                                   hash_algorithm="sha256", sign_algorithm=None,
+                                   client=CLIENT, actor=ACTOR)
