@@ -309,6 +309,12 @@ def _broken(message: str, reason: str) -> InvalidDocument:
     return InvalidDocument(message, reason=reason)
 
 
+def _entry(node: DictionaryObject, key: str) -> Any:
+    """``node[key]`` dereferenced (pyHanko's ``get`` returns indirect references as they
+    are), or None."""
+    return node[key] if key in node else None
+
+
 def _page_tree(reader: PdfFileReader) -> list[DictionaryObject]:
     """Every page of the tree, in order, checked: each node reached once (no loops, no
     shared kids), ``/Type`` /Pages or /Page, ``/Kids`` indirect references, each ``/Count``
@@ -329,14 +335,14 @@ def _page_tree(reader: PdfFileReader) -> list[DictionaryObject]:
         node = ref.get_object()
         if not isinstance(node, DictionaryObject):
             raise _broken("a page tree node is not a dictionary", "page-tree-invalid")
-        kind = node.get("/Type")
+        kind = _entry(node, "/Type")
         if kind == "/Page" and depth > 0:
             pages.append(node)
             return 1
         if kind != "/Pages":
             raise _broken("a page tree node is neither /Pages nor /Page",
                           "page-tree-invalid")
-        kids = node.get("/Kids")
+        kids = _entry(node, "/Kids")
         if not isinstance(kids, ArrayObject):
             raise _broken("a /Pages node has no /Kids array", "page-tree-invalid")
         below = 0
@@ -346,7 +352,7 @@ def _page_tree(reader: PdfFileReader) -> list[DictionaryObject]:
                 raise _broken("a page tree child is not an indirect object",
                               "page-tree-invalid")
             below += walk(kid, depth + 1)
-        count = node.get("/Count")
+        count = _entry(node, "/Count")
         if not isinstance(count, int) or isinstance(count, bool) or int(count) != below:
             raise _broken(f"a /Pages node's /Count is {count}, its pages {below}",
                           "page-count-mismatch")
@@ -362,12 +368,14 @@ def _form_fields(reader: PdfFileReader) -> set[str]:
     """The full names' last parts of the AcroForm fields, walking ``/Kids`` with the same
     care as the page tree (pyHanko recurses into them when it adds a field)."""
     names: set[str] = set()
-    acro = reader.root.get("/AcroForm")
+    acro = _entry(reader.root, "/AcroForm")
     if acro is None:
         return names
     if not isinstance(acro, DictionaryObject):
         raise _broken("/AcroForm is not a dictionary", "form-invalid")
-    fields_array = acro.get("/Fields", ArrayObject())
+    fields_array = _entry(acro, "/Fields")
+    if fields_array is None:
+        return names
     if not isinstance(fields_array, ArrayObject):
         raise _broken("/AcroForm /Fields is not an array", "form-invalid")
     seen: set[tuple[int, int]] = set()
@@ -387,7 +395,7 @@ def _form_fields(reader: PdfFileReader) -> set[str]:
             raise _broken("a form field is not a dictionary", "form-invalid")
         if "/T" in node and depth == 0:
             names.add(str(node["/T"]))
-        kids = node.get("/Kids")
+        kids = _entry(node, "/Kids")
         if isinstance(kids, ArrayObject):
             stack.extend((kids.raw_get(i), depth + 1) for i in range(len(kids)))
     return names
@@ -437,7 +445,7 @@ def free_box(reader: PdfFileReader, page: int, width: float = STAMP_WIDTH,
     box = _inherited(page_obj, "/CropBox") or _inherited(page_obj, "/MediaBox")
     media = _rect(box) if box is not None else (0.0, 0.0, 595.0, 842.0)  # A4
     taken = []
-    annots = page_obj.get("/Annots")
+    annots = _entry(page_obj, "/Annots")
     if isinstance(annots, ArrayObject):
         for annot in annots:
             annot = annot.get_object()

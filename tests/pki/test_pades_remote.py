@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -45,7 +45,7 @@ from pki.remote import (
     issuer_chain,
 )
 from pki.validation import Verifier
-from tests.pki.broken_pdfs import broken
+from tests.pki.broken_pdfs import PAGE, broken, raw_pdf
 from tests.pki.conftest import ACTOR, World, same_connection
 from tests.pki.test_pades_pki import make_nss_db, pdfsig, permit_pdf, stamp_for
 
@@ -433,3 +433,16 @@ def test_a_pin_changed_since_authorisation_spends_the_sad(remote: Fixture) -> No
         remote.service.sign_hashes(issued.serial, sad=sad, digests=digests,
                                    hash_algorithm="sha256", sign_algorithm=None,
                                    client=CLIENT, actor=ACTOR)
+
+
+def test_indirect_kids_count_and_form_are_read_through() -> None:
+    """The checks dereference what may be indirect (/Kids, /Count, /AcroForm, /Fields), as
+    pyHanko's own incremental updates write them: such a document is accepted."""
+    document = raw_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R /AcroForm 6 0 R >>",
+        b"<< /Type /Pages /Kids 4 0 R /Count 5 0 R >>", PAGE, b"[3 0 R]", b"1",
+        b"<< /Fields 7 0 R >>", b"[8 0 R]", b"<< /T (Signature1) /FT /Sig >>"])
+    checked = PadesService(FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))).check(
+        document, PadesRequest(level=Level.B_B, stamp=stamp_for()))
+    assert checked.pages == 1 and checked.page == 0
+    assert checked.field_name != "Signature1"  # taken by the existing field
