@@ -319,9 +319,12 @@ class OcspResponder:
 
     Thread-safe. The in-memory copy follows ``pki_ocsp_response``: rows updated since the
     last look are re-read at most every ``sync_seconds`` (with an overlap, so a transaction
-    that commits late is not missed) and the whole table every ``full_sync_seconds``.
-    ``authority`` (a callable, called lazily) supplies the responder key for what must be
-    signed live; without it such requests get ``unauthorized``.
+    that commits late is not missed) and the whole table every ``full_sync_seconds``. Until
+    the first synchronisation has completed every request waits for it (an empty state
+    would answer ``unauthorized``); later ones run on one thread while the others serve the
+    previous state. ``authority`` (a callable, called lazily) supplies the responder key for
+    what must be signed live; without it such requests get ``unauthorized``, and once the
+    responder certificate has expired they get ``tryLater``.
     """
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, *,
