@@ -120,6 +120,13 @@ class ResetChallengeInvalid(Forbidden):
     title = "Invalid one-time code"
 
 
+class ResetChallengeNotFound(NotFound):
+    """No such challenge for this holder: unknown, or another holder's (same answer)."""
+
+    type = "delivery-reset-not-found"
+    title = "PIN reset challenge not found"
+
+
 class ResetChallengeClosed(Conflict):
     """The challenge expired, was used, or ran out of attempts: ask for a new code."""
 

@@ -4,7 +4,8 @@
    registered mobile. Only an argon2 hash of the code is kept (bound to the challenge id);
    the code itself waits in a sealed envelope until the SMS is sent. Rate-limited per holder
    per day; a new request supersedes the holder's open challenge.
-2. :func:`confirm_pin_reset` (holder gives the code and their CIN again): the security officer
+2. :func:`confirm_pin_reset` (holder gives the code and their CIN again; the challenge must
+   be theirs, another holder's id is "not found" and costs it no attempt): the security officer
    resets the token's PIN (which also clears the lockout), the new PIN goes by SMS (sealed
    until sent) and the email address gets a security notice without it. The holder must
    change the PIN again before signing.
@@ -16,7 +17,6 @@ guesses; each wrong guess is committed before the error is raised, which is why
 
 from __future__ import annotations
 
-import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -39,6 +39,7 @@ from delivery.errors import (
     InvalidHolder,
     ResetChallengeClosed,
     ResetChallengeInvalid,
+    ResetChallengeNotFound,
     ResetRateLimited,
     TokenLayerUnavailable,
 )
@@ -49,6 +50,7 @@ from delivery.models import (
     RESET_FAILED,
     RESET_OPEN,
     RESET_USED,
+    Holder,
     PinResetChallenge,
 )
 from delivery.policy import DeliveryPolicy
@@ -133,8 +135,12 @@ def _verify(challenge: PinResetChallenge, code: str) -> bool:
 def confirm_pin_reset(sessions: sessionmaker[Session], clock: Clock, tokens: hsm.TokenLibrary,
                       sealer: Sealer, *, challenge_id: str, cin: str, code: str, so_pin: str,
                       actor: str, policy: DeliveryPolicy) -> ResetOutcome:
-    """Check the code and CIN; reset the token's PIN; send the new PIN by SMS and a notice
-    by email. Raises ResetChallengeInvalid (``attempts_left``) or ResetChallengeClosed."""
+    """Check the code; reset the token's PIN; send the new PIN by SMS and a notice by
+    email. Raises ResetChallengeInvalid (``attempts_left``) or ResetChallengeClosed.
+
+    The challenge is looked up by its id *and* its holder (the one ``cin`` names, which the
+    API has checked is the caller): another holder's challenge id is
+    ResetChallengeNotFound, like an unknown one, and uses up none of its attempts."""
     try:
         cin = normalise_cin(cin, InvalidHolder)
     except InvalidHolder:
@@ -144,18 +150,22 @@ def confirm_pin_reset(sessions: sessionmaker[Session], clock: Clock, tokens: hsm
     label: str | None = None
     request_id = holder_id = 0
     with transaction(sessions) as session:
-        challenge = session.scalar(select(PinResetChallenge)
-                                   .where(PinResetChallenge.id == challenge_id)
-                                   .with_for_update())
+        owner = session.scalar(select(Holder.id).where(Holder.cin == cin)) if cin else None
+        challenge = None if owner is None else session.scalar(
+            select(PinResetChallenge)
+            .where(PinResetChallenge.id == str(challenge_id)[:64],
+                   PinResetChallenge.holder_id == owner)
+            .with_for_update())
         if challenge is None:
-            raise ResetChallengeClosed("unknown or expired code: ask for a new one")
+            raise ResetChallengeNotFound("no such PIN reset for this holder: ask for a new "
+                                         "code")
         now = clock.now()
         if challenge.status != RESET_OPEN or as_utc(challenge.expires_at) <= now:
             raise ResetChallengeClosed("this code expired or was already used: ask for a new "
                                        "one", challenge_id=challenge_id)
         holder = get_holder(session, challenge.holder_id)
         code_ok = _verify(challenge, str(code).strip())
-        if code_ok and hmac.compare_digest(holder.cin, cin):
+        if code_ok:
             challenge.status = RESET_USED
             challenge.closed_at = now
             request = get_request(session, challenge.request_id)
@@ -173,7 +183,7 @@ def confirm_pin_reset(sessions: sessionmaker[Session], clock: Clock, tokens: hsm
             record(session, clock, actor=actor, action="delivery.pin_reset.wrong_code",
                    object_type="pin_reset", object_id=challenge_id,
                    summary={"holder_id": holder.id, "attempts_left": max(left, 0)})
-            failure = (ResetChallengeInvalid("wrong code or CIN", attempts_left=left)
+            failure = (ResetChallengeInvalid("wrong code", attempts_left=left)
                        if left > 0 else
                        ResetChallengeClosed("too many wrong codes: ask for a new one",
                                             challenge_id=challenge_id))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -46,6 +47,8 @@ from pki.models import (
     OcspRecord,
 )
 from pki.signer import Signer, public_key_bits, public_key_sha1
+
+_log = logging.getLogger(__name__)
 
 GOOD = "good"
 REVOKED = "revoked"
@@ -137,24 +140,42 @@ def build_response(signer: Signer, *, issuer_name_hash: bytes, issuer_key_hash: 
     }).dump()
 
 
-def _validity(authority: Authority, now: datetime) -> tuple[datetime, datetime]:
+def _validity(authority: Authority, now: datetime) -> tuple[datetime, datetime] | None:
+    """thisUpdate and nextUpdate of an answer signed now: nextUpdate capped at the end of
+    the responder certificate. None when the responder certificate is not valid now (an
+    answer would end before it begins, or be signed by an expired certificate)."""
     this_update = _seconds(now)
     next_update = this_update + timedelta(hours=authority.profile.ocsp_response_validity_hours)
     if authority.ocsp_signer is not None:
-        next_update = min(next_update, authority.ocsp_signer.certificate.not_valid_after_utc)
+        certificate = authority.ocsp_signer.certificate
+        if not certificate.not_valid_before_utc <= as_utc(now) \
+                < certificate.not_valid_after_utc:
+            return None
+        next_update = min(next_update, _seconds(certificate.not_valid_after_utc))
+    if next_update <= this_update:
+        return None
     return this_update, next_update
 
 
 def presign(session: Session, clock: Clock, authority: Authority,
-            row: CertificateRecord) -> OcspRecord:
-    """(Re)sign and store the response for ``row``'s current status. Needs the responder."""
+            row: CertificateRecord) -> OcspRecord | None:
+    """(Re)sign and store the response for ``row``'s current status. Needs the responder.
+
+    Signs nothing and returns None while the responder certificate is not valid (expired):
+    such an answer would end before it begins. The stored answer, which ended with that
+    certificate, is no longer served; the CRL still says what changed."""
     signer = authority.ocsp_signer
     if signer is None:
         from pki.errors import AuthorityUnavailable
 
         raise AuthorityUnavailable("the OCSP responder key is not loaded")
     now = as_utc(clock.now())
-    this_update, next_update = _validity(authority, now)
+    validity = _validity(authority, now)
+    if validity is None:
+        _log.warning("OCSP responder certificate of authority %s is not valid now: "
+                     "nothing pre-signed", authority.id)
+        return None
+    this_update, next_update = validity
     status = status_of(row)
     der = build_response(signer, issuer_name_hash=authority.name_hash,
                          issuer_key_hash=authority.key_hash, serial=int(row.serial, 16),
@@ -194,7 +215,8 @@ def presign_due(session: Session, clock: Clock, authority: Authority, *,
     for row in rows:
         seen = existing.get(row.serial)
         if force or seen is None or now - seen >= half:
-            presign(session, clock, authority, row)
+            if presign(session, clock, authority, row) is None:
+                break  # the responder certificate is not valid: none would be signed
             signed += 1
             if signed % batch == 0:
                 session.flush()
@@ -297,9 +319,12 @@ class OcspResponder:
 
     Thread-safe. The in-memory copy follows ``pki_ocsp_response``: rows updated since the
     last look are re-read at most every ``sync_seconds`` (with an overlap, so a transaction
-    that commits late is not missed) and the whole table every ``full_sync_seconds``.
-    ``authority`` (a callable, called lazily) supplies the responder key for what must be
-    signed live; without it such requests get ``unauthorized``.
+    that commits late is not missed) and the whole table every ``full_sync_seconds``. Until
+    the first synchronisation has completed every request waits for it (an empty state
+    would answer ``unauthorized``); later ones run on one thread while the others serve the
+    previous state. ``authority`` (a callable, called lazily) supplies the responder key for
+    what must be signed live; without it such requests get ``unauthorized``, and once the
+    responder certificate has expired they get ``tryLater``.
     """
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, *,
@@ -321,6 +346,7 @@ class OcspResponder:
         self._live: OrderedDict[tuple[str, bytes, int], OcspAnswer] = OrderedDict()
         self._live_cache_size = live_cache_size
         self._lock = threading.Lock()
+        self._ready = threading.Event()  # set once the first synchronisation completed
         self._sign_lock = threading.Lock()
         self._last_sync = float("-inf")
         self._last_full = float("-inf")
@@ -338,31 +364,35 @@ class OcspResponder:
     def sync(self, *, full: bool = False) -> int:
         """Re-read changed rows now; returns how many were loaded."""
         with self._lock:
-            now = self._monotonic()
-            full = full or self._seen is None or now - self._last_full >= self._full_sync_seconds
-            with self._sessions() as session:
-                self._load_issuers(session)
-                query = select(OcspRecord.authority_id, OcspRecord.serial, OcspRecord.der,
-                               OcspRecord.this_update, OcspRecord.next_update,
-                               OcspRecord.updated_at)
-                if not full and self._seen is not None:
-                    query = query.where(OcspRecord.updated_at >= self._seen - self._overlap)
-                rows = session.execute(query).all()
-            entries = {} if full else dict(self._entries)
-            seen = self._seen
-            for authority_id, serial, der, this_update, next_update, updated_at in rows:
-                entries[(authority_id, int(serial, 16))] = _answer(der, this_update,
-                                                                   next_update)
-                updated = as_utc(updated_at)
-                seen = updated if seen is None or updated > seen else seen
-            self._entries = entries
-            self._seen = seen
-            self._last_sync = now
-            if full:
-                self._last_full = now
-                self._by_request = {}
-                self._live.clear()
-            return len(rows)
+            return self._sync_locked(full)
+
+    def _sync_locked(self, full: bool) -> int:
+        now = self._monotonic()
+        full = full or self._seen is None or now - self._last_full >= self._full_sync_seconds
+        with self._sessions() as session:
+            self._load_issuers(session)
+            query = select(OcspRecord.authority_id, OcspRecord.serial, OcspRecord.der,
+                           OcspRecord.this_update, OcspRecord.next_update,
+                           OcspRecord.updated_at)
+            if not full and self._seen is not None:
+                query = query.where(OcspRecord.updated_at >= self._seen - self._overlap)
+            rows = session.execute(query).all()
+        entries = {} if full else dict(self._entries)
+        seen = self._seen
+        for authority_id, serial, der, this_update, next_update, updated_at in rows:
+            entries[(authority_id, int(serial, 16))] = _answer(der, this_update,
+                                                               next_update)
+            updated = as_utc(updated_at)
+            seen = updated if seen is None or updated > seen else seen
+        self._entries = entries
+        self._seen = seen
+        self._last_sync = now
+        if full:
+            self._last_full = now
+            self._by_request = {}
+            self._live.clear()
+        self._ready.set()
+        return len(rows)
 
     def _load_issuers(self, session: Session) -> None:
         issuers: dict[bytes, _Issuer] = {}
@@ -382,9 +412,16 @@ class OcspResponder:
         self._issuers_any = any_hash
 
     def _maybe_sync(self) -> None:
+        if not self._ready.is_set():
+            # Nothing loaded yet: every request waits for the first synchronisation (one
+            # thread reads, the others find it done when they get the lock).
+            with self._lock:
+                if not self._ready.is_set():
+                    self._sync_locked(True)
+            return
         if self._monotonic() - self._last_sync >= self._sync_seconds:
             if self._lock.locked():
-                return  # another thread is syncing; serve what we have
+                return  # another thread is syncing; serve the previous state meanwhile
             self.sync()
 
     def invalidate(self) -> None:
@@ -440,7 +477,10 @@ class OcspResponder:
                 CertificateRecord.authority_id == issuer.authority_id,
                 CertificateRecord.serial == format(parsed.serial, "x"))).one_or_none()
             status = status_of(row)
-        this_update, next_update = _validity(authority, now)
+        validity = _validity(authority, now)
+        if validity is None:  # the responder certificate expired: sign nothing
+            return OcspAnswer(TRY_LATER)
+        this_update, next_update = validity
         with self._sign_lock:
             der = build_response(authority.ocsp_signer,
                                  issuer_name_hash=parsed.issuer_name_hash,

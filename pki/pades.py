@@ -35,14 +35,16 @@ from asn1crypto import tsp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pyhanko.pdf_utils.decode_limits import DecodeLimits
-from pyhanko.pdf_utils.generic import ArrayObject, DictionaryObject
+from pyhanko.pdf_utils.generic import ArrayObject, DictionaryObject, IndirectObject
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
+from pyhanko.sign.fields import MDPPerm
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import TimeStamper
+from pyhanko.sign.validation.pdf_embedded import read_certification_data
 from pyhanko_certvalidator import ValidationContext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -272,27 +274,141 @@ class LocalTimeStamper(TimeStamper):
 
 
 def read_pdf(data: bytes, *, max_bytes: int) -> PdfFileReader:
-    """Parse an untrusted upload, or raise a 4xx domain error."""
+    """Parse an untrusted upload, or raise a 4xx domain error (``reason`` says why)."""
     if not isinstance(data, bytes | bytearray) or not data:
-        raise InvalidDocument("the document is empty")
+        raise InvalidDocument("the document is empty", reason="empty")
     if len(data) > max_bytes:
         raise DocumentTooLarge(f"the document exceeds {max_bytes} bytes", limit=max_bytes,
                                size=len(data))
     if b"%PDF-" not in data[:1024]:  # the header may follow some junk (ISO 32000 7.5.2)
-        raise InvalidDocument("the document is not a PDF (no %PDF- header)")
+        raise InvalidDocument("the document is not a PDF (no %PDF- header)",
+                              reason="not-pdf")
     try:
         reader = PdfFileReader(io.BytesIO(bytes(data)), strict=False,
                                decode_limits=DecodeLimits())
         if reader.security_handler is not None:
-            raise InvalidDocument("encrypted PDFs are not supported")
+            raise InvalidDocument("encrypted PDFs are not supported", reason="encrypted")
         pages = reader.root["/Pages"]
         int(pages["/Count"])
     except InvalidDocument:
         raise
     except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError,
             RecursionError) as exc:
-        raise InvalidDocument("the PDF cannot be read", reason=type(exc).__name__) from exc
+        raise InvalidDocument("the PDF cannot be read", reason="unreadable",
+                              error=type(exc).__name__) from exc
     return reader
+
+
+#: Bounds of the page tree walk: nodes visited, nesting.
+MAX_PAGE_TREE_NODES = 100_000
+MAX_PAGE_TREE_DEPTH = 64
+MAX_FIELDS = 10_000
+
+
+def _broken(message: str, reason: str) -> InvalidDocument:
+    return InvalidDocument(message, reason=reason)
+
+
+def _entry(node: DictionaryObject, key: str) -> Any:
+    """``node[key]`` dereferenced (pyHanko's ``get`` returns indirect references as they
+    are), or None."""
+    return node[key] if key in node else None
+
+
+def _page_tree(reader: PdfFileReader) -> list[DictionaryObject]:
+    """Every page of the tree, in order, checked: each node reached once (no loops, no
+    shared kids), ``/Type`` /Pages or /Page, ``/Kids`` indirect references, each ``/Count``
+    equal to the pages below it, bounded depth and size."""
+    root_ref = reader.root.raw_get("/Pages")
+    if not isinstance(root_ref, IndirectObject):
+        raise _broken("the page tree root is not an indirect object", "page-tree-invalid")
+    pages: list[DictionaryObject] = []
+    seen: set[tuple[int, int]] = set()
+
+    def walk(ref: IndirectObject, depth: int) -> int:
+        key = (ref.idnum, ref.generation)
+        if key in seen:
+            raise _broken("the page tree loops or shares a node", "page-tree-loop")
+        seen.add(key)
+        if depth > MAX_PAGE_TREE_DEPTH or len(seen) > MAX_PAGE_TREE_NODES:
+            raise _broken("the page tree is too deep or too large", "page-tree-too-large")
+        node = ref.get_object()
+        if not isinstance(node, DictionaryObject):
+            raise _broken("a page tree node is not a dictionary", "page-tree-invalid")
+        kind = _entry(node, "/Type")
+        if kind == "/Page" and depth > 0:
+            pages.append(node)
+            return 1
+        if kind != "/Pages":
+            raise _broken("a page tree node is neither /Pages nor /Page",
+                          "page-tree-invalid")
+        kids = _entry(node, "/Kids")
+        if not isinstance(kids, ArrayObject):
+            raise _broken("a /Pages node has no /Kids array", "page-tree-invalid")
+        below = 0
+        for index in range(len(kids)):
+            kid = kids.raw_get(index)
+            if not isinstance(kid, IndirectObject):
+                raise _broken("a page tree child is not an indirect object",
+                              "page-tree-invalid")
+            below += walk(kid, depth + 1)
+        count = _entry(node, "/Count")
+        if not isinstance(count, int) or isinstance(count, bool) or int(count) != below:
+            raise _broken(f"a /Pages node's /Count is {count}, its pages {below}",
+                          "page-count-mismatch")
+        return below
+
+    walk(root_ref, 0)
+    if not pages:
+        raise _broken("the document has no page", "no-pages")
+    return pages
+
+
+def _form_fields(reader: PdfFileReader) -> set[str]:
+    """The full names' last parts of the AcroForm fields, walking ``/Kids`` with the same
+    care as the page tree (pyHanko recurses into them when it adds a field)."""
+    names: set[str] = set()
+    acro = _entry(reader.root, "/AcroForm")
+    if acro is None:
+        return names
+    if not isinstance(acro, DictionaryObject):
+        raise _broken("/AcroForm is not a dictionary", "form-invalid")
+    fields_array = _entry(acro, "/Fields")
+    if fields_array is None:
+        return names
+    if not isinstance(fields_array, ArrayObject):
+        raise _broken("/AcroForm /Fields is not an array", "form-invalid")
+    seen: set[tuple[int, int]] = set()
+    stack: list[tuple[Any, int]] = [(fields_array.raw_get(i), 0)
+                                    for i in range(len(fields_array))]
+    while stack:
+        ref, depth = stack.pop()
+        if isinstance(ref, IndirectObject):
+            key = (ref.idnum, ref.generation)
+            if key in seen:
+                raise _broken("the form's field tree loops", "form-loop")
+            seen.add(key)
+        if depth > MAX_PAGE_TREE_DEPTH or len(seen) > MAX_FIELDS:
+            raise _broken("the form's field tree is too deep or too large", "form-too-large")
+        node = ref.get_object()
+        if not isinstance(node, DictionaryObject):
+            raise _broken("a form field is not a dictionary", "form-invalid")
+        if "/T" in node and depth == 0:
+            names.add(str(node["/T"]))
+        kids = _entry(node, "/Kids")
+        if isinstance(kids, ArrayObject):
+            stack.extend((kids.raw_get(i), depth + 1) for i in range(len(kids)))
+    return names
+
+
+@dataclass(frozen=True)
+class CheckedDocument:
+    """What :meth:`PadesService.check` learnt: the document can take this signature."""
+
+    pages: int
+    field_name: str
+    page: int | None
+    box: tuple[float, float, float, float] | None
 
 
 def page_count(reader: PdfFileReader) -> int:
@@ -329,7 +445,7 @@ def free_box(reader: PdfFileReader, page: int, width: float = STAMP_WIDTH,
     box = _inherited(page_obj, "/CropBox") or _inherited(page_obj, "/MediaBox")
     media = _rect(box) if box is not None else (0.0, 0.0, 595.0, 842.0)  # A4
     taken = []
-    annots = page_obj.get("/Annots")
+    annots = _entry(page_obj, "/Annots")
     if isinstance(annots, ArrayObject):
         for annot in annots:
             annot = annot.get_object()
@@ -351,18 +467,6 @@ def free_box(reader: PdfFileReader, page: int, width: float = STAMP_WIDTH,
     if not candidates:
         raise InvalidPlacement("the page is too small for a signature stamp")
     return candidates[0]
-
-
-def _field_names(reader: PdfFileReader) -> set[str]:
-    names: set[str] = set()
-    acro = reader.root.get("/AcroForm")
-    if acro is None:
-        return names
-    for ref in acro.get_object().get("/Fields", ()):
-        obj = ref.get_object()
-        if "/T" in obj:
-            names.add(str(obj["/T"]))
-    return names
 
 
 def _dedupe_certs(certs: Iterable[x509.Certificate]) -> list[x509.Certificate]:
@@ -395,6 +499,46 @@ class PadesService:
         self.font_dir = font_dir
         self.max_bytes = max_bytes
 
+    def check(self, data: bytes, request: PadesRequest) -> CheckedDocument:
+        """Parse and check ``data`` for ``request`` without signing: a 4xx domain error
+        (``pki-invalid-document`` with a ``reason``, ``pki-document-too-large``,
+        ``pki-document-locked``, ``pki-invalid-placement``) for anything that would stop
+        the signature. Remote signing calls it before it touches the SAD."""
+        reader = read_pdf(data, max_bytes=self.max_bytes)
+        try:
+            pages = _page_tree(reader)
+            existing = _form_fields(reader)
+            certification = read_certification_data(reader)
+        except InvalidDocument:
+            raise
+        except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError,
+                RecursionError) as exc:
+            raise InvalidDocument("the PDF cannot be read", reason="unreadable",
+                                  error=type(exc).__name__) from exc
+        if certification is not None and certification.permission == MDPPerm.NO_CHANGES:
+            raise DocumentLocked("the document's certification forbids new signatures")
+        field_name = request.field_name or f"Signature{len(existing) + 1}"
+        while field_name in existing and request.field_name is None:
+            field_name = f"Signature-{uuid.uuid4().hex[:8]}"
+        if field_name in existing:
+            raise InvalidInput(f"the document already has a field named {field_name}",
+                               field_name=field_name)
+        page: int | None = None
+        box: tuple[float, float, float, float] | None = None
+        if request.stamp is not None:
+            count = len(pages)
+            page = request.placement.page
+            if not -count <= page < count:
+                raise InvalidPlacement(f"the document has {count} page(s)", pages=count)
+            page %= count
+            try:
+                box = request.placement.box or free_box(reader, page)
+            except (PdfError, ValueError, KeyError, TypeError, IndexError,
+                    AttributeError) as exc:
+                raise InvalidDocument("the page to stamp cannot be read",
+                                      reason="page-invalid", page=page) from exc
+        return CheckedDocument(len(pages), field_name, page, box)
+
     def sign(self, data: bytes, signer: Signer, request: PadesRequest) -> SignedPdf:
         """Return ``data`` with one more signature. Earlier signatures are kept intact."""
         return asyncio.run(self.async_sign(data, signer, request))
@@ -406,26 +550,11 @@ class PadesService:
             raise SigningFailed(f"{level.value} needs a time-stamping authority")
         if level.long_term and (self.revocation is None or not self.trust_roots):
             raise SigningFailed("B-LT needs revocation data and a trust root")
-        reader = read_pdf(data, max_bytes=self.max_bytes)
+        checked = self.check(data, request)
         now = self.clock.now()
-        existing = _field_names(reader)
-        field_name = request.field_name or f"Signature{len(existing) + 1}"
-        while field_name in existing and request.field_name is None:
-            field_name = f"Signature-{uuid.uuid4().hex[:8]}"
-        if field_name in existing:
-            raise InvalidInput(f"the document already has a field named {field_name}",
-                               field_name=field_name)
-
-        page: int | None = None
-        box: tuple[float, float, float, float] | None = None
+        field_name, page, box = checked.field_name, checked.page, checked.box
         stamp_style = None
         if request.stamp is not None:
-            count = page_count(reader)
-            page = request.placement.page
-            if not -count <= page < count:
-                raise InvalidPlacement(f"the document has {count} page(s)", pages=count)
-            page %= count
-            box = request.placement.box or free_box(reader, page)
             stamp_style = BilingualStampStyle.for_text(request.stamp, self.font_dir)
         field_spec = fields.SigFieldSpec(
             field_name, on_page=page or 0,
@@ -466,8 +595,10 @@ class PadesService:
                 raise DocumentLocked("the document's certification forbids new "
                                      "signatures") from exc
             raise SigningFailed("the signature could not be made: " + message[:300]) from exc
-        except PdfError as exc:
-            raise InvalidDocument("the PDF cannot be signed: " + str(exc)[:200]) from exc
+        except (PdfError, KeyError, IndexError, RecursionError) as exc:
+            # A structure the checks above did not foresee: still the document's fault.
+            raise InvalidDocument("the PDF cannot be signed: " + str(exc)[:200],
+                                  reason="unsignable", error=type(exc).__name__) from exc
         finally:
             if validation_context is not None:
                 await validation_context.aclose()

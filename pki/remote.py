@@ -10,17 +10,20 @@ token); its ID is the certificate serial (lowercase hex). The flow:
    is returned: single-use, short-lived (``sad_ttl``), bound to the credential, to the client
    that asked for it, and to the exact hashes (``signHash``) or the document digest
    (``signDoc``) it authorises, and to their number.
-3. :meth:`RemoteSigning.sign_hashes` / :meth:`RemoteSigning.sign_document` consume the SAD
-   once and sign on the token.
+3. :meth:`RemoteSigning.sign_hashes` / :meth:`RemoteSigning.sign_document` check the request
+   (the whole document, for a PDF) and the SAD, sign on the token, then use the SAD up in
+   the transaction that records the signature: a failure before that commit (bad input, a
+   token error, a process that dies) leaves the SAD usable until it expires, and of two
+   concurrent uses exactly one commits.
 
 Invariants: the PIN is never stored in clear. Between 2 and 3 it waits sealed (AES-256-GCM)
 under a key derived from the SAD itself (HKDF): the service keeps only the SAD's SHA-256, so
-its database alone cannot open the box; the box is erased when the SAD is used, and an
-expired SAD's box is useless. A code is single-use, expires and allows ``otp_max_attempts``
-guesses; a wrong code is committed before the error is raised and stops the flow before the
-PIN is tried (so nobody without the phone can burn PIN attempts). A certificate that is
-suspended, revoked, expired or not yet valid signs nothing (checked at authorisation and
-again at signing). Every authorisation, use and signature writes an audit event.
+its database alone cannot open the box; the box is erased when the SAD is used (or spent
+by misuse), and an expired SAD's box is useless. A code is single-use, expires and allows
+``otp_max_attempts`` guesses; a wrong code is committed before the error is raised and stops
+the flow before the PIN is tried (so nobody without the phone can burn PIN attempts). A
+certificate that is suspended, revoked, expired or not yet valid signs nothing (checked at
+authorisation and again at signing). Every authorisation, use and signature writes an audit event.
 
 Flask-free: the API hands in a session factory, the token layer, the holder directory and
 the code sender; PIN checks run outside any database transaction (SQLite holds one write
@@ -58,6 +61,7 @@ from sqlalchemy import (
     String,
     Text,
     select,
+    update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -65,6 +69,7 @@ from core.audit import record
 from core.clock import Clock, as_utc
 from core.db import Base, transaction
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from hsm import PinIncorrect, PinLocked
 from pki.models import (
     PROFILE_HOLDER,
     STATUS_ISSUED,
@@ -73,7 +78,7 @@ from pki.models import (
     AuthorityRecord,
     CertificateRecord,
 )
-from pki.pades import PadesRequest, PadesService, SignedPdf, read_pdf
+from pki.pades import PadesRequest, PadesService, SignedPdf
 from pki.signer import Signer
 from pki.stamp import StampText
 
@@ -637,10 +642,13 @@ class RemoteSigning:
                             "expires_at": row.expires_at.isoformat()})
             return Authorization(sad, row.expires_at, row.id)
 
-    def _consume(self, credential_id: str, sad: str, *, client: str, purpose: str,
-                 digests: Sequence[bytes], hash_algorithm: str, actor: str
-                 ) -> tuple[Credential, str, str]:
-        """Check and use the SAD once; return the credential, the PIN and the SAD's id.
+    def _open(self, credential_id: str, sad: str, *, client: str, purpose: str,
+              digests: Sequence[bytes], hash_algorithm: str, actor: str
+              ) -> tuple[Credential, str, str]:
+        """Check the SAD and open its PIN box; return the credential, the PIN and the SAD's
+        id. The SAD stays active: :meth:`_spend` uses it up in the transaction that records
+        the signature, so a signature that fails (bad document, token error, a worker that
+        dies) leaves it usable until it expires.
 
         A SAD presented for other hashes, another credential or by another client is
         spent on the spot (and audited): whoever holds it may be replaying it."""
@@ -667,24 +675,52 @@ class RemoteSigning:
                 failure = SadMismatch("the SAD authorises other hashes: it is now spent",
                                       authorization=row.id)
             if failure is not None:
-                row.status, row.used_at, row.pin_box = SAD_USED, now, None
-                record(session, self.clock, actor=actor,
-                       action="signing.authorization.refused", object_type="credential",
-                       object_id=credential.id,
-                       summary={"authorization": row.id, "client": client,
-                                "reason": type(failure).__name__})
+                self._refuse(session, row, credential, client, actor, type(failure).__name__)
             else:
                 self._check_usable(session, credential)
-                pin = _open_pin(sad, row, row.pin_box)
-                row.status, row.used_at, row.pin_box = SAD_USED, now, None
-                session.flush()
-                record(session, self.clock, actor=actor,
-                       action="signing.authorization.used", object_type="credential",
-                       object_id=credential.id,
-                       summary={"authorization": row.id, "client": client,
-                                "purpose": purpose, "signatures": len(digests)})
-                return credential, pin, row.id
+                return credential, _open_pin(sad, row, row.pin_box), row.id
         raise failure
+
+    def _refuse(self, session: Session, row: SigningAuthorization, credential: Credential,
+                client: str, actor: str, reason: str) -> None:
+        """Spend the SAD without a signature (misuse, or a PIN the token no longer takes)."""
+        row.status, row.used_at, row.pin_box = SAD_USED, as_utc(self.clock.now()), None
+        record(session, self.clock, actor=actor, action="signing.authorization.refused",
+               object_type="credential", object_id=credential.id,
+               summary={"authorization": row.id, "client": client, "reason": reason})
+
+    def _spend(self, session: Session, authorization: str, credential: Credential, *,
+               client: str, purpose: str, signatures: int, actor: str) -> None:
+        """Use the SAD up, in the caller's transaction (the one recording the signature).
+
+        A conditional UPDATE: of two requests racing with one SAD, exactly one finds it
+        active (PostgreSQL re-checks the row after the winner commits; SQLite runs one
+        write transaction at a time); the other gets ``SadInvalid`` and its signature is
+        dropped unseen."""
+        now = as_utc(self.clock.now())
+        spent = session.execute(
+            update(SigningAuthorization)
+            .where(SigningAuthorization.id == authorization,
+                   SigningAuthorization.status == SAD_ACTIVE)
+            .values(status=SAD_USED, used_at=now, pin_box=None)
+            .execution_options(synchronize_session=False))
+        if spent.rowcount != 1:  # type: ignore[attr-defined]
+            raise SadInvalid("this SAD was used meanwhile: authorise again")
+        record(session, self.clock, actor=actor, action="signing.authorization.used",
+               object_type="credential", object_id=credential.id,
+               summary={"authorization": authorization, "client": client,
+                        "purpose": purpose, "signatures": signatures})
+
+    def _token_refused(self, authorization: str, credential: Credential,
+                       client: str, actor: str, error: Exception) -> None:
+        """The token no longer takes the PIN sealed in the SAD (it was changed or locked
+        since): retrying would only burn PIN attempts, so the SAD is spent."""
+        with transaction(self.sessions) as session:
+            row = session.scalars(select(SigningAuthorization).where(
+                SigningAuthorization.id == authorization,
+                SigningAuthorization.status == SAD_ACTIVE).with_for_update()).one_or_none()
+            if row is not None:
+                self._refuse(session, row, credential, client, actor, type(error).__name__)
 
     @contextmanager
     def _label_lock(self, label: str) -> Any:
@@ -711,15 +747,21 @@ class RemoteSigning:
             raise BatchTooLarge(f"at most {self.policy.max_batch} hashes per request",
                                 limit=self.policy.max_batch, given=len(digests))
         algorithm = _hash_algorithm(hash_algorithm)
-        credential, pin, authorization = self._consume(
+        credential, pin, authorization = self._open(
             credential_id, sad, client=client, purpose=PURPOSE_HASH, digests=digests,
             hash_algorithm=hash_algorithm, actor=actor)
         _check_sign_algorithm(credential, sign_algorithm, hash_algorithm)
-        with self._label_lock(credential.token_label):
-            signer = self._signer(credential, pin)
-            del pin
-            signatures = [signer.sign_digest(d, algorithm) for d in digests]
+        try:
+            with self._label_lock(credential.token_label):
+                signer = self._signer(credential, pin)
+                del pin
+                signatures = [signer.sign_digest(d, algorithm) for d in digests]
+        except (PinIncorrect, PinLocked) as exc:
+            self._token_refused(authorization, credential, client, actor, exc)
+            raise
         with transaction(self.sessions) as session:
+            self._spend(session, authorization, credential, client=client,
+                        purpose=PURPOSE_HASH, signatures=len(digests), actor=actor)
             record(session, self.clock, actor=actor, action="signing.hashes.signed",
                    object_type="credential", object_id=credential.id,
                    summary={"authorization": authorization, "client": client,
@@ -730,16 +772,23 @@ class RemoteSigning:
                       request: PadesRequest, pades: PadesService, client: str,
                       actor: str) -> SignedPdf:
         """PAdES-sign ``document``, which the SAD authorised by its SHA-256."""
-        read_pdf(document, max_bytes=pades.max_bytes)  # a broken upload spends no SAD
+        # The whole document is parsed and checked first: a broken upload spends no SAD.
+        pades.check(document, request)
         digest = hashlib.sha256(document).digest()
-        credential, pin, authorization = self._consume(
+        credential, pin, authorization = self._open(
             credential_id, sad, client=client, purpose=PURPOSE_DOCUMENT, digests=[digest],
             hash_algorithm="sha256", actor=actor)
-        with self._label_lock(credential.token_label):
-            signer = self._signer(credential, pin)
-            del pin
-            signed = pades.sign(document, signer, request)
+        try:
+            with self._label_lock(credential.token_label):
+                signer = self._signer(credential, pin)
+                del pin
+                signed = pades.sign(document, signer, request)
+        except (PinIncorrect, PinLocked) as exc:
+            self._token_refused(authorization, credential, client, actor, exc)
+            raise
         with transaction(self.sessions) as session:
+            self._spend(session, authorization, credential, client=client,
+                        purpose=PURPOSE_DOCUMENT, signatures=1, actor=actor)
             record(session, self.clock, actor=actor, action="signing.document.signed",
                    object_type="credential", object_id=credential.id,
                    summary={"authorization": authorization, "client": client,

@@ -32,6 +32,7 @@ from pki.models import AuthorityRecord
 from pki.profiles import Profile
 from tests.api.conftest import PROVINCE, Caller, provision_service_tokens
 from tests.delivery.conftest import make_contact, make_holder
+from tests.pki.broken_pdfs import broken
 from tests.pki.test_pades_pki import make_nss_db, pdfsig, permit_pdf
 from tests.pki.test_validation import _foreign_pdf
 
@@ -284,6 +285,35 @@ def test_sign_document_then_verify(client: FlaskClient, platform: Caller, hosted
                             "credentialID": hosted.serial, "SAD": granted["SAD"],
                             "document": (io.BytesIO(document), "permit.pdf")})
     assert again.status_code == 403
+
+
+def test_sign_doc_refuses_a_looping_page_tree_and_keeps_the_sad(
+        client: FlaskClient, platform: Caller, hosted: Hosted, sms: Sms) -> None:
+    """signDoc with a PDF whose /Pages /Kids loops back to itself: a 422 problem with a
+    machine-readable reason (it was a 500 that spent the SAD); the SAD still signs."""
+    document = permit_pdf("Permis n° 2026/0077")
+    granted = authorize(client, platform, hosted, sms, document=document)
+    assert granted["_status"] == 200, granted
+
+    def sign(data: bytes) -> TestResponse:
+        return client.post("/csc/v2/signatures/signDoc", headers=platform.headers,
+                           content_type="multipart/form-data", data={
+                               "credentialID": hosted.serial, "SAD": granted["SAD"],
+                               "conformance_level": "AdES-B-B",
+                               "document": (io.BytesIO(data), "permit.pdf")})
+
+    cases = broken()
+    for name in ("pages-kids-itself", "count-lies", "broken-xref", "encrypted", "not-a-pdf"):
+        data, reason = cases[name]
+        refused = sign(data)
+        assert refused.status_code == 422, (name, refused.get_json())
+        problem = refused.get_json()
+        assert problem["type"].endswith("/pki-invalid-document"), problem
+        assert problem["reason"] == reason
+    signed = sign(document)
+    assert signed.status_code == 200, signed.get_json()
+    assert signed.headers["X-Signature-Level"] == "PAdES-B-B"
+    assert sign(document).status_code == 403  # and then it is spent
 
 
 def test_verify_any_pdf_and_refuse_garbage(client: FlaskClient, platform: Caller,

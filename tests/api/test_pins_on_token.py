@@ -222,3 +222,27 @@ def test_pin_reset_with_the_code_gives_a_pin_that_works_on_the_token(
     assert readiness(client, credential) == (True, [])
     sign_with(tokens, credential, own_pin)
     assert set(asked) == {"challenge_id", "expires_at", "phone_hint"}  # never the code
+
+
+def test_another_holder_cannot_spend_a_reset_challenge(
+        client: FlaskClient, api_runtime: Runtime, app: Flask, callers: dict[str, Caller],
+        world: World) -> None:
+    """Holder B learnt holder A's challenge id: B's confirmations are "not found" and use up
+    none of A's attempts."""
+    credential = hosted_credential(client, api_runtime, app, callers)
+    asked = ok(client.post("/v1/pin-reset", json={"cin": credential.cin},
+                           headers=credential.holder), 201)
+    code = secret_in(deliver(api_runtime), credential.mobile)
+    confirm = f"/v1/pin-reset/{asked['challenge_id']}/confirm"
+    other = callers["holder"]
+    for guess in ("000000", "111111", "222222", "333333", "444444", "555555", code):
+        stolen = client.post(confirm, json={"cin": world.holder_here_cin, "code": guess},
+                             headers=other.headers)
+        assert (stolen.status_code, kind(stolen)) == (404, "delivery-reset-not-found")
+    wrong = "000000" if code != "000000" else "111111"
+    refused = client.post(confirm, json={"cin": credential.cin, "code": wrong},
+                          headers=credential.holder)
+    assert (refused.status_code, kind(refused)) == (403, "delivery-reset-invalid")
+    assert refused.get_json()["attempts_left"] == 4  # only A's own guess counted
+    ok(client.post(confirm, json={"cin": credential.cin, "code": code},
+                   headers=credential.holder))

@@ -34,6 +34,7 @@ from delivery.errors import (
     PinRejected,
     ResetChallengeClosed,
     ResetChallengeInvalid,
+    ResetChallengeNotFound,
     ResetRateLimited,
 )
 from delivery.models import (
@@ -41,6 +42,7 @@ from delivery.models import (
     CertificateRequest,
     OutboxMessage,
     PinAttempt,
+    PinResetChallenge,
     SecretEnvelope,
 )
 from delivery.outbox import OutboxWorker
@@ -399,11 +401,11 @@ def test_reset_codes_expire_and_are_rate_limited(run: Run) -> None:
                                          policy=POLICY)
     run.work()
     code = run.secret_in(run.sms_to(mobile)[-1])
-    with pytest.raises(ResetChallengeInvalid):  # the right code with another CIN
+    with pytest.raises(ResetChallengeNotFound):  # another CIN: not its challenge, no try
         reset.confirm_pin_reset(run.sessions, run.clock, run.tokens, run.sealer,
                                 challenge_id=second.challenge_id, cin="ZZ999999", code=code,
                                 so_pin=run.so_pin, actor="holder", policy=POLICY)
-    for _ in range(POLICY.otp_max_attempts - 2):
+    for _ in range(POLICY.otp_max_attempts - 1):
         with pytest.raises(ResetChallengeInvalid):
             reset.confirm_pin_reset(run.sessions, run.clock, run.tokens, run.sealer,
                                     challenge_id=second.challenge_id, cin=cin, code="000000",
@@ -422,3 +424,34 @@ def test_reset_codes_expire_and_are_rate_limited(run: Run) -> None:
     with pytest.raises(ResetRateLimited), transaction(run.sessions) as db:
         reset.request_pin_reset(db, run.clock, run.sealer, cin=cin, actor="holder",
                                 policy=POLICY)
+
+
+def test_a_reset_challenge_belongs_to_its_holder(run: Run) -> None:
+    """Holder A, who learnt holder B's challenge id, gets "not found" and uses up none of
+    B's attempts; B's code still works."""
+    with transaction(run.sessions) as db:
+        contact_id = make_contact(db, run.clock).id
+    a_request, _a_mobile, _ = _prepare(run, "hosted", COMMUNE_A, contact_id)
+    b_request, b_mobile, _ = _prepare(run, "hosted", COMMUNE_A, contact_id)
+    with transaction(run.sessions) as db:
+        for request_id in (a_request, b_request):
+            requests.activate_request(db, run.clock, request_id, actor="operator")
+        a_cin, b_cin = _cin(db, a_request), _cin(db, b_request)
+        b_challenge = reset.request_pin_reset(db, run.clock, run.sealer, cin=b_cin,
+                                              actor="holder", policy=POLICY)
+    run.work()
+    code = run.secret_in(run.sms_to(b_mobile)[-1])
+    for guess in ("000000", "111111", code, *("22222" + str(i) for i in range(10))):
+        with pytest.raises(ResetChallengeNotFound):
+            reset.confirm_pin_reset(run.sessions, run.clock, run.tokens, run.sealer,
+                                    challenge_id=b_challenge.challenge_id, cin=a_cin,
+                                    code=guess, so_pin=run.so_pin, actor="holder-a",
+                                    policy=POLICY)
+    with transaction(run.sessions) as db:
+        row = db.get_one(PinResetChallenge, b_challenge.challenge_id)
+        assert (row.attempts, row.status) == (0, "open")
+    outcome = reset.confirm_pin_reset(run.sessions, run.clock, run.tokens, run.sealer,
+                                      challenge_id=b_challenge.challenge_id, cin=b_cin,
+                                      code=code, so_pin=run.so_pin, actor="holder-b",
+                                      policy=POLICY)
+    assert outcome.request_id == b_request

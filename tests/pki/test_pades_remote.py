@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,9 +17,17 @@ from sqlalchemy.orm import Session
 
 from core.audit import AuditEvent
 from core.clock import Clock, FrozenClock
-from hsm import PinIncorrect, PinLocked
+from hsm import ModuleUnavailable, PinIncorrect, PinLocked, TokenLibrary
 from pki import issuance, lifecycle, tsa
-from pki.pades import Level, LocalTimeStamper, PadesRequest, PadesService, RecordsRevocation
+from pki.pades import (
+    DocumentTooLarge,
+    InvalidDocument,
+    Level,
+    LocalTimeStamper,
+    PadesRequest,
+    PadesService,
+    RecordsRevocation,
+)
 from pki.profiles import ARC_TSA, HolderIdentity
 from pki.remote import (
     PURPOSE_DOCUMENT,
@@ -37,6 +45,7 @@ from pki.remote import (
     issuer_chain,
 )
 from pki.validation import Verifier
+from tests.pki.broken_pdfs import PAGE, broken, raw_pdf
 from tests.pki.conftest import ACTOR, World, same_connection
 from tests.pki.test_pades_pki import make_nss_db, pdfsig, permit_pdf, stamp_for
 
@@ -303,3 +312,137 @@ def test_sign_document_b_lt_with_our_tsa(remote: Fixture, tmp_path: Path) -> Non
     assert sig.level == "PAdES-B-LT"
     assert sig.signer.cin == "AB123456"
     assert sig.timestamp_authority and "Time-Stamping Authority" in sig.timestamp_authority
+
+
+def _sad_row(remote: Fixture, sad_hash_of: str) -> SigningAuthorization:
+    remote.session.expire_all()
+    row = remote.session.scalars(select(SigningAuthorization).where(
+        SigningAuthorization.sad_hash == hashlib.sha256(sad_hash_of.encode()).hexdigest())
+    ).one()
+    return row
+
+
+@pytest.mark.parametrize("stamped", [False, True], ids=["invisible", "stamped"])
+def test_broken_documents_are_refused_before_the_sad_is_touched(remote: Fixture,
+                                                                stamped: bool) -> None:
+    """A looping page tree (and every other malformed upload) is a 4xx with a reason, before
+    the SAD is looked at: the SAD, authorised for the good document, still signs it."""
+    serial = remote.world.serials["good"]
+    document = permit_pdf()
+    sad = remote.authorize(digests=[_digest(document)], purpose=PURPOSE_DOCUMENT)
+    pades = PadesService(remote.clock, max_bytes=100_000)
+    request = PadesRequest(level=Level.B_B, stamp=stamp_for() if stamped else None)
+    for name, (data, reason) in broken().items():
+        with pytest.raises(InvalidDocument) as caught:
+            remote.service.sign_document(serial, sad=sad, document=data, request=request,
+                                         pades=pades, client=CLIENT, actor=ACTOR)
+        assert caught.value.extras["reason"] == reason, name
+        assert caught.value.status == 422
+    with pytest.raises(DocumentTooLarge):
+        remote.service.sign_document(serial, sad=sad, document=document + b"\0" * 100_000,
+                                     request=request, pades=pades, client=CLIENT, actor=ACTOR)
+    row = _sad_row(remote, sad)
+    assert row.status == "active" and row.pin_box is not None
+    signed = remote.service.sign_document(serial, sad=sad, document=document, request=request,
+                                          pades=pades, client=CLIENT, actor=ACTOR)
+    assert signed.data.startswith(document[:8]) and len(signed.data) > len(document)
+    with pytest.raises(SadInvalid):
+        remote.service.sign_document(serial, sad=sad, document=document, request=request,
+                                     pades=pades, client=CLIENT, actor=ACTOR)
+
+
+@dataclass
+class FailingTokens:
+    """The real token library, made to fail the next ``failures`` key look-ups the way an
+    unreachable HSM does (the seam is ``SigningTokens``)."""
+
+    library: TokenLibrary
+    failures: int = 0
+
+    def private_key(self, label: str, pin: str, **kwargs: object) -> object:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ModuleUnavailable("the PKCS#11 module does not answer")
+        return self.library.private_key(label, pin, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_signature_that_fails_leaves_the_sad_usable(remote: Fixture) -> None:
+    tokens = FailingTokens(remote.world.library)
+    remote.service.tokens = tokens
+    serial = remote.world.serials["good"]
+    digests = [_digest(b"token trouble")]
+    sad = remote.authorize(digests=digests)
+    tokens.failures = 1
+    with pytest.raises(ModuleUnavailable):
+        remote.service.sign_hashes(serial, sad=sad, digests=digests, hash_algorithm="sha256",
+                                   sign_algorithm=None, client=CLIENT, actor=ACTOR)
+    row = _sad_row(remote, sad)
+    assert row.status == "active" and row.pin_box is not None
+    (signature,) = remote.service.sign_hashes(
+        serial, sad=sad, digests=digests, hash_algorithm="sha256", sign_algorithm=None,
+        client=CLIENT, actor=ACTOR)
+    public = remote.service.credential(remote.session, serial).certificate.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    public.verify(signature, digests[0], ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    with pytest.raises(SadInvalid):
+        remote.service.sign_hashes(serial, sad=sad, digests=digests, hash_algorithm="sha256",
+                                   sign_algorithm=None, client=CLIENT, actor=ACTOR)
+    # The document path too: the SAD survives a failed signature, then signs once.
+    document = permit_pdf("Permis après une panne")
+    sad = remote.authorize(digests=[_digest(document)], purpose=PURPOSE_DOCUMENT)
+    pades = PadesService(remote.clock)
+    tokens.failures = 1
+    with pytest.raises(ModuleUnavailable):
+        remote.service.sign_document(serial, sad=sad, document=document,
+                                     request=PadesRequest(level=Level.B_B), pades=pades,
+                                     client=CLIENT, actor=ACTOR)
+    assert _sad_row(remote, sad).status == "active"
+    remote.service.sign_document(serial, sad=sad, document=document,
+                                 request=PadesRequest(level=Level.B_B), pades=pades,
+                                 client=CLIENT, actor=ACTOR)
+    assert _sad_row(remote, sad).status == "used"
+    events = [e.action for e in remote.session.scalars(
+        select(AuditEvent).where(AuditEvent.object_id == serial).order_by(AuditEvent.seq))]
+    assert events[-2:] == ["signing.authorization.used", "signing.document.signed"]
+
+
+def test_a_pin_changed_since_authorisation_spends_the_sad(remote: Fixture) -> None:
+    """The PIN sealed in the SAD no longer opens the token: retrying would only burn PIN
+    attempts towards the lockout, so that SAD is spent (and audited), not kept."""
+    world = remote.world
+    label, pin = world.new_holder_token()
+    authority = world.authority(remote.session)
+    issued = issuance.issue_holder_certificate(
+        remote.session, world.clock, authority, world.library, token_label=label,
+        token_pin=pin, holder=HolderIdentity(cin="Z887766", given_name="Salma",
+                                             surname="Bennani", title="Présidente",
+                                             organization="Commune d'Azrou"), actor=ACTOR)
+    digests = [_digest(b"signed after a PIN change")]
+    sad = remote.authorize(serial=issued.serial, pin=pin, digests=digests)
+    world.library.change_pin(label, pin, "864209" if pin != "864209" else "975310")
+    with pytest.raises(PinIncorrect):
+        remote.service.sign_hashes(issued.serial, sad=sad, digests=digests,
+                                   hash_algorithm="sha256", sign_algorithm=None,
+                                   client=CLIENT, actor=ACTOR)
+    row = _sad_row(remote, sad)
+    assert row.status == "used" and row.pin_box is None
+    refused = remote.session.scalars(select(AuditEvent).where(
+        AuditEvent.object_id == issued.serial).order_by(AuditEvent.seq.desc())).first()
+    assert refused is not None and refused.action == "signing.authorization.refused"
+    with pytest.raises(SadInvalid):
+        remote.service.sign_hashes(issued.serial, sad=sad, digests=digests,
+                                   hash_algorithm="sha256", sign_algorithm=None,
+                                   client=CLIENT, actor=ACTOR)
+
+
+def test_indirect_kids_count_and_form_are_read_through() -> None:
+    """The checks dereference what may be indirect (/Kids, /Count, /AcroForm, /Fields), as
+    pyHanko's own incremental updates write them: such a document is accepted."""
+    document = raw_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R /AcroForm 6 0 R >>",
+        b"<< /Type /Pages /Kids 4 0 R /Count 5 0 R >>", PAGE, b"[3 0 R]", b"1",
+        b"<< /Fields 7 0 R >>", b"[8 0 R]", b"<< /T (Signature1) /FT /Sig >>"])
+    checked = PadesService(FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))).check(
+        document, PadesRequest(level=Level.B_B, stamp=stamp_for()))
+    assert checked.pages == 1 and checked.page == 0
+    assert checked.field_name != "Signature1"  # taken by the existing field
