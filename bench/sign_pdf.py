@@ -5,7 +5,7 @@ Run: ``.venv/bin/python -m bench.sign_pdf [--rounds 5] [--level B-LT]``
 
 The throwaway service of :mod:`bench.sign_hash` (gunicorn, production settings file).
 
-* **in-process**: ``pki.pades.PadesService.sign`` in this process, i.e. pyHanko's
+* **in-process**: ``pki.signing.pades.PadesService.sign`` in this process, i.e. pyHanko's
   ``PdfSigner`` with the token key through ``pki.signer``'s adapter, the visible bilingual
   stamp, our TSA called in-process and our CA's records for B-LT: what the endpoint runs,
   minus HTTP, authentication, the SAD and the audit. Also pyHanko alone (``sign_pdf``, no
@@ -67,11 +67,17 @@ def in_process(service: Service, document: bytes, level: str, rounds: int
     from pyhanko.sign import signers
 
     from pki import ca, tsa
-    from pki.pades import Level, LocalTimeStamper, PadesRequest, PadesService, RecordsRevocation
     from pki.profiles import ARC_TSA, Profile
-    from pki.remote import RemoteSigning, issuer_chain
     from pki.signer import Signer, pyhanko_signer
-    from pki.stamp import StampText, warm_fonts
+    from pki.signing.pades import (
+        Level,
+        LocalTimeStamper,
+        PadesRequest,
+        PadesService,
+        RecordsRevocation,
+    )
+    from pki.signing.service import RemoteSigning, issuer_chain
+    from pki.signing.stamp import StampText, warm_fonts
 
     runtime = runtime_for(service)
     settings = runtime.settings

@@ -1,4 +1,4 @@
-"""Verifications per second: ``pki.validation.Verifier`` in-process and ``POST /v1/verify``
+"""Verifications per second: ``pki.signing.verification.Verifier`` in-process and ``POST /v1/verify``
 over HTTP, for PDFs signed by the service at each level.
 
 Run: ``.venv/bin/python -m bench.verify [--seconds 5]``
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             server.stop()
         from api.blueprints.csc import SessionRevocation, trust_roots
-        from pki.validation import Verifier
+        from pki.signing.verification import Verifier
 
         verifier = Verifier(runtime.clock, trust_roots=trust_roots(runtime),
                             revocation=SessionRevocation(runtime))

@@ -14,7 +14,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES_WITH_MIGRATIONS = ("core", "quotas", "pki", "delivery", "api")
+PACKAGES_WITH_MIGRATIONS = ("core", "quotas", "pki", "pki/signing", "delivery", "api")
 
 
 def alembic_config(engine: Engine) -> Config:

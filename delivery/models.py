@@ -57,7 +57,7 @@ BATCH_STATES = (BATCH_PREPARING, BATCH_DISPATCHED, BATCH_RECEIVED)
 ENVELOPE_INITIAL_PIN = "initial_pin"
 ENVELOPE_RESET_PIN = "reset_pin"
 ENVELOPE_RESET_CODE = "reset_code"
-# The one-time code that, with the PIN, authorises remote signing (pki.remote).
+# The one-time code that, with the PIN, authorises remote signing (pki.signing.service).
 ENVELOPE_SIGNING_CODE = "signing_code"
 # The code that confirms a holder's new mobile or email.
 ENVELOPE_CONTACT_CODE = "contact_code"

@@ -6,7 +6,7 @@ code -> SAD), ``signatures/signHash`` (a batch of hashes) and ``signatures/signD
 in, the PAdES-signed PDF out). A credential is a hosted token's certificate; its
 ``credentialID`` is the certificate serial (hex). ``userID`` is the holder's CIN.
 
-Views parse, authorise and serialise; :mod:`pki.remote` decides. Operations that check a
+Views parse, authorise and serialise; :mod:`pki.signing.service` decides. Operations that check a
 PIN or sign run outside the framework's unit of work (``transactional=False``): the service
 runs its own short transactions and calls the token layer outside them. PINs and codes pass
 through here on their way to the service and are never echoed or logged.
@@ -41,7 +41,10 @@ from delivery.errors import InvalidHolder
 from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED
 from delivery.outbox import Notification, enqueue
 from pki import queries, tsa
-from pki.pades import (
+from pki.profiles import ARC_TSA, Profile
+from pki.signing.errors import CredentialNotFound
+from pki.signing.models import PURPOSE_DOCUMENT, PURPOSE_HASH
+from pki.signing.pades import (
     Level,
     LocalTimeStamper,
     PadesRequest,
@@ -50,22 +53,18 @@ from pki.pades import (
     RecordsRevocation,
     RevocationData,
 )
-from pki.profiles import ARC_TSA, Profile
-from pki.remote import (
+from pki.signing.ports import HolderContact
+from pki.signing.service import (
     HASH_OID_BY_NAME,
     HASH_OIDS,
-    PURPOSE_DOCUMENT,
-    PURPOSE_HASH,
     Credential,
-    CredentialNotFound,
-    HolderContact,
     RemoteSigning,
     RemoteSigningPolicy,
     decode_hashes,
     issuer_chain,
     parse_hash_algorithm,
 )
-from pki.stamp import warm_fonts
+from pki.signing.stamp import warm_fonts
 
 bp = ApiBlueprint("csc", __name__, url_prefix="/csc/v2", tag="Remote signing",
                   description="Cloud Signature Consortium API v2 style remote signing with "

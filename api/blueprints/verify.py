@@ -2,7 +2,7 @@
 
 Any PDF, ours or not: the body is the PDF itself (``application/pdf``) or a multipart form
 with the PDF in ``document``. The answer is one report per signature (see
-:mod:`pki.validation`): signer, claimed and time-stamp times, coverage, integrity, the
+:mod:`pki.signing.verification`): signer, claimed and time-stamp times, coverage, integrity, the
 certificate's status at signing time and now, and the ETSI indication with its
 sub-indication. A file that is not a readable PDF gets a 422, an oversized one a 413.
 """
@@ -20,8 +20,8 @@ from api.blueprints.csc import SessionRevocation, UnsupportedUpload, trust_roots
 from api.routing import ApiBlueprint, Call
 from api.runtime import Runtime
 from core.errors import InvalidInput
-from pki import validation
-from pki.validation import Verifier
+from pki.signing import verification
+from pki.signing.verification import Verifier
 
 bp = ApiBlueprint("verify", __name__, url_prefix="/v1", tag="Verification",
                   description="Verification reports of signed PDFs, with ETSI indications.")
@@ -100,12 +100,12 @@ class ReportOut:
     signatures: list[SignatureOut]
 
 
-def _status(found: validation.CertificateStatus) -> CertificateStatusOut:
+def _status(found: verification.CertificateStatus) -> CertificateStatusOut:
     return CertificateStatusOut(found.at, found.status, found.detail, found.revoked_at,
                                 found.reason)
 
 
-def report_out(report: validation.VerificationReport) -> ReportOut:
+def report_out(report: verification.VerificationReport) -> ReportOut:
     signatures = []
     for sig in report.signatures:
         s = sig.signer

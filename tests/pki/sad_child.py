@@ -16,11 +16,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-import pki.remote
+import pki.signing.service
 from core.clock import FrozenClock
 from core.db import make_engine, make_session_factory
 from hsm import InMemoryPinAttemptStore, TokenLibrary
-from pki.remote import HolderContact, RemoteSigning, issuer_chain
+from pki.signing.ports import HolderContact
+from pki.signing.service import RemoteSigning, issuer_chain
 
 
 class _Directory:
@@ -36,7 +37,7 @@ class _Codes:
 def main() -> None:
     job = json.loads(sys.argv[1])
     marker = Path(job["marker"])
-    record = pki.remote.record
+    record = pki.signing.service.record
 
     def record_then_hang(session: Session, *args: Any, **kwargs: Any) -> Any:
         result = record(session, *args, **kwargs)
@@ -47,7 +48,7 @@ def main() -> None:
                 time.sleep(1)
         return result
 
-    pki.remote.record = record_then_hang  # type: ignore[assignment]
+    pki.signing.service.record = record_then_hang  # type: ignore[assignment]
     engine = make_engine(job["url"])
     service = RemoteSigning(make_session_factory(engine),
                             FrozenClock(datetime.fromisoformat(job["at"])),

@@ -1,4 +1,4 @@
-"""PAdES signing (pki.pades) and the bilingual stamp (pki.stamp), judged by outside tools:
+"""PAdES signing (pki.signing.pades) and the bilingual stamp (pki.signing.stamp), judged by outside tools:
 poppler's pdfsig (with an NSS database trusting the test root) and pyHanko's validator."""
 
 from __future__ import annotations
@@ -20,20 +20,10 @@ from pyhanko_certvalidator import ValidationContext
 
 from core.clock import FrozenClock
 from core.errors import ConfigurationError
-from pki.pades import (
-    DocumentTooLarge,
-    InvalidDocument,
-    InvalidPlacement,
-    Level,
-    PadesRequest,
-    PadesService,
-    Placement,
-    SigningFailed,
-    free_box,
-    read_pdf,
-)
 from pki.signer import Signer, to_asn1
-from pki.stamp import InvalidStamp, StampText, bidi_runs, font_paths
+from pki.signing.errors import DocumentTooLarge, InvalidDocument, InvalidPlacement, SigningFailed
+from pki.signing.pades import Level, PadesRequest, PadesService, Placement, free_box, read_pdf
+from pki.signing.stamp import InvalidStamp, StampText, bidi_runs, font_paths
 from tests.pki.test_pades_pki import (
     FROZEN_AT,
     build_pki,

@@ -30,9 +30,9 @@ from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from pki.pades import RevocationData
 from pki.signer import Signer, to_asn1
-from pki.stamp import StampText
+from pki.signing.pades import RevocationData
+from pki.signing.stamp import StampText
 
 FROZEN_AT = datetime(2026, 3, 16, 9, 30, tzinfo=UTC)
 BASE_URL = "http://tawqi.test"

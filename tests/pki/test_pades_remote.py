@@ -1,4 +1,4 @@
-"""Remote signing (pki.remote) on the session's real test PKI: hosted holder keys on
+"""Remote signing (pki.signing.service) on the session's real test PKI: hosted holder keys on
 SoftHSM, our TSA and our CA's records for B-LT. Codes, PINs, SADs, refusals."""
 
 from __future__ import annotations
@@ -19,32 +19,28 @@ from core.audit import AuditEvent
 from core.clock import Clock, FrozenClock
 from hsm import ModuleUnavailable, PinIncorrect, PinLocked, TokenLibrary
 from pki import issuance, lifecycle, tsa
-from pki.pades import (
+from pki.profiles import ARC_TSA, HolderIdentity
+from pki.signing.errors import (
+    BatchTooLarge,
+    CredentialUnusable,
     DocumentTooLarge,
     InvalidDocument,
+    OtpClosed,
+    OtpInvalid,
+    SadInvalid,
+    SadMismatch,
+)
+from pki.signing.models import PURPOSE_DOCUMENT, PURPOSE_HASH, SigningAuthorization
+from pki.signing.pades import (
     Level,
     LocalTimeStamper,
     PadesRequest,
     PadesService,
     RecordsRevocation,
 )
-from pki.profiles import ARC_TSA, HolderIdentity
-from pki.remote import (
-    PURPOSE_DOCUMENT,
-    PURPOSE_HASH,
-    BatchTooLarge,
-    CredentialUnusable,
-    HolderContact,
-    OtpClosed,
-    OtpInvalid,
-    RemoteSigning,
-    RemoteSigningPolicy,
-    SadInvalid,
-    SadMismatch,
-    SigningAuthorization,
-    issuer_chain,
-)
-from pki.validation import Verifier
+from pki.signing.ports import HolderContact
+from pki.signing.service import RemoteSigning, RemoteSigningPolicy, issuer_chain
+from pki.signing.verification import Verifier
 from tests.pki.broken_pdfs import PAGE, broken, raw_pdf
 from tests.pki.conftest import ACTOR, World, same_connection
 from tests.pki.test_pades_pki import make_nss_db, pdfsig, permit_pdf, stamp_for

@@ -27,13 +27,9 @@ from core.audit import AuditEvent
 from core.db import make_engine, make_session_factory
 from core.migrate import upgrade
 from pki.models import AuthorityRecord, CertificateRecord
-from pki.remote import (
-    PURPOSE_HASH,
-    RemoteSigning,
-    SadInvalid,
-    SigningAuthorization,
-    issuer_chain,
-)
+from pki.signing.errors import SadInvalid
+from pki.signing.models import PURPOSE_HASH, SigningAuthorization
+from pki.signing.service import RemoteSigning, issuer_chain
 from tests.conftest import _drop_postgres, _fresh_postgres
 from tests.pki.conftest import ACTOR, World
 from tests.pki.test_pades_remote import CLIENT, Codes, Directory

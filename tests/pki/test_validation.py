@@ -1,4 +1,4 @@
-"""Verification reports (pki.validation): our own signatures at every level, after
+"""Verification reports (pki.signing.verification): our own signatures at every level, after
 revocation, PDFs signed elsewhere (pyHanko with a throwaway CA made here), tampering."""
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pyhanko.sign import fields, signers
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from core.clock import FrozenClock
-from pki.pades import DocumentTooLarge, InvalidDocument, Level, PadesRequest, PadesService
 from pki.signer import to_asn1
-from pki.validation import Verifier
+from pki.signing.errors import DocumentTooLarge, InvalidDocument
+from pki.signing.pades import Level, PadesRequest, PadesService
+from pki.signing.verification import Verifier
 from tests.pki.test_pades_pki import FROZEN_AT, build_pki, permit_pdf, stamp_for
 
 LATER = FROZEN_AT + timedelta(minutes=10)

@@ -1,4 +1,4 @@
-"""signing: one-time codes and signature activation data of remote signing (pki.remote).
+"""signing: one-time codes and signature activation data of remote signing (pki.signing).
 
 Its own Alembic branch (``signing``), so that the pki branch's own revisions never collide
 with it.

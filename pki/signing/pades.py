@@ -12,7 +12,7 @@ pyhanko_signer`, hence on the holder's token. :class:`PadesService` adds what a 
   and the time-stamping certificate were valid (from a :class:`RevocationSource`).
 
 Signing never touches a network: revocation data comes from our own records, the TSA is
-called in-process. The visible stamp is :mod:`pki.stamp`. A document that already carries
+called in-process. The visible stamp is :mod:`pki.signing.stamp`. A document that already carries
 signatures is signed in an incremental update, so earlier signatures stay valid.
 """
 
@@ -50,11 +50,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.clock import Clock, as_utc
-from core.errors import Conflict, InvalidInput, Unavailable
+from core.errors import InvalidInput
 from pki.authority import sha1
 from pki.models import AuthorityRecord, CrlRecord, OcspRecord
 from pki.signer import Signer, from_asn1, pyhanko_signer, to_asn1
-from pki.stamp import BilingualStampStyle, StampText
+from pki.signing.errors import (
+    DocumentLocked,
+    DocumentTooLarge,
+    InvalidDocument,
+    InvalidPlacement,
+    SigningFailed,
+    TimeStampUnavailable,
+)
+from pki.signing.stamp import BilingualStampStyle, StampText
 
 # pyHanko warns that B-LT revocation data is embedded "but fetching is not allowed": by
 # design, our data comes from our own records.
@@ -82,47 +90,6 @@ class Level(StrEnum):
     @property
     def long_term(self) -> bool:
         return self is Level.B_LT
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class InvalidDocument(InvalidInput):
-    """The upload is not a PDF we can read (or sign): broken, encrypted, empty."""
-
-    type = "pki-invalid-document"
-    title = "Invalid PDF document"
-
-
-class DocumentTooLarge(InvalidInput):
-    type = "pki-document-too-large"
-    title = "Document too large"
-    status = 413
-
-
-class InvalidPlacement(InvalidInput):
-    type = "pki-invalid-placement"
-    title = "Invalid signature placement"
-
-
-class DocumentLocked(Conflict):
-    """The document's certification (DocMDP) forbids adding signatures."""
-
-    type = "pki-document-locked"
-    title = "The document forbids new signatures"
-
-
-class SigningFailed(Conflict):
-    """pyHanko refused to sign (for B-LT: the chain or the revocation data did not
-    validate). Nothing was signed."""
-
-    type = "pki-signing-failed"
-    title = "Signing failed"
-
-
-class TimeStampUnavailable(Unavailable):
-    type = "pki-timestamp-unavailable"
-    title = "Time-stamping authority unavailable"
 
 
 # --------------------------------------------------------------------------- inputs

@@ -35,7 +35,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 import threading
 import uuid
@@ -43,32 +42,19 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import (
-    CheckConstraint,
-    DateTime,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    select,
-    update,
-)
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.audit import record
 from core.clock import Clock, as_utc
-from core.db import Base, transaction
-from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from core.db import transaction
 from hsm import PinIncorrect, PinLocked
 from pki.models import (
     PROFILE_HOLDER,
@@ -78,9 +64,31 @@ from pki.models import (
     AuthorityRecord,
     CertificateRecord,
 )
-from pki.pades import PadesRequest, PadesService, SignedPdf
 from pki.signer import Signer
-from pki.stamp import StampText
+from pki.signing.errors import (
+    BatchTooLarge,
+    CredentialNotFound,
+    CredentialUnusable,
+    InvalidSigningRequest,
+    OtpClosed,
+    OtpInvalid,
+    SadInvalid,
+    SadMismatch,
+)
+from pki.signing.models import (
+    OTP_FAILED,
+    OTP_OPEN,
+    OTP_USED,
+    PURPOSE_DOCUMENT,
+    PURPOSE_HASH,
+    SAD_ACTIVE,
+    SAD_USED,
+    SigningAuthorization,
+    SigningChallenge,
+)
+from pki.signing.pades import PadesRequest, PadesService, SignedPdf
+from pki.signing.ports import CodeSender, HolderContact, HolderDirectory, SigningTokens
+from pki.signing.sealing import open_pin, sad_hash, seal_pin
 
 # --------------------------------------------------------------------------- constants
 
@@ -103,170 +111,9 @@ RSA_SIGN_OIDS = {
     "1.2.840.113549.1.1.13": "sha512",
 }
 
-PURPOSE_HASH = "hash"
-PURPOSE_DOCUMENT = "document"
-SAD_ACTIVE, SAD_USED = "active", "used"
-OTP_OPEN, OTP_USED, OTP_FAILED = "open", "used", "failed"
 CODE_DIGITS = 6
 SAD_BYTES = 32
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class CredentialNotFound(NotFound):
-    type = "signing-credential-not-found"
-    title = "Signing credential not found"
-
-
-class CredentialUnusable(Conflict):
-    """The certificate is suspended, revoked, expired, not yet valid, or its holder is not
-    ready to sign (terms, first PIN change)."""
-
-    type = "signing-credential-unusable"
-    title = "This credential cannot sign"
-
-
-class InvalidSigningRequest(InvalidInput):
-    type = "signing-invalid-request"
-    title = "Invalid signing request"
-
-
-class BatchTooLarge(InvalidInput):
-    type = "signing-batch-too-large"
-    title = "Too many hashes in one request"
-
-
-class OtpInvalid(Forbidden):
-    type = "signing-otp-invalid"
-    title = "Wrong one-time code"
-
-
-class OtpClosed(Forbidden):
-    """No open code: never sent, expired, used, or closed after too many wrong guesses."""
-
-    type = "signing-otp-closed"
-    title = "No valid one-time code"
-
-
-class SadInvalid(Forbidden):
-    """The SAD is unknown, expired, used, or belongs to another client or credential."""
-
-    type = "signing-sad-invalid"
-    title = "Invalid signature activation data"
-
-
-class SadMismatch(Forbidden):
-    """The SAD is valid but authorises other hashes (or another document)."""
-
-    type = "signing-sad-mismatch"
-    title = "The SAD does not authorise this"
-
-
-class SigningUnavailable(Unavailable):
-    type = "signing-unavailable"
-    title = "Signing unavailable"
-
-
-# --------------------------------------------------------------------------- tables
-
-
-class SigningChallenge(Base):
-    """A one-time code sent for a credential; only its argon2id hash is kept."""
-
-    __tablename__ = "signing_challenge"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    certificate_id: Mapped[int] = mapped_column(ForeignKey("pki_certificate.id"), index=True)
-    client: Mapped[str] = mapped_column(String(100))
-    code_hash: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(10))
-    attempts: Mapped[int] = mapped_column(Integer)
-    max_attempts: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-    __table_args__ = (CheckConstraint("status IN ('open', 'used', 'failed')", name="status"),)
-
-
-class SigningAuthorization(Base):
-    """A SAD: what it authorises, for whom, until when. ``sad_hash`` is the SHA-256 of the
-    SAD (never the SAD); ``pin_box`` the PIN sealed under a key derived from the SAD, erased
-    once used."""
-
-    __tablename__ = "signing_authorization"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    sad_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    certificate_id: Mapped[int] = mapped_column(ForeignKey("pki_certificate.id"), index=True)
-    client: Mapped[str] = mapped_column(String(100))
-    purpose: Mapped[str] = mapped_column(String(10))
-    hash_algorithm: Mapped[str] = mapped_column(String(10))
-    # SHA-256 over the sorted authorised digests: the SAD binds exactly this set.
-    digests_hash: Mapped[str] = mapped_column(String(64))
-    num_signatures: Mapped[int] = mapped_column(Integer)
-    description: Mapped[str] = mapped_column(Text, default="")
-    pin_box: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    status: Mapped[str] = mapped_column(String(10))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-
-    __table_args__ = (
-        CheckConstraint("status IN ('active', 'used')", name="status"),
-        CheckConstraint("purpose IN ('hash', 'document')", name="purpose"),
-        CheckConstraint("status = 'active' OR pin_box IS NULL", name="box_erased_when_used"),
-    )
-
-
-# --------------------------------------------------------------------------- seams
-
-
-@dataclass(frozen=True)
-class HolderContact:
-    """What the directory says about a credential's holder (delivery knows it)."""
-
-    holder_id: int
-    mobile: str
-    hosted: bool
-    ready: bool
-    reasons: tuple[str, ...] = ()
-    # How the visible stamp names the holder (French and Arabic).
-    name_fr: str = ""
-    name_ar: str = ""
-    title_fr: str = ""
-    title_ar: str = ""
-    organisation_fr: str = ""
-    organisation_ar: str = ""
-
-    def stamp(self, at: datetime) -> StampText:
-        return StampText(self.name_fr, self.name_ar, self.title_fr, self.title_ar,
-                         self.organisation_fr, self.organisation_ar, at)
-
-
-class HolderDirectory(Protocol):
-    def contact(self, session: Session, cin: str, serial: str) -> HolderContact | None:
-        """The holder with this CIN and whether the credential ``serial`` is a hosted token
-        ready to sign; None if no such holder."""
-        ...
-
-
-class CodeSender(Protocol):
-    def send(self, session: Session, clock: Clock, *, contact: HolderContact,
-             challenge_id: str, code: str, ttl_minutes: int, purpose_fr: str,
-             purpose_ar: str) -> str:
-        """Queue the code for the holder's mobile in the caller's transaction; return a hint
-        of the number (its last digits). Must not keep the code in clear."""
-        ...
-
-
-class SigningTokens(Protocol):
-    """The part of ``hsm.TokenLibrary`` remote signing uses."""
-
-    def private_key(self, label: str, pin: str, *, key_id: bytes | None = ...,
-                    key_label: str | None = ...) -> Any: ...
 
 
 # --------------------------------------------------------------------------- values
@@ -362,35 +209,6 @@ def digests_hash(digests: Sequence[bytes]) -> str:
     """The order-independent fingerprint of a set of digests a SAD authorises."""
     joined = b"".join(sorted(digests))
     return hashlib.sha256(len(digests).to_bytes(4, "big") + joined).hexdigest()
-
-
-def _sad_hash(sad: str) -> str:
-    return hashlib.sha256(sad.encode("ascii", "replace")).hexdigest()
-
-
-def _box_key(sad: str, authorization_id: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=authorization_id.encode(),
-                info=b"tawqi/sad/pin/v1").derive(sad.encode("ascii"))
-
-
-def _box_aad(row: SigningAuthorization) -> bytes:
-    return f"{row.id}|{row.certificate_id}|{row.client}|{row.digests_hash}".encode()
-
-
-def _seal_pin(sad: str, row: SigningAuthorization, pin: str) -> bytes:
-    nonce = os.urandom(12)
-    return nonce + AESGCM(_box_key(sad, row.id)).encrypt(nonce, pin.encode("utf-8"),
-                                                         _box_aad(row))
-
-
-def _open_pin(sad: str, row: SigningAuthorization, box: bytes) -> str:
-    from cryptography.exceptions import InvalidTag
-
-    try:
-        return AESGCM(_box_key(sad, row.id)).decrypt(box[:12], box[12:],
-                                                     _box_aad(row)).decode("utf-8")
-    except (InvalidTag, ValueError) as exc:
-        raise SadInvalid("the SAD does not open its authorisation") from exc
 
 
 def _material(challenge_id: str, code: str) -> str:
@@ -627,12 +445,12 @@ class RemoteSigning:
             self._check_usable(session, credential)
             now = as_utc(self.clock.now())
             row = SigningAuthorization(
-                id=str(uuid.uuid4()), sad_hash=_sad_hash(sad),
+                id=str(uuid.uuid4()), sad_hash=sad_hash(sad),
                 certificate_id=credential.record_id, client=client, purpose=purpose,
                 hash_algorithm=hash_algorithm, digests_hash=digests_hash(digests),
                 num_signatures=count, description=description[:500], status=SAD_ACTIVE,
                 created_at=now, expires_at=now + self.policy.sad_ttl)
-            row.pin_box = _seal_pin(sad, row, pin)
+            row.pin_box = seal_pin(sad, row, pin)
             session.add(row)
             session.flush()
             record(session, self.clock, actor=actor, action="signing.authorized",
@@ -657,7 +475,7 @@ class RemoteSigning:
         failure: Exception | None = None
         with transaction(self.sessions) as session:
             row = session.scalars(select(SigningAuthorization).where(
-                SigningAuthorization.sad_hash == _sad_hash(sad))
+                SigningAuthorization.sad_hash == sad_hash(sad))
                 .with_for_update()).one_or_none()
             now = as_utc(self.clock.now())
             credential = self.credential(session, credential_id)
@@ -678,7 +496,7 @@ class RemoteSigning:
                 self._refuse(session, row, credential, client, actor, type(failure).__name__)
             else:
                 self._check_usable(session, credential)
-                return credential, _open_pin(sad, row, row.pin_box), row.id
+                return credential, open_pin(sad, row, row.pin_box), row.id
         raise failure
 
     def _refuse(self, session: Session, row: SigningAuthorization, credential: Credential,
@@ -829,9 +647,6 @@ def _check_sign_algorithm(credential: Credential, oid: str | None, hash_name: st
         raise InvalidSigningRequest("signAlgo names another hash than hashAlgorithmOID")
 
 
-__all__ = ["Authorization", "BatchTooLarge", "CodeSender", "Credential", "CredentialNotFound",
-           "CredentialUnusable", "HolderContact", "HolderDirectory", "InvalidSigningRequest",
-           "OtpChallengeInfo", "OtpClosed", "OtpInvalid", "RemoteSigning",
-           "RemoteSigningPolicy", "SadInvalid", "SadMismatch", "SigningAuthorization",
-           "SigningChallenge", "SigningTokens", "SigningUnavailable", "decode_hashes",
-           "digests_hash", "issuer_chain", "parse_hash_algorithm"]
+__all__ = ["Authorization", "Credential", "OtpChallengeInfo", "RemoteSigning",
+           "RemoteSigningPolicy", "decode_hashes", "digests_hash", "issuer_chain",
+           "parse_hash_algorithm"]

@@ -79,8 +79,8 @@ from pyhanko_certvalidator.registry import SimpleTrustManager
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from core.clock import Clock, as_utc
-from pki.pades import RevocationData, RevocationSource, read_pdf
 from pki.signer import from_asn1, to_asn1
+from pki.signing.pades import RevocationData, RevocationSource, read_pdf
 
 log = logging.getLogger(__name__)
 # pyHanko logs every failed check of a validation with its traceback (at WARNING): here a
@@ -404,12 +404,12 @@ class Verifier:
         try:
             embedded = list(reader.embedded_regular_signatures)
         except Exception as exc:
-            from pki.pades import InvalidDocument
+            from pki.signing.errors import InvalidDocument
 
             raise InvalidDocument("the signature fields cannot be read",
                                   reason=type(exc).__name__) from exc
         if len(embedded) > self.max_signatures:
-            from pki.pades import InvalidDocument
+            from pki.signing.errors import InvalidDocument
 
             raise InvalidDocument(f"more than {self.max_signatures} signatures",
                                   limit=self.max_signatures)

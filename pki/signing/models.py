@@ -1,0 +1,72 @@
+"""The two tables of remote signing: one-time codes and signature activation data (SADs).
+
+Their migration is ``pki/signing/migrations`` (Alembic branch ``signing``; the revision
+ids are the ones databases already carry).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base
+
+PURPOSE_HASH = "hash"
+PURPOSE_DOCUMENT = "document"
+SAD_ACTIVE, SAD_USED = "active", "used"
+OTP_OPEN, OTP_USED, OTP_FAILED = "open", "used", "failed"
+
+
+class SigningChallenge(Base):
+    """A one-time code sent for a credential; only its argon2id hash is kept."""
+
+    __tablename__ = "signing_challenge"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("pki_certificate.id"), index=True)
+    client: Mapped[str] = mapped_column(String(100))
+    code_hash: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (CheckConstraint("status IN ('open', 'used', 'failed')", name="status"),)
+
+
+class SigningAuthorization(Base):
+    """A SAD: what it authorises, for whom, until when. ``sad_hash`` is the SHA-256 of the
+    SAD (never the SAD); ``pin_box`` the PIN sealed under a key derived from the SAD, erased
+    once used."""
+
+    __tablename__ = "signing_authorization"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sad_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("pki_certificate.id"), index=True)
+    client: Mapped[str] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(10))
+    hash_algorithm: Mapped[str] = mapped_column(String(10))
+    # SHA-256 over the sorted authorised digests: the SAD binds exactly this set.
+    digests_hash: Mapped[str] = mapped_column(String(64))
+    num_signatures: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    pin_box: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    status: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'used')", name="status"),
+        CheckConstraint("purpose IN ('hash', 'document')", name="purpose"),
+        CheckConstraint("status = 'active' OR pin_box IS NULL", name="box_erased_when_used"),
+    )
+
+
+__all__ = ["OTP_FAILED", "OTP_OPEN", "OTP_USED", "PURPOSE_DOCUMENT", "PURPOSE_HASH",
+           "SAD_ACTIVE", "SAD_USED", "SigningAuthorization", "SigningChallenge"]
