@@ -299,3 +299,62 @@ def test_get_with_raw_slashes_in_base64(world: World, server: str) -> None:
     assert parsed.response_status == x509_ocsp.OCSPResponseStatus.SUCCESSFUL
     assert parsed.certificate_status == x509_ocsp.OCSPCertStatus.UNKNOWN
     assert parsed.serial_number == serial
+
+
+def _awkward_request(world: World) -> bytes:
+    """A canonical request whose base64 holds '+', '/' and '//' at once."""
+    from pki.authority import sha1
+
+    issuer = world.issuing
+    name_hash, key_hash = sha1(issuer.subject.public_bytes()), public_key_sha1(issuer)
+    rng = random.Random(7)
+    while True:
+        der = ocsp.canonical_request(name_hash, key_hash, rng.getrandbits(150))
+        text = base64.b64encode(der).decode()
+        if "+" in text and "//" in text:
+            return der
+
+
+PATH_FORMS = {
+    # RFC 5019 clients URL-encode the whole base64 ('+' -> %2B, '/' -> %2F, '=' -> %3D)
+    "percent-encoded": lambda b64: urllib.parse.quote(b64, safe=""),
+    "percent-encoded, lower case": lambda b64: urllib.parse.quote(b64, safe="").replace(
+        "%2B", "%2b").replace("%2F", "%2f").replace("%3D", "%3d"),
+    # others encode all but '/' (urllib's default), or send the base64 as it is
+    "slashes left plain": lambda b64: urllib.parse.quote(b64),
+    "plain, with '//'": lambda b64: b64,
+}
+
+
+def _raw_get(base: str, path: str) -> bytes:
+    """GET ``path`` byte for byte (an HTTP client library would re-normalise it)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert b" 200 " in head.split(b"\r\n")[0], (base, path, head)
+    return body
+
+
+@pytest.mark.parametrize("form", PATH_FORMS)
+def test_ocsp_get_path_forms_on_both_servers(world: World, server: str, form: str) -> None:
+    """Every form of the GET path (percent-encoded in either case, '/' left plain, raw base64
+    with '//') reaches the responder as the same request, on the Flask route and on the lean
+    server. The request names a serial we never issued: the route signs 'unknown' live; the
+    lean server serves pre-signed answers only, so it says 'unauthorized' — the same answer
+    it gives to the plain form, and never 'malformedRequest'."""
+    b64 = base64.b64encode(_awkward_request(world)).decode()
+    path = "/ocsp/" + PATH_FORMS[form](b64)
+    routed = x509_ocsp.load_der_ocsp_response(_raw_get(server, path))
+    assert routed.response_status == x509_ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert routed.certificate_status == x509_ocsp.OCSPCertStatus.UNKNOWN
+    address, stop = _lean_server(world)
+    try:
+        lean = _raw_get(f"http://{address}", path)
+        assert lean == _raw_get(f"http://{address}", "/ocsp/" + urllib.parse.quote(b64, safe=""))
+        assert lean != ocsp.MALFORMED
+    finally:
+        stop()
