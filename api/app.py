@@ -14,17 +14,17 @@ import logging
 import secrets
 from pathlib import Path
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import problems, services
-from api.accounts import Passwords
+from api import problems
 from api.blueprints import BLUEPRINT_MODULES
-from api.metrics import Metrics
 from api.problems import PROBLEM_BASE, problem
 from api.ratelimit import limit_of, login_policy
 from api.routing import BoundedIntConverter, IdConverter
 from api.runtime import Runtime
+from api.wiring import Wiring
+from api.wiring.flaskapp import init_app, runtime
 from core.config import Settings
 from core.errors import ConfigurationError
 
@@ -44,12 +44,6 @@ SECURITY_HEADERS = {
 }
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
 CORS_EXPOSED_HEADERS = "Location, Retry-After, Idempotent-Replayed, X-Request-Id"
-
-
-def runtime() -> Runtime:
-    """The Runtime of the current app (for views only; services never see it)."""
-    rt: Runtime = current_app.extensions["tawqi"]
-    return rt
 
 
 def check_settings(settings: Settings) -> None:
@@ -73,10 +67,15 @@ def cors_origins(settings: Settings) -> set[str]:
     return {o.strip().rstrip("/") for o in settings.cors_origins.split(",") if o.strip()}
 
 
-def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
+               wiring: Wiring | None = None) -> Flask:
+    """The application over ``wiring`` (the composition root; built from ``rt`` or
+    ``settings`` when not given)."""
+    rt = wiring.runtime if wiring is not None else rt
     settings = settings or (rt.settings if rt else Settings.from_env())
     check_settings(settings)
     rt = rt or Runtime(settings)
+    wiring = wiring or Wiring(rt)
     app = Flask("tawqi", root_path=str(Path(__file__).resolve().parent))
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
@@ -88,13 +87,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    app.extensions["tawqi"] = rt
-    app.extensions["tawqi.passwords"] = Passwords(settings.argon2_time_cost,
-                                                  settings.argon2_memory_kib)
-    metrics = Metrics(rt)
-    app.extensions["tawqi.metrics"] = metrics
-    app.extensions[services.KEY] = services.build(rt)
-    metrics.install(app)
+    init_app(app, wiring)
     problems.install(app)
     _install_headers(app, cors_origins(settings))
     app.url_map.converters["id"] = IdConverter
@@ -102,9 +95,6 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
     for name in BLUEPRINT_MODULES:
         module = importlib.import_module(name)
         app.register_blueprint(module.bp)
-        setup = getattr(module, "setup", None)
-        if setup is not None:  # a blueprint may register metrics sources and the like
-            setup(app, rt)
     return app
 
 

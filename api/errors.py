@@ -6,7 +6,14 @@ handler in :mod:`api.problems` turns them into RFC 9457 responses.
 
 from __future__ import annotations
 
-from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TawqiError,
+    Unauthenticated,
+)
 
 
 class BadCredentials(Unauthenticated):
@@ -89,3 +96,11 @@ class JsonTooDeep(MalformedRequest):
 
     type = "json-too-deep"
     title = "JSON nested too deeply"
+
+
+class UnsupportedUpload(TawqiError):
+    """A document sent in a media type the operation does not read."""
+
+    type = "unsupported-media-type"
+    title = "Unsupported media type"
+    status = 415

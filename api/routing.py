@@ -49,6 +49,7 @@ from api.accounts import Passwords, Principal
 from api.errors import IdempotencyKeyRequired, JsonTooDeep, MalformedRequest, TokenInvalid
 from api.runtime import Runtime
 from api.schema import ValidationFailed, dump, load, load_query
+from api.wiring.flaskapp import runtime
 from core.audit import record
 from core.clock import Clock
 from core.config import Settings
@@ -237,11 +238,6 @@ class ScopeNotChecked(TawqiError):
     type = "internal-error"
     title = "Internal error"
     status = 500
-
-
-def runtime() -> Runtime:
-    rt: Runtime = current_app.extensions["tawqi"]
-    return rt
 
 
 def client_address() -> str:

@@ -83,11 +83,11 @@ def environment(directory: Path) -> dict[str, str]:
 
 def read_sms(runtime: Any, mobile: str, pattern: str) -> str:
     """Drain the outbox into a console inbox and read the newest matching SMS."""
-    from api.cli.delivery import make_worker
+    from api.wiring import Wiring
     from delivery.backends import ConsoleInbox
 
     inbox = ConsoleInbox()
-    make_worker(runtime, inbox=inbox).drain()
+    Wiring(runtime).worker(inbox=inbox).drain()
     for channel, body in reversed(inbox.for_recipient(mobile)):
         found = re.search(pattern, body)
         if channel == "sms" and found:
@@ -103,7 +103,6 @@ def prepare(directory: Path) -> Service:
     env = environment(directory)
     os.environ.update(env)
     from api import accounts
-    from api.app import create_app
     from api.runtime import Runtime
     from core import migrate
     from core.config import Settings
@@ -130,12 +129,10 @@ def prepare(directory: Path) -> Service:
         provision_envelope_key(tokens, token_label=settings.envelope_token,
                                token_pin=settings.envelope_token_pin,
                                key_label=settings.envelope_key, so_pin=settings.so_pin)
-        app = create_app(rt=runtime)
-        from api import services
+        from api.wiring import Wiring
 
-        wiring = services.services(app)
-        with app.app_context():
-            personaliser, sealer = wiring.personaliser(), wiring.sealer()
+        wiring = Wiring(runtime)
+        personaliser, sealer = wiring.personaliser(), wiring.sealer()
         with runtime.unit_of_work() as session:
             contact = contacts.designate_contact(session, clock, contacts.ContactDesignation(
                 province_code="01.051", full_name="Samira El Idrissi", title="Cheffe de division",

@@ -28,7 +28,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import requests as http
 
@@ -66,6 +65,7 @@ def in_process(service: Service, document: bytes, level: str, rounds: int
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import signers
 
+    from api.wiring import Wiring
     from pki import ca, tsa
     from pki.profiles import ARC_TSA, Profile
     from pki.signer import Signer, pyhanko_signer
@@ -74,7 +74,6 @@ def in_process(service: Service, document: bytes, level: str, rounds: int
         LocalTimeStamper,
         PadesRequest,
         PadesService,
-        RecordsRevocation,
     )
     from pki.signing.service import RemoteSigning, issuer_chain
     from pki.signing.stamp import StampText, warm_fonts
@@ -84,8 +83,9 @@ def in_process(service: Service, document: bytes, level: str, rounds: int
     try:
         tokens = runtime.tokens()
         profile = Profile.from_settings(settings)
+        wiring = Wiring(runtime)
+        authority = wiring.authority()
         with runtime.unit_of_work() as session:
-            authority = ca.load_authority(session, tokens, profile, pin=settings.service_pin)
             credential = RemoteSigning._credential(
                 session.query(ca.CertificateRecord).filter_by(serial=service.serial).one())
             chain = issuer_chain(session, credential)
@@ -94,15 +94,9 @@ def in_process(service: Service, document: bytes, level: str, rounds: int
         stamper = LocalTimeStamper(lambda der: tsa.timestamp(
             tsa_signer, runtime.clock, der, policy_oid=profile.policy(ARC_TSA)).der)
 
-        class Revocation:
-            def revocation_data(self, certificates: Any) -> Any:
-                with runtime.unit_of_work() as session:
-                    return RecordsRevocation(session, runtime.clock).revocation_data(
-                        certificates)
-
         warm_fonts(settings.stamp_font_dir)
         pades = PadesService(runtime.clock, trust_roots=[chain[-1]], timestamper=stamper,
-                             revocation=Revocation(), font_dir=settings.stamp_font_dir)
+                             revocation=wiring.revocation(), font_dir=settings.stamp_font_dir)
         key = tokens.private_key(service.token_label, service.pin, key_id=service.key_id)
         signer = Signer(key, credential.certificate, chain)
         stamp = StampText("Karim Benali", "كريم بنعلي", "Président du conseil de la commune",

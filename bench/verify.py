@@ -1,5 +1,5 @@
-"""Verifications per second: ``pki.signing.verification.Verifier`` in-process and ``POST /v1/verify``
-over HTTP, for PDFs signed by the service at each level.
+"""Verifications per second: ``pki.signing.verification.Verifier`` in-process and
+``POST /v1/verify`` over HTTP, for PDFs signed by the service at each level.
 
 Run: ``.venv/bin/python -m bench.verify [--seconds 5]``
 
@@ -82,11 +82,9 @@ def main(argv: list[str] | None = None) -> None:
                       for name, data in documents.items()}
         finally:
             server.stop()
-        from api.blueprints.csc import SessionRevocation, trust_roots
-        from pki.signing.verification import Verifier
+        from api.wiring import Wiring
 
-        verifier = Verifier(runtime.clock, trust_roots=trust_roots(runtime),
-                            revocation=SessionRevocation(runtime))
+        verifier = Wiring(runtime).verifier()  # the one POST /v1/verify uses
         def in_process(data: bytes) -> Callable[[], object]:
             return lambda: verifier.verify(data)
 

@@ -70,6 +70,24 @@ def active_contact(session: Session, province_code: str) -> Contact | None:
                                                 Contact.active.is_(True)))
 
 
+def designated_contact_id(session: Session, province_code: str) -> int:
+    """The province's designated contact, through whom its requests and registrations are
+    made; :class:`ContactNotFound` when the province has none."""
+    contact = active_contact(session, province_code)
+    if contact is None:
+        raise ContactNotFound(f"province {province_code} has no designated contact",
+                              province_code=province_code)
+    return contact.id
+
+
+def acting_contact_id(session: Session, province_code: str, *, as_contact: bool
+                      ) -> int | None:
+    """Which contact acts: a caller who is a contact acts as their province's designated
+    contact (checked by the services that take ``contact_id``); anyone else (an operator)
+    acts in their own name: None. The API and the web pages share this rule."""
+    return designated_contact_id(session, province_code) if as_contact else None
+
+
 def get_contact(session: Session, contact_id: int) -> Contact:
     contact = session.get(Contact, contact_id)
     if contact is None:

@@ -11,10 +11,21 @@ import phonenumbers
 from core.errors import InvalidInput
 from delivery.errors import InvalidTracking
 
+# The one source of these rules: the API's schemas and its OpenAPI document take them from
+# here (api/blueprints/*), so a body the document calls valid is one the domain accepts.
+
 #: Moroccan national ID card number: one or two letters then one to six digits.
 CIN_PATTERN = re.compile(r"^[A-Z]{1,2}[0-9]{1,6}$")
+#: The same rule as a schema states it: letters in either case (:func:`normalise_cin`
+#: upper-cases them).
+CIN_SCHEMA_PATTERN = CIN_PATTERN.pattern.replace("[A-Z]", "[A-Za-z]")
+#: A phone number as typed, before :func:`normalise_phone` parses it: 6 to 20 characters.
+PHONE_MIN_LENGTH, PHONE_MAX_LENGTH = 6, 20
+#: A courier tracking number as typed (spaces allowed), before :func:`normalise_tracking`
+#: checks its UPU S10 form (:data:`TRACKING_PATTERN`).
+TRACKING_MIN_LENGTH, TRACKING_MAX_LENGTH = 5, 20
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-_S10 = re.compile(r"^([A-Z]{2})([0-9]{8})([0-9])([A-Z]{2})$")
+TRACKING_PATTERN = re.compile(r"^([A-Z]{2})([0-9]{8})([0-9])([A-Z]{2})$")
 _S10_WEIGHTS = (8, 6, 4, 2, 3, 5, 9, 7)
 _MOBILE_TYPES = {phonenumbers.PhoneNumberType.MOBILE,
                  phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
@@ -72,7 +83,7 @@ def normalise_tracking(raw: str) -> str:
     """A courier (Amana, Barid Al-Maghrib) item number in the UPU S10 format:
     two letters, eight digits, a check digit, the two-letter country (``EE123456785MA``)."""
     value = "".join(str(raw).split()).upper()
-    match = _S10.match(value)
+    match = TRACKING_PATTERN.match(value)
     if not match:
         raise InvalidTracking("a tracking number has two letters, nine digits and a country "
                               "code (UPU S10, e.g. EE123456785MA)", field="tracking_number")

@@ -8,21 +8,24 @@ CIN); only operators change them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from flask import Flask, Response
+from flask import Response
 from sqlalchemy.orm import Session
 
-from api.metrics import Metrics
 from api.policy import Scope
 from api.routing import ApiBlueprint, Call
-from api.runtime import Runtime
 from api.schema import PageQuery, make_page, page_of, rule
-from api.services import load_authority, services
+from api.wiring.flaskapp import load_authority_first, wiring
+from core.clock import Clock
 from delivery import holders
+from delivery.validation import CIN_SCHEMA_PATTERN
 from pki import issuance, lifecycle, queries
+from pki.authority import Authority
+from pki.lifecycle import CertificateStatus
 from pki.reasons import REVOCATION_REASONS
 
 bp = ApiBlueprint("certificates", __name__, url_prefix="/v1/certificates",
@@ -57,7 +60,7 @@ class CertificateOut:
 class CertificateQuery(PageQuery):
     status: CertStatus | None = None
     profile: CertProfile | None = None
-    cin: str | None = field(default=None, metadata=rule(pattern=r"^[A-Za-z]{1,2}[0-9]{1,8}$"))
+    cin: str | None = field(default=None, metadata=rule(pattern=CIN_SCHEMA_PATTERN))
 
 
 @dataclass(frozen=True)
@@ -118,54 +121,46 @@ def certificate_der(call: Call, serial: str) -> Response:
                     mimetype="application/pkix-cert")
 
 
+def _change(call: Call, serial: str,
+            change: Callable[[Session, Clock, Authority], CertificateStatus]) -> CertificateOut:
+    """The shape of suspend, release and revoke: load (and authorise), change the status
+    with the CA (signing the new OCSP answer and CRL), serialise."""
+    _load(call, serial)
+    return certificate_out(change(call.session, call.clock, wiring().authority()),
+                           call.clock.now())
+
+
 @bp.operation("POST", "/<serial>/suspend", action="certificates.manage", body=NoteIn,
-              response=CertificateOut, errors=(409, 503), prepare=load_authority,
+              response=CertificateOut, errors=(409, 503), prepare=load_authority_first,
               summary="Suspend (certificateHold); may be released later")
 def suspend(call: Call, serial: str, body: NoteIn) -> CertificateOut:
-    _load(call, serial)
-    done = lifecycle.suspend(call.session, call.clock, services().authority(), serial,
-                             actor=call.actor, note=body.note)
-    return certificate_out(done, call.clock.now())
+    return _change(call, serial, lambda session, clock, authority: lifecycle.suspend(
+        session, clock, authority, serial, actor=call.actor, note=body.note))
 
 
 @bp.operation("POST", "/<serial>/release", action="certificates.manage", body=NoteIn,
-              response=CertificateOut, errors=(409, 503), prepare=load_authority,
+              response=CertificateOut, errors=(409, 503), prepare=load_authority_first,
               summary="Lift a suspension")
 def release(call: Call, serial: str, body: NoteIn) -> CertificateOut:
-    _load(call, serial)
-    done = lifecycle.release(call.session, call.clock, services().authority(), serial,
-                             actor=call.actor, note=body.note)
-    return certificate_out(done, call.clock.now())
+    return _change(call, serial, lambda session, clock, authority: lifecycle.release(
+        session, clock, authority, serial, actor=call.actor, note=body.note))
 
 
 @bp.operation("POST", "/<serial>/revoke", action="certificates.manage", body=RevokeIn,
-              response=CertificateOut, errors=(409, 503), prepare=load_authority,
+              response=CertificateOut, errors=(409, 503), prepare=load_authority_first,
               summary="Revoke for good, with an RFC 5280 reason")
 def revoke(call: Call, serial: str, body: RevokeIn) -> CertificateOut:
-    _load(call, serial)
-    done = lifecycle.revoke(call.session, call.clock, services().authority(), serial,
-                            body.reason, actor=call.actor)
-    return certificate_out(done, call.clock.now())
+    return _change(call, serial, lambda session, clock, authority: lifecycle.revoke(
+        session, clock, authority, serial, body.reason, actor=call.actor))
 
 
 @bp.operation("POST", "/<serial>/renew", action="certificates.manage",
               response=CertificateOut, status=201, errors=(409, 503),
-              idempotency="optional", prepare=load_authority,
+              idempotency="optional", prepare=load_authority_first,
               summary="Certify the same key again (the old certificate stays valid)")
 def renew(call: Call, serial: str) -> CertificateOut:
     _load(call, serial)
-    issued = issuance.renew(call.session, call.clock, services().authority(), None, serial,
+    issued = issuance.renew(call.session, call.clock, wiring().authority(), None, serial,
                             actor=call.actor)
     return certificate_out(lifecycle.certificate_status(call.session, issued.serial),
                            call.clock.now())
-
-
-def setup(app: Flask, rt: Runtime) -> None:
-    metrics: Metrics = app.extensions["tawqi.metrics"]
-
-    def by_status(session: Session) -> dict[tuple[str, ...], float]:
-        return {key: float(n)
-                for key, n in queries.counts_by_profile_and_status(session).items()}
-
-    metrics.add_gauge_source("tawqi_certificates", "Certificates in the registry",
-                             ("profile", "status"), by_status)

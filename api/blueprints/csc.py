@@ -11,68 +11,55 @@ PIN or sign run outside the framework's unit of work (``transactional=False``): 
 runs its own short transactions and calls the token layer outside them. PINs and codes pass
 through here on their way to the service and are never echoed or logged.
 
-The wiring (:class:`SigningWiring`, one per app): the remote-signing service over the
-runtime's tokens, a holder directory and a code sender over :mod:`delivery`, and the PAdES
-service with our TSA in-process and our CA's records as revocation source.
+The remote-signing and PAdES services come built from the composition root
+(:mod:`api.wiring`: the holder directory and the code sender over :mod:`delivery`, our TSA
+in-process, our CA's records as revocation source).
 """
 
 from __future__ import annotations
 
 import base64
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from cryptography import x509
-from flask import Flask, Response, current_app, request
+from flask import Response, request
 from sqlalchemy.orm import Session
 
+from api.errors import UnsupportedUpload
 from api.policy import Scope
 from api.routing import ApiBlueprint, Call
-from api.runtime import Runtime
 from api.schema import ValidationFailed, rule
-from api.services import services
-from core.clock import Clock, as_utc
-from core.errors import InvalidInput, TawqiError
-from delivery import envelopes, holders, requests
+from api.wiring.flaskapp import wiring
+from core.clock import as_utc
+from core.errors import InvalidInput
+from delivery import holders
 from delivery.errors import InvalidHolder
-from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED
-from delivery.outbox import Notification, enqueue
-from pki import queries, tsa
-from pki.profiles import ARC_TSA, Profile
+from delivery.validation import CIN_SCHEMA_PATTERN
 from pki.signing.errors import CredentialNotFound
 from pki.signing.models import PURPOSE_DOCUMENT, PURPOSE_HASH
 from pki.signing.pades import (
     Level,
-    LocalTimeStamper,
     PadesRequest,
-    PadesService,
     Placement,
-    RecordsRevocation,
-    RevocationData,
 )
 from pki.signing.ports import HolderContact
 from pki.signing.service import (
     HASH_OID_BY_NAME,
     HASH_OIDS,
     Credential,
-    RemoteSigning,
-    RemoteSigningPolicy,
     decode_hashes,
     issuer_chain,
     parse_hash_algorithm,
 )
-from pki.signing.stamp import warm_fonts
 
 bp = ApiBlueprint("csc", __name__, url_prefix="/csc/v2", tag="Remote signing",
                   description="Cloud Signature Consortium API v2 style remote signing with "
                               "hosted keys: credentials, PIN + SMS code authorisation, "
                               "single-use SADs, batches of hashes and PAdES documents.")
 
-EXTENSION_KEY = "tawqi.signing"
-CIN = r"^[A-Za-z]{1,2}[0-9]{1,8}$"
+CIN = CIN_SCHEMA_PATTERN
 SERIAL = r"^[0-9a-fA-F]{1,64}$"
 SHA256_OID = HASH_OID_BY_NAME["sha256"]
 CONFORMANCE = {"AdES-B-B": Level.B_B, "AdES-B-T": Level.B_T, "AdES-B-LT": Level.B_LT,
@@ -89,142 +76,6 @@ PDF_UPLOAD = {"type": "object", "required": ["credentialID", "SAD", "document"],
                   "box": {"type": "string", "description": "x1,y1,x2,y2 in points"},
                   "reason": {"type": "string"}, "location": {"type": "string"}}}
 PDF = {"type": "string", "format": "binary"}
-
-
-# --------------------------------------------------------------------------- wiring
-
-
-class DeliveryDirectory:
-    """Holder facts from :mod:`delivery`: mobile, hosted or not, ready to sign, names."""
-
-    def __init__(self, terms_version: str) -> None:
-        self.terms_version = terms_version
-
-    def contact(self, session: Session, cin: str, serial: str) -> HolderContact | None:
-        try:
-            holder = holders.find_by_cin(session, cin)
-        except InvalidHolder:
-            return None
-        if holder is None:
-            return None
-        # A holder has a handful of requests: pick the one that carries this certificate.
-        row = next((r for r in reversed(requests.list_requests(
-            session, holder_id=holder.id, limit=None).items)
-                    if r.certificate_serial == serial), None)
-        if row is None:
-            return HolderContact(holder.id, holder.mobile, False, False,
-                                 ("no request of this holder carries this certificate",))
-        readiness = requests.signing_readiness(session, row.id, self.terms_version)
-        profile = holders.profile(session, holder)
-        return HolderContact(
-            holder_id=holder.id, mobile=holder.mobile, hosted=row.token_form == HOSTED,
-            ready=readiness.ready, reasons=readiness.reasons,
-            name_fr=f"{profile.given_name_fr} {profile.surname_fr}",
-            name_ar=f"{profile.given_name_ar} {profile.surname_ar}",
-            title_fr=profile.title_fr, title_ar=profile.title_ar,
-            organisation_fr=profile.organisation_fr, organisation_ar=profile.organisation_ar)
-
-
-class OutboxCodeSender:
-    """The one-time code through delivery's sealed envelopes and outbox (SMS)."""
-
-    def __init__(self, app: Flask) -> None:
-        self.app = app
-
-    def send(self, session: Session, clock: Clock, *, contact: HolderContact,
-             challenge_id: str, code: str, ttl_minutes: int, purpose_fr: str,
-             purpose_ar: str) -> str:
-        sealer = services(self.app).sealer()
-        envelope = envelopes.seal(session, clock, sealer, purpose=ENVELOPE_SIGNING_CODE,
-                                  holder_id=contact.holder_id, secret=code)
-        enqueue(session, clock, Notification(
-            channel="sms", recipient=contact.mobile, template="signing.code",
-            dedupe_key=f"signing.code:{challenge_id}",
-            params={"ttl_minutes": ttl_minutes, "purpose_fr": purpose_fr,
-                    "purpose_ar": purpose_ar},
-            envelope_id=envelope.id, holder_id=contact.holder_id))
-        return contact.mobile[-4:]
-
-
-class SessionRevocation:
-    """Our CA's records, read in a short transaction of their own per call."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-
-    def revocation_data(self, certificates: Any) -> RevocationData:
-        with self.rt.unit_of_work() as session:
-            return RecordsRevocation(session, self.rt.clock).revocation_data(certificates)
-
-
-def trust_roots(rt: Runtime) -> list[x509.Certificate]:
-    """Our active root CAs, then the anchors of ``TAWQI_VERIFY_TRUST_ANCHORS``."""
-    with rt.unit_of_work() as session:
-        roots = [x509.load_der_x509_certificate(row.der) for row in queries.authorities(session)
-                 if row.kind == "root" and row.active and row.der]
-    extra = rt.settings.verify_trust_anchors
-    if extra:
-        roots.extend(x509.load_pem_x509_certificates(Path(extra).read_bytes()))
-    return roots
-
-
-@dataclass
-class SigningWiring:
-    """Built lazily, on first use, once per application."""
-
-    app: Flask
-    rt: Runtime
-    _remote: RemoteSigning | None = None
-    _pades: PadesService | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def remote(self) -> RemoteSigning:
-        with self._lock:
-            if self._remote is None:
-                settings = self.rt.settings
-                self._remote = RemoteSigning(
-                    self.rt.sessions, self.rt.clock, self.rt.tokens(),
-                    directory=DeliveryDirectory(settings.terms_version),
-                    codes=OutboxCodeSender(self.app), chain=issuer_chain,
-                    policy=RemoteSigningPolicy.from_settings(settings))
-            return self._remote
-
-    def pades(self) -> PadesService:
-        with self._lock:
-            if self._pades is None:
-                settings = self.rt.settings
-                authority = services(self.app).authority()
-                signer = authority.tsa_signer
-                clock = self.rt.clock
-                policy_oid = Profile.from_settings(settings).policy(ARC_TSA)
-                stamper = None
-                if signer is not None:
-                    tsa_signer = signer
-                    stamper = LocalTimeStamper(lambda der: tsa.timestamp(
-                        tsa_signer, clock, der, policy_oid=policy_oid).der)
-                warm_fonts(settings.stamp_font_dir)
-                self._pades = PadesService(
-                    clock, trust_roots=trust_roots(self.rt), timestamper=stamper,
-                    revocation=SessionRevocation(self.rt), font_dir=settings.stamp_font_dir,
-                    max_bytes=settings.max_upload_mb * 1024 * 1024)
-            return self._pades
-
-
-def wiring(app: Flask | None = None) -> SigningWiring:
-    found: SigningWiring = (app or current_app).extensions[EXTENSION_KEY]
-    return found
-
-
-def install(app: Flask, **parts: Any) -> SigningWiring:
-    """Replace collaborators (tests): ``remote=``, ``pades=``."""
-    current = wiring(app)
-    for name, value in parts.items():
-        setattr(current, f"_{name}", value)
-    return current
-
-
-def setup(app: Flask, rt: Runtime) -> None:
-    app.extensions[EXTENSION_KEY] = SigningWiring(app, rt)
 
 
 # --------------------------------------------------------------------------- schemas
@@ -617,11 +468,4 @@ def sign_doc(call: Call) -> Response:
         "X-Signature-Field": signed.field_name, "X-Document-SHA256": signed.sha256})
 
 
-class UnsupportedUpload(TawqiError):
-    type = "unsupported-media-type"
-    title = "Unsupported media type"
-    status = 415
-
-
-__all__ = ["HASH_OIDS", "CredentialNotFound", "SigningWiring", "UnsupportedUpload", "bp",
-           "install", "setup", "trust_roots", "wiring"]
+__all__ = ["HASH_OIDS", "CredentialNotFound", "UnsupportedUpload", "bp"]

@@ -13,15 +13,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-from flask import Flask, url_for
+from flask import url_for
 from sqlalchemy.orm import Session
 
-from api.metrics import Metrics
 from api.policy import Scope, merge_filter
 from api.routing import ApiBlueprint, Call
-from api.runtime import Runtime
 from api.schema import PageQuery, make_page, page_of, rule
-from api.services import load_authority, services
+from api.wiring.flaskapp import load_authority_first, wiring
 from core.errors import InvalidInput
 from delivery import (
     batches,
@@ -285,11 +283,11 @@ def update_holder_contact(call: Call, holder_id: int,
                           body: HolderContactIn) -> HolderContactOut:
     holder = holders.get_holder(call.session, holder_id)
     call.authorize(Scope(province_code=holder.province_code, holder_id=holder.id))
-    wiring = services()
-    sealer = wiring.sealer() if body.mobile is not None or body.email is not None else None
+    root = wiring()
+    sealer = root.sealer() if body.mobile is not None or body.email is not None else None
     updated = holders.update_contact_details(
         call.session, call.clock, holder_id, actor=call.actor, sealer=sealer,
-        policy=wiring.policy, mobile=body.mobile, email=body.email,
+        policy=root.policy, mobile=body.mobile, email=body.email,
         professional_email=body.professional_email)
     return HolderContactOut(holder_out(updated), [
         PendingChangeOut(p.change_id, p.channel, p.new_hint,  # type: ignore[arg-type]
@@ -468,7 +466,7 @@ def get_request(call: Call, request_id: int) -> RequestDetailOut:
     found = _load(call, request_id)
     line = requests.timeline(call.session, request_id)
     ready = requests.signing_readiness(call.session, request_id,
-                                       services().policy.terms_version)
+                                       wiring().policy.terms_version)
     return RequestDetailOut(request_out(found),
                             [StepOut(s.status, s.at, s.actor, s.note) for s in line.steps],
                             ready.ready, list(ready.reasons))
@@ -506,15 +504,15 @@ def cancel(call: Call, request_id: int, body: ReasonIn) -> RequestOut:
 
 @bp.operation("POST", "/requests/<id:request_id>/personalise",
               action="requests.personalise", response=RequestOut, errors=(409, 503),
-              idempotency="optional", prepare=load_authority,
+              idempotency="optional", prepare=load_authority_first,
               summary="Initialise the token, generate the key on it and issue the "
                       "certificate")
 def personalise(call: Call, request_id: int) -> RequestOut:
     _load(call, request_id)
-    wiring = services()
+    root = wiring()
     return request_out(personalisation.personalise_request(
-        call.session, call.clock, request_id, personaliser=wiring.personaliser(),
-        sealer=wiring.sealer(), actor=call.actor, policy=wiring.policy))
+        call.session, call.clock, request_id, personaliser=root.personaliser(),
+        sealer=root.sealer(), actor=call.actor, policy=root.policy))
 
 
 @bp.operation("POST", "/requests/<id:request_id>/handover", action="requests.handover",
@@ -524,7 +522,7 @@ def handover(call: Call, request_id: int, body: HandoverIn) -> RequestOut:
     found = _load(call, request_id)
     return request_out(batches.record_handover(
         call.session, call.clock, request_id, handed_to=body.handed_to,
-        acknowledgement=body.acknowledgement, actor=call.actor, policy=services().policy,
+        acknowledgement=body.acknowledgement, actor=call.actor, policy=wiring().policy,
         contact_id=acting_contact_id(call, found.province_code), at=body.at))
 
 
@@ -557,7 +555,7 @@ def change_pin(call: Call, request_id: int, body: PinChangeIn) -> None:
     with call.runtime.unit_of_work() as session:
         found = requests.get_request(session, request_id)
         call.authorize(_scope(found))
-    pins.change_pin(call.runtime.sessions, call.clock, services().tokens(), request_id,
+    pins.change_pin(call.runtime.sessions, call.clock, wiring().tokens(), request_id,
                     old_pin=body.old_pin, new_pin=body.new_pin, actor=call.actor)
 
 
@@ -618,9 +616,9 @@ def _own_holder_by_cin(call: Call, session: Session, cin: str) -> Holder:
               summary="Forgotten or locked PIN: send a one-time code to my mobile")
 def request_reset(call: Call, body: PinResetIn) -> PinResetOut:
     _own_holder_by_cin(call, call.session, body.cin)
-    wiring = services()
-    info = reset.request_pin_reset(call.session, call.clock, wiring.sealer(), cin=body.cin,
-                                   actor=call.actor, policy=wiring.policy)
+    root = wiring()
+    info = reset.request_pin_reset(call.session, call.clock, root.sealer(), cin=body.cin,
+                                   actor=call.actor, policy=root.policy)
     return PinResetOut(info.challenge_id, info.expires_at, info.phone_hint)
 
 
@@ -632,11 +630,11 @@ def request_reset(call: Call, body: PinResetIn) -> PinResetOut:
 def confirm_reset(call: Call, challenge_id: str, body: PinResetConfirmIn) -> PinResetDoneOut:
     with call.runtime.unit_of_work() as session:
         _own_holder_by_cin(call, session, body.cin)
-    wiring = services()
+    root = wiring()
     outcome = reset.confirm_pin_reset(
-        call.runtime.sessions, call.clock, wiring.tokens(), wiring.sealer(),
+        call.runtime.sessions, call.clock, root.tokens(), root.sealer(),
         challenge_id=challenge_id, cin=body.cin, code=body.code,
-        so_pin=call.settings.so_pin, actor=call.actor, policy=wiring.policy)
+        so_pin=call.settings.so_pin, actor=call.actor, policy=root.policy)
     return PinResetDoneOut(outcome.request_id, outcome.phone_hint)
 
 
@@ -730,7 +728,7 @@ def dispatch(call: Call, batch_id: int, body: DispatchIn) -> BatchOut:
     _load_batch(call, batch_id)
     found = batches.dispatch_batch(call.session, call.clock, batch_id,
                                    tracking_number=body.tracking_number, actor=call.actor,
-                                   policy=services().policy)
+                                   policy=wiring().policy)
     return batch_out(call.session, found)
 
 
@@ -779,7 +777,7 @@ class OverdueQuery(PageQuery):
 def province_overview(call: Call, code: str) -> ProvinceOverviewOut:
     call.authorize(Scope(province_code=code))
     found = requests.province_overview(call.session, call.clock, code,
-                                       overdue_days=services().policy.handover_overdue_days)
+                                       overdue_days=wiring().policy.handover_overdue_days)
     return ProvinceOverviewOut(found.province_code, dict(found.by_status),
                                found.overdue_handovers, found.holders)
 
@@ -790,7 +788,7 @@ def province_overview(call: Call, code: str) -> ProvinceOverviewOut:
 def overdue(call: Call, query: OverdueQuery) -> object:
     province = merge_filter(call.list_scope(), province_code=query.province)
     found = batches.overdue_handovers(call.session, call.clock,
-                                      overdue_days=services().policy.handover_overdue_days,
+                                      overdue_days=wiring().policy.handover_overdue_days,
                                       province_code=province, limit=query.limit,
                                       offset=query.offset)
     return make_page(OverdueOut, [OverdueOut(**vars(x)) for x in found.items], found.total,
@@ -905,41 +903,3 @@ def retry_all_dead(call: Call, body: RetryDeadIn) -> RetryDeadOut:
 def retry_message(call: Call, message_id: int) -> OutboxOut:
     return outbox_out(outbox.retry_dead(call.session, call.clock, message_id,
                                         actor=call.actor))
-
-
-def setup(app: Flask, rt: Runtime) -> None:
-    metrics: Metrics = app.extensions["tawqi.metrics"]
-
-    def depth(session: Session) -> dict[tuple[str, ...], float]:
-        s = outbox.stats(session)
-        return {("pending",): s.pending, ("sending",): s.sending, ("dead",): s.dead}
-
-    metrics.add_gauge_source("tawqi_outbox_messages", "Notifications in the outbox by status "
-                             "(pending + sending = depth)", ("status",), depth)
-
-    def by_purpose(session: Session) -> dict[tuple[str, ...], float]:
-        figures: dict[tuple[str, ...], float] = {}
-        for f in outbox.stats_by_purpose(session):
-            figures[("pending", f.purpose)] = f.pending
-            figures[("dead", f.purpose)] = f.dead
-        return figures
-
-    metrics.add_gauge_source("tawqi_outbox_purpose_messages", "Notifications waiting (pending "
-                             "or being sent) and dead, by purpose (template)",
-                             ("status", "purpose"), by_purpose)
-
-    def oldest(session: Session) -> dict[tuple[str, ...], float]:
-        alarm = outbox.alert(session, rt.clock,
-                             threshold_minutes=rt.settings.outbox_alert_age_minutes)
-        return {(): alarm.oldest_pending_minutes * 60}
-
-    metrics.add_gauge_source("tawqi_outbox_oldest_pending_age_seconds", "Age of the oldest "
-                             "notification not yet sent (0 when none waits)", (), oldest)
-
-    def alerting(session: Session) -> dict[tuple[str, ...], float]:
-        alarm = outbox.alert(session, rt.clock,
-                             threshold_minutes=rt.settings.outbox_alert_age_minutes)
-        return {(): 1.0 if alarm.raised else 0.0}
-
-    metrics.add_gauge_source("tawqi_outbox_alert", "1 when a notification waits longer than "
-                             "TAWQI_OUTBOX_ALERT_AGE_MINUTES or some are dead", (), alerting)

@@ -11,11 +11,10 @@ import json
 import secrets
 from typing import Any
 
-from flask import Flask, Response, current_app, render_template
+from flask import Response, current_app, render_template
 
 from api import openapi, problems
 from api.routing import ApiBlueprint, Call
-from api.runtime import Runtime
 
 bp = ApiBlueprint("docs", __name__, tag="Documentation",
                   description="This document and its human-readable rendering.")
@@ -76,7 +75,3 @@ def docs_page(call: Call) -> Response:
            "base-uri 'none'; form-action 'none'")
     return Response(html, mimetype="text/html",
                     headers={"Content-Security-Policy": csp})
-
-
-def setup(app: Flask, rt: Runtime) -> None:
-    """The document is built on first request, once every blueprint is registered."""

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from flask import Flask, Response, current_app
+from flask import Response, current_app
 from sqlalchemy import text
 
 from api.metrics import Metrics
@@ -84,7 +84,3 @@ def readyz(call: Call) -> Response | Readiness:
 def metrics(call: Call) -> Response:
     found: Metrics = current_app.extensions["tawqi.metrics"]
     return found.exposition()
-
-
-def setup(app: Flask, rt: Runtime) -> None:
-    """Nothing to add: domains register their gauges from their own blueprints."""

@@ -7,8 +7,8 @@
 - ``POST /tsa``: RFC 3161 time-stamps.
 
 Views parse and serialise; the responder, the TSA and the queries are in ``pki``. The
-state (responder, lazily loaded TSA/OCSP keys) lives in ``app.extensions["tawqi.pki"]``;
-:func:`install` lets a caller provide it (tests, or a process that already holds the keys).
+responder and the lazily loaded TSA/OCSP keys come from the composition root
+(:mod:`api.wiring`), where a caller that already holds the keys overrides them.
 
 The OCSP views are plain routes, not declared operations: a declared operation opens a
 database transaction per request, and the point of pre-signed OCSP is that answering costs
@@ -18,105 +18,39 @@ neither a signature nor a query. They are still listed in the OpenAPI document (
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from email.utils import format_datetime
-from typing import cast
 
-from flask import Flask, Response, current_app, request
-from sqlalchemy.orm import Session, sessionmaker
+from flask import Response, request
 
-from api.routing import ApiBlueprint, Call, Operation, runtime
-from core.clock import Clock, as_utc
+from api.routing import ApiBlueprint, Call, Operation
+from api.wiring import Wiring
+from api.wiring.flaskapp import wiring
+from core.clock import as_utc
 from core.errors import TawqiError
 from pki import ca, crl, ocsp, tsa
-from pki.authority import Authority
 from pki.errors import AuthorityUnavailable
-from pki.profiles import ARC_TSA, Profile
+from pki.profiles import ARC_TSA
 
 bp = ApiBlueprint("pki_public", __name__, tag="PKI",
                   description="Public PKI services: CA certificates, CRLs, OCSP and "
                               "time-stamps, at the URLs written into our certificates.")
 
-EXTENSION_KEY = "tawqi.pki"
 MAX_OCSP_REQUEST = 8192
-
-
-@dataclass
-class PkiPublic:
-    """What the public endpoints need, built once per process."""
-
-    sessions: sessionmaker[Session]
-    clock: Clock
-    profile: Profile
-    load_authority: Callable[[], Authority | None]
-    responder: ocsp.OcspResponder = field(init=False)
-    _authority: Authority | None = field(default=None, init=False)
-    _loaded: bool = field(default=False, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-
-    def __post_init__(self) -> None:
-        self.responder = ocsp.OcspResponder(self.sessions, self.clock,
-                                            authority=self.authority)
-
-    def authority(self) -> Authority | None:
-        """The CA with its OCSP and TSA keys, loaded on first need (None without a PIN)."""
-        if not self._loaded:
-            with self._lock:
-                if not self._loaded:
-                    self._authority = self.load_authority()
-                    self._loaded = True
-        return self._authority
-
-
-def install(app: Flask, state: PkiPublic) -> None:
-    app.extensions[EXTENSION_KEY] = state
-
-
-def _from_runtime() -> PkiPublic:
-    rt = runtime()
-    settings = rt.settings
-    profile = Profile.from_settings(settings)
-
-    def load() -> Authority | None:
-        pin = settings.service_pin
-        if not pin:
-            return None
-        # PIN first, outside any transaction (wrong PINs are counted in the database).
-        rt.tokens().check_pin(settings.ca_token_label, pin)
-        with rt.unit_of_work() as session:
-            return ca.load_authority(session, rt.tokens(), profile, pin=pin)
-
-    return PkiPublic(rt.sessions, rt.clock, profile, load)
-
-
-_state_lock = threading.Lock()
-
-
-def state() -> PkiPublic:
-    found = current_app.extensions.get(EXTENSION_KEY)
-    if found is None:
-        with _state_lock:
-            found = current_app.extensions.get(EXTENSION_KEY)
-            if found is None:
-                found = current_app.extensions[EXTENSION_KEY] = _from_runtime()
-    return cast(PkiPublic, found)
 
 
 DER = {"type": "string", "format": "binary"}
 
 
-def _ocsp_response(answer: ocsp.OcspAnswer, pki: PkiPublic) -> Response:
+def _ocsp_response(answer: ocsp.OcspAnswer, pki: Wiring) -> Response:
     return Response(answer.der, status=200, headers=answer.headers(as_utc(pki.clock.now())))
 
 
 def ocsp_post() -> Response:
     """RFC 6960 OCSP over POST (body: DER OCSPRequest)."""
-    pki = state()
+    pki = wiring()
     if (request.content_length or 0) > MAX_OCSP_REQUEST:
         return _ocsp_response(ocsp.OcspAnswer(ocsp.MALFORMED), pki)
-    answer = pki.responder.respond(request.get_data(cache=False))
+    answer = pki.ocsp_responder().respond(request.get_data(cache=False))
     response = _ocsp_response(answer, pki)
     if answer.signed:  # RFC 5019: POST answers are not for shared caches
         response.headers["Cache-Control"] = "no-cache"
@@ -125,10 +59,10 @@ def ocsp_post() -> Response:
 
 def ocsp_get(encoded: str) -> Response:
     """RFC 5019 OCSP over GET: the path is the URL-encoded base64 of the DER request."""
-    pki = state()
+    pki = wiring()
     if len(encoded) > MAX_OCSP_REQUEST:
         return _ocsp_response(ocsp.OcspAnswer(ocsp.MALFORMED), pki)
-    return _ocsp_response(pki.responder.respond_get(encoded), pki)
+    return _ocsp_response(pki.ocsp_responder().respond_get(encoded), pki)
 
 
 bp.add_url_rule("/ocsp", "ocsp_post", ocsp_post, methods=["POST"])
@@ -165,16 +99,16 @@ _document_ocsp()
 def tsa_post(call: Call) -> Response:
     """A DER TimeStampReq in, a DER TimeStampResp out (granted, or rejection with a
     failure code). 503 when the TSA key is not loaded (no TAWQI_SERVICE_PIN)."""
-    pki = state()
+    pki = wiring()
     if request.mimetype != "application/timestamp-query":
         raise UnsupportedBody("send the request as application/timestamp-query")
     if (request.content_length or 0) > tsa.MAX_REQUEST_BYTES:
         raise BodyTooLarge(f"a time-stamp request has at most {tsa.MAX_REQUEST_BYTES} bytes")
-    authority = pki.authority()
+    authority = pki.load_authority()
     if authority is None or authority.tsa_signer is None:
         raise AuthorityUnavailable("the time-stamping key is not loaded on this server")
     result = tsa.timestamp(authority.tsa_signer, pki.clock, request.get_data(cache=False),
-                           policy_oid=pki.profile.policy(ARC_TSA))
+                           policy_oid=pki.profile().policy(ARC_TSA))
     return Response(result.der, status=200, mimetype="application/timestamp-reply")
 
 

@@ -9,19 +9,17 @@ sub-indication. A file that is not a readable PDF gets a 422, an oversized one a
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from flask import Flask, current_app, request
+from flask import request
 
-from api.blueprints.csc import SessionRevocation, UnsupportedUpload, trust_roots
+from api.errors import UnsupportedUpload
 from api.routing import ApiBlueprint, Call
-from api.runtime import Runtime
+from api.wiring.flaskapp import wiring
 from core.errors import InvalidInput
 from pki.signing import verification
-from pki.signing.verification import Verifier
 
 bp = ApiBlueprint("verify", __name__, url_prefix="/v1", tag="Verification",
                   description="Verification reports of signed PDFs, with ETSI indications.")
@@ -128,33 +126,6 @@ def report_out(report: verification.VerificationReport) -> ReportOut:
                      report.indication, signatures)
 
 
-@dataclass
-class VerifierHolder:
-    rt: Runtime
-    _verifier: Verifier | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def get(self) -> Verifier:
-        with self._lock:
-            if self._verifier is None:
-                settings = self.rt.settings
-                self._verifier = Verifier(
-                    self.rt.clock, trust_roots=trust_roots(self.rt),
-                    revocation=SessionRevocation(self.rt),
-                    allow_fetching=settings.verify_fetch_revocation,
-                    max_bytes=settings.max_upload_mb * 1024 * 1024)
-            return self._verifier
-
-
-def setup(app: Flask, rt: Runtime) -> None:
-    app.extensions[EXTENSION_KEY] = VerifierHolder(rt)
-
-
-def verifier(app: Flask) -> Verifier:
-    holder: VerifierHolder = app.extensions[EXTENSION_KEY]
-    return holder.get()
-
-
 @bp.operation("POST", "/verify", action="signing.verify", response=ReportOut,
               transactional=False, consumes={"application/pdf": PDF,
                                              "multipart/form-data": UPLOAD},
@@ -172,4 +143,4 @@ def verify(call: Call) -> ReportOut:
         data = upload.read()
     else:
         raise UnsupportedUpload("send the PDF as application/pdf or multipart/form-data")
-    return report_out(verifier(current_app).verify(data))
+    return report_out(wiring().verifier().verify(data))

@@ -10,25 +10,41 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from api.runtime import Runtime
+from api.wiring import Wiring
 from core.errors import TawqiError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class LazyRuntime:
-    """Builds the Runtime on first use, so ``tawqi --help`` needs no database."""
+    """Builds the Runtime, and the composition root over it, on first use, so
+    ``tawqi --help`` needs no database."""
 
     def __init__(self) -> None:
         self._runtime: Runtime | None = None
+        self._wiring: Wiring | None = None
 
     def get(self) -> Runtime:
         if self._runtime is None:
             self._runtime = Runtime.from_env()
         return self._runtime
 
+    def wiring(self) -> Wiring:
+        if self._wiring is None:
+            self._wiring = Wiring(self.get())
+        return self._wiring
+
     def close(self) -> None:
         if self._runtime is not None:
             self._runtime.close()
+
+
+def current_wiring() -> Wiring:
+    """The composition root of the running ``tawqi`` command (sealer, CA, worker...)."""
+    lazy = click.get_current_context().find_object(LazyRuntime)
+    if lazy is None:
+        raise click.UsageError("run through the tawqi command group")
+    return lazy.wiring()
 
 
 def pass_runtime(func: F) -> F:

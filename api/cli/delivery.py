@@ -16,63 +16,35 @@ from typing import Any
 import click
 
 from api.audit_anchor import start_anchor_job
-from api.cli.common import pass_runtime, print_json, print_table
+from api.cli.common import current_wiring, pass_runtime, print_json, print_table
 from api.runtime import Runtime
 from core.errors import ConfigurationError, InvalidInput
 from delivery import batches, contacts, holders, outbox, requests
-from delivery.backends import ConsoleInbox, email_backend, sms_backend
-from delivery.envelopes import TokenSealer, provision_envelope_key
-from delivery.outbox import OutboxWorker
-from delivery.personalisation import TokenPersonaliser, personalise_request
-from delivery.policy import DeliveryPolicy, RetryPolicy
+from delivery.envelopes import Sealer, provision_envelope_key
+from delivery.personalisation import Personaliser, personalise_request
+from delivery.policy import DeliveryPolicy
 
 ACTOR = "cli"
 
 
-def _sealer(runtime: Runtime) -> TokenSealer | None:
-    settings = runtime.settings
-    if not settings.envelope_token_pin:
-        return None
-    return TokenSealer(runtime.tokens(), settings.envelope_token,
-                       settings.envelope_token_pin, settings.envelope_key)
-
-
-def _required_sealer(runtime: Runtime) -> TokenSealer:
-    sealer = _sealer(runtime)
+def _required_sealer() -> Sealer:
+    sealer = current_wiring().sealer_or_none()
     if sealer is None:
         raise ConfigurationError("TAWQI_ENVELOPE_TOKEN_PIN is not set: PINs and codes cannot "
                                  "be sealed or opened")
     return sealer
 
 
-def make_worker(runtime: Runtime, *, batch_size: int = 20,
-                inbox: ConsoleInbox | None = None) -> OutboxWorker:
-    """The outbox worker the settings describe (backends, retries, the envelope sealer)."""
-    settings = runtime.settings
-    return OutboxWorker(runtime.sessions, runtime.clock,
-                        sms=sms_backend(settings, inbox), email=email_backend(settings, inbox),
-                        sealer=_sealer(runtime),
-                        retry=RetryPolicy.from_settings(settings), batch_size=batch_size)
-
-
-def make_personaliser(runtime: Runtime) -> TokenPersonaliser:
-    from pki import ca
-    from pki.profiles import Profile
-
+def _personaliser(runtime: Runtime) -> Personaliser:
     settings = runtime.settings
     if not settings.so_pin or not settings.service_pin:
         raise ConfigurationError("personalisation needs TAWQI_SO_PIN (to initialise tokens) "
                                  "and TAWQI_SERVICE_PIN (the issuing CA's token)")
-    with runtime.unit_of_work() as session:
-        authority = ca.load_authority(session, runtime.tokens(),
-                                      Profile.from_settings(settings),
-                                      pin=settings.service_pin)
-    return TokenPersonaliser(runtime.tokens(), so_pin=settings.so_pin, authority=authority,
-                             key_type=settings.ca_key_type)
+    return current_wiring().personaliser()
 
 
 def _policy(runtime: Runtime) -> DeliveryPolicy:
-    return DeliveryPolicy.from_settings(runtime.settings)
+    return current_wiring().policy
 
 
 def _configure_logging(level: str) -> None:
@@ -93,7 +65,7 @@ def _configure_logging(level: str) -> None:
 def worker(runtime: Runtime, once: bool, batch_size: int, idle: float) -> None:
     """Send the notification outbox (SMS, email) with retries and backoff."""
     _configure_logging(runtime.settings.log_level)
-    runner = make_worker(runtime, batch_size=batch_size)
+    runner = current_wiring().worker(batch_size=batch_size)
     if runner.sealer is None:
         logging.getLogger("tawqi.delivery.outbox").warning(
             "TAWQI_ENVELOPE_TOKEN_PIN is not set: messages carrying a PIN or code will wait")
@@ -363,8 +335,8 @@ def request_cancel(runtime: Runtime, request_id: int, reason: str) -> None:
 @pass_runtime
 def request_personalise(runtime: Runtime, request_id: int) -> None:
     """Initialise the token, generate the key on it, issue the certificate, seal the PIN."""
-    personaliser = make_personaliser(runtime)
-    sealer = _required_sealer(runtime)
+    personaliser = _personaliser(runtime)
+    sealer = _required_sealer()
     with runtime.unit_of_work() as session:
         _show(personalise_request(session, runtime.clock, request_id,
                                   personaliser=personaliser, sealer=sealer, actor=ACTOR,

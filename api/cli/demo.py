@@ -1,7 +1,8 @@
 """``tawqi demo``: the main job, end to end, on the embedded default (SQLite + SoftHSM2).
 
 It works in a fresh ``<var>/demo`` directory each time, so it can be run again and again, and
-prints each step. Each chapter of the story is one function taking the Runtime and the
+prints each step. Each chapter of the story is one function taking the composition root
+(:class:`api.wiring.Wiring`, whose ``runtime`` it uses) and the
 story's shared state; later capabilities add their chapters to ``CHAPTERS``.
 """
 
@@ -18,6 +19,7 @@ import click
 
 from api.cli.common import LazyRuntime
 from api.runtime import Runtime
+from api.wiring import Wiring
 from core import migrate
 from core.audit import verify
 from core.config import Settings
@@ -36,7 +38,8 @@ def chapter(title: str) -> None:
     click.secho(f"== {title}", bold=True)
 
 
-def quotas_chapter(runtime: Runtime, story: Story) -> None:
+def quotas_chapter(wiring: Wiring, story: Story) -> None:
+    runtime = wiring.runtime
     chapter("Reference data and quotas")
     migrate.upgrade(runtime.engine)
     say("database migrated (Alembic, all packages)")
@@ -80,23 +83,22 @@ def _masked(text: str) -> str:
     return DEMO_SECRET.sub(MASK, text)
 
 
-def delivery_chapter(runtime: Runtime, story: Story) -> None:
+def delivery_chapter(wiring: Wiring, story: Story) -> None:
     """A contact registers holders for two communes and asks for certificates within quota
     (one beyond it is refused); an operator approves; tokens are personalised, shipped,
     received and handed over; PINs arrive by SMS and email (console, masked here); a holder
     accepts the terms, changes the PIN and signs."""
+    runtime = wiring.runtime
     import secrets
     from datetime import date
 
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from api.cli.delivery import make_personaliser, make_worker
     from delivery import batches, contacts, holders, pins, requests
     from delivery.backends import ConsoleInbox
-    from delivery.envelopes import TokenSealer, count_sealed, provision_envelope_key
+    from delivery.envelopes import count_sealed, provision_envelope_key
     from delivery.personalisation import personalise_request
-    from delivery.policy import DeliveryPolicy
     from hsm import generate_pin
     from pki import ca
     from pki.errors import AuthorityNotInitialised
@@ -128,9 +130,8 @@ def delivery_chapter(runtime: Runtime, story: Story) -> None:
                            key_label=settings.envelope_key, so_pin=settings.so_pin)
     say(f"PINs waiting to be sent are sealed under AES key {settings.envelope_key!r}, "
         f"non-extractable, on token {settings.envelope_token!r}")
-    policy = DeliveryPolicy.from_settings(settings)
-    sealer = TokenSealer(tokens, settings.envelope_token, settings.envelope_token_pin,
-                         settings.envelope_key)
+    policy = wiring.policy
+    sealer = wiring.sealer()
     year = clock.now().year
 
     with runtime.unit_of_work() as session:
@@ -181,7 +182,7 @@ def delivery_chapter(runtime: Runtime, story: Story) -> None:
     except QuotaExhausted as exc:
         say(f"a fourth request for {first_name} is refused: {exc.detail}")
 
-    personaliser = make_personaliser(runtime)
+    personaliser = wiring.personaliser()
     for request_id in request_ids:
         with runtime.unit_of_work() as session:
             requests.approve_request(session, clock, request_id, actor="operator",
@@ -206,7 +207,7 @@ def delivery_chapter(runtime: Runtime, story: Story) -> None:
     say("the contact received the batch and handed each token to its holder")
 
     inbox = ConsoleInbox()
-    report = make_worker(runtime, inbox=inbox).drain()
+    report = wiring.worker(inbox=inbox).drain()
     say(f"outbox worker: {report.sent} messages sent (SMS and email, French and Arabic)")
     with runtime.unit_of_work() as session:
         holder = holders.get_holder(session, registered[0])
@@ -247,9 +248,10 @@ def delivery_chapter(runtime: Runtime, story: Story) -> None:
     story["delivery_requests"] = request_ids
 
 
-def pki_chapter(runtime: Runtime, story: Story) -> None:
+def pki_chapter(wiring: Wiring, story: Story) -> None:
     """The CA as outside tools see it: a holder certificate on a fresh token, the CRL, and
     an OCSP answer served from the pre-signed store (no signature spent on the request)."""
+    runtime = wiring.runtime
     import secrets
 
     from hsm import generate_pin
@@ -273,7 +275,7 @@ def pki_chapter(runtime: Runtime, story: Story) -> None:
                        ca_token=settings.ca_token_label, so_pin=settings.so_pin,
                        pin=settings.service_pin,
                        root_pin=settings.root_pin or settings.service_pin, actor=ACTOR)
-        authority = ca.load_authority(session, tokens, profile, pin=settings.service_pin)
+    authority = wiring.authority()
     say(f"issuing CA: {authority.certificate.subject.rfc4514_string()}, key on token "
         f"{settings.ca_token_label!r}; root on its own token {settings.root_token_label!r}")
     label, pin = "demo-holder-pki", generate_pin(6)
@@ -370,11 +372,12 @@ def _pdfsig_verdicts(pdf: Path, root_der: bytes) -> str:
                      if "Validation:" in line)
 
 
-def signing_chapter(runtime: Runtime, story: Story) -> None:
+def signing_chapter(wiring: Wiring, story: Story) -> None:
     """The permits platform has a permit signed with a holder's hosted key once she
     authorises it (PIN + SMS code): PAdES B-LT with the bilingual stamp, verified
     TOTAL-PASSED; then the operator revokes the certificate, OCSP says revoked and a new
     signature is refused. The signed PDF is written under the demo's var directory."""
+    runtime = wiring.runtime
     import base64
     import hashlib
     import io
@@ -385,15 +388,13 @@ def signing_chapter(runtime: Runtime, story: Story) -> None:
 
     from api import accounts
     from api.app import create_app
-    from api.cli.delivery import make_personaliser, make_worker
     from delivery import contacts, holders, pins, requests
     from delivery.backends import ConsoleInbox
-    from delivery.envelopes import TokenSealer, provision_envelope_key
+    from delivery.envelopes import provision_envelope_key
     from delivery.personalisation import personalise_request
     from delivery.policy import DeliveryPolicy
     from hsm import generate_pin
-    from pki import ca, lifecycle, ocsp, queries
-    from pki.profiles import Profile
+    from pki import lifecycle, ocsp, queries
 
     chapter("Remote signing and verification: a permit signed in the HSM")
     missing = {name: value for name, value in (
@@ -405,18 +406,17 @@ def signing_chapter(runtime: Runtime, story: Story) -> None:
     provision_envelope_key(tokens, token_label=settings.envelope_token,
                            token_pin=settings.envelope_token_pin,
                            key_label=settings.envelope_key, so_pin=settings.so_pin)
-    sealer = TokenSealer(tokens, settings.envelope_token, settings.envelope_token_pin,
-                         settings.envelope_key)
+    sealer = wiring.sealer()
 
     def sms_to(mobile: str) -> str:
         """The holder's phone: the newest SMS the outbox worker sent to ``mobile``."""
         inbox = ConsoleInbox()
-        make_worker(runtime, inbox=inbox).drain()
+        wiring.worker(inbox=inbox).drain()
         texts = [body for channel, body in inbox.for_recipient(mobile) if channel == "sms"]
         return texts[-1] if texts else ""
 
     # A holder with a hosted token: the key stays in the service's HSM.
-    personaliser = make_personaliser(runtime)  # (loads the CA in its own transaction)
+    personaliser = wiring.personaliser()  # (the CA, loaded once by the wiring)
     with runtime.unit_of_work() as session:
         contact = contacts.active_contact(session, "01.051")
         if contact is None:
@@ -456,7 +456,7 @@ def signing_chapter(runtime: Runtime, story: Story) -> None:
     with runtime.unit_of_work() as session:
         platform = accounts.create_api_key(session, clock, name="permits platform",
                                            actor="operator").key
-    client = create_app(rt=runtime).test_client()
+    client = create_app(wiring=wiring).test_client()
     auth = {"Authorization": f"Bearer {platform}"}
     listed = client.post("/csc/v2/credentials/list", headers=auth, json={
         "userID": cin, "credInfo": True, "authInfo": True}).get_json()
@@ -505,9 +505,8 @@ def signing_chapter(runtime: Runtime, story: Story) -> None:
     # (Two seconds later: time-stamps and revocation times count whole seconds, and a
     # revocation in the same second as the signature would leave its order undecided.)
     time.sleep(2)
+    authority = wiring.authority()
     with runtime.unit_of_work() as session:
-        authority = ca.load_authority(session, tokens, Profile.from_settings(settings),
-                                      pin=settings.service_pin)
         lifecycle.revoke(session, clock, authority, credential, "key-compromise",
                          actor="operator")
     answer = ocsp.OcspResponder(runtime.sessions, clock).respond(ocsp.canonical_request(
@@ -529,16 +528,17 @@ def signing_chapter(runtime: Runtime, story: Story) -> None:
     story["signing_holder"] = holder_id
 
 
-def audit_chapter(runtime: Runtime, story: Story) -> None:
+def audit_chapter(wiring: Wiring, story: Story) -> None:
+    runtime = wiring.runtime
     chapter("Audit")
     with runtime.unit_of_work() as session:
         report = verify(session)
     say(f"audit chain {'intact' if report.ok else 'BROKEN'}: {report.checked} events")
 
 
-CHAPTERS: list[Callable[[Runtime, Story], None]] = [quotas_chapter, delivery_chapter,
-                                                    pki_chapter, signing_chapter]
-CLOSING: list[Callable[[Runtime, Story], None]] = [audit_chapter]
+CHAPTERS: list[Callable[[Wiring, Story], None]] = [quotas_chapter, delivery_chapter,
+                                                   pki_chapter, signing_chapter]
+CLOSING: list[Callable[[Wiring, Story], None]] = [audit_chapter]
 
 
 @click.command("demo")
@@ -558,14 +558,14 @@ def demo(lazy: LazyRuntime) -> None:
         from hsm.softhsm import write_softhsm_config
 
         os.environ["SOFTHSM2_CONF"] = str(write_softhsm_config(var_dir / "softhsm"))
-    runtime = Runtime(settings)
+    wiring = Wiring(Runtime(settings))
     say(f"Tawqi demo — working in {var_dir}/ (SQLite + {settings.pkcs11_module})")
     story: Story = {}
     try:
         for step in [*CHAPTERS, *CLOSING]:
-            step(runtime, story)
+            step(wiring, story)
     finally:
-        runtime.close()
+        wiring.close()
     click.echo("")
     click.secho("demo complete", bold=True)
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
 from api.audit_anchor import anchor_quietly
-from api.cli.common import fail, pass_runtime, print_json, print_table
+from api.cli.common import current_wiring, fail, pass_runtime, print_json, print_table
 from api.runtime import Runtime
 from core.errors import ConfigurationError, TawqiError
 from hsm.errors import HsmError
@@ -77,16 +77,14 @@ def _service_pin(runtime: Runtime) -> str:
     return pin
 
 
-def _authority(runtime: Runtime, session: Session) -> Authority:
-    return ca.load_authority(session, runtime.tokens(), _profile(runtime),
-                             pin=_service_pin(runtime))
-
-
 @contextmanager
 def _with_authority(runtime: Runtime) -> Iterator[tuple[Session, Authority]]:
-    _check_pin(runtime, runtime.settings.ca_token_label, _service_pin(runtime))
+    """The CA from the composition root (PIN checked before any transaction), then the
+    command's unit of work."""
+    _service_pin(runtime)
+    authority = current_wiring().authority()
     with runtime.unit_of_work() as session:
-        yield session, _authority(runtime, session)
+        yield session, authority
 
 
 def _check_pin(runtime: Runtime, label: str, pin: str) -> None:
@@ -436,28 +434,11 @@ def ocsp_serve(runtime: Runtime, host: str, port: int) -> None:
 
     settings = runtime.settings
 
-    def authority() -> Authority | None:
-        if not settings.service_pin:
-            return None
-        with _with_authority(runtime) as (_session, loaded):
-            return loaded
-
     responder = ocsp.OcspResponder(runtime.sessions, runtime.clock,
-                                   authority=_once(authority),
+                                   authority=current_wiring().load_authority,
                                    sync_seconds=settings.ocsp_sync_seconds)
     click.echo(f"OCSP responder on http://{host}:{port}/ocsp")
     run(responder, host, port)
-
-
-def _once(load: Callable[[], Authority | None]) -> Callable[[], Authority | None]:
-    cache: list[Authority | None] = []
-
-    def get() -> Authority | None:
-        if not cache:
-            cache.append(load())
-        return cache[0]
-
-    return get
 
 
 COMMANDS = [ca_group, cert_group, crl_group, ocsp_group]

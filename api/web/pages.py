@@ -34,7 +34,6 @@ from werkzeug.wrappers import Response as BaseResponse
 from api import accounts, ratelimit
 from api.policy import Scope
 from api.routing import client_address
-from api.services import services
 from api.web import i18n
 from api.web.session import (
     COOKIE_PATH,
@@ -52,6 +51,7 @@ from api.web.session import (
     set_cookies,
     start_session,
 )
+from api.wiring.flaskapp import wiring
 from core.audit import record
 from core.errors import (
     Conflict,
@@ -281,7 +281,7 @@ def _dashboard(p: Page, rows: list[oversight.AreaFigures], whole: oversight.Area
 def national(p: Page) -> Response:
     year = _year(p)
     rows = oversight.areas(p.session, p.clock, year=year,
-                           overdue_days=services().policy.handover_overdue_days)
+                           overdue_days=wiring().policy.handover_overdue_days)
     country = oversight.Area("country", "MA", i18n.text("fr", "country"),
                              i18n.text("ar", "country"))
     return _html("dashboard.html", level="region", area=country, parent=None,
@@ -293,7 +293,7 @@ def national(p: Page) -> Response:
 def region(p: Page, code: str) -> Response:
     found = _region(p.session, code)
     rows = oversight.areas(p.session, p.clock, year=_year(p),
-                           overdue_days=services().policy.handover_overdue_days,
+                           overdue_days=wiring().policy.handover_overdue_days,
                            region_code=code)
     area = oversight.Area("region", found.code, found.name_fr, found.name_ar)
     return _html("dashboard.html", level="province", area=area, parent=None,
@@ -311,7 +311,7 @@ def _province_page(p: Page, code: str, commune_code: str | None = None,
         if commune is None or commune.province_code != province.code:
             raise UnknownEntity(f"no commune {commune_code} in {code}", entity=commune_code)
     region_row = p.session.get(Region, province.region_code)
-    overdue_days = services().policy.handover_overdue_days
+    overdue_days = wiring().policy.handover_overdue_days
     year = _year(p)
     rows = oversight.areas(p.session, p.clock, year=year, overdue_days=overdue_days,
                            province_code=code)
@@ -438,7 +438,7 @@ def handover(p: Page, request_id: int) -> Any:
         batches.record_handover(p.session, p.clock, request_id,
                                 handed_to=request.form.get("handed_to", ""),
                                 acknowledgement=request.form.get("acknowledgement", ""),
-                                actor=p.actor, policy=services().policy,
+                                actor=p.actor, policy=wiring().policy,
                                 contact_id=contact_id)
 
     return _form_action(p, found.province_code, f"handover-{request_id}", work, "handover")

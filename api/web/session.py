@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
-from flask import current_app, g, redirect, request, url_for
+from flask import g, redirect, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
@@ -36,6 +36,7 @@ from api.errors import TokenInvalid
 from api.routing import ScopeNotChecked
 from api.runtime import Runtime
 from api.web.i18n import DEFAULT_LANG, LANGS
+from api.wiring.flaskapp import runtime
 from core.clock import Clock
 from core.config import Settings
 from core.errors import Forbidden
@@ -52,11 +53,6 @@ class CsrfRefused(Forbidden):
 
     type = "csrf-refused"
     title = "Form refused"
-
-
-def runtime() -> Runtime:
-    rt: Runtime = current_app.extensions["tawqi"]
-    return rt
 
 
 def secure_cookies(settings: Settings) -> bool:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api import services
 from api.audit_anchor import verify_now
 from api.runtime import Runtime
+from api.wiring.flaskapp import wiring as app_wiring
 from pki import issuance
 from pki.profiles import HolderIdentity
 from tests.api.conftest import Caller, provision_service_tokens
@@ -22,7 +22,7 @@ def test_suspend_over_http_anchors_the_log(api_runtime: Runtime, app: Flask,
     settings = rt.settings
     rt.tokens().init_token("holder-anchor", settings.so_pin, "73920145")
     with app.app_context():
-        authority = services.services(app).authority()
+        authority = app_wiring(app).authority()
     with rt.unit_of_work() as session:
         issued = issuance.issue_holder_certificate(
             session, rt.clock, authority, rt.tokens(), token_label="holder-anchor",

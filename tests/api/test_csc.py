@@ -20,8 +20,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from api import accounts, services
+from api import accounts
 from api.runtime import Runtime
+from api.wiring.flaskapp import wiring as app_wiring
 from delivery import personalisation, pins, requests
 from delivery.backends import ConsoleEmailBackend, ConsoleInbox, ConsoleSmsBackend
 from delivery.outbox import OutboxWorker
@@ -61,7 +62,7 @@ class Sms:
     def read(self, mobile: str, pattern: str) -> str:
         worker = OutboxWorker(self.rt.sessions, self.rt.clock,
                               sms=ConsoleSmsBackend(self.inbox), email=ConsoleEmailBackend(),
-                              sealer=services.services(self.app).sealer())
+                              sealer=app_wiring(self.app).sealer())
         worker.drain()
         for channel, body in reversed(self.inbox.for_recipient(mobile)):
             found = re.search(pattern, body)
@@ -73,7 +74,7 @@ class Sms:
 def make_hosted(rt: Runtime, app: Flask, sms: Sms) -> Hosted:
     """A holder with a hosted token: personalised, activated, terms accepted, PIN changed."""
     provision_service_tokens(rt)
-    wiring = services.services(app)
+    wiring = app_wiring(app)
     with app.app_context():
         personaliser, sealer = wiring.personaliser(), wiring.sealer()
     clock = rt.clock

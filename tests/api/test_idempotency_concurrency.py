@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from api.app import create_app
 from api.runtime import Runtime
+from api.wiring.flaskapp import runtime
 from core.clock import FrozenClock
 from core.db import make_engine
 from delivery.models import Holder
@@ -68,7 +69,7 @@ def committed_app(committed_engine: Engine, tmp_path: Path, clock: FrozenClock,
 
 def test_concurrent_replays_get_the_stored_response(committed_app: Flask) -> None:
     app = committed_app
-    rt: Runtime = app.extensions["tawqi"]
+    rt = runtime(app)
     with rt.unit_of_work() as session:
         make_contact(session, rt.clock, PROVINCE)  # the province's designated contact
     contact = make_user(rt, app, "contact", "contact", province_code=PROVINCE)

@@ -11,8 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from api import services
 from api.runtime import Runtime
+from api.wiring.flaskapp import wiring as app_wiring
 from core.clock import FrozenClock
 from delivery.backends import ConsoleEmailBackend, ConsoleInbox, ConsoleSmsBackend
 from delivery.models import OUTBOX_DEAD, Holder, OutboxMessage
@@ -37,7 +37,7 @@ def test_a_contact_changes_the_mobile_and_only_the_holders_code_applies_it(
 
     inbox = ConsoleInbox()
     with app.app_context():
-        sealer = services.services(app).sealer()
+        sealer = app_wiring(app).sealer()
     OutboxWorker(api_runtime.sessions, api_runtime.clock, sms=ConsoleSmsBackend(inbox),
                  email=ConsoleEmailBackend(inbox), sealer=sealer).drain()
     assert any("+212661234567"[-4:] in body for _, body in inbox.for_recipient(old_mobile))

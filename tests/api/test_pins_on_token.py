@@ -22,8 +22,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.app import create_app
-from api.cli.delivery import make_worker
 from api.runtime import Runtime
+from api.wiring import Wiring
 from delivery import requests
 from delivery.backends import ConsoleInbox
 from hsm import PinIncorrect, TokenLibrary
@@ -77,7 +77,7 @@ def deliver(rt: Runtime) -> ConsoleInbox:
     """Run the outbox worker the settings describe (console backends) until nothing is due;
     return what it sent."""
     inbox = ConsoleInbox()
-    make_worker(rt, inbox=inbox).drain()
+    Wiring(rt).worker(inbox=inbox).drain()
     return inbox
 
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from api import accounts, services
+from api import accounts
 from api.runtime import Runtime
+from api.wiring.flaskapp import wiring as app_wiring
 from delivery import batches, personalisation, requests
 from delivery.policy import DeliveryPolicy
 from tests.api.conftest import OTHER_PROVINCE, PROVINCE, Caller, provision_service_tokens
@@ -39,7 +40,7 @@ def build(rt: Runtime, app: Flask, callers: dict[str, Caller]) -> World:
     holder whose device token is personalised and in the province's open batch. The
     ``holder`` caller is linked to the first province's holder."""
     provision_service_tokens(rt)
-    wiring = services.services(app)
+    wiring = app_wiring(app)
     policy: DeliveryPolicy = wiring.policy
     with app.app_context():  # the CA keys are loaded as a request would, before any work
         personaliser = wiring.personaliser()

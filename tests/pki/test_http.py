@@ -29,8 +29,8 @@ from cryptography.x509.oid import NameOID
 from werkzeug.serving import make_server
 
 from api.app import create_app
-from api.blueprints.pki_public import PkiPublic, install
 from api.runtime import Runtime
+from api.wiring import Wiring
 from core.config import Settings
 from core.db import make_session_factory
 from pki import ocsp
@@ -55,14 +55,10 @@ def server(pki_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                         public_url=world.profile.public_url,
                         policy_oid=world.profile.policy_oid)
     rt = Runtime(settings, clock=world.clock, engine=world.engine)
-    app = create_app(settings, rt=rt)
-    sessions = make_session_factory(world.engine)
-
-    def load() -> object:
-        with sessions() as session:
-            return world.authority(session)
-
-    install(app, PkiPublic(sessions, world.clock, world.profile, load))  # type: ignore[arg-type]
+    with make_session_factory(world.engine)() as session:
+        authority = world.authority(session)
+    # The test PKI's keys are already loaded: the composition root takes them as they are.
+    app = create_app(wiring=Wiring(rt, overrides={"authority": authority}))
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

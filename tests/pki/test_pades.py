@@ -1,5 +1,6 @@
-"""PAdES signing (pki.signing.pades) and the bilingual stamp (pki.signing.stamp), judged by outside tools:
-poppler's pdfsig (with an NSS database trusting the test root) and pyHanko's validator."""
+"""PAdES signing (pki.signing.pades) and the bilingual stamp (pki.signing.stamp), judged by
+outside tools: poppler's pdfsig (with an NSS database trusting the test root) and pyHanko's
+validator."""
 
 from __future__ import annotations
 

@@ -1,0 +1,102 @@
+"""Adapters the composition root plugs between domains that never import each other.
+
+Remote signing (:mod:`pki.signing`) asks :mod:`delivery` about holders and has it send the
+one-time code; PAdES and verification read our CA's records and trust our roots. Each
+adapter is small, Flask-free, and built once by :class:`api.wiring.Wiring`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from sqlalchemy.orm import Session
+
+from api.runtime import Runtime
+from core.clock import Clock
+from delivery import envelopes, holders, requests
+from delivery.envelopes import Sealer
+from delivery.errors import InvalidHolder
+from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED
+from delivery.outbox import Notification, enqueue
+from pki import queries
+from pki.signing.pades import RecordsRevocation, RevocationData
+from pki.signing.ports import HolderContact
+
+
+class DeliveryDirectory:
+    """Holder facts from :mod:`delivery`: mobile, hosted or not, ready to sign, names."""
+
+    def __init__(self, terms_version: str) -> None:
+        self.terms_version = terms_version
+
+    def contact(self, session: Session, cin: str, serial: str) -> HolderContact | None:
+        try:
+            holder = holders.find_by_cin(session, cin)
+        except InvalidHolder:
+            return None
+        if holder is None:
+            return None
+        # A holder has a handful of requests: pick the one that carries this certificate.
+        row = next((r for r in reversed(requests.list_requests(
+            session, holder_id=holder.id, limit=None).items)
+                    if r.certificate_serial == serial), None)
+        if row is None:
+            return HolderContact(holder.id, holder.mobile, False, False,
+                                 ("no request of this holder carries this certificate",))
+        readiness = requests.signing_readiness(session, row.id, self.terms_version)
+        profile = holders.profile(session, holder)
+        return HolderContact(
+            holder_id=holder.id, mobile=holder.mobile, hosted=row.token_form == HOSTED,
+            ready=readiness.ready, reasons=readiness.reasons,
+            name_fr=f"{profile.given_name_fr} {profile.surname_fr}",
+            name_ar=f"{profile.given_name_ar} {profile.surname_ar}",
+            title_fr=profile.title_fr, title_ar=profile.title_ar,
+            organisation_fr=profile.organisation_fr, organisation_ar=profile.organisation_ar)
+
+
+class OutboxCodeSender:
+    """The one-time code through delivery's sealed envelopes and outbox (SMS)."""
+
+    def __init__(self, sealer: Callable[[], Sealer]) -> None:
+        self.sealer = sealer
+
+    def send(self, session: Session, clock: Clock, *, contact: HolderContact,
+             challenge_id: str, code: str, ttl_minutes: int, purpose_fr: str,
+             purpose_ar: str) -> str:
+        envelope = envelopes.seal(session, clock, self.sealer(), purpose=ENVELOPE_SIGNING_CODE,
+                                  holder_id=contact.holder_id, secret=code)
+        enqueue(session, clock, Notification(
+            channel="sms", recipient=contact.mobile, template="signing.code",
+            dedupe_key=f"signing.code:{challenge_id}",
+            params={"ttl_minutes": ttl_minutes, "purpose_fr": purpose_fr,
+                    "purpose_ar": purpose_ar},
+            envelope_id=envelope.id, holder_id=contact.holder_id))
+        return contact.mobile[-4:]
+
+
+class SessionRevocation:
+    """Our CA's records, read in a short transaction of their own per call."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def revocation_data(self, certificates: Any) -> RevocationData:
+        with self.rt.unit_of_work() as session:
+            return RecordsRevocation(session, self.rt.clock).revocation_data(certificates)
+
+
+def trust_roots(rt: Runtime) -> list[x509.Certificate]:
+    """Our active root CAs, then the anchors of ``TAWQI_VERIFY_TRUST_ANCHORS``."""
+    with rt.unit_of_work() as session:
+        roots = [x509.load_der_x509_certificate(row.der) for row in queries.authorities(session)
+                 if row.kind == "root" and row.active and row.der]
+    extra = rt.settings.verify_trust_anchors
+    if extra:
+        roots.extend(x509.load_pem_x509_certificates(Path(extra).read_bytes()))
+    return roots
+
+
+__all__ = ["DeliveryDirectory", "OutboxCodeSender", "SessionRevocation", "trust_roots"]

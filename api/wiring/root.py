@@ -1,0 +1,285 @@
+"""The composition root: one :class:`Wiring` per process builds every service and adapter.
+
+The Flask app (:func:`api.wiring.init_app`), the web pages, the CLI, the demo and
+``bench/`` all take their collaborators from here; nobody else builds a ``TokenSealer``,
+loads the CA or assembles remote signing. Everything touching the token layer is built
+lazily, on first use and once (an app starts, and serves quotas or the docs, without a
+PKCS#11 module), each under a lock of its own (building one part never waits for another
+part's build, so a request inside a transaction that needs the sealer is never stuck behind
+the CA loading its keys).
+
+Replacing a part (tests, a tool that already holds the keys) has one way:
+``Wiring(runtime, overrides={...})`` or, once built, :meth:`Wiring.override` with the same
+names (:data:`PARTS`). An overridden part is returned as given and never built.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from api.runtime import Runtime
+from core.clock import Clock
+from core.config import Settings
+from core.errors import Unavailable
+from delivery.policy import DeliveryPolicy
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from delivery.backends import ConsoleInbox
+    from delivery.envelopes import Sealer
+    from delivery.outbox import OutboxWorker
+    from delivery.personalisation import Personaliser
+    from hsm import TokenLibrary
+    from pki.authority import Authority
+    from pki.ocsp import OcspResponder
+    from pki.profiles import Profile
+    from pki.signing.pades import PadesService, RevocationSource
+    from pki.signing.service import RemoteSigning
+    from pki.signing.verification import Verifier
+
+T = TypeVar("T")
+
+#: The parts :meth:`Wiring.override` may replace.
+PARTS = ("policy", "sealer", "authority", "personaliser", "ocsp_responder", "remote", "pades",
+         "verifier", "trust_roots", "revocation")
+
+
+class ServiceUnavailable(Unavailable):
+    """A collaborator needs configuration this server lacks (a PIN, an initialised CA)."""
+
+    type = "service-unavailable"
+    title = "Service not configured"
+
+
+class Wiring:
+    """Builds, once each, what the domains need from the settings and the Runtime."""
+
+    def __init__(self, runtime: Runtime, *, overrides: Mapping[str, Any] | None = None
+                 ) -> None:
+        self.runtime = runtime
+        self._parts: dict[str, Any] = {}
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._authority_loaded = False
+        self.override(**(overrides or {}))
+
+    @classmethod
+    def from_env(cls) -> Wiring:
+        return cls(Runtime.from_env())
+
+    # ----------------------------------------------------------------- the Runtime's parts
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def clock(self) -> Clock:
+        return self.runtime.clock
+
+    def tokens(self) -> TokenLibrary:
+        return self.runtime.tokens()
+
+    def profile(self) -> Profile:
+        from pki.profiles import Profile
+
+        return Profile.from_settings(self.settings)
+
+    # ----------------------------------------------------------------- overriding
+
+    def override(self, **parts: Any) -> Wiring:
+        """Replace parts by name (:data:`PARTS`); ``authority=None`` means "no CA here"."""
+        for name in parts:
+            if name not in PARTS:
+                raise TypeError(f"unknown collaborator {name}")
+        for name, value in parts.items():
+            with self._lock(name):
+                self._parts[name] = value
+                if name == "authority":
+                    self._authority_loaded = True
+        return self
+
+    def _lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def _once(self, name: str, build: Callable[[], T]) -> T:
+        found = self._parts.get(name)
+        if found is not None:
+            return cast(T, found)
+        with self._lock(name):
+            if name not in self._parts:
+                self._parts[name] = build()
+            return cast(T, self._parts[name])
+
+    # ----------------------------------------------------------------- delivery
+
+    @property
+    def policy(self) -> DeliveryPolicy:
+        return self._once("policy", lambda: DeliveryPolicy.from_settings(self.settings))
+
+    def sealer_or_none(self) -> Sealer | None:
+        """The envelope sealer, or None when ``TAWQI_ENVELOPE_TOKEN_PIN`` is not set."""
+        with self._lock("sealer"):
+            if "sealer" not in self._parts:
+                if not self.settings.envelope_token_pin:
+                    return None
+                from delivery.envelopes import TokenSealer
+
+                settings = self.settings
+                self._parts["sealer"] = TokenSealer(
+                    self.tokens(), settings.envelope_token, settings.envelope_token_pin,
+                    settings.envelope_key)
+            return cast("Sealer | None", self._parts["sealer"])
+
+    def sealer(self) -> Sealer:
+        found = self.sealer_or_none()
+        if found is None:
+            raise ServiceUnavailable("TAWQI_ENVELOPE_TOKEN_PIN is not set: PINs and codes "
+                                     "cannot be sealed on this server")
+        return found
+
+    def personaliser(self) -> Personaliser:
+        def build() -> Personaliser:
+            from delivery.personalisation import TokenPersonaliser
+
+            if not self.settings.so_pin:
+                raise ServiceUnavailable("TAWQI_SO_PIN is not set: tokens cannot be "
+                                         "initialised")
+            return TokenPersonaliser(self.tokens(), so_pin=self.settings.so_pin,
+                                     authority=self.authority(),
+                                     key_type=self.settings.ca_key_type)
+
+        return self._once("personaliser", build)
+
+    def worker(self, *, batch_size: int = 20, inbox: ConsoleInbox | None = None
+               ) -> OutboxWorker:
+        """A new outbox worker as the settings describe it (backends, retries, the sealer;
+        without ``TAWQI_ENVELOPE_TOKEN_PIN`` it sends what needs no sealed secret)."""
+        from delivery.backends import email_backend, sms_backend
+        from delivery.outbox import OutboxWorker
+        from delivery.policy import RetryPolicy
+
+        settings = self.settings
+        return OutboxWorker(self.runtime.sessions, self.clock,
+                            sms=sms_backend(settings, inbox), email=email_backend(settings, inbox),
+                            sealer=self.sealer_or_none(),
+                            retry=RetryPolicy.from_settings(settings), batch_size=batch_size)
+
+    # ----------------------------------------------------------------- the CA
+
+    def load_authority(self) -> Authority | None:
+        """The issuing CA with its OCSP and TSA keys, loaded once; None without
+        ``TAWQI_SERVICE_PIN``. The only place the CA is loaded: the PIN is checked on the
+        token first, outside any database transaction (a wrong PIN is counted in the
+        database, which SQLite cannot write while a transaction of ours holds its lock),
+        then the keys are found in a short transaction of their own. A failure is not
+        remembered: the next call tries again."""
+        if self._authority_loaded:
+            return cast("Authority | None", self._parts["authority"])
+        with self._lock("authority"):
+            if not self._authority_loaded:
+                self._parts["authority"] = self._read_authority()
+                self._authority_loaded = True
+            return cast("Authority | None", self._parts["authority"])
+
+    def _read_authority(self) -> Authority | None:
+        from pki import ca
+
+        pin = self.settings.service_pin
+        if not pin:
+            return None
+        self.tokens().check_pin(self.settings.ca_token_label, pin)
+        with self.runtime.unit_of_work() as session:
+            return ca.load_authority(session, self.tokens(), self.profile(), pin=pin)
+
+    def authority(self) -> Authority:
+        """:meth:`load_authority`, or :class:`ServiceUnavailable`."""
+        found = self.load_authority()
+        if found is None:
+            raise ServiceUnavailable("the CA keys are not loaded on this server")
+        return found
+
+    def ocsp_responder(self) -> OcspResponder:
+        def build() -> OcspResponder:
+            from pki.ocsp import OcspResponder
+
+            return OcspResponder(self.runtime.sessions, self.clock,
+                                 authority=self.load_authority)
+
+        return self._once("ocsp_responder", build)
+
+    # ----------------------------------------------------------------- signing
+
+    def trust_roots(self) -> list[x509.Certificate]:
+        """Read afresh for each service built (our roots, then the configured anchors)."""
+        from api.wiring.adapters import trust_roots
+
+        found = self._parts.get("trust_roots")
+        return list(found) if found is not None else trust_roots(self.runtime)
+
+    def revocation(self) -> RevocationSource:
+        from api.wiring.adapters import SessionRevocation
+
+        return self._once("revocation", lambda: SessionRevocation(self.runtime))
+
+    def remote(self) -> RemoteSigning:
+        def build() -> RemoteSigning:
+            from api.wiring.adapters import DeliveryDirectory, OutboxCodeSender
+            from pki.signing.service import RemoteSigning, RemoteSigningPolicy, issuer_chain
+
+            return RemoteSigning(
+                self.runtime.sessions, self.clock, self.tokens(),
+                directory=DeliveryDirectory(self.settings.terms_version),
+                codes=OutboxCodeSender(self.sealer), chain=issuer_chain,
+                policy=RemoteSigningPolicy.from_settings(self.settings))
+
+        return self._once("remote", build)
+
+    def pades(self) -> PadesService:
+        def build() -> PadesService:
+            from pki import tsa
+            from pki.profiles import ARC_TSA
+            from pki.signing.pades import LocalTimeStamper, PadesService
+            from pki.signing.stamp import warm_fonts
+
+            settings, clock = self.settings, self.clock
+            signer = self.authority().tsa_signer
+            policy_oid = self.profile().policy(ARC_TSA)
+            stamper = None
+            if signer is not None:
+                tsa_signer = signer
+                stamper = LocalTimeStamper(lambda der: tsa.timestamp(
+                    tsa_signer, clock, der, policy_oid=policy_oid).der)
+            warm_fonts(settings.stamp_font_dir)
+            return PadesService(
+                clock, trust_roots=self.trust_roots(), timestamper=stamper,
+                revocation=self.revocation(), font_dir=settings.stamp_font_dir,
+                max_bytes=settings.max_upload_mb * 1024 * 1024)
+
+        return self._once("pades", build)
+
+    def verifier(self) -> Verifier:
+        def build() -> Verifier:
+            from pki.signing.verification import Verifier
+
+            settings = self.settings
+            return Verifier(self.clock, trust_roots=self.trust_roots(),
+                            revocation=self.revocation(),
+                            allow_fetching=settings.verify_fetch_revocation,
+                            max_bytes=settings.max_upload_mb * 1024 * 1024)
+
+        return self._once("verifier", build)
+
+    # ----------------------------------------------------------------- periodic jobs
+    # The scheduler (named, idempotent periodic jobs) plugs in here: a ``jobs()`` part
+    # built from the settings, which the app, ``tawqi worker`` and the jobs CLI ask for.
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+__all__ = ["PARTS", "ServiceUnavailable", "Wiring"]
