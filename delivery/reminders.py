@@ -82,8 +82,8 @@ def send_expiry_warnings(session: Session, clock: Clock, *, thresholds: tuple[in
         claimed = session.execute(insert(ExpiryWarning).values(
             certificate_serial=certificate.serial, threshold_days=threshold,
             holder_id=holder.id, not_after=not_after, queued_at=now,
-        ).on_conflict_do_nothing())
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        ).on_conflict_do_nothing().returning(ExpiryWarning.id)).scalar_one_or_none()
+        if claimed is None:
             continue  # already warned at this threshold (here or by another worker)
         days_left = max(1, math.ceil((not_after - now) / timedelta(days=1)))
         messages += notices.enqueue_expiry_warning(
