@@ -12,7 +12,6 @@ import click
 from api.cli.common import pass_runtime, print_table
 from api.jobs import JOBS, make_scheduler
 from api.runtime import Runtime
-from core.errors import InvalidInput
 from core.scheduler import OUTCOME_FAILED, JobRun, job_states
 
 
@@ -52,13 +51,10 @@ def jobs_list(runtime: Runtime) -> None:
 
 
 @jobs_group.command("run")
-@click.argument("name")
+@click.argument("name", type=click.Choice([d.name for d in JOBS]))
 @pass_runtime
 def jobs_run(runtime: Runtime, name: str) -> None:
     """Run job NAME now, even if it is not due."""
-    known = [d.name for d in JOBS]
-    if name not in known:
-        raise InvalidInput(f"unknown job {name!r}; jobs: {', '.join(known)}")
     run = make_scheduler(runtime).run(name)
     if run is None:
         click.echo(f"{name}: another worker is running it now")
