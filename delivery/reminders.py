@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -40,10 +40,25 @@ class ExpiryReport:
     messages: int
 
 
-def threshold_for(days_left: timedelta, thresholds: tuple[int, ...]) -> int | None:
-    """The tightest threshold ``days_left`` has crossed (``None``: none yet)."""
-    crossed = [t for t in thresholds if days_left <= timedelta(days=t)]
-    return min(crossed) if crossed else None
+def _due(session: Session, now: datetime, lower_days: int, days: int
+         ) -> list[tuple[CertificateRecord, Holder]]:
+    """Issued holder certificates ending in (now + lower_days, now + days], with a
+    registered holder, not replaced by a later one, not yet warned at ``days`` or closer."""
+    newer = aliased(CertificateRecord)
+    return [(row[0], row[1]) for row in session.execute(
+        select(CertificateRecord, Holder)
+        .join(Holder, Holder.cin == CertificateRecord.cin)
+        .where(CertificateRecord.profile == PROFILE_HOLDER,
+               CertificateRecord.status == STATUS_ISSUED,
+               CertificateRecord.not_after > now + timedelta(days=lower_days),
+               CertificateRecord.not_after <= now + timedelta(days=days),
+               ~exists().where(and_(ExpiryWarning.certificate_serial == CertificateRecord.serial,
+                                    ExpiryWarning.threshold_days <= days)),
+               ~exists().where(and_(newer.cin == CertificateRecord.cin,
+                                    newer.profile == PROFILE_HOLDER,
+                                    newer.status == STATUS_ISSUED,
+                                    newer.not_after > CertificateRecord.not_after)))
+        .order_by(CertificateRecord.not_after, CertificateRecord.id))]
 
 
 def send_expiry_warnings(session: Session, clock: Clock, *, thresholds: tuple[int, ...],
@@ -55,46 +70,35 @@ def send_expiry_warnings(session: Session, clock: Clock, *, thresholds: tuple[in
     its end gets the 30-day warning, not also the 60-day one). A certificate the holder has
     already replaced (a later issued certificate with the same CIN) is not warned about.
     Holders are matched by CIN; a certificate without a registered holder has no one to warn.
+    Certificates already warned are left out by the query, so a run with nothing new costs
+    one query per threshold.
     """
     if not thresholds or min(thresholds) < 1:
         raise ValueError("expiry thresholds are positive numbers of days")
     now = as_utc(clock.now())
-    horizon = now + timedelta(days=max(thresholds))
-    newer = aliased(CertificateRecord)
-    rows = session.execute(
-        select(CertificateRecord, Holder)
-        .join(Holder, Holder.cin == CertificateRecord.cin)
-        .where(CertificateRecord.profile == PROFILE_HOLDER,
-               CertificateRecord.status == STATUS_ISSUED,
-               CertificateRecord.not_after > now, CertificateRecord.not_after <= horizon,
-               ~exists().where(and_(newer.cin == CertificateRecord.cin,
-                                    newer.profile == PROFILE_HOLDER,
-                                    newer.status == STATUS_ISSUED,
-                                    newer.not_after > CertificateRecord.not_after)))
-        .order_by(CertificateRecord.not_after, CertificateRecord.id)).all()
     insert = pg_insert if is_postgres(session) else sqlite_insert
     warned = messages = 0
-    for certificate, holder in rows:
-        not_after = as_utc(certificate.not_after)
-        threshold = threshold_for(not_after - now, thresholds)
-        if threshold is None:
-            continue
-        claimed = session.execute(insert(ExpiryWarning).values(
-            certificate_serial=certificate.serial, threshold_days=threshold,
-            holder_id=holder.id, not_after=not_after, queued_at=now,
-        ).on_conflict_do_nothing().returning(ExpiryWarning.id)).scalar_one_or_none()
-        if claimed is None:
-            continue  # already warned at this threshold (here or by another worker)
-        days_left = max(1, math.ceil((not_after - now) / timedelta(days=1)))
-        messages += notices.enqueue_expiry_warning(
-            session, clock, holder=holder, contact=active_contact(session, holder.province_code),
-            serial=certificate.serial, threshold_days=threshold, not_after=not_after,
-            days_left=days_left)
-        record(session, clock, actor=actor, action="delivery.expiry.warned",
-               object_type="certificate", object_id=certificate.serial,
-               summary={"holder_id": holder.id, "threshold_days": threshold,
-                        "not_after": not_after.isoformat()})
-        warned += 1
+    bands = sorted(set(thresholds))
+    for lower, days in zip([0, *bands], bands, strict=False):
+        for certificate, holder in _due(session, now, lower, days):
+            not_after = as_utc(certificate.not_after)
+            claimed = session.execute(insert(ExpiryWarning).values(
+                certificate_serial=certificate.serial, threshold_days=days,
+                holder_id=holder.id, not_after=not_after, queued_at=now,
+            ).on_conflict_do_nothing().returning(ExpiryWarning.id)).scalar_one_or_none()
+            if claimed is None:
+                continue  # another worker claimed it since our query
+            days_left = max(1, math.ceil((not_after - now) / timedelta(days=1)))
+            messages += notices.enqueue_expiry_warning(
+                session, clock, holder=holder,
+                contact=active_contact(session, holder.province_code),
+                serial=certificate.serial, threshold_days=days, not_after=not_after,
+                days_left=days_left)
+            record(session, clock, actor=actor, action="delivery.expiry.warned",
+                   object_type="certificate", object_id=certificate.serial,
+                   summary={"holder_id": holder.id, "threshold_days": days,
+                            "not_after": not_after.isoformat()})
+            warned += 1
     session.flush()
     return ExpiryReport(warned, messages)
 

@@ -227,6 +227,8 @@ def test_expiry_warnings_once_per_certificate_and_threshold_with_two_workers(
     revoked = service.issue(_identity(other_holder.cin, "Nadia"))
     service.revoke(revoked)  # a revoked certificate is not worth a warning
     service.issue(_identity("K12345", "Mohamed"))  # nobody registered with this CIN
+    # Registered only 45 days before the end: first seen past the 60-day threshold.
+    late = service.issue(_identity("JA554433", "Amina"))
     with service.session() as session:
         not_after = as_utc(session.scalars(select(CertificateRecord.not_after).where(
             CertificateRecord.serial == warned)).one())
@@ -265,17 +267,25 @@ def test_expiry_warnings_once_per_certificate_and_threshold_with_two_workers(
     tick_together()
     assert _warnings(service) == []
     seen = 0
+    late_holder = None
     for days in (60, 30, 7):
+        if days == 30:
+            late_holder = _register(service, "JA554433")
         service.clock.set(not_after - timedelta(days=days) + timedelta(hours=2))
         tick_together()
         service.clock.advance(timedelta(hours=1))  # and again later the same day
         tick_together()
         messages = _warnings(service)
         new, seen = messages[seen:], len(messages)
-        assert sorted((m.template, m.channel, m.recipient) for m in new) == sorted([
-            ("expiry.holder", "sms", warned_holder.mobile),
-            ("expiry.holder", "email", warned_holder.email),
-            ("expiry.contact", "email", contact_email)]), f"at {days} days"
+        expected = [("expiry.holder", "sms", warned_holder.mobile),
+                    ("expiry.holder", "email", warned_holder.email),
+                    ("expiry.contact", "email", contact_email)]
+        if late_holder is not None:  # the tightest threshold crossed only: no 60-day one
+            expected += [("expiry.holder", "sms", late_holder.mobile),
+                         ("expiry.holder", "email", late_holder.email),
+                         ("expiry.contact", "email", contact_email)]
+        assert sorted((m.template, m.channel, m.recipient) for m in new) == sorted(expected), \
+            f"at {days} days"
         for message in new:
             params = json.loads(message.params)
             text = render(message.template, message.channel, params)
@@ -286,6 +296,8 @@ def test_expiry_warnings_once_per_certificate_and_threshold_with_two_workers(
         claimed = session.scalars(select(ExpiryWarning.threshold_days).where(
             ExpiryWarning.certificate_serial == warned)).all()
         assert sorted(claimed) == [7, 30, 60]
+        assert sorted(session.scalars(select(ExpiryWarning.threshold_days).where(
+            ExpiryWarning.certificate_serial == late)).all()) == [7, 30]
         assert session.scalars(select(ExpiryWarning).where(
             ExpiryWarning.certificate_serial == revoked)).all() == []
 
@@ -296,7 +308,7 @@ def test_expiry_warnings_once_per_certificate_and_threshold_with_two_workers(
     make_worker(workers[0], inbox=inbox).drain()
     to_holder = [body for _channel, body in inbox.for_recipient(warned_holder.mobile)]
     to_contact = [body for _channel, body in inbox.for_recipient(contact_email)]
-    assert len(to_holder) == 3 and len(to_contact) == 3
+    assert len(to_holder) == 3 and len(to_contact) == 5
     assert all("Benali" in body and "بنعلي" in body for body in to_contact)
 
 

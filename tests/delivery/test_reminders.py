@@ -23,7 +23,7 @@ from delivery.models import (
 from delivery.outbox import Notification, enqueue
 from delivery.personalisation import personalise_request
 from delivery.policy import DeliveryPolicy
-from delivery.reminders import send_handover_reminders, threshold_for
+from delivery.reminders import send_handover_reminders
 from tests.delivery.conftest import (
     COMMUNE_A,
     COMMUNE_B,
@@ -116,10 +116,3 @@ def test_undeliverable_envelopes_are_erased_after_the_retention(
     assert session.get_one(SecretEnvelope, request.pin_envelope_id).ciphertext is not None
     assert envelopes.purge_dead(session, clock, retention_days=30, actor="scheduler") == 0
 
-
-def test_the_tightest_threshold_crossed_is_the_one_sent() -> None:
-    thresholds = (60, 30, 7)
-    assert threshold_for(timedelta(days=61), thresholds) is None
-    assert threshold_for(timedelta(days=60), thresholds) == 60
-    assert threshold_for(timedelta(days=29, hours=23), thresholds) == 30
-    assert threshold_for(timedelta(hours=5), thresholds) == 7
