@@ -8,7 +8,8 @@ due, so an extra run (by hand, or after a lost lease) does no harm.
 - ``crl-republish`` (``TAWQI_JOB_CRL_REPUBLISH_SECONDS``): a new CRL once the latest is past
   half its validity;
 - ``ocsp-resign`` (``TAWQI_JOB_OCSP_RESIGN_SECONDS``): renew the OCSP responder certificate
-  at two thirds of its life, re-sign the answers past half theirs (all after a renewal);
+  at two thirds of its life, re-sign the answers past half theirs (all after a renewal),
+  and rewrite the static export in ``TAWQI_OCSP_EXPORT_DIR`` when set;
 - ``expiry-warnings`` (``TAWQI_JOB_EXPIRY_WARNINGS_SECONDS``): warn holder and contact at
   ``TAWQI_EXPIRY_WARNING_DAYS`` before ``notAfter``;
 - ``handover-reminders`` (``TAWQI_JOB_HANDOVER_REMINDERS_SECONDS``): remind contacts of the
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
@@ -96,8 +98,15 @@ def ocsp_resign(runtime: Runtime) -> str:
             pin=_service_pin(runtime), actor=ACTOR)
         signed = ocsp.presign_due(session, runtime.clock, authority,
                                   force=renewed is not None)
+        exported = ""
+        if runtime.settings.ocsp_export_dir:
+            # Every run, not only when this run signed: a revocation re-signed its answer
+            # in the database at once, and the static copy must follow.
+            report = ocsp.export_static(session, runtime.clock,
+                                        Path(runtime.settings.ocsp_export_dir))
+            exported = f"; {report.files} exported"
     renewal = f"; responder certificate renewed ({renewed})" if renewed else ""
-    return f"{signed} OCSP answer(s) signed{renewal}"
+    return f"{signed} OCSP answer(s) signed{renewal}{exported}"
 
 
 def expiry_warnings(runtime: Runtime) -> str:

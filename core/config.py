@@ -96,6 +96,9 @@ class Settings:
     # their periods must stay below half of the CRL's and the OCSP answers' validity.
     job_crl_republish_seconds: int = 900
     job_ocsp_resign_seconds: int = 900
+    # When set, `ocsp-resign` also rewrites the static export (`tawqi ocsp export`) there on
+    # every run, so nginx or a CDN serving it never serves an expired or outdated answer.
+    ocsp_export_dir: str = ""
     job_expiry_warnings_seconds: int = 3600
     job_handover_reminders_seconds: int = 86400
     job_envelope_purge_seconds: int = 86400

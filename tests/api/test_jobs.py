@@ -100,7 +100,8 @@ def service(own_engine: Engine, tmp_path: Path, softhsm_library: TokenLibrary,
             softhsm_module_path: str) -> Iterator[Service]:
     """A CA set up at FROZEN_AT as ``tawqi ca init`` does, on this test's tokens."""
     clock = FrozenClock(FROZEN_AT)
-    settings = make_settings(tmp_path, pkcs11_module=softhsm_module_path)
+    settings = make_settings(tmp_path, pkcs11_module=softhsm_module_path,
+                             ocsp_export_dir=str(tmp_path / "ocsp-export"))
     runtime = Runtime(settings, clock=clock, engine=own_engine, tokens=softhsm_library)
     with runtime.unit_of_work() as session:
         ca.init_ca(session, clock, softhsm_library, Profile.from_settings(settings),
@@ -180,6 +181,17 @@ def test_three_days_then_a_month_without_an_operator_keep_crl_and_ocsp_valid(
         scheduler.tick()
         _assert_fresh(service)
     final_responders = _assert_fresh(service)
+    # The static export (nginx/CDN) was rewritten by the job: as fresh as the database.
+    exported = Path(service.runtime.settings.ocsp_export_dir)
+    index = (exported / "index.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    by_serial = {line.split("\t")[0]: exported / line.split("\t")[2] for line in index}
+    assert revoked in by_serial and good in by_serial
+    for path in by_serial.values():
+        answer = x509_ocsp.load_der_ocsp_response(path.read_bytes())
+        assert answer.next_update_utc is not None
+        assert answer.next_update_utc > as_utc(service.clock.now())
+    revoked_file = x509_ocsp.load_der_ocsp_response(by_serial[revoked].read_bytes())
+    assert revoked_file.certificate_status == x509_ocsp.OCSPCertStatus.REVOKED
     assert final_responders.isdisjoint(first_responders)  # renewed, and used
     with service.session() as session:
         responder_certs = session.scalars(select(CertificateRecord).where(
