@@ -17,7 +17,7 @@ from pathlib import Path
 from flask import Flask, Response, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import problems, services
+from api import jobs, problems, services
 from api.accounts import Passwords
 from api.blueprints import BLUEPRINT_MODULES
 from api.metrics import Metrics
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None) -
                                                   settings.argon2_memory_kib)
     metrics = Metrics(rt)
     app.extensions["tawqi.metrics"] = metrics
+    jobs.register_metrics(metrics)
     app.extensions[services.KEY] = services.build(rt)
     metrics.install(app)
     problems.install(app)

@@ -2,14 +2,14 @@
 app and the worker: which store, which TSA key, when.
 
 Anchoring needs the service token's PIN (the TSA key is on it). The hooks that run after a
-CA operation and the worker's periodic job never fail what they follow: without the PIN they
-skip with a warning, and any other failure is logged.
+CA operation never fail what they follow: without the PIN they skip with a warning, and any
+other failure is logged. The worker's periodic anchoring is the ``audit-anchor`` job of
+``api/jobs.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -96,24 +96,3 @@ def verify_in(session: Session, settings: Settings, *, tsa_cert_file: Path | Non
     else:
         trusted = anchoring.trusted_tsa_certificates(session)
     return verify_anchored(session, anchor_store(settings), anchoring.TsaTokenVerifier(trusted))
-
-
-def run_anchor_job(runtime: Runtime, stop: threading.Event) -> None:
-    """The worker's periodic job: anchor now, then every TAWQI_AUDIT_ANCHOR_SECONDS until
-    ``stop`` is set. Unchanged logs are not anchored again (see :func:`core.anchors.anchor`)."""
-    if not runtime.settings.service_pin:
-        log.warning("TAWQI_SERVICE_PIN is not set: the audit log will not be anchored")
-        return
-    while True:
-        anchor_quietly(runtime)
-        if stop.wait(runtime.settings.audit_anchor_seconds):
-            return
-
-
-def start_anchor_job(runtime: Runtime, stop: threading.Event) -> threading.Thread:
-    """:func:`run_anchor_job` in a daemon thread (token calls are serialised by the module
-    lock, so it may sign while the outbox worker unseals)."""
-    thread = threading.Thread(target=run_anchor_job, args=(runtime, stop),
-                              name="audit-anchor", daemon=True)
-    thread.start()
-    return thread

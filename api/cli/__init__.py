@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("api.cli.demo", "demo",
              "Run the whole story on a fresh embedded database under <var>/demo."),
     "holder": ("api.cli.delivery", "holder_group", "Certificate holders."),
+    "jobs": ("api.cli.jobs", "jobs_group",
+             "Periodic jobs (CRL, OCSP, expiry warnings, reminders, purges, anchoring)."),
     "ocsp": ("api.cli.pki", "ocsp_group", "Pre-signed OCSP responses."),
     "outbox": ("api.cli.delivery", "outbox_group", "The notification outbox."),
     "quotas": ("api.cli.quotas", "quotas_group", "Yearly certificate quotas."),
@@ -44,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "users": ("api.cli.users", "users",
               "People's accounts: DGCL administrators, operators, contacts, holders."),
     "worker": ("api.cli.delivery", "worker",
-               "Send the notification outbox (SMS, email) with retries and backoff."),
+               "Send the notification outbox (SMS, email) and run the periodic jobs."),
 }
 
 
