@@ -105,9 +105,17 @@ class LoadedModule:
                 raise ModuleUnavailable("The token module has no usable function list.",
                                         code=rv)
             table = head.contents
+            initialize = _Initialize(table.C_Initialize)
+            # A module may hand out a separate instance per C_GetFunctionList call (p11-kit's
+            # client module opens one connection per instance): initialise this one too. A
+            # module with one global state (SoftHSM2) answers "already initialised".
+            rv = initialize(None)
+            if rv not in (CKR_OK, CKR_CRYPTOKI_ALREADY_INITIALIZED):
+                raise ModuleUnavailable("The token module could not be initialised.",
+                                        module=self.path, code=f"0x{rv:x}")
             self._raw = {
                 "dll": dll,
-                "initialize": _Initialize(table.C_Initialize),
+                "initialize": initialize,
                 "init_token": _InitToken(table.C_InitToken),
                 "login": _Login(table.C_Login),
                 "logout": _Logout(table.C_Logout),
