@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import create_engine, delete, event, select
+from sqlalchemy import create_engine, delete, event, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -73,9 +73,30 @@ class DatabasePinAttemptStore:
             count = conn.scalar(statement)
         return int(count or 0)
 
+    def reserve(self, token_label: str, max_attempts: int) -> int | None:
+        """One conditional upsert: add a failure unless ``max_attempts`` are counted. Rows
+        are locked by the statement itself, so concurrent reservations never pass the max."""
+        now = self._now()
+        insert = pg_insert if self._postgres else sqlite_insert
+        statement = insert(PinAttempt).values(  # type: ignore[operator]
+            token_label=token_label, failures=1, updated_at=now,
+        ).on_conflict_do_update(
+            index_elements=[PinAttempt.token_label],
+            set_={"failures": PinAttempt.failures + 1, "updated_at": now},
+            where=PinAttempt.failures < max_attempts,
+        ).returning(PinAttempt.failures)
+        with self._engine.connect() as conn:
+            count = conn.scalar(statement)
+        return None if count is None else int(count)
+
+    def refund(self, token_label: str) -> None:
+        with self._engine.connect() as conn:
+            conn.execute(update(PinAttempt)
+                         .where(PinAttempt.token_label == token_label,
+                                PinAttempt.failures > 0)
+                         .values(failures=PinAttempt.failures - 1, updated_at=self._now()))
+
     def reset(self, token_label: str) -> None:
-        if not self.failures(token_label):
-            return  # nothing to forget: no write, no lock
         with self._engine.connect() as conn:
             conn.execute(delete(PinAttempt).where(PinAttempt.token_label == token_label))
 

@@ -300,13 +300,21 @@ class TokenLibrary:
             state = self._state(module)
         with state.label_lock(label):
             self._unlocked_until.pop(label, None)
-            self._raise_if_locked(label)
-            rv = self._login_on_token(module, label, _mod.CKU_USER, pin)
+            # The attempt is counted before the token sees the PIN, atomically across every
+            # process sharing the store: never more than max_attempts wrong PINs reach it.
+            count = self._attempts.reserve(label, self.max_attempts)
+            if count is None:
+                raise PinLocked("The token is locked after too many wrong PINs; the security "
+                                "officer must reset the PIN.", token=label, attempts_left=0)
+            try:
+                rv = self._login_on_token(module, label, _mod.CKU_USER, pin)
+            except BaseException:
+                self._attempts.refund(label)
+                raise
             if rv == _mod.CKR_OK:
-                if self._attempts.failures(label):
-                    self._attempts.reset(label)
+                self._attempts.reset(label)
                 return
-            self._raise_login_failure(label, rv)
+            self._raise_login_failure(label, rv, count)
 
     def _login_on_token(self, module: _mod.LoadedModule, label: str, user_type: int,
                         pin: str) -> int:
@@ -333,9 +341,12 @@ class TokenLibrary:
                 return rv
         return rv
 
-    def _raise_login_failure(self, label: str, rv: int) -> None:
+    def _raise_login_failure(self, label: str, rv: int, count: int) -> None:
+        """Raise for a refused login; ``count`` already includes this attempt (reserved).
+        Outcomes where the token did not judge the PIN give the reservation back."""
+        if rv not in (_mod.CKR_PIN_INCORRECT, _mod.CKR_PIN_INVALID, _mod.CKR_PIN_LEN_RANGE):
+            self._attempts.refund(label)
         if rv == _mod.CKR_PIN_INCORRECT:
-            count = self._attempts.record_failure(label)
             left = max(self.max_attempts - count, 0)
             if left == 0:
                 raise PinLocked("Wrong PIN; the token is now locked after too many wrong "
@@ -345,7 +356,6 @@ class TokenLibrary:
             raise PinLocked("The token reports its PIN locked.", token=label,
                             attempts_left=0)
         if rv in (_mod.CKR_PIN_INVALID, _mod.CKR_PIN_LEN_RANGE):
-            count = self._attempts.record_failure(label)
             raise PinIncorrect("Wrong PIN.", token=label,
                                attempts_left=max(self.max_attempts - count, 0))
         if rv == _mod.CKR_USER_PIN_NOT_INITIALIZED:

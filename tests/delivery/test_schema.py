@@ -47,3 +47,26 @@ def test_pin_attempts_survive_the_callers_rollback(db_engine: Engine) -> None:
     finally:
         store.dispose()
         other_process.dispose()
+
+
+def test_pin_attempt_reservations_stop_at_the_maximum_across_stores(db_engine: Engine) -> None:
+    """Two stores (as two processes): reservations are one conditional upsert each, so
+    together they never count past the maximum; a refused one writes nothing."""
+    store = DatabasePinAttemptStore(db_engine)
+    other_process = DatabasePinAttemptStore(db_engine)
+    label = f"t-{uuid.uuid4().hex[:12]}"
+    try:
+        assert store.reserve(label, 3) == 1
+        assert other_process.reserve(label, 3) == 2
+        assert store.reserve(label, 3) == 3
+        assert other_process.reserve(label, 3) is None
+        assert store.failures(label) == 3
+        other_process.refund(label)
+        assert store.failures(label) == 2
+        assert store.reserve(label, 3) == 3
+        store.reset(label)
+        other_process.refund(label)  # nothing to give back: stays at zero
+        assert other_process.failures(label) == 0
+    finally:
+        store.dispose()
+        other_process.dispose()
