@@ -29,11 +29,14 @@ import argparse
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -98,15 +101,20 @@ class ModuleServer:
     every client sees one token state.
     """
 
-    def __init__(self, module_path: str, socket_path: str | os.PathLike[str]) -> None:
+    def __init__(self, module_path: str, socket_path: str | os.PathLike[str], *,
+                 idle_timeout: float | None = None) -> None:
         if not os.path.isfile(module_path):
             raise ModuleUnavailable("The PKCS#11 module file does not exist.",
                                     module=module_path)
         self.module_path = module_path
         self.socket_path = Path(socket_path)
         self._p11 = _P11Kit()
+        self.idle_timeout = idle_timeout
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
+        self._active = 0
+        self._active_lock = threading.Lock()
+        self._idle_since = time.monotonic()
         # The instance that keeps the module initialised between clients.
         self._anchor: int | None = None
 
@@ -145,13 +153,24 @@ class ModuleServer:
         listener = self._listener
         if listener is None:  # pragma: no cover - start() sets it
             raise ModuleUnavailable("The server is not listening.")
+        listener.settimeout(1.0 if self.idle_timeout is not None else None)
         while not self._stopping.is_set():
             try:
                 conn, _ = listener.accept()
+            except TimeoutError:
+                with self._active_lock:
+                    idle = self._active == 0 and \
+                        time.monotonic() - self._idle_since >= (self.idle_timeout or 0)
+                if idle:
+                    break
+                continue
             except OSError:
                 if self._stopping.is_set():
                     break
                 raise
+            conn.settimeout(None)
+            with self._active_lock:
+                self._active += 1
             threading.Thread(target=self._serve_one, args=(conn,), daemon=True,
                              name="p11-client").start()
         self._close()
@@ -161,12 +180,17 @@ class ModuleServer:
             try:
                 module = self._load()
             except ModuleUnavailable:
+                with self._active_lock:
+                    self._active -= 1
                 return
             try:
                 # Returns when the client disconnects; the GIL is released meanwhile.
                 self._p11.serve(module, conn.fileno(), conn.fileno())
             finally:
                 self._p11.release(module)
+                with self._active_lock:
+                    self._active -= 1
+                    self._idle_since = time.monotonic()
 
     def stop(self) -> None:
         """Stop accepting; ``serve`` returns, removes the socket and finalises the module."""
@@ -187,6 +211,76 @@ class ModuleServer:
             self._anchor = None
 
 
+def is_serving(socket_path: str | os.PathLike[str]) -> bool:
+    """Whether something accepts connections on ``socket_path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2.0)
+        probe.connect(os.fspath(socket_path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def ensure_server(module_path: str, socket_path: str | os.PathLike[str], *,
+                  idle_timeout: float | None = None, start_timeout: float = 15.0
+                  ) -> tuple[str, bool]:
+    """Return the address of a server of ``module_path`` on ``socket_path`` and whether this
+    call started it: one is started
+    (``python -m hsm.server``, detached, with a pid file and a log beside the socket) if none
+    answers). A file lock makes concurrent callers (workers booting together) start one.
+
+    The started server inherits this process's environment (``SOFTHSM2_CONF``). It is left
+    running for the other processes; it ends after ``idle_timeout`` seconds without any
+    client, or by :func:`stop_server`.
+    """
+    sock = Path(socket_path).absolute()
+    if is_serving(sock):
+        return server_address(sock), False
+    sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(sock.parent / "server.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_serving(sock):
+            return server_address(sock), False
+        command = [sys.executable, "-m", "hsm.server", "--module", module_path,
+                   "--socket", str(sock), "--pid-file", str(sock.with_suffix(".pid"))]
+        if idle_timeout is not None:
+            command += ["--idle-timeout", str(idle_timeout)]
+        with open(sock.with_suffix(".log"), "ab") as log:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=log, start_new_session=True)
+        deadline = time.monotonic() + start_timeout
+        while not is_serving(sock):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise ModuleUnavailable("The token server did not start; see its log.",
+                                        log=str(sock.with_suffix(".log")))
+            time.sleep(0.05)
+    return server_address(sock), True
+
+
+def stop_server(pid_file: str | os.PathLike[str], *, timeout: float = 10.0) -> bool:
+    """End the server whose pid ``pid_file`` names (SIGTERM, then wait). Returns False if it
+    was not running. The pid is checked to be an ``hsm.server`` process before signalling."""
+    path = Path(pid_file)
+    try:
+        pid = int(path.read_text(encoding="ascii").strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    if b"hsm.server" not in cmdline:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                break
+        time.sleep(0.05)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hsm.server",
@@ -194,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", required=True, help="the PKCS#11 module to serve")
     parser.add_argument("--socket", required=True, help="unix socket path to listen on")
     parser.add_argument("--pid-file", help="write this process's id here while serving")
+    parser.add_argument("--idle-timeout", type=float,
+                        help="exit after this many seconds without any client")
     args = parser.parse_args(argv)
-    server = ModuleServer(args.module, args.socket)
+    server = ModuleServer(args.module, args.socket, idle_timeout=args.idle_timeout)
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
         server.stop()

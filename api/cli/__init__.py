@@ -20,9 +20,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from api.cli import audit, db, delivery, demo, pki, quotas, serve, users
+    from api.cli import audit, db, delivery, demo, hsm, pki, quotas, serve, users
 
-    for module in (db, audit, quotas, users, pki, delivery, serve, demo):
+    for module in (db, audit, quotas, users, pki, delivery, serve, hsm, demo):
         for command in module.COMMANDS:
             cli.add_command(command)
 
