@@ -171,6 +171,23 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _fresh_lib(path: str) -> Any:
+    """In a forked child: a python-pkcs11 ``lib`` of its own, not the parent's cached one.
+
+    Some modules hand out one instance per C_GetFunctionList call (p11-kit's client module:
+    one server connection each); the parent's instance must not be used by the child (its
+    connection is the parent's). A new ``lib`` object asks for a new instance and initialises
+    it. A module with one global state (SoftHSM2) may refuse that second C_Initialize as
+    "already initialised": then the inherited object is the child's, as before.
+    """
+    from pkcs11 import _pkcs11
+
+    try:
+        return _pkcs11.lib(path)
+    except PKCS11Error:
+        return pkcs11.lib(path)
+
+
 def load_module(path: str) -> LoadedModule:
     """Return the module at ``path`` loaded and initialised in THIS process.
 
@@ -194,7 +211,7 @@ def load_module(path: str) -> LoadedModule:
             _registry[path] = other
             return other
         try:
-            lib = pkcs11.lib(path)
+            lib = _fresh_lib(path) if module is not None else pkcs11.lib(path)
         except (PKCS11Error, OSError) as exc:
             raise ModuleUnavailable("The PKCS#11 module could not be loaded.",
                                     module=path) from exc

@@ -88,6 +88,8 @@ def test_two_workers_see_one_token_state(token_server: str, db_engine: Engine) -
         second.ok("check_pin", label, reset_pin)
         signature = second.ok("sign", label, reset_pin, b"\x01")
         public.verify(signature, MESSAGE, ec.ECDSA(hashes.SHA256()))
+        # A worker that forks after using the module: the child gets its own connection.
+        assert first.ok("forked_check_pin", label, reset_pin) == 0
     finally:
         for worker in workers:
             worker.stop()

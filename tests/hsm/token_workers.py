@@ -63,11 +63,32 @@ def serve(conn: Connection, database_url: str, barrier: Barrier) -> None:
             thread.join()
         return results
 
+    def forked_check_pin(label: str, pin: str) -> int:
+        """Fork (as a pre-fork server does after using the module): the child checks the
+        PIN through its own connection; its exit code says whether it worked."""
+        library.check_pin(label, pin)
+        import os
+
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                # The parent's pooled database connections are not the child's.
+                store._engine.dispose(close=False)
+                library.check_pin(label, pin)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        library.check_pin(label, pin)  # and the parent's connection still works
+        return os.waitstatus_to_exitcode(status)
+
     commands: dict[str, Any] = {
         "init_token": library.init_token, "check_pin": library.check_pin,
         "change_pin": library.change_pin, "reset_pin": library.reset_pin,
         "token_exists": library.token_exists, "failures": store.failures,
         "sign": sign, "generate": generate, "burst": burst,
+        "forked_check_pin": forked_check_pin,
     }
     try:
         while True:
