@@ -73,6 +73,11 @@ _BLOB_VERSION = b"\x01"
 # A signature re-reads the wrong-PIN count (which another process may have raised to the
 # lockout) at most this often per token; every PIN check still reads it afresh.
 _LOCK_RECHECK_SECONDS = 1.0
+# Through a shared module (the token server) the token's login is shared by every process:
+# another process's PIN check logs the token out and in again, which voids the handles of
+# private objects and, for a moment, the login. A signature then finds its key again and
+# waits for the login this many times (about 0.8 s in all) before raising LoginRequired.
+_SHARED_LOGIN_TRIES = 12
 
 _GONE = (p11.SessionHandleInvalid, p11.SessionClosed, p11.TokenNotPresent,
          p11.DeviceRemoved, p11.SlotIDInvalid)
@@ -275,6 +280,20 @@ class TokenLibrary:
         entry.private_keys.clear()
         entry.secret_keys.clear()
 
+    def _public_exists(self, entry: _Entry, *, key_id: bytes | None,
+                       key_label: str | None) -> bool:
+        """Whether a public key or certificate matches (public objects need no login)."""
+        attrs: dict[Attribute, Any] = {}
+        if key_id is not None:
+            attrs[Attribute.ID] = key_id
+        if key_label is not None:
+            attrs[Attribute.LABEL] = key_label
+        try:
+            return any(self._objects(entry.session, {**attrs, Attribute.CLASS: kind})
+                       for kind in (ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE))
+        except p11.PKCS11Error:
+            return True
+
     def _raise_if_locked_recently(self, label: str) -> None:
         """The signing path's lock check: one store read per token per second, not one per
         signature (with the database store, that read cost more than the signature)."""
@@ -326,10 +345,14 @@ class TokenLibrary:
                 entry = self._entry(state, label)
                 self._forget_login(state, entry)
                 rv = module.login(entry.session.handle, user_type, pin)
-                if rv in (_mod.CKR_USER_ALREADY_LOGGED_IN,
-                          _mod.CKR_USER_ANOTHER_ALREADY_LOGGED_IN):
-                    # Logged in through another session of this process (another library
-                    # object on the same module): log the token out, then check the PIN.
+                for _again in range(_SHARED_LOGIN_TRIES):
+                    if rv not in (_mod.CKR_USER_ALREADY_LOGGED_IN,
+                                  _mod.CKR_USER_ANOTHER_ALREADY_LOGGED_IN):
+                        break
+                    # Logged in through another session: another library object of this
+                    # process, or another process sharing the module through the token
+                    # server (which may log in again between our logout and login). Log
+                    # the token out, then have the PIN checked.
                     module.logout(entry.session.handle)
                     rv = module.login(entry.session.handle, user_type, pin)
                 if rv in _GONE_RV:
@@ -421,31 +444,50 @@ class TokenLibrary:
 
     def _token_sign(self, token_label: str, key_id: bytes, mechanism: Mechanism,
                     param: Any, data: bytes) -> bytes:
-        """Sign ``data`` with a pooled, logged-in token key (used by the key objects)."""
+        """Sign ``data`` with a pooled, logged-in token key (used by the key objects).
+
+        Never logs in: the token must be logged in after a PIN check of this process. If
+        another process (sharing the module through the token server) is re-checking a PIN
+        on this token, the key is looked up again and the signature retried, briefly."""
         self._raise_if_locked_recently(token_label)
         module = self._module()
+        failure: Exception | None = None
+        for attempt in range(_SHARED_LOGIN_TRIES):
+            if attempt:
+                time.sleep(min(0.002 * 2 ** attempt, 0.1))
+            with module.lock:
+                state = self._state(module)
+                entry = state.entries.get(token_label)
+                if entry is None or not entry.logged_in:
+                    raise LoginRequired("The token is not logged in any more; get the key "
+                                        "again with the PIN.", token=token_label)
+                key = entry.private_keys.get(key_id)
+                try:
+                    if key is None:
+                        key = self._find_private(entry, key_id=key_id, key_label=None)
+                        entry.private_keys[key_id] = key
+                    return bytes(key.sign(data, mechanism=mechanism, mechanism_param=param))
+                except (p11.UserNotLoggedIn, p11.ObjectHandleInvalid, p11.KeyHandleInvalid,
+                        p11.GeneralError, KeyNotFound) as exc:
+                    # Logged out (and maybe in again) by another client of the module; a
+                    # logout between C_SignInit and C_Sign makes SoftHSM2 answer
+                    # CKR_GENERAL_ERROR.
+                    entry.private_keys.pop(key_id, None)
+                    failure = exc
+                except _GONE as exc:
+                    self._drop(state, token_label)
+                    raise _module_error(exc, "signing") from exc
+                except p11.PKCS11Error as exc:
+                    raise _module_error(exc, "signing") from exc
         with module.lock:
-            state = self._state(module)
-            entry = state.entries.get(token_label)
-            if entry is None or not entry.logged_in:
-                raise LoginRequired("The token is not logged in any more; get the key again "
-                                    "with the PIN.", token=token_label)
-            key = entry.private_keys.get(key_id)
-            try:
-                if key is None:
-                    key = self._find_private(entry, key_id=key_id, key_label=None)
-                    entry.private_keys[key_id] = key
-                return bytes(key.sign(data, mechanism=mechanism, mechanism_param=param))
-            except p11.UserNotLoggedIn as exc:
+            entry = self._state(module).entries.get(token_label)
+            if entry is not None:
                 entry.logged_in = False
                 entry.private_keys.clear()
-                raise LoginRequired("The token is not logged in any more; get the key "
-                                    "again with the PIN.", token=token_label) from exc
-            except _GONE as exc:
-                self._drop(state, token_label)
-                raise _module_error(exc, "signing") from exc
-            except p11.PKCS11Error as exc:
-                raise _module_error(exc, "signing") from exc
+        if isinstance(failure, p11.GeneralError):
+            raise _module_error(failure, "signing") from failure
+        raise LoginRequired("The token is not logged in any more; get the key again with "
+                            "the PIN.", token=token_label) from failure
 
     # ------------------------------------------------------------------ token lifecycle
 
@@ -614,17 +656,33 @@ class TokenLibrary:
         """
         if key_id is None and key_label is None:
             raise InvalidRequest("Give key_id or key_label.")
-        self._login(label, pin)
-        with self._locked() as state:
-            entry = self._entry(state, label)
-            try:
-                obj = self._find_private(entry, key_id=key_id, key_label=key_label)
-                found_id = bytes(obj.id)
-                found_label = obj.label
-                public = self._public_for(entry, found_id, obj)
-            except p11.PKCS11Error as exc:
-                raise _module_error(exc, "looking up the key") from exc
-            entry.private_keys[found_id] = obj
+        for attempt in range(_SHARED_LOGIN_TRIES):
+            self._login(label, pin)
+            with self._locked() as state:
+                entry = self._entry(state, label)
+                try:
+                    obj = self._find_private(entry, key_id=key_id, key_label=key_label)
+                    found_id = bytes(obj.id)
+                    found_label = obj.label
+                    public = self._public_for(entry, found_id, obj)
+                except (p11.UserNotLoggedIn, p11.ObjectHandleInvalid, p11.GeneralError,
+                        KeyNotFound) as exc:
+                    # Through a shared module another process's PIN check may have logged
+                    # the token out meanwhile: check the PIN again (we have it) and retry.
+                    # A private key is invisible while the token is logged out; it is
+                    # really absent when its public half is absent too.
+                    absent = isinstance(exc, KeyNotFound) and not self._public_exists(
+                        entry, key_id=key_id, key_label=key_label)
+                    if attempt + 1 < _SHARED_LOGIN_TRIES and not absent:
+                        time.sleep(min(0.002 * 2 ** attempt, 0.1))
+                        continue
+                    if isinstance(exc, KeyNotFound):
+                        raise
+                    raise _module_error(exc, "looking up the key") from exc
+                except p11.PKCS11Error as exc:
+                    raise _module_error(exc, "looking up the key") from exc
+                entry.private_keys[found_id] = obj
+                break
         if isinstance(public, ec.EllipticCurvePublicKey):
             return TokenECPrivateKey(self, label, found_id, found_label, public)
         if isinstance(public, rsa.RSAPublicKey):

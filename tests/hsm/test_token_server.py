@@ -95,6 +95,29 @@ def test_two_workers_see_one_token_state(token_server: str, db_engine: Engine) -
             worker.stop()
 
 
+def test_signing_goes_on_while_another_process_checks_the_pin(token_server: str,
+                                                              db_engine: Engine) -> None:
+    """Login state is the token's, shared by every client of the server: a PIN check
+    elsewhere logs the token out and in again. A key object in another worker that signs
+    meanwhile must not fail (nor stay failed) because of that."""
+    signer, checker = workers = _workers(2, db_engine)
+    try:
+        label = f"t-{secrets.token_hex(6)}"
+        so_pin, pin = secrets.token_hex(8), generate_pin(8)
+        signer.ok("init_token", label, so_pin, pin)
+        signer.ok("generate", label, pin, b"\x01")
+        signer.conn.send(("sign_many", (label, pin, b"\x01", 400)))
+        checker.conn.send(("check_many", (label, pin, 100)))
+        for worker in workers:
+            assert worker.conn.poll(180)
+        signed = signer.conn.recv()
+        assert checker.conn.recv() == ("ok", 100)
+        assert signed == ("ok", {"ok": 400})
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
 def test_lockout_counts_exactly_five_across_processes(token_server: str,
                                                       db_engine: Engine) -> None:
     """16 wrong PINs at once over 4 processes (4 threads each), three times: exactly 5

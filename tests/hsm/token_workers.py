@@ -83,12 +83,35 @@ def serve(conn: Connection, database_url: str, barrier: Barrier) -> None:
         library.check_pin(label, pin)  # and the parent's connection still works
         return os.waitstatus_to_exitcode(status)
 
+    def sign_many(label: str, pin: str, key_id: bytes, count: int) -> dict[str, int]:
+        """Wait for the other workers, then sign ``count`` times with one key object."""
+        key = library.private_key(label, pin, key_id=key_id)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        barrier.wait(timeout=60)
+        seen: dict[str, int] = {}
+        for _ in range(count):
+            try:
+                key.sign(_MESSAGE, ec.ECDSA(hashes.SHA256()))
+                name = "ok"
+            except Exception as exc:
+                name = f"{type(exc).__name__}:{getattr(exc, 'extras', {}).get('code')}"
+            seen[name] = seen.get(name, 0) + 1
+        return seen
+
+    def check_many(label: str, pin: str, count: int) -> int:
+        """Wait for the other workers, then check the (right) PIN ``count`` times."""
+        barrier.wait(timeout=60)
+        for _ in range(count):
+            library.check_pin(label, pin)
+        return count
+
     commands: dict[str, Any] = {
         "init_token": library.init_token, "check_pin": library.check_pin,
         "change_pin": library.change_pin, "reset_pin": library.reset_pin,
         "token_exists": library.token_exists, "failures": store.failures,
         "sign": sign, "generate": generate, "burst": burst,
-        "forked_check_pin": forked_check_pin,
+        "forked_check_pin": forked_check_pin, "sign_many": sign_many,
+        "check_many": check_many,
     }
     try:
         while True:
