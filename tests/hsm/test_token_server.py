@@ -188,3 +188,35 @@ def test_the_runtime_starts_and_reuses_one_token_server(
         second.close()
         assert stop_server(socket.with_suffix(".pid"))
     assert not socket.exists()
+
+
+def test_gunicorn_hook_and_cli_manage_the_token_server(
+        tmp_path: Path, softhsm_module_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What deploy/gunicorn.conf.py's master does (start_token_server), and ``tawqi hsm
+    status`` / ``stop`` ending exactly that server by its pid file."""
+    from click.testing import CliRunner
+
+    from api.cli import cli
+    from api.runtime import start_token_server
+
+    monkeypatch.delenv("SOFTHSM2_CONF", raising=False)
+    env = {"TAWQI_VAR_DIR": str(tmp_path / "var"), "TAWQI_PKCS11_SERVER": "auto",
+           "TAWQI_PKCS11_MODULE": softhsm_module_path}
+    settings = Settings(var_dir=tmp_path / "var", pkcs11_module=softhsm_module_path,
+                        pkcs11_server="auto")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["hsm", "status"], env=env).exit_code == 1
+    pid_file = start_token_server(settings)
+    try:
+        assert pid_file is not None and pid_file.exists()
+        assert start_token_server(settings) is None  # already running: not ours to end
+        status = runner.invoke(cli, ["hsm", "status"], env=env)
+        assert status.exit_code == 0 and "serving at unix:path=" in status.output
+        stopped = runner.invoke(cli, ["hsm", "stop"], env=env)
+        assert "stopped" in stopped.output
+        assert not token_server_socket(settings).exists()
+        assert runner.invoke(cli, ["hsm", "status"], env=env).exit_code == 1
+    finally:
+        if pid_file is not None:
+            stop_server(pid_file)
+    assert start_token_server(settings.replace(pkcs11_server="off")) is None
