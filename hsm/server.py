@@ -115,6 +115,7 @@ class ModuleServer:
         self._active = 0
         self._active_lock = threading.Lock()
         self._idle_since = time.monotonic()
+        self._socket_inode: int | None = None
         # The instance that keeps the module initialised between clients.
         self._anchor: int | None = None
 
@@ -145,6 +146,7 @@ class ModuleServer:
             os.umask(old_umask)
         listener.listen(128)
         self._listener = listener
+        self._socket_inode = self.socket_path.stat().st_ino
 
     def serve(self) -> None:
         """Accept connections until :meth:`stop`; one thread per connection."""
@@ -203,8 +205,10 @@ class ModuleServer:
                 listener.close()
 
     def _close(self) -> None:
+        # Remove the socket only if it is still ours (not a newer server's at the same path).
         with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
+            if self.socket_path.stat().st_ino == self._socket_inode:
+                self.socket_path.unlink()
         if self._anchor is not None:
             self._p11.finalize(self._anchor)
             self._p11.release(self._anchor)
@@ -311,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         server.serve()
     finally:
         if pid_file is not None:
-            with contextlib.suppress(FileNotFoundError):
-                pid_file.unlink()
+            with contextlib.suppress(OSError):
+                if pid_file.read_text(encoding="ascii").strip() == str(os.getpid()):
+                    pid_file.unlink()
     return 0
 
 

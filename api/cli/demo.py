@@ -547,6 +547,11 @@ def demo(lazy: LazyRuntime) -> None:
     """Run the whole story on a fresh embedded database under <var>/demo."""
     base = Settings.from_env()
     var_dir = base.var_dir / "demo"
+    # A token server left by the previous run serves the old token directory: end it first.
+    from api.runtime import token_server_socket
+    from hsm.server import stop_server
+
+    stop_server(token_server_socket(base.replace(var_dir=var_dir)).with_suffix(".pid"))
     shutil.rmtree(var_dir, ignore_errors=True)
     settings = base.replace(var_dir=var_dir, database_url="")
     if "softhsm" in Path(settings.pkcs11_module).name:
