@@ -367,7 +367,9 @@ class TokenLibrary:
     def _raise_login_failure(self, label: str, rv: int, count: int) -> None:
         """Raise for a refused login; ``count`` already includes this attempt (reserved).
         Outcomes where the token did not judge the PIN give the reservation back."""
-        if rv not in (_mod.CKR_PIN_INCORRECT, _mod.CKR_PIN_INVALID, _mod.CKR_PIN_LEN_RANGE):
+        if rv in (_mod.CKR_PIN_INCORRECT, _mod.CKR_PIN_INVALID, _mod.CKR_PIN_LEN_RANGE):
+            self._attempts.confirm(label)
+        else:
             self._attempts.refund(label)
         if rv == _mod.CKR_PIN_INCORRECT:
             left = max(self.max_attempts - count, 0)

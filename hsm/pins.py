@@ -71,8 +71,9 @@ class PinAttemptStore(Protocol):
     The token layer counts an attempt BEFORE it asks the token: :meth:`reserve` adds one
     failure unless the count already reached the maximum, in one atomic step, so that however
     many processes check PINs at once, no more than ``max_attempts`` wrong PINs ever reach the
-    token. A correct PIN then clears the count (:meth:`reset`); an attempt that ended without
-    the token judging the PIN (the token went away) is given back (:meth:`refund`).
+    token. Exactly one of three calls follows a granted reservation: a correct PIN clears the
+    count (:meth:`reset`), a wrong one keeps it (:meth:`confirm`), an attempt that ended
+    without the token judging the PIN (the token went away) is given back (:meth:`refund`).
     Implementations must make ``reserve``, ``refund`` and ``record_failure`` atomic across
     every process sharing the store, and must never store the PIN.
     """
@@ -89,6 +90,11 @@ class PinAttemptStore(Protocol):
         """Count one failure in advance, unless ``max_attempts`` are already counted.
 
         Returns the new count, or ``None`` (nothing written) when the token is locked."""
+        ...
+
+    def confirm(self, token_label: str) -> None:
+        """The reserved attempt was a wrong PIN: it stays counted (a store that counts in
+        :meth:`reserve` does nothing here)."""
         ...
 
     def refund(self, token_label: str) -> None:
@@ -124,6 +130,9 @@ class InMemoryPinAttemptStore:
                 return None
             self._counts[token_label] = count + 1
             return count + 1
+
+    def confirm(self, token_label: str) -> None:
+        return None  # counted when reserved
 
     def refund(self, token_label: str) -> None:
         with self._lock:
