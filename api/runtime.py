@@ -82,9 +82,16 @@ class Runtime:
                 self._prepare_softhsm()
                 # Wrong PINs are counted in the database, so the lockout holds across
                 # processes and restarts (SoftHSM2 itself never locks).
+                module = self._token_module()
+                # p11-kit 0.24's RPC cannot carry CKM_AES_GCM: through the token server,
+                # sealed secrets use SoftHSM2 directly (docs/hsm.md, "Known limits").
+                sealing = self.settings.pkcs11_module if (
+                    module != self.settings.pkcs11_module
+                    and is_softhsm(self.settings.pkcs11_module)) else None
                 self._tokens = TokenLibrary(
-                    self._token_module(), max_attempts=self.settings.pin_max_attempts,
-                    attempts=DatabasePinAttemptStore(self.engine, self.clock))
+                    module, max_attempts=self.settings.pin_max_attempts,
+                    attempts=DatabasePinAttemptStore(self.engine, self.clock),
+                    sealing_module=sealing)
             return self._tokens
 
     def _token_module(self) -> str:

@@ -156,7 +156,8 @@ class TokenLibrary:
     """
 
     def __init__(self, module_path: str, *, attempts: PinAttemptStore | None = None,
-                 max_attempts: int = 5, max_sessions: int | None = 256) -> None:
+                 max_attempts: int = 5, max_sessions: int | None = 256,
+                 sealing_module: str | None = None) -> None:
         if max_attempts < 1:
             raise InvalidRequest("max_attempts must be at least 1.")
         if max_sessions is not None and max_sessions < 1:
@@ -169,6 +170,11 @@ class TokenLibrary:
         self._state_: _State | None = None
         # token label -> monotonic time until which "not locked" may be trusted when signing
         self._unlocked_until: dict[str, float] = {}
+        # AES-GCM sealing through another module (see :meth:`encrypt`), or through this one.
+        self._sealing: TokenLibrary | None = None
+        if sealing_module is not None and sealing_module != module_path:
+            self._sealing = TokenLibrary(sealing_module, attempts=self._attempts,
+                                         max_attempts=max_attempts, max_sessions=max_sessions)
 
     @classmethod
     def from_environment(cls, **kwargs: Any) -> TokenLibrary:
@@ -577,6 +583,11 @@ class TokenLibrary:
             self._drop(state, label)
 
     def close(self) -> None:
+        if self._sealing is not None:
+            self._sealing.close()
+        self._close_own()
+
+    def _close_own(self) -> None:
         """Log out every pooled token and close its session. Key objects handed out so far
         raise :class:`LoginRequired` afterwards; the library itself can be used again."""
         module = _mod._registry.get(self.module_path)
@@ -848,10 +859,28 @@ class TokenLibrary:
             except p11.PKCS11Error as exc:
                 raise _module_error(exc, "generating a secret key") from exc
 
+    def _sealed(self, operation: str, *args: Any, **kwargs: Any) -> Any:
+        """Run encrypt/decrypt on the sealing module. Its state is read when it is
+        initialised, so a token or key made since (through the main module) is found by
+        initialising it again, once."""
+        sealing = self._sealing
+        if sealing is None:  # pragma: no cover - callers check
+            raise InvalidRequest("No sealing module.")
+        try:
+            return getattr(sealing, operation)(*args, **kwargs)
+        except (TokenNotFound, KeyNotFound):
+            _mod.load_module(sealing.module_path).reinitialize()
+            return getattr(sealing, operation)(*args, **kwargs)
+
     def encrypt(self, label: str, pin: str, key_label: str, plaintext: bytes,
                 aad: bytes = b"") -> bytes:
         """AES-256-GCM on the token. Blob: version byte, 12-byte random nonce, ciphertext
-        and 16-byte tag. Random nonces: keep a key under 2**32 messages."""
+        and 16-byte tag. Random nonces: keep a key under 2**32 messages.
+
+        With ``sealing_module`` set (the main module is p11-kit's client, whose RPC in
+        p11-kit 0.24 cannot carry CKM_AES_GCM), this runs on that module instead."""
+        if self._sealing is not None:
+            return bytes(self._sealed("encrypt", label, pin, key_label, plaintext, aad=aad))
         self._login(label, pin)
         nonce = os.urandom(_GCM_NONCE_BYTES)
         with self._locked() as state:
@@ -869,6 +898,8 @@ class TokenLibrary:
                 aad: bytes = b"") -> bytes:
         """Reverse :meth:`encrypt`; raise :class:`DecryptionFailed` if the blob, the AAD or
         the key do not match."""
+        if self._sealing is not None:
+            return bytes(self._sealed("decrypt", label, pin, key_label, blob, aad=aad))
         if (len(blob) < 1 + _GCM_NONCE_BYTES + _GCM_TAG_BITS // 8
                 or blob[:1] != _BLOB_VERSION):
             raise DecryptionFailed("Not a sealed blob of this version.")

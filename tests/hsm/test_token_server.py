@@ -48,6 +48,7 @@ def token_server(tmp_path: Path, softhsm_module_path: str,
             assert time.monotonic() < deadline, "the token server did not start"
             time.sleep(0.05)
         monkeypatch.setenv("P11_KIT_SERVER_ADDRESS", server_address(sock))
+        monkeypatch.setenv("SOFTHSM2_CONF", str(conf))  # the workers' sealing module
         yield server_address(sock)
     finally:
         process.terminate()
@@ -113,6 +114,30 @@ def test_signing_goes_on_while_another_process_checks_the_pin(token_server: str,
         signed = signer.conn.recv()
         assert checker.conn.recv() == ("ok", 100)
         assert signed == ("ok", {"ok": 400})
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def test_sealed_secrets_across_workers(token_server: str, db_engine: Engine) -> None:
+    """p11-kit 0.24's RPC cannot carry CKM_AES_GCM: sealing runs on SoftHSM2 loaded in the
+    worker (``sealing_module``), which finds a token made through the server after it
+    started by initialising itself again."""
+    first, second = workers = _workers(2, db_engine)
+    try:
+        labels = [f"t-{secrets.token_hex(6)}" for _ in range(2)]
+        so_pin, pin = secrets.token_hex(8), generate_pin(8)
+        first.ok("init_token", labels[0], so_pin, pin)
+        first.ok("ensure_secret_key", labels[0], pin, "envelope")
+        blob = second.ok("encrypt", labels[0], pin, "envelope", b"PIN 4829", b"req-1")
+        assert first.ok("decrypt", labels[0], pin, "envelope", blob, b"req-1") == b"PIN 4829"
+        assert first.call("decrypt", labels[0], pin, "envelope", blob, b"req-2")[0] == \
+            "DecryptionFailed"
+        # a token made after the second worker's sealing module started
+        first.ok("init_token", labels[1], so_pin, pin)
+        first.ok("ensure_secret_key", labels[1], pin, "envelope")
+        blob = second.ok("encrypt", labels[1], pin, "envelope", b"PIN 7351", b"")
+        assert first.ok("decrypt", labels[1], pin, "envelope", blob, b"") == b"PIN 7351"
     finally:
         for worker in workers:
             worker.stop()

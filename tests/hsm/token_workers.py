@@ -24,12 +24,13 @@ def serve(conn: Connection, database_url: str, barrier: Barrier) -> None:
 
     from core.db import make_engine
     from delivery.pins import DatabasePinAttemptStore
-    from hsm import TokenLibrary
+    from hsm import TokenLibrary, default_module_path
     from hsm.server import client_module_path
 
     engine = make_engine(database_url)
     store = DatabasePinAttemptStore(engine)
-    library = TokenLibrary(client_module_path(), attempts=store, max_attempts=5)
+    library = TokenLibrary(client_module_path(), attempts=store, max_attempts=5,
+                           sealing_module=default_module_path())
 
     def sign(label: str, pin: str, key_id: bytes) -> bytes:
         key = library.private_key(label, pin, key_id=key_id)
@@ -111,7 +112,8 @@ def serve(conn: Connection, database_url: str, barrier: Barrier) -> None:
         "token_exists": library.token_exists, "failures": store.failures,
         "sign": sign, "generate": generate, "burst": burst,
         "forked_check_pin": forked_check_pin, "sign_many": sign_many,
-        "check_many": check_many,
+        "check_many": check_many, "ensure_secret_key": library.ensure_secret_key,
+        "encrypt": library.encrypt, "decrypt": library.decrypt,
     }
     try:
         while True:
