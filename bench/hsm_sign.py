@@ -152,6 +152,17 @@ def main() -> None:
                               key_id=b"\x02")
 
     server = start_token_server(workdir.name, module_path)
+    try:
+        run(args, library, module_path, pin)
+    finally:
+        server.terminate()
+        server.wait(30)
+        library.close()
+        workdir.cleanup()
+
+
+def run(args: argparse.Namespace, library: TokenLibrary, module_path: str, pin: str) -> None:
+    """Every measurement; the caller ends the token server whatever happens."""
     served_library = TokenLibrary(client_module_path())
 
     print(f"module: {module_path}")
@@ -185,10 +196,6 @@ def main() -> None:
         print(f"{name}: through the token server {served:.0f}/s ({served / ours:.2f} of "
               f"direct), two processes {served_double:.0f}/s")
     served_library.close()
-    server.terminate()
-    server.wait(30)
-    library.close()
-    workdir.cleanup()
     print(f"ratio_vs_bare={min(ratios):.3f}")
 
 
