@@ -51,6 +51,11 @@ class Settings:
     # SO PIN used to initialise and reset tokens. Only from the environment or a file.
     so_pin: str = field(default="", repr=False)
     pin_max_attempts: int = 5
+    # How processes reach the tokens: "auto" (SoftHSM2 through one token server under
+    # var_dir/hsm, started on demand; any other module loaded directly), "off" (load the
+    # module in this process: single-process tools and tests), or the socket path (or
+    # P11_KIT_SERVER_ADDRESS-style "unix:path=...") of a server started elsewhere.
+    pkcs11_server: str = "auto"
 
     # Certificate authority
     ca_org: str = "Tawqi"
@@ -250,6 +255,8 @@ class Settings:
         if self.sad_ttl_seconds < 1 or self.sign_hash_max_batch < 1:
             raise ConfigurationError("TAWQI_SAD_TTL_SECONDS and TAWQI_SIGN_HASH_MAX_BATCH "
                                      "must be at least 1")
+        if not self.pkcs11_server:
+            raise ConfigurationError("TAWQI_PKCS11_SERVER must be auto, off or a socket path")
         if self.pin_max_attempts < 1:
             raise ConfigurationError("TAWQI_PIN_MAX_ATTEMPTS must be at least 1")
         if self.ca_country != self.ca_country.upper() or len(self.ca_country) != 2:

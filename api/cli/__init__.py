@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "delivery": ("api.cli.delivery", "delivery_group", "Delivery set-up."),
     "demo": ("api.cli.demo", "demo",
              "Run the whole story on a fresh embedded database under <var>/demo."),
+    "hsm": ("api.cli.hsm", "hsm_group",
+            "The token server (one token state for every process)."),
     "holder": ("api.cli.delivery", "holder_group", "Certificate holders."),
     "jobs": ("api.cli.jobs", "jobs_group",
              "Periodic jobs (CRL, OCSP, expiry warnings, reminders, purges, anchoring)."),
