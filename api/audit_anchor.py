@@ -2,14 +2,14 @@
 app and the worker: which store, which TSA key, when.
 
 Anchoring needs the service token's PIN (the TSA key is on it). The hooks that run after a
-CA operation and the worker's periodic job never fail what they follow: without the PIN they
-skip with a warning, and any other failure is logged.
+CA operation never fail what they follow: without the PIN they skip with a warning, and any
+other failure is logged. The worker's periodic anchoring is the ``audit-anchor`` job of
+``api/jobs.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -26,7 +26,7 @@ from core.anchors import (
 from core.config import Settings
 from core.errors import ConfigurationError, TawqiError
 from hsm.errors import HsmError
-from pki import anchoring, ca
+from pki import anchoring
 from pki.authority import Authority
 from pki.profiles import Profile
 
@@ -46,18 +46,14 @@ def anchor_now(runtime: Runtime, *, authority: Authority | None = None, actor: s
     own. Raises :class:`ConfigurationError` without TAWQI_SERVICE_PIN."""
     settings = runtime.settings
     if authority is None:
-        pin = settings.service_pin
-        if not pin:
+        if not settings.service_pin:
             raise ConfigurationError("set TAWQI_SERVICE_PIN: anchoring time-stamps the audit "
                                      "head with the TSA key on the service token")
-        # Check the PIN before the transaction opens (a wrong PIN is counted in the
-        # database, which SQLite cannot write while our transaction holds its lock).
-        runtime.tokens().check_pin(settings.ca_token_label, pin)
+        from api.wiring.root import read_authority
+
+        authority = read_authority(runtime)
     profile = Profile.from_settings(settings)
     with runtime.unit_of_work() as session:
-        if authority is None:
-            authority = ca.load_authority(session, runtime.tokens(), profile,
-                                          pin=settings.service_pin)
         stamper = anchoring.HeadStamper(authority.tsa_signer, runtime.clock, profile)
         return anchor(session, runtime.clock, anchor_store(settings), stamper, actor=actor,
                       force=force)
@@ -96,24 +92,3 @@ def verify_in(session: Session, settings: Settings, *, tsa_cert_file: Path | Non
     else:
         trusted = anchoring.trusted_tsa_certificates(session)
     return verify_anchored(session, anchor_store(settings), anchoring.TsaTokenVerifier(trusted))
-
-
-def run_anchor_job(runtime: Runtime, stop: threading.Event) -> None:
-    """The worker's periodic job: anchor now, then every TAWQI_AUDIT_ANCHOR_SECONDS until
-    ``stop`` is set. Unchanged logs are not anchored again (see :func:`core.anchors.anchor`)."""
-    if not runtime.settings.service_pin:
-        log.warning("TAWQI_SERVICE_PIN is not set: the audit log will not be anchored")
-        return
-    while True:
-        anchor_quietly(runtime)
-        if stop.wait(runtime.settings.audit_anchor_seconds):
-            return
-
-
-def start_anchor_job(runtime: Runtime, stop: threading.Event) -> threading.Thread:
-    """:func:`run_anchor_job` in a daemon thread (token calls are serialised by the module
-    lock, so it may sign while the outbox worker unseals)."""
-    thread = threading.Thread(target=run_anchor_job, args=(runtime, stop),
-                              name="audit-anchor", daemon=True)
-    thread.start()
-    return thread

@@ -26,6 +26,33 @@ if TYPE_CHECKING:
     from hsm import TokenLibrary
 
 
+#: An automatically started token server ends after this long without any client.
+TOKEN_SERVER_IDLE_SECONDS = 600.0
+
+
+def is_softhsm(module_path: str) -> bool:
+    return "softhsm" in Path(module_path).name
+
+
+def token_server_socket(settings: Settings) -> Path:
+    """Where the embedded token server listens (its pid file and log sit beside it)."""
+    return settings.var_dir.absolute() / "hsm" / "pkcs11.sock"
+
+
+def start_token_server(settings: Settings) -> Path | None:
+    """For a pre-fork server's master (gunicorn): start the token server the settings call
+    for before the workers fork. Returns its pid file if THIS call started it (the caller
+    then ends it on exit), else ``None``."""
+    if settings.pkcs11_server != "auto" or not is_softhsm(settings.pkcs11_module):
+        return None
+    from hsm.server import ensure_server
+
+    Runtime._prepare_softhsm_for(settings)
+    socket = token_server_socket(settings)
+    _, started = ensure_server(settings.pkcs11_module, socket)
+    return socket.with_suffix(".pid") if started else None
+
+
 class Runtime:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  engine: Engine | None = None, tokens: TokenLibrary | None = None) -> None:
@@ -55,21 +82,52 @@ class Runtime:
                 self._prepare_softhsm()
                 # Wrong PINs are counted in the database, so the lockout holds across
                 # processes and restarts (SoftHSM2 itself never locks).
+                module = self._token_module()
+                # p11-kit 0.24's RPC cannot carry CKM_AES_GCM: through the token server,
+                # sealed secrets use SoftHSM2 directly (docs/hsm.md, "Known limits").
+                sealing = self.settings.pkcs11_module if (
+                    module != self.settings.pkcs11_module
+                    and is_softhsm(self.settings.pkcs11_module)) else None
                 self._tokens = TokenLibrary(
-                    self.settings.pkcs11_module, max_attempts=self.settings.pin_max_attempts,
-                    attempts=DatabasePinAttemptStore(self.engine, self.clock))
+                    module, max_attempts=self.settings.pin_max_attempts,
+                    attempts=DatabasePinAttemptStore(self.engine, self.clock),
+                    sealing_module=sealing)
             return self._tokens
 
+    def _token_module(self) -> str:
+        """The PKCS#11 module this process loads: the configured one, or p11-kit's client
+        module pointed at the token server (P11_KIT_SERVER_ADDRESS), so that every process
+        of the installation sees one token state (see docs/hsm.md)."""
+        from hsm.server import client_module_path, ensure_server, server_address
+
+        mode = self.settings.pkcs11_server
+        module = self.settings.pkcs11_module
+        if mode == "off" or (mode == "auto" and not is_softhsm(module)):
+            return module
+        if mode == "auto":
+            address, _ = ensure_server(module, token_server_socket(self.settings),
+                                       idle_timeout=TOKEN_SERVER_IDLE_SECONDS)
+        elif mode.startswith("unix:"):
+            address = mode
+        else:
+            address = server_address(Path(mode).absolute())
+        os.environ["P11_KIT_SERVER_ADDRESS"] = address
+        return client_module_path()
+
     def _prepare_softhsm(self) -> None:
+        self._prepare_softhsm_for(self.settings)
+
+    @staticmethod
+    def _prepare_softhsm_for(settings: Settings) -> None:
         """With SoftHSM2 and no SOFTHSM2_CONF, keep tokens under var/ rather than in the
         system-wide directory."""
-        if "softhsm" not in Path(self.settings.pkcs11_module).name or \
-                os.environ.get("SOFTHSM2_CONF"):
+        if not is_softhsm(settings.pkcs11_module) or os.environ.get("SOFTHSM2_CONF"):
             return
         from hsm.softhsm import write_softhsm_config
 
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
         os.environ["SOFTHSM2_CONF"] = str(
-            write_softhsm_config(self.settings.var_dir / "softhsm"))
+            write_softhsm_config(settings.var_dir.absolute() / "softhsm"))
 
     def close(self) -> None:
         if self._tokens is not None:

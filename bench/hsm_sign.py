@@ -9,7 +9,9 @@ For EC P-256 (ECDSA with SHA-256) and RSA 3072 (PKCS#1 v1.5 with SHA-256) it mea
   ``key.sign(sha256(data), mechanism=ECDSA)`` (SoftHSM2 has no CKM_ECDSA_SHA256), for RSA
   ``key.sign(data, mechanism=SHA256_RSA_PKCS)``,
 * ``openssl``: ``openssl speed -seconds N ecdsap256`` / ``rsa3072`` (one core, no token),
-* ``ours x2``: our key object in two processes at once (total), against ours in one.
+* ``ours x2``: our key object in two processes at once (total), against ours in one,
+* ``served``: our key object through the token server (``hsm.server``, p11-kit's RPC over a
+  unix socket, the embedded default for several processes), in one and in two processes.
 
 Each figure is the best of ``--rounds`` rounds, ours and bare alternating. The LAST line is
 ``ratio_vs_bare=<x>``: the lower of the two ratios ours/bare.
@@ -20,8 +22,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import multiprocessing
+import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,6 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from hsm import TokenLibrary, TokenPrivateKey, default_module_path, generate_pin
+from hsm.server import client_module_path, is_serving, server_address
 from hsm.softhsm import use_config, write_softhsm_config
 
 DATA = b"Tawqi benchmark: a permit of 2026, signed by the commune" * 4
@@ -115,6 +120,21 @@ def processes_rate(library: TokenLibrary, pin: str, key_id: bytes, seconds: floa
     return float(total)
 
 
+def start_token_server(workdir: str, module_path: str) -> subprocess.Popen[bytes]:
+    """``python -m hsm.server`` over the bench's token directory (read at its start, after
+    the keys were made); this process then reaches it through p11-kit's client module."""
+    sock = os.path.join(workdir, "pkcs11.sock")
+    server = subprocess.Popen([sys.executable, "-m", "hsm.server", "--module", module_path,
+                               "--socket", sock], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not is_serving(sock):
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the token server did not start")
+        time.sleep(0.05)
+    os.environ["P11_KIT_SERVER_ADDRESS"] = server_address(sock)
+    return server
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -130,6 +150,20 @@ def main() -> None:
     library.generate_key_pair(LABEL, pin, key_type="EC-P256", key_label="ec", key_id=b"\x01")
     library.generate_key_pair(LABEL, pin, key_type="RSA-3072", key_label="rsa",
                               key_id=b"\x02")
+
+    server = start_token_server(workdir.name, module_path)
+    try:
+        run(args, library, module_path, pin)
+    finally:
+        server.terminate()
+        server.wait(30)
+        library.close()
+        workdir.cleanup()
+
+
+def run(args: argparse.Namespace, library: TokenLibrary, module_path: str, pin: str) -> None:
+    """Every measurement; the caller ends the token server whatever happens."""
+    served_library = TokenLibrary(client_module_path())
 
     print(f"module: {module_path}")
     print(f"seconds per run: {args.seconds}, rounds: {args.rounds} (best of)")
@@ -156,8 +190,12 @@ def main() -> None:
               + (f", ours/openssl {ours / speed:.3f}" if speed else ""))
         print(f"{name}: one process {single:.0f}/s, two processes {double:.0f}/s, "
               f"scaling x{double / single:.2f}")
-    library.close()
-    workdir.cleanup()
+        served_sign = our_signer(served_library.private_key(LABEL, pin, key_id=key_id))
+        served = max(rate(served_sign, args.seconds) for _ in range(args.rounds))
+        served_double = processes_rate(served_library, pin, key_id, args.seconds, 2)
+        print(f"{name}: through the token server {served:.0f}/s ({served / ours:.2f} of "
+              f"direct), two processes {served_double:.0f}/s")
+    served_library.close()
     print(f"ratio_vs_bare={min(ratios):.3f}")
 
 

@@ -51,6 +51,11 @@ class Settings:
     # SO PIN used to initialise and reset tokens. Only from the environment or a file.
     so_pin: str = field(default="", repr=False)
     pin_max_attempts: int = 5
+    # How processes reach the tokens: "auto" (SoftHSM2 through one token server under
+    # var_dir/hsm, started on demand; any other module loaded directly), "off" (load the
+    # module in this process: single-process tools and tests), or the socket path (or
+    # P11_KIT_SERVER_ADDRESS-style "unix:path=...") of a server started elsewhere.
+    pkcs11_server: str = "auto"
 
     # Certificate authority
     ca_org: str = "Tawqi"
@@ -85,6 +90,27 @@ class Settings:
     # the audit chain (empty: <var_dir>/audit-anchors), and how often `tawqi worker` anchors.
     audit_anchor_dir: str = ""
     audit_anchor_seconds: int = 3600
+
+    # Periodic jobs run by `tawqi worker` (api/jobs.py), each once per period however many
+    # workers run: how often a worker looks for due jobs, how long a job's lease lasts (the
+    # job of a worker that died runs again after it), how soon a failed job is retried.
+    job_tick_seconds: int = 60
+    job_lease_seconds: int = 900
+    job_retry_seconds: int = 300
+    # Each job's period. The CRL and OCSP jobs re-sign what is past half its validity, so
+    # their periods must stay below half of the CRL's and the OCSP answers' validity.
+    job_crl_republish_seconds: int = 900
+    job_ocsp_resign_seconds: int = 900
+    # When set, `ocsp-resign` also rewrites the static export (`tawqi ocsp export`) there on
+    # every run, so nginx or a CDN serving it never serves an expired or outdated answer.
+    ocsp_export_dir: str = ""
+    job_expiry_warnings_seconds: int = 3600
+    job_handover_reminders_seconds: int = 86400
+    job_envelope_purge_seconds: int = 86400
+    # Expiry warnings to the holder and the contact: days before notAfter, comma-separated.
+    expiry_warning_days: str = "60,30,7"
+    # A PIN or code envelope whose every message is dead is erased after this many days.
+    envelope_retention_days: int = 30
 
     # Delivery
     sms_backend: str = "console"
@@ -187,9 +213,37 @@ class Settings:
         return Path(self.audit_anchor_dir) if self.audit_anchor_dir else \
             self.var_dir / "audit-anchors"
 
+    @property
+    def expiry_warning_thresholds(self) -> tuple[int, ...]:
+        """TAWQI_EXPIRY_WARNING_DAYS as numbers, largest first."""
+        try:
+            days = {int(part) for part in self.expiry_warning_days.split(",") if part.strip()}
+        except ValueError as exc:
+            raise ConfigurationError("TAWQI_EXPIRY_WARNING_DAYS must be comma-separated "
+                                     "numbers of days, e.g. 60,30,7") from exc
+        if not days or min(days) < 1:
+            raise ConfigurationError("TAWQI_EXPIRY_WARNING_DAYS needs days of at least 1")
+        return tuple(sorted(days, reverse=True))
+
     def validate(self) -> None:
         if self.audit_anchor_seconds < 1:
             raise ConfigurationError("TAWQI_AUDIT_ANCHOR_SECONDS must be at least 1")
+        periods = {name: getattr(self, name) for name in (
+            "job_tick_seconds", "job_lease_seconds", "job_retry_seconds",
+            "job_crl_republish_seconds", "job_ocsp_resign_seconds",
+            "job_expiry_warnings_seconds", "job_handover_reminders_seconds",
+            "job_envelope_purge_seconds", "envelope_retention_days")}
+        for name, value in periods.items():
+            if value < 1:
+                raise ConfigurationError(f"TAWQI_{name.upper()} must be at least 1")
+        if self.job_crl_republish_seconds * 2 >= self.crl_validity_hours * 3600:
+            raise ConfigurationError("TAWQI_JOB_CRL_REPUBLISH_SECONDS must be below half of "
+                                     "TAWQI_CRL_VALIDITY_HOURS, or a CRL could expire")
+        if self.job_ocsp_resign_seconds * 2 >= self.ocsp_response_validity_hours * 3600:
+            raise ConfigurationError("TAWQI_JOB_OCSP_RESIGN_SECONDS must be below half of "
+                                     "TAWQI_OCSP_RESPONSE_VALIDITY_HOURS, or answers could "
+                                     "expire")
+        self.expiry_warning_thresholds  # noqa: B018 (raises when malformed)
         if self.sms_backend not in {"console", "twilio"}:
             raise ConfigurationError("TAWQI_SMS_BACKEND must be console or twilio")
         if self.email_backend not in {"console", "smtp"}:
@@ -201,6 +255,8 @@ class Settings:
         if self.sad_ttl_seconds < 1 or self.sign_hash_max_batch < 1:
             raise ConfigurationError("TAWQI_SAD_TTL_SECONDS and TAWQI_SIGN_HASH_MAX_BATCH "
                                      "must be at least 1")
+        if not self.pkcs11_server:
+            raise ConfigurationError("TAWQI_PKCS11_SERVER must be auto, off or a socket path")
         if self.pin_max_attempts < 1:
             raise ConfigurationError("TAWQI_PIN_MAX_ATTEMPTS must be at least 1")
         if self.ca_country != self.ca_country.upper() or len(self.ca_country) != 2:

@@ -11,15 +11,23 @@ service included, can recover the secret.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from core.audit import record
 from core.clock import Clock
 from delivery.errors import EnvelopeUnavailable, TokenLayerUnavailable
-from delivery.models import ENVELOPE_PURPOSES, SecretEnvelope
+from delivery.models import (
+    ENVELOPE_PURPOSES,
+    OUTBOX_DEAD,
+    OUTBOX_PENDING,
+    OUTBOX_SENDING,
+    OutboxMessage,
+    SecretEnvelope,
+)
 from hsm import HsmError, TokenLibrary
 
 
@@ -126,3 +134,23 @@ def destroy(session: Session, clock: Clock, envelope_id: str, *, reason: str,
            summary={"purpose": envelope.purpose, "holder_id": envelope.holder_id,
                     "reason": reason})
     return True
+
+
+def purge_dead(session: Session, clock: Clock, *, retention_days: int, actor: str) -> int:
+    """Erase the envelopes nobody will send any more: still sealed, created more than
+    ``retention_days`` ago, whose every message is dead (none pending or being sent) and was
+    last due before that cutoff. Until then ``tawqi outbox retry`` can revive them; after,
+    the holder needs a PIN reset. An envelope with no message yet (a device token's PIN
+    waiting for the hand-over) is never purged. Returns how many were erased."""
+    cutoff = clock.now() - timedelta(days=retention_days)
+    carried = OutboxMessage.envelope_id == SecretEnvelope.id
+    candidates = session.scalars(
+        select(SecretEnvelope.id)
+        .where(SecretEnvelope.ciphertext.is_not(None), SecretEnvelope.created_at < cutoff,
+               exists().where(and_(carried, OutboxMessage.status == OUTBOX_DEAD)),
+               ~exists().where(and_(carried, OutboxMessage.status.in_(
+                   (OUTBOX_PENDING, OUTBOX_SENDING)))),
+               ~exists().where(and_(carried, OutboxMessage.next_attempt_at >= cutoff)))
+        .order_by(SecretEnvelope.created_at)).all()
+    return sum(destroy(session, clock, envelope_id, reason="purged: undeliverable",
+                       actor=actor) for envelope_id in candidates)

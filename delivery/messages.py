@@ -185,3 +185,62 @@ def render(name: str, channel: str, params: Mapping[str, Any],
         raise ValueError(f"template {name} has no email text")
     return Rendered(template.email_subject.format_map(values),
                     template.email_body.format_map(values))
+
+
+# ----------------------------------------------------------- scheduled notices (api/jobs.py)
+
+_EXPIRY_HOLDER_SMS = (
+    "Tawqi : votre certificat de signature ({entity_fr}) expire le {not_after}, dans {days} "
+    "jours. Demandez son renouvellement au correspondant désigné de votre province.\n"
+    "توقيع: تنتهي صلاحية شهادة توقيعكم ({entity_ar}) بتاريخ {not_after}، أي بعد {days} يوما. "
+    "يرجى طلب تجديدها لدى المخاطب المعين بإقليمكم."
+)
+_EXPIRY_HOLDER_EMAIL = (
+    "Madame, Monsieur {name_fr},\n\n"
+    "Votre certificat de signature électronique ({entity_fr}) expire le {not_after} (dans "
+    "{days} jours). Après cette date, vous ne pourrez plus signer avec lui. Demandez dès "
+    "maintenant son renouvellement au correspondant désigné de votre province.\n\n"
+    "----\n\n"
+    "السيد(ة) {name_ar}،\n\n"
+    "تنتهي صلاحية شهادة توقيعكم الإلكتروني ({entity_ar}) بتاريخ {not_after} (بعد {days} "
+    "يوما). بعد هذا التاريخ لن يكون بإمكانكم التوقيع بها. يرجى طلب تجديدها من الآن لدى "
+    "المخاطب المعين بإقليمكم.\n"
+)
+_EXPIRY_CONTACT_EMAIL = (
+    "Madame, Monsieur {contact_name},\n\n"
+    "Le certificat de signature de {holder_fr} ({entity_fr}) expire le {not_after} (dans "
+    "{days} jours). Pour que la signature des autorisations ne soit pas interrompue, "
+    "soumettez dès maintenant une demande de renouvellement.\n\n"
+    "----\n\n"
+    "السيد(ة) {contact_name}،\n\n"
+    "تنتهي صلاحية شهادة توقيع {holder_ar} ({entity_ar}) بتاريخ {not_after} (بعد {days} "
+    "يوما). حتى لا يتوقف توقيع الرخص، يرجى تقديم طلب التجديد من الآن.\n"
+)
+_HANDOVER_REMINDER_EMAIL = (
+    "Madame, Monsieur {contact_name},\n\n"
+    "{count} support(s) de signature reçu(s) pour {province_fr} attend(ent) depuis plus de "
+    "{days} jours d'être remis à leur titulaire :\n\n{items}\n\n"
+    "Remettez chaque support à son titulaire et consignez la remise : tant qu'elle n'est "
+    "pas consignée, son certificat ne peut pas être activé et il ne peut pas signer.\n\n"
+    "----\n\n"
+    "السيد(ة) {contact_name}،\n\n"
+    "{count} من حوامل التوقيع المستلمة لفائدة {province_ar} تنتظر منذ أكثر من {days} أيام "
+    "تسليمها إلى أصحابها:\n\n{items}\n\n"
+    "يرجى تسليم كل حامل إلى صاحبه وتسجيل التسليم: ما لم يسجل، لا يمكن تفعيل شهادته ولا "
+    "يمكنه التوقيع.\n"
+)
+
+TEMPLATES.update({t.name: t for t in (
+    Template("expiry.holder", False, sms=_EXPIRY_HOLDER_SMS,
+             email_subject="Tawqi — votre certificat expire le {not_after} / "
+                           "تنتهي صلاحية شهادتكم بتاريخ {not_after}",
+             email_body=_EXPIRY_HOLDER_EMAIL),
+    Template("expiry.contact", False,
+             email_subject="Tawqi — certificat de {holder_fr} : expiration le {not_after} / "
+                           "انتهاء صلاحية شهادة {holder_ar}",
+             email_body=_EXPIRY_CONTACT_EMAIL),
+    Template("handover.reminder", False,
+             email_subject="Tawqi — remises en attente ({province_fr}) / "
+                           "تسليمات متأخرة ({province_ar})",
+             email_body=_HANDOVER_REMINDER_EMAIL),
+)})

@@ -375,3 +375,23 @@ class PinAttempt(Base):
     token_label: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ExpiryWarning(Base):
+    """One expiry warning queued for a certificate at one threshold (days before
+    ``notAfter``). The unique index makes it once per certificate and threshold, however
+    many workers look at once; the notices themselves are outbox rows."""
+
+    __tablename__ = "delivery_expiry_warning"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    certificate_serial: Mapped[str] = mapped_column(String(40))
+    threshold_days: Mapped[int] = mapped_column(Integer)
+    holder_id: Mapped[int] = mapped_column(ForeignKey("delivery_holder.id"), index=True)
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("uq_delivery_expiry_warning", "certificate_serial", "threshold_days",
+              unique=True),
+    )

@@ -109,3 +109,41 @@ def enqueue_contact_code(session: Session, clock: Clock, *, holder: Holder, chan
         dedupe_key=f"contact.code:{change_id}", params={**_names(holder),
                                                         "ttl_hours": ttl_hours},
         envelope_id=envelope_id, holder_id=holder.id))
+
+
+def enqueue_expiry_warning(session: Session, clock: Clock, *, holder: Holder,
+                           contact: Contact | None, serial: str, threshold_days: int,
+                           not_after: datetime, days_left: int) -> int:
+    """The warning that ``serial`` expires, to the holder (SMS and email) and to the
+    province's contact (email). Returns how many messages were queued."""
+    params = {**_names(holder), **_entity(session, holder),
+              "not_after": not_after.strftime("%Y-%m-%d"), "days": days_left}
+    key = f"expiry:{serial}:{threshold_days}"
+    queued = 0
+    for channel, recipient in (("sms", holder.mobile), ("email", holder.email)):
+        enqueue(session, clock, Notification(
+            channel=channel, recipient=recipient, template="expiry.holder",
+            dedupe_key=f"{key}:holder:{channel}", params=params, holder_id=holder.id))
+        queued += 1
+    if contact is not None:
+        enqueue(session, clock, Notification(
+            channel="email", recipient=contact.email, template="expiry.contact",
+            dedupe_key=f"{key}:contact",
+            params={"contact_name": contact.full_name, "holder_fr": params["name_fr"],
+                    "holder_ar": params["name_ar"], "entity_fr": params["entity_fr"],
+                    "entity_ar": params["entity_ar"], "not_after": params["not_after"],
+                    "days": days_left}))
+        queued += 1
+    return queued
+
+
+def enqueue_handover_reminder(session: Session, clock: Clock, *, contact: Contact,
+                              province: Province, lines: list[str], overdue_days: int,
+                              day: str) -> None:
+    """One email a day to a contact listing the tokens waiting to be handed over."""
+    enqueue(session, clock, Notification(
+        channel="email", recipient=contact.email, template="handover.reminder",
+        dedupe_key=f"handover.reminder:{contact.id}:{day}",
+        params={"contact_name": contact.full_name, "count": len(lines),
+                "province_fr": province.name_fr, "province_ar": province.name_ar,
+                "days": overdue_days, "items": "\n".join(lines)}))

@@ -12,9 +12,12 @@ calling the token layer.)
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from datetime import UTC, datetime
 
-from sqlalchemy import create_engine, delete, event, select
+from sqlalchemy import create_engine, delete, event, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -34,6 +37,8 @@ class DatabasePinAttemptStore:
 
     def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
         self._clock = clock
+        self._held: dict[tuple[int, str], int] = {}
+        self._local_lock = threading.Lock()
         if engine.dialect.name == "sqlite":
             # A plain engine (no BEGIN IMMEDIATE): autocommit statements, WAL readers.
             self._engine = create_engine(
@@ -47,7 +52,12 @@ class DatabasePinAttemptStore:
                 cursor.close()
 
             self._postgres = False
+            database = engine.url.database
+            self._lock_path: str | None = (
+                f"{os.path.abspath(database)}.pin-lock"
+                if database and database != ":memory:" else None)
         else:
+            self._lock_path = None
             self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
             self._postgres = True
 
@@ -73,11 +83,89 @@ class DatabasePinAttemptStore:
             count = conn.scalar(statement)
         return int(count or 0)
 
-    def reset(self, token_label: str) -> None:
-        if not self.failures(token_label):
-            return  # nothing to forget: no write, no lock
+    def reserve(self, token_label: str, max_attempts: int) -> int | None:
+        """Count one attempt before the token sees the PIN, unless ``max_attempts`` are
+        counted; ``None`` when locked.
+
+        PostgreSQL: one conditional upsert (the row lock orders concurrent reservations),
+        whatever the hosts. SQLite (one host by nature): an exclusive file lock beside the
+        database serialises PIN checks of every process until :meth:`confirm`,
+        :meth:`refund` or :meth:`reset`; the count is written only on a wrong PIN, as a
+        write would wait for a transaction the caller may hold open on the same file."""
+        if not self._postgres:
+            self._acquire(token_label)
+            count = self.failures(token_label)
+            if count >= max_attempts:
+                self._release(token_label)
+                return None
+            return count + 1
+        now = self._now()
+        statement = pg_insert(PinAttempt).values(
+            token_label=token_label, failures=1, updated_at=now,
+        ).on_conflict_do_update(
+            index_elements=[PinAttempt.token_label],
+            set_={"failures": PinAttempt.failures + 1, "updated_at": now},
+            where=PinAttempt.failures < max_attempts,
+        ).returning(PinAttempt.failures)
         with self._engine.connect() as conn:
-            conn.execute(delete(PinAttempt).where(PinAttempt.token_label == token_label))
+            reserved = conn.scalar(statement)
+        return None if reserved is None else int(reserved)
+
+    def confirm(self, token_label: str) -> None:
+        """The reserved attempt was a wrong PIN: keep it counted."""
+        if self._postgres:
+            return
+        try:
+            self.record_failure(token_label)
+        finally:
+            self._release(token_label)
+
+    def refund(self, token_label: str) -> None:
+        if not self._postgres:
+            self._release(token_label)
+            return
+        with self._engine.connect() as conn:
+            conn.execute(update(PinAttempt)
+                         .where(PinAttempt.token_label == token_label,
+                                PinAttempt.failures > 0)
+                         .values(failures=PinAttempt.failures - 1, updated_at=self._now()))
+
+    def reset(self, token_label: str) -> None:
+        try:
+            if self._postgres or self.failures(token_label):  # SQLite: no needless write
+                with self._engine.connect() as conn:
+                    conn.execute(delete(PinAttempt)
+                                 .where(PinAttempt.token_label == token_label))
+        finally:
+            self._release(token_label)
+
+    # SQLite's cross-process serialisation of PIN checks (see reserve).
+
+    def _acquire(self, token_label: str) -> None:
+        key = (threading.get_ident(), token_label)
+        if self._lock_path is None:
+            self._local_lock.acquire()
+            self._held[key] = -1
+            return
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._held[key] = fd
+
+    def _release(self, token_label: str) -> None:
+        fd = self._held.pop((threading.get_ident(), token_label), None)
+        if fd is None:
+            return
+        if fd == -1:
+            self._local_lock.release()
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def dispose(self) -> None:
         self._engine.dispose()

@@ -1,7 +1,9 @@
 """Gunicorn settings for production: ``gunicorn -c deploy/gunicorn.conf.py api.wsgi:app``.
 
 Each worker is a separate process that builds its own app after the fork (no ``preload_app``),
-so the PKCS#11 module is initialised in the worker and never shared across a fork. Workers
+so the PKCS#11 module is initialised in the worker and never shared across a fork. With
+SoftHSM2 (the embedded default) the workers reach it through one token server that the master
+starts (``on_starting``), never each its own copy (see docs/hsm.md). Workers
 are synchronous: python-pkcs11 calls are serialised in-process (see docs/hsm.md), so the
 service scales with processes, not threads. Override with GUNICORN_CMD_ARGS or with
 GUNICORN_BIND, GUNICORN_WORKERS, GUNICORN_TIMEOUT (not TAWQI_*: the service refuses unknown
@@ -38,6 +40,26 @@ loglevel = os.environ.get("TAWQI_LOG_LEVEL", "info").lower()
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms "%({x-request-id}o)s"'
 # Behind a reverse proxy, trust its X-Forwarded-* (also set TAWQI_TRUSTED_PROXIES).
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+# The master starts the token server before the workers fork (TAWQI_PKCS11_SERVER=auto with
+# SoftHSM2), so that all workers reach one token state; it ends it on exit if it started it.
+_token_server_pid_file: Any = None
+
+
+def on_starting(server: Any) -> None:
+    global _token_server_pid_file
+    from api.runtime import start_token_server
+    from core.config import Settings
+
+    _token_server_pid_file = start_token_server(Settings.from_env())
+
+
+def on_exit(server: Any) -> None:
+    if _token_server_pid_file is not None:
+        from hsm.server import stop_server
+
+        stop_server(_token_server_pid_file)
 
 
 def child_exit(server: Any, worker: Any) -> None:

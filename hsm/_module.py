@@ -91,6 +91,8 @@ class LoadedModule:
         self.lock = threading.RLock()
         self.lib = lib
         self.generation = 0
+        #: One instance per C_GetFunctionList call (p11-kit's client); see _per_instance.
+        self.per_instance = False
         self._raw: dict[str, Any] | None = None
 
     def _functions(self) -> dict[str, Any]:
@@ -105,9 +107,17 @@ class LoadedModule:
                 raise ModuleUnavailable("The token module has no usable function list.",
                                         code=rv)
             table = head.contents
+            initialize = _Initialize(table.C_Initialize)
+            # A module may hand out a separate instance per C_GetFunctionList call (p11-kit's
+            # client module opens one connection per instance): initialise this one too. A
+            # module with one global state (SoftHSM2) answers "already initialised".
+            rv = initialize(None)
+            if rv not in (CKR_OK, CKR_CRYPTOKI_ALREADY_INITIALIZED):
+                raise ModuleUnavailable("The token module could not be initialised.",
+                                        module=self.path, code=f"0x{rv:x}")
             self._raw = {
                 "dll": dll,
-                "initialize": _Initialize(table.C_Initialize),
+                "initialize": initialize,
                 "init_token": _InitToken(table.C_InitToken),
                 "login": _Login(table.C_Login),
                 "logout": _Logout(table.C_Logout),
@@ -163,6 +173,33 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _per_instance(path: str) -> bool:
+    """Whether the module hands out a new instance per C_GetFunctionList call (p11-kit's
+    client module does: one server connection each) rather than one static function list
+    (SoftHSM2 and most modules)."""
+    get_list = ctypes.CDLL(path).C_GetFunctionList
+    get_list.restype = _ULONG
+    get_list.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+    first, second = ctypes.c_void_p(), ctypes.c_void_p()
+    if get_list(ctypes.byref(first)) != CKR_OK or get_list(ctypes.byref(second)) != CKR_OK:
+        return False
+    return bool(first.value != second.value)
+
+
+def _child_lib(path: str, inherited: LoadedModule) -> Any:
+    """In a forked child: the python-pkcs11 ``lib`` to use.
+
+    For a module with instances (p11-kit's client), the parent's instance must not be used
+    by the child (its connection is the parent's): a new ``lib`` object gets a new instance
+    and initialises it. Otherwise the inherited object is kept, as python-pkcs11 caches it.
+    """
+    if inherited.per_instance:
+        from pkcs11 import _pkcs11
+
+        return _pkcs11.lib(path)
+    return pkcs11.lib(path)
+
+
 def load_module(path: str) -> LoadedModule:
     """Return the module at ``path`` loaded and initialised in THIS process.
 
@@ -186,11 +223,13 @@ def load_module(path: str) -> LoadedModule:
             _registry[path] = other
             return other
         try:
-            lib = pkcs11.lib(path)
+            lib = _child_lib(path, module) if module is not None else pkcs11.lib(path)
         except (PKCS11Error, OSError) as exc:
             raise ModuleUnavailable("The PKCS#11 module could not be loaded.",
                                     module=path) from exc
         fresh = LoadedModule(path, lib)
+        fresh.per_instance = module.per_instance if module is not None \
+            else _per_instance(path)
         if module is not None:
             # Inherited from the parent (fork): the child must call C_Initialize itself
             # (PKCS#11 v2.40, section 6.7.7). No C_Finalize: it could tear down state that

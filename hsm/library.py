@@ -73,6 +73,11 @@ _BLOB_VERSION = b"\x01"
 # A signature re-reads the wrong-PIN count (which another process may have raised to the
 # lockout) at most this often per token; every PIN check still reads it afresh.
 _LOCK_RECHECK_SECONDS = 1.0
+# Through a shared module (the token server) the token's login is shared by every process:
+# another process's PIN check logs the token out and in again, which voids the handles of
+# private objects and, for a moment, the login. A signature then finds its key again and
+# waits for the login this many times (about 0.8 s in all) before raising LoginRequired.
+_SHARED_LOGIN_TRIES = 12
 
 _GONE = (p11.SessionHandleInvalid, p11.SessionClosed, p11.TokenNotPresent,
          p11.DeviceRemoved, p11.SlotIDInvalid)
@@ -151,7 +156,8 @@ class TokenLibrary:
     """
 
     def __init__(self, module_path: str, *, attempts: PinAttemptStore | None = None,
-                 max_attempts: int = 5, max_sessions: int | None = 256) -> None:
+                 max_attempts: int = 5, max_sessions: int | None = 256,
+                 sealing_module: str | None = None) -> None:
         if max_attempts < 1:
             raise InvalidRequest("max_attempts must be at least 1.")
         if max_sessions is not None and max_sessions < 1:
@@ -164,6 +170,11 @@ class TokenLibrary:
         self._state_: _State | None = None
         # token label -> monotonic time until which "not locked" may be trusted when signing
         self._unlocked_until: dict[str, float] = {}
+        # AES-GCM sealing through another module (see :meth:`encrypt`), or through this one.
+        self._sealing: TokenLibrary | None = None
+        if sealing_module is not None and sealing_module != module_path:
+            self._sealing = TokenLibrary(sealing_module, attempts=self._attempts,
+                                         max_attempts=max_attempts, max_sessions=max_sessions)
 
     @classmethod
     def from_environment(cls, **kwargs: Any) -> TokenLibrary:
@@ -275,6 +286,20 @@ class TokenLibrary:
         entry.private_keys.clear()
         entry.secret_keys.clear()
 
+    def _public_exists(self, entry: _Entry, *, key_id: bytes | None,
+                       key_label: str | None) -> bool:
+        """Whether a public key or certificate matches (public objects need no login)."""
+        attrs: dict[Attribute, Any] = {}
+        if key_id is not None:
+            attrs[Attribute.ID] = key_id
+        if key_label is not None:
+            attrs[Attribute.LABEL] = key_label
+        try:
+            return any(self._objects(entry.session, {**attrs, Attribute.CLASS: kind})
+                       for kind in (ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE))
+        except p11.PKCS11Error:
+            return True
+
     def _raise_if_locked_recently(self, label: str) -> None:
         """The signing path's lock check: one store read per token per second, not one per
         signature (with the database store, that read cost more than the signature)."""
@@ -300,13 +325,21 @@ class TokenLibrary:
             state = self._state(module)
         with state.label_lock(label):
             self._unlocked_until.pop(label, None)
-            self._raise_if_locked(label)
-            rv = self._login_on_token(module, label, _mod.CKU_USER, pin)
+            # The attempt is counted before the token sees the PIN, atomically across every
+            # process sharing the store: never more than max_attempts wrong PINs reach it.
+            count = self._attempts.reserve(label, self.max_attempts)
+            if count is None:
+                raise PinLocked("The token is locked after too many wrong PINs; the security "
+                                "officer must reset the PIN.", token=label, attempts_left=0)
+            try:
+                rv = self._login_on_token(module, label, _mod.CKU_USER, pin)
+            except BaseException:
+                self._attempts.refund(label)
+                raise
             if rv == _mod.CKR_OK:
-                if self._attempts.failures(label):
-                    self._attempts.reset(label)
+                self._attempts.reset(label)
                 return
-            self._raise_login_failure(label, rv)
+            self._raise_login_failure(label, rv, count)
 
     def _login_on_token(self, module: _mod.LoadedModule, label: str, user_type: int,
                         pin: str) -> int:
@@ -318,10 +351,14 @@ class TokenLibrary:
                 entry = self._entry(state, label)
                 self._forget_login(state, entry)
                 rv = module.login(entry.session.handle, user_type, pin)
-                if rv in (_mod.CKR_USER_ALREADY_LOGGED_IN,
-                          _mod.CKR_USER_ANOTHER_ALREADY_LOGGED_IN):
-                    # Logged in through another session of this process (another library
-                    # object on the same module): log the token out, then check the PIN.
+                for _again in range(_SHARED_LOGIN_TRIES):
+                    if rv not in (_mod.CKR_USER_ALREADY_LOGGED_IN,
+                                  _mod.CKR_USER_ANOTHER_ALREADY_LOGGED_IN):
+                        break
+                    # Logged in through another session: another library object of this
+                    # process, or another process sharing the module through the token
+                    # server (which may log in again between our logout and login). Log
+                    # the token out, then have the PIN checked.
                     module.logout(entry.session.handle)
                     rv = module.login(entry.session.handle, user_type, pin)
                 if rv in _GONE_RV:
@@ -333,9 +370,14 @@ class TokenLibrary:
                 return rv
         return rv
 
-    def _raise_login_failure(self, label: str, rv: int) -> None:
+    def _raise_login_failure(self, label: str, rv: int, count: int) -> None:
+        """Raise for a refused login; ``count`` already includes this attempt (reserved).
+        Outcomes where the token did not judge the PIN give the reservation back."""
+        if rv in (_mod.CKR_PIN_INCORRECT, _mod.CKR_PIN_INVALID, _mod.CKR_PIN_LEN_RANGE):
+            self._attempts.confirm(label)
+        else:
+            self._attempts.refund(label)
         if rv == _mod.CKR_PIN_INCORRECT:
-            count = self._attempts.record_failure(label)
             left = max(self.max_attempts - count, 0)
             if left == 0:
                 raise PinLocked("Wrong PIN; the token is now locked after too many wrong "
@@ -345,7 +387,6 @@ class TokenLibrary:
             raise PinLocked("The token reports its PIN locked.", token=label,
                             attempts_left=0)
         if rv in (_mod.CKR_PIN_INVALID, _mod.CKR_PIN_LEN_RANGE):
-            count = self._attempts.record_failure(label)
             raise PinIncorrect("Wrong PIN.", token=label,
                                attempts_left=max(self.max_attempts - count, 0))
         if rv == _mod.CKR_USER_PIN_NOT_INITIALIZED:
@@ -411,31 +452,50 @@ class TokenLibrary:
 
     def _token_sign(self, token_label: str, key_id: bytes, mechanism: Mechanism,
                     param: Any, data: bytes) -> bytes:
-        """Sign ``data`` with a pooled, logged-in token key (used by the key objects)."""
+        """Sign ``data`` with a pooled, logged-in token key (used by the key objects).
+
+        Never logs in: the token must be logged in after a PIN check of this process. If
+        another process (sharing the module through the token server) is re-checking a PIN
+        on this token, the key is looked up again and the signature retried, briefly."""
         self._raise_if_locked_recently(token_label)
         module = self._module()
+        failure: Exception | None = None
+        for attempt in range(_SHARED_LOGIN_TRIES):
+            if attempt:
+                time.sleep(min(0.002 * 2 ** attempt, 0.1))
+            with module.lock:
+                state = self._state(module)
+                entry = state.entries.get(token_label)
+                if entry is None or not entry.logged_in:
+                    raise LoginRequired("The token is not logged in any more; get the key "
+                                        "again with the PIN.", token=token_label)
+                key = entry.private_keys.get(key_id)
+                try:
+                    if key is None:
+                        key = self._find_private(entry, key_id=key_id, key_label=None)
+                        entry.private_keys[key_id] = key
+                    return bytes(key.sign(data, mechanism=mechanism, mechanism_param=param))
+                except (p11.UserNotLoggedIn, p11.ObjectHandleInvalid, p11.KeyHandleInvalid,
+                        p11.GeneralError, KeyNotFound) as exc:
+                    # Logged out (and maybe in again) by another client of the module; a
+                    # logout between C_SignInit and C_Sign makes SoftHSM2 answer
+                    # CKR_GENERAL_ERROR.
+                    entry.private_keys.pop(key_id, None)
+                    failure = exc
+                except _GONE as exc:
+                    self._drop(state, token_label)
+                    raise _module_error(exc, "signing") from exc
+                except p11.PKCS11Error as exc:
+                    raise _module_error(exc, "signing") from exc
         with module.lock:
-            state = self._state(module)
-            entry = state.entries.get(token_label)
-            if entry is None or not entry.logged_in:
-                raise LoginRequired("The token is not logged in any more; get the key again "
-                                    "with the PIN.", token=token_label)
-            key = entry.private_keys.get(key_id)
-            try:
-                if key is None:
-                    key = self._find_private(entry, key_id=key_id, key_label=None)
-                    entry.private_keys[key_id] = key
-                return bytes(key.sign(data, mechanism=mechanism, mechanism_param=param))
-            except p11.UserNotLoggedIn as exc:
+            entry = self._state(module).entries.get(token_label)
+            if entry is not None:
                 entry.logged_in = False
                 entry.private_keys.clear()
-                raise LoginRequired("The token is not logged in any more; get the key "
-                                    "again with the PIN.", token=token_label) from exc
-            except _GONE as exc:
-                self._drop(state, token_label)
-                raise _module_error(exc, "signing") from exc
-            except p11.PKCS11Error as exc:
-                raise _module_error(exc, "signing") from exc
+        if isinstance(failure, p11.GeneralError):
+            raise _module_error(failure, "signing") from failure
+        raise LoginRequired("The token is not logged in any more; get the key again with "
+                            "the PIN.", token=token_label) from failure
 
     # ------------------------------------------------------------------ token lifecycle
 
@@ -523,6 +583,11 @@ class TokenLibrary:
             self._drop(state, label)
 
     def close(self) -> None:
+        if self._sealing is not None:
+            self._sealing.close()
+        self._close_own()
+
+    def _close_own(self) -> None:
         """Log out every pooled token and close its session. Key objects handed out so far
         raise :class:`LoginRequired` afterwards; the library itself can be used again."""
         module = _mod._registry.get(self.module_path)
@@ -604,17 +669,33 @@ class TokenLibrary:
         """
         if key_id is None and key_label is None:
             raise InvalidRequest("Give key_id or key_label.")
-        self._login(label, pin)
-        with self._locked() as state:
-            entry = self._entry(state, label)
-            try:
-                obj = self._find_private(entry, key_id=key_id, key_label=key_label)
-                found_id = bytes(obj.id)
-                found_label = obj.label
-                public = self._public_for(entry, found_id, obj)
-            except p11.PKCS11Error as exc:
-                raise _module_error(exc, "looking up the key") from exc
-            entry.private_keys[found_id] = obj
+        for attempt in range(_SHARED_LOGIN_TRIES):
+            self._login(label, pin)
+            with self._locked() as state:
+                entry = self._entry(state, label)
+                try:
+                    obj = self._find_private(entry, key_id=key_id, key_label=key_label)
+                    found_id = bytes(obj.id)
+                    found_label = obj.label
+                    public = self._public_for(entry, found_id, obj)
+                except (p11.UserNotLoggedIn, p11.ObjectHandleInvalid, p11.GeneralError,
+                        KeyNotFound) as exc:
+                    # Through a shared module another process's PIN check may have logged
+                    # the token out meanwhile: check the PIN again (we have it) and retry.
+                    # A private key is invisible while the token is logged out; it is
+                    # really absent when its public half is absent too.
+                    absent = isinstance(exc, KeyNotFound) and not self._public_exists(
+                        entry, key_id=key_id, key_label=key_label)
+                    if attempt + 1 < _SHARED_LOGIN_TRIES and not absent:
+                        time.sleep(min(0.002 * 2 ** attempt, 0.1))
+                        continue
+                    if isinstance(exc, KeyNotFound):
+                        raise
+                    raise _module_error(exc, "looking up the key") from exc
+                except p11.PKCS11Error as exc:
+                    raise _module_error(exc, "looking up the key") from exc
+                entry.private_keys[found_id] = obj
+                break
         if isinstance(public, ec.EllipticCurvePublicKey):
             return TokenECPrivateKey(self, label, found_id, found_label, public)
         if isinstance(public, rsa.RSAPublicKey):
@@ -778,10 +859,28 @@ class TokenLibrary:
             except p11.PKCS11Error as exc:
                 raise _module_error(exc, "generating a secret key") from exc
 
+    def _sealed(self, operation: str, *args: Any, **kwargs: Any) -> Any:
+        """Run encrypt/decrypt on the sealing module. Its state is read when it is
+        initialised, so a token or key made since (through the main module) is found by
+        initialising it again, once."""
+        sealing = self._sealing
+        if sealing is None:  # pragma: no cover - callers check
+            raise InvalidRequest("No sealing module.")
+        try:
+            return getattr(sealing, operation)(*args, **kwargs)
+        except (TokenNotFound, KeyNotFound):
+            _mod.load_module(sealing.module_path).reinitialize()
+            return getattr(sealing, operation)(*args, **kwargs)
+
     def encrypt(self, label: str, pin: str, key_label: str, plaintext: bytes,
                 aad: bytes = b"") -> bytes:
         """AES-256-GCM on the token. Blob: version byte, 12-byte random nonce, ciphertext
-        and 16-byte tag. Random nonces: keep a key under 2**32 messages."""
+        and 16-byte tag. Random nonces: keep a key under 2**32 messages.
+
+        With ``sealing_module`` set (the main module is p11-kit's client, whose RPC in
+        p11-kit 0.24 cannot carry CKM_AES_GCM), this runs on that module instead."""
+        if self._sealing is not None:
+            return bytes(self._sealed("encrypt", label, pin, key_label, plaintext, aad=aad))
         self._login(label, pin)
         nonce = os.urandom(_GCM_NONCE_BYTES)
         with self._locked() as state:
@@ -799,6 +898,8 @@ class TokenLibrary:
                 aad: bytes = b"") -> bytes:
         """Reverse :meth:`encrypt`; raise :class:`DecryptionFailed` if the blob, the AAD or
         the key do not match."""
+        if self._sealing is not None:
+            return bytes(self._sealed("decrypt", label, pin, key_label, blob, aad=aad))
         if (len(blob) < 1 + _GCM_NONCE_BYTES + _GCM_TAG_BITS // 8
                 or blob[:1] != _BLOB_VERSION):
             raise DecryptionFailed("Not a sealed blob of this version.")

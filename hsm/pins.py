@@ -68,8 +68,14 @@ def generate_pin(length: int = 6) -> str:
 class PinAttemptStore(Protocol):
     """Where consecutive wrong user PINs are counted, per token label.
 
-    Implementations must make ``record_failure`` atomic (two processes failing at once must
-    both be counted) and must never store the PIN.
+    The token layer counts an attempt BEFORE it asks the token: :meth:`reserve` adds one
+    failure unless the count already reached the maximum, in one atomic step, so that however
+    many processes check PINs at once, no more than ``max_attempts`` wrong PINs ever reach the
+    token. Exactly one of three calls follows a granted reservation: a correct PIN clears the
+    count (:meth:`reset`), a wrong one keeps it (:meth:`confirm`), an attempt that ended
+    without the token judging the PIN (the token went away) is given back (:meth:`refund`).
+    Implementations must make ``reserve``, ``refund`` and ``record_failure`` atomic across
+    every process sharing the store, and must never store the PIN.
     """
 
     def failures(self, token_label: str) -> int:
@@ -78,6 +84,21 @@ class PinAttemptStore(Protocol):
 
     def record_failure(self, token_label: str) -> int:
         """Add one failure and return the new count."""
+        ...
+
+    def reserve(self, token_label: str, max_attempts: int) -> int | None:
+        """Count one failure in advance, unless ``max_attempts`` are already counted.
+
+        Returns the new count, or ``None`` (nothing written) when the token is locked."""
+        ...
+
+    def confirm(self, token_label: str) -> None:
+        """The reserved attempt was a wrong PIN: it stays counted (a store that counts in
+        :meth:`reserve` does nothing here)."""
+        ...
+
+    def refund(self, token_label: str) -> None:
+        """Take back one reserved failure (the token did not judge the PIN)."""
         ...
 
     def reset(self, token_label: str) -> None:
@@ -101,6 +122,25 @@ class InMemoryPinAttemptStore:
             count = self._counts.get(token_label, 0) + 1
             self._counts[token_label] = count
             return count
+
+    def reserve(self, token_label: str, max_attempts: int) -> int | None:
+        with self._lock:
+            count = self._counts.get(token_label, 0)
+            if count >= max_attempts:
+                return None
+            self._counts[token_label] = count + 1
+            return count + 1
+
+    def confirm(self, token_label: str) -> None:
+        return None  # counted when reserved
+
+    def refund(self, token_label: str) -> None:
+        with self._lock:
+            count = self._counts.get(token_label, 0)
+            if count > 1:
+                self._counts[token_label] = count - 1
+            else:
+                self._counts.pop(token_label, None)
 
     def reset(self, token_label: str) -> None:
         with self._lock:

@@ -274,26 +274,38 @@ class RefreshReport:
     responder_renewed: str | None
 
 
+def renew_responder_due(session: Session, clock: Clock, authority: Authority,
+                        tokens: TokenAccess, *, pin: str, actor: str
+                        ) -> tuple[Authority, str | None]:
+    """Renew the OCSP responder certificate (same key) once two thirds of its life are
+    gone. Returns the authority to use from now on and the new serial (``None``: not due).
+    Every OCSP answer must then be re-signed (:func:`pki.ocsp.presign_due` with ``force``):
+    their nextUpdate is capped by the old responder certificate's end."""
+    responder = authority.ocsp_signer
+    if responder is None:
+        return authority, None
+    now = as_utc(clock.now())
+    cert = responder.certificate
+    life = cert.not_valid_after_utc - cert.not_valid_before_utc
+    if now < cert.not_valid_before_utc + life * 2 / 3:
+        return authority, None
+    record = _record_for(session, cert)
+    issued = issue_service_certificate(
+        session, clock, authority, tokens, profile=PROFILE_OCSP,
+        token_label=record.token_label, pin=pin,
+        common_name=f"{authority.profile.org} OCSP Responder",
+        key_type=record.key_type, actor=actor, key_id=bytes.fromhex(record.key_id))
+    return _with_service_signers(session, tokens, authority, pin=pin), issued.serial
+
+
 def refresh(session: Session, clock: Clock, authority: Authority, tokens: TokenAccess, *,
             pin: str, actor: str, force: bool = False) -> RefreshReport:
-    """The scheduled job (cron, every few minutes): renew the OCSP responder certificate
-    once two thirds of its life are gone (same key), publish a CRL past half its validity,
-    re-sign OCSP responses past half theirs. Returns the authority to use from now on."""
-    now = as_utc(clock.now())
-    renewed = None
-    responder = authority.ocsp_signer
-    if responder is not None:
-        cert = responder.certificate
-        life = cert.not_valid_after_utc - cert.not_valid_before_utc
-        if now >= cert.not_valid_before_utc + life * 2 / 3:
-            key_id = bytes.fromhex(_record_for(session, cert).key_id)
-            issued = issue_service_certificate(
-                session, clock, authority, tokens, profile=PROFILE_OCSP,
-                token_label=_record_for(session, cert).token_label, pin=pin,
-                common_name=f"{authority.profile.org} OCSP Responder",
-                key_type=_record_for(session, cert).key_type, actor=actor, key_id=key_id)
-            renewed = issued.serial
-            authority = _with_service_signers(session, tokens, authority, pin=pin)
+    """The scheduled work in one call (``tawqi ca refresh``; ``tawqi worker`` runs the same
+    steps as separate jobs): renew the OCSP responder certificate once two thirds of its
+    life are gone (same key), publish a CRL past half its validity, re-sign OCSP responses
+    past half theirs. Returns the authority to use from now on."""
+    authority, renewed = renew_responder_due(session, clock, authority, tokens, pin=pin,
+                                             actor=actor)
     published = crl.publish_crl(session, clock, authority, actor=actor, trigger="schedule") \
         if force else crl.publish_due(session, clock, authority, actor=actor)
     signed = ocsp.presign_due(session, clock, authority, force=force or renewed is not None)
@@ -306,4 +318,4 @@ def _record_for(session: Session, certificate: x509.Certificate) -> CertificateR
 
 
 __all__ = ["InitResult", "RefreshReport", "authority_der", "init_ca", "issuing_record",
-           "load_authority", "load_root_signer", "refresh"]
+           "load_authority", "load_root_signer", "refresh", "renew_responder_due"]

@@ -5,6 +5,8 @@ set -euo pipefail
 
 PACKAGES=(
   softhsm2            # the PKCS#11 token used by default and in every HSM test
+  libp11-kit0         # p11-kit's RPC server code, hosted by hsm.server (one token state)
+  p11-kit-modules     # p11-kit-client.so: how every process reaches the token server
   opensc              # pkcs11-tool: an outside judge of our token objects
   openssl             # an outside judge of certificates, CRLs, OCSP, time-stamps
   poppler-utils       # pdfsig: an outside judge of signed PDFs

@@ -31,6 +31,10 @@ pytest_plugins = ["tests.hsm_fixtures"]
 # start (the CLI, gunicorn) inherit it. Production must set its own (`tawqi ca init` refuses
 # to run without one).
 os.environ.setdefault("TAWQI_POLICY_OID", DOCUMENTATION_POLICY_OID)
+# The tests run in one process over per-test SoftHSM2 directories: they load the module
+# directly. The multi-process tests (tests/hsm/test_token_server.py) start their own token
+# server and end it by pid.
+os.environ.setdefault("TAWQI_PKCS11_SERVER", "off")
 
 FROZEN_AT = datetime(2026, 3, 16, 9, 30, tzinfo=UTC)
 

@@ -31,7 +31,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "delivery": ("api.cli.delivery", "delivery_group", "Delivery set-up."),
     "demo": ("api.cli.demo", "demo",
              "Run the whole story on a fresh embedded database under <var>/demo."),
+    "hsm": ("api.cli.hsm", "hsm_group",
+            "The token server (one token state for every process)."),
     "holder": ("api.cli.delivery", "holder_group", "Certificate holders."),
+    "jobs": ("api.cli.jobs", "jobs_group",
+             "Periodic jobs (CRL, OCSP, expiry warnings, reminders, purges, anchoring)."),
     "ocsp": ("api.cli.pki", "ocsp_group", "Pre-signed OCSP responses."),
     "outbox": ("api.cli.delivery", "outbox_group", "The notification outbox."),
     "quotas": ("api.cli.quotas", "quotas_group", "Yearly certificate quotas."),
@@ -44,7 +48,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "users": ("api.cli.users", "users",
               "People's accounts: DGCL administrators, operators, contacts, holders."),
     "worker": ("api.cli.delivery", "worker",
-               "Send the notification outbox (SMS, email) with retries and backoff."),
+               "Send the notification outbox (SMS, email) and run the periodic jobs."),
 }
 
 

@@ -2,7 +2,9 @@
 courier batches.
 
 The commands parse, call a delivery service in one unit of work, and print. ``tawqi worker``
-sends the outbox (several may run at once); ``--once`` drains what is due and exits.
+sends the outbox and runs the periodic jobs of ``api/jobs.py`` (several workers may run at
+once; each job still runs once per period); ``--once`` drains the outbox and exits (the jobs
+due: ``tawqi jobs tick``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 
 import click
 
-from api.audit_anchor import start_anchor_job
 from api.cli.common import current_wiring, pass_runtime, print_json, print_table
+from api.jobs import start_scheduler
 from api.runtime import Runtime
 from core.errors import ConfigurationError, InvalidInput
 from delivery import batches, contacts, holders, outbox, requests
@@ -63,7 +65,7 @@ def _configure_logging(level: str) -> None:
               help="Seconds to wait when nothing is due.")
 @pass_runtime
 def worker(runtime: Runtime, once: bool, batch_size: int, idle: float) -> None:
-    """Send the notification outbox (SMS, email) with retries and backoff."""
+    """Send the notification outbox (SMS, email) and run the periodic jobs."""
     _configure_logging(runtime.settings.log_level)
     runner = current_wiring().worker(batch_size=batch_size)
     if runner.sealer is None:
@@ -81,7 +83,7 @@ def worker(runtime: Runtime, once: bool, batch_size: int, idle: float) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    start_anchor_job(runtime, stop)  # the audit log's periodic checkpoint
+    start_scheduler(runtime, stop)  # CRL, OCSP, notices, purges, anchoring (api/jobs.py)
     click.echo(f"outbox worker {runner.worker_id} started "
                f"(sms: {runner.sms.name}, email: {runner.email.name})")
     report = runner.run_forever(stop, idle_seconds=idle)

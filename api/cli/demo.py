@@ -549,6 +549,11 @@ def demo(lazy: LazyRuntime) -> None:
 
     base = Settings.from_env()
     var_dir = base.var_dir / "demo"
+    # A token server left by the previous run serves the old token directory: end it first.
+    from api.runtime import token_server_socket
+    from hsm.server import stop_server
+
+    stop_server(token_server_socket(base.replace(var_dir=var_dir)).with_suffix(".pid"))
     shutil.rmtree(var_dir, ignore_errors=True)
     # The demo certifies under RFC 5612's documentation arc unless an arc is configured.
     settings = base.replace(var_dir=var_dir, database_url="",

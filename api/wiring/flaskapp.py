@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Flask, Response, after_this_request, current_app
 from sqlalchemy.orm import Session
 
+from api import jobs
 from api.accounts import Passwords
 from api.metrics import Metrics
 from api.runtime import Runtime
@@ -26,6 +27,7 @@ def init_app(app: Flask, found: Wiring) -> None:
                                                   settings.argon2_memory_kib)
     metrics = Metrics(rt)
     app.extensions["tawqi.metrics"] = metrics
+    jobs.register_metrics(metrics)
     metrics.install(app)
     register_gauges(metrics, rt)
 

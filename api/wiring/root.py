@@ -28,6 +28,7 @@ from delivery.policy import DeliveryPolicy
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from core.scheduler import Scheduler
     from delivery.backends import ConsoleInbox
     from delivery.envelopes import Sealer
     from delivery.outbox import OutboxWorker
@@ -52,6 +53,25 @@ class ServiceUnavailable(Unavailable):
 
     type = "service-unavailable"
     title = "Service not configured"
+
+
+def read_authority(runtime: Runtime) -> Authority:
+    """The one way the CA is loaded from its token (``TAWQI_SERVICE_PIN`` must be set):
+    the PIN is checked on the token first, outside any database transaction (a wrong PIN is
+    counted in the database, which SQLite cannot write while a transaction of ours holds its
+    lock), then the keys are found in a short transaction of their own.
+
+    :meth:`Wiring.authority` keeps the result for the process; the periodic jobs and the
+    audit anchoring call this afresh each run (a job may renew the OCSP responder)."""
+    from pki import ca
+    from pki.profiles import Profile
+
+    settings = runtime.settings
+    pin = settings.service_pin
+    runtime.tokens().check_pin(settings.ca_token_label, pin)
+    with runtime.unit_of_work() as session:
+        return ca.load_authority(session, runtime.tokens(), Profile.from_settings(settings),
+                                 pin=pin)
 
 
 class Wiring:
@@ -187,14 +207,9 @@ class Wiring:
             return cast("Authority | None", self._parts["authority"])
 
     def _read_authority(self) -> Authority | None:
-        from pki import ca
-
-        pin = self.settings.service_pin
-        if not pin:
+        if not self.settings.service_pin:
             return None
-        self.tokens().check_pin(self.settings.ca_token_label, pin)
-        with self.runtime.unit_of_work() as session:
-            return ca.load_authority(session, self.tokens(), self.profile(), pin=pin)
+        return read_authority(self.runtime)
 
     def authority(self) -> Authority:
         """:meth:`load_authority`, or :class:`ServiceUnavailable`."""
@@ -275,11 +290,16 @@ class Wiring:
         return self._once("verifier", build)
 
     # ----------------------------------------------------------------- periodic jobs
-    # The scheduler (named, idempotent periodic jobs) plugs in here: a ``jobs()`` part
-    # built from the settings, which the app, ``tawqi worker`` and the jobs CLI ask for.
+
+    def scheduler(self, *, owner: str | None = None) -> Scheduler:
+        """A scheduler over the registry of periodic jobs (:mod:`api.jobs`), for this
+        process (``tawqi worker`` ticks one in a thread)."""
+        from api.jobs import make_scheduler
+
+        return make_scheduler(self.runtime, owner=owner)
 
     def close(self) -> None:
         self.runtime.close()
 
 
-__all__ = ["PARTS", "ServiceUnavailable", "Wiring"]
+__all__ = ["PARTS", "ServiceUnavailable", "Wiring", "read_authority"]

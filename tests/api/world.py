@@ -1,6 +1,6 @@
 """A small delivery world for the API tests: contacts, holders, requests and batches in two
 provinces, on the real token layer. The CA and the envelope key are created on this test's
-SoftHSM2 tokens, and the app's own collaborators (``api.services``: the CA authority, the
+SoftHSM2 tokens, and the app's own collaborators (``api.wiring``: the CA authority, the
 envelope sealer, the token personaliser) personalise the shipped tokens: a key generated on
 each token, a certificate issued by the test's CA, the PIN sealed on the envelope token."""
 

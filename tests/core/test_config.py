@@ -40,3 +40,19 @@ def test_secret_from_file_is_read_and_hidden(tmp_path: Path) -> None:
     settings = Settings.from_env({"TAWQI_SO_PIN_FILE": str(secret)})
     assert settings.so_pin == "87654321"
     assert "87654321" not in repr(settings)
+
+
+def test_job_settings_are_checked() -> None:
+    assert Settings.from_env({}).expiry_warning_thresholds == (60, 30, 7)
+    assert Settings.from_env({"TAWQI_EXPIRY_WARNING_DAYS": "7, 90"}
+                             ).expiry_warning_thresholds == (90, 7)
+    for bad in ("soon", "30,0", ""):
+        with pytest.raises(ConfigurationError, match="TAWQI_EXPIRY_WARNING_DAYS"):
+            Settings.from_env({"TAWQI_EXPIRY_WARNING_DAYS": bad})
+    with pytest.raises(ConfigurationError, match="TAWQI_JOB_TICK_SECONDS"):
+        Settings.from_env({"TAWQI_JOB_TICK_SECONDS": "0"})
+    # A period longer than half the CRL's life could let the CRL expire between two runs.
+    with pytest.raises(ConfigurationError, match="TAWQI_JOB_CRL_REPUBLISH_SECONDS"):
+        Settings.from_env({"TAWQI_JOB_CRL_REPUBLISH_SECONDS": "43200"})
+    with pytest.raises(ConfigurationError, match="TAWQI_JOB_OCSP_RESIGN_SECONDS"):
+        Settings.from_env({"TAWQI_JOB_OCSP_RESIGN_SECONDS": "43200"})

@@ -47,3 +47,30 @@ def test_pin_attempts_survive_the_callers_rollback(db_engine: Engine) -> None:
     finally:
         store.dispose()
         other_process.dispose()
+
+
+def test_pin_attempt_reservations_stop_at_the_maximum_across_stores(db_engine: Engine) -> None:
+    """Two stores (as two processes) following the protocol: reserve, then exactly one of
+    confirm (wrong PIN), refund (not judged) or reset (right PIN). The count never passes
+    the maximum and a refused reservation holds nothing."""
+    store = DatabasePinAttemptStore(db_engine)
+    other_process = DatabasePinAttemptStore(db_engine)
+    label = f"t-{uuid.uuid4().hex[:12]}"
+    try:
+        for expected in (1, 2, 3):  # three wrong PINs, through either store
+            either = (store, other_process)[expected % 2]
+            assert either.reserve(label, 3) == expected
+            either.confirm(label)
+        assert other_process.reserve(label, 3) is None
+        assert store.reserve(label, 3) is None
+        assert store.failures(label) == 3
+        store.reset(label)  # the SO reset
+        assert store.reserve(label, 3) == 1
+        store.refund(label)  # the token went away: not counted
+        assert other_process.failures(label) == 0
+        assert other_process.reserve(label, 3) == 1
+        other_process.reset(label)  # the right PIN
+        assert store.failures(label) == 0
+    finally:
+        store.dispose()
+        other_process.dispose()

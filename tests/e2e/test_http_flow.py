@@ -58,6 +58,7 @@ def stack(tmp_path: Path, softhsm_conf: Path, softhsm_module_path: str) -> Itera
     prepare_database(engine)
     clock = FrozenClock(FROZEN_AT)
     settings = Settings(var_dir=tmp_path, pkcs11_module=softhsm_module_path,
+                        pkcs11_server="off",  # one process: this test's own token dir
                         so_pin=secrets.token_hex(8), service_pin=generate_pin(8),
                         root_pin=generate_pin(8), envelope_token_pin=generate_pin(8),
                         argon2_time_cost=1, argon2_memory_kib=1024,

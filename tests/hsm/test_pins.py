@@ -94,3 +94,33 @@ def test_in_memory_store_counts_every_concurrent_failure() -> None:
     for thread in threads:
         thread.join()
     assert store.failures("t") == 4000
+
+
+def test_in_memory_store_reserves_up_to_the_maximum_and_refunds() -> None:
+    store = InMemoryPinAttemptStore()
+    assert [store.reserve("t", 3) for _ in range(4)] == [1, 2, 3, None]
+    assert store.failures("t") == 3  # the refused reservation wrote nothing
+    store.refund("t")
+    assert store.reserve("t", 3) == 3
+    store.reset("t")
+    store.refund("t")  # never below zero
+    assert store.failures("t") == 0
+
+
+def test_in_memory_store_never_reserves_past_the_maximum_under_threads() -> None:
+    store = InMemoryPinAttemptStore()
+    granted: list[int] = []
+
+    def attempt() -> None:
+        for _ in range(200):
+            count = store.reserve("t", 5)
+            if count is not None:
+                granted.append(count)
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(granted) == [1, 2, 3, 4, 5]
+    assert store.failures("t") == 5

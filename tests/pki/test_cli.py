@@ -33,7 +33,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
     use_config(conf, default_module_path())
     yield {"TAWQI_VAR_DIR": str(tmp_path / "var"), "TAWQI_SO_PIN": "so-pin-for-tests",
            "TAWQI_SERVICE_PIN": "48291735", "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma",
-           "TAWQI_POLICY_OID": "1.3.6.1.4.1.32473.7"}
+           "TAWQI_POLICY_OID": "1.3.6.1.4.1.32473.7", "TAWQI_PKCS11_SERVER": "off"}
 
 
 def _run(env: dict[str, str], *args: str, input: str | None = None) -> str:

@@ -51,7 +51,7 @@ def _pem(cert: x509.Certificate) -> bytes:
 @pytest.fixture(scope="module")
 def server(pki_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     world = pki_world
-    settings = Settings(var_dir=tmp_path_factory.mktemp("var"),
+    settings = Settings(var_dir=tmp_path_factory.mktemp("var"), pkcs11_server="off",
                         public_url=world.profile.public_url,
                         policy_oid=world.profile.policy_oid)
     rt = Runtime(settings, clock=world.clock, engine=world.engine)

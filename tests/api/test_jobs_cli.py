@@ -1,0 +1,102 @@
+"""``tawqi jobs list|run|tick`` through click's runner, on the embedded database and a SoftHSM2
+directory of their own, and the worker's scheduler thread."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from api.cli import cli
+from api.jobs import JOBS, start_scheduler
+from api.runtime import Runtime
+from core.config import Settings
+from core.scheduler import job_states
+from hsm import default_module_path
+from hsm.softhsm import use_config, write_softhsm_config
+
+pytestmark = pytest.mark.hsm
+
+PIN = "48291735"
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    conf = write_softhsm_config(tmp_path / "softhsm")
+    for key in list(os.environ):
+        if key.startswith("TAWQI_") and key != "TAWQI_TEST_DATABASE_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
+    use_config(conf, default_module_path())
+    yield {"TAWQI_VAR_DIR": str(tmp_path / "var"), "TAWQI_SO_PIN": "so-pin-for-tests",
+           "TAWQI_SERVICE_PIN": PIN, "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma",
+           "TAWQI_POLICY_OID": "1.3.6.1.4.1.32473.1"}
+
+
+def _invoke(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def _run(env: dict[str, str], *args: str) -> str:
+    result = _invoke(env, *args)
+    assert result.exit_code == 0, result.output
+    assert PIN not in result.output
+    return result.output
+
+
+def _rows(output: str) -> dict[str, str]:
+    return {line.split()[0]: line for line in output.splitlines()[2:] if line.strip()}
+
+
+def test_list_run_and_tick(env: dict[str, str]) -> None:
+    _run(env, "db", "upgrade")
+    _run(env, "ca", "init")
+    before = _rows(_run(env, "jobs", "list"))
+    assert set(before) == {d.name for d in JOBS}
+    assert "never run" in before["crl-republish"] and "now" in before["crl-republish"]
+
+    out = _run(env, "jobs", "run", "crl-republish")
+    assert out.startswith("crl-republish: ok — CRL not due")  # `ca init` just published one
+    out = _run(env, "jobs", "run", "ocsp-resign")
+    assert "ocsp-resign: ok — " in out and "OCSP answer(s) signed" in out
+    listed = _rows(_run(env, "jobs", "list"))
+    assert " ok " in listed["crl-republish"] and "0:15:00" in listed["crl-republish"]
+    assert "never run" in listed["expiry-warnings"]
+
+    ticked = _run(env, "jobs", "tick")  # what is due: everything not run yet
+    assert {line.split(":")[0] for line in ticked.splitlines()} == \
+        {"expiry-warnings", "handover-reminders", "envelope-purge", "audit-anchor"}
+    assert _run(env, "jobs", "tick").strip() == "no job due"
+
+    unknown = _invoke(env, "jobs", "run", "make-coffee")
+    assert unknown.exit_code == 2 and "'make-coffee' is not one of" in unknown.output
+
+    without_pin = {k: v for k, v in env.items() if k != "TAWQI_SERVICE_PIN"}
+    skipped = _run(without_pin, "jobs", "run", "crl-republish")
+    assert skipped.startswith("crl-republish: skipped — TAWQI_SERVICE_PIN is not set")
+
+
+def test_the_worker_runs_the_jobs_in_a_thread(env: dict[str, str]) -> None:
+    _run(env, "db", "upgrade")
+    _run(env, "ca", "init")
+    runtime = Runtime(Settings.from_env(env))
+    stop = threading.Event()
+    try:
+        thread = start_scheduler(runtime, stop)
+        # Wait for its first tick to have run every job, then stop it.
+        while thread.is_alive():
+            with runtime.unit_of_work() as session:
+                states = job_states(session)
+            if len(states) == len(JOBS) and all(s.runs for s in states.values()):
+                break
+            stop.wait(0.05)
+        stop.set()
+        thread.join()
+    finally:
+        runtime.close()
+    assert {name: state.last_outcome for name, state in states.items()} == \
+        {d.name: "ok" for d in JOBS}
