@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 import click
+from sqlalchemy.orm import Session
 
 from api.cli.common import current_wiring, pass_runtime, print_json, print_table
 from api.jobs import start_scheduler
@@ -302,14 +304,20 @@ def request_submit(runtime: Runtime, contact_id: int, holder_id: int, token_form
                                       actor=ACTOR, year=year))
 
 
+def _decide(runtime: Runtime, decide: Callable[[Session], Any]) -> None:
+    """approve, reject, cancel: one decision on a request in one unit of work, then the
+    request as it now stands."""
+    with runtime.unit_of_work() as session:
+        _show(decide(session))
+
+
 @request_group.command("approve")
 @click.argument("request_id", type=int)
 @click.option("--identity-check", required=True, help="How the identity was checked.")
 @pass_runtime
 def request_approve(runtime: Runtime, request_id: int, identity_check: str) -> None:
-    with runtime.unit_of_work() as session:
-        _show(requests.approve_request(session, runtime.clock, request_id, actor=ACTOR,
-                                       identity_check=identity_check))
+    _decide(runtime, lambda session: requests.approve_request(
+        session, runtime.clock, request_id, actor=ACTOR, identity_check=identity_check))
 
 
 @request_group.command("reject")
@@ -317,9 +325,8 @@ def request_approve(runtime: Runtime, request_id: int, identity_check: str) -> N
 @click.option("--reason", required=True)
 @pass_runtime
 def request_reject(runtime: Runtime, request_id: int, reason: str) -> None:
-    with runtime.unit_of_work() as session:
-        _show(requests.reject_request(session, runtime.clock, request_id, actor=ACTOR,
-                                      reason=reason))
+    _decide(runtime, lambda session: requests.reject_request(
+        session, runtime.clock, request_id, actor=ACTOR, reason=reason))
 
 
 @request_group.command("cancel")
@@ -327,9 +334,8 @@ def request_reject(runtime: Runtime, request_id: int, reason: str) -> None:
 @click.option("--reason", required=True)
 @pass_runtime
 def request_cancel(runtime: Runtime, request_id: int, reason: str) -> None:
-    with runtime.unit_of_work() as session:
-        _show(requests.cancel_request(session, runtime.clock, request_id, actor=ACTOR,
-                                      reason=reason))
+    _decide(runtime, lambda session: requests.cancel_request(
+        session, runtime.clock, request_id, actor=ACTOR, reason=reason))
 
 
 @request_group.command("personalise")

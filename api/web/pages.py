@@ -63,7 +63,7 @@ from core.errors import (
     Unauthenticated,
 )
 from delivery import batches, contacts, holders, outbox, oversight, requests
-from delivery.errors import ContactNotFound, InvalidHolder
+from delivery.errors import InvalidHolder
 from delivery.models import OPEN_STATES, TOKEN_FORMS
 from quotas.errors import UnknownEntity
 from quotas.models import Commune, Province, Region
@@ -357,11 +357,7 @@ def commune(p: Page, code: str, commune_code: str) -> Response:
 def _acting_contact(p: Page, province_code: str) -> int:
     """The designated contact a request or registration is made through: the caller's
     own record for a contact, the province's for an operator."""
-    found = contacts.active_contact(p.session, province_code)
-    if found is None:
-        raise ContactNotFound(f"province {province_code} has no designated contact",
-                                       province_code=province_code)
-    return found.id
+    return contacts.designated_contact_id(p.session, province_code)
 
 
 def _form_action(p: Page, code: str, open_form: str,

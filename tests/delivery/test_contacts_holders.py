@@ -13,6 +13,7 @@ from core.clock import FrozenClock
 from delivery import contacts, holders
 from delivery.errors import (
     ContactInactive,
+    ContactNotFound,
     HolderExists,
     InvalidContact,
     InvalidHolder,
@@ -72,6 +73,22 @@ def test_one_active_contact_per_province_and_replacement_is_audited(
         contacts.require_active_contact(session, first.id)
     with pytest.raises(InvalidContact):
         make_contact(session, clock, province="99.999")
+
+
+def test_which_contact_acts(session: Session, clock: FrozenClock) -> None:
+    """The rule the API and the web pages share: a contact acts as their province's
+    designated contact; anyone else in their own name; a province without one refuses."""
+    with pytest.raises(ContactNotFound):
+        contacts.designated_contact_id(session, PROVINCE)
+    with pytest.raises(ContactNotFound):
+        contacts.acting_contact_id(session, PROVINCE, as_contact=True)
+    assert contacts.acting_contact_id(session, PROVINCE, as_contact=False) is None
+    first = make_contact(session, clock)
+    assert contacts.acting_contact_id(session, PROVINCE, as_contact=True) == first.id
+    second = make_contact(session, clock, full_name="Youssef Amrani",
+                          decision_reference="DEC-2026-044")
+    assert contacts.designated_contact_id(session, PROVINCE) == second.id
+    assert contacts.acting_contact_id(session, PROVINCE, as_contact=False) is None
 
 
 def test_holder_registration(session: Session, clock: FrozenClock) -> None:

@@ -1,0 +1,36 @@
+"""What the delivery blueprint's modules share: the blueprint, the patterns of its
+schemas, and the contact a caller acts as."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from api.routing import ApiBlueprint, Call
+from delivery import (
+    contacts,
+)
+from delivery.validation import (
+    CIN_SCHEMA_PATTERN,
+)
+
+bp = ApiBlueprint("delivery", __name__, url_prefix="/v1", tag="Delivery",
+                  description="Contacts, holders, certificate requests, courier batches, "
+                              "hand-over, terms of use, PINs and notifications.")
+
+PROVINCE = r"^[0-9]{2}\.[0-9]{3}$"
+COMMUNE = r"^[0-9]{2}\.[0-9]{3}\.[0-9]{2}\.[0-9]{2}$"
+CIN = CIN_SCHEMA_PATTERN
+PIN = r"^[0-9]{4,16}$"
+HolderRole = Literal["president", "vice_president", "secretary_general", "official"]
+RequestStatus = Literal["submitted", "approved", "personalised", "shipped", "delivered",
+                        "handed_over", "active", "rejected", "cancelled"]
+TokenForm = Literal["device", "hosted"]
+BatchStatus = Literal["preparing", "dispatched", "received"]
+OutboxStatus = Literal["pending", "sending", "sent", "dead"]
+
+
+def acting_contact_id(call: Call, province_code: str) -> int | None:
+    """The designated contact the caller acts as (a contact), or None (anyone else); the
+    rule is delivery's (:func:`delivery.contacts.acting_contact_id`), shared with the web."""
+    return contacts.acting_contact_id(call.session, province_code,
+                                      as_contact=call.user.role == "contact")
