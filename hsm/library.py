@@ -5,7 +5,9 @@ owns an app-scoped pool: per token label, one read-write session, logged in as t
 after a successful PIN check and reused by every key object of that token. All calls into
 the PKCS#11 module are serialised by the module lock (see :mod:`hsm._module`); PIN checks
 of one token are also serialised among themselves (a per-label lock) so that the wrong-PIN
-count cannot be overtaken by concurrent attempts in this process.
+count cannot be overtaken by concurrent attempts in this process. The pool itself is
+:mod:`hsm.pool`; the AES-GCM sealing of secrets is :mod:`hsm.sealing` (this class stays the
+front of both).
 
 PIN handling: a PIN passes through here on its way to the token and is never stored,
 logged or put in an error. Each PIN check really asks the token: if the token is already
@@ -18,12 +20,7 @@ is given again.
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import pkcs11
@@ -37,14 +34,13 @@ from pkcs11 import exceptions as p11
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from hsm import _module as _mod
+from hsm import sealing
 from hsm.errors import (
-    DecryptionFailed,
     HsmError,
     InvalidRequest,
     KeyAlreadyExists,
     KeyNotFound,
     LoginRequired,
-    ModuleUnavailable,
     NoFreeSlot,
     PinIncorrect,
     PinLocked,
@@ -54,6 +50,7 @@ from hsm.errors import (
 )
 from hsm.keys import TokenECPrivateKey, TokenPrivateKey, TokenRSAPrivateKey
 from hsm.pins import InMemoryPinAttemptStore, PinAttemptStore, check_pin_policy, generate_pin
+from hsm.pool import GONE, GONE_RV, PooledSession, SessionPool, check_label, module_error
 
 #: Used when ``TAWQI_PKCS11_MODULE`` is not set (Debian/Ubuntu path of SoftHSM2).
 DEFAULT_MODULE_PATH = "/usr/lib/softhsm/libsofthsm2.so"
@@ -66,7 +63,7 @@ KEY_TYPES: dict[str, tuple[KeyType, str | int]] = {
     "RSA-3072": (KeyType.RSA, 3072),
 }
 
-_LABEL_MAX_BYTES = 32  # CK_TOKEN_INFO.label
+LABEL_MAX_BYTES = 32  # CK_TOKEN_INFO.label
 _GCM_NONCE_BYTES = 12
 _GCM_TAG_BITS = 128
 _BLOB_VERSION = b"\x01"
@@ -79,64 +76,11 @@ _LOCK_RECHECK_SECONDS = 1.0
 # waits for the login this many times (about 0.8 s in all) before raising LoginRequired.
 _SHARED_LOGIN_TRIES = 12
 
-_GONE = (p11.SessionHandleInvalid, p11.SessionClosed, p11.TokenNotPresent,
-         p11.DeviceRemoved, p11.SlotIDInvalid)
-_GONE_RV = {_mod.CKR_SESSION_HANDLE_INVALID, _mod.CKR_SESSION_CLOSED,
-            _mod.CKR_TOKEN_NOT_PRESENT, _mod.CKR_DEVICE_REMOVED,
-            _mod.CKR_SLOT_ID_INVALID}
 
 
 def default_module_path() -> str:
     """The PKCS#11 module to load: ``TAWQI_PKCS11_MODULE`` or SoftHSM2's library."""
     return os.environ.get("TAWQI_PKCS11_MODULE") or DEFAULT_MODULE_PATH
-
-
-def _module_error(exc: p11.PKCS11Error, doing: str) -> HsmError:
-    """Wrap a python-pkcs11 error (its text holds no PIN; we keep only the class name)."""
-    name = type(exc).__name__
-    if isinstance(exc, p11.UserNotLoggedIn):
-        return LoginRequired(f"The token is not logged in ({doing}).", code=name)
-    if isinstance(exc, _GONE):
-        return TokenNotFound(f"The token went away while {doing}.", code=name)
-    return HsmError(f"The token module refused {doing}.", code=name)
-
-
-@dataclass
-class _Entry:
-    """One token in the pool: its session and what was found through it."""
-
-    slot: Any
-    session: Any
-    logged_in: bool = False
-    private_keys: dict[bytes, Any] = field(default_factory=dict)
-    secret_keys: dict[str, Any] = field(default_factory=dict)
-
-
-class _State:
-    """Per process and per module generation: the pool and the label -> slot cache."""
-
-    def __init__(self, module: _mod.LoadedModule) -> None:
-        self.module = module
-        self.pid = module.pid
-        self.generation = module.generation
-        self.entries: OrderedDict[str, _Entry] = OrderedDict()
-        self.slots: dict[str, Any] = {}
-        self.guard = threading.Lock()
-        self.label_locks: dict[str, threading.Lock] = {}
-
-    def label_lock(self, label: str) -> threading.Lock:
-        with self.guard:
-            lock = self.label_locks.get(label)
-            if lock is None:
-                lock = self.label_locks[label] = threading.Lock()
-            return lock
-
-
-def _check_label(label: str) -> None:
-    if (not isinstance(label, str) or not label or label != label.strip()
-            or len(label.encode("utf-8")) > _LABEL_MAX_BYTES):
-        raise InvalidRequest("A token label is 1 to 32 bytes of UTF-8 without surrounding "
-                             "spaces.", label=str(label)[:64])
 
 
 def _check_pin_given(pin: str) -> None:
@@ -167,7 +111,7 @@ class TokenLibrary:
         self.max_sessions = max_sessions
         self._attempts: PinAttemptStore = (attempts if attempts is not None
                                            else InMemoryPinAttemptStore())
-        self._state_: _State | None = None
+        self._pool = SessionPool(module_path, max_sessions)
         # token label -> monotonic time until which "not locked" may be trusted when signing
         self._unlocked_until: dict[str, float] = {}
         # AES-GCM sealing through another module (see :meth:`encrypt`), or through this one.
@@ -192,101 +136,7 @@ class TokenLibrary:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _module(self) -> _mod.LoadedModule:
-        return _mod.load_module(self.module_path)
-
-    def _state(self, module: _mod.LoadedModule) -> _State:
-        """The pool for this process and module generation. Caller holds module.lock."""
-        state = self._state_
-        if state is None or state.module is not module or state.generation != module.generation:
-            # A new process (fork) or a re-initialised module: the old sessions are dead in
-            # this process; forget them without calling into the module.
-            state = self._state_ = _State(module)
-        return state
-
-    @contextmanager
-    def _locked(self) -> Iterator[_State]:
-        module = self._module()
-        with module.lock:
-            yield self._state(module)
-
-    def _rescan(self, state: _State) -> None:
-        """Rebuild the label -> slot map from the module's slot list."""
-        found: dict[str, Any] = {}
-        try:
-            for slot in state.module.lib.get_slots(token_present=True):
-                try:
-                    token = slot.get_token()
-                except _GONE:
-                    continue
-                if token.flags & TokenFlag.TOKEN_INITIALIZED:
-                    found.setdefault(token.label, slot)
-        except p11.PKCS11Error as exc:
-            raise ModuleUnavailable("The token module did not list its slots.",
-                                    code=type(exc).__name__) from exc
-        state.slots = found
-
-    def _slot(self, state: _State, label: str) -> Any:
-        slot = state.slots.get(label)
-        if slot is None:
-            self._rescan(state)
-            slot = state.slots.get(label)
-        if slot is None:
-            raise TokenNotFound("No token has this label.", token=label)
-        return slot
-
-    def _entry(self, state: _State, label: str) -> _Entry:
-        """The pooled session of a token, opened (not logged in) if needed."""
-        entry = state.entries.get(label)
-        if entry is not None:
-            state.entries.move_to_end(label)
-            return entry
-        _check_label(label)
-        for attempt in range(2):
-            slot = self._slot(state, label)
-            try:
-                token = slot.get_token()
-                if token.label != label:
-                    raise p11.TokenNotPresent()
-                session = token.open(rw=True)
-            except _GONE:
-                state.slots.pop(label, None)
-                if attempt:
-                    raise TokenNotFound("No token has this label.", token=label) from None
-                continue
-            except p11.PKCS11Error as exc:
-                raise _module_error(exc, "opening a session") from exc
-            entry = _Entry(slot=slot, session=session)
-            state.entries[label] = entry
-            self._evict(state)
-            return entry
-        raise TokenNotFound("No token has this label.", token=label)  # pragma: no cover
-
-    def _evict(self, state: _State) -> None:
-        while self.max_sessions is not None and len(state.entries) > self.max_sessions:
-            label = next(iter(state.entries))
-            self._drop(state, label)
-
-    def _drop(self, state: _State, label: str) -> None:
-        """Log out and close one pooled session (errors ignored: it may already be gone)."""
-        entry = state.entries.pop(label, None)
-        if entry is None:
-            return
-        if entry.logged_in:
-            state.module.logout(entry.session.handle)
-        try:
-            entry.session.close()
-        except p11.PKCS11Error:
-            pass
-
-    def _forget_login(self, state: _State, entry: _Entry) -> None:
-        if entry.logged_in:
-            state.module.logout(entry.session.handle)
-        entry.logged_in = False
-        entry.private_keys.clear()
-        entry.secret_keys.clear()
-
-    def _public_exists(self, entry: _Entry, *, key_id: bytes | None,
+    def _public_exists(self, entry: PooledSession, *, key_id: bytes | None,
                        key_label: str | None) -> bool:
         """Whether a public key or certificate matches (public objects need no login)."""
         attrs: dict[Attribute, Any] = {}
@@ -318,11 +168,11 @@ class TokenLibrary:
 
     def _login(self, label: str, pin: str) -> None:
         """Check ``pin`` on the token and leave it logged in (counting failures)."""
-        _check_label(label)
+        check_label(label)
         _check_pin_given(pin)
-        module = self._module()
+        module = self._pool.module()
         with module.lock:
-            state = self._state(module)
+            state = self._pool.state(module)
         with state.label_lock(label):
             self._unlocked_until.pop(label, None)
             # The attempt is counted before the token sees the PIN, atomically across every
@@ -347,9 +197,9 @@ class TokenLibrary:
         rv = _mod.CKR_OK
         for _attempt in range(2):
             with module.lock:
-                state = self._state(module)
-                entry = self._entry(state, label)
-                self._forget_login(state, entry)
+                state = self._pool.state(module)
+                entry = self._pool.entry(state, label)
+                self._pool.forget_login(state, entry)
                 rv = module.login(entry.session.handle, user_type, pin)
                 for _again in range(_SHARED_LOGIN_TRIES):
                     if rv not in (_mod.CKR_USER_ALREADY_LOGGED_IN,
@@ -361,8 +211,8 @@ class TokenLibrary:
                     # the token out, then have the PIN checked.
                     module.logout(entry.session.handle)
                     rv = module.login(entry.session.handle, user_type, pin)
-                if rv in _GONE_RV:
-                    self._drop(state, label)
+                if rv in GONE_RV:
+                    self._pool.drop(state, label)
                     state.slots.pop(label, None)
                     continue
                 if rv == _mod.CKR_OK and user_type == _mod.CKU_USER:
@@ -392,7 +242,7 @@ class TokenLibrary:
         if rv == _mod.CKR_USER_PIN_NOT_INITIALIZED:
             raise HsmError("The token has no user PIN yet.", token=label,
                            code=f"0x{rv:x}")
-        if rv in _GONE_RV:
+        if rv in GONE_RV:
             raise TokenNotFound("The token went away during login.", token=label)
         raise HsmError("The token refused the login.", token=label, code=f"0x{rv:x}")
 
@@ -401,7 +251,7 @@ class TokenLibrary:
         # Consume the search fully: an open search keeps the session busy.
         return list(session.get_objects(attrs))
 
-    def _find_private(self, entry: _Entry, *, key_id: bytes | None,
+    def _find_private(self, entry: PooledSession, *, key_id: bytes | None,
                       key_label: str | None) -> Any:
         attrs: dict[Attribute, Any] = {Attribute.CLASS: ObjectClass.PRIVATE_KEY}
         if key_id is not None:
@@ -435,7 +285,7 @@ class TokenLibrary:
             return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
         raise InvalidRequest("Unsupported key type on the token.", key_type=str(obj.key_type))
 
-    def _public_for(self, entry: _Entry, key_id: bytes, private: Any | None = None
+    def _public_for(self, entry: PooledSession, key_id: bytes, private: Any | None = None
                     ) -> PublicKeyTypes:
         found = self._objects(entry.session, {Attribute.CLASS: ObjectClass.PUBLIC_KEY,
                                               Attribute.ID: key_id})
@@ -458,13 +308,13 @@ class TokenLibrary:
         another process (sharing the module through the token server) is re-checking a PIN
         on this token, the key is looked up again and the signature retried, briefly."""
         self._raise_if_locked_recently(token_label)
-        module = self._module()
+        module = self._pool.module()
         failure: Exception | None = None
         for attempt in range(_SHARED_LOGIN_TRIES):
             if attempt:
                 time.sleep(min(0.002 * 2 ** attempt, 0.1))
             with module.lock:
-                state = self._state(module)
+                state = self._pool.state(module)
                 entry = state.entries.get(token_label)
                 if entry is None or not entry.logged_in:
                     raise LoginRequired("The token is not logged in any more; get the key "
@@ -482,18 +332,18 @@ class TokenLibrary:
                     # CKR_GENERAL_ERROR.
                     entry.private_keys.pop(key_id, None)
                     failure = exc
-                except _GONE as exc:
-                    self._drop(state, token_label)
-                    raise _module_error(exc, "signing") from exc
+                except GONE as exc:
+                    self._pool.drop(state, token_label)
+                    raise module_error(exc, "signing") from exc
                 except p11.PKCS11Error as exc:
-                    raise _module_error(exc, "signing") from exc
+                    raise module_error(exc, "signing") from exc
         with module.lock:
-            entry = self._state(module).entries.get(token_label)
+            entry = self._pool.state(module).entries.get(token_label)
             if entry is not None:
                 entry.logged_in = False
                 entry.private_keys.clear()
         if isinstance(failure, p11.GeneralError):
-            raise _module_error(failure, "signing") from failure
+            raise module_error(failure, "signing") from failure
         raise LoginRequired("The token is not logged in any more; get the key again with "
                             "the PIN.", token=token_label) from failure
 
@@ -506,11 +356,11 @@ class TokenLibrary:
         :class:`NoFreeSlot` if the module offers no uninitialised token, and
         :class:`PinPolicyViolation` if ``user_pin`` breaks the policy.
         """
-        _check_label(label)
+        check_label(label)
         _check_pin_given(so_pin)
         check_pin_policy(user_pin)
-        with self._locked() as state:
-            self._rescan(state)
+        with self._pool.locked() as state:
+            self._pool.rescan(state)
             if label in state.slots:
                 raise TokenAlreadyExists("A token already has this label.", token=label)
             free = None
@@ -520,19 +370,19 @@ class TokenLibrary:
                         free = slot
                         break
             except p11.PKCS11Error as exc:
-                raise _module_error(exc, "listing slots") from exc
+                raise module_error(exc, "listing slots") from exc
             if free is None:
                 raise NoFreeSlot("The token module has no uninitialised token left.")
             rv = state.module.init_token(free.slot_id, so_pin, label)
             if rv != _mod.CKR_OK:
                 raise HsmError("The token module refused to initialise the token.",
                                token=label, code=f"0x{rv:x}")
-            self._rescan(state)
-            slot = self._slot(state, label)
+            self._pool.rescan(state)
+            slot = self._pool.slot(state, label)
             try:
                 session = slot.get_token().open(rw=True)
             except p11.PKCS11Error as exc:
-                raise _module_error(exc, "opening a session") from exc
+                raise module_error(exc, "opening a session") from exc
             try:
                 rv = state.module.login(session.handle, _mod.CKU_SO, so_pin)
                 if rv != _mod.CKR_OK:
@@ -541,7 +391,7 @@ class TokenLibrary:
                 try:
                     session.init_pin(user_pin)
                 except p11.PKCS11Error as exc:
-                    raise _module_error(exc, "setting the user PIN") from exc
+                    raise module_error(exc, "setting the user PIN") from exc
                 finally:
                     state.module.logout(session.handle)
             finally:
@@ -553,10 +403,10 @@ class TokenLibrary:
 
     def token_exists(self, label: str) -> bool:
         """Whether an initialised token has ``label`` (the slot map is refreshed on a miss)."""
-        _check_label(label)
-        with self._locked() as state:
+        check_label(label)
+        with self._pool.locked() as state:
             try:
-                self._slot(state, label)
+                self._pool.slot(state, label)
             except TokenNotFound:
                 return False
             return True
@@ -564,14 +414,14 @@ class TokenLibrary:
     def destroy_objects(self, label: str, pin: str) -> int:
         """Destroy every object on the token (keys, certificates, data); return the count."""
         self._login(label, pin)
-        with self._locked() as state:
-            entry = self._entry(state, label)
+        with self._pool.locked() as state:
+            entry = self._pool.entry(state, label)
             try:
                 objects = self._objects(entry.session, {})
                 for obj in objects:
                     obj.destroy()
             except p11.PKCS11Error as exc:
-                raise _module_error(exc, "destroying objects") from exc
+                raise module_error(exc, "destroying objects") from exc
             finally:
                 entry.private_keys.clear()
                 entry.secret_keys.clear()
@@ -579,29 +429,13 @@ class TokenLibrary:
 
     def release(self, label: str) -> None:
         """Log one token out and close its pooled session (no-op if not pooled)."""
-        with self._locked() as state:
-            self._drop(state, label)
+        with self._pool.locked() as state:
+            self._pool.drop(state, label)
 
     def close(self) -> None:
         if self._sealing is not None:
             self._sealing.close()
-        self._close_own()
-
-    def _close_own(self) -> None:
-        """Log out every pooled token and close its session. Key objects handed out so far
-        raise :class:`LoginRequired` afterwards; the library itself can be used again."""
-        module = _mod._registry.get(self.module_path)
-        if module is None or self._state_ is None:
-            return
-        with module.lock:
-            state = self._state_
-            if state is None or state.module is not module or state.pid != os.getpid() \
-                    or state.generation != module.generation:
-                self._state_ = None
-                return
-            for label in list(state.entries):
-                self._drop(state, label)
-            state.slots.clear()
+        self._pool.close()
 
     # ------------------------------------------------------------------ keys and certificates
 
@@ -631,8 +465,8 @@ class TokenLibrary:
             Attribute.ID: key_id, Attribute.LABEL: key_label,
         }
         key_kind, size = spec
-        with self._locked() as state:
-            entry = self._entry(state, label)
+        with self._pool.locked() as state:
+            entry = self._pool.entry(state, label)
             session = entry.session
             try:
                 clash = (self._objects(session, {Attribute.CLASS: ObjectClass.PRIVATE_KEY,
@@ -658,7 +492,7 @@ class TokenLibrary:
                     raise InvalidRequest("Unknown key type.", key_type=key_type)
                 return self._public_from_object(public)
             except p11.PKCS11Error as exc:
-                raise _module_error(exc, "generating a key pair") from exc
+                raise module_error(exc, "generating a key pair") from exc
 
     def private_key(self, label: str, pin: str, *, key_id: bytes | None = None,
                     key_label: str | None = None) -> TokenPrivateKey:
@@ -671,8 +505,8 @@ class TokenLibrary:
             raise InvalidRequest("Give key_id or key_label.")
         for attempt in range(_SHARED_LOGIN_TRIES):
             self._login(label, pin)
-            with self._locked() as state:
-                entry = self._entry(state, label)
+            with self._pool.locked() as state:
+                entry = self._pool.entry(state, label)
                 try:
                     obj = self._find_private(entry, key_id=key_id, key_label=key_label)
                     found_id = bytes(obj.id)
@@ -691,9 +525,9 @@ class TokenLibrary:
                         continue
                     if isinstance(exc, KeyNotFound):
                         raise
-                    raise _module_error(exc, "looking up the key") from exc
+                    raise module_error(exc, "looking up the key") from exc
                 except p11.PKCS11Error as exc:
-                    raise _module_error(exc, "looking up the key") from exc
+                    raise module_error(exc, "looking up the key") from exc
                 entry.private_keys[found_id] = obj
                 break
         if isinstance(public, ec.EllipticCurvePublicKey):
@@ -704,12 +538,12 @@ class TokenLibrary:
 
     def public_key(self, label: str, *, key_id: bytes) -> PublicKeyTypes:
         """The public key with ``key_id`` (public objects: no PIN needed)."""
-        with self._locked() as state:
-            entry = self._entry(state, label)
+        with self._pool.locked() as state:
+            entry = self._pool.entry(state, label)
             try:
                 return self._public_for(entry, key_id)
             except p11.PKCS11Error as exc:
-                raise _module_error(exc, "reading a public key") from exc
+                raise module_error(exc, "reading a public key") from exc
 
     def store_certificate(self, label: str, pin: str, *, key_id: bytes, cert_der: bytes,
                           cert_label: str) -> None:
@@ -722,8 +556,8 @@ class TokenLibrary:
         serial = cert.serial_number
         serial_der = Integer(serial).dump()
         self._login(label, pin)
-        with self._locked() as state:
-            entry = self._entry(state, label)
+        with self._pool.locked() as state:
+            entry = self._pool.entry(state, label)
             try:
                 for old in self._objects(entry.session, {
                         Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.ID: key_id}):
@@ -740,18 +574,18 @@ class TokenLibrary:
                     Attribute.VALUE: cert_der,
                 })
             except p11.PKCS11Error as exc:
-                raise _module_error(exc, "storing a certificate") from exc
+                raise module_error(exc, "storing a certificate") from exc
 
     def read_certificate(self, label: str, *, key_id: bytes) -> bytes | None:
         """The DER certificate stored with ``key_id``, or ``None``."""
-        with self._locked() as state:
-            entry = self._entry(state, label)
+        with self._pool.locked() as state:
+            entry = self._pool.entry(state, label)
             try:
                 found = self._objects(entry.session, {
                     Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.ID: key_id})
                 return bytes(found[0][Attribute.VALUE]) if found else None
             except p11.PKCS11Error as exc:
-                raise _module_error(exc, "reading a certificate") from exc
+                raise module_error(exc, "reading a certificate") from exc
 
     # ------------------------------------------------------------------ PINs
 
@@ -765,15 +599,15 @@ class TokenLibrary:
         satisfy the policy (checked first, so a weak new PIN costs no attempt)."""
         check_pin_policy(new_pin)
         self._login(label, old_pin)
-        with self._locked() as state:
-            entry = self._entry(state, label)
+        with self._pool.locked() as state:
+            entry = self._pool.entry(state, label)
             try:
                 entry.session.set_pin(old_pin, new_pin)
             except (p11.PinInvalid, p11.PinLenRange, p11.PinTooWeak) as exc:
                 raise PinPolicyViolation("The token refused the new PIN.", token=label,
                                          reason="token-policy") from exc
             except p11.PKCS11Error as exc:
-                raise _module_error(exc, "changing the PIN") from exc
+                raise module_error(exc, "changing the PIN") from exc
 
     def reset_pin(self, label: str, so_pin: str, *, length: int = 6) -> str:
         """As security officer, set a NEW random policy-compliant user PIN, clear the failure
@@ -782,12 +616,12 @@ class TokenLibrary:
         A wrong SO PIN raises :class:`PinIncorrect` with ``extras['role'] == 'so'``; it is not
         counted here (the module itself locks the SO PIN if it does so).
         """
-        _check_label(label)
+        check_label(label)
         _check_pin_given(so_pin)
         new_pin = generate_pin(length)
-        module = self._module()
+        module = self._pool.module()
         with module.lock:
-            state = self._state(module)
+            state = self._pool.state(module)
         with state.label_lock(label):
             rv = self._login_on_token(module, label, _mod.CKU_SO, so_pin)
             if rv == _mod.CKR_PIN_INCORRECT:
@@ -799,11 +633,11 @@ class TokenLibrary:
                 raise HsmError("The token refused the SO login.", token=label,
                                code=f"0x{rv:x}")
             with module.lock:
-                entry = self._entry(self._state(module), label)
+                entry = self._pool.entry(self._pool.state(module), label)
                 try:
                     entry.session.init_pin(new_pin)
                 except p11.PKCS11Error as exc:
-                    raise _module_error(exc, "setting the user PIN") from exc
+                    raise module_error(exc, "setting the user PIN") from exc
                 finally:
                     module.logout(entry.session.handle)
             self._attempts.reset(label)
@@ -813,111 +647,30 @@ class TokenLibrary:
         """Locked by the service's failure count, or reported locked by the module."""
         if self._attempts.failures(label) >= self.max_attempts:
             return True
-        with self._locked() as state:
-            slot = self._slot(state, label)
+        with self._pool.locked() as state:
+            slot = self._pool.slot(state, label)
             try:
                 flags = slot.get_token().flags
             except p11.PKCS11Error as exc:
-                raise _module_error(exc, "reading token flags") from exc
+                raise module_error(exc, "reading token flags") from exc
             return bool(flags & TokenFlag.USER_PIN_LOCKED)
 
     # ------------------------------------------------------------------ sealed secrets
-
-    def _secret_key(self, entry: _Entry, key_label: str) -> Any:
-        key = entry.secret_keys.get(key_label)
-        if key is None:
-            found = self._objects(entry.session, {Attribute.CLASS: ObjectClass.SECRET_KEY,
-                                                  Attribute.LABEL: key_label})
-            if not found:
-                raise KeyNotFound("No secret key has this label.", key_label=key_label)
-            key = entry.secret_keys[key_label] = found[0]
-        return key
+    # (AES-256-GCM under a non-extractable token key; the work is in hsm/sealing.py)
 
     def ensure_secret_key(self, label: str, pin: str, key_label: str) -> None:
         """Make sure an AES-256 key (token, private, sensitive, not extractable, encrypt and
         decrypt only) labelled ``key_label`` exists on the token."""
-        self._login(label, pin)
-        with self._locked() as state:
-            entry = self._entry(state, label)
-            try:
-                try:
-                    self._secret_key(entry, key_label)
-                    return
-                except KeyNotFound:
-                    pass
-                entry.secret_keys[key_label] = entry.session.generate_key(
-                    KeyType.AES, 256, label=key_label, store=True,
-                    capabilities=MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
-                    template={
-                        Attribute.TOKEN: True, Attribute.PRIVATE: True,
-                        Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
-                        Attribute.ENCRYPT: True, Attribute.DECRYPT: True,
-                        Attribute.WRAP: False, Attribute.UNWRAP: False,
-                        Attribute.SIGN: False, Attribute.VERIFY: False,
-                        Attribute.DERIVE: False,
-                    })
-            except p11.PKCS11Error as exc:
-                raise _module_error(exc, "generating a secret key") from exc
-
-    def _sealed(self, operation: str, *args: Any, **kwargs: Any) -> Any:
-        """Run encrypt/decrypt on the sealing module. Its state is read when it is
-        initialised, so a token or key made since (through the main module) is found by
-        initialising it again, once."""
-        sealing = self._sealing
-        if sealing is None:  # pragma: no cover - callers check
-            raise InvalidRequest("No sealing module.")
-        try:
-            return getattr(sealing, operation)(*args, **kwargs)
-        except (TokenNotFound, KeyNotFound):
-            _mod.load_module(sealing.module_path).reinitialize()
-            return getattr(sealing, operation)(*args, **kwargs)
+        sealing.ensure_secret_key(self, label, pin, key_label)
 
     def encrypt(self, label: str, pin: str, key_label: str, plaintext: bytes,
                 aad: bytes = b"") -> bytes:
-        """AES-256-GCM on the token. Blob: version byte, 12-byte random nonce, ciphertext
-        and 16-byte tag. Random nonces: keep a key under 2**32 messages.
-
-        With ``sealing_module`` set (the main module is p11-kit's client, whose RPC in
-        p11-kit 0.24 cannot carry CKM_AES_GCM), this runs on that module instead."""
-        if self._sealing is not None:
-            return bytes(self._sealed("encrypt", label, pin, key_label, plaintext, aad=aad))
-        self._login(label, pin)
-        nonce = os.urandom(_GCM_NONCE_BYTES)
-        with self._locked() as state:
-            entry = self._entry(state, label)
-            try:
-                key = self._secret_key(entry, key_label)
-                sealed = key.encrypt(plaintext, mechanism=Mechanism.AES_GCM,
-                                     mechanism_param=pkcs11.GCMParams(nonce, aad or None,
-                                                                      _GCM_TAG_BITS))
-            except p11.PKCS11Error as exc:
-                raise _module_error(exc, "encrypting") from exc
-        return _BLOB_VERSION + nonce + bytes(sealed)
+        """AES-256-GCM on the token (:func:`hsm.sealing.encrypt`). Random nonces: keep a key
+        under 2**32 messages."""
+        return sealing.encrypt(self, label, pin, key_label, plaintext, aad)
 
     def decrypt(self, label: str, pin: str, key_label: str, blob: bytes,
                 aad: bytes = b"") -> bytes:
         """Reverse :meth:`encrypt`; raise :class:`DecryptionFailed` if the blob, the AAD or
         the key do not match."""
-        if self._sealing is not None:
-            return bytes(self._sealed("decrypt", label, pin, key_label, blob, aad=aad))
-        if (len(blob) < 1 + _GCM_NONCE_BYTES + _GCM_TAG_BITS // 8
-                or blob[:1] != _BLOB_VERSION):
-            raise DecryptionFailed("Not a sealed blob of this version.")
-        nonce = blob[1:1 + _GCM_NONCE_BYTES]
-        sealed = blob[1 + _GCM_NONCE_BYTES:]
-        self._login(label, pin)
-        with self._locked() as state:
-            entry = self._entry(state, label)
-            key = self._secret_key(entry, key_label)
-            try:
-                return bytes(key.decrypt(sealed, mechanism=Mechanism.AES_GCM,
-                                         mechanism_param=pkcs11.GCMParams(
-                                             nonce, aad or None, _GCM_TAG_BITS)))
-            except (p11.EncryptedDataInvalid, p11.EncryptedDataLenRange,
-                    p11.FunctionFailed, p11.SignatureInvalid, p11.DataInvalid,
-                    p11.GeneralError) as exc:
-                # SoftHSM2 reports a GCM tag mismatch as CKR_GENERAL_ERROR.
-                raise DecryptionFailed("The sealed blob did not authenticate.") from exc
-            except p11.PKCS11Error as exc:
-                raise _module_error(exc, "decrypting") from exc
-
+        return sealing.decrypt(self, label, pin, key_label, blob, aad)

@@ -133,7 +133,8 @@ def tree() -> list[tuple[str, str, bool]]:
 def test_the_tree_keeps_the_layers() -> None:
     files = tree()
     assert {m.split(".")[0] for m, _s, _p in files} >= {*DOMAINS, "api", "bench", "tests"}
-    assert violations(files) == []
+    found = violations(files)
+    assert not found, "forbidden imports:\n" + "\n".join(found)
 
 
 def test_each_rule_catches_its_import() -> None:

@@ -23,6 +23,7 @@ from hsm import (
     TokenLibrary,
     TokenNotFound,
 )
+from hsm.pool import SessionPool
 from tests.hsm_fixtures import HsmToken
 
 pytestmark = pytest.mark.hsm
@@ -61,8 +62,8 @@ def test_label_cache_is_not_rescanned_on_a_hit(softhsm_library: TokenLibrary,
     softhsm_library.check_pin(hsm_token.label, hsm_token.user_pin)
     softhsm_library.release(hsm_token.label)
     scans: list[int] = []
-    original = TokenLibrary._rescan
-    monkeypatch.setattr(TokenLibrary, "_rescan",
+    original = SessionPool.rescan  # the library's pool (hsm/pool.py) keeps the label cache
+    monkeypatch.setattr(SessionPool, "rescan",
                         lambda self, state: (scans.append(1), original(self, state))[1])
     for _ in range(5):
         softhsm_library.check_pin(hsm_token.label, hsm_token.user_pin)
