@@ -611,6 +611,8 @@ def run(args: argparse.Namespace, directory: Path) -> int:
     from bench.sign_pdf import permit
 
     service = prepare(directory)
+    if "TAWQI_DATABASE_URL" in os.environ:
+        service.env["TAWQI_DATABASE_URL"] = os.environ["TAWQI_DATABASE_URL"]
     create_users(service)
     with standins() as (twilio, smtp):
         service.env.update(delivery_env(twilio, smtp))
@@ -672,6 +674,31 @@ def run(args: argparse.Namespace, directory: Path) -> int:
     return 1 if problems else 0
 
 
+@contextmanager
+def database(admin_url: str | None) -> Iterator[None]:
+    """With ``--postgres``: a fresh PostgreSQL database for this run (TAWQI_DATABASE_URL),
+    dropped afterwards; without it, prepare()'s SQLite file under the run's directory."""
+    if not admin_url:
+        yield
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"tawqi_load_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    os.environ["TAWQI_DATABASE_URL"] = make_url(admin_url).set(database=name).render_as_string(
+        hide_password=False)
+    try:
+        yield
+    finally:
+        os.environ.pop("TAWQI_DATABASE_URL", None)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def stop_token_server(directory: Path) -> None:
     """End the token server this run started (under its own directory), by its pid file."""
     from hsm.server import stop_server
@@ -692,6 +719,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--max-calls", type=int, default=100_000,
                         help="at most this many rounds of all clients together, per phase")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="run on a fresh database of this PostgreSQL server (e.g. "
+                             "postgresql+psycopg://postgres@127.0.0.1:5432/postgres), dropped "
+                             "afterwards; default: SQLite")
     parser.add_argument("--drain-seconds", type=float, default=60.0,
                         help="how long the outbox may take to empty after the run")
     args = parser.parse_args(argv)
@@ -699,9 +730,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--clients must be at least {len(ROLES)} (one per role)")
     directory = Path(tempfile.mkdtemp(prefix="tawqi-bench-load-"))
     try:
-        return run(args, directory)
+        with database(args.postgres):
+            try:
+                return run(args, directory)
+            finally:
+                stop_token_server(directory)
     finally:
-        stop_token_server(directory)
         shutil.rmtree(directory, ignore_errors=True)
 
 
