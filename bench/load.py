@@ -3,7 +3,8 @@ checks that no quota was exceeded, no notice was lost or duplicated and the audi
 
 Run: ``.venv/bin/python -m bench.load [--seconds 30] [--clients 16] [--alone-seconds 5]``
 
-The throwaway service of :mod:`bench.sign_hash` (SQLite under ``/tmp``, SoftHSM2 tokens, the
+The throwaway service of :mod:`bench.sign_hash` (SQLite under ``/tmp``, or with ``--postgres
+URL`` a fresh PostgreSQL database dropped afterwards; SoftHSM2 tokens, the
 CA, a hosted holder whose PIN was changed, a platform API key), here served by gunicorn with
 the production settings file and TWO workers, both reaching one token state through the token
 server (``TAWQI_PKCS11_SERVER=auto``), plus one outbox worker process (``tawqi worker``)
@@ -99,6 +100,7 @@ class Stats:
     def __init__(self) -> None:
         self.ops: dict[str, Op] = defaultdict(Op)
         self.overruns: list[str] = []
+        self.failures: list[str] = []
         self.lock = threading.Lock()
 
     def record(self, name: str, seconds: float, status: str, *, error: bool) -> None:
@@ -111,6 +113,12 @@ class Stats:
     def overran(self, message: str) -> None:
         with self.lock:
             self.overruns.append(message)
+
+    def failed(self, message: str) -> None:
+        """Keep the first few failed answers, with their request ids (for the logs)."""
+        with self.lock:
+            if len(self.failures) < 20:
+                self.failures.append(message)
 
     def error_count(self) -> int:
         with self.lock:
@@ -178,6 +186,9 @@ class Client:
             status += " " + str(answer.json().get("type", "")).rsplit("/", 1)[-1]
         ok = ok_status(step, status)
         self.stats.record(step, elapsed, status, error=not ok)
+        if not ok:
+            self.stats.failed(f"{step}: {status} (request id "
+                              f"{answer.headers.get('X-Request-Id', '?')})")
         return answer if ok else None
 
     def check(self, step: str, elapsed: float, problem: str) -> None:
@@ -655,6 +666,8 @@ def run(args: argparse.Namespace, directory: Path) -> int:
             print("\n".join(report_lines(stats, mix_seconds)))
             for message in alone_stats.overruns + stats.overruns:
                 print(f"overran: {message}")
+            for message in alone_stats.failures + stats.failures:
+                print(f"failed: {message}")
             errors = alone_stats.error_count() + stats.error_count()
             print(f"errors: {errors}")
             if errors:
