@@ -483,7 +483,7 @@ class Worker:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log = log.open("wb")
         self.process = subprocess.Popen(
-            [str(PYTHON.parent / "tawqi"), "worker", "--idle", "0.05"], env=env,
+            [str(PYTHON.parent / "tawqi"), "worker", "--idle", "0.2"], env=env,
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
