@@ -86,8 +86,11 @@ def record(session: Session, clock: Clock, *, actor: str, action: str, object_ty
     the change it describes, so both commit or neither does."""
     summary = summary or {}
     _check_no_secret(summary)
+    # populate_existing: a head this session read before (unlocked) is refreshed from the
+    # locked row, so the event chains onto what other transactions committed meanwhile.
     head = session.execute(
         select(AuditHead).where(AuditHead.id == 1).with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if head is None:
         head = AuditHead(id=1, seq=0, hash=GENESIS_HASH)

@@ -74,3 +74,26 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def exclusive(session: Session, name: str) -> Iterator[None]:
+    """Run the block alone across every process sharing the database (e.g. choosing a free
+    token slot, which two processes behind one token server could otherwise pick together).
+
+    PostgreSQL: a session-level advisory lock on ``name``, released when the block ends
+    (not held to the end of the transaction). SQLite: every transaction already holds the
+    database's write lock from its start (BEGIN IMMEDIATE), which excludes the others; a
+    statement makes sure the transaction has started."""
+    from sqlalchemy import text
+
+    if not is_postgres(session):
+        session.execute(text("SELECT 1"))
+        yield
+        return
+    key = {"key": name}
+    session.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+    try:
+        yield
+    finally:
+        session.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), key)

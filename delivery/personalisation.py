@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from sqlalchemy.orm import Session
 
 from core.clock import Clock
+from core.db import exclusive
 from delivery import envelopes
 from delivery.envelopes import Sealer
 from delivery.errors import IllegalTransition
@@ -73,7 +74,9 @@ class TokenPersonaliser:
         identity = HolderIdentity(cin=holder.cin, given_name=holder.given_name_fr,
                                   surname=holder.surname_fr, title=holder.title_fr,
                                   organization=holder.organisation_fr)
-        self.tokens.init_token(token_label, self._so_pin, pin)
+        # Two processes behind one token server must not pick the same free slot.
+        with exclusive(session, "tawqi.token-init"):
+            self.tokens.init_token(token_label, self._so_pin, pin)
         try:
             issued = issue_holder_certificate(
                 session, clock, self.authority, self.tokens, token_label=token_label,

@@ -125,3 +125,40 @@ def test_deleted_head_row_is_detected(session: Session, clock: FrozenClock) -> N
     session.expire_all()
     report = verify(session)
     assert not report.ok and "head row is missing" in report.reason
+
+
+def test_append_after_reading_the_head_uses_the_locked_head(
+        request: pytest.FixtureRequest, clock: FrozenClock) -> None:
+    """A transaction that read the head earlier (``core.anchors.anchor`` does) and appends
+    after another transaction appended and committed must chain onto the committed head, not
+    onto the copy it read: found by ``bench.load`` on PostgreSQL, where it collided on the
+    sequence number (SQLite serialises whole write transactions, so only PostgreSQL can
+    interleave them)."""
+    from core.audit import AuditHead
+    from core.db import make_session_factory, transaction
+    from tests.conftest import _drop_postgres, _fresh_postgres, prepare_database
+
+    server = request.getfixturevalue("postgres_server_url")
+    name, engine = _fresh_postgres(server)
+    try:
+        prepare_database(engine)
+        sessions = make_session_factory(engine)
+        with transaction(sessions) as first:
+            record(first, clock, actor="tester", action="thing.changed", object_type="thing",
+                   object_id=0)
+        with transaction(sessions) as reader:
+            stale = reader.get(AuditHead, 1)
+            assert stale is not None
+            with transaction(sessions) as other:
+                between = record(other, clock, actor="other", action="thing.changed",
+                                 object_type="thing", object_id=1).seq
+            event = record(reader, clock, actor="tester", action="thing.changed",
+                           object_type="thing", object_id=2)
+            assert event.seq == between + 1
+        with sessions() as check:
+            report = verify(check)
+            assert report.ok, report.reason
+            assert report.checked == between + 1
+    finally:
+        engine.dispose()
+        _drop_postgres(server, name)

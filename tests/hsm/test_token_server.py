@@ -96,6 +96,28 @@ def test_two_workers_see_one_token_state(token_server: str, db_engine: Engine) -
             worker.stop()
 
 
+def test_processes_initialising_tokens_together_never_share_a_slot(
+        token_server: str, db_engine: Engine) -> None:
+    """Two processes behind one token server each initialise tokens at the same moment
+    (personalisation does): each picks a free slot alone, so none fails for want of a slot
+    and no token is initialised over another (PKCS#11 lets C_InitToken wipe a slot)."""
+    workers = _workers(2, db_engine)
+    try:
+        so_pin, pin = secrets.token_hex(8), generate_pin(8)
+        prefixes = [f"i{secrets.token_hex(3)}", f"j{secrets.token_hex(3)}"]
+        for worker, prefix in zip(workers, prefixes, strict=True):
+            worker.conn.send(("init_many", (prefix, so_pin, pin, 12)))
+        for worker in workers:
+            assert worker.conn.poll(300)
+            assert worker.conn.recv() == ("ok", [])
+        for prefix in prefixes:
+            for n in range(12):
+                assert workers[0].ok("token_exists", f"{prefix}-{n}") is True
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
 def test_signing_goes_on_while_another_process_checks_the_pin(token_server: str,
                                                               db_engine: Engine) -> None:
     """Login state is the token's, shared by every client of the server: a PIN check

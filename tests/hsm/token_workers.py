@@ -106,7 +106,24 @@ def serve(conn: Connection, database_url: str, barrier: Barrier) -> None:
             library.check_pin(label, pin)
         return count
 
+    def init_many(prefix: str, so_pin: str, pin: str, count: int) -> list[str]:
+        """Wait for the other workers, then initialise ``count`` tokens, each inside the
+        cross-process exclusion personalisation uses (core.db.exclusive)."""
+        from core.db import exclusive, make_session_factory, transaction
+
+        barrier.wait(timeout=60)
+        failures = []
+        for n in range(count):
+            with transaction(make_session_factory(engine)) as session, \
+                    exclusive(session, "tawqi.token-init"):
+                try:
+                    library.init_token(f"{prefix}-{n}", so_pin, pin)
+                except Exception as exc:
+                    failures.append(type(exc).__name__)
+        return failures
+
     commands: dict[str, Any] = {
+        "init_many": init_many,
         "init_token": library.init_token, "check_pin": library.check_pin,
         "change_pin": library.change_pin, "reset_pin": library.reset_pin,
         "token_exists": library.token_exists, "failures": store.failures,
