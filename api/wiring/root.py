@@ -80,6 +80,7 @@ class Wiring:
     def __init__(self, runtime: Runtime, *, overrides: Mapping[str, Any] | None = None
                  ) -> None:
         self.runtime = runtime
+        self.clock: Clock = runtime.clock
         self._parts: dict[str, Any] = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
@@ -94,11 +95,7 @@ class Wiring:
 
     @property
     def settings(self) -> Settings:
-        return self.runtime.settings
-
-    @property
-    def clock(self) -> Clock:
-        return self.runtime.clock
+        return self.runtime.settings  # read each time: the demo fills in PINs as it goes
 
     def tokens(self) -> TokenLibrary:
         return self.runtime.tokens()
