@@ -1,5 +1,10 @@
-"""The web interface for people (``/web``): see :mod:`api.web.pages` and docs/web.md."""
+"""The web interface for people (``/web``): see :mod:`api.web.pages` and docs/web.md.
 
+Each journey's views register on the one blueprint: :mod:`api.web.pages` (login,
+dashboards, the province page, the operator's queue, the holder's page) and
+:mod:`api.web.contact` (the provincial contact's forms)."""
+
+from api.web import contact as _contact  # noqa: F401  (registers its views)
 from api.web.pages import bp
 
 __all__ = ["bp"]
