@@ -44,7 +44,8 @@ TIMEZONE = ZoneInfo("Africa/Casablanca")
 #: The CLDR locales used for numbers and dates (Morocco writes Western digits in Arabic).
 LOCALES = {"fr": "fr_MA", "ar": "ar_MA"}
 #: Facts a domain error may carry that a message can show (never a secret, never English).
-ERROR_PARAMETERS = ("year", "allotted", "entity", "field", "limit", "retry_after")
+ERROR_PARAMETERS = ("year", "allotted", "entity", "field", "limit", "retry_after",
+                    "attempts_left")
 
 
 def catalogue_path(lang: str, suffix: str = ".po") -> Path:
@@ -125,28 +126,33 @@ def _local(at: datetime) -> datetime:
     return at.astimezone(TIMEZONE)
 
 
-def error_key(lang: str, exc: TawqiError) -> str:
-    """The most precise catalogue key for ``exc``: its type and field, its type, then the
-    types of its families (``error.conflict``...), then ``error.generic``."""
+def error_keys(lang: str, exc: TawqiError) -> list[str]:
+    """The catalogue keys for ``exc``, most precise first: its type and field, its type,
+    then the types of its families (``error.conflict``...), then ``error.generic``."""
     field = exc.extras.get("field")
+    found = []
     for cls in type(exc).__mro__:
         kind = getattr(cls, "type", None)
         if not isinstance(kind, str):
             continue
-        if field and has(lang, f"error.{kind}.{field}"):
-            return f"error.{kind}.{field}"
-        if has(lang, f"error.{kind}"):
-            return f"error.{kind}"
-    return "error.generic"
+        for key in ((f"error.{kind}.{field}",) if field else ()) + (f"error.{kind}",):
+            if key not in found and has(lang, key):
+                found.append(key)
+    return [*found, "error.generic"]
 
 
 def error_message(lang: str, exc: TawqiError) -> str:
-    values = {k: exc.extras[k] for k in ERROR_PARAMETERS if k in exc.extras}
+    """The first of :func:`error_keys` whose parameters the error carries, filled in."""
+    values = {k: exc.extras[k] for k in ERROR_PARAMETERS if exc.extras.get(k) is not None}
     if isinstance(values.get("year"), int):
         values["year"] = str(values["year"])
     if "field" in values:
         values["field"] = text(lang, f"field.{values['field']}")
-    return text(lang, error_key(lang, exc), **values)
+    for key in error_keys(lang, exc):
+        wanted = {name for _, name, _, _ in string.Formatter().parse(text(lang, key)) if name}
+        if wanted <= set(values):
+            return text(lang, key, **values)
+    return text(lang, "error.generic")
 
 
 def pick(lang: str, obj: Any, field: str) -> str:

@@ -555,33 +555,3 @@ def reject(p: Page, request_id: int) -> Any:
     return _decide(p, request_id, lambda: requests.reject_request(
         p.session, p.clock, request_id, actor=p.actor,
         reason=request.form.get("reason", "")), "rejected")
-
-
-# --------------------------------------------------------------------------- holder
-
-
-@bp.get("/me")
-@page("holders.read")
-def me(p: Page) -> Response:
-    holder_id = p.principal.holder_id if p.principal.role == "holder" else None
-    if holder_id is None:
-        raise Forbidden("this page shows a holder's own credentials")
-    p.authorize(Scope(holder_id=holder_id))
-    holder = holders.get_holder(p.session, holder_id)
-    commune = p.session.get(Commune, holder.commune_code) if holder.commune_code else None
-    province = p.session.get(Province, holder.province_code)
-    return _html("me.html", holder=holder, commune=commune, province=province,
-                 credentials=oversight.holder_credentials(
-                     p.session, p.clock, holder_id,
-                     terms_version=p.settings.terms_version),
-                 terms_version=p.settings.terms_version, done=request.args.get("done", ""))
-
-
-@bp.post("/requests/<int:request_id>/terms")
-@page("holder.terms")
-def accept_terms(p: Page, request_id: int) -> Any:
-    found = requests.get_request(p.session, request_id)
-    p.authorize(Scope(holder_id=found.holder_id))
-    requests.accept_terms(p.session, p.clock, request_id, version=p.settings.terms_version,
-                          actor=p.actor)
-    return _done("web.me", "terms")

@@ -15,8 +15,10 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -68,7 +70,7 @@ def browser() -> Iterator[Browser]:
 class Site:
     url: str
     rt: Runtime
-    scene: oversight_scene.Scene
+    scene: Any
     shots: Path
 
 
@@ -94,12 +96,19 @@ def site(app: Flask, api_runtime: Runtime, clock: FrozenClock) -> Iterator[Site]
                                      ("contact", "contact", HERE)):
         make_user(api_runtime, app, username, role, province_code=province)
     make_user(api_runtime, app, "holder.c", "holder", holder_id=scene.holder_c.id)
-    server = make_server("127.0.0.1", 0, app, threaded=False)
+    with serve(app) as url:
+        yield Site(url, api_runtime, scene, SHOTS)
+
+
+@contextmanager
+def serve(application: Flask) -> Iterator[str]:
+    """The app on 127.0.0.1 (werkzeug, one thread: SoftHSM2 calls stay serialised)."""
+    server = make_server("127.0.0.1", 0, application, threaded=False)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     SHOTS.mkdir(parents=True, exist_ok=True)
     try:
-        yield Site(f"http://127.0.0.1:{server.server_port}", api_runtime, scene, SHOTS)
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         thread.join(5)
