@@ -3,10 +3,12 @@
 Each journey's views register on the one blueprint: :mod:`api.web.pages` (login,
 dashboards, the province page, the operator's queue, the holder's page) and
 :mod:`api.web.contact` (the provincial contact's forms), :mod:`api.web.holder` (the
-holder's own credentials, terms and PINs)."""
+holder's own credentials, terms and PINs), :mod:`api.web.verify` (the public verification
+page)."""
 
 from api.web import contact as _contact  # noqa: F401  (registers its views)
 from api.web import holder as _holder  # noqa: F401
+from api.web import verify as _verify  # noqa: F401
 from api.web.pages import bp
 
 __all__ = ["bp"]

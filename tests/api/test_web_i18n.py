@@ -28,6 +28,11 @@ DYNAMIC = ([f"status.{s}" for s in REQUEST_STATES] + [f"batch.{s}" for s in BATC
            + [f"cert.{s}" for s in ("valid", "revoked", "suspended", "expired")]
            + [f"col.{level}" for level in ("region", "province", "commune")]
            + [f"me.change_{channel}" for channel in ("sms", "email")]
+           + [f"verify.ind.{i}" for i in ("TOTAL-PASSED", "INDETERMINATE", "TOTAL-FAILED")]
+           + [f"verify.cert.{c}" for c in ("good", "revoked", "suspended", "expired",
+                                            "not-yet-valid", "unknown", "untrusted")]
+           + ["verify.intact.yes", "verify.intact.no", "verify.after.allowed",
+              "verify.after.other"]
            + [f"done.{d}" for d in ("holder", "request", "handover", "approved", "rejected",
                                     "terms", "contact", "cancelled", "received", "pin",
                                     "pin_declared", "reset", "contact_confirmed")])
@@ -52,7 +57,7 @@ def test_both_catalogues_hold_the_same_keys_all_translated() -> None:
 def test_every_key_the_templates_use_is_translated() -> None:
     used = set(DYNAMIC)
     for template in TEMPLATES.glob("*.html"):
-        used |= {k for k in re.findall(r"\bt[n]?\('([a-z0-9_.-]+)'", template.read_text())
+        used |= {k for k in re.findall(r"\bt[n]?\('([A-Za-z0-9_.-]+)'", template.read_text())
                  if not k.endswith(('.', '_'))}  # a prefix: see DYNAMIC
     for lang in i18n.LANGS:
         missing = sorted(k for k in used if not i18n.has(lang, k))
