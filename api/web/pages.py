@@ -67,7 +67,7 @@ from core.errors import (
 )
 from delivery import batches, contacts, holders, outbox, oversight, requests
 from delivery.errors import ContactNotFound, InvalidHolder
-from delivery.models import OPEN_STATES, TOKEN_FORMS
+from delivery.models import BATCH_PREPARING, OPEN_STATES, PERSONALISED, TOKEN_FORMS
 from quotas.errors import UnknownEntity
 from quotas.models import Commune, Province, Region
 
@@ -517,8 +517,16 @@ def _queue_page(p: Page, status: int = 200, form_error: FormError | None = None)
     threshold = runtime().settings.outbox_alert_age_minutes
     alarm = (outbox.alert(p.session, p.clock, threshold_minutes=threshold)
              if p.allowed("outbox.read") else None)
-    return _html("queue.html", status, queue=oversight.operator_queue(p.session, p.clock),
+    queue = oversight.operator_queue(p.session, p.clock)
+    to_ship = sorted({(r.province_code, r.province_name_fr, r.province_name_ar)
+                      for r in queue[PERSONALISED] if r.batch_id is None})
+    return _html("queue.html", status, queue=queue,
                  stages=oversight.QUEUE_STAGES, may_decide=p.allowed("requests.decide"),
+                 may_ship=p.allowed("batches.ship"), may_retry=p.allowed("outbox.manage"),
+                 to_ship=[oversight.Area("province", c, fr, ar) for c, fr, ar in to_ship],
+                 preparing=list(batches.list_batches(p.session,
+                                                     status=BATCH_PREPARING).items),
+                 documents=("cin", "passport", "residence"),
                  form_error=form_error, done=request.args.get("done", ""),
                  outbox_alert=alarm if alarm is not None and alarm.raised else None,
                  outbox_threshold=threshold)
@@ -539,14 +547,6 @@ def _decide(p: Page, request_id: int, work: Callable[[], object], done: str) -> 
     except FORM_ERRORS as exc:
         return _queue_page(p, exc.status, FormError.of(exc))
     return _done("web.queue", done)
-
-
-@bp.post("/requests/<int:request_id>/approve")
-@page("requests.decide")
-def approve(p: Page, request_id: int) -> Any:
-    return _decide(p, request_id, lambda: requests.approve_request(
-        p.session, p.clock, request_id, actor=p.actor,
-        identity_check=request.form.get("identity_check", "")), "approved")
 
 
 @bp.post("/requests/<int:request_id>/reject")

@@ -31,11 +31,14 @@ DYNAMIC = ([f"status.{s}" for s in REQUEST_STATES] + [f"batch.{s}" for s in BATC
            + [f"verify.ind.{i}" for i in ("TOTAL-PASSED", "INDETERMINATE", "TOTAL-FAILED")]
            + [f"verify.cert.{c}" for c in ("good", "revoked", "suspended", "expired",
                                             "not-yet-valid", "unknown", "untrusted")]
+           + [f"sort.{s}" for s in ("age", "idle", "id", "name", "province")]
+           + [f"document.{d}" for d in ("cin", "passport", "residence")]
            + ["verify.intact.yes", "verify.intact.no", "verify.after.allowed",
               "verify.after.other"]
            + [f"done.{d}" for d in ("holder", "request", "handover", "approved", "rejected",
                                     "terms", "contact", "cancelled", "received", "pin",
-                                    "pin_declared", "reset", "contact_confirmed")])
+                                    "pin_declared", "reset", "contact_confirmed", "prepared",
+                                    "dispatched", "retried")])
 
 
 def _catalog(lang: str) -> dict[str, object]:

@@ -131,7 +131,7 @@ def test_operator_approves_from_the_queue(page: Page, site: Site) -> None:
     page.goto(f"{site.url}/web/queue")
     row = page.locator(f"#queue-{site.scene.request_b_new}")
     expect(row).to_contain_text("Berrada")
-    row.locator("input[name=identity_check]").fill("CIN et PV d'élection vérifiés")
+    expect(row.locator("input[name=number]")).to_have_value(site.scene.holder_b_new.cin)
     row.locator("button.ok").click()
     expect(page.locator("#flash")).to_be_visible()
     expect(page.locator(f"#stage-approved #queue-{site.scene.request_b_new}")).to_be_visible()
@@ -147,10 +147,28 @@ def test_holder_accepts_the_terms(page: Page, site: Site) -> None:
     row = page.locator(f"#credential-{site.scene.request_c}")
     expect(row).to_contain_text("Expirée")
     check(page, site, "me")
-    row.locator("button").click()
+    row.locator("a.button").click()
+    expect(page.locator("#terms-ar")).to_have_attribute("lang", "ar")
+    page.locator(f"#accept-{site.scene.request_c} button").click()
     expect(page.locator("#flash")).to_be_visible()
     with site.rt.unit_of_work() as session:
         found = session.get(CertificateRequest, site.scene.request_c)
         assert found is not None and found.terms_version == site.rt.settings.terms_version
     response = page.goto(f"{site.url}/web/province/{THERE}")
     assert response is not None and response.status == 403
+
+
+def test_holder_declares_a_device_pin_changed(page: Page, site: Site) -> None:
+    with site.rt.unit_of_work() as session:
+        found = session.get_one(CertificateRequest, site.scene.request_c)
+        found.pin_change_required = True
+    login(page, site, "holder.c")
+    page.click("#lang-switch")
+    form = page.locator(f"#declare-{site.scene.request_c}")
+    expect(form).to_contain_text("جهاز توقيع مادي")
+    form.locator("button").click()
+    expect(page.locator("#flash")).to_contain_text("تم تسجيل تغيير الرمز السري")
+    check(page, site, "holder-device-declared")
+    with site.rt.unit_of_work() as session:
+        assert not session.get_one(CertificateRequest, site.scene.request_c
+                                   ).pin_change_required
