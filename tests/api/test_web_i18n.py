@@ -33,12 +33,16 @@ DYNAMIC = ([f"status.{s}" for s in REQUEST_STATES] + [f"batch.{s}" for s in BATC
                                             "not-yet-valid", "unknown", "untrusted")]
            + [f"sort.{s}" for s in ("age", "idle", "id", "name", "province")]
            + [f"document.{d}" for d in ("cin", "passport", "residence")]
+           + [f"userrole.{r}" for r in ("dgcl_admin", "operator", "contact", "holder")]
+           + ["admin.chain_ok", "admin.chain_broken", "admin.active", "admin.disabled",
+              "admin.disable", "admin.enable"]
            + ["verify.intact.yes", "verify.intact.no", "verify.after.allowed",
               "verify.after.other"]
            + [f"done.{d}" for d in ("holder", "request", "handover", "approved", "rejected",
                                     "terms", "contact", "cancelled", "received", "pin",
                                     "pin_declared", "reset", "contact_confirmed", "prepared",
-                                    "dispatched", "retried")])
+                                    "dispatched", "retried", "partnership", "user", "user_active",
+                                    "key_revoked")])
 
 
 def _catalog(lang: str) -> dict[str, object]:
