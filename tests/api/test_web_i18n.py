@@ -19,6 +19,7 @@ from core.errors import TawqiError
 from delivery import holders
 from delivery.models import BATCH_STATES, REQUEST_STATES, TOKEN_FORMS
 from delivery.oversight import QUEUE_STAGES
+from pki.reasons import REVOCATION_REASONS
 
 TEMPLATES = Path(i18n.__file__).parent / "templates" / "web"
 #: keys the templates build from a prefix and a value
@@ -36,13 +37,15 @@ DYNAMIC = ([f"status.{s}" for s in REQUEST_STATES] + [f"batch.{s}" for s in BATC
            + [f"userrole.{r}" for r in ("dgcl_admin", "operator", "contact", "holder")]
            + ["admin.chain_ok", "admin.chain_broken", "admin.active", "admin.disabled",
               "admin.disable", "admin.enable"]
+           + [f"certstate.{c}" for c in ("issued", "suspended", "revoked")]
+           + [f"reason.{r}" for r in REVOCATION_REASONS]
            + ["verify.intact.yes", "verify.intact.no", "verify.after.allowed",
               "verify.after.other"]
            + [f"done.{d}" for d in ("holder", "request", "handover", "approved", "rejected",
                                     "terms", "contact", "cancelled", "received", "pin",
                                     "pin_declared", "reset", "contact_confirmed", "prepared",
                                     "dispatched", "retried", "partnership", "user", "user_active",
-                                    "key_revoked")])
+                                    "key_revoked", "suspended", "released", "revoked", "renewed")])
 
 
 def _catalog(lang: str) -> dict[str, object]:
