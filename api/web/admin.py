@@ -27,8 +27,8 @@ from core.audit import list_events
 from core.errors import InvalidInput, TawqiError
 from delivery import oversight
 from quotas import ledger, policy
+from quotas import queries as refqueries
 from quotas.errors import InvalidPartnership
-from quotas.models import Province
 
 #: the byte-order mark that tells a spreadsheet the file is UTF-8
 BOM = "\ufeff"
@@ -89,7 +89,7 @@ def _users_page(p: Page, status: int = 200, form_error: FormError | None = None,
                 new_key: str = "") -> Any:
     users, _total = accounts.list_users(p.session, limit=200)
     keys, _n = accounts.list_api_keys(p.session, include_revoked=True, limit=100)
-    provinces = sorted(p.session.query(Province).all(), key=lambda x: x.code)
+    provinces = list(refqueries.provinces(p.session).items)
     return _html("admin_users.html", status, users=users, keys=keys, roles=USER_ROLES,
                  provinces=provinces, form_error=form_error, new_key=new_key,
                  done=request.args.get("done", ""),

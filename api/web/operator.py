@@ -24,7 +24,7 @@ from core.errors import TawqiError
 from delivery import batches, outbox, personalisation, requests
 from delivery.models import REQUEST_STATES, TOKEN_FORMS
 from delivery.search import SORTS, Filters, search_requests
-from quotas.models import Province
+from quotas import queries as refqueries
 
 #: Identity documents an operator checks (the number of a CIN is the holder's CIN).
 DOCUMENTS = ("cin", "passport", "residence")
@@ -68,7 +68,7 @@ def _search_page(p: Page, status: int = 200, outcomes: list[Outcome] | None = No
                  form_error: FormError | None = None) -> Any:
     filters = _filters()
     found = search_requests(p.session, p.clock, filters)
-    provinces = sorted(p.session.query(Province).all(), key=lambda x: x.code)
+    provinces = list(refqueries.provinces(p.session).items)
     return _html("requests.html", status, found=found, filters=filters,
                  states=REQUEST_STATES, token_forms=TOKEN_FORMS, provinces=provinces,
                  sorts=list(SORTS), documents=DOCUMENTS, outcomes=outcomes or [],
