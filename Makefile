@@ -7,12 +7,12 @@ STAMP := $(VENV)/.tawqi-installed
 VAR := $(CURDIR)/var
 export SOFTHSM2_CONF ?= $(VAR)/softhsm/softhsm2.conf
 
-.PHONY: demo test lint bench system-deps venv clean
+.PHONY: demo test lint bench system-deps venv clean translations axe
 
 demo: system-deps $(STAMP) $(SOFTHSM2_CONF)
 	$(BIN)/tawqi demo
 
-test: system-deps $(STAMP)
+test: system-deps $(STAMP) translations axe
 	TAWQI_TEST_FORBID_SKIPS=1 $(BIN)/python -m pytest -q tests
 	$(BIN)/ruff check .
 	$(BIN)/mypy core quotas delivery pki hsm api
@@ -39,6 +39,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+# The web pages' gettext catalogues, .po -> .mo (a missing .mo is compiled in memory).
+translations: $(STAMP)
+	$(BIN)/pybabel -q compile -d api/web/translations -D messages
+
+# axe-core (npm registry), injected by the browser tests into every page they visit.
+AXE := $(VAR)/node/node_modules/axe-core/axe.min.js
+axe: $(AXE)
+$(AXE):
+	mkdir -p $(VAR)/node
+	npm install --silent --no-audit --no-fund --prefix $(VAR)/node axe-core@4
 
 # SoftHSM2 keeps its tokens under var/ rather than in the system-wide directory.
 $(SOFTHSM2_CONF):

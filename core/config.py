@@ -192,6 +192,8 @@ class Settings:
     rate_limit_pin: str = "5/300"
     rate_limit_otp: str = "5/300"
     rate_limit_client: str = "600/60"
+    # The public verification page (/web/verify): PDFs checked per client address.
+    rate_limit_verify: str = "20/300"
     # Failed logins of one user name before it backs off (1, 2, 4... seconds after each
     # further failure, at most login_backoff_max_seconds), for the addresses that failed.
     login_free_failures: int = 5

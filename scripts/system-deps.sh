@@ -10,9 +10,11 @@ PACKAGES=(
   opensc              # pkcs11-tool: an outside judge of our token objects
   openssl             # an outside judge of certificates, CRLs, OCSP, time-stamps
   poppler-utils       # pdfsig: an outside judge of signed PDFs
-  fonts-hosny-amiri   # the Arabic font of the visible signature stamp
+  fonts-hosny-amiri   # the Arabic font of the visible signature stamp and the web pages
+  fonts-dejavu-core   # the Latin face the web pages serve (@font-face)
   postgresql          # binaries for the test-suite's throwaway cluster
   chromium            # headless browser for the web pages' end-to-end tests
+  nodejs              # npm: installs axe-core, the accessibility checker the browser tests inject
   nginx-light         # serves the pre-signed OCSP responses in the benchmark
   libnss3-tools       # certutil: the NSS trust store pdfsig reads in the tests
 )

@@ -24,7 +24,6 @@ from pki.signing import verification
 bp = ApiBlueprint("verify", __name__, url_prefix="/v1", tag="Verification",
                   description="Verification reports of signed PDFs, with ETSI indications.")
 
-EXTENSION_KEY = "tawqi.verifier"
 PDF = {"type": "string", "format": "binary"}
 UPLOAD = {"type": "object", "required": ["document"],
           "properties": {"document": {"type": "string", "format": "binary"}}}

@@ -1,191 +1,158 @@
-"""The web pages' words, in French and Arabic.
+"""The web pages' words, in French and Arabic, from gettext catalogues.
 
-``text(lang, key)`` gives one; a key missing from the table is shown as itself, so a
-forgotten translation is visible rather than fatal. Names of places and people come from
-the bilingual data (``name_fr`` / ``name_ar``), not from here.
+The words live in ``api/web/translations/<lang>/LC_MESSAGES/messages.po``, files a translator
+edits with any PO editor. Message ids are stable keys (``nav.queue``, ``error.quota-exhausted``);
+each Arabic entry carries the French text as a translator's comment. ``make translations``
+compiles them to ``.mo`` (``pybabel compile``); a missing or older ``.mo`` is compiled in
+memory from its ``.po`` at first use, so a checkout works without the build step.
+
+* :func:`text` gives one message, with ``{name}`` parameters; a key missing from the
+  catalogue is shown as itself, so a forgotten translation is visible (a test checks that
+  every key the templates use is in both catalogues).
+* :func:`plural` applies the language's plural rule (Arabic has six forms).
+* :func:`error_message` turns a domain error into a sentence for people: never the
+  service's English ``detail``, never an internal action name.
+* :func:`number`, :func:`day`, :func:`moment` format in the reader's locale, dates in
+  Africa/Casablanca time.
+
+Names of places and people come from the bilingual data (``name_fr`` / ``name_ar``).
 """
 
 from __future__ import annotations
 
+import gettext
+import io
+import string
+from datetime import date, datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+
+from core.errors import TawqiError
 
 LANGS = ("fr", "ar")
 DEFAULT_LANG = "fr"
+DOMAIN = "messages"
+CATALOGUES = Path(__file__).parent / "translations"
+TIMEZONE = ZoneInfo("Africa/Casablanca")
+#: The CLDR locales used for numbers and dates (Morocco writes Western digits in Arabic).
+LOCALES = {"fr": "fr_MA", "ar": "ar_MA"}
+#: Facts a domain error may carry that a message can show (never a secret, never English).
+ERROR_PARAMETERS = ("year", "allotted", "entity", "field", "limit", "retry_after",
+                    "attempts_left")
 
-T: dict[str, tuple[str, str]] = {
-    "app": ("Tawqi — certificats de signature", "توقيع — شهادات التوقيع"),
-    "lang.other": ("العربية", "Français"),
-    "nav.national": ("Tableau national", "اللوحة الوطنية"),
-    "nav.queue": ("File de l'opérateur", "قائمة المشغل"),
-    "nav.province": ("Ma province", "إقليمي"),
-    "nav.me": ("Mes certificats", "شهاداتي"),
-    "nav.logout": ("Se déconnecter", "تسجيل الخروج"),
-    "nav.api": ("Documentation de l'API", "توثيق الواجهة البرمجية"),
-    "login.title": ("Connexion", "تسجيل الدخول"),
-    "login.username": ("Identifiant", "اسم المستخدم"),
-    "login.password": ("Mot de passe", "كلمة المرور"),
-    "login.submit": ("Se connecter", "دخول"),
-    "login.bad": ("Identifiant ou mot de passe incorrect.",
-                  "اسم المستخدم أو كلمة المرور غير صحيحة."),
-    "login.limited": ("Trop de tentatives : réessayez dans quelques minutes.",
-                      "محاولات كثيرة: أعد المحاولة بعد بضع دقائق."),
-    "national.title": ("Tableau de bord national", "لوحة القيادة الوطنية"),
-    "region.title": ("Région", "الجهة"),
-    "province.title": ("Province ou préfecture", "العمالة أو الإقليم"),
-    "commune.title": ("Commune", "الجماعة"),
-    "country": ("Maroc", "المغرب"),
-    "year": ("Année", "السنة"),
-    "kpi.able": ("Communes pouvant signer", "جماعات قادرة على التوقيع"),
-    "kpi.without": ("Communes sans certificat actif", "جماعات بدون شهادة نشطة"),
-    "kpi.lost": ("dont ayant perdu leur certificat", "منها فقدت شهادتها"),
-    "kpi.never": ("jamais équipées", "لم تجهز قط"),
-    "kpi.waiting": ("Demandes en attente", "طلبات في الانتظار"),
-    "kpi.transit": ("Lots en transit", "إرساليات في الطريق"),
-    "kpi.overdue": ("Remises en retard", "تسليمات متأخرة"),
-    "kpi.quota": ("Quota utilisé", "الحصة المستعملة"),
-    "col.area": ("Territoire", "المجال الترابي"),
-    "col.region": ("Région", "الجهة"),
-    "col.province": ("Province", "الإقليم"),
-    "col.commune": ("Commune", "الجماعة"),
-    "col.communes": ("Communes", "الجماعات"),
-    "col.able": ("Peuvent signer", "قادرة على التوقيع"),
-    "col.without": ("Sans certificat", "بدون شهادة"),
-    "col.longest": ("Plus longue attente", "أطول مدة"),
-    "col.quota": ("Quota", "الحصة"),
-    "col.allotted": ("Alloué", "المخصص"),
-    "col.consumed": ("Consommé", "المستهلك"),
-    "col.reserved": ("Réservé", "المحجوز"),
-    "col.available": ("Disponible", "المتاح"),
-    "col.waiting": ("En attente", "في الانتظار"),
-    "col.transit": ("En transit", "في الطريق"),
-    "col.overdue": ("En retard", "متأخر"),
-    "col.lead": ("Délai médian", "المدة الوسيطة"),
-    "col.rank": ("Rang", "الرتبة"),
-    "col.since": ("Depuis", "منذ"),
-    "col.days": ("Jours", "أيام"),
-    "col.holder": ("Titulaire", "الحامل"),
-    "col.cin": ("CIN", "ب.ت.و"),
-    "col.role": ("Fonction", "الصفة"),
-    "col.state": ("État", "الحالة"),
-    "col.age": ("Âge", "العمر"),
-    "col.idle": ("Sans mouvement", "دون حركة"),
-    "col.form": ("Support", "الدعامة"),
-    "col.certificate": ("Certificat", "الشهادة"),
-    "col.expiry": ("Expiration", "انتهاء الصلاحية"),
-    "col.batch": ("Lot", "الإرسالية"),
-    "col.tracking": ("Suivi", "رقم التتبع"),
-    "col.tokens": ("Jetons", "الرموز"),
-    "col.handed": ("Remis", "مسلمة"),
-    "col.dispatched": ("Expédié le", "أرسلت في"),
-    "col.received": ("Reçu le", "استلمت في"),
-    "col.actions": ("Actions", "إجراءات"),
-    "col.request": ("Demande", "الطلب"),
-    "col.terms": ("Conditions d'utilisation", "شروط الاستعمال"),
-    "col.pin": ("Code PIN", "الرمز السري"),
-    "days": ("j", "ي"),
-    "none": ("—", "—"),
-    "never": ("jamais équipée", "لم تجهز قط"),
-    "ranking.title": ("Classement", "الترتيب"),
-    "ranking.help": ("Part des communes pouvant signer, puis délai médian demande → activation.",
-                     "نسبة الجماعات القادرة على التوقيع، ثم المدة الوسيطة من الطلب إلى التفعيل."),
-    "blocked.title": ("Communes sans certificat actif, la plus longue attente d'abord",
-                      "الجماعات بدون شهادة نشطة، الأطول انتظارا أولا"),
-    "blocked.more": ("autres communes n'ont jamais été équipées.", "جماعات أخرى لم تجهز قط."),
-    "legend.consumed": ("consommé", "مستهلك"),
-    "legend.reserved": ("réservé", "محجوز"),
-    "legend.available": ("disponible", "متاح"),
-    "holders.title": ("Titulaires", "الحاملون"),
-    "requests.title": ("Demandes", "الطلبات"),
-    "batches.title": ("Lots (Amana)", "الإرساليات (أمانة)"),
-    "quota.title": ("Quota par commune", "الحصة حسب الجماعة"),
-    "communes.title": ("Communes", "الجماعات"),
-    "form.register": ("Enregistrer un titulaire", "تسجيل حامل"),
-    "form.request": ("Demander un certificat", "طلب شهادة"),
-    "form.handover": ("Enregistrer la remise", "تسجيل التسليم"),
-    "form.given_fr": ("Prénom (français)", "الاسم الشخصي (بالفرنسية)"),
-    "form.surname_fr": ("Nom (français)", "الاسم العائلي (بالفرنسية)"),
-    "form.given_ar": ("Prénom (arabe)", "الاسم الشخصي (بالعربية)"),
-    "form.surname_ar": ("Nom (arabe)", "الاسم العائلي (بالعربية)"),
-    "form.commune": ("Commune", "الجماعة"),
-    "form.services": ("Services déconcentrés de la province", "المصالح اللاممركزة للإقليم"),
-    "form.mobile": ("Mobile", "الهاتف المحمول"),
-    "form.email": ("Courriel", "البريد الإلكتروني"),
-    "form.holder": ("Titulaire", "الحامل"),
-    "form.token_form": ("Support", "الدعامة"),
-    "form.handed_to": ("Remis à", "سلم إلى"),
-    "form.ack": ("Référence de l'accusé de réception", "مرجع وصل الاستلام"),
-    "form.identity_check": ("Vérification d'identité", "التحقق من الهوية"),
-    "form.reason": ("Motif", "السبب"),
-    "form.submit": ("Valider", "تأكيد"),
-    "form.approve": ("Approuver", "قبول"),
-    "form.reject": ("Rejeter", "رفض"),
-    "form.accept_terms": ("J'accepte les conditions d'utilisation", "أقبل شروط الاستعمال"),
-    "form.error": ("La demande n'a pas abouti :", "لم يتم الطلب:"),
-    "done.holder": ("Titulaire enregistré.", "تم تسجيل الحامل."),
-    "done.request": ("Demande envoyée (quota réservé).", "تم إرسال الطلب (حجزت الحصة)."),
-    "done.handover": ("Remise enregistrée.", "تم تسجيل التسليم."),
-    "done.approved": ("Demande approuvée.", "تم قبول الطلب."),
-    "done.rejected": ("Demande rejetée (quota libéré).", "تم رفض الطلب (حررت الحصة)."),
-    "done.terms": ("Conditions acceptées.", "تم قبول الشروط."),
-    "queue.title": ("File de l'opérateur", "قائمة المشغل"),
-    "queue.submitted": ("À approuver", "في انتظار القبول"),
-    "queue.approved": ("À personnaliser", "في انتظار التخصيص"),
-    "queue.personalised": ("À expédier", "في انتظار الإرسال"),
-    "queue.empty": ("Rien en attente.", "لا شيء في الانتظار."),
-    "outbox.alert": ("Notifications en souffrance", "إشعارات متأخرة"),
-    "outbox.late": ("Le plus ancien message attend depuis {minutes} min (seuil : {threshold} "
-                    "min) : fournisseur SMS ou courriel indisponible, ou configuration.",
-                    "أقدم رسالة تنتظر منذ {minutes} دقيقة (العتبة: {threshold} دقيقة): مزود "
-                    "الرسائل أو البريد غير متاح، أو خلل في الإعدادات."),
-    "outbox.dead": ("{dead} message(s) abandonné(s), dont {secret} avec un PIN ou un code ; "
-                    "relancez-les tous :",
-                    "{dead} رسالة متوقفة، منها {secret} تحمل رمزا سريا أو رمز تحقق؛ أعيدوا "
-                    "إرسالها كلها:"),
-    "me.title": ("Mes certificats", "شهاداتي"),
-    "me.none": ("Aucune demande à votre nom.", "لا يوجد طلب باسمكم."),
-    "me.pin": ("Changer le code PIN à la première utilisation, ou le réinitialiser s'il est "
-               "oublié ou bloqué :", "غيروا الرمز السري عند أول استعمال، أو أعيدوا تعيينه إن "
-               "نسي أو أقفل:"),
-    "me.pin_change": ("changer le PIN", "تغيير الرمز السري"),
-    "me.pin_reset": ("réinitialiser le PIN", "إعادة تعيين الرمز السري"),
-    "me.pin_required": ("à changer", "يجب تغييره"),
-    "me.pin_ok": ("changé", "تم تغييره"),
-    "error.title": ("Accès refusé", "الولوج مرفوض"),
-    "error.other": ("Erreur", "خطأ"),
-    "error.back": ("Retour à l'accueil", "العودة إلى الصفحة الرئيسية"),
-    "csrf": ("Formulaire expiré ou invalide : rechargez la page et recommencez.",
-             "الاستمارة منتهية أو غير صالحة: أعيدوا تحميل الصفحة وحاولوا من جديد."),
-    "status.submitted": ("Soumise", "مقدم"),
-    "status.approved": ("Approuvée", "مقبول"),
-    "status.personalised": ("Personnalisée", "مخصص"),
-    "status.shipped": ("Expédiée", "مرسل"),
-    "status.delivered": ("Chez le contact", "لدى المنسق"),
-    "status.handed_over": ("Remise au titulaire", "مسلم للحامل"),
-    "status.active": ("Active", "نشط"),
-    "status.rejected": ("Rejetée", "مرفوض"),
-    "status.cancelled": ("Annulée", "ملغى"),
-    "batch.preparing": ("En préparation", "قيد التحضير"),
-    "batch.dispatched": ("En transit", "في الطريق"),
-    "batch.received": ("Reçu", "مستلم"),
-    "cert.valid": ("Valide", "صالحة"),
-    "cert.revoked": ("Révoquée", "ملغاة"),
-    "cert.suspended": ("Suspendue", "معلقة"),
-    "cert.expired": ("Expirée", "منتهية"),
-    "form.device": ("Jeton physique (livré)", "رمز مادي (يسلم)"),
-    "form.hosted": ("Jeton hébergé (signature à distance)", "رمز مستضاف (توقيع عن بعد)"),
-    "role.president": ("Président", "رئيس"),
-    "role.vice_president": ("Vice-président", "نائب الرئيس"),
-    "role.secretary_general": ("Directeur général des services", "المدير العام للمصالح"),
-    "role.official": ("Fonctionnaire habilité", "موظف مؤهل"),
-}
+
+def catalogue_path(lang: str, suffix: str = ".po") -> Path:
+    return CATALOGUES / lang / "LC_MESSAGES" / f"{DOMAIN}{suffix}"
+
+
+@cache
+def translations(lang: str) -> gettext.GNUTranslations:
+    """The compiled catalogue of ``lang`` (``.mo`` if built and fresh, else from ``.po``)."""
+    po, mo = catalogue_path(lang), catalogue_path(lang, ".mo")
+    if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+        with mo.open("rb") as handle:
+            return gettext.GNUTranslations(handle)
+    with po.open("rb") as handle:
+        catalog = read_po(handle, locale=lang, domain=DOMAIN)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return gettext.GNUTranslations(compiled)
+
+
+def _lang(lang: str) -> str:
+    return lang if lang in LANGS else DEFAULT_LANG
+
+
+def has(lang: str, key: str) -> bool:
+    return translations(_lang(lang)).gettext(key) != key
+
+
+class _Keep(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _fill(found: str, values: dict[str, Any]) -> str:
+    if not values:
+        return found
+    return string.Formatter().vformat(found, (), _Keep(values))
 
 
 def text(lang: str, key: str, **values: Any) -> str:
-    pair = T.get(key)
-    if pair is None:
-        return key
-    found = pair[1] if lang == "ar" else pair[0]
-    return found.format(**values) if values else found
+    return _fill(translations(_lang(lang)).gettext(key), values)
+
+
+def plural(lang: str, key: str, n: float, **values: Any) -> str:
+    """The form of ``key`` for ``n`` (the catalogue holds one entry per plural form; in
+    the text ``{n}`` is the number written in the reader's locale)."""
+    found = translations(_lang(lang)).ngettext(key, key, round(n))
+    return _fill(found, {"n": number(lang, n), **values})
+
+
+def number(lang: str, value: int | float | None) -> str:
+    if value is None:
+        return "—"
+    return format_decimal(value, locale=LOCALES[_lang(lang)])
+
+
+def day(lang: str, at: datetime | date | None) -> str:
+    """A date (a datetime is first brought to Casablanca time): ``29 nov. 2026``."""
+    if at is None:
+        return "—"
+    if isinstance(at, datetime):
+        at = _local(at).date()
+    return format_date(at, format="medium", locale=LOCALES[_lang(lang)])
+
+
+def moment(lang: str, at: datetime | None) -> str:
+    """A date and time in Casablanca time."""
+    if at is None:
+        return "—"
+    return format_datetime(_local(at), format="medium", tzinfo=TIMEZONE,
+                           locale=LOCALES[_lang(lang)])
+
+
+def _local(at: datetime) -> datetime:
+    if at.tzinfo is None:  # the database keeps UTC
+        at = at.replace(tzinfo=ZoneInfo("UTC"))
+    return at.astimezone(TIMEZONE)
+
+
+def error_keys(lang: str, exc: TawqiError) -> list[str]:
+    """The catalogue keys for ``exc``, most precise first: its type and field, its type,
+    then the types of its families (``error.conflict``...), then ``error.generic``."""
+    field = exc.extras.get("field")
+    found = []
+    for cls in type(exc).__mro__:
+        kind = getattr(cls, "type", None)
+        if not isinstance(kind, str):
+            continue
+        for key in ((f"error.{kind}.{field}",) if field else ()) + (f"error.{kind}",):
+            if key not in found and has(lang, key):
+                found.append(key)
+    return [*found, "error.generic"]
+
+
+def error_message(lang: str, exc: TawqiError) -> str:
+    """The first of :func:`error_keys` whose parameters the error carries, filled in."""
+    values = {k: exc.extras[k] for k in ERROR_PARAMETERS if exc.extras.get(k) is not None}
+    if isinstance(values.get("year"), int):
+        values["year"] = str(values["year"])
+    if "field" in values:
+        values["field"] = text(lang, f"field.{values['field']}")
+    for key in error_keys(lang, exc):
+        wanted = {name for _, name, _, _ in string.Formatter().parse(text(lang, key)) if name}
+        if wanted <= set(values):
+            return text(lang, key, **values)
+    return text(lang, "error.generic")
 
 
 def pick(lang: str, obj: Any, field: str) -> str:

@@ -12,7 +12,9 @@ commune; the operator's queue (approve, reject); the holder's own credentials (t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +27,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_from_directory,
     url_for,
 )
 from sqlalchemy.orm import Session
@@ -64,7 +67,7 @@ from core.errors import (
 )
 from delivery import batches, contacts, holders, outbox, oversight, requests
 from delivery.errors import InvalidHolder
-from delivery.models import OPEN_STATES, TOKEN_FORMS
+from delivery.models import BATCH_PREPARING, OPEN_STATES, PERSONALISED, TOKEN_FORMS
 from quotas.errors import UnknownEntity
 from quotas.models import Commune, Province, Region
 
@@ -89,9 +92,32 @@ def _csrf() -> None:
 @bp.after_request
 def _headers(response: BaseResponse) -> BaseResponse:
     response.headers["Content-Security-Policy"] = CSP
-    if request.endpoint != "web.static":
+    if request.endpoint not in ("web.static", "web.font"):
         response.headers["Cache-Control"] = "no-store"
     return set_cookies(response)
+
+
+#: Where Debian's fonts-dejavu-core installs the Latin face.
+DEJAVU_DIR = Path("/usr/share/fonts/truetype/dejavu")
+#: The faces web.css names with @font-face, by the name it asks for: (directory, file).
+#: Amiri comes from the stamp's font directory (``TAWQI_STAMP_FONT_DIR``).
+FONTS = {"amiri-regular.ttf": (None, "Amiri-Regular.ttf"),
+         "amiri-bold.ttf": (None, "Amiri-Bold.ttf"),
+         "dejavu-sans.ttf": (DEJAVU_DIR, "DejaVuSans.ttf"),
+         "dejavu-sans-bold.ttf": (DEJAVU_DIR, "DejaVuSans-Bold.ttf"),
+         "dejavu-sans-mono.ttf": (DEJAVU_DIR, "DejaVuSansMono.ttf")}
+
+
+@bp.get("/fonts/<name>")
+def font(name: str) -> BaseResponse:
+    """The fonts the pages use, served by us: people's computers do not have Amiri."""
+    found = FONTS.get(name)
+    if found is None:
+        raise NotFound(f"no font {name}")
+    folder = found[0] or Path(runtime().settings.stamp_font_dir)
+    response = send_from_directory(folder, found[1], mimetype="font/ttf", max_age=86400)
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 @bp.app_context_processor
@@ -103,21 +129,28 @@ def _context() -> dict[str, Any]:
     def t(key: str, **values: Any) -> str:
         return i18n.text(current, key, **values)
 
+    def tn(key: str, n: int, **values: Any) -> str:
+        return i18n.plural(current, key, n, **values)
+
     def name(obj: Any, field: str = "name") -> str:
         return i18n.pick(current, obj, field)
 
-    return {"lang": current, "dir": "rtl" if current == "ar" else "ltr", "t": t,
+    def num(value: int | float | None) -> str:
+        return i18n.number(current, value)
+
+    def day(at: datetime | None) -> str:
+        return i18n.day(current, at)
+
+    def when(at: datetime | None) -> str:
+        return i18n.moment(current, at)
+
+    def pct(share: float) -> str:
+        return i18n.number(current, round(share * 100))
+
+    return {"lang": current, "dir": "rtl" if current == "ar" else "ltr", "t": t, "tn": tn,
             "name": name, "csrf_field": CSRF_FIELD, "csrf_token": csrf_token,
-            "user": g.get("tawqi_web_principal"), "day": _day, "pct": _pct,
-            "here": request.full_path.rstrip("?")}
-
-
-def _day(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d") if at else "—"
-
-
-def _pct(share: float) -> str:
-    return f"{share * 100:.0f}"
+            "user": g.get("tawqi_web_principal"), "day": day, "when": when, "pct": pct,
+            "num": num, "here": request.full_path.rstrip("?")}
 
 
 def _html(template: str, code: int = 200, **values: Any) -> Response:
@@ -130,20 +163,51 @@ def _done(endpoint: str, done: str, **values: Any) -> BaseResponse:
 
 @bp.errorhandler(TawqiError)
 def _domain_error(exc: TawqiError) -> Any:
+    """The error page in the reader's language: a message chosen by the error's type,
+    never the service's English detail nor an internal action name."""
     if isinstance(exc, Unauthenticated):
         return redirect(url_for("web.login"), 303)
     status = exc.status if 400 <= exc.status < 500 else 500
-    detail = exc.detail if status < 500 else ""
+    if status >= 500:  # the operators' logs get the service's own words
+        current_app.logger.error("web page %s failed: %s (%s)", request.path, exc.type,
+                                 exc.detail)
+    message = i18n.error_message(lang(), exc) if status < 500 else \
+        i18n.text(lang(), "error.500")
     return _html("error.html", status, status=status, title_key="error.title"
-                 if isinstance(exc, Forbidden) else "error.other",
-                 detail=detail, csrf=exc.type == "csrf-refused")
+                 if isinstance(exc, Forbidden) else "error.other", message=message)
 
 
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Any:
-    return _html("error.html", exc.code or 500, status=exc.code or 500,
-                 title_key="error.other",
-                 detail=exc.description or "", csrf=False)
+    code = exc.code or 500
+    key = f"error.{code}" if i18n.has(lang(), f"error.{code}") else "error.generic"
+    return _html("error.html", code, status=code, title_key="error.other",
+                 message=i18n.text(lang(), key))
+
+
+@bp.errorhandler(Exception)
+def _unexpected(exc: Exception) -> Any:
+    """Anything else: logged whole for the operators, a page in the reader's language."""
+    if isinstance(exc, (TawqiError, HTTPException)):  # handled above
+        raise exc
+    current_app.logger.exception("web page %s failed", request.path)
+    return _html("error.html", 500, status=500, title_key="error.other",
+                 message=i18n.text(lang(), "error.500"))
+
+
+@dataclass(frozen=True)
+class FormError:
+    """A refused form, as the page shows it: the message and the field it concerns."""
+
+    message: str
+    field: str | None
+    form: str = ""  # which form of the page (its id) was refused
+
+    @classmethod
+    def of(cls, exc: TawqiError, form: str = "") -> FormError:
+        field = exc.extras.get("field")
+        return cls(i18n.error_message(lang(), exc), field if isinstance(field, str) else None,
+                   form)
 
 
 def _home_for(principal: accounts.Principal) -> str:
@@ -301,7 +365,7 @@ def region(p: Page, code: str) -> Response:
 
 
 def _province_page(p: Page, code: str, commune_code: str | None = None,
-                   status: int = 200, form_error: str | None = None,
+                   status: int = 200, form_error: FormError | None = None,
                    form: dict[str, str] | None = None, open_form: str = "") -> Response:
     province = _province(p.session, code)
     p.authorize(Scope(province_code=province.code))
@@ -326,11 +390,12 @@ def _province_page(p: Page, code: str, commune_code: str | None = None,
         asked = [r for r in asked if r.commune_code == commune.code]
         board["rows"] = [r for r in rows if r.area.code == commune.code]
     communes = [r.area for r in rows]
-    free_holders = [h for h in people if h.request_status not in OPEN_STATES]
     scope = Scope(province_code=code)
     return _html(
         "province.html", status, province=province, region=region_row, commune=commune,
-        holders=people, requests=asked, free_holders=free_holders,
+        holders=people, requests=asked, open_states=OPEN_STATES,
+        may_cancel=p.allowed("requests.cancel", scope),
+        may_receive=p.allowed("batches.receive", scope),
         batches=oversight.province_batches(p.session, p.clock, code,
                                            overdue_days=overdue_days),
         communes=communes, roles=list(holders.ROLES), token_forms=TOKEN_FORMS,
@@ -354,6 +419,12 @@ def commune(p: Page, code: str, commune_code: str) -> Response:
     return _province_page(p, code, commune_code)
 
 
+def _contact_acting(p: Page, province_code: str) -> int | None:
+    """Which contact the caller acts as: delivery's rule (the API shares it)."""
+    return contacts.acting_contact_id(p.session, province_code,
+                                      as_contact=p.principal.role == "contact")
+
+
 def _acting_contact(p: Page, province_code: str) -> int:
     """The designated contact a request or registration is made through: the caller's
     own record for a contact, the province's for an operator."""
@@ -369,7 +440,8 @@ def _form_action(p: Page, code: str, open_form: str,
             work()
     except FORM_ERRORS as exc:
         form = {k: v for k, v in request.form.items() if k != CSRF_FIELD}
-        return _province_page(p, code, status=exc.status, form_error=exc.detail, form=form,
+        return _province_page(p, code, status=exc.status,
+                              form_error=FormError.of(exc, open_form), form=form,
                               open_form=open_form)
     return _done("web.province", done, code=code)
 
@@ -388,7 +460,7 @@ def register_holder(p: Page, code: str) -> Any:
             if found is None or found.province_code != code:
                 raise InvalidHolder(f"commune {commune_code} is not in {code}",
                                             field="commune_code")
-        contact_id = _acting_contact(p, code) if p.principal.role == "contact" else None
+        contact_id = _contact_acting(p, code)
         holders.register_holder(p.session, p.clock, holders.HolderRegistration(
             cin=f.get("cin", ""), given_name_fr=f.get("given_name_fr", ""),
             surname_fr=f.get("surname_fr", ""), given_name_ar=f.get("given_name_ar", ""),
@@ -427,8 +499,7 @@ def submit_request(p: Page, code: str) -> Any:
 def handover(p: Page, request_id: int) -> Any:
     found = requests.get_request(p.session, request_id)
     p.authorize(Scope(province_code=found.province_code))
-    contact_id = _acting_contact(p, found.province_code) \
-        if p.principal.role == "contact" else None
+    contact_id = _contact_acting(p, found.province_code)
 
     def work() -> None:
         batches.record_handover(p.session, p.clock, request_id,
@@ -443,12 +514,20 @@ def handover(p: Page, request_id: int) -> Any:
 # --------------------------------------------------------------------------- operator
 
 
-def _queue_page(p: Page, status: int = 200, form_error: str | None = None) -> Response:
+def _queue_page(p: Page, status: int = 200, form_error: FormError | None = None) -> Response:
     threshold = runtime().settings.outbox_alert_age_minutes
     alarm = (outbox.alert(p.session, p.clock, threshold_minutes=threshold)
              if p.allowed("outbox.read") else None)
-    return _html("queue.html", status, queue=oversight.operator_queue(p.session, p.clock),
+    queue = oversight.operator_queue(p.session, p.clock)
+    to_ship = sorted({(r.province_code, r.province_name_fr, r.province_name_ar)
+                      for r in queue[PERSONALISED] if r.batch_id is None})
+    return _html("queue.html", status, queue=queue,
                  stages=oversight.QUEUE_STAGES, may_decide=p.allowed("requests.decide"),
+                 may_ship=p.allowed("batches.ship"), may_retry=p.allowed("outbox.manage"),
+                 to_ship=[oversight.Area("province", c, fr, ar) for c, fr, ar in to_ship],
+                 preparing=list(batches.list_batches(p.session,
+                                                     status=BATCH_PREPARING).items),
+                 documents=("cin", "passport", "residence"),
                  form_error=form_error, done=request.args.get("done", ""),
                  outbox_alert=alarm if alarm is not None and alarm.raised else None,
                  outbox_threshold=threshold)
@@ -467,16 +546,8 @@ def _decide(p: Page, request_id: int, work: Callable[[], object], done: str) -> 
         with p.attempt():
             work()
     except FORM_ERRORS as exc:
-        return _queue_page(p, exc.status, exc.detail)
+        return _queue_page(p, exc.status, FormError.of(exc))
     return _done("web.queue", done)
-
-
-@bp.post("/requests/<int:request_id>/approve")
-@page("requests.decide")
-def approve(p: Page, request_id: int) -> Any:
-    return _decide(p, request_id, lambda: requests.approve_request(
-        p.session, p.clock, request_id, actor=p.actor,
-        identity_check=request.form.get("identity_check", "")), "approved")
 
 
 @bp.post("/requests/<int:request_id>/reject")
@@ -485,33 +556,3 @@ def reject(p: Page, request_id: int) -> Any:
     return _decide(p, request_id, lambda: requests.reject_request(
         p.session, p.clock, request_id, actor=p.actor,
         reason=request.form.get("reason", "")), "rejected")
-
-
-# --------------------------------------------------------------------------- holder
-
-
-@bp.get("/me")
-@page("holders.read")
-def me(p: Page) -> Response:
-    holder_id = p.principal.holder_id if p.principal.role == "holder" else None
-    if holder_id is None:
-        raise Forbidden("this page shows a holder's own credentials")
-    p.authorize(Scope(holder_id=holder_id))
-    holder = holders.get_holder(p.session, holder_id)
-    commune = p.session.get(Commune, holder.commune_code) if holder.commune_code else None
-    province = p.session.get(Province, holder.province_code)
-    return _html("me.html", holder=holder, commune=commune, province=province,
-                 credentials=oversight.holder_credentials(
-                     p.session, p.clock, holder_id,
-                     terms_version=p.settings.terms_version),
-                 terms_version=p.settings.terms_version, done=request.args.get("done", ""))
-
-
-@bp.post("/requests/<int:request_id>/terms")
-@page("holder.terms")
-def accept_terms(p: Page, request_id: int) -> Any:
-    found = requests.get_request(p.session, request_id)
-    p.authorize(Scope(holder_id=found.holder_id))
-    requests.accept_terms(p.session, p.clock, request_id, version=p.settings.terms_version,
-                          actor=p.actor)
-    return _done("web.me", "terms")

@@ -3,89 +3,25 @@ served on 127.0.0.1 by werkzeug in a thread, over the test database and SoftHSM2
 the API tests (SQLite only: the queries themselves run on both databases in
 tests/delivery/test_oversight.py).
 
-Screenshots go to ``$TAWQI_WEB_SHOTS`` (default: the test's tmp directory).
+The harness (browser, served app, login, axe-core and screenshots) is tests/e2e/conftest.py.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from flask import Flask
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from werkzeug.serving import make_server
+from playwright.sync_api import Page, expect
 
-from api.runtime import Runtime
-from core.clock import FrozenClock
 from delivery import oversight
 from delivery.models import APPROVED, CertificateRequest, Holder
-from tests.api.conftest import PASSWORD, api_runtime, app, make_user  # noqa: F401
+from tests.api.conftest import PASSWORD
 from tests.delivery import oversight_scene
 from tests.delivery.oversight_scene import HERE, THERE, YEAR
+from tests.e2e.conftest import Site, check, login
 
 pytestmark = [pytest.mark.hsm,
               pytest.mark.parametrize("db_engine", ["sqlite"], indirect=True)]
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        found = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield found
-        found.close()
-
-
-@dataclass
-class Site:
-    url: str
-    rt: Runtime
-    scene: oversight_scene.Scene
-    shots: Path
-
-
-@pytest.fixture
-def site(app: Flask, api_runtime: Runtime, clock: FrozenClock,  # noqa: F811
-         tmp_path: Path) -> Iterator[Site]:
-    with api_runtime.unit_of_work() as session:
-        scene = oversight_scene.build(session, clock)
-    for username, role, province in (("admin", "dgcl_admin", None),
-                                     ("operator", "operator", None),
-                                     ("contact", "contact", HERE)):
-        make_user(api_runtime, app, username, role, province_code=province)
-    make_user(api_runtime, app, "holder.c", "holder", holder_id=scene.holder_c.id)
-    server = make_server("127.0.0.1", 0, app, threaded=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    shots = Path(os.environ.get("TAWQI_WEB_SHOTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
-    try:
-        yield Site(f"http://127.0.0.1:{server.server_port}", api_runtime, scene, shots)
-    finally:
-        server.shutdown()
-        thread.join(5)
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    yield context.new_page()
-    context.close()
-
-
-def login(page: Page, site: Site, username: str) -> None:
-    page.goto(f"{site.url}/web/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-
 
 def test_admin_sees_the_national_figures_in_french_and_arabic(page: Page, site: Site) -> None:
     login(page, site, "admin")
@@ -106,14 +42,14 @@ def test_admin_sees_the_national_figures_in_french_and_arabic(page: Page, site: 
     expect(page.locator(f"[id='blocked-{oversight_scene.COMMUNE_B}']")).to_contain_text("20")
     expect(page.locator("#ranking tbody tr").first).to_contain_text("Tanger")
     assert page.locator("html").get_attribute("dir") == "ltr"
-    page.screenshot(path=str(site.shots / "national-fr.png"), full_page=True)
+    check(page, site, "national")
 
     page.click("#lang-switch")
     expect(page.locator("html")).to_have_attribute("dir", "rtl")
     expect(page.locator("html")).to_have_attribute("lang", "ar")
     expect(page.locator("h1")).to_contain_text("لوحة القيادة الوطنية")
     expect(page.locator("#row-01 th a")).to_contain_text("طنجة")
-    page.screenshot(path=str(site.shots / "national-ar.png"), full_page=True)
+    check(page, site, "national")
 
     # drill down: region -> province -> commune, still in Arabic
     page.click("#row-01 th a")
@@ -122,10 +58,10 @@ def test_admin_sees_the_national_figures_in_french_and_arabic(page: Page, site: 
     expect(page).to_have_url(re.compile(rf"/web/province/{re.escape(HERE)}$"))
     expect(page.locator("#batches")).to_contain_text("EE876543216MA")
     expect(page.locator("#kpi-transit .value")).to_have_text("1")
-    page.screenshot(path=str(site.shots / "province-ar.png"), full_page=True)
+    check(page, site, "province")
     page.click("#lang-switch")
     expect(page.locator("html")).to_have_attribute("dir", "ltr")
-    page.screenshot(path=str(site.shots / "province-fr.png"), full_page=True)
+    check(page, site, "province")
 
 
 def test_contact_sees_only_their_province_and_registers_a_holder(page: Page,
@@ -146,7 +82,7 @@ def test_contact_sees_only_their_province_and_registers_a_holder(page: Page,
     form.locator("button[type=submit]").click()
     expect(page.locator("#flash")).to_be_visible()
     expect(page.locator("#holders")).to_contain_text("Zineb Tazi")
-    page.screenshot(path=str(site.shots / "province-contact-fr.png"))
+    check(page, site, "province-contact")
     with site.rt.unit_of_work() as session:
         holder = session.query(Holder).filter_by(cin="ZT123456").one()
         assert (holder.province_code, holder.commune_code) == (HERE,
@@ -195,11 +131,11 @@ def test_operator_approves_from_the_queue(page: Page, site: Site) -> None:
     page.goto(f"{site.url}/web/queue")
     row = page.locator(f"#queue-{site.scene.request_b_new}")
     expect(row).to_contain_text("Berrada")
-    row.locator("input[name=identity_check]").fill("CIN et PV d'élection vérifiés")
+    expect(row.locator("input[name=number]")).to_have_value(site.scene.holder_b_new.cin)
     row.locator("button.ok").click()
     expect(page.locator("#flash")).to_be_visible()
     expect(page.locator(f"#stage-approved #queue-{site.scene.request_b_new}")).to_be_visible()
-    page.screenshot(path=str(site.shots / "queue-fr.png"), full_page=True)
+    check(page, site, "queue")
     with site.rt.unit_of_work() as session:
         found = session.get(CertificateRequest, site.scene.request_b_new)
         assert found is not None and found.status == APPROVED
@@ -210,10 +146,29 @@ def test_holder_accepts_the_terms(page: Page, site: Site) -> None:
     expect(page).to_have_url(re.compile(r"/web/me$"))
     row = page.locator(f"#credential-{site.scene.request_c}")
     expect(row).to_contain_text("Expirée")
-    row.locator("button").click()
+    check(page, site, "me")
+    row.locator("a.button").click()
+    expect(page.locator("#terms-ar")).to_have_attribute("lang", "ar")
+    page.locator(f"#accept-{site.scene.request_c} button").click()
     expect(page.locator("#flash")).to_be_visible()
     with site.rt.unit_of_work() as session:
         found = session.get(CertificateRequest, site.scene.request_c)
         assert found is not None and found.terms_version == site.rt.settings.terms_version
     response = page.goto(f"{site.url}/web/province/{THERE}")
     assert response is not None and response.status == 403
+
+
+def test_holder_declares_a_device_pin_changed(page: Page, site: Site) -> None:
+    with site.rt.unit_of_work() as session:
+        found = session.get_one(CertificateRequest, site.scene.request_c)
+        found.pin_change_required = True
+    login(page, site, "holder.c")
+    page.click("#lang-switch")
+    form = page.locator(f"#declare-{site.scene.request_c}")
+    expect(form).to_contain_text("جهاز توقيع مادي")
+    form.locator("button").click()
+    expect(page.locator("#flash")).to_contain_text("تم تسجيل تغيير الرمز السري")
+    check(page, site, "holder-device-declared")
+    with site.rt.unit_of_work() as session:
+        assert not session.get_one(CertificateRequest, site.scene.request_c
+                                   ).pin_change_required
