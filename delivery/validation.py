@@ -9,13 +9,13 @@ import re
 import phonenumbers
 
 from core.errors import InvalidInput
+from core.identifiers import CIN_PATTERN, CIN_RULE
 from delivery.errors import InvalidTracking
 
 # The one source of these rules: the API's schemas and its OpenAPI document take them from
 # here (api/blueprints/*), so a body the document calls valid is one the domain accepts.
 
-#: Moroccan national ID card number: one or two letters then one to six digits.
-CIN_PATTERN = re.compile(r"^[A-Z]{1,2}[0-9]{1,6}$")
+# The CIN rule itself (CIN_PATTERN) is core.identifiers', which pki checks too.
 #: The same rule as a schema states it: letters in either case (:func:`normalise_cin`
 #: upper-cases them).
 CIN_SCHEMA_PATTERN = CIN_PATTERN.pattern.replace("[A-Z]", "[A-Za-z]")
@@ -35,8 +35,7 @@ def normalise_cin(raw: str, error: type[InvalidInput] = InvalidInput) -> str:
     """``ab123456`` → ``AB123456``; spaces are dropped. Refuses anything else."""
     value = "".join(str(raw).split()).upper()
     if not CIN_PATTERN.match(value):
-        raise error("a CIN is one or two letters followed by one to six digits "
-                    "(e.g. AB123456, K12345)", field="cin")
+        raise error(f"a CIN is {CIN_RULE}", field="cin")
     return value
 
 

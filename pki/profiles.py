@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from core.errors import ConfigurationError
+from core.identifiers import CIN_PATTERN, CIN_RULE
 from pki.errors import InvalidHolder
 
 #: ETSI EN 319 411-2 reserved policy: NCP+ (keys held on a secure cryptographic device).
@@ -36,7 +37,6 @@ ARC_HOLDER = 1
 ARC_OCSP = 2
 ARC_TSA = 3
 
-CIN_PATTERN = re.compile(r"^[A-Z]{1,2}[0-9]{1,8}$")
 # RFC 5612's Private Enterprise Number for documentation (1.3.6.1.4.1.32473): the demo's and
 # the tests' arc. Every component fits in 32 bits, so stock tools (pkilint's default decoder,
 # Botan, Go) parse it; it names no real CA, so production must set its own.
@@ -152,8 +152,7 @@ class HolderIdentity:
     def __post_init__(self) -> None:
         cin = (self.cin or "").strip().upper() if isinstance(self.cin, str) else ""
         if not CIN_PATTERN.fullmatch(cin):
-            raise InvalidHolder("the CIN must be one or two letters then up to 8 digits",
-                                field="cin")
+            raise InvalidHolder(f"the CIN must be {CIN_RULE}", field="cin")
         object.__setattr__(self, "cin", cin)
         for name in ("given_name", "surname", "title", "organization"):
             object.__setattr__(self, name, _clean(getattr(self, name), name))
