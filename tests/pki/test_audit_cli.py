@@ -4,9 +4,7 @@ their own."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,25 +14,16 @@ from api.cli import cli
 from api.runtime import Runtime
 from core.audit import record
 from core.config import Settings
-from hsm import default_module_path
-from hsm.softhsm import use_config, write_softhsm_config
+from tests.cli_support import CLI_SERVICE_PIN, cli_environment
 
 pytestmark = pytest.mark.hsm
 
-PIN = "48291735"
+PIN = CLI_SERVICE_PIN
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    conf = write_softhsm_config(tmp_path / "softhsm")
-    for key in list(os.environ):
-        if key.startswith("TAWQI_") and key != "TAWQI_TEST_DATABASE_URL":
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
-    use_config(conf, default_module_path())
-    yield {"TAWQI_VAR_DIR": str(tmp_path / "var"), "TAWQI_SO_PIN": "so-pin-for-tests",
-           "TAWQI_SERVICE_PIN": PIN, "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma",
-           "TAWQI_POLICY_OID": "1.3.6.1.4.1.32473.1"}
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return cli_environment(tmp_path, monkeypatch)
 
 
 def _invoke(env: dict[str, str], *args: str) -> Result:

@@ -4,9 +4,7 @@ their own: ca init, cert issue/list/show/suspend/release/revoke, crl publish, oc
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,25 +13,17 @@ from cryptography import x509
 
 from api.cli import cli
 from hsm import default_module_path
-from hsm.softhsm import use_config, write_softhsm_config
 from pki.errors import AuthorityAlreadyInitialised, InvalidRevocationReason
 from pki.profiles import PolicyArcNotSet
+from tests.cli_support import cli_environment
 from tests.pki.tools import openssl
 
 pytestmark = pytest.mark.hsm
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    conf = write_softhsm_config(tmp_path / "softhsm")
-    for key in list(os.environ):
-        if key.startswith("TAWQI_") and key != "TAWQI_TEST_DATABASE_URL":
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
-    use_config(conf, default_module_path())
-    yield {"TAWQI_VAR_DIR": str(tmp_path / "var"), "TAWQI_SO_PIN": "so-pin-for-tests",
-           "TAWQI_SERVICE_PIN": "48291735", "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma",
-           "TAWQI_POLICY_OID": "1.3.6.1.4.1.32473.7", "TAWQI_PKCS11_SERVER": "off"}
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return cli_environment(tmp_path, monkeypatch)
 
 
 def _run(env: dict[str, str], *args: str, input: str | None = None) -> str:
