@@ -196,7 +196,12 @@ class TokenLibrary:
         return _mod.load_module(self.module_path)
 
     def _state(self, module: _mod.LoadedModule) -> _State:
-        """The pool for this process and module generation. Caller holds module.lock."""
+        """The pool for this process and module generation. Caller holds module.lock.
+
+        Through a token server (p11-kit's client), a restarted server or a connection found
+        dead re-initialises the module first (it reconnects): the pool starts afresh."""
+        if module.per_instance and (module.needs_reset or module.server_restarted()):
+            module.reinitialize()  # ModuleUnavailable while the server is away
         state = self._state_
         if state is None or state.module is not module or state.generation != module.generation:
             # A new process (fork) or a re-initialised module: the old sessions are dead in
@@ -222,6 +227,8 @@ class TokenLibrary:
                 if token.flags & TokenFlag.TOKEN_INITIALIZED:
                     found.setdefault(token.label, slot)
         except p11.PKCS11Error as exc:
+            if isinstance(exc, (p11.DeviceError, p11.DeviceRemoved)):
+                state.module.needs_reset = True  # the token server went away
             raise ModuleUnavailable("The token module did not list its slots.",
                                     code=type(exc).__name__) from exc
         state.slots = found
@@ -550,6 +557,14 @@ class TokenLibrary:
                 except p11.PKCS11Error:
                     pass
         self._attempts.reset(label)
+
+    def logged_in(self, label: str) -> bool:
+        """Whether this process's pooled session of ``label`` is logged in: False once the
+        login was lost (a token server that restarted), when key objects handed out before
+        raise :class:`LoginRequired`. No call into the token."""
+        with self._locked() as state:
+            entry = state.entries.get(label)
+            return entry is not None and entry.logged_in
 
     def token_exists(self, label: str) -> bool:
         """Whether an initialised token has ``label`` (the slot map is refreshed on a miss)."""

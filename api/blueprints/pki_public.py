@@ -51,6 +51,9 @@ class PkiPublic:
     clock: Clock
     profile: Profile
     load_authority: Callable[[], Authority | None]
+    # Whether the loaded keys can still sign (their token still logged in in this process);
+    # False after the token server restarted: the authority is then loaded again.
+    still_usable: Callable[[], bool] | None = None
     responder: ocsp.OcspResponder = field(init=False)
     _authority: Authority | None = field(default=None, init=False)
     _loaded: bool = field(default=False, init=False)
@@ -62,6 +65,10 @@ class PkiPublic:
 
     def authority(self) -> Authority | None:
         """The CA with its OCSP and TSA keys, loaded on first need (None without a PIN)."""
+        if self._loaded and self._authority is not None and self.still_usable is not None \
+                and not self.still_usable():
+            with self._lock:
+                self._loaded = False
         if not self._loaded:
             with self._lock:
                 if not self._loaded:
@@ -88,7 +95,8 @@ def _from_runtime() -> PkiPublic:
         with rt.unit_of_work() as session:
             return ca.load_authority(session, rt.tokens(), profile, pin=pin)
 
-    return PkiPublic(rt.sessions, rt.clock, profile, load)
+    return PkiPublic(rt.sessions, rt.clock, profile, load,
+                     lambda: rt.tokens().logged_in(settings.ca_token_label))
 
 
 _state_lock = threading.Lock()
