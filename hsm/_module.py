@@ -153,9 +153,9 @@ class LoadedModule:
         than when this instance connected (the server restarted: the connection is dead)."""
         if not self.per_instance:
             return False
-        current = server_socket_id()
-        return current is not None and self.server_id is not None and \
-            current != self.server_id
+        # Also from "none" to a socket: p11-kit's client initialises without its server
+        # (it then shows no slot at all), so an instance made during an outage is stale too.
+        return server_socket_id() != self.server_id
 
     def reinitialize(self) -> None:
         """C_Finalize then C_Initialize (the module re-reads its configuration; p11-kit's

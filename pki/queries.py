@@ -5,12 +5,14 @@ goes through :mod:`pki.lifecycle` and :mod:`pki.issuance`.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from core.listing import Page, check_window
 from pki import lifecycle
-from pki.models import AuthorityRecord, CertificateRecord
+from pki.models import AuthorityRecord, CertificateRecord, CrlRecord, OcspRecord
 
 
 def _filtered(query: Select, *, status: str | None, profile: str | None,
@@ -56,3 +58,27 @@ def counts_by_profile_and_status(session: Session) -> dict[tuple[str, str], int]
 def authorities(session: Session) -> list[AuthorityRecord]:
     """Our CA certificates (roots and issuing CAs, current and retired), oldest first."""
     return list(session.scalars(select(AuthorityRecord).order_by(AuthorityRecord.id)))
+
+
+def stale_revocation_data(session: Session, now: datetime) -> list[str]:
+    """What a relying party would find out of date now: an active CA whose newest CRL is
+    past its nextUpdate (or that has none), and pre-signed OCSP answers past theirs for
+    certificates still within their validity. Empty when everything is fresh."""
+    problems = []
+    latest = dict(session.execute(select(CrlRecord.authority_id, func.max(CrlRecord.next_update))
+                                  .group_by(CrlRecord.authority_id)).tuples().all())
+    for authority_id, kind in session.execute(select(AuthorityRecord.id, AuthorityRecord.kind)
+                                              .where(AuthorityRecord.active.is_(True))):
+        next_update = latest.get(authority_id)
+        if next_update is None or _aware(next_update) <= now:
+            problems.append(f"the {kind} CA {authority_id} has no current CRL")
+    stale = session.scalar(select(func.count(OcspRecord.id)).join(
+        CertificateRecord, CertificateRecord.serial == OcspRecord.serial).where(
+        OcspRecord.next_update <= now, CertificateRecord.not_after > now)) or 0
+    if stale:
+        problems.append(f"{stale} OCSP answer(s) past their nextUpdate")
+    return problems
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

@@ -46,7 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 REQUIRED_SECRETS = ("so_pin", "service_pin", "root_pin", "envelope_token_pin", "secret_key")
-OPTIONAL_SECRETS = ("twilio_auth_token", "smtp_password", "database_url")
+OPTIONAL_SECRETS = ("twilio_auth_token", "smtp_password", "database_url", "metrics_token")
 API_NAMES = ("api1", "api2")
 WORKER_NAMES = ("worker1", "worker2")
 # Start order; ``down`` ends them in the reverse order.
@@ -212,6 +212,7 @@ class Stack:
             "TAWQI_OCSP_EXPORT_DIR": str(self.state / "export"),
             "TAWQI_TRUSTED_PROXIES": "1",
         })
+        env.setdefault("TAWQI_LOG_FORMAT", "json")
         if "TAWQI_DATABASE_URL_FILE" not in env:
             env["TAWQI_DATABASE_URL"] = \
                 f"postgresql+psycopg://postgres@127.0.0.1:{ports['pg']}/tawqi"
@@ -423,6 +424,10 @@ http {{
             proxy_cache pki;
             proxy_cache_valid 200 10s;
             proxy_pass http://api;
+        }}
+        # Metrics are scraped from each replica (with TAWQI_METRICS_TOKEN), never here.
+        location = /metrics {{
+            return 403;
         }}
         location / {{
             proxy_pass http://api;

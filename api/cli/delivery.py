@@ -77,10 +77,10 @@ def _policy(runtime: Runtime) -> DeliveryPolicy:
     return DeliveryPolicy.from_settings(runtime.settings)
 
 
-def _configure_logging(level: str) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    from core.logs import configure
+
+    configure(level, fmt)
 
 
 # ---------------------------------------------------------------------------- worker
@@ -94,7 +94,7 @@ def _configure_logging(level: str) -> None:
 @pass_runtime
 def worker(runtime: Runtime, once: bool, batch_size: int, idle: float) -> None:
     """Send the notification outbox (SMS, email) and run the periodic jobs."""
-    _configure_logging(runtime.settings.log_level)
+    _configure_logging(runtime.settings.log_level, runtime.settings.log_format)
     runner = make_worker(runtime, batch_size=batch_size)
     if runner.sealer is None:
         logging.getLogger("tawqi.delivery.outbox").warning(

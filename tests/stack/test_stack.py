@@ -47,6 +47,7 @@ PROVINCE = "01.051"
 COMMUNE = "01.051.03.01"
 SHA256 = "2.16.840.1.101.3.4.2.1"
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+METRICS_TOKEN = secrets.token_hex(16)
 
 
 def _b64(data: bytes) -> str:
@@ -114,7 +115,8 @@ class Running:
 def _write_secrets(directory: Path, twilio_token: str) -> None:
     values = {"so_pin": secrets.token_hex(12), "secret_key": secrets.token_hex(32),
               "service_pin": generate_pin(8), "root_pin": generate_pin(8),
-              "envelope_token_pin": generate_pin(8), "twilio_auth_token": twilio_token}
+              "envelope_token_pin": generate_pin(8), "twilio_auth_token": twilio_token,
+              "metrics_token": METRICS_TOKEN}
     for name, value in values.items():
         (directory / name).write_text(value + "\n")
         (directory / name).chmod(0o600)
@@ -285,6 +287,20 @@ def test_1_story_through_nginx(stack: Running, story: Story) -> None:
     assert ca.status_code == 200
     _ocsp_status(stack, story, ocsp.OCSPCertStatus.GOOD)
     assert stack.stack("status").returncode == 0
+    # Observability: /metrics is not public; a replica answers its scraper with the token,
+    # aggregated over its gunicorn workers; log lines are JSON with the request id.
+    assert stack.http.get(f"{stack.url}/metrics", timeout=30).status_code == 403
+    api1 = json.loads((stack.state / "stack.json").read_text())["ports"]["api1"]
+    scrape = f"http://127.0.0.1:{api1}/metrics"
+    assert requests.get(scrape, timeout=30).status_code == 401
+    text = requests.get(scrape, headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+                        timeout=30).text
+    assert "tawqi_http_requests_total" in text
+    lines = [json.loads(line) for line in
+             (stack.state / "logs" / "api1.log").read_text().splitlines()
+             if line.startswith("{")]
+    assert any(line["logger"] == "gunicorn.access" and " /v1/" in line["message"]
+               for line in lines)
 
 
 def test_2_token_server_restart(stack: Running, story: Story) -> None:
