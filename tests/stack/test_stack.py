@@ -38,6 +38,7 @@ from cryptography.x509 import ocsp
 from hsm import generate_pin
 from pki.profiles import DOCUMENTATION_POLICY_OID
 from tests.delivery.conftest import TwilioEndpoint, free_port, random_mobile
+from tests.pgcluster import _bin
 
 pytestmark = [pytest.mark.postgres, pytest.mark.hsm, pytest.mark.slow]
 
@@ -382,3 +383,42 @@ def test_5_revocation_seen_by_ocsp_from_the_export(stack: Running, story: Story)
     stack.call("POST", f"/v1/certificates/{story.serial}/revoke", story.operator,
                json={"reason": "keyCompromise"})
     _ocsp_status(stack, story, ocsp.OCSPCertStatus.REVOKED)
+
+
+def test_6_backup_restore_into_a_fresh_database(stack: Running, story: Story) -> None:
+    """pg_dump of the live database restored into a fresh one (docs/operations.md): the
+    audit chain verifies there, its OCSP answers are the ones nginx serves, and the CA signs
+    on with it (a CRL)."""
+    conf = json.loads((stack.state / "stack.json").read_text())
+    port = str(conf["ports"]["pg"])
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    dump = subprocess.run([*as_pg, _bin("pg_dump"), "-h", "127.0.0.1", "-p", port, "-U",
+                           "postgres", "-Fc", "tawqi"], capture_output=True, check=True,
+                          timeout=120).stdout
+    subprocess.run([*as_pg, _bin("createdb"), "-h", "127.0.0.1", "-p", port, "-U", "postgres",
+                    "tawqi_restored"], check=True, capture_output=True, timeout=60)
+    subprocess.run([*as_pg, _bin("pg_restore"), "-h", "127.0.0.1", "-p", port, "-U",
+                    "postgres", "--no-owner", "-d", "tawqi_restored"], input=dump,
+                   check=True, capture_output=True, timeout=120)
+    restored = dict(conf["env"], TAWQI_DATABASE_URL=conf["env"]["TAWQI_DATABASE_URL"]
+                    .rsplit("/", 1)[0] + "/tawqi_restored")
+    restored.pop("TAWQI_OCSP_EXPORT_DIR")
+    tawqi = str(Path(sys.executable).parent / "tawqi")
+
+    def run(*args: str) -> str:
+        done = subprocess.run([tawqi, *args], env=restored, capture_output=True, text=True,
+                              timeout=120, cwd=ROOT)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    run("audit", "verify")
+    export = stack.state / "restored-export"
+    run("ocsp", "export", str(export))
+    index = (export / "index.tsv").read_text().splitlines()[1:]
+    row = next(line.split("\t") for line in index if line.startswith(story.serial))
+    served = stack.http.get(stack.url + row[1], timeout=30)
+    assert served.status_code == 200
+    assert (export / row[2]).read_bytes() == served.content  # the same signed answer
+    assert ocsp.load_der_ocsp_response(served.content).certificate_status == \
+        ocsp.OCSPCertStatus.REVOKED
+    assert "CRL #" in run("crl", "publish")  # the CA signs on with the restored database
