@@ -424,40 +424,4 @@ def ocsp_export(runtime: Runtime, directory: Path) -> None:
                f"({report.skipped_expired} expired skipped)")
 
 
-@ocsp_group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8081, show_default=True, type=int)
-@pass_runtime
-def ocsp_serve(runtime: Runtime, host: str, port: int) -> None:
-    """The lean OCSP responder (asyncio, keep-alive): GET /ocsp/<base64> and POST /ocsp,
-    answered from the pre-signed responses. With TAWQI_SERVICE_PIN it also signs live what
-    cannot be pre-signed (unknown serials, non-SHA-1 CertIDs)."""
-    from api.ocsp_server import run
-
-    settings = runtime.settings
-
-    def authority() -> Authority | None:
-        if not settings.service_pin:
-            return None
-        with _with_authority(runtime) as (_session, loaded):
-            return loaded
-
-    responder = ocsp.OcspResponder(runtime.sessions, runtime.clock,
-                                   authority=_once(authority),
-                                   sync_seconds=settings.ocsp_sync_seconds)
-    click.echo(f"OCSP responder on http://{host}:{port}/ocsp")
-    run(responder, host, port)
-
-
-def _once(load: Callable[[], Authority | None]) -> Callable[[], Authority | None]:
-    cache: list[Authority | None] = []
-
-    def get() -> Authority | None:
-        if not cache:
-            cache.append(load())
-        return cache[0]
-
-    return get
-
-
 COMMANDS = [ca_group, cert_group, crl_group, ocsp_group]
