@@ -96,7 +96,7 @@ class LoadedModule:
         #: For a client of a token server: the server socket as it was when this instance
         #: connected (see :meth:`server_restarted`), and whether a call found the connection
         #: dead (the next use initialises the module again, which reconnects).
-        self.server_id: tuple[int, int, int] | None = None
+        self.server_id: tuple[str, int, int, int] | None = None
         self.needs_reset = False
         self._raw: dict[str, Any] | None = None
 
@@ -153,9 +153,13 @@ class LoadedModule:
         than when this instance connected (the server restarted: the connection is dead)."""
         if not self.per_instance:
             return False
+        current = server_socket_id()
+        if current is not None and self.server_id is not None and \
+                current[0] != self.server_id[0]:
+            return False  # another address: p11-kit's client keeps the one it read first
         # Also from "none" to a socket: p11-kit's client initialises without its server
         # (it then shows no slot at all), so an instance made during an outage is stale too.
-        return server_socket_id() != self.server_id
+        return current != self.server_id
 
     def reinitialize(self) -> None:
         """C_Finalize then C_Initialize (the module re-reads its configuration; p11-kit's
@@ -179,9 +183,10 @@ class LoadedModule:
             self.generation += 1
 
 
-def server_socket_id() -> tuple[int, int, int] | None:
+def server_socket_id() -> tuple[str, int, int, int] | None:
     """Identity of the token server's unix socket named by ``P11_KIT_SERVER_ADDRESS``
-    (device, inode, modification time: an inode number may be reused), or None."""
+    (its path, device, inode, modification time: an inode number may be reused), or None
+    while nothing is there."""
     address = os.environ.get("P11_KIT_SERVER_ADDRESS", "")
     if not address.startswith("unix:path="):
         return None
@@ -189,7 +194,7 @@ def server_socket_id() -> tuple[int, int, int] | None:
         found = os.stat(address[len("unix:path="):])
     except OSError:
         return None
-    return (found.st_dev, found.st_ino, found.st_mtime_ns)
+    return (address, found.st_dev, found.st_ino, found.st_mtime_ns)
 
 
 _registry_lock = threading.Lock()

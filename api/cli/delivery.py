@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from api.cli.common import pass_runtime, print_json, print_table
-from api.jobs import start_scheduler
+from api.jobs import start_export_follower, start_scheduler
 from api.runtime import Runtime
 from core.errors import ConfigurationError, InvalidInput
 from delivery import batches, contacts, holders, outbox, requests
@@ -112,6 +112,7 @@ def worker(runtime: Runtime, once: bool, batch_size: int, idle: float) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     start_scheduler(runtime, stop)  # CRL, OCSP, notices, purges, anchoring (api/jobs.py)
+    start_export_follower(runtime, stop)  # OCSP changes into the export within a second
     click.echo(f"outbox worker {runner.worker_id} started "
                f"(sms: {runner.sms.name}, email: {runner.email.name})")
     report = runner.run_forever(stop, idle_seconds=idle)
