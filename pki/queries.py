@@ -65,8 +65,10 @@ def stale_revocation_data(session: Session, now: datetime) -> list[str]:
     past its nextUpdate (or that has none), and pre-signed OCSP answers past theirs for
     certificates still within their validity. Empty when everything is fresh."""
     problems = []
-    latest = dict(session.execute(select(CrlRecord.authority_id, func.max(CrlRecord.next_update))
-                                  .group_by(CrlRecord.authority_id)).tuples().all())
+    latest: dict[int, datetime] = {
+        authority_id: next_update for authority_id, next_update in session.execute(
+            select(CrlRecord.authority_id, func.max(CrlRecord.next_update))
+            .group_by(CrlRecord.authority_id))}
     for authority_id, kind in session.execute(select(AuthorityRecord.id, AuthorityRecord.kind)
                                               .where(AuthorityRecord.active.is_(True))):
         next_update = latest.get(authority_id)

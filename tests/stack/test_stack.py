@@ -142,6 +142,8 @@ def stack() -> Iterator[Running]:
         "TAWQI_JOB_TICK_SECONDS": "1",
         # Five signatures by one holder within minutes: above the production PIN limits.
         "TAWQI_RATE_LIMIT_PIN": "50/300", "TAWQI_RATE_LIMIT_OTP": "50/300",
+        # A killed worker's claim lapses after this (production: 300 s).
+        "TAWQI_OUTBOX_LEASE_SECONDS": "3",
     })
     running = Running(f"http://127.0.0.1:{port}", state, env, twilio, requests.Session())
     try:
@@ -174,6 +176,7 @@ class Story:
     serial: str
     pin: str
     chain: list[x509.Certificate]
+    holder_id: int
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +235,7 @@ def story(stack: Running) -> Story:
                       json={"credentialID": serial, "certificates": "chain"})
     chain = [x509.load_der_x509_certificate(base64.b64decode(c))
              for c in info["cert"]["certificates"]]
-    return Story(admin, operator, contact, holder_h, mobile, serial, pin, chain)
+    return Story(admin, operator, contact, holder_h, mobile, serial, pin, chain, holder["id"])
 
 
 def _sign(stack: Running, story: Story, text: str, *,
@@ -321,6 +324,40 @@ def test_3_api_replica_killed_mid_flow(stack: Running, story: Story) -> None:
           between=lambda: stack.stack("stop", "api1", "--signal", "KILL"))
     _sign(stack, story, "and another one")
     stack.stack("start", "api1")
+
+
+def test_3b_worker_killed_mid_send(stack: Running, story: Story) -> None:
+    """kill -9 of the worker whose SMS the provider accepted but had not yet answered: the
+    other worker takes the message over once the claim lapses, finds it at the provider
+    (Twilio's message list) and does not send it again; the code works."""
+    stack.stack("stop", "worker2")  # one sender, so that we know whom to kill
+    twilio = stack.twilio
+    before = len(twilio.bodies_to(story.mobile))
+    twilio.held.clear()
+    twilio.release.clear()
+    twilio.hold_after = len(twilio.messages)
+    try:
+        stack.call("POST", "/csc/v2/credentials/sendOTP", story.holder,
+                   json={"credentialID": story.serial})
+        assert twilio.held.wait(30), "the worker did not send"
+        stack.stack("stop", "worker1", "--signal", "KILL")
+    finally:
+        twilio.hold_after = None
+        twilio.release.set()
+    stack.stack("start", "worker2")
+    code = stack.sms(story.mobile, r"code de signature (\d{6})", after=before)
+    deadline = time.monotonic() + 60
+    while any(m["status"] in ("pending", "sending") for m in stack.call(
+            "GET", f"/v1/outbox?holder_id={story.holder_id}", story.operator)["items"]):
+        assert time.monotonic() < deadline, "the message was never settled"
+        time.sleep(0.2)
+    assert len(twilio.bodies_to(story.mobile)) == before + 1  # settled, not sent twice
+    digest = hashlib.sha256(b"after a worker died").digest()
+    granted = stack.call("POST", "/csc/v2/credentials/authorize", story.holder, json={
+        "credentialID": story.serial, "PIN": story.pin, "OTP": code,
+        "hashes": [_b64(digest)], "numSignatures": 1})
+    assert granted["SAD"]
+    stack.stack("start", "worker1")
 
 
 def test_4_postgres_restart_under_load(stack: Running, story: Story) -> None:
