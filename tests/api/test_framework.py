@@ -307,3 +307,20 @@ def test_json_log_lines_carry_the_request_id(app: Flask) -> None:
     assert first["message"] == "PIN notice queued for holder 42"
     assert first["level"] == "WARNING" and first["logger"] == "tawqi.test.jsonlog"
     assert "request_id" not in second
+
+
+def test_operations_gauges(app: Flask, api_runtime: Runtime) -> None:
+    """CRL nextUpdate, certificates expiring soon, token lockouts (issue 15)."""
+    from sqlalchemy import insert
+
+    from delivery.models import PinAttempt
+
+    provision_service_tokens(api_runtime)
+    with api_runtime.unit_of_work() as session:
+        session.execute(insert(PinAttempt).values(
+            token_label="tawqi-locked-1", failures=api_runtime.settings.pin_max_attempts,
+            updated_at=api_runtime.clock.now()))
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert "tawqi_crl_next_update_timestamp_seconds{authority=" in text
+    assert 'tawqi_certificates_expiring{days="30"}' in text
+    assert "tawqi_token_lockouts 1.0" in text
