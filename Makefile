@@ -7,7 +7,7 @@ STAMP := $(VENV)/.tawqi-installed
 VAR := $(CURDIR)/var
 export SOFTHSM2_CONF ?= $(VAR)/softhsm/softhsm2.conf
 
-.PHONY: demo test lint bench system-deps venv clean translations axe
+.PHONY: demo test lint bench system-deps venv clean translations axe constraints
 
 demo: system-deps $(STAMP) $(SOFTHSM2_CONF)
 	$(BIN)/tawqi demo
@@ -34,10 +34,11 @@ system-deps:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Versions pinned in constraints.txt (regenerate: make constraints, after a deliberate upgrade).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 # The web pages' gettext catalogues, .po -> .mo (a missing .mo is compiled in memory).
@@ -56,6 +57,10 @@ $(SOFTHSM2_CONF):
 	mkdir -p $(VAR)/softhsm/tokens
 	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' \
 		"$(VAR)/softhsm/tokens" > $@
+
+constraints: $(STAMP)
+	{ head -2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable \
+		| grep -v '^tawqi'; } > constraints.new && mv constraints.new constraints.txt
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,7 @@ import logging
 import secrets
 from pathlib import Path
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import problems
@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
     rt = wiring.runtime if wiring is not None else rt
     settings = settings or (rt.settings if rt else Settings.from_env())
     check_settings(settings)
+    if settings.log_format == "json":
+        _install_json_logging(settings)
     rt = rt or Runtime(settings)
     wiring = wiring or Wiring(rt)
     app = Flask("tawqi", root_path=str(Path(__file__).resolve().parent))
@@ -96,6 +98,27 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
         module = importlib.import_module(name)
         app.register_blueprint(module.bp)
     return app
+
+
+class _RequestIdFilter(logging.Filter):
+    """Puts the current request's id on every record handled during a request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id") and has_request_context():
+            record.request_id = g.get("request_id", "")
+        return True
+
+
+def _install_json_logging(settings: Settings) -> None:
+    """TAWQI_LOG_FORMAT=json: JSON lines on the root logger's handlers (one installed if
+    there is none), each with the request id."""
+    from core.logs import configure, formatter
+
+    configure(settings.log_level, "json")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter("json"))
+        if not any(isinstance(f, _RequestIdFilter) for f in handler.filters):
+            handler.addFilter(_RequestIdFilter())
 
 
 def _install_headers(app: Flask, origins: set[str]) -> None:

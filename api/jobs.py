@@ -211,6 +211,38 @@ def start_scheduler(runtime: Runtime, stop: threading.Event) -> threading.Thread
     return thread
 
 
+def run_export_follower(runtime: Runtime, stop: threading.Event) -> None:
+    """With TAWQI_OCSP_EXPORT_DIR: rewrite the static OCSP export whenever a pre-signed
+    answer changed (a revocation, a suspension, a re-signing), checked every
+    TAWQI_OCSP_SYNC_SECONDS, so nginx or a CDN serves a change within about a second.
+    Every worker runs it; the files are replaced atomically, so two at once do no harm."""
+    from pki import ocsp
+
+    directory = Path(runtime.settings.ocsp_export_dir)
+    seen = None
+    while True:
+        try:
+            with runtime.unit_of_work() as session:
+                changed = ocsp.last_change(session)
+                if changed is not None and changed != seen:
+                    report = ocsp.export_static(session, runtime.clock, directory)
+                    log.info("OCSP export rewritten: %d answers", report.files)
+                    seen = changed
+        except Exception:  # the database may be away: try again next time
+            log.warning("OCSP export not rewritten this time", exc_info=True)
+        if stop.wait(runtime.settings.ocsp_sync_seconds):
+            return
+
+
+def start_export_follower(runtime: Runtime, stop: threading.Event) -> threading.Thread | None:
+    if not runtime.settings.ocsp_export_dir:
+        return None
+    thread = threading.Thread(target=run_export_follower, args=(runtime, stop),
+                              name="ocsp-export", daemon=True)
+    thread.start()
+    return thread
+
+
 def register_metrics(metrics: Metrics) -> None:
     """Each job's last success and failures on /metrics (read from the database)."""
 

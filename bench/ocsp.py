@@ -10,8 +10,7 @@ What it does, in a temporary directory, on this machine only (127.0.0.1):
    certificate, good and revoked, shuffled once.
 3. Servers, each pinned to CPU 0 (``taskset``): ``openssl ocsp -index`` with a software
    EC P-256 responder key certified by our issuing CA (it signs every response and closes
-   the connection after each); our lean responder (``tawqi ocsp serve``: asyncio,
-   keep-alive, pre-signed answers from memory); our Flask application under gunicorn
+   the connection after each); our Flask application under gunicorn
    (one gthread worker, keep-alive); nginx serving ``tawqi ocsp export`` files, if nginx is
    installed.
 4. One client, this process, pinned to CPU 1: ``--connections`` sockets multiplexed with
@@ -19,7 +18,8 @@ What it does, in a temporary directory, on this machine only (127.0.0.1):
    checked for status 200 and its length; a sample is parsed and its status compared with
    the registry before timing.
 
-The last line is ``ratio_vs_openssl=<ours lean / openssl>``.
+The last line is ``ratio_vs_openssl=<nginx serving our export / openssl>`` (the lean
+hand-written responder ``tawqi ocsp serve`` was retired in favour of nginx, issue 15).
 """
 
 from __future__ import annotations
@@ -191,13 +191,6 @@ def _env(world: World) -> dict[str, str]:
                 "TAWQI_PUBLIC_URL": "http://pki.tawqi.ma", "SOFTHSM2_CONF": str(world.conf),
                 "TAWQI_POLICY_OID": "1.3.6.1.4.1.32473.1"})
     return env
-
-
-def start_lean(world: World, port: int) -> subprocess.Popen[bytes]:
-    tawqi = str(Path(sys.executable).with_name("tawqi"))
-    return subprocess.Popen(pinned(tawqi, "ocsp", "serve", "--port", str(port)),
-                            env=_env(world), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
 
 
 def start_gunicorn(world: World, port: int) -> subprocess.Popen[bytes]:
@@ -404,17 +397,16 @@ def main(argv: list[str] | None = None) -> None:
               f"{args.connections} connections, {args.seconds:g}s each", flush=True)
         results = {}
         for name, start, prefix in (("openssl ocsp -index -port", start_openssl, "/"),
-                                    ("tawqi ocsp serve (lean)", start_lean, "/ocsp/"),
                                     ("tawqi app (gunicorn, Flask)", start_gunicorn, "/ocsp/"),
                                     ("nginx, exported files", start_nginx, "/ocsp/")):
             results[name] = measure(name, world, start, prefix, args.seconds,
                                     args.connections)
         openssl_rate = results["openssl ocsp -index -port"] or float("nan")
-        lean = results["tawqi ocsp serve (lean)"] or 0.0
+        ours = results["nginx, exported files"] or 0.0
         for name, rate in results.items():
             if rate:
                 print(f"  {name:<28} x{rate / openssl_rate:.2f} vs openssl")
-        print(f"ratio_vs_openssl={lean / openssl_rate:.2f}")
+        print(f"ratio_vs_openssl={ours / openssl_rate:.2f}")
     finally:
         if args.keep:
             print(f"work directory kept: {work}", file=sys.stderr)

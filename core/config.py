@@ -43,6 +43,8 @@ class Settings:
     # Public base URL written into certificates (AIA, CDP) and links.
     public_url: str = "http://127.0.0.1:8080"
     log_level: str = "INFO"
+    # Log lines as "text" or "json" (one object per line, with the request id).
+    log_format: str = "text"
     # Signs browser sessions; empty means a random key per process (fine for one process).
     secret_key: str = field(default="", repr=False)
 
@@ -183,6 +185,9 @@ class Settings:
     session_ttl_minutes: int = 480
     # Comma-separated origins allowed by CORS; empty (the default) turns CORS off.
     cors_origins: str = ""
+    # Bearer token that GET /metrics requires (from a file: TAWQI_METRICS_TOKEN_FILE); empty
+    # leaves /metrics open (keep it off the public side: nginx denies it there).
+    metrics_token: str = field(default="", repr=False)
     # Reverse proxies in front of the service whose X-Forwarded-* headers are trusted.
     trusted_proxies: int = 0
     # Rate limits, "<count>/<seconds>": failed logins per client address (and password
@@ -246,6 +251,8 @@ class Settings:
                                      "TAWQI_OCSP_RESPONSE_VALIDITY_HOURS, or answers could "
                                      "expire")
         self.expiry_warning_thresholds  # noqa: B018 (raises when malformed)
+        if self.log_format not in {"text", "json"}:
+            raise ConfigurationError("TAWQI_LOG_FORMAT must be text or json")
         if self.sms_backend not in {"console", "twilio"}:
             raise ConfigurationError("TAWQI_SMS_BACKEND must be console or twilio")
         if self.email_backend not in {"console", "smtp"}:

@@ -17,7 +17,7 @@ import os
 import threading
 from datetime import UTC, datetime
 
-from sqlalchemy import create_engine, delete, event, select, update
+from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -225,3 +225,9 @@ def _record_changed(session: Session, clock: Clock, request_id: int, *, actor: s
            object_type="certificate_request", object_id=request.id,
            summary={"holder_id": request.holder_id, "how": how})
     return request
+
+
+def count_locked_tokens(session: Session, max_attempts: int) -> int:
+    """Tokens whose wrong-PIN counter reached the lockout (``TAWQI_PIN_MAX_ATTEMPTS``)."""
+    return session.scalar(select(func.count()).select_from(PinAttempt).where(
+        PinAttempt.failures >= max_attempts)) or 0

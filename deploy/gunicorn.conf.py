@@ -38,6 +38,22 @@ errorlog = "-"
 loglevel = os.environ.get("TAWQI_LOG_LEVEL", "info").lower()
 # No query strings in the access log: they never carry secrets, but keep the log lean.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms "%({x-request-id}o)s"'
+# TAWQI_LOG_FORMAT=json: gunicorn's own lines (errors, access) as JSON too (core/logs.py).
+if os.environ.get("TAWQI_LOG_FORMAT") == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "core.logs.JsonFormatter"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json",
+                                 "stream": "ext://sys.stderr"}},
+        "root": {"level": loglevel.upper(), "handlers": ["console"]},
+        "loggers": {
+            "gunicorn.error": {"level": loglevel.upper(), "handlers": ["console"],
+                               "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["console"],
+                                "propagate": False},
+        },
+    }
 # Behind a reverse proxy, trust its X-Forwarded-* (also set TAWQI_TRUSTED_PROXIES).
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 

@@ -93,6 +93,11 @@ class LoadedModule:
         self.generation = 0
         #: One instance per C_GetFunctionList call (p11-kit's client); see _per_instance.
         self.per_instance = False
+        #: For a client of a token server: the server socket as it was when this instance
+        #: connected (see :meth:`server_restarted`), and whether a call found the connection
+        #: dead (the next use initialises the module again, which reconnects).
+        self.server_id: tuple[str, int, int, int] | None = None
+        self.needs_reset = False
         self._raw: dict[str, Any] | None = None
 
     def _functions(self) -> dict[str, Any]:
@@ -143,9 +148,27 @@ class LoadedModule:
     def logout(self, session_handle: int) -> int:
         return int(self._functions()["logout"](session_handle))
 
+    def server_restarted(self) -> bool:
+        """For p11-kit's client module: whether the token server's socket is another one
+        than when this instance connected (the server restarted: the connection is dead)."""
+        if not self.per_instance:
+            return False
+        current = server_socket_id()
+        if current is not None and self.server_id is not None and \
+                current[0] != self.server_id[0]:
+            return False  # another address: p11-kit's client keeps the one it read first
+        # Also from "none" to a socket: p11-kit's client initialises without its server
+        # (it then shows no slot at all), so an instance made during an outage is stale too.
+        return current != self.server_id
+
     def reinitialize(self) -> None:
-        """C_Finalize then C_Initialize (the module re-reads its configuration)."""
+        """C_Finalize then C_Initialize (the module re-reads its configuration; p11-kit's
+        client connects to its server again)."""
         with self.lock:
+            if self.per_instance:
+                # The raw functions' own instance holds a connection too: take a new one.
+                self._raw = None
+                self.server_id = server_socket_id()
             try:
                 self.lib.finalize()
             except PKCS11Error:
@@ -153,9 +176,25 @@ class LoadedModule:
             try:
                 self.lib.initialize()
             except PKCS11Error as exc:
+                self.needs_reset = True
                 raise ModuleUnavailable("The token module could not be initialised again.",
                                         module=self.path) from exc
+            self.needs_reset = False
             self.generation += 1
+
+
+def server_socket_id() -> tuple[str, int, int, int] | None:
+    """Identity of the token server's unix socket named by ``P11_KIT_SERVER_ADDRESS``
+    (its path, device, inode, modification time: an inode number may be reused), or None
+    while nothing is there."""
+    address = os.environ.get("P11_KIT_SERVER_ADDRESS", "")
+    if not address.startswith("unix:path="):
+        return None
+    try:
+        found = os.stat(address[len("unix:path="):])
+    except OSError:
+        return None
+    return (address, found.st_dev, found.st_ino, found.st_mtime_ns)
 
 
 _registry_lock = threading.Lock()
@@ -230,6 +269,8 @@ def load_module(path: str) -> LoadedModule:
         fresh = LoadedModule(path, lib)
         fresh.per_instance = module.per_instance if module is not None \
             else _per_instance(path)
+        if fresh.per_instance:
+            fresh.server_id = server_socket_id()
         if module is not None:
             # Inherited from the parent (fork): the child must call C_Initialize itself
             # (PKCS#11 v2.40, section 6.7.7). No C_Finalize: it could tear down state that

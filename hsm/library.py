@@ -401,6 +401,14 @@ class TokenLibrary:
                     pass
         self._attempts.reset(label)
 
+    def logged_in(self, label: str) -> bool:
+        """Whether this process's pooled session of ``label`` is logged in: False once the
+        login was lost (a token server that restarted), when key objects handed out before
+        raise :class:`LoginRequired`. No call into the token."""
+        with self._pool.locked() as state:
+            entry = state.entries.get(label)
+            return entry is not None and entry.logged_in
+
     def token_exists(self, label: str) -> bool:
         """Whether an initialised token has ``label`` (the slot map is refreshed on a miss)."""
         check_label(label)

@@ -95,7 +95,12 @@ class SessionPool:
         return _mod.load_module(self.module_path)
 
     def state(self, module: _mod.LoadedModule) -> PoolState:
-        """The pool for this process and module generation. Caller holds module.lock."""
+        """The pool for this process and module generation. Caller holds module.lock.
+
+        Through a token server (p11-kit's client), a restarted server or a connection found
+        dead re-initialises the module first (it reconnects): the pool starts afresh."""
+        if module.per_instance and (module.needs_reset or module.server_restarted()):
+            module.reinitialize()  # ModuleUnavailable while the server is away
         state = self._current
         if state is None or state.module is not module or state.generation != module.generation:
             # A new process (fork) or a re-initialised module: the old sessions are dead in
@@ -121,6 +126,8 @@ class SessionPool:
                 if token.flags & TokenFlag.TOKEN_INITIALIZED:
                     found.setdefault(token.label, slot)
         except p11.PKCS11Error as exc:
+            if isinstance(exc, (p11.DeviceError, p11.DeviceRemoved)):
+                state.module.needs_reset = True  # the token server went away
             raise ModuleUnavailable("The token module did not list its slots.",
                                     code=type(exc).__name__) from exc
         state.slots = found

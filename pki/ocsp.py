@@ -32,7 +32,7 @@ from asn1crypto import algos as asn1_algos
 from asn1crypto import core as asn1_core
 from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock, as_utc
@@ -519,6 +519,12 @@ def _records(session: Session, now: datetime) -> Iterator[tuple[AuthorityRecord,
         yield authorities[row.authority_id], row
 
 
+def last_change(session: Session) -> datetime | None:
+    """When a pre-signed answer was last (re)signed: a lifecycle change or a re-signing."""
+    changed: datetime | None = session.scalar(select(func.max(OcspRecord.updated_at)))
+    return changed
+
+
 def export_static(session: Session, clock: Clock, directory: Path) -> ExportReport:
     """Write every current pre-signed response as a static file, RFC 5019 style.
 
@@ -547,7 +553,8 @@ def export_static(session: Session, clock: Clock, directory: Path) -> ExportRepo
             skipped += 1
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
+        # Atomic, and safe with several workers exporting at once: a tmp file of our own.
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_bytes(row.der)
         tmp.replace(target)
         index_lines.append(f"{row.serial}\t/ocsp/{get_path(request)}\t"

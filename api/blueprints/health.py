@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from api.metrics import Metrics
 from api.problems import problem
@@ -58,17 +60,55 @@ def _token_module(rt: Runtime) -> str:
     return ""
 
 
+def _ca_token(rt: Runtime) -> str:
+    """The CA's keys are loaded and their token logged in (loaded again, with a login, when
+    the login was lost: a token server that restarted). Skipped without a service PIN."""
+    if not rt.settings.service_pin:
+        return ""
+    from api.blueprints import pki_public
+
+    if pki_public.state().authority() is None or \
+            not rt.tokens().logged_in(rt.settings.ca_token_label):
+        return "the CA token is not logged in"
+    return ""
+
+
+def _revocation_data(rt: Runtime) -> str:
+    from pki import queries
+
+    with rt.unit_of_work() as session:
+        return "; ".join(queries.stale_revocation_data(session, rt.clock.now()))
+
+
+def _outbox(rt: Runtime) -> str:
+    from delivery import outbox
+
+    with rt.unit_of_work() as session:
+        alarm = outbox.alert(session, rt.clock,
+                             threshold_minutes=rt.settings.outbox_alert_age_minutes)
+    if alarm.oldest_pending_minutes > rt.settings.outbox_alert_age_minutes:
+        return f"a notification waits for {alarm.oldest_pending_minutes:.0f} minutes"
+    return ""
+
+
+PROBES = (("database", _database), ("pkcs11", _token_module), ("ca-token", _ca_token),
+          ("crl-ocsp", _revocation_data), ("outbox", _outbox))
+
+
 @bp.operation("GET", "/readyz", action=None, response=Readiness,
-              summary="Readiness: the database answers and the PKCS#11 module loads",
+              summary="Readiness: the database, the token module, a login on the CA "
+                      "token, CRL and OCSP freshness, the outbox's age",
               errors=(503,))
 def readyz(call: Call) -> Response | Readiness:
-    checks = []
-    for name, probe in (("database", _database), ("pkcs11", _token_module)):
+    checks: list[Check] = []
+    for name, probe in PROBES:
         started = time.perf_counter()
         try:
             detail = probe(call.runtime)
         except Exception as exc:  # any failure means not ready; say which, not why inside
             detail = f"{type(exc).__name__}: unavailable"
+        if detail and name in ("crl-ocsp", "outbox") and not checks[0].ok:
+            detail = "unknown: the database is unavailable"
         checks.append(Check(name, not detail, detail, round(time.perf_counter() - started, 4)))
     ready = all(c.ok for c in checks)
     result = Readiness("ready" if ready else "not-ready", checks)
@@ -80,7 +120,15 @@ def readyz(call: Call) -> Response | Readiness:
 
 
 @bp.operation("GET", "/metrics", action=None, summary="Prometheus metrics",
-              produces={"text/plain": {"type": "string"}})
+              produces={"text/plain": {"type": "string"}}, errors=(401,))
 def metrics(call: Call) -> Response:
+    """With TAWQI_METRICS_TOKEN set, only ``Authorization: Bearer <that token>``."""
+    expected = call.settings.metrics_token
+    if expected:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+            return problem(401, "metrics-token", "Metrics token required",
+                           "GET /metrics needs the bearer token of TAWQI_METRICS_TOKEN",
+                           headers={"WWW-Authenticate": "Bearer"})
     found: Metrics = current_app.extensions["tawqi.metrics"]
     return found.exposition()

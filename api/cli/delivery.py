@@ -20,7 +20,7 @@ import click
 from sqlalchemy.orm import Session
 
 from api.cli.common import current_wiring, pass_runtime, print_json, print_table
-from api.jobs import start_scheduler
+from api.jobs import start_export_follower, start_scheduler
 from api.runtime import Runtime
 from core.errors import ConfigurationError, InvalidInput
 from delivery import batches, contacts, holders, outbox, requests
@@ -51,10 +51,10 @@ def _policy(runtime: Runtime) -> DeliveryPolicy:
     return current_wiring().policy
 
 
-def _configure_logging(level: str) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    from core.logs import configure
+
+    configure(level, fmt)
 
 
 # ---------------------------------------------------------------------------- worker
@@ -68,7 +68,7 @@ def _configure_logging(level: str) -> None:
 @pass_runtime
 def worker(runtime: Runtime, once: bool, batch_size: int, idle: float) -> None:
     """Send the notification outbox (SMS, email) and run the periodic jobs."""
-    _configure_logging(runtime.settings.log_level)
+    _configure_logging(runtime.settings.log_level, runtime.settings.log_format)
     runner = current_wiring().worker(batch_size=batch_size)
     if runner.sealer is None:
         logging.getLogger("tawqi.delivery.outbox").warning(
@@ -86,6 +86,7 @@ def worker(runtime: Runtime, once: bool, batch_size: int, idle: float) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     start_scheduler(runtime, stop)  # CRL, OCSP, notices, purges, anchoring (api/jobs.py)
+    start_export_follower(runtime, stop)  # OCSP changes into the export within a second
     click.echo(f"outbox worker {runner.worker_id} started "
                f"(sms: {runner.sms.name}, email: {runner.email.name})")
     report = runner.run_forever(stop, idle_seconds=idle)

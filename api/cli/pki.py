@@ -422,23 +422,4 @@ def ocsp_export(runtime: Runtime, directory: Path) -> None:
                f"({report.skipped_expired} expired skipped)")
 
 
-@ocsp_group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8081, show_default=True, type=int)
-@pass_runtime
-def ocsp_serve(runtime: Runtime, host: str, port: int) -> None:
-    """The lean OCSP responder (asyncio, keep-alive): GET /ocsp/<base64> and POST /ocsp,
-    answered from the pre-signed responses. With TAWQI_SERVICE_PIN it also signs live what
-    cannot be pre-signed (unknown serials, non-SHA-1 CertIDs)."""
-    from api.ocsp_server import run
-
-    settings = runtime.settings
-
-    responder = ocsp.OcspResponder(runtime.sessions, runtime.clock,
-                                   authority=current_wiring().load_authority,
-                                   sync_seconds=settings.ocsp_sync_seconds)
-    click.echo(f"OCSP responder on http://{host}:{port}/ocsp")
-    run(responder, host, port)
-
-
 COMMANDS = [ca_group, cert_group, crl_group, ocsp_group]

@@ -106,5 +106,27 @@ def register_gauges(metrics: Metrics, rt: Runtime) -> None:
     metrics.add_gauge_source("tawqi_certificates", "Certificates in the registry",
                              ("profile", "status"), by_status)
 
+    # The operations gauges of issue 15 (each job's last success is api/jobs.py's).
+    from delivery import pins
+
+    def crl_next_update(session: Session) -> dict[tuple[str, ...], float]:
+        return {(str(authority),): at.timestamp()
+                for authority, at in queries.crl_next_updates(session).items()}
+
+    def expiring(session: Session) -> dict[tuple[str, ...], float]:
+        now = rt.clock.now()
+        return {(str(days),): float(queries.count_expiring(session, now, days))
+                for days in rt.settings.expiry_warning_thresholds}
+
+    def lockouts(session: Session) -> dict[tuple[str, ...], float]:
+        return {(): float(pins.count_locked_tokens(session, rt.settings.pin_max_attempts))}
+
+    metrics.add_gauge_source("tawqi_crl_next_update_timestamp_seconds", "nextUpdate of each "
+                             "CA's newest CRL (Unix time)", ("authority",), crl_next_update)
+    metrics.add_gauge_source("tawqi_certificates_expiring", "Issued certificates whose "
+                             "notAfter is within the given days", ("days",), expiring)
+    metrics.add_gauge_source("tawqi_token_lockouts", "Tokens locked after "
+                             "TAWQI_PIN_MAX_ATTEMPTS wrong PINs", (), lockouts)
+
 
 __all__ = ["KEY", "init_app", "load_authority_first", "register_gauges", "runtime", "wiring"]

@@ -85,6 +85,7 @@ class Wiring:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._authority_loaded = False
+        self._overridden: set[str] = set()
         self.override(**(overrides or {}))
 
     @classmethod
@@ -115,6 +116,7 @@ class Wiring:
         for name, value in parts.items():
             with self._lock(name):
                 self._parts[name] = value
+                self._overridden.add(name)
                 if name == "authority":
                     self._authority_loaded = True
         return self
@@ -195,13 +197,27 @@ class Wiring:
         database, which SQLite cannot write while a transaction of ours holds its lock),
         then the keys are found in a short transaction of their own. A failure is not
         remembered: the next call tries again."""
-        if self._authority_loaded:
+        if self._authority_loaded and not self._authority_lost():
             return cast("Authority | None", self._parts["authority"])
         with self._lock("authority"):
+            if self._authority_loaded and self._authority_lost():
+                # What holds the old keys is built again around the new ones.
+                for part in ("personaliser", "pades"):
+                    if part not in self._overridden:
+                        self._parts.pop(part, None)
+                self._authority_loaded = False
             if not self._authority_loaded:
                 self._parts["authority"] = self._read_authority()
                 self._authority_loaded = True
             return cast("Authority | None", self._parts["authority"])
+
+    def _authority_lost(self) -> bool:
+        """Whether the loaded keys can no longer sign in this process: their token's login
+        was lost (a token server that restarted). They are then loaded again. Only for the
+        authority this wiring loaded itself, not one a test put in its place."""
+        if "authority" in self._overridden or self._parts.get("authority") is None:
+            return False
+        return not self.tokens().logged_in(self.settings.ca_token_label)
 
     def _read_authority(self) -> Authority | None:
         if not self.settings.service_pin:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
@@ -15,8 +16,9 @@ from api.problems import PROBLEM_BASE
 from api.routing import ApiBlueprint, Call
 from api.runtime import Runtime
 from core.audit import AuditEvent
+from core.clock import FrozenClock
 from quotas.models import Partnership
-from tests.api.conftest import Caller
+from tests.api.conftest import Caller, provision_service_tokens
 
 PROBLEM = "application/problem+json"
 
@@ -192,11 +194,19 @@ def test_metrics_per_app_registry(app: Flask, api_runtime: Runtime) -> None:
 
 
 def test_readyz(app: Flask, api_runtime: Runtime, tmp_path: Path) -> None:
+    provision_service_tokens(api_runtime)
     client = app.test_client()
     response = client.get("/readyz")
     assert response.status_code == 200, response.get_json()
     assert {c["name"]: c["ok"] for c in response.get_json()["checks"]} == \
-        {"database": True, "pkcs11": True}
+        {"database": True, "pkcs11": True, "ca-token": True, "crl-ocsp": True, "outbox": True}
+    # A day and a half later with no scheduled job run: the CRL is past its nextUpdate.
+    assert isinstance(api_runtime.clock, FrozenClock)
+    api_runtime.clock.advance(timedelta(hours=36))
+    stale = assert_problem(client.get("/readyz"), 503, "not-ready")
+    failing = {c["name"]: c["detail"] for c in stale["checks"] if not c["ok"]}
+    assert list(failing) == ["crl-ocsp"] and "no current CRL" in failing["crl-ocsp"]
+    api_runtime.clock.advance(timedelta(hours=-36))
     # A server whose PKCS#11 module is gone: the real token layer fails to load it.
     missing = tmp_path / "gone" / "libvendor-pkcs11.so"
     broken = Runtime(api_runtime.settings.replace(pkcs11_module=str(missing)),
@@ -204,10 +214,10 @@ def test_readyz(app: Flask, api_runtime: Runtime, tmp_path: Path) -> None:
     broken.sessions = api_runtime.sessions
     response = create_app(rt=broken).test_client().get("/readyz")
     body = assert_problem(response, 503, "not-ready")
-    assert [c["name"] for c in body["checks"] if not c["ok"]] == ["pkcs11"]
+    assert [c["name"] for c in body["checks"] if not c["ok"]] == ["pkcs11", "ca-token"]
     assert "gone" not in response.get_data(as_text=True)  # no path, no internals
     assert [c["detail"] for c in body["checks"] if not c["ok"]] == \
-        ["ModuleUnavailable: unavailable"]
+        ["ModuleUnavailable: unavailable"] * 2
 
 
 def test_docs_page_and_openapi(client: FlaskClient) -> None:
@@ -255,3 +265,62 @@ def test_openapi_document_is_valid(client: FlaskClient) -> None:
     ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
     assert len(ids) == len(set(ids))
 
+
+
+def test_metrics_token(api_runtime: Runtime) -> None:
+    token = "metrics-scrape-token-0123456789"
+    rt = Runtime(api_runtime.settings.replace(metrics_token=token), clock=api_runtime.clock,
+                 engine=api_runtime.engine)
+    rt.sessions = api_runtime.sessions
+    client = create_app(rt=rt).test_client()
+    body = assert_problem(client.get("/metrics"), 401, "metrics-token")
+    assert token not in json.dumps(body)
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    scraped = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert scraped.status_code == 200 and "tawqi_http_requests_total" in scraped.text
+
+
+def test_json_log_lines_carry_the_request_id(app: Flask) -> None:
+    import io
+    import logging
+
+    from api.app import _RequestIdFilter
+    from core.logs import formatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter("json"))
+    handler.addFilter(_RequestIdFilter())
+    logger = logging.getLogger("tawqi.test.jsonlog")
+    logger.addHandler(handler)
+    try:
+        with app.test_request_context("/healthz"):
+            from flask import g
+
+            g.request_id = "abcdef0123456789"
+            logger.warning("PIN notice queued for holder %s", 42)
+        logger.warning("outside a request")
+    finally:
+        logger.removeHandler(handler)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["request_id"] == "abcdef0123456789"
+    assert first["message"] == "PIN notice queued for holder 42"
+    assert first["level"] == "WARNING" and first["logger"] == "tawqi.test.jsonlog"
+    assert "request_id" not in second
+
+
+def test_operations_gauges(app: Flask, api_runtime: Runtime) -> None:
+    """CRL nextUpdate, certificates expiring soon, token lockouts (issue 15)."""
+    from sqlalchemy import insert
+
+    from delivery.models import PinAttempt
+
+    provision_service_tokens(api_runtime)
+    with api_runtime.unit_of_work() as session:
+        session.execute(insert(PinAttempt).values(
+            token_label="tawqi-locked-1", failures=api_runtime.settings.pin_max_attempts,
+            updated_at=api_runtime.clock.now()))
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert "tawqi_crl_next_update_timestamp_seconds{authority=" in text
+    assert 'tawqi_certificates_expiring{days="30"}' in text
+    assert "tawqi_token_lockouts 1.0" in text
