@@ -9,7 +9,6 @@ from typing import Literal
 
 from flask import Response, current_app, request
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from api.metrics import Metrics
 from api.problems import problem
@@ -65,9 +64,9 @@ def _ca_token(rt: Runtime) -> str:
     the login was lost: a token server that restarted). Skipped without a service PIN."""
     if not rt.settings.service_pin:
         return ""
-    from api.blueprints import pki_public
+    from api.wiring.flaskapp import wiring
 
-    if pki_public.state().authority() is None or \
+    if wiring().load_authority() is None or \
             not rt.tokens().logged_in(rt.settings.ca_token_label):
         return "the CA token is not logged in"
     return ""

@@ -290,7 +290,8 @@ def test_1_story_through_nginx(stack: Running, story: Story) -> None:
     ca = stack.http.get(f"{stack.url}/ca/2.crt", timeout=30)
     assert ca.status_code == 200
     _ocsp_status(stack, story, ocsp.OCSPCertStatus.GOOD)
-    assert stack.stack("status").returncode == 0
+    status = stack.stack("status", check=False)
+    assert status.returncode == 0, status.stdout + stack.http.get(stack.url + "/readyz").text
     # Observability: /metrics is not public; a replica answers its scraper with the token,
     # aggregated over its gunicorn workers; log lines are JSON with the request id.
     assert stack.http.get(f"{stack.url}/metrics", timeout=30).status_code == 403
