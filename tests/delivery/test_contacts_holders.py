@@ -141,7 +141,9 @@ def test_a_professional_email_change_is_audited_without_values(session: Session,
                                    professional_email="k.benali@commune.ma")
     assert holder.professional_email == "k.benali@commune.ma"
     event = session.scalars(select(AuditEvent).where(
-        AuditEvent.action == "delivery.holder.updated")).all()[-1]
+        AuditEvent.action == "delivery.holder.updated",
+        AuditEvent.object_id == str(holder.id)).order_by(AuditEvent.seq.desc())).first()
+    assert event is not None
     assert event.summary_dict == {"changed": ["professional_email"],
                                   "awaiting_confirmation": []}
     assert event.actor == "contact"
