@@ -553,7 +553,8 @@ def demo(lazy: LazyRuntime) -> None:
     from api.runtime import token_server_socket
     from hsm.server import stop_server
 
-    stop_server(token_server_socket(base.replace(var_dir=var_dir)).with_suffix(".pid"))
+    server_pid_file = token_server_socket(base.replace(var_dir=var_dir)).with_suffix(".pid")
+    stop_server(server_pid_file)
     shutil.rmtree(var_dir, ignore_errors=True)
     # The demo certifies under RFC 5612's documentation arc unless an arc is configured.
     settings = base.replace(var_dir=var_dir, database_url="",
@@ -571,6 +572,7 @@ def demo(lazy: LazyRuntime) -> None:
             step(wiring, story)
     finally:
         wiring.close()
+        stop_server(server_pid_file)  # the token server this run started, by its pid
     click.echo("")
     click.secho("demo complete", bold=True)
 
