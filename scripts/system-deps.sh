@@ -37,7 +37,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# Debian would start nginx (and PostgreSQL's default cluster) on install; our tests and
+# benchmarks run their own instances. A policy-rc.d that refuses (exit 101) keeps the
+# packages from starting any service, so there is nothing of theirs to stop afterwards.
+policy=/usr/sbin/policy-rc.d
+created_policy=""
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && created_policy=1
+  trap 'rm -f "$policy"' EXIT  # ours only, even if the install fails
+fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts nginx on install; the benchmark runs its own instance.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
-pkill -x nginx 2>/dev/null || true
