@@ -134,38 +134,43 @@ def _bulk_work(p: Page, action: str, request_id: int) -> tuple[str, Callable[[],
         sealer=root.sealer(), actor=p.actor, policy=root.policy)
 
 
+def _on_queue(p: Page, act: Callable[[], None], field: str, done: str) -> Any:
+    """Do ``act`` on the queue page: the queue again with the refusal next to ``field``, or
+    the queue with ``done`` said."""
+    try:
+        with p.attempt():
+            act()
+    except TawqiError as exc:
+        if exc.status >= 500:
+            raise
+        return _queue_page(p, exc.status, FormError.of(exc, field))
+    return _done("web.queue", done)
+
+
 @bp.post("/requests/<int:request_id>/approve")
 @page("requests.decide")
 def approve(p: Page, request_id: int) -> Any:
     found = requests.get_request(p.session, request_id)
     p.authorize(Scope(province_code=found.province_code))
     f = request.form
-    try:
-        with p.attempt():
-            requests.approve_request(
-                p.session, p.clock, request_id, actor=p.actor,
-                identity_check=identity_check(f.get("document", ""),
-                                              f.get("number", ""),
-                                              f.get("checked_by", "") or p.principal.name))
-    except TawqiError as exc:
-        if exc.status >= 500:
-            raise
-        return _queue_page(p, exc.status, FormError.of(exc, f"approve-{request_id}"))
-    return _done("web.queue", "approved")
+
+    def act() -> None:
+        requests.approve_request(
+            p.session, p.clock, request_id, actor=p.actor,
+            identity_check=identity_check(f.get("document", ""),
+                                          f.get("number", ""),
+                                          f.get("checked_by", "") or p.principal.name))
+    return _on_queue(p, act, f"approve-{request_id}", "approved")
 
 
 @bp.post("/provinces/<code>/batch")
 @page("batches.ship")
 def prepare(p: Page, code: str) -> Any:
     p.authorize(Scope(province_code=code))
-    try:
-        with p.attempt():
-            batches.prepare_batch(p.session, p.clock, code, actor=p.actor)
-    except TawqiError as exc:
-        if exc.status >= 500:
-            raise
-        return _queue_page(p, exc.status, FormError.of(exc, f"prepare-{code}"))
-    return _done("web.queue", "prepared")
+
+    def act() -> None:
+        batches.prepare_batch(p.session, p.clock, code, actor=p.actor)
+    return _on_queue(p, act, f"prepare-{code}", "prepared")
 
 
 @bp.post("/batches/<int:batch_id>/dispatch")
@@ -173,16 +178,12 @@ def prepare(p: Page, code: str) -> Any:
 def dispatch(p: Page, batch_id: int) -> Any:
     found = batches.get_batch(p.session, batch_id)
     p.authorize(Scope(province_code=found.province_code))
-    try:
-        with p.attempt():
-            batches.dispatch_batch(p.session, p.clock, batch_id,
-                                   tracking_number=request.form.get("tracking_number", ""),
-                                   actor=p.actor, policy=wiring().policy)
-    except TawqiError as exc:
-        if exc.status >= 500:
-            raise
-        return _queue_page(p, exc.status, FormError.of(exc, f"dispatch-{batch_id}"))
-    return _done("web.queue", "dispatched")
+
+    def act() -> None:
+        batches.dispatch_batch(p.session, p.clock, batch_id,
+                               tracking_number=request.form.get("tracking_number", ""),
+                               actor=p.actor, policy=wiring().policy)
+    return _on_queue(p, act, f"dispatch-{batch_id}", "dispatched")
 
 
 @bp.post("/outbox/retry-dead")
