@@ -41,9 +41,8 @@ apt-get update -qq
 # benchmarks run their own instances. A policy-rc.d that refuses (exit 101) keeps the
 # packages from starting any service, so there is nothing of theirs to stop afterwards.
 policy=/usr/sbin/policy-rc.d
-created_policy=""
 if [ ! -e "$policy" ]; then
-  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && created_policy=1
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy"
   trap 'rm -f "$policy"' EXIT  # ours only, even if the install fails
 fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
