@@ -52,7 +52,9 @@ def check_settings(settings: Settings) -> None:
         limit_of(settings, kind)
     login_policy(settings)
     for name in ("max_json_kb", "max_upload_mb", "session_ttl_minutes",
-                 "idempotency_ttl_hours", "argon2_time_cost", "argon2_memory_kib"):
+                 "idempotency_ttl_hours", "argon2_time_cost", "argon2_memory_kib",
+                 "verify_fetch_timeout_seconds", "verify_fetch_max_kb",
+                 "verify_fetch_max_requests"):
         if getattr(settings, name) < 1:
             raise ConfigurationError(f"TAWQI_{name.upper()} must be at least 1")
     if settings.trusted_proxies < 0:
