@@ -210,5 +210,7 @@ class OutsidePki:
         return out.getvalue()
 
 
-def outside_pki(base_url: str) -> OutsidePki:
-    return OutsidePki(base_url, datetime.now(UTC).replace(microsecond=0) - timedelta(days=2))
+def outside_pki(base_url: str, at: datetime | None = None) -> OutsidePki:
+    """A PKI whose certificates start two days before ``at`` (default: now)."""
+    at = at or datetime.now(UTC).replace(microsecond=0)
+    return OutsidePki(base_url, at - timedelta(days=2))
