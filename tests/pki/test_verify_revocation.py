@@ -303,3 +303,18 @@ def test_pyhanko_validator_agrees(pki, server) -> None:  # type: ignore[no-untyp
     status = pyhanko(revoked)
     assert status.intact and status.valid and status.revoked and not status.bottom_line
     assert _only(ours, revoked).sub_indication == "REVOKED_NO_POE"
+
+
+def test_an_intermediate_as_anchor_changes_the_answer(pki, server) -> None:  # type: ignore[no-untyped-def]
+    """Why TAWQI_VERIFY_TRUST_ANCHORS takes roots only: an issuing CA given as an anchor
+    ends the path, so its own revocation is never seen (and pyHanko then cannot establish
+    a chain for the CRLs that CA signs: TRY_LATER instead of REVOKED_CA_NO_POE)."""
+    data = pki.sign(pki.holder())
+    pki.revoke(pki.ca, _now() - timedelta(minutes=1), x509.ReasonFlags.ca_compromise)
+    pki.publish(server, _now())
+    assert _only(_verifier(pki), data).sub_indication == "REVOKED_CA_NO_POE"
+    wrong = Verifier(FrozenClock(_now() + timedelta(minutes=1)), trust_roots=[pki.ca.cert],
+                     allow_fetching=True)
+    sig = _only(wrong, data)
+    assert (sig.indication, sig.sub_indication) == ("INDETERMINATE", "TRY_LATER")
+    assert sig.certificate_now.status == "unknown"
