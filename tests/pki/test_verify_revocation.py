@@ -303,6 +303,20 @@ def test_pyhanko_validator_agrees(pki, server) -> None:  # type: ignore[no-untyp
     status = pyhanko(revoked)
     assert status.intact and status.valid and status.revoked and not status.bottom_line
     assert _only(ours, revoked).sub_indication == "REVOKED_NO_POE"
+    index = good.index(b"Facture")
+    tampered = good[:index] + b"Fucture" + good[index + 7:]
+    status = pyhanko(tampered)
+    assert not status.intact and not status.bottom_line
+    assert _only(ours, tampered).sub_indication == "HASH_FAILURE"
+    message = _cms(good)
+    signer_info = message["content"]["signer_infos"][0]
+    value = bytearray(signer_info["signature"].native)
+    value[-1] ^= 0x01
+    signer_info["signature"] = bytes(value)
+    forged = _replace_contents(good, message.dump(force=True))
+    status = pyhanko(forged)
+    assert status.intact and not status.valid and not status.bottom_line
+    assert _only(ours, forged).sub_indication == "SIG_CRYPTO_FAILURE"
 
 
 def test_an_intermediate_as_anchor_changes_the_answer(pki, server) -> None:  # type: ignore[no-untyped-def]
