@@ -186,3 +186,23 @@ def test_chunked_upload_over_the_limit_is_413(served: int, platform: Caller) -> 
     assert status == 413, body
     status, body = _chunked(served, platform.headers, "application/pdf", permit_pdf())
     assert status == 200, body  # under the limit, chunked works
+
+
+def test_operator_revocation_directory(client: FlaskClient, platform: Caller,
+                                       api_runtime: Runtime, tmp_path: Path,
+                                       elsewhere: OutsidePki,
+                                       server: RevocationServer) -> None:
+    folder = tmp_path / "revocation"
+    folder.mkdir()
+    _configure(api_runtime, tmp_path, elsewhere, verify_revocation_dir=str(folder))
+    pdf = elsewhere.sign(elsewhere.holder(days=3650))
+    before = client.post("/v1/verify", data=pdf, content_type="application/pdf",
+                         headers=platform.headers).get_json()
+    assert before["signatures"][0]["sub_indication"] == "TRY_LATER"
+    at = published(api_runtime)
+    (folder / "ca.crl").write_bytes(elsewhere.crl("ca", at))
+    (folder / "root.crl").write_bytes(elsewhere.crl("root", at))
+    after = client.post("/v1/verify", data=pdf, content_type="application/pdf",
+                        headers=platform.headers).get_json()
+    assert after["indication"] == "TOTAL-PASSED"  # read at each verification
+    assert server.requests == []
