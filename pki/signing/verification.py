@@ -15,8 +15,11 @@ validation data; see pyHanko's difference analysis) is reported ``TOTAL-FAILED``
 
 Beside the indication, the report states the certificate's status at signing time (the
 time-stamp's time, else the claimed time) and now, both computed by path validation with
-all the revocation data known (the file's, and our CA's current data for our own
-certificates).
+all the revocation data known: the file's, our CA's current data for our own certificates,
+the operator's directory, what the caller uploaded and, when allowed, what was fetched
+(:mod:`pki.signing.revinfo`). When the signer's path fails only for want of revocation data,
+the sub-indication is ``TRY_LATER`` (EN 319 102-1 5.2.6.4). A signature whose value is not a
+readable CMS signature is a ``TOTAL-FAILED`` / ``FORMAT_FAILURE`` entry of the report.
 """
 
 from __future__ import annotations
