@@ -181,6 +181,10 @@ class Settings:
     verify_fetch_timeout_seconds: int = 10
     verify_fetch_max_kb: int = 10240
     verify_fetch_max_requests: int = 50
+    # Comma-separated host names, addresses and networks (CIDR) that fetching may reach
+    # although they are not public; anything else loopback, private, link-local, multicast
+    # or reserved is refused.
+    verify_fetch_allow_hosts: str = ""
     # A directory of CRLs and OCSP responses (DER or PEM) the operator supplies, read at
     # each verification.
     verify_revocation_dir: str = ""

@@ -298,7 +298,11 @@ class Wiring:
             settings = self.settings
             policy = FetchPolicy(timeout_seconds=settings.verify_fetch_timeout_seconds,
                                  max_response_bytes=settings.verify_fetch_max_kb * 1024,
-                                 max_requests=settings.verify_fetch_max_requests)
+                                 max_requests=settings.verify_fetch_max_requests,
+                                 allow_hosts=tuple(
+                                     h.strip() for h in
+                                     settings.verify_fetch_allow_hosts.split(",")
+                                     if h.strip()))
             return Verifier(self.clock, trust_roots=self.trust_roots(),
                             revocation=self.revocation(),
                             allow_fetching=settings.verify_fetch_revocation,

@@ -5,7 +5,11 @@ Three sources, all optional:
 - **fetched** over the network from the URLs the certificates name (CRL distribution points,
   OCSP responders, CA issuers), when the operator allows it: :class:`CappedFetcherBackend`
   gives pyHanko's fetchers a timeout per request, a cap on the size of each response and a
-  cap on the number of requests, and shares one cache for the whole verification of a file;
+  cap on the number of requests, and shares one cache for the whole verification of a file.
+  It reaches only public addresses over http(s) (:func:`check_url`, and again on the socket
+  it connects, so a DNS answer that changes in between does not get through); redirects are
+  not followed; the operator's allow-list (``FetchPolicy.allow_hosts``) opens named hosts or
+  networks;
 - **the operator's directory** of CRLs and OCSP responses (:func:`read_directory`), read at
   each verification so that a file dropped there counts at once;
 - **uploaded** with the PDF (:func:`parse_uploaded`).
@@ -16,13 +20,17 @@ source: pyHanko checks it like any other revocation data.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import pem
@@ -33,6 +41,7 @@ from pyhanko_certvalidator.fetchers.requests_fetchers.cert_fetch_client import (
 )
 from pyhanko_certvalidator.fetchers.requests_fetchers.crl_client import RequestsCRLFetcher
 from pyhanko_certvalidator.fetchers.requests_fetchers.ocsp_client import RequestsOCSPFetcher
+from requests.adapters import HTTPAdapter
 
 from core.errors import InvalidInput
 from pki.signing.pades import RevocationData
@@ -57,6 +66,9 @@ class FetchPolicy:
     timeout_seconds: float = 10.0
     max_response_bytes: int = 10 * 1024 * 1024
     max_requests: int = 50
+    # Host names, addresses and networks (CIDR) fetching may reach although they are not
+    # public (loopback, private, link-local, reserved...).
+    allow_hosts: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- fetching
@@ -72,6 +84,110 @@ class _Body:
 
     content: bytes
     headers: Any
+
+
+class FetchRefused(requests.RequestException):
+    """A URL fetching may not reach: not http(s), or a host that is not public and not
+    allowed."""
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class HostGuard:
+    """Which hosts fetching may reach: public addresses, and what the allow-list names."""
+
+    names: frozenset[str] = frozenset()
+    networks: tuple[Network, ...] = ()
+
+    @classmethod
+    def of(cls, allowed: Iterable[str]) -> HostGuard:
+        names: set[str] = set()
+        networks: list[Network] = []
+        for entry in (e.strip() for e in allowed):
+            if not entry:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            except ValueError:
+                names.add(entry.lower().rstrip("."))
+        return cls(frozenset(names), tuple(networks))
+
+    def named(self, host: str) -> bool:
+        return host.lower().rstrip(".") in self.names
+
+    def check_address(self, host: str, address: str) -> None:
+        """Refuses ``address`` (what ``host`` resolved to) unless it is public or allowed."""
+        ip: Address = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip in network for network in self.networks):
+            return
+        if not ip.is_global or ip.is_multicast:
+            raise FetchRefused(f"{host} is {ip}, not a public address (see "
+                               "TAWQI_VERIFY_FETCH_ALLOW_HOSTS)")
+
+    def check_url(self, url: str) -> None:
+        """Refuses a URL that is not http(s), or whose host resolves to an address that is
+        neither public nor allowed (every address it resolves to counts)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise FetchRefused(f"{url}: only http and https are fetched")
+        host = parts.hostname
+        if not host:
+            raise FetchRefused(f"{url}: no host")
+        if self.named(host):
+            return
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, ValueError) as exc:
+            raise FetchRefused(f"{url}: {exc}") from exc
+        for *_rest, sockaddr in found:
+            self.check_address(host, str(sockaddr[0]))
+
+
+def _guarded_session(guard: HostGuard) -> requests.Session:
+    """A session whose connections check, once connected and before a byte is sent, that
+    the peer is an address ``guard`` lets through (the name was checked before; this catches
+    a DNS answer that changed since). No proxies from the environment, no redirects."""
+
+    def checked(sock: socket.socket, host: str) -> socket.socket:
+        if not guard.named(host):
+            try:
+                guard.check_address(host, str(sock.getpeername()[0]))
+            except FetchRefused:
+                sock.close()
+                raise
+        return sock
+
+    class Connection(urllib3.connection.HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            return checked(super()._new_conn(), self.host)
+
+    class SecureConnection(urllib3.connection.HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            return checked(super()._new_conn(), self.host)
+
+    class Pool(urllib3.HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class SecurePool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = SecureConnection
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": SecurePool}
+
+    session = requests.Session()
+    session.trust_env = False
+    session.max_redirects = 0
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, Adapter())
+    return session
 
 
 def _read_capped(response: requests.Response, limit: int) -> bytes:
@@ -94,14 +210,18 @@ class _Capped:
     per_request_timeout: float
     user_agent: str
     max_response_bytes: int
+    guard: HostGuard
 
-    def _send(self, call: Callable[[], requests.Response]) -> Awaitable[_Body]:
+    def _send(self, url: str, call: Callable[[requests.Session], requests.Response]
+              ) -> Awaitable[_Body]:
         from asyncio import to_thread
 
         limit = self.max_response_bytes
+        guard = self.guard
 
         def task() -> _Body:
-            with call() as response:
+            guard.check_url(url)
+            with _guarded_session(guard) as session, call(session) as response:
                 if response.status_code != 200:
                     raise requests.RequestException(f"status code {response.status_code}")
                 return _Body(_read_capped(response, limit), response.headers)
@@ -110,15 +230,17 @@ class _Capped:
 
     def _get(self, url: str, *, acceptable_content_types: Iterable[str]) -> Awaitable[_Body]:
         headers = {"Accept": ",".join(acceptable_content_types), "User-Agent": self.user_agent}
-        return self._send(lambda: requests.get(url, timeout=self.per_request_timeout,
-                                               headers=headers, stream=True))
+        return self._send(url, lambda s: s.get(url, timeout=self.per_request_timeout,
+                                               headers=headers, stream=True,
+                                               allow_redirects=False))
 
     def _post(self, url: str, data: bytes, *, content_type: str,
               acceptable_content_types: Iterable[str]) -> Awaitable[_Body]:
         headers = {"Accept": ",".join(acceptable_content_types), "User-Agent": self.user_agent,
                    "Content-Type": content_type}
-        return self._send(lambda: requests.post(url, data=data, headers=headers, stream=True,
-                                                timeout=self.per_request_timeout))
+        return self._send(url, lambda s: s.post(url, data=data, headers=headers, stream=True,
+                                                timeout=self.per_request_timeout,
+                                                allow_redirects=False))
 
 
 # (Our _get/_post answer a _Body, not a requests.Response: the fetchers read only its
@@ -152,8 +274,10 @@ class CappedFetcherBackend(FetcherBackend):
             ocsp = _OCSPFetcher(per_request_timeout=timeout, budget=budget)
             crl = _CRLFetcher(per_request_timeout=timeout, budget=budget)
             cert = _CertFetcher(per_request_timeout=timeout, budget=budget)
+            guard = HostGuard.of(policy.allow_hosts)
             for fetcher in (ocsp, crl, cert):
                 fetcher.max_response_bytes = policy.max_response_bytes
+                fetcher.guard = guard
             self._fetchers = Fetchers(ocsp_fetcher=ocsp, crl_fetcher=crl, cert_fetcher=cert)
         return self._fetchers
 
@@ -246,5 +370,6 @@ def read_directory(path: Path | str | None, *, max_file_bytes: int = 20 * 1024 *
     return _collect(found)
 
 
-__all__ = ["CappedFetcherBackend", "FetchPolicy", "InvalidRevocationData", "ResponseTooLarge",
-           "classify", "parse_uploaded", "read_directory"]
+__all__ = ["CappedFetcherBackend", "FetchPolicy", "FetchRefused", "HostGuard",
+           "InvalidRevocationData", "ResponseTooLarge", "classify", "parse_uploaded",
+           "read_directory"]
