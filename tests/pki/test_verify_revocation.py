@@ -163,6 +163,23 @@ def test_host_guard_allow_list() -> None:
     guard.check_address("public", "8.8.8.8")
 
 
+def test_the_connected_address_is_checked_again(pki, server) -> None:  # type: ignore[no-untyped-def]
+    """Past the name check (a DNS answer that changed since, say), the socket's own peer
+    address is checked before a byte is sent."""
+    import requests
+
+    from pki.signing.revinfo import _guarded_session
+
+    pki.publish(server, _now())
+    with _guarded_session(HostGuard.of(())) as session, pytest.raises(
+            requests.RequestException):
+        session.get(server.base + "/ca.crl", timeout=5)
+    assert server.requests == []
+    with _guarded_session(HostGuard.of(LOCAL)) as session:
+        assert session.get(server.base + "/ca.crl", timeout=5).status_code == 200
+    assert server.requests == ["/ca.crl"]
+
+
 def test_unreachable_crl_is_try_later(pki, server) -> None:  # type: ignore[no-untyped-def]
     data = pki.sign(pki.holder())  # nothing published: the server answers 404
     sig = _only(_verifier(pki), data)
