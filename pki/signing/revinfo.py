@@ -9,7 +9,12 @@ Three sources, all optional:
   It reaches only public addresses over http(s) (:func:`check_url`, and again on the socket
   it connects, so a DNS answer that changes in between does not get through); redirects are
   not followed; the operator's allow-list (``FetchPolicy.allow_hosts``) opens named hosts or
-  networks;
+  networks. Local data first: pyHanko fetches CRLs only when those it holds do not
+  settle a certificate, but asks the OCSP responder of every certificate that names one;
+  our OCSP fetcher answers from what the file, the operator and the caller supplied
+  (:meth:`CappedFetcherBackend.know`) when it covers the certificate: a current OCSP
+  response for it, or a current CRL of its issuer (then the CRL check decides, and fetches
+  CRLs itself if that one does not do);
 - **the operator's directory** of CRLs and OCSP responses (:func:`read_directory`), read at
   each verification so that a file dropped there counts at once;
 - **uploaded** with the PDF (:func:`parse_uploaded`).
@@ -25,6 +30,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -34,6 +40,7 @@ import urllib3
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import pem
+from pyhanko_certvalidator.errors import OCSPFetchError
 from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers, FetchLimits
 from pyhanko_certvalidator.fetchers.common_utils import FetchBudget
 from pyhanko_certvalidator.fetchers.requests_fetchers.cert_fetch_client import (
@@ -249,8 +256,66 @@ class _CRLFetcher(_Capped, RequestsCRLFetcher):  # type: ignore[misc]
     pass
 
 
+class _Local:
+    """What was supplied locally (the file's, the operator's, the caller's data), indexed for
+    the OCSP fetcher: current OCSP responses by certificate id, issuers of current CRLs."""
+
+    def __init__(self) -> None:
+        self.ocsp: dict[tuple[str, bytes, int], asn1_ocsp.OCSPResponse] = {}
+        self.crl_issuers: set[str] = set()
+
+    def add(self, data: RevocationData, at: datetime) -> None:
+        for der in data.ocsps:
+            try:
+                response = asn1_ocsp.OCSPResponse.load(der)
+                basic = response["response_bytes"]["response"].parsed
+                for single in basic["tbs_response_data"]["responses"]:
+                    next_update = single["next_update"].native
+                    if next_update is not None and next_update < at:
+                        continue
+                    cert_id = single["cert_id"]
+                    self.ocsp[(cert_id["hash_algorithm"]["algorithm"].native,
+                               cert_id["issuer_key_hash"].native,
+                               cert_id["serial_number"].native)] = response
+            except (ValueError, TypeError, KeyError):
+                continue
+        for der in data.crls:
+            try:
+                crl = asn1_crl.CertificateList.load(der)
+                next_update = crl["tbs_cert_list"]["next_update"].native
+                if next_update is not None and next_update >= at:
+                    self.crl_issuers.add(crl.issuer.sha256.hex())
+            except (ValueError, TypeError, KeyError):
+                continue
+
+    def ocsp_for(self, cert: Any, authority: Any) -> asn1_ocsp.OCSPResponse | None:
+        serial = getattr(cert, "serial_number", None)
+        for (algorithm, key_hash, number), response in self.ocsp.items():
+            if number != serial:
+                continue
+            try:
+                if getattr(authority.public_key, algorithm) == key_hash:
+                    return response
+            except (AttributeError, ValueError):
+                continue
+        return None
+
+    def crl_covers(self, cert: Any) -> bool:
+        issuer = getattr(cert, "issuer", None)
+        return issuer is not None and issuer.sha256.hex() in self.crl_issuers
+
+
 class _OCSPFetcher(_Capped, RequestsOCSPFetcher):  # type: ignore[misc]
-    pass
+    local: _Local
+
+    async def fetch(self, cert: Any, authority: Any) -> asn1_ocsp.OCSPResponse:
+        found = self.local.ocsp_for(cert, authority)
+        if found is not None:
+            return found
+        if self.local.crl_covers(cert):
+            raise OCSPFetchError("not fetched: a current CRL of the issuer is at hand")
+        response: asn1_ocsp.OCSPResponse = await super().fetch(cert, authority)
+        return response
 
 
 class _CertFetcher(_Capped, RequestsCertificateFetcher):  # type: ignore[misc]
@@ -264,6 +329,12 @@ class CappedFetcherBackend(FetcherBackend):
     def __init__(self, policy: FetchPolicy) -> None:
         self.policy = policy
         self._fetchers: Fetchers | None = None
+        self._local = _Local()
+
+    def know(self, data: RevocationData, at: datetime) -> None:
+        """Revocation data held without fetching (the file's, the operator's, the
+        caller's): an OCSP request it makes needless is not sent (see the module)."""
+        self._local.add(data, at)
 
     def get_fetchers(self) -> Fetchers:
         if self._fetchers is None:
@@ -272,6 +343,7 @@ class CappedFetcherBackend(FetcherBackend):
                                              max_cert_requests=policy.max_requests))
             timeout = policy.timeout_seconds
             ocsp = _OCSPFetcher(per_request_timeout=timeout, budget=budget)
+            ocsp.local = self._local
             crl = _CRLFetcher(per_request_timeout=timeout, budget=budget)
             cert = _CertFetcher(per_request_timeout=timeout, budget=budget)
             guard = HostGuard.of(policy.allow_hosts)

@@ -522,6 +522,8 @@ class Verifier:
             embedded.compute_integrity_info(diff_policy=DEFAULT_DIFF_POLICY)
             integrity_info = embedded.summarise_integrity_info()
             known, certs = self._knowledge(reader, embedded, supplied)
+            if backend is not None:
+                backend.know(known, now)  # no OCSP request where these settle it
             spec = self._spec(known, certs, now, backend)
             # A validation at the current time, not a point-in-time one, when fetching is
             # allowed: pyHanko only fetches for the former.

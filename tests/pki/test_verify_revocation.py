@@ -180,6 +180,28 @@ def test_the_connected_address_is_checked_again(pki, server) -> None:  # type: i
     assert server.requests == ["/ca.crl"]
 
 
+def test_local_data_first(pki, server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Fetching on: what the operator's directory or the caller holds settles the
+    certificates, so nothing is requested (neither the CRLs nor the holder's OCSP
+    responder); with nothing local, both are asked."""
+    pki.publish(server, _now())
+    holder = pki.holder()
+    data = pki.sign(holder)
+    (tmp_path / "ca.crl").write_bytes(pki.crl("ca", _now()))
+    (tmp_path / "root.crl").write_bytes(pki.crl("root", _now()))
+    sig = _only(_verifier(pki, revocation_dir=str(tmp_path)), data)
+    assert sig.indication == "TOTAL-PASSED"
+    assert server.requests == []
+    uploaded = RevocationData(ocsps=(pki.ocsp_good(holder, _now()),),
+                              crls=(pki.crl("root", _now()),))
+    sig = _only(_verifier(pki), data, revocation=uploaded)
+    assert sig.indication == "TOTAL-PASSED" and sig.certificate_now.status == "good"
+    assert server.requests == []
+    sig = _only(_verifier(pki), data)
+    assert sig.indication == "TOTAL-PASSED"
+    assert {"POST /ocsp", "/ca.crl", "/root.crl"} <= set(server.requests)
+
+
 def test_unreachable_crl_is_try_later(pki, server) -> None:  # type: ignore[no-untyped-def]
     data = pki.sign(pki.holder())  # nothing published: the server answers 404
     sig = _only(_verifier(pki), data)
