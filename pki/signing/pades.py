@@ -1,4 +1,4 @@
-"""PAdES signing of PDF documents (ETSI EN 319 142-1 baseline levels B-B, B-T and B-LT).
+"""PAdES signing of PDF documents (ETSI EN 319 142-1 baseline levels B-B to B-LTA).
 
 pyHanko does the PDF work; the signature itself is made through :func:`pki.signer.
 pyhanko_signer`, hence on the holder's token. :class:`PadesService` adds what a level needs:
@@ -9,7 +9,14 @@ pyhanko_signer`, hence on the holder's token. :class:`PadesService` adds what a 
   service it is :class:`LocalTimeStamper`, our RFC 3161 authority called in-process);
 * **B-LT**: plus, in a Document Security Store written in an incremental update after the
   signature, the certificates, OCSP responses and CRLs that prove the signing certificate
-  and the time-stamping certificate were valid (from a :class:`RevocationSource`).
+  and the time-stamping certificate were valid (from a :class:`RevocationSource`);
+* **B-LTA**: plus a document time-stamp from our TSA, followed by its own validation data
+  (the TSA's chain and revocation data, in the DSS with a VRI entry).
+
+:meth:`PadesService.extend` takes a signed PDF (any level, ours or not) to B-LTA, or adds a
+fresh archive time-stamp to a B-LTA document before the last one's TSA certificate expires:
+one DSS update with the current validation data of every signature and time-stamp in the
+file, then a new document time-stamp with its own validation data.
 
 Signing never touches a network: revocation data comes from our own records, the TSA is
 called in-process. The visible stamp is :mod:`pki.signing.stamp`. A document that already carries
@@ -31,7 +38,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from asn1crypto import tsp
+from asn1crypto import core as asn1_core
+from asn1crypto import crl as asn1_crl
+from asn1crypto import ocsp, tsp
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pyhanko.pdf_utils.decode_limits import DecodeLimits
@@ -43,8 +53,10 @@ from pyhanko.sign import fields, signers
 from pyhanko.sign.fields import MDPPerm
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
 from pyhanko.sign.timestamps import TimeStamper
-from pyhanko.sign.validation.pdf_embedded import read_certification_data
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature, read_certification_data
 from pyhanko_certvalidator import ValidationContext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -82,6 +94,7 @@ class Level(StrEnum):
     B_B = "B-B"
     B_T = "B-T"
     B_LT = "B-LT"
+    B_LTA = "B-LTA"
 
     @property
     def timestamped(self) -> bool:
@@ -89,7 +102,11 @@ class Level(StrEnum):
 
     @property
     def long_term(self) -> bool:
-        return self is Level.B_LT
+        return self in (Level.B_LT, Level.B_LTA)
+
+    @property
+    def archival(self) -> bool:
+        return self is Level.B_LTA
 
 
 # --------------------------------------------------------------------------- inputs
@@ -132,7 +149,7 @@ class PadesRequest:
             try:
                 object.__setattr__(self, "level", Level(self.level))
             except ValueError as exc:
-                raise InvalidInput("level must be B-B, B-T or B-LT",
+                raise InvalidInput("level must be B-B, B-T, B-LT or B-LTA",
                                    allowed=[lv.value for lv in Level]) from exc
         if self.field_name is not None and not FIELD_NAME.fullmatch(self.field_name):
             raise InvalidInput("field_name is 1 to 64 letters, digits, '_', '.' or '-'")
@@ -198,6 +215,20 @@ class RecordsRevocation:
             if crl_row is not None and as_utc(crl_row.next_update) > now:
                 crls.append(crl_row.der)
         return RevocationData(_unique(ocsps), _unique(crls))
+
+
+@dataclass(frozen=True)
+class ExtendedPdf:
+    """A document after :meth:`PadesService.extend`: ``archive_expires`` is when the new
+    archive time-stamp's TSA certificate expires (extend again before then)."""
+
+    data: bytes
+    field_name: str
+    timestamped_at: datetime
+    archive_expires: datetime
+    signatures: int
+    archive_timestamps: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -436,6 +467,47 @@ def free_box(reader: PdfFileReader, page: int, width: float = STAMP_WIDTH,
     return candidates[0]
 
 
+_SIGNATURE_TIMESTAMP = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken
+
+
+def _signature_certs(embedded: EmbeddedPdfSignature) -> list[asn1_x509.Certificate]:
+    """The certificates a signature or document time-stamp carries, with those of the
+    time-stamp tokens in its unsigned attributes."""
+    found = [embedded.signer_cert, *embedded.other_embedded_certs]
+    unsigned = embedded.signer_info["unsigned_attrs"]
+    if not isinstance(unsigned, asn1_core.Void):
+        for attr in unsigned:
+            if attr["type"].dotted != _SIGNATURE_TIMESTAMP:
+                continue
+            for token in attr["values"]:
+                for choice in token["content"]["certificates"] or ():
+                    if choice.name == "certificate":
+                        found.append(choice.chosen)
+    return found
+
+
+def _time_stamping_cert(certs: Sequence[x509.Certificate]) -> x509.Certificate:
+    """The TSA's own certificate among those its token carries (the one for time-stamping,
+    not a CA)."""
+    for cert in certs:
+        try:
+            usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            continue
+        if x509.oid.ExtendedKeyUsageOID.TIME_STAMPING in usage:
+            return cert
+    return certs[0]
+
+
+def _archive_digest(reader: PdfFileReader) -> str:
+    """The digest of the last document time-stamp (an archive chain keeps its algorithm),
+    else SHA-256."""
+    stamps = list(reader.embedded_timestamp_signatures)
+    if stamps:
+        return str(stamps[-1].md_algorithm)
+    return "sha256"
+
+
 def _dedupe_certs(certs: Iterable[x509.Certificate]) -> list[x509.Certificate]:
     seen: dict[bytes, x509.Certificate] = {}
     for cert in certs:
@@ -571,8 +643,94 @@ class PadesService:
                 await validation_context.aclose()
         output.seek(0)
         signed = output.read()
+        if level.archival:
+            signed = (await self._archive(signed, now)).data
         return SignedPdf(data=signed, level=level, field_name=field_name, signed_at=now,
                          sha256=hashlib.sha256(signed).hexdigest(), page=page, box=box)
+
+    def extend(self, data: bytes) -> ExtendedPdf:
+        """Take a signed PDF to B-LTA, or add a fresh archive time-stamp to one that is
+        already B-LTA: the current validation data of every signature and time-stamp in
+        the file (from our records), then a document time-stamp from our TSA with its own
+        validation data. Signatures are left untouched; the file grows by two incremental
+        updates. Raises ``pki-invalid-document`` (``reason=unsigned``) for a PDF without
+        signature."""
+        return asyncio.run(self.async_extend(data))
+
+    async def async_extend(self, data: bytes) -> ExtendedPdf:
+        if self.timestamper is None or self.revocation is None or not self.trust_roots:
+            raise SigningFailed("extending needs a time-stamping authority, revocation data "
+                                "and a trust root")
+        reader = read_pdf(data, max_bytes=self.max_bytes)
+        try:
+            regular = list(reader.embedded_regular_signatures)
+        except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError,
+                RecursionError) as exc:
+            raise InvalidDocument("the signature fields cannot be read", reason="unreadable",
+                                  error=type(exc).__name__) from exc
+        if not regular:
+            raise InvalidDocument("the document has no signature to extend",
+                                  reason="unsigned")
+        return await self._archive(bytes(data), self.clock.now(), reader=reader)
+
+    async def _archive(self, data: bytes, now: datetime, *,
+                       reader: PdfFileReader | None = None) -> ExtendedPdf:
+        """One DSS update with the current validation data of everything signed in
+        ``data``, then a document time-stamp followed by its own validation data."""
+        if self.timestamper is None or self.revocation is None:  # pragma: no cover
+            raise SigningFailed("B-LTA needs a time-stamping authority and revocation data")
+        if reader is None:
+            reader = PdfFileReader(io.BytesIO(data), strict=False,
+                                   decode_limits=DecodeLimits())
+        try:
+            embedded = list(reader.embedded_signatures)
+            certs = [from_asn1(c) for e in embedded for c in _signature_certs(e)]
+            digest_name = _archive_digest(reader)
+            existing = _form_fields(reader)
+        except InvalidDocument:
+            raise
+        except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError,
+                RecursionError) as exc:
+            raise InvalidDocument("the signatures of the PDF cannot be read",
+                                  reason="unreadable", error=type(exc).__name__) from exc
+        tsa_certs = await self._tsa_certificates(digest_name)
+        if not tsa_certs:
+            raise TimeStampUnavailable("the time-stamping authority sent no certificate")
+        certs = _dedupe_certs([*certs, *tsa_certs])
+        revocation = self.revocation.revocation_data(certs)
+        context = ValidationContext(
+            trust_roots=[to_asn1(root) for root in self.trust_roots],
+            other_certs=[to_asn1(c) for c in certs],
+            ocsps=list(revocation.ocsps), crls=list(revocation.crls),
+            allow_fetching=False, revocation_mode="hard-fail", moment=now)
+        count = sum(1 for e in embedded if e.sig_object_type == "/DocTimeStamp") + 1
+        field_name = f"ArchiveTimeStamp{count}"
+        while field_name in existing:
+            field_name = f"ArchiveTimeStamp-{uuid.uuid4().hex[:8]}"
+        try:
+            writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
+            DocumentSecurityStore.supply_dss_in_writer(
+                writer, None, certs=[to_asn1(c) for c in certs],
+                ocsps=[ocsp.OCSPResponse.load(d) for d in revocation.ocsps],
+                crls=[asn1_crl.CertificateList.load(d) for d in revocation.crls])
+            stamper = PdfTimeStamper(self.timestamper, field_name=field_name)
+            output = await stamper.async_timestamp_pdf(writer, digest_name, context)
+        except SigningError as exc:
+            raise SigningFailed("the archive time-stamp could not be made: "
+                                + str(exc)[:300]) from exc
+        except (PdfError, KeyError, IndexError, RecursionError) as exc:
+            raise InvalidDocument("the PDF cannot be time-stamped: " + str(exc)[:200],
+                                  reason="unsignable", error=type(exc).__name__) from exc
+        finally:
+            await context.aclose()
+        output.seek(0)
+        extended = output.read()
+        tsa = _time_stamping_cert(tsa_certs)
+        return ExtendedPdf(
+            data=extended, field_name=field_name, timestamped_at=now,
+            archive_expires=as_utc(tsa.not_valid_after_utc),
+            signatures=sum(1 for e in embedded if e.sig_object_type != "/DocTimeStamp"),
+            archive_timestamps=count, sha256=hashlib.sha256(extended).hexdigest())
 
     async def _validation_context(self, signer: Signer, now: datetime) -> ValidationContext:
         """Certificates and revocation data for the signer's chain and the TSA's chain,

@@ -270,11 +270,12 @@ def test_oversized_and_encrypted_documents_are_refused(pki) -> None:  # type: ig
 
 
 def test_request_is_validated() -> None:
-    with pytest.raises(Exception, match="B-B, B-T or B-LT"):
-        PadesRequest(level="B-LTA")  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="B-B, B-T, B-LT or B-LTA"):
+        PadesRequest(level="B-LTB")  # type: ignore[arg-type]
     with pytest.raises(Exception, match="field_name"):
         PadesRequest(field_name="bad name")
     assert PadesRequest(level="B-T").level is Level.B_T  # type: ignore[arg-type]
+    assert PadesRequest(level="B-LTA").level is Level.B_LTA  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- token keys
