@@ -1,4 +1,4 @@
-"""Verification of signed PDFs: ``POST /v1/verify``.
+"""Verification of signed PDFs: ``POST /v1/verify``; archive time-stamps: ``POST /v1/extend``.
 
 Any PDF, ours or not: the body is the PDF itself (``application/pdf``) or a multipart form
 with the PDF in ``document``. The answer is one report per signature (see
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from flask import request
+from flask import Response, request
 
 from api.errors import UnsupportedUpload
 from api.routing import ApiBlueprint, Call
@@ -133,13 +133,35 @@ def verify(call: Call) -> ReportOut:
     """Every signature of the file is validated (ETSI EN 319 102-1 with pyHanko) against
     our root (and ``TAWQI_VERIFY_TRUST_ANCHORS``), with the file's own validation data and
     our CA's current revocation data."""
+    return report_out(wiring().verifier().verify(_uploaded_pdf()))
+
+
+def _uploaded_pdf() -> bytes:
     if request.mimetype == "application/pdf":
-        data = request.get_data(cache=False)
-    elif request.mimetype == "multipart/form-data":
+        return request.get_data(cache=False)
+    if request.mimetype == "multipart/form-data":
         upload = request.files.get("document")
         if upload is None:
             raise InvalidInput("put the PDF in the 'document' field", field="document")
-        data = upload.read()
-    else:
-        raise UnsupportedUpload("send the PDF as application/pdf or multipart/form-data")
-    return report_out(wiring().verifier().verify(data))
+        return upload.read()
+    raise UnsupportedUpload("send the PDF as application/pdf or multipart/form-data")
+
+
+@bp.operation("POST", "/extend", action="signing.extend", transactional=False,
+              consumes={"application/pdf": PDF, "multipart/form-data": UPLOAD},
+              produces={"application/pdf": PDF}, errors=(413, 415, 422, 503),
+              summary="Add an archive time-stamp to a signed PDF (PAdES B-LTA)")
+def extend(call: Call) -> Response:
+    """Takes a signed PDF (any PAdES level) to B-LTA, or adds a fresh archive time-stamp
+    to one that is B-LTA already: the current validation data of every signature and
+    time-stamp in the file, then a document time-stamp from our TSA with its own
+    validation data. Extend again before ``X-Archive-Expires`` (the new time-stamp's TSA
+    certificate's end). Nothing is stored on our side, so a retried call simply adds one
+    more valid time-stamp: no idempotency key is needed."""
+    extended = wiring().pades().extend(_uploaded_pdf())
+    return Response(extended.data, status=200, mimetype="application/pdf", headers={
+        "Content-Disposition": 'attachment; filename="extended.pdf"',
+        "X-Signature-Level": "PAdES-B-LTA",
+        "X-Archive-Timestamp-Field": extended.field_name,
+        "X-Archive-Expires": extended.archive_expires.isoformat(),
+        "X-Document-SHA256": extended.sha256})
