@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import io
 import subprocess
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from cryptography import x509
@@ -24,7 +25,7 @@ from core.errors import ConfigurationError
 from pki.signer import Signer, to_asn1
 from pki.signing.errors import DocumentTooLarge, InvalidDocument, InvalidPlacement, SigningFailed
 from pki.signing.pades import Level, PadesRequest, PadesService, Placement, free_box, read_pdf
-from pki.signing.stamp import InvalidStamp, StampText, bidi_runs, font_paths
+from pki.signing.stamp import InvalidStamp, StampText, bidi_runs, font_paths, utc_offset
 from tests.pki.test_pades_pki import (
     FROZEN_AT,
     build_pki,
@@ -77,6 +78,15 @@ def test_bidi_runs_keep_numbers_left_to_right() -> None:
     assert bidi_runs("12") == [("ltr", "12")]
 
 
+def test_stamp_states_the_time_zone() -> None:
+    summer = stamp_for(at=datetime(2026, 6, 1, 8, 0, tzinfo=UTC))
+    fr, ar = summer.rows()[-1]
+    assert fr.text == "Le 01/06/2026 à 09:00 UTC+01:00"
+    assert ar.text.endswith("09:00 UTC+01:00")
+    assert utc_offset(datetime(2026, 3, 16, 9, 30, tzinfo=UTC).astimezone(
+        ZoneInfo("Africa/Casablanca"))) == "UTC+00:00"  # Ramadan
+
+
 def test_stamp_text_is_validated() -> None:
     good = stamp_for()
     assert good.rows()[1][0].text == "Mohamed El Alaoui"
@@ -105,6 +115,15 @@ def test_stamp_is_drawn_with_both_scripts(signed, tmp_path: Path) -> None:  # ty
     # The Arabic glyphs carry a ToUnicode map: the text comes back (poppler prints it in
     # visual order, so look for the letters rather than the word).
     assert set("محمدالعلوي") <= set(text)
+    # The time zone is stated (16 March 2026 falls in Ramadan: Morocco is on UTC+00:00).
+    assert "09:30 UTC+00:00" in text
+    # Each run is marked with its text in logical order (/ActualText) and the runs of an
+    # Arabic line are written in logical order: poppler's words (what its search matches)
+    # hold the holder's name and the commune as written.
+    words = [line.split("\t")[-1] for line in subprocess.run(
+        ["pdftotext", "-tsv", str(path), "-"], capture_output=True, text=True,
+        check=True).stdout.splitlines()[1:]]
+    assert "محمد العلوي" in words and "جماعة الحسيمة" in words
     # The stamp is really painted: the rendered box is not blank.
     subprocess.run(["pdftoppm", "-png", "-r", "40", "-x", "140", "-y", "390", "-W", "170",
                     "-H", "60", str(path), str(tmp_path / "box")], check=True)
