@@ -30,6 +30,8 @@ import hashlib
 import io
 import logging
 import re
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -407,6 +409,8 @@ class CheckedDocument:
     field_name: str
     page: int | None
     box: tuple[float, float, float, float] | None
+    opaque: bool = False  # the only free place has content: the stamp hides it
+    existing_field: bool = False  # the caller named an empty signature field of the file
 
 
 def page_count(reader: PdfFileReader) -> int:
@@ -434,14 +438,112 @@ def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def free_box(reader: PdfFileReader, page: int, width: float = STAMP_WIDTH,
-             height: float = STAMP_HEIGHT) -> tuple[float, float, float, float]:
-    """A box at the bottom right of ``page``, moved up (then left) past existing widgets
-    (earlier signature stamps, form fields)."""
+@dataclass(frozen=True)
+class InkMap:
+    """Where a rendered page has ink: a grayscale raster of the page's crop box (earlier
+    stamps included, as they are drawn), ``scale`` pixels per point, origin top left."""
+
+    width: int
+    height: int
+    pixels: bytes
+    scale: float
+    origin: tuple[float, float]  # the crop box's (x1, y2) in PDF coordinates
+
+    def inked(self, box: tuple[float, float, float, float], pad: float = 2.0) -> bool:
+        """Whether any pixel inside ``box`` (PDF coordinates, ``pad`` points larger) is
+        not white."""
+        left = max(0, int((box[0] - pad - self.origin[0]) * self.scale))
+        right = min(self.width, int((box[2] + pad - self.origin[0]) * self.scale) + 1)
+        top = max(0, int((self.origin[1] - box[3] - pad) * self.scale))
+        bottom = min(self.height, int((self.origin[1] - box[1] + pad) * self.scale) + 1)
+        for row in range(top, bottom):
+            start = row * self.width
+            if min(self.pixels[start + left:start + right], default=255) < INK_THRESHOLD:
+                return True
+        return False
+
+
+#: Rendering resolution of the ink map (dots per inch) and the gray level below which a
+#: pixel counts as ink.
+INK_DPI = 36
+INK_THRESHOLD = 245
+PDFTOPPM = "pdftoppm"
+log = logging.getLogger(__name__)
+
+
+def ink_map(data: bytes, page: int, crop: tuple[float, float, float, float]
+            ) -> InkMap | None:
+    """Render ``page`` (0-based) with poppler's ``pdftoppm`` and return its ink map, or
+    None when it cannot be rendered (the placement then only avoids earlier widgets)."""
+    with tempfile.NamedTemporaryFile(suffix=".pdf") as handle:
+        handle.write(data)
+        handle.flush()
+        try:
+            run = subprocess.run(
+                [PDFTOPPM, "-r", str(INK_DPI), "-gray", "-cropbox", "-f", str(page + 1),
+                 "-l", str(page + 1), "-singlefile", handle.name],
+                capture_output=True, check=False, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("pdftoppm could not render the page to stamp: %r", exc)
+            return None
+    parsed = _pgm(run.stdout) if run.returncode == 0 else None
+    if parsed is None:
+        log.warning("pdftoppm did not render the page to stamp (exit %s)", run.returncode)
+        return None
+    width, height, pixels = parsed
+    return InkMap(width, height, pixels, INK_DPI / 72, (crop[0], crop[3]))
+
+
+def _pgm(raw: bytes) -> tuple[int, int, bytes] | None:
+    """Width, height and 8-bit pixels of a binary PGM (``P5``), or None."""
+    fields: list[bytes] = []
+    position = 0
+    while len(fields) < 4 and position < len(raw):
+        while position < len(raw) and raw[position:position + 1].isspace():
+            position += 1
+        if raw[position:position + 1] == b"#":
+            position = raw.find(b"\n", position) + 1 or len(raw)
+            continue
+        end = position
+        while end < len(raw) and not raw[end:end + 1].isspace():
+            end += 1
+        fields.append(raw[position:end])
+        position = end
+    if len(fields) < 4 or fields[0] != b"P5" or fields[3] != b"255":
+        return None
+    width, height = int(fields[1]), int(fields[2])
+    pixels = raw[position + 1:position + 1 + width * height]
+    if len(pixels) != width * height:
+        return None
+    return width, height, pixels
+
+
+def page_box(reader: PdfFileReader, page: int) -> tuple[float, float, float, float]:
+    """The visible area of ``page``: its CropBox, else its MediaBox (A4 if neither)."""
     page_ref, _resources = reader.find_page_for_modification(page)
     page_obj = page_ref.get_object()
     box = _inherited(page_obj, "/CropBox") or _inherited(page_obj, "/MediaBox")
-    media = _rect(box) if box is not None else (0.0, 0.0, 595.0, 842.0)  # A4
+    return _rect(box) if box is not None else (0.0, 0.0, 595.0, 842.0)  # A4
+
+
+#: Steps of the search for a free place, in points.
+STEP_X = 12
+STEP_Y = 8
+
+
+def choose_box(reader: PdfFileReader, page: int, ink: InkMap | None = None,
+               width: float = STAMP_WIDTH, height: float = STAMP_HEIGHT
+               ) -> tuple[tuple[float, float, float, float], bool]:
+    """A place for a stamp on ``page`` and whether it needs an opaque background.
+
+    Candidates run from the bottom right of the page, right to left, then upwards. The
+    first one clear of earlier widgets (signature stamps, form fields) and of ink is
+    chosen; when every place clear of widgets has ink (a full page), the first of those,
+    with an opaque background. A stamp never covers an earlier one: a page with no place
+    left is :class:`InvalidPlacement` (``reason: page-full``)."""
+    page_ref, _resources = reader.find_page_for_modification(page)
+    page_obj = page_ref.get_object()
+    media = page_box(reader, page)
     taken = []
     annots = _entry(page_obj, "/Annots")
     if isinstance(annots, ArrayObject):
@@ -450,24 +552,41 @@ def free_box(reader: PdfFileReader, page: int, width: float = STAMP_WIDTH,
             if isinstance(annot, DictionaryObject) and "/Rect" in annot:
                 taken.append(_rect(annot["/Rect"]))
     width = min(width, media[2] - media[0] - 2 * STAMP_MARGIN)
-    right = media[2] - STAMP_MARGIN
-    candidates = []
-    x = right
-    while x - width >= media[0] + STAMP_MARGIN - 0.5:
-        y = media[1] + STAMP_MARGIN
-        while y + height <= media[3] - STAMP_MARGIN:
-            candidates.append((x - width, y, x, y + height))
-            y += height + STAMP_GAP
-        x -= width + STAMP_GAP
-    for box in candidates:
-        if not any(_overlaps(box, other) for other in taken):
-            return box
-    if not candidates:
+    if width < 120 or media[3] - media[1] - 2 * STAMP_MARGIN < height:
         raise InvalidPlacement("the page is too small for a signature stamp")
-    return candidates[0]
+    right, bottom = media[2] - STAMP_MARGIN, media[1] + STAMP_MARGIN
+    clear_of_widgets: list[tuple[float, float, float, float]] = []
+    y = bottom
+    while y + height <= media[3] - STAMP_MARGIN + 0.5:
+        x = right
+        while x - width >= media[0] + STAMP_MARGIN - 0.5:
+            box = (x - width, y, x, y + height)
+            if not any(_overlaps(box, other) for other in taken):
+                if ink is None or not ink.inked(box):
+                    return box, False
+                clear_of_widgets.append(box)
+            x -= STEP_X
+        y += STEP_Y
+    if clear_of_widgets:
+        return clear_of_widgets[0], True
+    raise InvalidPlacement("no place is left for a stamp on this page: name another page "
+                           "or a box", reason="page-full", page=page)
+
+
+def free_box(reader: PdfFileReader, page: int, width: float = STAMP_WIDTH,
+             height: float = STAMP_HEIGHT, ink: InkMap | None = None
+             ) -> tuple[float, float, float, float]:
+    """The box :func:`choose_box` picks (opaque or not)."""
+    return choose_box(reader, page, ink, width, height)[0]
 
 
 _SIGNATURE_TIMESTAMP = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken
+
+
+def _empty_signature_fields(reader: PdfFileReader) -> set[str]:
+    """Names of the signature fields of the form that are not signed yet."""
+    return {name for name, _value, _ref in
+            fields.enumerate_sig_fields(reader, filled_status=False)}
 
 
 def _signature_certs(embedded: EmbeddedPdfSignature) -> list[asn1_x509.Certificate]:
@@ -560,10 +679,16 @@ class PadesService:
         while field_name in existing and request.field_name is None:
             field_name = f"Signature-{uuid.uuid4().hex[:8]}"
         if field_name in existing:
-            raise InvalidInput(f"the document already has a field named {field_name}",
-                               field_name=field_name)
+            if field_name not in _empty_signature_fields(reader):
+                raise InvalidInput(f"the document already has a field named {field_name}",
+                                   field_name=field_name)
+            # The caller named an empty signature field: pyHanko signs into it, and the
+            # stamp takes the field's place.
+            return CheckedDocument(len(pages), field_name, None, None,
+                                   existing_field=True)
         page: int | None = None
         box: tuple[float, float, float, float] | None = None
+        opaque = False
         if request.stamp is not None:
             count = len(pages)
             page = request.placement.page
@@ -571,12 +696,18 @@ class PadesService:
                 raise InvalidPlacement(f"the document has {count} page(s)", pages=count)
             page %= count
             try:
-                box = request.placement.box or free_box(reader, page)
+                if request.placement.box is not None:
+                    box = request.placement.box
+                else:
+                    ink = ink_map(bytes(data), page, page_box(reader, page))
+                    box, opaque = choose_box(reader, page, ink)
+            except InvalidPlacement:
+                raise
             except (PdfError, ValueError, KeyError, TypeError, IndexError,
                     AttributeError) as exc:
                 raise InvalidDocument("the page to stamp cannot be read",
                                       reason="page-invalid", page=page) from exc
-        return CheckedDocument(len(pages), field_name, page, box)
+        return CheckedDocument(len(pages), field_name, page, box, opaque)
 
     def sign(self, data: bytes, signer: Signer, request: PadesRequest) -> SignedPdf:
         """Return ``data`` with one more signature. Earlier signatures are kept intact."""
@@ -594,8 +725,9 @@ class PadesService:
         field_name, page, box = checked.field_name, checked.page, checked.box
         stamp_style = None
         if request.stamp is not None:
-            stamp_style = BilingualStampStyle.for_text(request.stamp, self.font_dir)
-        field_spec = fields.SigFieldSpec(
+            stamp_style = BilingualStampStyle.for_text(request.stamp, self.font_dir,
+                                                       opaque=checked.opaque)
+        field_spec = None if checked.existing_field else fields.SigFieldSpec(
             field_name, on_page=page or 0,
             box=tuple(round(v) for v in box) if box else None)  # type: ignore[arg-type]
 

@@ -256,6 +256,8 @@ class BilingualStampStyle(BaseStampStyle):
     rule_color: tuple[float, float, float] = (0.55, 0.6, 0.7)
     border_width: int = 1
     border_color: tuple[float, float, float] | None = (0.1, 0.3, 0.45)
+    #: Paint the box white first: set when the stamp must sit over page content.
+    opaque: bool = False
 
     @classmethod
     def for_text(cls, text: StampText, font_dir: Path | str | None = None,
@@ -362,7 +364,12 @@ class BilingualStamp(BaseStamp):
             raise InvalidStamp("the stamp text does not fit in the signature box",
                                width=round(width), height=round(height))
 
-        ops: list[bytes] = [b"q", b"%g %g %g rg" % style.text_color]
+        ops: list[bytes] = []
+        if style.opaque:
+            inset = style.border_width
+            ops.append(b"q 1 1 1 rg %g %g %g %g re f Q" % (
+                inset, inset, width - 2 * inset, height - 2 * inset))
+        ops += [b"q", b"%g %g %g rg" % style.text_color]
         total = line_units * size * style.line_spacing
         y = height - (height - total) / 2
         for fr_runs, ar_runs, fr, ar in rows:

@@ -13,8 +13,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
+from pyhanko.sign import fields
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signature
 from pyhanko.sign.validation.errors import NoDSSFoundError
@@ -329,3 +332,87 @@ def test_a_token_key_signs_through_the_pyhanko_adapter(pki, hsm_token, nss, tmp_
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == \
         token_key.public_key().public_bytes(serialization.Encoding.DER,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def _page_with(content: bytes) -> bytes:
+    """A one-page A4 permit with ``content`` drawn after its title (font /F1)."""
+    writer = PdfFileWriter()
+    font = generic.DictionaryObject({
+        generic.NameObject("/Type"): generic.NameObject("/Font"),
+        generic.NameObject("/Subtype"): generic.NameObject("/Type1"),
+        generic.NameObject("/BaseFont"): generic.NameObject("/Helvetica")})
+    resources = generic.DictionaryObject({generic.NameObject("/Font"): generic.DictionaryObject(
+        {generic.NameObject("/F1"): font})})
+    stream = b"BT /F1 16 Tf 72 760 Td (Permis de construire) Tj ET " + content
+    writer.insert_page(PageObject(
+        contents=writer.add_object(generic.StreamObject(stream_data=stream)),
+        media_box=generic.ArrayObject([generic.NumberObject(v) for v in (0, 0, 595, 842)]),
+        resources=resources))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+# The permit's own signature block, bottom right: a framed area with a caption.
+SIGNATURE_BLOCK = (330.0, 50.0, 560.0, 170.0)
+BLOCK = (b"q 0 0 0 RG 1 w 330 50 230 120 re S Q "
+         b"BT /F1 11 Tf 340 150 Td (Le President du conseil communal) Tj ET")
+
+
+def _stamp_boxes(data: bytes) -> list[tuple[float, ...]]:
+    reader = read_pdf(data, max_bytes=10**8)
+    return [tuple(float(v) for v in s.sig_field["/Rect"])
+            for s in reader.embedded_regular_signatures]
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_stamps_avoid_the_signature_block_and_each_other(pki, service, nss) -> None:  # type: ignore[no-untyped-def]
+    """The third signature on a permit covers neither the permit's own signature block
+    nor the two earlier stamps: each stamp goes where the page has no ink."""
+    document = _page_with(BLOCK)
+    for name in ("good", "second", "good"):
+        document = service.sign(document, pki.signer(name), PadesRequest(
+            level=Level.B_B, stamp=stamp_for(name))).data
+    boxes = _stamp_boxes(document)
+    assert len(boxes) == 3
+    for index, box in enumerate(boxes):
+        assert not _overlap(box, SIGNATURE_BLOCK), box
+        assert all(not _overlap(box, other) for other in boxes[index + 1:])
+    db, directory = nss
+    report = pdfsig(document, db, directory)
+    assert [s["Signature Validation"] for s in report] == ["Signature is Valid."] * 3
+
+
+def test_a_full_page_gets_an_opaque_stamp(pki, service) -> None:  # type: ignore[no-untyped-def]
+    """No free place: the stamp sits over content on a white background, still clear of
+    earlier stamps."""
+    lines = b" ".join(b"BT /F1 9 Tf 40 %d Td (%s) Tj ET" % (y, b"texte " * 20)
+                      for y in range(30, 820, 10))
+    document = _page_with(lines)
+    first = service.sign(document, pki.signer(), PadesRequest(level=Level.B_B,
+                                                              stamp=stamp_for())).data
+    reader = read_pdf(first, max_bytes=10**8)
+    [signature] = reader.embedded_regular_signatures
+    appearance = signature.sig_field["/AP"]["/N"]
+    assert b"1 1 1 rg" in appearance.data  # painted white before the text
+    second = service.sign(first, pki.signer("second"), PadesRequest(
+        level=Level.B_B, stamp=stamp_for("second"))).data
+    one, two = _stamp_boxes(second)
+    assert not _overlap(one, two)
+
+
+def test_a_named_empty_field_takes_the_stamp(pki, service) -> None:  # type: ignore[no-untyped-def]
+    writer = IncrementalPdfFileWriter(io.BytesIO(permit_pdf()))
+    fields.append_signature_field(writer, fields.SigFieldSpec(
+        "President", on_page=0, box=(60, 60, 360, 156)))
+    out = io.BytesIO()
+    writer.write(out)
+    signed = service.sign(out.getvalue(), pki.signer(), PadesRequest(
+        level=Level.B_B, stamp=stamp_for(), field_name="President")).data
+    assert _stamp_boxes(signed) == [(60.0, 60.0, 360.0, 156.0)]
