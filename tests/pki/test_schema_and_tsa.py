@@ -14,7 +14,8 @@ from pyhanko_certvalidator import ValidationContext
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-import pki.models  # noqa: F401  (registers the tables on Base.metadata)
+import pki.models  # (registers the tables on Base.metadata)
+import pki.signing.models  # noqa: F401  (its tables too, whatever ran before)
 from core.db import Base
 from pki import tsa
 from pki.authority import Authority
