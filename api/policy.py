@@ -85,6 +85,9 @@ RULES: dict[str, dict[str, Reach]] = {
     "signing.authorize": {HOLDER: OWN, PLATFORM: ANY},
     "signing.sign": {HOLDER: OWN, PLATFORM: AUTHORISED},
     "signing.verify": EVERYONE,
+    # adding an archive time-stamp to a signed PDF (B-LTA): nobody's signature is made,
+    # but the TSA signs; the platform and the provider's operators may ask.
+    "signing.extend": {OPERATOR: ANY, PLATFORM: ANY},
 }
 
 

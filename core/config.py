@@ -168,7 +168,8 @@ class Settings:
     signing_otp_ttl_minutes: int = 5
     # Most hashes one signatures/signHash call (and one SAD) may carry.
     sign_hash_max_batch: int = 1000
-    # PAdES level of the document endpoint when a request names none (B-B, B-T, B-LT).
+    # PAdES level of the document endpoint when a request names none (B-B, B-T, B-LT,
+    # B-LTA).
     pades_default_level: str = "B-LT"
     # Directory holding Amiri-Regular.ttf and Amiri-Bold.ttf (Debian: fonts-hosny-amiri).
     stamp_font_dir: Path = Path("/usr/share/fonts/opentype/fonts-hosny-amiri")
@@ -271,8 +272,9 @@ class Settings:
             raise ConfigurationError("TAWQI_EMAIL_BACKEND must be console or smtp")
         if self.pin_send_at not in {"handover", "dispatch"}:
             raise ConfigurationError("TAWQI_PIN_SEND_AT must be handover or dispatch")
-        if self.pades_default_level not in {"B-B", "B-T", "B-LT"}:
-            raise ConfigurationError("TAWQI_PADES_DEFAULT_LEVEL must be B-B, B-T or B-LT")
+        if self.pades_default_level not in {"B-B", "B-T", "B-LT", "B-LTA"}:
+            raise ConfigurationError("TAWQI_PADES_DEFAULT_LEVEL must be B-B, B-T, B-LT or "
+                                     "B-LTA")
         if self.sad_ttl_seconds < 1 or self.sign_hash_max_batch < 1:
             raise ConfigurationError("TAWQI_SAD_TTL_SECONDS and TAWQI_SIGN_HASH_MAX_BATCH "
                                      "must be at least 1")

@@ -63,14 +63,17 @@ CIN = CIN_SCHEMA_PATTERN
 SERIAL = r"^[0-9a-fA-F]{1,64}$"
 SHA256_OID = HASH_OID_BY_NAME["sha256"]
 CONFORMANCE = {"AdES-B-B": Level.B_B, "AdES-B-T": Level.B_T, "AdES-B-LT": Level.B_LT,
+               "AdES-B-LTA": Level.B_LTA,
                "Ades-B-B": Level.B_B, "Ades-B-T": Level.B_T, "Ades-B-LT": Level.B_LT,
-               "B-B": Level.B_B, "B-T": Level.B_T, "B-LT": Level.B_LT}
+               "Ades-B-LTA": Level.B_LTA,
+               "B-B": Level.B_B, "B-T": Level.B_T, "B-LT": Level.B_LT, "B-LTA": Level.B_LTA}
 PDF_UPLOAD = {"type": "object", "required": ["credentialID", "SAD", "document"],
               "properties": {
                   "credentialID": {"type": "string"}, "SAD": {"type": "string"},
                   "document": {"type": "string", "format": "binary"},
                   "conformance_level": {"type": "string",
-                                        "enum": ["AdES-B-B", "AdES-B-T", "AdES-B-LT"]},
+                                        "enum": ["AdES-B-B", "AdES-B-T", "AdES-B-LT",
+                                                 "AdES-B-LTA"]},
                   "visible": {"type": "boolean", "default": True},
                   "page": {"type": "integer", "description": "0-based; -1: last page"},
                   "box": {"type": "string", "description": "x1,y1,x2,y2 in points"},
@@ -301,7 +304,7 @@ def info(call: Call) -> InfoOut:
                                   "1.2.840.10045.4.3.3", "1.2.840.113549.1.1.1",
                                   "1.2.840.113549.1.1.11"]},
         signature_formats={"formats": ["P"], "envelope_properties": ["Certification"]},
-        conformance_levels=["AdES-B-B", "AdES-B-T", "AdES-B-LT"],
+        conformance_levels=["AdES-B-B", "AdES-B-T", "AdES-B-LT", "AdES-B-LTA"],
         maxHashes=settings.sign_hash_max_batch, sadLifetimeSeconds=settings.sad_ttl_seconds)
 
 
@@ -435,7 +438,7 @@ def _placement() -> Placement:
 @bp.operation("POST", "/signatures/signDoc", action="signing.sign", transactional=False,
               consumes={"multipart/form-data": PDF_UPLOAD},
               produces={"application/pdf": PDF}, errors=(403, 404, 409, 413, 415, 422, 503),
-              summary="Sign a PDF (PAdES B-B, B-T or B-LT, visible bilingual stamp)")
+              summary="Sign a PDF (PAdES B-B to B-LTA, visible bilingual stamp)")
 def sign_doc(call: Call) -> Response:
     """Multipart form: ``document`` (the PDF), ``credentialID``, ``SAD`` (authorised with
     the file's SHA-256 in ``documentDigests``), ``conformance_level`` (default
@@ -451,7 +454,8 @@ def sign_doc(call: Call) -> Response:
     level_text = request.form.get("conformance_level") or call.settings.pades_default_level
     level = CONFORMANCE.get(level_text)
     if level is None:
-        raise InvalidInput("conformance_level must be AdES-B-B, AdES-B-T or AdES-B-LT",
+        raise InvalidInput("conformance_level must be AdES-B-B, AdES-B-T, AdES-B-LT or "
+                           "AdES-B-LTA",
                            field="conformance_level")
     document = upload.read()
     _credential, contact = _load_credential(call, credential_id, authorised=True)

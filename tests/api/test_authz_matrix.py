@@ -204,6 +204,7 @@ def rows() -> list[Row]:
              "hashes": ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]}),
         Row("POST", "/csc/v2/signatures/signDoc", frozenset({HOLDER, PLATFORM})),
         Row("POST", "/v1/verify", EVERYONE),
+        Row("POST", "/v1/extend", frozenset({OPERATOR, PLATFORM})),
         # last: it revokes the caller's token
         Row("POST", "/v1/auth/logout", PEOPLE),
     ]

@@ -288,6 +288,44 @@ def test_sign_document_then_verify(client: FlaskClient, platform: Caller, hosted
     assert again.status_code == 403
 
 
+@pytest.mark.slow
+def test_sign_b_lta_then_extend_then_verify(client: FlaskClient, platform: Caller,
+                                            hosted: Hosted, sms: Sms, api_runtime: Runtime,
+                                            tmp_path: Path) -> None:
+    """signDoc at AdES-B-LTA, then POST /v1/extend adds a second archive time-stamp; the
+    report says PAdES-B-LTA and TOTAL-PASSED, pdfsig accepts the file."""
+    document = permit_pdf("Permis n° 2026/0101")
+    granted = authorize(client, platform, hosted, sms, document=document)
+    assert granted["_status"] == 200, granted
+    signed = client.post("/csc/v2/signatures/signDoc", headers=platform.headers,
+                         content_type="multipart/form-data", data={
+                             "credentialID": hosted.serial, "SAD": granted["SAD"],
+                             "conformance_level": "AdES-B-LTA",
+                             "document": (io.BytesIO(document), "permit.pdf")})
+    assert signed.status_code == 200, signed.get_json()
+    assert signed.headers["X-Signature-Level"] == "PAdES-B-LTA"
+    extended = client.post("/v1/extend", data=signed.data, content_type="application/pdf",
+                           headers=platform.headers)
+    assert extended.status_code == 200, extended.get_json()
+    assert extended.headers["X-Archive-Timestamp-Field"] == "ArchiveTimeStamp2"
+    assert extended.headers["X-Archive-Expires"]
+    report = client.post("/v1/verify", data=extended.data, content_type="application/pdf",
+                         headers=platform.headers).get_json()
+    assert report["indication"] == "TOTAL-PASSED", report
+    assert report["signatures"][0]["level"] == "PAdES-B-LTA"
+    unsigned = client.post("/v1/extend", data=permit_pdf(), content_type="application/pdf",
+                           headers=platform.headers)
+    assert unsigned.status_code == 422 and unsigned.get_json()["reason"] == "unsigned"
+    with api_runtime.unit_of_work() as session:
+        root = session.scalars(select(AuthorityRecord)
+                               .where(AuthorityRecord.kind == "root")).first()
+        assert root is not None
+        root_cert = x509.load_der_x509_certificate(root.der)
+    judged = pdfsig(extended.data, make_nss_db(tmp_path / "nss", root_cert), tmp_path)
+    assert judged[0]["Signature Validation"] == "Signature is Valid."
+    assert judged[0]["Certificate Validation"] == "Certificate is Trusted."
+
+
 def test_sign_doc_refuses_a_looping_page_tree_and_keeps_the_sad(
         client: FlaskClient, platform: Caller, hosted: Hosted, sms: Sms) -> None:
     """signDoc with a PDF whose /Pages /Kids loops back to itself: a 422 problem with a
@@ -365,6 +403,7 @@ ROLE_ROWS = [
      {"holder", "platform"}),
     ("/csc/v2/signatures/signDoc", None, {"holder", "platform"}),
     ("/v1/verify", None, {"dgcl_admin", "operator", "contact", "holder", "platform"}),
+    ("/v1/extend", None, {"operator", "platform"}),
 ]
 
 
