@@ -74,16 +74,16 @@ class SmsAuthorization(CSCAuthorizationManager):
             return self.parse_csc_auth_response(await answer.json())
 
 
-async def _sign_with_pyhanko(url: str, key: str, hosted: Hosted, sms: Sms,
+async def _sign_with_pyhanko(url: str, key: str, owner: Hosted, phone: Sms,
                              pdf: bytes) -> bytes:
-    info = CSCServiceSessionInfo(service_url=url, credential_id=hosted.serial,
+    info = CSCServiceSessionInfo(service_url=url, credential_id=owner.serial,
                                  oauth_token=key, api_ver="v1")
     async with aiohttp.ClientSession() as session:
         credential = await fetch_certs_in_csc_credential(session, info)
         assert credential.hash_pinning_required  # SCAL 2: the SAD is bound to the hashes
         manager = SmsAuthorization(
-            session, info, credential, hosted.pin,
-            lambda: sms.read(hosted.mobile, r"code de signature (\d{6})"))
+            session, info, credential, owner.pin,
+            lambda: phone.read(owner.mobile, r"code de signature (\d{6})"))
         signer = CSCSigner(session, manager)
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
         out = await signers.async_sign_pdf(

@@ -30,15 +30,15 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _authorize(client: FlaskClient, caller: Caller, hosted: Hosted, sms: Sms,
+def _authorize(client: FlaskClient, caller: Caller, owner: Hosted, phone: Sms,
                **body: object) -> dict:
     sent = client.post("/csc/v2/credentials/sendOTP", headers=caller.headers,
-                       json={"credentialID": hosted.serial})
+                       json={"credentialID": owner.serial})
     assert sent.status_code == 200, sent.get_json()
-    code = sms.read(hosted.mobile, r"code de signature (\d{6})")
+    code = phone.read(owner.mobile, r"code de signature (\d{6})")
     answer = client.post("/csc/v2/credentials/authorize", headers=caller.headers, json={
-        "credentialID": hosted.serial,
-        "authData": [{"id": "PIN", "value": hosted.pin}, {"id": "OTP", "value": code}],
+        "credentialID": owner.serial,
+        "authData": [{"id": "PIN", "value": owner.pin}, {"id": "OTP", "value": code}],
         **body})
     found: dict = answer.get_json()
     found["_status"] = answer.status_code
