@@ -1,8 +1,9 @@
 """Cloud Signature Consortium API v1.0.4.0 (``/csc/v1``), for clients that speak it
 (pyHanko's ``CSCSigner`` among them).
 
-Thin adapters over the same steps as ``/csc/v2`` (:mod:`api.blueprints.csc`, this package): the v1 names
-(``hash``, ``hashAlgo``, ``signAlgo``, top-level ``PIN`` and ``OTP``) and answers
+Thin adapters over the same steps as ``/csc/v2`` (:mod:`api.blueprints.csc`, this
+package): the v1 names (``hash``, ``hashAlgo``, ``signAlgo``, top-level ``PIN`` and
+``OTP``) and answers
 (``authMode``, ``PIN``/``OTP`` descriptions, ``validFrom`` as GeneralizedTime), the same
 authorisation, rate limits, service calls and rules. ``signatures/signDoc`` is v2 only.
 """
