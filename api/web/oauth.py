@@ -18,14 +18,14 @@ codes are passed to the service and never written back into the page.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from flask import redirect, request
 from werkzeug.wrappers import Response
 
 from api import accounts, ratelimit
 from api.routing import client_address
-from api.web.pages import FormError, _html, bp
+from api.web.pages import CSP, FormError, _html, bp
 from api.web.session import runtime
 from api.wiring.flaskapp import wiring
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unavailable
@@ -86,9 +86,14 @@ def _check(params: dict[str, str]) -> tuple[CodeRequest, str]:
 
 def _page(params: dict[str, str], checked: CodeRequest, client_name: str, *,
           status: int = 200, form_error: FormError | None = None, sent: str = "") -> Any:
-    return _html("oauth_authorize.html", status, params=params, request=checked,
-                 client_name=client_name, hashes=checked.hashes_b64(), sent=sent,
-                 form_error=form_error, form={})
+    response = _html("oauth_authorize.html", status, params=params, request=checked,
+                     client_name=client_name, hashes=checked.hashes_b64(), sent=sent,
+                     form_error=form_error, form={})
+    # The forms end in a redirect to the client: browsers apply form-action to it.
+    target = urlsplit(checked.redirect_uri)
+    response.headers["Content-Security-Policy"] = CSP.replace(
+        "form-action 'self'", f"form-action 'self' {target.scheme}://{target.netloc}")
+    return response
 
 
 def _invalid(params: dict[str, str], exc: Exception) -> Any:

@@ -148,7 +148,8 @@ def check_redirect_uri(uri: str) -> str:
     uri = uri.strip()
     parts = urlsplit(uri)
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if len(uri) > 500 or parts.fragment or not parts.netloc or \
+    if len(uri) > 500 or parts.fragment or not parts.netloc or "@" in parts.netloc or \
+            any(c.isspace() or c in ";,'\"" for c in uri) or \
             not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
         raise InvalidInput("a redirect URI is an absolute https URL (http only on the "
                            "loopback) of at most 500 characters, without a fragment",
