@@ -111,6 +111,7 @@ class InfoOut:
     lang: str
     description: str
     authType: list[str]
+    oauth2: str
     methods: list[str]
     signAlgorithms: dict[str, list[str]]
     signature_formats: dict[str, list[Any]]
@@ -387,7 +388,8 @@ def info(call: Call) -> InfoOut:
         specs="2.0.0.2", name="Tawqi", logo=f"{settings.public_url.rstrip('/')}/logo.png",
         region="MA", lang="fr-MA",
         description="Signature électronique des autorisations — توقيع إلكتروني",
-        authType=["external"],
+        authType=["external", "oauth2code"],
+        oauth2=settings.public_url.rstrip("/"),
         methods=["credentials/list", "credentials/info", "credentials/sendOTP",
                  "credentials/authorize", "signatures/signHash", "signatures/signDoc"],
         signAlgorithms={"algos": ["1.2.840.10045.2.1", "1.2.840.10045.4.3.2",
