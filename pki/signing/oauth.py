@@ -42,6 +42,7 @@ from core.audit import record
 from core.clock import Clock, as_utc
 from core.db import transaction
 from core.errors import Forbidden, InvalidInput
+from pki.signing.errors import CredentialNotFound
 from pki.signing.models import (
     CODE_OPEN,
     CODE_USED,
@@ -221,9 +222,10 @@ class OAuthCodes:
             name, size = parse_hash_algorithm(hash_algorithm_oid)
             digests = decode_hashes(list(hashes_), size, limit=self.remote.policy.max_batch)
             credential = self.remote.credential(session, credential_id)
+            self.remote.contact(session, credential)  # hosted by the service
         except InvalidInput as exc:
             raise InvalidAuthorizationRequest(exc.detail, error="invalid_request") from exc
-        except Exception as exc:  # an unknown credential: said to the client, not shown
+        except CredentialNotFound as exc:  # said to the client, not shown to the holder
             raise InvalidAuthorizationRequest("unknown credentialID",
                                               error="invalid_request") from exc
         count = len(digests) if num_signatures is None else num_signatures

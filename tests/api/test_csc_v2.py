@@ -151,3 +151,27 @@ def test_info_advertises_v2(client: FlaskClient) -> None:
     assert info["specs"] == "2.0.0.2"
     assert info["conformance_levels"] == ["Ades-B-B", "Ades-B-T", "Ades-B-LT"]
     assert info["signature_formats"]["formats"] == ["P"]
+
+
+def test_document_digests_at_b_t_carry_our_timestamp(client: FlaskClient,
+                                                     platform: Caller,  # noqa: F811
+                                                     hosted: Hosted,  # noqa: F811
+                                                     sms: Sms) -> None:  # noqa: F811
+    digest = hashlib.sha256(b"another prepared byte range").digest()
+    granted = _authorize(client, platform, hosted, sms, numSignatures=1,
+                         hashes=[_b64(digest)], hashAlgorithmOID=SHA256)
+    assert granted["_status"] == 200, granted
+    lta = client.post("/csc/v2/signatures/signDoc", headers=platform.headers, json={
+        "credentialID": hosted.serial, "SAD": granted["SAD"], "documentDigests": [
+            {"hashes": [_b64(digest)], "hashAlgorithmOID": SHA256,
+             "conformance_level": "Ades-B-LT"}]})
+    assert lta.status_code == 422 and lta.get_json()["error"] == "invalid_request"
+    signed = client.post("/csc/v2/signatures/signDoc", headers=platform.headers, json={
+        "credentialID": hosted.serial, "SAD": granted["SAD"], "documentDigests": [
+            {"hashes": [_b64(digest)], "hashAlgorithmOID": SHA256,
+             "conformance_level": "Ades-B-T"}]})
+    assert signed.status_code == 200, signed.get_json()
+    (der,) = [base64.b64decode(s) for s in signed.get_json()["SignatureObject"]]
+    signer = cms.ContentInfo.load(der)["content"]["signer_infos"][0]
+    unsigned = {a["type"].native for a in signer["unsigned_attrs"]}
+    assert "signature_time_stamp_token" in unsigned
