@@ -220,7 +220,8 @@ class AuthDataIn:
 @dataclass(frozen=True)
 class AuthorizeIn:
     credentialID: str = field(metadata=rule(pattern=SERIAL))
-    numSignatures: int = field(default=1, metadata=rule(minimum=1))
+    numSignatures: int | None = field(default=None, metadata=rule(
+        minimum=1, description="How many signatures (default: the number of hashes)."))
     hashes: list[str] | None = field(default=None, metadata=rule(
         min_items=1, description="Base64 hashes the SAD will sign: with signatures/signHash, "
                                  "or with signatures/signDoc (the SHA-256 of each PDF in "
