@@ -293,6 +293,17 @@ def authenticate(session: Session, clock: Clock, bearer: str) -> Principal:
 # --------------------------------------------------------------------------- API keys
 
 
+def api_client(session: Session, client_id: str) -> Principal | None:
+    """The machine client whose API key starts ``twk_<client_id>_`` (OAuth's public
+    ``client_id``), unless revoked."""
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 16:
+        return None
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == client_id))
+    if key is None or key.revoked_at is not None:
+        return None
+    return Principal("apikey", key.id, key.name, key.role)
+
+
 @dataclass(frozen=True)
 class IssuedKey:
     key: str  # shown once
@@ -322,6 +333,13 @@ def list_api_keys(session: Session, *, include_revoked: bool = False, limit: int
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     return list(session.scalars(query.order_by(ApiKey.id).limit(limit).offset(offset))), \
         int(total)
+
+
+def get_api_key(session: Session, key_id: int) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise ApiKeyNotFound(f"no API key {key_id}", key_id=key_id)
+    return key
 
 
 def revoke_api_key(session: Session, clock: Clock, key_id: int, *, actor: str) -> ApiKey:

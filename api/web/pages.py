@@ -91,7 +91,8 @@ def _csrf() -> None:
 
 @bp.after_request
 def _headers(response: BaseResponse) -> BaseResponse:
-    response.headers["Content-Security-Policy"] = CSP
+    # a view may widen its own policy (the OAuth page posts forms that end at the client)
+    response.headers.setdefault("Content-Security-Policy", CSP)
     if request.endpoint not in ("web.static", "web.font"):
         response.headers["Cache-Control"] = "no-store"
     return set_cookies(response)

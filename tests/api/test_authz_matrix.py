@@ -203,6 +203,24 @@ def rows() -> list[Row]:
             {"credentialID": "0a1b", "SAD": "x",
              "hashes": ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]}),
         Row("POST", "/csc/v2/signatures/signDoc", frozenset({HOLDER, PLATFORM})),
+        # CSC v1.0.4.0: the same actions with v1 names
+        Row("POST", "/csc/v1/info", PUBLIC),
+        Row("POST", "/csc/v1/credentials/list",
+            frozenset({ADMIN, OPERATOR, HOLDER, PLATFORM}), {"userID": "{holder_here_cin}"}),
+        Row("POST", "/csc/v1/credentials/info",
+            frozenset({ADMIN, OPERATOR, HOLDER, PLATFORM}), {"credentialID": "0a1b"}),
+        Row("POST", "/csc/v1/credentials/sendOTP", frozenset({HOLDER, PLATFORM}),
+            {"credentialID": "0a1b"}),
+        Row("POST", "/csc/v1/credentials/authorize", frozenset({HOLDER, PLATFORM}),
+            {"credentialID": "0a1b", "PIN": "123456", "OTP": "123456", "numSignatures": 1,
+             "hash": ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]}),
+        Row("POST", "/csc/v1/signatures/signHash", frozenset({HOLDER, PLATFORM}),
+            {"credentialID": "0a1b", "SAD": "x", "signAlgo": "1.2.840.10045.4.3.2",
+             "hash": ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]}),
+        # OAuth 2.0 (credential scope): the browser's redirect, and the code exchange
+        # where the client authenticates with its API key in the form
+        Row("GET", "/oauth2/authorize", PUBLIC),
+        Row("POST", "/oauth2/token", PUBLIC),
         Row("POST", "/v1/verify", EVERYONE),
         Row("POST", "/v1/extend", frozenset({OPERATOR, PLATFORM})),
         # last: it revokes the caller's token
