@@ -63,6 +63,10 @@ _RESET_CODE_SMS = (
     "توقيع: رمز التحقق لإعادة تعيين رمزكم السري هو {secret}. صالح لمدة {ttl_minutes} دقيقة. "
     "إذا لم تطلبوا ذلك، تجاهلوا هذه الرسالة."
 )
+_SIGNIN_CODE_SMS = (
+    "{secret} : code de connexion Tawqi, valable {ttl_minutes} min. Ne le donnez à personne.\n"
+    "{secret}: رمز الدخول إلى توقيع، صالح {ttl_minutes} دقيقة. لا تطلعوا عليه أحدا."
+)
 _RESET_PIN_SMS = (
     "Tawqi : votre nouveau code PIN est {secret}. Changez-le avant votre prochaine "
     "signature. Ne le communiquez à personne.\n"
@@ -146,6 +150,7 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in (
              email_body=_PIN_INITIAL_EMAIL),
     Template("reset.code", True, sms=_RESET_CODE_SMS),
     Template("signing.code", True, sms=_SIGNING_CODE_SMS),
+    Template("signin.code", True, sms=_SIGNIN_CODE_SMS),
     Template("pin.reset", True, sms=_RESET_PIN_SMS),
     Template("pin.reset_notice", False,
              email_subject="Tawqi — réinitialisation de votre PIN / إعادة تعيين رمزكم السري",

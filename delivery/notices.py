@@ -56,6 +56,14 @@ def enqueue_reset_code(session: Session, clock: Clock, *, challenge_id: str, hol
         envelope_id=envelope_id, holder_id=holder.id))
 
 
+def enqueue_signin_code(session: Session, clock: Clock, *, challenge_id: str,
+                        holder: Holder, envelope_id: str, ttl_minutes: int) -> None:
+    enqueue(session, clock, Notification(
+        channel="sms", recipient=holder.mobile, template="signin.code",
+        dedupe_key=f"signin.code:{challenge_id}", params={"ttl_minutes": ttl_minutes},
+        envelope_id=envelope_id, holder_id=holder.id))
+
+
 def enqueue_reset_pin(session: Session, clock: Clock, *, challenge_id: str, holder: Holder,
                       request_id: int, envelope_id: str, at: datetime) -> None:
     """The new PIN by SMS only; the email address gets a notice without it."""

@@ -52,6 +52,7 @@ from api.web.session import (
     runtime,
     secure_cookies,
     set_cookies,
+    start_pending,
     start_session,
 )
 from api.wiring.flaskapp import wiring
@@ -229,6 +230,37 @@ def _safe_next(target: str | None) -> str | None:
     return target
 
 
+#: Rows per page of the province page's long tables.
+PROVINCE_PAGE_SIZE = 25
+
+
+@dataclass(frozen=True)
+class Pager:
+    """One page of a long table: the page asked by the query argument ``key``."""
+
+    key: str
+    number: int
+    pages: int
+    total: int
+
+    @classmethod
+    def of(cls, key: str, total: int, size: int) -> Pager:
+        pages = max(1, -(-total // size))
+        raw = request.args.get(key, "1")
+        number = int(raw) if raw.isdigit() else 1
+        return cls(key, min(max(number, 1), pages), pages, total)
+
+    def slice(self, rows: list[Any], size: int) -> list[Any]:
+        return rows[(self.number - 1) * size:self.number * size]
+
+    def url(self, number: int) -> str:
+        args: dict[str, Any] = {k: v for k, v in request.args.items()
+                                if k not in (self.key, "done")}
+        args[self.key] = str(number)
+        args.update(request.view_args or {})
+        return url_for(request.endpoint or "web.home", **args)
+
+
 def _year(p: Page) -> int:
     raw = request.args.get("year", "")
     year = int(raw) if raw.isdigit() and len(raw) == 4 else p.clock.now().year
@@ -263,10 +295,16 @@ def login_post() -> BaseResponse:
     try:
         with rt.unit_of_work() as session:
             issued = accounts.login(session, rt.clock, passwords, username=username,
-                                    password=password, ttl=ttl, client=client)
-            principal = accounts.authenticate(session, rt.clock, issued.token)
+                                    password=password, ttl=ttl, client=client,
+                                    second_factor_step=True)
             ratelimit.login_succeeded(session, rt.clock, username=username, address=client,
                                       limit=limit)
+            if issued.pending:  # the password was right; now the authenticator's code
+                pending = redirect(url_for("web.login_second_factor", next=target), 303)
+                start_pending(pending, issued.token,
+                              int(accounts.SECOND_FACTOR_TTL.total_seconds()))
+                return pending
+            principal = accounts.authenticate(session, rt.clock, issued.token)
     except Unauthenticated:
         with rt.unit_of_work() as session:
             record(session, rt.clock, actor="anonymous", action="auth.login_failed",
@@ -391,9 +429,13 @@ def _province_page(p: Page, code: str, commune_code: str | None = None,
         board["rows"] = [r for r in rows if r.area.code == commune.code]
     communes = [r.area for r in rows]
     scope = Scope(province_code=code)
+    holders_pager = Pager.of("hp", len(people), PROVINCE_PAGE_SIZE)
+    requests_pager = Pager.of("rp", len(asked), PROVINCE_PAGE_SIZE)
     return _html(
         "province.html", status, province=province, region=region_row, commune=commune,
-        holders=people, requests=asked, open_states=OPEN_STATES,
+        holders=people, holders_rows=holders_pager.slice(people, PROVINCE_PAGE_SIZE),
+        holders_pager=holders_pager, requests_pager=requests_pager,
+        requests=requests_pager.slice(asked, PROVINCE_PAGE_SIZE), open_states=OPEN_STATES,
         may_cancel=p.allowed("requests.cancel", scope),
         may_receive=p.allowed("batches.receive", scope),
         batches=oversight.province_batches(p.session, p.clock, code,
