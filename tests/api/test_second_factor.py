@@ -8,9 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from api import accounts, totp
@@ -18,6 +21,7 @@ from api.errors import SecondFactorInvalid, TokenInvalid
 from api.models import RecoveryCode, User
 from api.runtime import Runtime
 from core.clock import FrozenClock
+from core.db import Base
 from tests.api.conftest import PASSWORD, Caller
 from tests.delivery.conftest import ServiceTokens, service_tokens  # noqa: F401
 
@@ -126,3 +130,10 @@ def test_the_api_refuses_the_password_alone(
                                                    "password": PASSWORD})
     assert response.status_code == 401
     assert response.get_json()["type"].endswith("second-factor-required")
+
+
+def test_the_api_migrations_match_the_models(db_engine: Engine) -> None:
+    with db_engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diffs = [d for d in compare_metadata(context, Base.metadata) if "'api_" in repr(d)]
+    assert diffs == []
