@@ -139,6 +139,11 @@ class Holder(Base):
     mobile: Mapped[str] = mapped_column(String(20))  # E.164
     email: Mapped[str] = mapped_column(String(254))
     professional_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    # The language of the holder's SMS (one language each) and whether notices without a
+    # secret go to the professional address (PINs and codes never do).
+    preferred_lang: Mapped[str] = mapped_column(String(2), default="fr", server_default="fr")
+    notices_to_professional: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                          server_default=text("false"))
     registered_by_contact_id: Mapped[int | None] = mapped_column(
         ForeignKey("delivery_contact.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -148,6 +153,7 @@ class Holder(Base):
         CheckConstraint("entity_kind IN ('commune', 'services')", name="entity_kind"),
         CheckConstraint("(entity_kind = 'commune') = (commune_code IS NOT NULL)",
                         name="commune_iff_commune"),
+        CheckConstraint("preferred_lang IN ('fr', 'ar')", name="preferred_lang"),
     )
 
     @property
