@@ -508,7 +508,8 @@ def register_holder(p: Page, code: str) -> Any:
             surname_fr=f.get("surname_fr", ""), given_name_ar=f.get("given_name_ar", ""),
             surname_ar=f.get("surname_ar", ""), role=f.get("role", ""),
             mobile=f.get("mobile", ""), email=f.get("email", ""), commune_code=commune_code,
-            province_code=None if commune_code else code), actor=p.actor,
+            province_code=None if commune_code else code,
+            preferred_lang=f.get("preferred_lang", "fr")), actor=p.actor,
             contact_id=contact_id)
 
     return _form_action(p, code, "register", work, "holder")

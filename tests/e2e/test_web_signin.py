@@ -78,10 +78,20 @@ def test_holder_signs_in_with_a_code_sent_by_sms(page: Page, site: Site, lang: s
         account = session.scalars(select(User).where(User.holder_id == holder.id)).one()
         assert account.role == "holder"
 
+    # the holder chooses Arabic for their messages: the next code comes in Arabic only
+    page.select_option("#preferences-form select[name=preferred_lang]", "ar")
+    page.click("#preferences-form button[type=submit]")
+    expect(page.locator("#flash")).to_be_visible()
+    check(page, site, "signin-preferences")
+
     # the code works once
     page.context.clear_cookies()
     page.goto(f"{site.url}/web/signin")
     _ask(page, site, holder.cin)
+    arabic = [body for channel, body in deliver(site.rt).for_recipient(holder.mobile)
+              if channel == "sms"]
+    assert len(arabic) == 1 and re.search(r"[\u0600-\u06FF]", arabic[0])
+    assert not re.search(r"[A-Za-z]{3,}", arabic[0]) and CODE.match(arabic[0])
     page.evaluate("(c) => document.querySelector('#signin-code input[name=challenge]')"
                   ".value = c", used_id)
     page.fill("#signin-code input[name=code]", code)
