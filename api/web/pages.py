@@ -37,7 +37,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from api import accounts, ratelimit
 from api.policy import Scope
 from api.routing import client_address
-from api.web import i18n
+from api.web import charts, i18n
 from api.web.session import (
     COOKIE_PATH,
     CSRF_FIELD,
@@ -368,11 +368,30 @@ def _province(session: Session, code: str) -> Province:
     return found
 
 
+def _charts(p: Page, rows: list[oversight.AreaFigures]) -> list[Any]:
+    """The report's charts: the share of communes able to sign, and the quota consumed,
+    per area (the table of the page carries the same figures)."""
+    current = p.lang
+    able = [charts.Bar(i18n.pick(current, r.area, "name"), r.able_share,
+                       f"{i18n.number(current, round(r.able_share * 100))} %") for r in rows]
+    used = [charts.Bar(i18n.pick(current, r.area, "name"), r.quota.consumed,
+                       i18n.number(current, r.quota.consumed)) for r in rows]
+    rtl = current == "ar"
+    made = []
+    for key, bars, scale in (("able", able, 1.0),
+                             ("consumed", used, max([b.value for b in used] + [1]))):
+        title = i18n.text(current, f"chart.{key}")
+        made.append((title, charts.bar_chart(bars, scale=scale, chart_id=f"chart-{key}",
+                                             rtl=rtl, title=title,
+                                             desc=i18n.text(current, "chart.desc"))))
+    return made
+
+
 def _dashboard(p: Page, rows: list[oversight.AreaFigures], whole: oversight.Area,
                **scope: str) -> dict[str, Any]:
     blocked = oversight.blockages(p.session, p.clock, **scope)
     lost = [b for b in blocked if not b.never]
-    return {"rows": rows, "ranking": oversight.rank(rows),
+    return {"rows": rows, "ranking": oversight.rank(rows), "charts": _charts(p, rows),
             "sum": oversight.total(rows, whole), "lost": lost[:50],
             "never": len(blocked) - len(lost), "year": _year(p),
             "states": [s for s in OPEN_STATES]}
