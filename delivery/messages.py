@@ -172,8 +172,8 @@ _PIN_INITIAL_EMAIL_DEVICE = (
     "Votre certificat de signature électronique ({entity_fr}) est prêt, sur un jeton de "
     "signature ({form_fr}) que le contact désigné de votre province vous remettra. Le code "
     "PIN de ce jeton est :\n\n    {secret}\n\n"
-    "Il vous est envoyé séparément du jeton. Changez-le à la première utilisation, avant "
-    "votre première signature, et ne le communiquez à personne. Vous devrez aussi accepter "
+    "Il vous est envoyé séparément du jeton. Changez ce code à la première utilisation, "
+    "avant votre première signature, et ne le communiquez à personne. Vous devrez aussi accepter "
     "les conditions d'utilisation.\n\n"
     "----\n\n" + _GREETING_AR +
     "شهادة توقيعكم الإلكتروني ({entity_ar}) جاهزة على جهاز توقيع ({form_ar}) سيسلمه لكم "
@@ -186,8 +186,8 @@ _PIN_INITIAL_EMAIL_HOSTED = (
     "Votre certificat de signature électronique ({entity_fr}) est prêt. Sa clé est gardée "
     "dans le module de sécurité du service ({form_fr}) : aucun objet ne vous sera remis. "
     "Le code PIN qui l'active est :\n\n    {secret}\n\n"
-    "Changez-le sur votre page Tawqi avant votre première signature et ne le communiquez à "
-    "personne. Vous devrez aussi accepter les conditions d'utilisation.\n\n"
+    "Changez ce code sur votre page Tawqi avant votre première signature et ne le "
+    "communiquez à personne. Vous devrez aussi accepter les conditions d'utilisation.\n\n"
     "----\n\n" + _GREETING_AR +
     "شهادة توقيعكم الإلكتروني ({entity_ar}) جاهزة. مفتاحها محفوظ في وحدة الأمان لدى "
     "المزود ({form_ar})، ولن يسلم لكم أي جهاز. الرمز السري الذي يفعله هو:\n\n    {secret}\n\n"
