@@ -15,6 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -45,8 +46,10 @@ from api.models import (
 )
 from core.audit import record
 from core.clock import Clock, as_utc
-from delivery.envelopes import Sealer
 from quotas.models import Province
+
+if TYPE_CHECKING:  # the token layer is imported only by whoever builds a sealer
+    from delivery.envelopes import Sealer
 
 SESSION_PREFIX = "tws_"
 #: How long a password-checked login waits for its second factor, and how many codes it
