@@ -218,6 +218,9 @@ class Settings:
     # further failure, at most login_backoff_max_seconds), for the addresses that failed.
     login_free_failures: int = 5
     login_backoff_max_seconds: int = 900
+    # Roles whose web sign-in needs a TOTP second factor (comma-separated); such a user
+    # without one is sent to the enrolment page until they have one. Empty: nobody.
+    totp_required_roles: str = "operator,dgcl_admin"
     # How long an Idempotency-Key is remembered.
     idempotency_ttl_hours: int = 24
     # argon2id cost of user passwords (defaults: RFC 9106's second recommended option).

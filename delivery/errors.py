@@ -170,3 +170,12 @@ class ContactChangeClosed(Conflict):
 
     type = "delivery-contact-change-closed"
     title = "Confirmation code expired or exhausted"
+
+
+class SignInCodeInvalid(Forbidden):
+    """A sign-in code that does not open: wrong, expired, used, out of attempts, or for a
+    CIN that is not registered. One answer for all, so that nobody learns which CINs
+    exist."""
+
+    type = "delivery-signin-invalid"
+    title = "Invalid sign-in code"

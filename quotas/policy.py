@@ -88,7 +88,8 @@ DEFAULT_POLICIES = (
 def record_policy(session: Session, clock: Clock, spec: PolicySpec, *,
                   actor: str) -> QuotaPolicy:
     if session.get(QuotaPolicy, spec.version) is not None:
-        raise InvalidPolicy(f"policy version {spec.version} exists; versions are immutable")
+        raise InvalidPolicy(f"policy version {spec.version} exists; versions are immutable",
+                            field="version")
     policy = QuotaPolicy(version=spec.version, census_year=spec.census_year,
                          first_year=spec.first_year, services_count=spec.services_count,
                          description=spec.description, created_at=clock.now())
