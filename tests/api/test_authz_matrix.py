@@ -137,6 +137,8 @@ def rows() -> list[Row]:
             {"reason": "no"}, rule="/v1/requests/<id:request_id>/reject"),
         Row("POST", "/v1/requests/{request_here}/cancel", frozenset({OPERATOR, CONTACT}),
             {"reason": "no"}, rule="/v1/requests/<id:request_id>/cancel"),
+        Row("POST", "/v1/requests/{request_here}/renew", frozenset({OPERATOR, CONTACT}),
+            rule="/v1/requests/<id:request_id>/renew"),
         Row("POST", "/v1/requests/{request_here}/handover", frozenset({OPERATOR, CONTACT}),
             {"handed_to": "Karim Benali", "acknowledgement": "R-1"},
             rule="/v1/requests/<id:request_id>/handover"),

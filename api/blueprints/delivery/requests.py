@@ -10,6 +10,7 @@ from flask import url_for
 from api.blueprints.delivery.common import (
     PIN,
     PROVINCE,
+    RequestKind,
     RequestStatus,
     TokenForm,
     acting_contact_id,
@@ -27,6 +28,7 @@ from delivery import (
     pins,
     requests,
 )
+from delivery.models import KIND_RENEWAL
 from delivery.models import CertificateRequest as RequestRow
 
 
@@ -61,6 +63,8 @@ class RequestOut:
     pin_changed_at: datetime | None
     submitted_at: datetime
     updated_at: datetime
+    kind: RequestKind = "new"
+    follows_request_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,8 @@ def request_out(r: RequestRow) -> RequestOut:
                       r.status_reason, requests.allowed_steps(r), r.certificate_serial,
                       r.certificate_not_after, r.batch_id, r.pin_sent_at, r.handed_over_to,
                       r.handed_over_at, r.terms_version, r.terms_accepted_at,
-                      r.pin_change_required, r.pin_changed_at, r.submitted_at, r.updated_at)
+                      r.pin_change_required, r.pin_changed_at, r.submitted_at, r.updated_at,
+                      r.kind, r.follows_request_id)  # type: ignore[arg-type]
 
 
 def _scope(r: RequestRow) -> Scope:
@@ -170,6 +175,18 @@ def submit_request(call: Call, body: RequestIn) -> RequestOut:
     created = requests.submit_request(call.session, call.clock, contact_id=contact_id,
                                       holder_id=holder.id, token_form=body.token_form,
                                       actor=call.actor, year=body.year)
+    call.location = url_for("delivery.get_request", request_id=created.id)
+    return request_out(created)
+
+
+@bp.operation("POST", "/requests/<id:request_id>/renew", action="requests.create",
+              response=RequestOut, status=201, idempotency="optional", errors=(409,),
+              summary="Ask for the renewal of an active credential (reserves one of the "
+                      "quota; the token, PIN and terms carry over at activation)")
+def renew(call: Call, request_id: int) -> RequestOut:
+    found = _load(call, request_id)
+    created = requests.submit_renewal(call.session, call.clock, request_id, actor=call.actor,
+                                      contact_id=acting_contact_id(call, found.province_code))
     call.location = url_for("delivery.get_request", request_id=created.id)
     return request_out(created)
 
@@ -253,9 +270,15 @@ def accept_terms(call: Call, request_id: int, body: TermsIn) -> RequestOut:
               response=RequestOut, errors=(409,),
               summary="Activate the credential (consumes the quota reservation)")
 def activate(call: Call, request_id: int) -> RequestOut:
-    _load(call, request_id)
+    found = _load(call, request_id)
+    supersede = None
+    if found.kind == KIND_RENEWAL:  # the old certificate is revoked: the CA is needed
+        personaliser = wiring().personaliser()
+
+        def supersede(serial: str) -> None:
+            personaliser.supersede(call.session, call.clock, serial=serial, actor=call.actor)
     return request_out(requests.activate_request(call.session, call.clock, request_id,
-                                                 actor=call.actor))
+                                                 actor=call.actor, supersede=supersede))
 
 
 @bp.operation("POST", "/requests/<id:request_id>/pin", action="holder.pin",
