@@ -61,6 +61,21 @@ class Personaliser(Protocol):
         """Revoke certificate ``serial`` as superseded."""
         ...
 
+    def hold(self, session: Session, clock: Clock, *, serial: str, actor: str,
+             note: str) -> None:
+        """Suspend certificate ``serial`` (certificateHold)."""
+        ...
+
+    def revoke(self, session: Session, clock: Clock, *, serial: str, reason: str,
+               actor: str) -> None:
+        """Revoke certificate ``serial`` with an RFC 5280 reason (if not revoked yet)."""
+        ...
+
+    def wipe(self, token_label: str) -> int:
+        """Destroy every object on the token (as security officer: the holder's PIN is not
+        needed); return how many."""
+        ...
+
 
 class TokenPersonaliser:
     """The real :class:`Personaliser`: ``hsm`` initialises the token, ``pki`` generates the
@@ -105,10 +120,30 @@ class TokenPersonaliser:
                                  issued.fingerprint)
 
     def supersede(self, session: Session, clock: Clock, *, serial: str, actor: str) -> None:
+        self.revoke(session, clock, serial=serial, reason="superseded", actor=actor)
+
+    def hold(self, session: Session, clock: Clock, *, serial: str, actor: str,
+             note: str) -> None:
+        from pki.lifecycle import certificate_status, suspend
+
+        if certificate_status(session, serial).status == "issued":
+            suspend(session, clock, self.authority, serial, actor=actor, note=note)
+
+    def revoke(self, session: Session, clock: Clock, *, serial: str, reason: str,
+               actor: str) -> None:
         from pki.lifecycle import certificate_status, revoke
 
-        if certificate_status(session, serial).status != "revoked":
-            revoke(session, clock, self.authority, serial, "superseded", actor=actor)
+        if certificate_status(session, serial).status in ("issued", "suspended"):
+            revoke(session, clock, self.authority, serial, reason, actor=actor)
+
+    def wipe(self, token_label: str) -> int:
+        # The SO sets a throw-away user PIN (never kept) to log in and destroy the objects.
+        throwaway = self.tokens.reset_pin(token_label, self._so_pin)
+        try:
+            return self.tokens.destroy_objects(token_label, throwaway)
+        finally:
+            del throwaway
+            self.tokens.release(token_label)
 
 
 def new_token_label(request_id: int) -> str:

@@ -49,6 +49,7 @@ from delivery.models import (
     HOSTED,
     KIND_NEW,
     KIND_RENEWAL,
+    KIND_REPLACEMENT,
     OPEN_STATES,
     PERSONALISED,
     REJECTED,
@@ -138,12 +139,13 @@ def move(session: Session, clock: Clock, request: CertificateRequest, step: str,
 
 def submit_request(session: Session, clock: Clock, *, contact_id: int, holder_id: int,
                    token_form: str, actor: str, year: int | None = None,
-                   kind: str = KIND_NEW, follows_request_id: int | None = None
-                   ) -> CertificateRequest:
+                   kind: str = KIND_NEW, follows_request_id: int | None = None,
+                   free_of_quota: bool = False) -> CertificateRequest:
     """A contact asks for a certificate for a holder of their province. Reserves one
     certificate of the holder's entity's quota for ``year`` (default: this year), or raises
     ``quotas.errors.QuotaExhausted`` and changes nothing. ``kind``/``follows_request_id``:
-    see :func:`submit_renewal`."""
+    see :func:`submit_renewal` and :mod:`delivery.incidents`; ``free_of_quota``: a
+    reservation outside the quota (a replacement the quota policy does not charge)."""
     if token_form not in TOKEN_FORMS:
         raise InvalidHolder(f"token_form must be one of {', '.join(TOKEN_FORMS)}",
                             field="token_form")
@@ -155,7 +157,8 @@ def submit_request(session: Session, clock: Clock, *, contact_id: int, holder_id
     year = year if year is not None else clock.now().year
     entity = ledger.Entity.parse(holder.entity)
     decision = ledger.reserve(session, clock, entity, year, actor=actor,
-                              reference=f"holder:{holder.cin}").raise_if_denied()
+                              reference=f"holder:{holder.cin}",
+                              free=free_of_quota).raise_if_denied()
     if decision.reservation_id is None:  # allowed decisions always carry one
         raise IllegalTransition("the quota granted no reservation")
     now = clock.now()
@@ -259,9 +262,9 @@ def activate_request(session: Session, clock: Clock, request_id: int, *,
     ``supersede(old_serial)`` revokes the old certificate (``superseded``): it is required
     for a renewal."""
     request = get_request(session, request_id, lock=True)
-    if request.kind == KIND_RENEWAL and supersede is None:
-        raise IllegalTransition("activating a renewal revokes the old certificate: the CA is "
-                                "needed", request_id=request.id, step="activate")
+    if request.kind in (KIND_RENEWAL, KIND_REPLACEMENT) and supersede is None:
+        raise IllegalTransition(f"activating a {request.kind} revokes the old certificate: "
+                                "the CA is needed", request_id=request.id, step="activate")
     move(session, clock, request, "activate", actor=actor)
     ledger.consume(session, clock, request.reservation_id, actor=actor)
     if request.kind == KIND_RENEWAL and request.follows_request_id is not None:
@@ -285,6 +288,10 @@ def activate_request(session: Session, clock: Clock, request_id: int, *,
         if old_serial and supersede is not None:
             supersede(old_serial)
         return request
+    if request.kind == KIND_REPLACEMENT and request.follows_request_id is not None:
+        old = get_request(session, request.follows_request_id)
+        if old.certificate_serial and supersede is not None:
+            supersede(old.certificate_serial)  # the lost token's certificate, if only held
     if request.token_form == HOSTED:
         notices.enqueue_initial_pin(session, clock, request, get_holder(session,
                                                                         request.holder_id))

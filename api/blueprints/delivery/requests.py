@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from flask import url_for
 
@@ -24,11 +25,12 @@ from delivery import (
     batches,
     contacts,
     holders,
+    incidents,
     personalisation,
     pins,
     requests,
 )
-from delivery.models import KIND_RENEWAL
+from delivery.models import KIND_RENEWAL, KIND_REPLACEMENT
 from delivery.models import CertificateRequest as RequestRow
 
 
@@ -191,6 +193,43 @@ def renew(call: Call, request_id: int) -> RequestOut:
     return request_out(created)
 
 
+@dataclass(frozen=True)
+class IncidentIn:
+    incident: Literal["lost", "stolen", "damaged"]
+    note: str = field(metadata=rule(min_length=1, max_length=500,
+                                    description="What happened, when, where."))
+
+
+@bp.operation("POST", "/requests/<id:request_id>/incident", action="requests.incident",
+              body=IncidentIn, response=RequestOut, status=201, idempotency="optional",
+              errors=(409, 503), prepare=load_authority_first,
+              summary="Report the token lost, stolen or damaged: the certificate is "
+                      "suspended (revoked keyCompromise if stolen) and a replacement "
+                      "request follows")
+def report_incident(call: Call, request_id: int, body: IncidentIn) -> RequestOut:
+    found = _load(call, request_id)
+    holder_id = call.user.holder_id if call.user.role == "holder" else None
+    replacement = incidents.report_token_incident(
+        call.session, call.clock, request_id, incident=body.incident, note=body.note,
+        actor=call.actor, personaliser=wiring().personaliser(),
+        contact_id=acting_contact_id(call, found.province_code), holder_id=holder_id)
+    call.location = url_for("delivery.get_request", request_id=replacement.id)
+    return request_out(replacement)
+
+
+@bp.operation("POST", "/requests/<id:request_id>/cancel-personalised",
+              action="requests.cancel_personalised", body=ReasonIn, response=RequestOut,
+              idempotency="optional", errors=(409, 503), prepare=load_authority_first,
+              summary="Cancel after personalisation: revoke the certificate, destroy the "
+                      "token's objects, release the quota reservation")
+def cancel_personalised(call: Call, request_id: int, body: ReasonIn) -> RequestOut:
+    found = _load(call, request_id)
+    return request_out(incidents.cancel_after_personalisation(
+        call.session, call.clock, request_id, reason=body.reason, actor=call.actor,
+        personaliser=wiring().personaliser(),
+        contact_id=acting_contact_id(call, found.province_code)))
+
+
 @bp.operation("GET", "/requests/<id:request_id>", action="requests.read",
               response=RequestDetailOut, summary="A request with its timeline")
 def get_request(call: Call, request_id: int) -> RequestDetailOut:
@@ -272,7 +311,7 @@ def accept_terms(call: Call, request_id: int, body: TermsIn) -> RequestOut:
 def activate(call: Call, request_id: int) -> RequestOut:
     found = _load(call, request_id)
     supersede = None
-    if found.kind == KIND_RENEWAL:  # the old certificate is revoked: the CA is needed
+    if found.kind in (KIND_RENEWAL, KIND_REPLACEMENT):  # the CA revokes the old certificate
         personaliser = wiring().personaliser()
 
         def supersede(serial: str) -> None:
