@@ -78,6 +78,7 @@ RULES: dict[str, dict[str, Reach]] = {
     "holder.pin": {HOLDER: OWN},
     "holder.contact": {HOLDER: OWN},
     "reports.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
+    "reports.expiring": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
     # the web pages' dashboards: the country and its regions; the operator's work queue
     "oversight.read": {ADMIN: ANY, OPERATOR: ANY},
     "queue.read": {ADMIN: ANY, OPERATOR: ANY},

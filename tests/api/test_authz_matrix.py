@@ -173,6 +173,7 @@ def rows() -> list[Row]:
         Row("GET", f"/v1/provinces/{PROVINCE}/overview",
             frozenset({ADMIN, OPERATOR, CONTACT}), rule="/v1/provinces/<code>/overview"),
         Row("GET", "/v1/reports/overdue-handovers", frozenset({ADMIN, OPERATOR, CONTACT})),
+        Row("GET", "/v1/reports/expiring", frozenset({ADMIN, OPERATOR, CONTACT})),
         Row("GET", "/v1/outbox", frozenset({ADMIN, OPERATOR})),
         Row("GET", "/v1/outbox/stats", frozenset({ADMIN, OPERATOR})),
         Row("POST", "/v1/outbox/1/retry", frozenset({OPERATOR}),
