@@ -141,9 +141,12 @@ def prepare(directory: Path, communes: int) -> tuple[list[str], list[tuple[str, 
         runtime.close()
 
 
-def _rotate(job: tuple[dict[str, str], list[int], Any]) -> int:
-    """One worker process: the incoming presidents' requests, one transaction each."""
-    env, holder_ids, start = job
+def _rotate(job: tuple[dict[str, str], list[int], Any, Any]) -> int:
+    """One worker process: the incoming presidents' requests, one transaction each. It
+    loads the CA (a PIN login on the shared service token), says it is ready, and waits
+    for the start: a login in one process while another signs would race (the token
+    server shares one login state between processes)."""
+    env, holder_ids, ready, start = job
     os.environ.update(env)
     import logging
 
@@ -156,6 +159,7 @@ def _rotate(job: tuple[dict[str, str], list[int], Any]) -> int:
         wiring = Wiring(runtime)
         personaliser, sealer, policy = wiring.personaliser(), wiring.sealer(), wiring.policy
         clock = runtime.clock
+        ready.put(os.getpid())
         start.wait()
         for holder_id in holder_ids:
             with runtime.unit_of_work() as session:
@@ -172,7 +176,10 @@ def _rotate(job: tuple[dict[str, str], list[int], Any]) -> int:
                 requests.activate_request(session, clock, request.id, actor=ACTOR)
         return len(holder_ids)
     finally:
-        runtime.close()
+        # Not runtime.close(): closing the token library logs out every pooled token, and
+        # through the token server a C_Logout ends the login of the shared CA token for
+        # the other process too (it would fail mid-issuance). The pool ends the process.
+        runtime.engine.dispose()
 
 
 def _raw_loop(job: tuple[str, int]) -> float:
@@ -270,11 +277,12 @@ def run(args: argparse.Namespace, directory: Path) -> int:
 
     context = multiprocessing.get_context("spawn")
     manager = context.Manager()
-    start = manager.Event()
+    start, ready = manager.Event(), manager.Queue()
     shares = [[h for _, h in incoming[i::args.processes]] for i in range(args.processes)]
     with context.Pool(args.processes) as pool:
-        pending = pool.map_async(_rotate, [(env, share, start) for share in shares])
-        time.sleep(0.5)
+        pending = pool.map_async(_rotate, [(env, share, ready, start) for share in shares])
+        for _ in shares:
+            ready.get(timeout=300)
         began = time.perf_counter()
         start.set()
         done = sum(pending.get())
