@@ -57,6 +57,8 @@ RULES: dict[str, dict[str, Reach]] = {
     "requests.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE, HOLDER: OWN},
     "requests.create": {OPERATOR: ANY, CONTACT: PROVINCE},
     "requests.cancel": {OPERATOR: ANY, CONTACT: PROVINCE},
+    "requests.cancel_personalised": {OPERATOR: ANY, CONTACT: PROVINCE},
+    "requests.incident": {OPERATOR: ANY, CONTACT: PROVINCE, HOLDER: OWN},
     "requests.decide": {OPERATOR: ANY},
     "requests.personalise": {OPERATOR: ANY},
     "requests.handover": {OPERATOR: ANY, CONTACT: PROVINCE},
@@ -76,6 +78,7 @@ RULES: dict[str, dict[str, Reach]] = {
     "holder.pin": {HOLDER: OWN},
     "holder.contact": {HOLDER: OWN},
     "reports.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
+    "reports.expiring": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
     # the web pages' dashboards: the country and its regions; the operator's work queue
     "oversight.read": {ADMIN: ANY, OPERATOR: ANY},
     "queue.read": {ADMIN: ANY, OPERATOR: ANY},

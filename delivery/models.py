@@ -45,6 +45,13 @@ REQUEST_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_
                   REJECTED, CANCELLED)
 OPEN_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER)
 
+# what a request is for: a first certificate, the renewal of an active one (same token,
+# same key: the credential carries over), or a replacement token (lost, stolen, damaged)
+KIND_NEW = "new"
+KIND_RENEWAL = "renewal"
+KIND_REPLACEMENT = "replacement"
+REQUEST_KINDS = (KIND_NEW, KIND_RENEWAL, KIND_REPLACEMENT)
+
 DEVICE = "device"  # personalised, then shipped in a courier batch
 HOSTED = "hosted"  # stays in the service's HSM; signs through the API
 TOKEN_FORMS = (DEVICE, HOSTED)
@@ -202,6 +209,10 @@ class CertificateRequest(Base):
     pin_change_required: Mapped[bool] = mapped_column(Boolean, default=True)
     pin_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
                                                             nullable=True)
+    kind: Mapped[str] = mapped_column(String(12), default=KIND_NEW, server_default=KIND_NEW)
+    # the request whose credential this one renews or replaces
+    follows_request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("delivery_request.id", name="fk_delivery_request_follows"), nullable=True)
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -25,6 +25,7 @@ HolderRole = Literal["president", "vice_president", "secretary_general", "offici
 RequestStatus = Literal["submitted", "approved", "personalised", "shipped", "delivered",
                         "handed_over", "active", "rejected", "cancelled"]
 TokenForm = Literal["device", "hosted"]
+RequestKind = Literal["new", "renewal", "replacement"]
 BatchStatus = Literal["preparing", "dispatched", "received"]
 OutboxStatus = Literal["pending", "sending", "sent", "dead"]
 
