@@ -38,6 +38,8 @@ from typing import Any
 
 import requests as http
 
+from bench import bounded
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = Path(sys.executable)
 SHA256 = "2.16.840.1.101.3.4.2.1"
@@ -174,10 +176,12 @@ def prepare(directory: Path) -> Service:
 class Server:
     """gunicorn with the production settings file, on a free port."""
 
-    def __init__(self, service: Service, workers: int = 1) -> None:
+    def __init__(self, service: Service, workers: int = 1,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         env = {**os.environ, **service.env, "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-               "GUNICORN_WORKERS": str(workers), "PYTHONPATH": str(ROOT)}
+               "GUNICORN_WORKERS": str(workers), "PYTHONPATH": str(ROOT),
+               **(extra_env or {})}
         self.process = subprocess.Popen(
             [str(PYTHON.parent / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
              "--log-level", "warning", "--access-logfile", "/dev/null", "api.wsgi:app"],
@@ -242,13 +246,14 @@ def raw_rate(service: Service, batch: int, rounds: int, *, in_memory: bool) -> f
 def authorize(client: http.Session, url: str, service: Service, runtime: Any,
               body: dict[str, Any]) -> str:
     headers = {"Authorization": f"Bearer {service.api_key}"}
-    sent = client.post(url + "/csc/v2/credentials/sendOTP", headers=headers,
-                       json={"credentialID": service.serial}, timeout=60)
+    sent = bounded.post(client, url + "/csc/v2/credentials/sendOTP", "csc.sendOTP", 60,
+                        headers=headers, json={"credentialID": service.serial})
     sent.raise_for_status()
-    code = read_sms(runtime, service.mobile, r"code de signature (\d{6})")
-    answer = client.post(url + "/csc/v2/credentials/authorize", headers=headers, timeout=60,
-                         json={"credentialID": service.serial, "PIN": service.pin,
-                               "OTP": code, **body})
+    with bounded.step("outbox drain (the signing code)", 60):
+        code = read_sms(runtime, service.mobile, r"code de signature (\d{6})")
+    answer = bounded.post(client, url + "/csc/v2/credentials/authorize", "csc.authorize", 60,
+                          headers=headers, json={"credentialID": service.serial,
+                                                 "PIN": service.pin, "OTP": code, **body})
     answer.raise_for_status()
     sad: str = answer.json()["SAD"]
     return sad
@@ -268,8 +273,8 @@ def http_rate(service: Service, server: Server, batch: int, rounds: int) -> list
             body = {"credentialID": service.serial, "SAD": sad, "hashes": digests,
                     "hashAlgorithmOID": SHA256, "signAlgo": "1.2.840.10045.4.3.2"}
             start = time.perf_counter()
-            answer = client.post(server.url + "/csc/v2/signatures/signHash", json=body,
-                                 headers=headers, timeout=120)
+            answer = bounded.post(client, server.url + "/csc/v2/signatures/signHash",
+                                  f"csc.signHash, round {index}", json=body, headers=headers)
             elapsed = time.perf_counter() - start
             answer.raise_for_status()
             assert len(answer.json()["signatures"]) == batch
