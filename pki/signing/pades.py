@@ -54,6 +54,7 @@ from core.errors import InvalidInput
 from pki.authority import sha1
 from pki.models import AuthorityRecord, CrlRecord, OcspRecord
 from pki.signer import Signer, from_asn1, pyhanko_signer, to_asn1
+from pki.signing import sizing
 from pki.signing.errors import (
     DocumentLocked,
     DocumentTooLarge,
@@ -545,7 +546,7 @@ class PadesService:
             session = pdf_signer.init_signing_session(writer)
             session.system_time = now
             presign = await session.perform_presign_validation(writer)
-            reserved = await session.estimate_signature_container_size(presign)
+            reserved = await self._bytes_reserved(signer, level, presign)
             tbs = session.prepare_tbs_document(validation_info=presign,
                                                bytes_reserved=reserved)
             digest, output = tbs.digest_tbs_document()
@@ -573,6 +574,18 @@ class PadesService:
         signed = output.read()
         return SignedPdf(data=signed, level=level, field_name=field_name, signed_at=now,
                          sha256=hashlib.sha256(signed).hexdigest(), page=page, box=box)
+
+    async def _bytes_reserved(self, signer: Signer, level: Level, presign: Any) -> int:
+        """Room for the CMS container, computed (:mod:`pki.signing.sizing`) instead of
+        pyHanko's dummy signature."""
+        token = 0
+        if level.timestamped and self.timestamper is not None:
+            dummy = await self.timestamper.async_dummy_response(signer.digest_name)
+            token = len(dummy.dump()) + 512  # our TSA's tokens vary by a few bytes
+        revinfo = presign.adobe_revinfo_attr if presign is not None else None
+        return sizing.bytes_reserved(
+            signer.full_chain(), sizing.signature_value_bytes(signer.certificate), token,
+            len(revinfo.dump()) if revinfo is not None else 0)
 
     async def _validation_context(self, signer: Signer, now: datetime) -> ValidationContext:
         """Certificates and revocation data for the signer's chain and the TSA's chain,
