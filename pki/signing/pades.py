@@ -377,6 +377,8 @@ class CheckedDocument:
     field_name: str
     page: int | None
     box: tuple[float, float, float, float] | None
+    #: The parsed document, for the signature that follows (not parsed again).
+    reader: PdfFileReader | None = field(default=None, compare=False, repr=False)
 
 
 def page_count(reader: PdfFileReader) -> int:
@@ -505,20 +507,24 @@ class PadesService:
                     AttributeError) as exc:
                 raise InvalidDocument("the page to stamp cannot be read",
                                       reason="page-invalid", page=page) from exc
-        return CheckedDocument(len(pages), field_name, page, box)
+        return CheckedDocument(len(pages), field_name, page, box, reader)
 
-    def sign(self, data: bytes, signer: Signer, request: PadesRequest) -> SignedPdf:
-        """Return ``data`` with one more signature. Earlier signatures are kept intact."""
-        return asyncio.run(self.async_sign(data, signer, request))
+    def sign(self, data: bytes, signer: Signer, request: PadesRequest,
+             checked: CheckedDocument | None = None) -> SignedPdf:
+        """Return ``data`` with one more signature. Earlier signatures are kept intact.
+        ``checked``: what :meth:`check` returned for the same ``data`` and ``request``
+        (the document is then not parsed again)."""
+        return asyncio.run(self.async_sign(data, signer, request, checked))
 
-    async def async_sign(self, data: bytes, signer: Signer, request: PadesRequest
-                         ) -> SignedPdf:
+    async def async_sign(self, data: bytes, signer: Signer, request: PadesRequest,
+                         checked: CheckedDocument | None = None) -> SignedPdf:
         level = request.level
         if level.timestamped and self.timestamper is None:
             raise SigningFailed(f"{level.value} needs a time-stamping authority")
         if level.long_term and (self.revocation is None or not self.trust_roots):
             raise SigningFailed("B-LT needs revocation data and a trust root")
-        checked = self.check(data, request)
+        if checked is None or checked.reader is None:
+            checked = self.check(data, request)
         now = self.clock.now()
         field_name, page, box = checked.field_name, checked.page, checked.box
         stamp_style = None
@@ -542,7 +548,9 @@ class PadesService:
             timestamper=self.timestamper if level.timestamped else None,
             stamp_style=stamp_style, new_field_spec=field_spec)
         try:
-            writer = IncrementalPdfFileWriter(io.BytesIO(bytes(data)), strict=False)
+            writer = IncrementalPdfFileWriter.from_reader(checked.reader) \
+                if checked.reader is not None \
+                else IncrementalPdfFileWriter(io.BytesIO(bytes(data)), strict=False)
             session = pdf_signer.init_signing_session(writer)
             session.system_time = now
             presign = await session.perform_presign_validation(writer)

@@ -591,7 +591,7 @@ class RemoteSigning:
                       actor: str) -> SignedPdf:
         """PAdES-sign ``document``, which the SAD authorised by its SHA-256."""
         # The whole document is parsed and checked first: a broken upload spends no SAD.
-        pades.check(document, request)
+        checked = pades.check(document, request)
         digest = hashlib.sha256(document).digest()
         credential, pin, authorization = self._open(
             credential_id, sad, client=client, purpose=PURPOSE_DOCUMENT, digests=[digest],
@@ -600,7 +600,7 @@ class RemoteSigning:
             with self._label_lock(credential.token_label):
                 signer = self._signer(credential, pin)
                 del pin
-                signed = pades.sign(document, signer, request)
+                signed = pades.sign(document, signer, request, checked)
         except (PinIncorrect, PinLocked) as exc:
             self._token_refused(authorization, credential, client, actor, exc)
             raise
