@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import io
 import shutil
@@ -65,15 +66,18 @@ def rate(call: Callable[[], object], seconds: float, step: str) -> float:
     return count / (time.perf_counter() - start)
 
 
-def pyhanko_validation(roots: list[Any]) -> Callable[[bytes], object]:
+def pyhanko_validation(roots: list[Any], revocation: Any) -> Callable[[bytes], object]:
     """pyHanko's own ETSI EN 319 102-1 validation (``ades_lta_validation``: document
     time-stamps, the DSS, the signature's revocation data) of every signature of a file,
-    with our root as the only anchor and no fetching: the baseline."""
+    with our root as the only anchor, no fetching, and the same current revocation data of
+    our CA as our verifier gets (a B-B or B-T file carries none): the baseline."""
+    from asn1crypto import crl, ocsp
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.ades.report import AdESStatus
     from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY
     from pyhanko.sign.validation.ades import ades_lta_validation
     from pyhanko.sign.validation.policy_decl import (
+        LocalKnowledge,
         PdfSignatureValidationSpec,
         RevinfoOnlineFetchingRule,
         RevocationInfoGatheringSpec,
@@ -83,6 +87,20 @@ def pyhanko_validation(roots: list[Any]) -> Callable[[bytes], object]:
     from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
     from pyhanko_certvalidator.policy_decl import REQUIRE_REVINFO, CertRevTrustPolicy
     from pyhanko_certvalidator.registry import SimpleTrustManager
+    from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
+
+    from pki.signer import from_asn1
+    from pki.signing.verification import _embedded_certs
+
+    def spec_for(embedded: Any) -> PdfSignatureValidationSpec:
+        certs = _embedded_certs(embedded)  # the signer's, its chain, the TSA's
+        known = revocation.revocation_data([from_asn1(c) for c in certs])
+        return dataclasses.replace(spec, signature_validation_spec=dataclasses.replace(
+            spec.signature_validation_spec, local_knowledge=LocalKnowledge(
+                known_ocsps=[c for d in known.ocsps
+                             for c in OCSPContainer.load_multi(ocsp.OCSPResponse.load(d))],
+                known_crls=[CRLContainer(crl.CertificateList.load(d)) for d in known.crls],
+                known_certs=certs)))
 
     spec = PdfSignatureValidationSpec(
         signature_validation_spec=SignatureValidationSpec(
@@ -99,7 +117,8 @@ def pyhanko_validation(roots: list[Any]) -> Callable[[bytes], object]:
         timing = ValidationTimingInfo(now, now, True)
         results = []
         for embedded in reader.embedded_regular_signatures:
-            result = await ades_lta_validation(embedded, spec, timing_info=timing)
+            result = await ades_lta_validation(embedded, spec_for(embedded),
+                                               timing_info=timing)
             if result.ades_subindic.status is not AdESStatus.PASSED:
                 raise RuntimeError(f"pyHanko: {result.ades_subindic} {result.failure_msg}")
             results.append(result)
@@ -146,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
 
         wiring = Wiring(runtime)
         verifier = wiring.verifier()  # the one POST /v1/verify uses
-        baseline = pyhanko_validation([to_asn1(root) for root in wiring.trust_roots()])
+        baseline = pyhanko_validation([to_asn1(root) for root in wiring.trust_roots()],
+                                      wiring.revocation())
 
         def in_process(data: bytes) -> Callable[[], object]:
             def call() -> object:
