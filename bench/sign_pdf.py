@@ -30,9 +30,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests as http
+
+if TYPE_CHECKING:
+    from pki.signing.stamp import StampText
 
 from bench import bounded
 from bench.sign_hash import Server, Service, authorize, prepare, runtime_for
@@ -64,12 +69,12 @@ def permit(pages: int = 2) -> bytes:
     return out.getvalue()
 
 
-def _stamp_text(clock_now: object) -> object:
+def _stamp_text(clock_now: datetime) -> StampText:
     from pki.signing.stamp import StampText
 
     return StampText("Karim Benali", "كريم بنعلي", "Président du conseil de la commune",
                      "رئيس مجلس الجماعة", "Commune Al Hoceima", "جماعة الحسيمة",
-                     clock_now)  # type: ignore[arg-type]
+                     clock_now)
 
 
 def pyhanko_stamp_style(font_dir: str | None) -> object:
