@@ -211,12 +211,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         service = prepare(directory)
         warm, after = api_worker(service, args.calls, args.warmup)
-        first, drained = outbox_worker(service, args.notifications, args.outbox_seconds)
         growth = after / warm - 1
         print(f"API worker (1 gunicorn sync worker, not recycled): RSS {warm / 1024:.1f} MiB "
               f"after warm-up ({args.warmup} signDoc + {args.warmup} verify), "
               f"{after / 1024:.1f} MiB after {args.calls} signDoc + {args.calls} verify "
-              f"({100 * growth:+.1f} %, goal <= +10 %)")
+              f"({100 * growth:+.1f} %, goal <= +10 %)", flush=True)
+        first, drained = outbox_worker(service, args.notifications, args.outbox_seconds)
         print(f"outbox worker (tawqi worker, console backends): RSS {first / 1024:.1f} MiB "
               f"once sending, {drained / 1024:.1f} MiB after {args.notifications:,} "
               f"notifications ({100 * (drained / first - 1):+.1f} %)")
