@@ -80,14 +80,16 @@ def pyhanko_validation(verifier: Any, data: bytes) -> Callable[[], object]:
     from pyhanko.sign.validation.status import PdfSignatureStatus
     from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 
+    from pki.signing.pades import RevocationData
     from pki.signing.verification import _timestamp_tokens
 
     now = datetime.now(UTC)
     first = PdfFileReader(io.BytesIO(data), strict=False)
     specs = []
     for embedded in first.embedded_regular_signatures:
-        known, certs = verifier._knowledge(first, embedded)
-        specs.append((verifier._spec(known, certs, now), bool(_timestamp_tokens(embedded))))
+        known, certs = verifier._knowledge(first, embedded, RevocationData())
+        specs.append((verifier._spec(known, certs, now, None),
+                      bool(_timestamp_tokens(embedded))))
 
     async def validate_all() -> list[object]:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
