@@ -28,6 +28,7 @@ bench: system-deps $(STAMP)
 	$(BIN)/python -m bench.sign_pdf
 	$(BIN)/python -m bench.verify
 	$(BIN)/python -m bench.cli_start
+	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.load
 
 system-deps:

@@ -15,13 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.audit import record
 from core.clock import Clock
-from core.db import is_postgres
+from core.db import dialect_insert
 from quotas.errors import (
     InvalidPartnership,
     NotAQuotaEntity,
@@ -163,7 +161,7 @@ def _ledger(session: Session, entity: Entity, year: int) -> LedgerEntry:
     if existing is not None:
         return existing
     allot = allotment(session, entity, year)
-    insert = pg_insert if is_postgres(session) else sqlite_insert
+    insert = dialect_insert(session)
     session.execute(insert(LedgerEntry).values(
         entity_kind=entity.kind, entity_code=entity.code, year=year,
         policy_version=allot.policy_version, tier=allot.tier, population=allot.population,

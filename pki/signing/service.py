@@ -606,9 +606,9 @@ class RemoteSigning:
         if len(documents) > self.policy.max_batch:
             raise BatchTooLarge(f"at most {self.policy.max_batch} documents per request",
                                 limit=self.policy.max_batch, given=len(documents))
-        # Every document is parsed and checked first: a broken upload spends no SAD.
-        for document, request in documents:
-            pades.check(document, request)
+        # Every document is parsed and checked first: a broken upload spends no SAD (the
+        # parsed document is then signed, not parsed again).
+        checked = [pades.check(document, request) for document, request in documents]
         digests = [hashlib.sha256(document).digest() for document, _request in documents]
         credential, pin, authorization = self._open(
             credential_id, sad, client=client, purposes=(PURPOSE_DOCUMENT, PURPOSE_HASH),
@@ -617,8 +617,9 @@ class RemoteSigning:
             with self._label_lock(credential.token_label):
                 signer = self._signer(credential, pin)
                 del pin
-                signed = [pades.sign(document, signer, request)
-                          for document, request in documents]
+                signed = [pades.sign(document, signer, request, check)
+                          for (document, request), check in zip(documents, checked,
+                                                                strict=True)]
         except (PinIncorrect, PinLocked) as exc:
             self._token_refused(authorization, credential, client, actor, exc)
             raise
