@@ -164,7 +164,7 @@ def prepare(directory: Path) -> Service:
                                   version=settings.terms_version, actor="bench")
             request_id, mobile = request.id, holder.mobile
             key = accounts.create_api_key(session, clock, name="platform", actor="bench").key
-        initial = read_sms(runtime, mobile, r"signature est (\d+)\.")
+        initial = read_sms(runtime, mobile, r"^(\d+) : code PIN")
         pin = generate_pin(6)
         pins.change_pin(runtime.sessions, clock, tokens, request_id, old_pin=initial,
                         new_pin=pin, actor="bench")
@@ -254,7 +254,7 @@ def authorize(client: http.Session, url: str, service: Service, runtime: Any,
                         headers=headers, json={"credentialID": service.serial})
     sent.raise_for_status()
     with bounded.step("outbox drain (the signing code)", 60):
-        code = read_sms(runtime, service.mobile, r"code de signature (\d{6})")
+        code = read_sms(runtime, service.mobile, r"(\d{6}) : code de signature")
     answer = bounded.post(client, url + "/csc/v2/credentials/authorize", "csc.authorize", 60,
                           headers=headers, json={"credentialID": service.serial,
                                                  "PIN": service.pin, "OTP": code, **body})

@@ -83,7 +83,7 @@ async def _sign_with_pyhanko(url: str, key: str, owner: Hosted, phone: Sms,
         assert credential.hash_pinning_required  # SCAL 2: the SAD is bound to the hashes
         manager = SmsAuthorization(
             session, info, credential, owner.pin,
-            lambda: phone.read(owner.mobile, r"code de signature (\d{6})"))
+            lambda: phone.read(owner.mobile, r"(\d{6}) : code de signature"))
         signer = CSCSigner(session, manager)
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
         out = await signers.async_sign_pdf(
@@ -134,7 +134,7 @@ def test_v1_names_and_refusals(client: FlaskClient, platform: Caller,  # noqa: F
     sent = client.post("/csc/v1/credentials/sendOTP", headers=platform.headers,
                        json={"credentialID": hosted.serial})
     assert sent.status_code == 204
-    code = sms.read(hosted.mobile, r"code de signature (\d{6})")
+    code = sms.read(hosted.mobile, r"(\d{6}) : code de signature")
     granted = client.post("/csc/v1/credentials/authorize", headers=platform.headers, json={
         "credentialID": hosted.serial, "numSignatures": 1, "PIN": hosted.pin, "OTP": code,
         "hash": [base64.b64encode(digest).decode()]})

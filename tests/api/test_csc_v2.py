@@ -35,7 +35,7 @@ def _authorize(client: FlaskClient, caller: Caller, owner: Hosted, phone: Sms,
     sent = client.post("/csc/v2/credentials/sendOTP", headers=caller.headers,
                        json={"credentialID": owner.serial})
     assert sent.status_code == 200, sent.get_json()
-    code = phone.read(owner.mobile, r"code de signature (\d{6})")
+    code = phone.read(owner.mobile, r"(\d{6}) : code de signature")
     answer = client.post("/csc/v2/credentials/authorize", headers=caller.headers, json={
         "credentialID": owner.serial,
         "authData": [{"id": "PIN", "value": owner.pin}, {"id": "OTP", "value": code}],
@@ -149,7 +149,7 @@ def test_sign_doc_json_document_digests(client: FlaskClient, platform: Caller,  
 def test_info_advertises_v2(client: FlaskClient) -> None:
     info = client.post("/csc/v2/info").get_json()
     assert info["specs"] == "2.0.0.2"
-    assert info["conformance_levels"] == ["Ades-B-B", "Ades-B-T", "Ades-B-LT"]
+    assert info["conformance_levels"] == ["Ades-B-B", "Ades-B-T", "Ades-B-LT", "Ades-B-LTA"]
     assert info["signature_formats"]["formats"] == ["P"]
 
 

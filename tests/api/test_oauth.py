@@ -79,7 +79,7 @@ def holder_code(client: FlaskClient, params: dict[str, str], owner: Hosted, phon
     assert "Permis de construire n° 2026/0300" in text
     sent = post_page(client, params, page, action="send")
     assert sent.status_code == 200, sent.get_data(as_text=True)[:500]
-    code = phone.read(owner.mobile, r"code de signature (\d{6})")
+    code = phone.read(owner.mobile, r"(\d{6}) : code de signature")
     return post_page(client, params, sent, action="authorize", pin=pin or owner.pin,
                      otp=code)
 

@@ -81,7 +81,7 @@ def test_holder_authorises_on_the_page(page: Page, oauth_site: Site, app: Flask,
     check(page, site, "oauth-authorize")
     page.locator("#oauth-send button").click()
     expect(page.locator("#flash")).to_be_visible()
-    code = scene.sms.read(scene.hosted.mobile, r"code de signature (\d{6})")
+    code = scene.sms.read(scene.hosted.mobile, r"(\d{6}) : code de signature")
     # a wrong PIN first: said on the page, in the page's language, never echoed
     wrong = "000000" if scene.hosted.pin != "000000" else "111111"
     page.locator("#oauth-authorize input[name=pin]").fill(wrong)
@@ -92,7 +92,7 @@ def test_holder_authorises_on_the_page(page: Page, oauth_site: Site, app: Flask,
     check(page, site, "oauth-refused")
     page.locator("#oauth-send button").click()
     expect(page.locator("#flash")).to_be_visible()
-    code = scene.sms.read(scene.hosted.mobile, r"code de signature (\d{6})")
+    code = scene.sms.read(scene.hosted.mobile, r"(\d{6}) : code de signature")
     page.locator("#oauth-authorize input[name=pin]").fill(scene.hosted.pin)
     page.locator("#oauth-authorize input[name=otp]").fill(code)
     page.locator("#oauth-authorize button").click()
