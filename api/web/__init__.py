@@ -9,6 +9,7 @@ page), :mod:`api.web.operator` (search, bulk decisions, personalisation, batches
 :mod:`api.web.admin` (the DGCL administrator's pages and the CSV report)."""
 
 from api.web import admin as _admin  # noqa: F401
+from api.web import campaigns as _campaigns  # noqa: F401
 from api.web import contact as _contact  # noqa: F401  (registers its views)
 from api.web import holder as _holder  # noqa: F401
 from api.web import operator as _operator  # noqa: F401
