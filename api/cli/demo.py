@@ -604,7 +604,7 @@ def election_chapter(wiring: Wiring, story: Story) -> None:
                                 sealer=sealer, actor="operator", policy=policy)
     with runtime.unit_of_work() as session:
         batch = batches.prepare_batch(session, clock, "01.051", actor="operator")
-        batches.dispatch_batch(session, clock, batch.id, tracking_number="EE000000019MA",
+        batches.dispatch_batch(session, clock, batch.id, tracking_number="EE202611306MA",
                                actor="operator", policy=policy)
         batches.receive_batch(session, clock, batch.id, actor="contact",
                               contact_id=contact_id)
