@@ -19,6 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import problems
 from api.blueprints import BLUEPRINT_MODULES
+from api.bodies import BoundedRequest
 from api.problems import PROBLEM_BASE, problem
 from api.ratelimit import limit_of, login_policy
 from api.routing import BoundedIntConverter, IdConverter
@@ -52,7 +53,9 @@ def check_settings(settings: Settings) -> None:
         limit_of(settings, kind)
     login_policy(settings)
     for name in ("max_json_kb", "max_upload_mb", "session_ttl_minutes",
-                 "idempotency_ttl_hours", "argon2_time_cost", "argon2_memory_kib"):
+                 "idempotency_ttl_hours", "argon2_time_cost", "argon2_memory_kib",
+                 "verify_fetch_timeout_seconds", "verify_fetch_max_kb",
+                 "verify_fetch_max_requests"):
         if getattr(settings, name) < 1:
             raise ConfigurationError(f"TAWQI_{name.upper()} must be at least 1")
     if settings.trusted_proxies < 0:
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
     rt = rt or Runtime(settings)
     wiring = wiring or Wiring(rt)
     app = Flask("tawqi", root_path=str(Path(__file__).resolve().parent))
+    app.request_class = BoundedRequest  # chunked bodies over the limit: 413, not truncated
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
         SECRET_KEY=settings.secret_key or secrets.token_hex(32),

@@ -77,6 +77,7 @@ RULES: dict[str, dict[str, Reach]] = {
                           PLATFORM: AUTHORISED},
     "certificates.list": {ADMIN: ANY, OPERATOR: ANY},
     "certificates.manage": {OPERATOR: ANY},
+    "certificates.bulk_revoke": {OPERATOR: ANY},
     "holder.terms": {HOLDER: OWN},
     "holder.pin": {HOLDER: OWN},
     "holder.contact": {HOLDER: OWN},

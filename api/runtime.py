@@ -83,15 +83,9 @@ class Runtime:
                 # Wrong PINs are counted in the database, so the lockout holds across
                 # processes and restarts (SoftHSM2 itself never locks).
                 module = self._token_module()
-                # p11-kit 0.24's RPC cannot carry CKM_AES_GCM: through the token server,
-                # sealed secrets use SoftHSM2 directly (docs/hsm.md, "Known limits").
-                sealing = self.settings.pkcs11_module if (
-                    module != self.settings.pkcs11_module
-                    and is_softhsm(self.settings.pkcs11_module)) else None
                 self._tokens = TokenLibrary(
                     module, max_attempts=self.settings.pin_max_attempts,
-                    attempts=DatabasePinAttemptStore(self.engine, self.clock),
-                    sealing_module=sealing)
+                    attempts=DatabasePinAttemptStore(self.engine, self.clock))
             return self._tokens
 
     def _token_module(self) -> str:
@@ -121,8 +115,9 @@ class Runtime:
     def _prepare_softhsm_for(settings: Settings) -> None:
         """With SoftHSM2 and no SOFTHSM2_CONF, keep tokens under var/ rather than in the
         system-wide directory."""
-        if not is_softhsm(settings.pkcs11_module) or os.environ.get("SOFTHSM2_CONF"):
-            return
+        if (not is_softhsm(settings.pkcs11_module) or os.environ.get("SOFTHSM2_CONF")
+                or settings.pkcs11_server not in {"auto", "off"}):
+            return  # a token server elsewhere holds the token files
         from hsm.softhsm import write_softhsm_config
 
         settings.var_dir.mkdir(parents=True, exist_ok=True)

@@ -174,8 +174,16 @@ class Settings:
     stamp_font_dir: Path = Path("/usr/share/fonts/opentype/fonts-hosny-amiri")
     # Verification: a PEM file of further trust anchors (besides our root), and whether to
     # fetch CRLs and OCSP answers of foreign certificates over the network.
+    # Roots only: an intermediate given there becomes an anchor itself.
     verify_trust_anchors: str = ""
     verify_fetch_revocation: bool = False
+    # Bounds on that fetching: seconds per request, KiB per response, requests per file.
+    verify_fetch_timeout_seconds: int = 10
+    verify_fetch_max_kb: int = 10240
+    verify_fetch_max_requests: int = 50
+    # A directory of CRLs and OCSP responses (DER or PEM) the operator supplies, read at
+    # each verification.
+    verify_revocation_dir: str = ""
 
     # HTTP
     max_upload_mb: int = 20

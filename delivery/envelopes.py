@@ -43,7 +43,8 @@ class Sealer(Protocol):
 
 
 class TokenSealer:
-    """A :class:`Sealer` over ``hsm.TokenLibrary`` (AES-256-GCM on the service's token)."""
+    """A :class:`Sealer` over ``hsm.TokenLibrary`` (AES-256-GCM under keys derived on the
+    service's token)."""
 
     def __init__(self, tokens: TokenLibrary, token_label: str, token_pin: str,
                  key_label: str) -> None:

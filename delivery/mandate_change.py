@@ -171,17 +171,9 @@ def end_mandate(session: Session, clock: Clock, holder_id: int, *, ended_on: dat
 
 def lifecycle_revoker(session: Session, clock: Clock, authority: Authority, *,
                       progress: Callable[[int, int], None] | None = None) -> Revoker:
-    """Revoke through :mod:`pki.lifecycle` with the loaded CA, in ``session``: in one bulk
-    operation (``revoke_many``: one CRL at the end) where the CA offers it, else one by
-    one. ``progress(done, total)`` follows it."""
+    """Revoke through :func:`pki.lifecycle.revoke_many` with the loaded CA, in ``session``:
+    one bulk operation, one CRL at the end. ``progress(done, total)`` follows it."""
     def revoke(serials: Sequence[str], reason: str, actor: str) -> None:
-        bulk = getattr(lifecycle, "revoke_many", None)
-        if bulk is not None:
-            bulk(session, clock, authority, list(serials), reason, actor=actor,
-                 progress=progress)
-            return
-        for done, serial in enumerate(serials, start=1):
-            lifecycle.revoke(session, clock, authority, serial, reason, actor=actor)
-            if progress is not None:
-                progress(done, len(serials))
+        lifecycle.revoke_many(session, clock, authority, list(serials), reason, actor=actor,
+                              progress=progress)
     return revoke

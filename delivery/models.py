@@ -304,7 +304,8 @@ class CourierBatch(Base):
 class SecretEnvelope(Base):
     """A PIN or one-time code waiting to be sent, encrypted on the token layer.
 
-    ``ciphertext`` is AES-GCM under a non-extractable key of the service's token, bound (AAD)
+    ``ciphertext`` is AES-GCM under a one-message key derived by a non-extractable key of the
+    service's token (:mod:`hsm.sealing`), bound (AAD)
     to this row's id and purpose. It is set to NULL (``destroyed_at`` set) as soon as every
     outbox message that carries it has been sent; nothing else can decrypt it.
     """

@@ -6,7 +6,7 @@ after a successful PIN check and reused by every key object of that token. All c
 the PKCS#11 module are serialised by the module lock (see :mod:`hsm._module`); PIN checks
 of one token are also serialised among themselves (a per-label lock) so that the wrong-PIN
 count cannot be overtaken by concurrent attempts in this process. The pool itself is
-:mod:`hsm.pool`; the AES-GCM sealing of secrets is :mod:`hsm.sealing` (this class stays the
+:mod:`hsm.pool`; the sealing of secrets is :mod:`hsm.sealing` (this class stays the
 front of both).
 
 PIN handling: a PIN passes through here on its way to the token and is never stored,
@@ -64,9 +64,6 @@ KEY_TYPES: dict[str, tuple[KeyType, str | int]] = {
 }
 
 LABEL_MAX_BYTES = 32  # CK_TOKEN_INFO.label
-_GCM_NONCE_BYTES = 12
-_GCM_TAG_BITS = 128
-_BLOB_VERSION = b"\x01"
 # A signature re-reads the wrong-PIN count (which another process may have raised to the
 # lockout) at most this often per token; every PIN check still reads it afresh.
 _LOCK_RECHECK_SECONDS = 1.0
@@ -100,8 +97,7 @@ class TokenLibrary:
     """
 
     def __init__(self, module_path: str, *, attempts: PinAttemptStore | None = None,
-                 max_attempts: int = 5, max_sessions: int | None = 256,
-                 sealing_module: str | None = None) -> None:
+                 max_attempts: int = 5, max_sessions: int | None = 256) -> None:
         if max_attempts < 1:
             raise InvalidRequest("max_attempts must be at least 1.")
         if max_sessions is not None and max_sessions < 1:
@@ -114,11 +110,6 @@ class TokenLibrary:
         self._pool = SessionPool(module_path, max_sessions)
         # token label -> monotonic time until which "not locked" may be trusted when signing
         self._unlocked_until: dict[str, float] = {}
-        # AES-GCM sealing through another module (see :meth:`encrypt`), or through this one.
-        self._sealing: TokenLibrary | None = None
-        if sealing_module is not None and sealing_module != module_path:
-            self._sealing = TokenLibrary(sealing_module, attempts=self._attempts,
-                                         max_attempts=max_attempts, max_sessions=max_sessions)
 
     @classmethod
     def from_environment(cls, **kwargs: Any) -> TokenLibrary:
@@ -441,8 +432,6 @@ class TokenLibrary:
             self._pool.drop(state, label)
 
     def close(self) -> None:
-        if self._sealing is not None:
-            self._sealing.close()
         self._pool.close()
 
     # ------------------------------------------------------------------ keys and certificates
@@ -667,14 +656,14 @@ class TokenLibrary:
     # (AES-256-GCM under a non-extractable token key; the work is in hsm/sealing.py)
 
     def ensure_secret_key(self, label: str, pin: str, key_label: str) -> None:
-        """Make sure an AES-256 key (token, private, sensitive, not extractable, encrypt and
-        decrypt only) labelled ``key_label`` exists on the token."""
+        """Make sure the sealing key (256-bit HMAC: token, private, sensitive, not
+        extractable, sign only) labelled ``key_label`` exists on the token."""
         sealing.ensure_secret_key(self, label, pin, key_label)
 
     def encrypt(self, label: str, pin: str, key_label: str, plaintext: bytes,
                 aad: bytes = b"") -> bytes:
-        """AES-256-GCM on the token (:func:`hsm.sealing.encrypt`). Random nonces: keep a key
-        under 2**32 messages."""
+        """AES-256-GCM under a one-message key derived on the token
+        (:func:`hsm.sealing.encrypt`); works through the token server."""
         return sealing.encrypt(self, label, pin, key_label, plaintext, aad)
 
     def decrypt(self, label: str, pin: str, key_label: str, blob: bytes,

@@ -1,10 +1,17 @@
-"""Sealed secrets: AES-256-GCM under a non-extractable key on a token (the PINs and codes
-waiting in delivery's envelopes). :class:`~hsm.library.TokenLibrary` is the front
+"""Sealed secrets (the PINs and codes waiting in delivery's envelopes) under a
+non-extractable key on a token. :class:`~hsm.library.TokenLibrary` is the front
 (``ensure_secret_key``, ``encrypt``, ``decrypt``); the work is here.
 
-Blob: version byte, 12-byte random nonce, ciphertext and 16-byte tag. With a
-``sealing_module`` (the main module is p11-kit's client, whose RPC in p11-kit 0.24 cannot
-carry CKM_AES_GCM) the work runs on that module instead.
+Why not AES-GCM on the token: p11-kit 0.24's RPC (the token server every process goes
+through) refuses every AES mechanism, while it carries CKM_SHA256_HMAC. So the token
+holds a 256-bit HMAC key (generic secret, sensitive, not extractable, sign only) and each
+message gets its own AES-256-GCM key, ``HMAC(token key, context || salt)`` with a fresh
+32-byte random salt, used once in this process and dropped. Whoever can open a blob must
+still log in to the token and use its key, as before; no process needs the token files.
+
+Blob v2: ``0x02``, salt (32 bytes), nonce (12 bytes), ciphertext and 16-byte tag.
+Blob v1 (before): ``0x01``, nonce, ciphertext and tag, AES-GCM computed on the token; still
+opened where the module carries CKM_AES_GCM (a module loaded directly), never written.
 """
 
 from __future__ import annotations
@@ -13,36 +20,44 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import pkcs11
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11
 
-from hsm import _module as _mod
-from hsm.errors import DecryptionFailed, InvalidRequest, KeyNotFound, TokenNotFound
+from hsm.errors import DecryptionFailed, KeyNotFound
 from hsm.pool import PooledSession, module_error
 
 if TYPE_CHECKING:
     from hsm.library import TokenLibrary
 
+BLOB_VERSION = b"\x02"
+LEGACY_BLOB_VERSION = b"\x01"
+SALT_BYTES = 32
 GCM_NONCE_BYTES = 12
-GCM_TAG_BITS = 128
-BLOB_VERSION = b"\x01"
+GCM_TAG_BYTES = 16
+# Binds each derived key to this use, so the token key can never yield one of another's.
+KDF_CONTEXT = b"tawqi/sealed-secret/v2\x00"
 
 
-def secret_key(entry: PooledSession, key_label: str) -> Any:
-    key = entry.secret_keys.get(key_label)
+def secret_key(entry: PooledSession, key_label: str,
+               key_type: KeyType = KeyType.GENERIC_SECRET) -> Any:
+    cache_key = f"{key_type.name}:{key_label}"
+    key = entry.secret_keys.get(cache_key)
     if key is None:
         # Consume the search fully: an open search keeps the session busy.
         found = list(entry.session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY,
+                                                Attribute.KEY_TYPE: key_type,
                                                 Attribute.LABEL: key_label}))
         if not found:
             raise KeyNotFound("No secret key has this label.", key_label=key_label)
-        key = entry.secret_keys[key_label] = found[0]
+        key = entry.secret_keys[cache_key] = found[0]
     return key
 
 
 def ensure_secret_key(lib: TokenLibrary, label: str, pin: str, key_label: str) -> None:
-    """Make sure an AES-256 key (token, private, sensitive, not extractable, encrypt and
-    decrypt only) labelled ``key_label`` exists on the token."""
+    """Make sure a 256-bit HMAC key (token, private, sensitive, not extractable, sign only)
+    labelled ``key_label`` exists on the token."""
     lib._login(label, pin)
     with lib._pool.locked() as state:
         entry = lib._pool.entry(state, label)
@@ -52,83 +67,82 @@ def ensure_secret_key(lib: TokenLibrary, label: str, pin: str, key_label: str) -
                 return
             except KeyNotFound:
                 pass
-            entry.secret_keys[key_label] = entry.session.generate_key(
-                KeyType.AES, 256, label=key_label, store=True,
-                capabilities=MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
-                template={
-                    Attribute.TOKEN: True, Attribute.PRIVATE: True,
-                    Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
-                    Attribute.ENCRYPT: True, Attribute.DECRYPT: True,
-                    Attribute.WRAP: False, Attribute.UNWRAP: False,
-                    Attribute.SIGN: False, Attribute.VERIFY: False,
-                    Attribute.DERIVE: False,
-                })
+            entry.secret_keys[f"{KeyType.GENERIC_SECRET.name}:{key_label}"] = \
+                entry.session.generate_key(
+                    KeyType.GENERIC_SECRET, 256, label=key_label, store=True,
+                    capabilities=MechanismFlag.SIGN,
+                    template={
+                        Attribute.TOKEN: True, Attribute.PRIVATE: True,
+                        Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
+                        Attribute.SIGN: True, Attribute.VERIFY: False,
+                        Attribute.ENCRYPT: False, Attribute.DECRYPT: False,
+                        Attribute.WRAP: False, Attribute.UNWRAP: False,
+                        Attribute.DERIVE: False,
+                    })
         except p11.PKCS11Error as exc:
             raise module_error(exc, "generating a secret key") from exc
 
 
-def _on_sealing_module(lib: TokenLibrary, operation: str, *args: Any, **kwargs: Any) -> Any:
-    """Run encrypt/decrypt on the sealing module. Its state is read when it is
-    initialised, so a token or key made since (through the main module) is found by
-    initialising it again, once."""
-    sealing = lib._sealing
-    if sealing is None:  # pragma: no cover - callers check
-        raise InvalidRequest("No sealing module.")
-    try:
-        return getattr(sealing, operation)(*args, **kwargs)
-    except (TokenNotFound, KeyNotFound):
-        _mod.load_module(sealing.module_path).reinitialize()
-        return getattr(sealing, operation)(*args, **kwargs)
+def _message_key(lib: TokenLibrary, label: str, pin: str, key_label: str,
+                 salt: bytes) -> bytes:
+    lib._login(label, pin)
+    with lib._pool.locked() as state:
+        entry = lib._pool.entry(state, label)
+        key = secret_key(entry, key_label)
+        try:
+            return bytes(key.sign(KDF_CONTEXT + salt, mechanism=Mechanism.SHA256_HMAC))
+        except p11.PKCS11Error as exc:
+            raise module_error(exc, "deriving a message key") from exc
 
 
 def encrypt(lib: TokenLibrary, label: str, pin: str, key_label: str, plaintext: bytes,
             aad: bytes = b"") -> bytes:
-    """AES-256-GCM on the token. Blob: version byte, 12-byte random nonce, ciphertext
-    and 16-byte tag. Random nonces: keep a key under 2**32 messages.
-
-    With ``sealing_module`` set (the main module is p11-kit's client, whose RPC in
-    p11-kit 0.24 cannot carry CKM_AES_GCM), this runs on that module instead."""
-    if lib._sealing is not None:
-        return bytes(_on_sealing_module(lib, "encrypt", label, pin, key_label, plaintext,
-                                        aad=aad))
-    lib._login(label, pin)
+    """Seal ``plaintext`` (blob v2, see the module's docstring)."""
+    salt = os.urandom(SALT_BYTES)
     nonce = os.urandom(GCM_NONCE_BYTES)
-    with lib._pool.locked() as state:
-        entry = lib._pool.entry(state, label)
-        try:
-            key = secret_key(entry, key_label)
-            sealed = key.encrypt(plaintext, mechanism=Mechanism.AES_GCM,
-                                 mechanism_param=pkcs11.GCMParams(nonce, aad or None,
-                                                                  GCM_TAG_BITS))
-        except p11.PKCS11Error as exc:
-            raise module_error(exc, "encrypting") from exc
-    return BLOB_VERSION + nonce + bytes(sealed)
+    message_key = _message_key(lib, label, pin, key_label, salt)
+    return BLOB_VERSION + salt + nonce + AESGCM(message_key).encrypt(nonce, plaintext, aad)
 
 
 def decrypt(lib: TokenLibrary, label: str, pin: str, key_label: str, blob: bytes,
             aad: bytes = b"") -> bytes:
     """Reverse :meth:`encrypt`; raise :class:`DecryptionFailed` if the blob, the AAD or
     the key do not match."""
-    if lib._sealing is not None:
-        return bytes(_on_sealing_module(lib, "decrypt", label, pin, key_label, blob, aad=aad))
-    if (len(blob) < 1 + GCM_NONCE_BYTES + GCM_TAG_BITS // 8
-            or blob[:1] != BLOB_VERSION):
-        raise DecryptionFailed("Not a sealed blob of this version.")
-    nonce = blob[1:1 + GCM_NONCE_BYTES]
-    sealed = blob[1 + GCM_NONCE_BYTES:]
+    if blob[:1] == LEGACY_BLOB_VERSION:
+        return _decrypt_legacy(lib, label, pin, key_label, blob, aad)
+    header = 1 + SALT_BYTES + GCM_NONCE_BYTES
+    if len(blob) < header + GCM_TAG_BYTES or blob[:1] != BLOB_VERSION:
+        raise DecryptionFailed("Not a sealed blob of a known version.")
+    salt, nonce = blob[1:1 + SALT_BYTES], blob[1 + SALT_BYTES:header]
+    message_key = _message_key(lib, label, pin, key_label, salt)
+    try:
+        return AESGCM(message_key).decrypt(nonce, blob[header:], aad)
+    except InvalidTag as exc:
+        raise DecryptionFailed("The sealed blob did not authenticate.") from exc
+
+
+def _decrypt_legacy(lib: TokenLibrary, label: str, pin: str, key_label: str, blob: bytes,
+                    aad: bytes) -> bytes:
+    if len(blob) < 1 + GCM_NONCE_BYTES + GCM_TAG_BYTES:
+        raise DecryptionFailed("Not a sealed blob of a known version.")
+    nonce, sealed = blob[1:1 + GCM_NONCE_BYTES], blob[1 + GCM_NONCE_BYTES:]
     lib._login(label, pin)
     with lib._pool.locked() as state:
         entry = lib._pool.entry(state, label)
-        key = secret_key(entry, key_label)
+        key = secret_key(entry, key_label, KeyType.AES)
         try:
             return bytes(key.decrypt(sealed, mechanism=Mechanism.AES_GCM,
                                      mechanism_param=pkcs11.GCMParams(
-                                         nonce, aad or None, GCM_TAG_BITS)))
+                                         nonce, aad or None, GCM_TAG_BYTES * 8)))
         except (p11.EncryptedDataInvalid, p11.EncryptedDataLenRange,
                 p11.FunctionFailed, p11.SignatureInvalid, p11.DataInvalid,
                 p11.GeneralError) as exc:
             # SoftHSM2 reports a GCM tag mismatch as CKR_GENERAL_ERROR.
             raise DecryptionFailed("The sealed blob did not authenticate.") from exc
+        except p11.MechanismInvalid as exc:
+            raise DecryptionFailed(
+                "This blob was sealed with AES-GCM on the token, which this module's "
+                "transport cannot carry; open it with the module loaded directly.") from exc
         except p11.PKCS11Error as exc:
             raise module_error(exc, "decrypting") from exc
 

@@ -79,3 +79,11 @@ class SerialCollision(Conflict):
 
     type = "pki-serial-collision"
     title = "Serial number collision"
+
+
+class BulkRevocationRefused(InvalidInput):
+    """A bulk revocation list names serials that cannot be revoked (unknown, of another CA,
+    never issued, or too many): nothing was changed. ``problems`` lists each one."""
+
+    type = "pki-bulk-revocation-refused"
+    title = "Bulk revocation refused"

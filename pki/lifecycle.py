@@ -6,11 +6,15 @@ its OCSP response re-signed and a new CRL published. Allowed transitions::
     issued    --suspend--> suspended --release--> issued
     issued    --revoke---> revoked (final)
     suspended --revoke---> revoked (final)
+
+:func:`revoke_many` revokes a list at once (after an election): each certificate audited
+and its OCSP answer re-signed, then ONE CRL at the end.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
@@ -20,7 +24,7 @@ from core.audit import record as audit
 from core.clock import Clock, as_utc
 from pki import crl, ocsp, reasons
 from pki.authority import Authority, normalise_serial
-from pki.errors import CertificateNotFound, InvalidTransition
+from pki.errors import BulkRevocationRefused, CertificateNotFound, InvalidTransition
 from pki.models import (
     STATUS_ISSUED,
     STATUS_REVOKED,
@@ -110,6 +114,147 @@ def revoke(session: Session, clock: Clock, authority: Authority, serial: str, re
           object_type="certificate", object_id=row.serial,
           summary={"reason": name, "previous": previous})
     return _after_change(session, clock, authority, row, actor=actor)
+
+
+#: The most serials one bulk revocation accepts (the nation's presidents are 1,503).
+BULK_LIMIT = 20_000
+
+
+@dataclass(frozen=True)
+class BulkRevocation:
+    """What :func:`revoke_many` did (or, with ``dry_run``, would do).
+
+    ``revoked``: revoked by this run. ``skipped``: already revoked with the same reason
+    (e.g. by an interrupted run being resumed). ``other_reason``: already revoked with
+    another reason, left as they are. ``crl_number``: the one CRL published (None on a dry
+    run or when nothing changed)."""
+
+    reason: str
+    dry_run: bool
+    revoked: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    other_reason: list[tuple[str, str]] = field(default_factory=list)
+    crl_number: int | None = None
+
+    @property
+    def total(self) -> int:
+        return len(self.revoked) + len(self.skipped) + len(self.other_reason)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"reason": self.reason, "dry_run": self.dry_run, "total": self.total,
+                "revoked": self.revoked, "skipped": self.skipped,
+                "other_reason": [{"serial": s, "reason": r} for s, r in self.other_reason],
+                "crl_number": self.crl_number}
+
+
+def _bulk_serials(serials: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]:
+    keys: list[str] = []
+    seen: set[str] = set()
+    problems: list[dict[str, str]] = []
+    for raw in serials:
+        text = (raw or "").strip()
+        if not text:
+            continue
+        try:
+            key = normalise_serial(text)
+        except CertificateNotFound:
+            problems.append({"serial": text[:80], "problem": "not a serial number"})
+            continue
+        if key not in seen:
+            seen.add(key)
+            keys.append(key)
+    return keys, problems
+
+
+def revoke_many(session: Session, clock: Clock, authority: Authority,
+                serials: Iterable[str], reason: str, *, actor: str, dry_run: bool = False,
+                progress: Callable[[int, int], None] | None = None,
+                checkpoint: Callable[[], None] | None = None,
+                checkpoint_every: int = 200) -> BulkRevocation:
+    """Revoke many certificates as one operation, with one RFC 5280 ``reason``.
+
+    Every serial is checked first; if one is unknown, of another CA or not an issued or
+    suspended certificate, :class:`BulkRevocationRefused` lists them all and nothing
+    changes. Each certificate is then revoked, audited and its OCSP answer re-signed; ONE
+    CRL is published at the end. Duplicates count once.
+
+    Resumable: a certificate already revoked with the same reason is skipped (and counted),
+    so running the same list again after an interruption finishes the work. ``checkpoint``
+    (e.g. the caller's commit) is called every ``checkpoint_every`` revocations, so an
+    interrupted run keeps what it did; the CRL follows at the end of the run that
+    completes. ``dry_run`` checks and reports, and changes nothing. ``progress(done,
+    total)`` is called as the work advances."""
+    name = reasons.canonical(reason)
+    keys, problems = _bulk_serials(serials)
+    if len(keys) > BULK_LIMIT:
+        raise BulkRevocationRefused(f"at most {BULK_LIMIT} serials per bulk revocation",
+                                    count=len(keys), limit=BULK_LIMIT)
+    rows: dict[str, CertificateRecord] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        query = select(CertificateRecord).where(CertificateRecord.serial.in_(chunk))
+        if not dry_run:
+            query = query.with_for_update()
+        rows.update((row.serial, row) for row in session.scalars(query))
+    result = BulkRevocation(reason=name, dry_run=dry_run)
+    todo: list[CertificateRecord] = []
+    for key in keys:
+        row = rows.get(key)
+        if row is None:
+            problems.append({"serial": key, "problem": "unknown serial"})
+        elif row.authority_id != authority.id:
+            problems.append({"serial": key, "problem": "issued by another CA"})
+        elif row.status == STATUS_REVOKED:
+            if row.revocation_reason == name:
+                result.skipped.append(key)
+            else:
+                result.other_reason.append((key, row.revocation_reason or "unspecified"))
+        elif row.status in (STATUS_ISSUED, STATUS_SUSPENDED):
+            todo.append(row)
+        else:
+            problems.append({"serial": key, "problem": f"a {row.status} certificate "
+                                                       "cannot be revoked"})
+    if problems:
+        raise BulkRevocationRefused(
+            f"{len(problems)} of the serials cannot be revoked; nothing was changed",
+            problems=problems[:200], count=len(problems))
+    total = len(keys)
+    done = len(result.skipped) + len(result.other_reason)
+    if progress is not None:
+        progress(done, total)
+    if dry_run:
+        result.revoked.extend(row.serial for row in todo)
+        return result
+    now = as_utc(clock.now()).replace(microsecond=0)
+    for row in todo:
+        previous = row.status
+        row.status = STATUS_REVOKED
+        row.revoked_at = now
+        row.revocation_reason = name
+        row.updated_at = now
+        audit(session, clock, actor=actor, action="certificate.revoked",
+              object_type="certificate", object_id=row.serial,
+              summary={"reason": name, "previous": previous, "bulk": True})
+        if authority.ocsp_signer is not None:
+            ocsp.presign(session, clock, authority, row)
+        result.revoked.append(row.serial)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        if checkpoint is not None and len(result.revoked) % checkpoint_every == 0:
+            session.flush()
+            checkpoint()
+    session.flush()
+    if result.revoked or result.skipped:
+        # Skipped ones may come from an interrupted run whose CRL was never published.
+        published = crl.publish_crl(session, clock, authority, actor=actor, trigger="bulk")
+        result = BulkRevocation(name, False, result.revoked, result.skipped,
+                                result.other_reason, published.number)
+    audit(session, clock, actor=actor, action="certificate.bulk_revoked",
+          object_type="crl", object_id=str(result.crl_number or ""),
+          summary={"reason": name, "revoked": len(result.revoked),
+                   "skipped": len(result.skipped), "other_reason": len(result.other_reason)})
+    return result
 
 
 def suspend(session: Session, clock: Clock, authority: Authority, serial: str, *,

@@ -202,12 +202,13 @@ class Stack:
         # The cluster lives in a directory of its own that the postgres user can reach.
         pg_dir = Path(tempfile.mkdtemp(prefix="tawqi-stack-pg-"))
         socket_path = self.state / "hsm" / "pkcs11.sock"
-        env = {k: v for k, v in environ.items()}
+        env = {k: v for k, v in environ.items() if k != "SOFTHSM2_CONF"}
         env.update(secret_env)
         env.update({
             "PATH": f"{BIN}{os.pathsep}{environ.get('PATH', '/usr/bin:/bin')}",
             "TAWQI_VAR_DIR": str(self.state / "var"),
-            "SOFTHSM2_CONF": str(conf),
+            # Only the token server reads the token files (SOFTHSM2_CONF, set in
+            # _start_hsm): the API, the workers and the init job reach them through it.
             "TAWQI_PKCS11_SERVER": str(socket_path),
             "TAWQI_OCSP_EXPORT_DIR": str(self.state / "export"),
             "TAWQI_TRUSTED_PROXIES": "1",
@@ -279,7 +280,9 @@ class Stack:
 
     def _start_hsm(self, name: str) -> None:
         sock = self.state / "hsm" / "pkcs11.sock"
-        self._spawn(name, [str(BIN / "tawqi"), "hsm", "serve", "--socket", str(sock)])
+        conf = self.state / "softhsm" / "softhsm2.conf"
+        self._spawn(name, [str(BIN / "tawqi"), "hsm", "serve", "--socket", str(sock)],
+                    env={**self.env, "SOFTHSM2_CONF": str(conf)})
         deadline = time.monotonic() + 30
         while not sock.exists():
             if time.monotonic() > deadline or not _alive(self.procs[name]):

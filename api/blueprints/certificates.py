@@ -72,6 +72,35 @@ class RevokeIn:
 
 
 @dataclass(frozen=True)
+class BulkRevokeIn:
+    serials: list[str] = field(metadata=rule(
+        min_items=1, max_items=lifecycle.BULK_LIMIT,
+        description="Serials (hex, as listed); duplicates count once."))
+    reason: str = field(metadata=rule(
+        min_length=1, max_length=50,
+        description="RFC 5280 reason for all of them: " + ", ".join(REVOCATION_REASONS)))
+    dry_run: bool = field(default=False, metadata=rule(
+        description="Check and report what would be done; change nothing."))
+
+
+@dataclass(frozen=True)
+class OtherReasonOut:
+    serial: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BulkRevocationOut:
+    reason: str
+    dry_run: bool
+    total: int
+    revoked: list[str]
+    skipped: list[str]
+    other_reason: list[OtherReasonOut]
+    crl_number: int | None
+
+
+@dataclass(frozen=True)
 class NoteIn:
     note: str = field(default="", metadata=rule(max_length=500))
 
@@ -152,6 +181,32 @@ def release(call: Call, serial: str, body: NoteIn) -> CertificateOut:
 def revoke(call: Call, serial: str, body: RevokeIn) -> CertificateOut:
     return _change(call, serial, lambda session, clock, authority: lifecycle.revoke(
         session, clock, authority, serial, body.reason, actor=call.actor))
+
+
+@bp.operation("POST", "/revoke-bulk", action="certificates.bulk_revoke", body=BulkRevokeIn,
+              response=BulkRevocationOut, errors=(409, 503), idempotency="optional",
+              prepare=load_authority_first,
+              summary="Revoke many certificates at once (after an election)",
+              description="One operation: every serial is checked first (any unknown or "
+                          "unrevocable serial refuses the whole list, 422, nothing changed); "
+                          "each certificate's OCSP answer is re-signed and ONE CRL is "
+                          "published at the end. Those already revoked with the same reason "
+                          "are skipped, so the same list may be sent again. dry_run lists "
+                          "what would be done.")
+def revoke_bulk(call: Call, body: BulkRevokeIn) -> BulkRevocationOut:
+    for serial in body.serials:
+        if len(serial) > 100:
+            from pki.errors import BulkRevocationRefused
+
+            raise BulkRevocationRefused("a serial is at most 100 characters",
+                                        serial=serial[:100])
+    done = lifecycle.revoke_many(call.session, call.clock, wiring().authority(),
+                                 body.serials, body.reason, actor=call.actor,
+                                 dry_run=body.dry_run)
+    return BulkRevocationOut(done.reason, done.dry_run, done.total, done.revoked,
+                             done.skipped,
+                             [OtherReasonOut(s, r) for s, r in done.other_reason],
+                             done.crl_number)
 
 
 @bp.operation("POST", "/<serial>/renew", action="certificates.manage",

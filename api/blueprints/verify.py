@@ -1,17 +1,23 @@
 """Verification of signed PDFs: ``POST /v1/verify``.
 
-Any PDF, ours or not: the body is the PDF itself (``application/pdf``) or a multipart form
-with the PDF in ``document``. The answer is one report per signature (see
+Any PDF, ours or not: the body is the PDF itself (``application/pdf``), a multipart form
+with the PDF in ``document`` and CRLs or OCSP responses in any number of ``revocation``
+files, or JSON with the same fields in base64. The answer is one report per signature (see
 :mod:`pki.signing.verification`): signer, claimed and time-stamp times, coverage, integrity, the
 certificate's status at signing time and now, and the ETSI indication with its
-sub-indication. A file that is not a readable PDF gets a 422, an oversized one a 413.
+sub-indication; ``signed`` says whether the file holds any signature. A file that is not a
+readable PDF gets a 422 (a signature that cannot be read is a FORMAT_FAILURE in the report,
+not a 422), an oversized one a 413, with or without a Content-Length.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from flask import request
 
@@ -20,13 +26,25 @@ from api.routing import ApiBlueprint, Call
 from api.wiring.flaskapp import wiring
 from core.errors import InvalidInput
 from pki.signing import verification
+from pki.signing.pades import RevocationData
+from pki.signing.revinfo import parse_uploaded
 
 bp = ApiBlueprint("verify", __name__, url_prefix="/v1", tag="Verification",
                   description="Verification reports of signed PDFs, with ETSI indications.")
 
 PDF = {"type": "string", "format": "binary"}
+MAX_REVOCATION_FILES = 20
 UPLOAD = {"type": "object", "required": ["document"],
-          "properties": {"document": {"type": "string", "format": "binary"}}}
+          "properties": {"document": {"type": "string", "format": "binary"},
+                         "revocation": {"type": "array", "maxItems": MAX_REVOCATION_FILES,
+                                        "items": {"type": "string", "format": "binary"},
+                                        "description": "CRLs (DER or PEM) and OCSP "
+                                        "responses (DER) to validate with"}}}
+JSON_UPLOAD = {"type": "object", "required": ["document"], "additionalProperties": False,
+               "properties": {"document": {"type": "string", "format": "byte"},
+                              "revocation": {"type": "array",
+                                             "maxItems": MAX_REVOCATION_FILES,
+                                             "items": {"type": "string", "format": "byte"}}}}
 Indication = Literal["TOTAL-PASSED", "INDETERMINATE", "TOTAL-FAILED"]
 CertStatus = Literal["good", "revoked", "suspended", "expired", "not-yet-valid", "unknown",
                      "untrusted"]
@@ -92,6 +110,7 @@ class ReportOut:
     sha256: str
     size: int
     validated_at: datetime
+    signed: bool
     signature_count: int
     indication: Indication | None
     signatures: list[SignatureOut]
@@ -121,25 +140,68 @@ def report_out(report: verification.VerificationReport) -> ReportOut:
             certificate_now=_status(sig.certificate_now), indication=sig.indication,
             sub_indication=sig.sub_indication, indication_uri=sig.indication_uri,
             sub_indication_uri=sig.sub_indication_uri, reasons=list(sig.reasons)))
-    return ReportOut(report.sha256, report.size, report.validated_at, len(signatures),
-                     report.indication, signatures)
+    return ReportOut(report.sha256, report.size, report.validated_at, report.signed,
+                     len(signatures), report.indication, signatures)
+
+
+def _base64(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidInput(f"'{name}' must be a base64 string", field=name)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"'{name}' is not valid base64", field=name) from exc
+
+
+def _from_json(max_upload_mb: int) -> tuple[bytes, RevocationData]:
+    # The PDF's own limit, plus what base64 adds.
+    request.max_content_length = max_upload_mb * 1024 * 1024 * 4 // 3 + 64 * 1024
+    try:
+        body = json.loads(request.get_data(cache=False))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidInput("the body is not valid JSON") from exc
+    if not isinstance(body, dict) or "document" not in body:
+        raise InvalidInput("put the PDF in 'document' (base64)", field="document")
+    unknown = sorted(set(body) - {"document", "revocation"})
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
+    items = body.get("revocation", [])
+    if not isinstance(items, list):
+        raise InvalidInput("'revocation' must be a list of base64 strings", field="revocation")
+    files = [(f"revocation[{i}]", _base64(item, f"revocation[{i}]"))
+             for i, item in enumerate(items[:MAX_REVOCATION_FILES + 1])]
+    return (_base64(body["document"], "document"),
+            parse_uploaded(files, max_files=MAX_REVOCATION_FILES))
+
+
+def _upload(max_upload_mb: int) -> tuple[bytes, RevocationData]:
+    """The PDF and the revocation data sent with it."""
+    if request.mimetype == "application/pdf":
+        return request.get_data(cache=False), RevocationData()
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("document")
+        if upload is None:
+            raise InvalidInput("put the PDF in the 'document' field", field="document")
+        files = [(item.filename or "revocation", item.read())
+                 for item in request.files.getlist("revocation")[:MAX_REVOCATION_FILES + 1]]
+        return upload.read(), parse_uploaded(files, max_files=MAX_REVOCATION_FILES)
+    if request.mimetype == "application/json":
+        return _from_json(max_upload_mb)
+    raise UnsupportedUpload("send the PDF as application/pdf, multipart/form-data or "
+                            "application/json")
 
 
 @bp.operation("POST", "/verify", action="signing.verify", response=ReportOut,
               transactional=False, consumes={"application/pdf": PDF,
-                                             "multipart/form-data": UPLOAD},
+                                             "multipart/form-data": UPLOAD,
+                                             "application/json": JSON_UPLOAD},
               errors=(413, 415, 422), summary="Verify the signatures of a PDF")
 def verify(call: Call) -> ReportOut:
     """Every signature of the file is validated (ETSI EN 319 102-1 with pyHanko) against
-    our root (and ``TAWQI_VERIFY_TRUST_ANCHORS``), with the file's own validation data and
-    our CA's current revocation data."""
-    if request.mimetype == "application/pdf":
-        data = request.get_data(cache=False)
-    elif request.mimetype == "multipart/form-data":
-        upload = request.files.get("document")
-        if upload is None:
-            raise InvalidInput("put the PDF in the 'document' field", field="document")
-        data = upload.read()
-    else:
-        raise UnsupportedUpload("send the PDF as application/pdf or multipart/form-data")
-    return report_out(wiring().verifier().verify(data))
+    our root (and ``TAWQI_VERIFY_TRUST_ANCHORS``), with the file's own validation data, our
+    CA's current revocation data, the CRLs and OCSP responses of
+    ``TAWQI_VERIFY_REVOCATION_DIR`` and those sent with the file (they count only when
+    signed by a CA of the chain), and, when ``TAWQI_VERIFY_FETCH_REVOCATION`` allows it, what
+    the certificates' CRL and OCSP addresses give."""
+    data, revocation = _upload(call.settings.max_upload_mb)
+    return report_out(wiring().verifier().verify(data, revocation=revocation))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -27,6 +28,7 @@ from core.errors import ConfigurationError, TawqiError
 from hsm.errors import HsmError
 from pki import ca, crl, issuance, lifecycle, ocsp, queries
 from pki.authority import Authority
+from pki.errors import BulkRevocationRefused
 from pki.models import PROFILES, STATUSES
 from pki.profiles import HolderIdentity, Profile
 from pki.reasons import REVOCATION_REASONS
@@ -323,6 +325,60 @@ def cert_revoke(runtime: Runtime, serial: str, reason: str) -> None:
     """Revoke for good."""
     _change(runtime, lambda s, a: lifecycle.revoke(s, runtime.clock, a, serial, reason,
                                                    actor=ACTOR))
+
+
+@cert_group.command("revoke-bulk")
+@click.option("--from-file", "from_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Serials, one a line (blank lines and '#' comments ignored); '-' "
+                   "is not accepted: keep the list in a file, to run it again if needed.")
+@click.option("--reason", required=True,
+              help="RFC 5280 reason for all of them (affiliationChanged after elections).")
+@click.option("--dry-run", is_flag=True, help="Check the list and say what would be done; "
+                                              "change nothing.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_runtime
+@_token_errors
+@_then_anchor
+def cert_revoke_bulk(runtime: Runtime, from_file: Path, reason: str, dry_run: bool,
+                     fmt: str) -> None:
+    """Revoke a list of certificates as one operation: each OCSP answer re-signed, ONE CRL
+    at the end. Interrupted? Run the same command again: what is already revoked with this
+    reason is skipped, and the rest is done (work is committed every 200 certificates)."""
+    serials = [line.split("#", 1)[0].strip()
+               for line in from_file.read_text(encoding="utf-8").splitlines()]
+    serials = [s for s in serials if s]
+    with _with_authority(runtime) as (session, authority):
+        with click.progressbar(length=len(serials), label="revoking",
+                               file=sys.stderr) as bar:
+            state = {"done": 0}
+
+            def advance(done: int, total: int) -> None:
+                bar.update(done - state["done"])
+                state["done"] = done
+
+            try:
+                result = lifecycle.revoke_many(
+                    session, runtime.clock, authority, serials, reason, actor=ACTOR,
+                    dry_run=dry_run, progress=advance, checkpoint=session.commit)
+            except BulkRevocationRefused as exc:
+                for problem in exc.extras.get("problems", []):
+                    click.echo(f"{problem['serial']}: {problem['problem']}", err=True)
+                fail(exc)
+    if fmt == "json":
+        print_json(result.as_dict())
+        return
+    if dry_run:
+        for serial in result.revoked:
+            click.echo(f"would revoke {serial} ({result.reason})")
+        for serial in result.skipped:
+            click.echo(f"already revoked {serial} ({result.reason}): skip")
+    for serial, other in result.other_reason:
+        click.echo(f"already revoked {serial} with another reason ({other}): left as is")
+    verb = "would revoke" if dry_run else "revoked"
+    click.echo(f"{verb} {len(result.revoked)}, skipped {len(result.skipped)} already "
+               f"revoked, {len(result.other_reason)} revoked otherwise"
+               + (f"; CRL #{result.crl_number} published" if result.crl_number else ""))
 
 
 @cert_group.command("renew")

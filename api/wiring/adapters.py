@@ -7,6 +7,7 @@ adapter is small, Flask-free, and built once by :class:`api.wiring.Wiring`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from delivery.outbox import Notification, enqueue
 from pki import queries
 from pki.signing.pades import RecordsRevocation, RevocationData
 from pki.signing.ports import HolderContact
+
+log = logging.getLogger(__name__)
 
 
 class DeliveryDirectory:
@@ -95,7 +98,14 @@ def trust_roots(rt: Runtime) -> list[x509.Certificate]:
                  if row.kind == "root" and row.active and row.der]
     extra = rt.settings.verify_trust_anchors
     if extra:
-        roots.extend(x509.load_pem_x509_certificates(Path(extra).read_bytes()))
+        for cert in x509.load_pem_x509_certificates(Path(extra).read_bytes()):
+            if cert.issuer != cert.subject:
+                # Accepted as configured, but it changes the answers: paths end at it and
+                # its own revocation is never checked.
+                log.warning("TAWQI_VERIFY_TRUST_ANCHORS holds %s, which is not a root "
+                            "(issuer %s): put roots only there", cert.subject.rfc4514_string(),
+                            cert.issuer.rfc4514_string())
+            roots.append(cert)
     return roots
 
 

@@ -292,12 +292,18 @@ class Wiring:
 
     def verifier(self) -> Verifier:
         def build() -> Verifier:
+            from pki.signing.revinfo import FetchPolicy
             from pki.signing.verification import Verifier
 
             settings = self.settings
+            policy = FetchPolicy(timeout_seconds=settings.verify_fetch_timeout_seconds,
+                                 max_response_bytes=settings.verify_fetch_max_kb * 1024,
+                                 max_requests=settings.verify_fetch_max_requests)
             return Verifier(self.clock, trust_roots=self.trust_roots(),
                             revocation=self.revocation(),
                             allow_fetching=settings.verify_fetch_revocation,
+                            fetch_policy=policy,
+                            revocation_dir=settings.verify_revocation_dir or None,
                             max_bytes=settings.max_upload_mb * 1024 * 1024)
 
         return self._once("verifier", build)

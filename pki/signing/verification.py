@@ -15,8 +15,11 @@ validation data; see pyHanko's difference analysis) is reported ``TOTAL-FAILED``
 
 Beside the indication, the report states the certificate's status at signing time (the
 time-stamp's time, else the claimed time) and now, both computed by path validation with
-all the revocation data known (the file's, and our CA's current data for our own
-certificates).
+all the revocation data known: the file's, our CA's current data for our own certificates,
+the operator's directory, what the caller uploaded and, when allowed, what was fetched
+(:mod:`pki.signing.revinfo`). When the signer's path fails only for want of revocation data,
+the sub-indication is ``TRY_LATER`` (EN 319 102-1 5.2.6.4). A signature whose value is not a
+readable CMS signature is a ``TOTAL-FAILED`` / ``FORMAT_FAILURE`` entry of the report.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from pyhanko.sign.validation.ades import (
     ades_lta_validation,
     ades_with_time_validation,
 )
+from pyhanko.sign.validation.pdf_embedded import enumerate_sig_fields
 from pyhanko.sign.validation.policy_decl import (
     LocalKnowledge,
     PdfSignatureValidationSpec,
@@ -81,6 +85,7 @@ from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 from core.clock import Clock, as_utc
 from pki.signer import from_asn1, to_asn1
 from pki.signing.pades import RevocationData, RevocationSource, read_pdf
+from pki.signing.revinfo import CappedFetcherBackend, FetchPolicy, read_directory
 
 log = logging.getLogger(__name__)
 # pyHanko logs every failed check of a validation with its traceback (at WARNING): here a
@@ -190,6 +195,11 @@ class VerificationReport:
     signatures: tuple[SignatureReport, ...] = field(default_factory=tuple)
 
     @property
+    def signed(self) -> bool:
+        """Whether the file holds any signature (readable or not)."""
+        return bool(self.signatures)
+
+    @property
     def indication(self) -> Indication | None:
         """The worst indication of all signatures (None: the document is not signed)."""
         if not self.signatures:
@@ -199,7 +209,8 @@ class VerificationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"sha256": self.sha256, "size": self.size,
-                "validated_at": self.validated_at, "signature_count": len(self.signatures),
+                "validated_at": self.validated_at, "signed": self.signed,
+                "signature_count": len(self.signatures),
                 "indication": self.indication,
                 "signatures": [s.to_dict() for s in self.signatures]}
 
@@ -376,51 +387,86 @@ def _reason_name(reason: Any) -> str | None:
 class Verifier:
     """Verifies every signature of a PDF and returns a :class:`VerificationReport`.
 
-    ``trust_roots``: the anchors (our root; more by configuration). ``revocation``: current
-    revocation data for our certificates (the CA's CRLs and pre-signed OCSP responses).
-    ``allow_fetching``: let pyHanko fetch CRLs and OCSP responses of foreign certificates
-    over the network (off by default: verification then depends on no outside service).
+    ``trust_roots``: the anchors (our root; more by configuration; roots only: an
+    intermediate given here becomes an anchor and ends every path that reaches it).
+    ``revocation``: current revocation data for our certificates (the CA's CRLs and
+    pre-signed OCSP responses). ``revocation_dir``: a directory of CRLs and OCSP responses the
+    operator supplies, read at each verification. ``allow_fetching``: let pyHanko fetch CRLs,
+    OCSP responses and issuer certificates over the network, within ``fetch_policy``
+    (timeout, response size, request count; off by default: verification then depends on no
+    outside service).
     """
 
     def __init__(self, clock: Clock, *, trust_roots: Sequence[x509.Certificate],
                  revocation: RevocationSource | None = None, allow_fetching: bool = False,
+                 fetch_policy: FetchPolicy | None = None,
+                 revocation_dir: str | None = None,
                  max_bytes: int = 20 * 1024 * 1024, max_signatures: int = 50) -> None:
         self.clock = clock
         self.trust_roots = [to_asn1(c) for c in trust_roots]
         self.revocation = revocation
         self.allow_fetching = allow_fetching
+        self.fetch_policy = fetch_policy or FetchPolicy()
+        self.revocation_dir = revocation_dir
         self.max_bytes = max_bytes
         self.max_signatures = max_signatures
 
-    def verify(self, data: bytes) -> VerificationReport:
+    def verify(self, data: bytes, *, revocation: RevocationData | None = None
+               ) -> VerificationReport:
+        """Verify ``data``; ``revocation``: CRLs and OCSP responses the caller supplies."""
         reader = read_pdf(data, max_bytes=self.max_bytes)
         now = as_utc(self.clock.now())
-        signatures = asyncio.run(self._verify_all(reader, now))
+        supplied = read_directory(self.revocation_dir) + (revocation or RevocationData())
+        # One backend per file: one cache and one request budget for all its signatures.
+        backend = CappedFetcherBackend(self.fetch_policy) if self.allow_fetching else None
+        signatures = asyncio.run(self._verify_all(reader, now, supplied, backend))
         return VerificationReport(sha256=hashlib.sha256(data).hexdigest(), size=len(data),
                                   validated_at=now, signatures=tuple(signatures))
 
-    async def _verify_all(self, reader: PdfFileReader, now: datetime
+    async def _verify_all(self, reader: PdfFileReader, now: datetime,
+                          supplied: RevocationData, backend: CappedFetcherBackend | None
                           ) -> list[SignatureReport]:
-        try:
-            embedded = list(reader.embedded_regular_signatures)
-        except Exception as exc:
-            from pki.signing.errors import InvalidDocument
+        from pki.signing.errors import InvalidDocument
 
+        try:
+            fields = list(enumerate_sig_fields(reader, filled_status=True))
+        except Exception as exc:
             raise InvalidDocument("the signature fields cannot be read",
                                   reason=type(exc).__name__) from exc
-        if len(embedded) > self.max_signatures:
-            from pki.signing.errors import InvalidDocument
-
+        if len(fields) > self.max_signatures:
             raise InvalidDocument(f"more than {self.max_signatures} signatures",
                                   limit=self.max_signatures)
-        return [await self._verify_one(reader, sig, now) for sig in embedded]
+        readable: list[EmbeddedPdfSignature] = []
+        broken: list[SignatureReport] = []
+        for name, sig_obj, sig_field in fields:
+            try:
+                kind = sig_obj.get_object().get("/Type", "/Sig")
+            except Exception:
+                kind = "/Sig"
+            if kind == "/DocTimeStamp":
+                continue
+            try:
+                readable.append(EmbeddedPdfSignature(reader, sig_field, name))
+            except Exception as exc:
+                # A signature value that is not a CMS signature (corrupted, truncated, not
+                # DER): this signature fails, the others are still verified.
+                log.info("signature %s unreadable: %r", name, exc)
+                broken.append(_format_failure(name or "(unnamed)", now,
+                                              "the signature value is not a readable CMS "
+                                              "signature"))
+        readable.sort(key=lambda sig: sig.signed_revision)
+        reports = [await self._verify_one(reader, sig, now, supplied, backend)
+                   for sig in readable]
+        return reports + broken
 
-    def _knowledge(self, reader: PdfFileReader, embedded: EmbeddedPdfSignature
+    def _knowledge(self, reader: PdfFileReader, embedded: EmbeddedPdfSignature,
+                   supplied: RevocationData
                    ) -> tuple[RevocationData, list[asn1_x509.Certificate]]:
         """Revocation data and certificates known for ``embedded``: the file's (signature,
-        time-stamp, DSS), then our CA's current data for the certificates found."""
+        time-stamp, DSS), the operator's and the caller's, then our CA's current data for
+        the certificates found."""
         certs = _embedded_certs(embedded) + _dss_certs(reader)
-        known = _revocation_in_file(reader, embedded)
+        known = _revocation_in_file(reader, embedded) + supplied
         if self.revocation is not None:
             known = known + self.revocation.revocation_data([from_asn1(c) for c in certs])
         certs += _responder_certs(known)
@@ -430,7 +476,8 @@ class Verifier:
         return known, list(unique.values())
 
     def _spec(self, known: RevocationData, certs: list[asn1_x509.Certificate],
-              now: datetime) -> PdfSignatureValidationSpec:
+              now: datetime, backend: CappedFetcherBackend | None
+              ) -> PdfSignatureValidationSpec:
         policy = CertValidationPolicySpec(
             trust_manager=SimpleTrustManager.build(trust_roots=self.trust_roots),
             # ETSI EN 319 102-1 5.2.5.4: revocation data is fresh if issued within its own
@@ -438,7 +485,9 @@ class Verifier:
             revinfo_policy=CertRevTrustPolicy(
                 REQUIRE_REVINFO,
                 freshness_req_type=FreshnessReqType.MAX_DIFF_REVOCATION_VALIDATION))
-        rule = RevinfoOnlineFetchingRule.NO_HISTORICAL_FETCH if self.allow_fetching \
+        # Fetching happens for the validation at the current time only (5.3, 5.5); the past
+        # validations of the long-term process use what is known.
+        rule = RevinfoOnlineFetchingRule.NO_HISTORICAL_FETCH if backend is not None \
             else RevinfoOnlineFetchingRule.LOCAL_ONLY
         ocsps = [parsed for parsed in map(_ocsp, known.ocsps) if parsed is not None]
         crls = [parsed for parsed in map(_crl, known.crls) if parsed is not None]
@@ -454,12 +503,13 @@ class Verifier:
             signature_validation_spec=SignatureValidationSpec(
                 cert_validation_policy=policy,
                 revinfo_gathering_policy=RevocationInfoGatheringSpec(
-                    online_fetching_rule=rule),
+                    online_fetching_rule=rule, fetcher_backend=backend),
                 local_knowledge=knowledge),
             diff_policy=DEFAULT_DIFF_POLICY)
 
     async def _verify_one(self, reader: PdfFileReader, embedded: EmbeddedPdfSignature,
-                          now: datetime) -> SignatureReport:
+                          now: datetime, supplied: RevocationData,
+                          backend: CappedFetcherBackend | None) -> SignatureReport:
         field_name = embedded.field_name or "(unnamed)"
         try:
             identity = signer_identity(embedded.signer_cert)
@@ -471,9 +521,11 @@ class Verifier:
         try:
             embedded.compute_integrity_info(diff_policy=DEFAULT_DIFF_POLICY)
             integrity_info = embedded.summarise_integrity_info()
-            known, certs = self._knowledge(reader, embedded)
-            spec = self._spec(known, certs, now)
-            timing = ValidationTimingInfo(now, now, True)
+            known, certs = self._knowledge(reader, embedded, supplied)
+            spec = self._spec(known, certs, now, backend)
+            # A validation at the current time, not a point-in-time one, when fetching is
+            # allowed: pyHanko only fetches for the former.
+            timing = ValidationTimingInfo(now, now, backend is None)
             result: AdESBasicValidationResult[Any]
             if timestamped:
                 # B-T and up: validation with time (5.5); when that does not pass, the
@@ -520,10 +572,17 @@ class Verifier:
             # Not validated (the validation stopped earlier): the token's claimed time.
             ts_time = _token_time(_timestamp_tokens(embedded)[0])
         signing_time = as_utc(ts_time or claimed or now)
-        at_signing = await self._cert_status(embedded.signer_cert, certs, known,
-                                             signing_time, historical=True)
-        now_status = await self._cert_status(embedded.signer_cert, certs, known, now,
-                                             historical=False)
+        if backend is not None:
+            known = known + backend.fetched()
+        at_signing, _ = await self._cert_status(embedded.signer_cert, certs, known,
+                                                signing_time, backend, historical=True)
+        now_status, revinfo_missing = await self._cert_status(
+            embedded.signer_cert, certs, known, now, backend, historical=False)
+        if (indication == "INDETERMINATE" and revinfo_missing
+                and sub_name == "CERTIFICATE_CHAIN_GENERAL_FAILURE"):
+            # EN 319 102-1 5.2.6.4: no fresh revocation status is available (none published,
+            # none supplied, or its source unreachable): it may be later.
+            sub_name = "TRY_LATER"
         return SignatureReport(
             field_name=field_name, signer=identity,
             level=_level(embedded, reader, timestamped),
@@ -537,15 +596,19 @@ class Verifier:
 
     async def _cert_status(self, cert: asn1_x509.Certificate,
                            certs: list[asn1_x509.Certificate], known: RevocationData,
-                           at: datetime, *, historical: bool) -> CertificateStatus:
-        """Path validation of ``cert`` at ``at`` with all known revocation data.
+                           at: datetime, backend: CappedFetcherBackend | None, *,
+                           historical: bool) -> tuple[CertificateStatus, bool]:
+        """Path validation of ``cert`` at ``at`` with all known revocation data (and what
+        ``backend`` fetches, or has fetched already for this file); the second value says
+        whether the status is unknown for want of revocation data.
 
         For the time of signing, revocation data issued later still speaks about earlier
         times (``retroactive_revinfo``): a certificate revoked after it signed was good
         when it signed."""
         context = ValidationContext(
             trust_roots=self.trust_roots, other_certs=certs,
-            ocsps=list(known.ocsps), crls=list(known.crls), allow_fetching=False,
+            ocsps=list(known.ocsps), crls=list(known.crls),
+            allow_fetching=backend is not None, fetcher_backend=backend,
             revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO,
                                               retroactive_revinfo=historical),
             moment=at)
@@ -556,23 +619,24 @@ class Verifier:
         except RevokedError as exc:
             reason = _reason_name(exc.reason)
             kind: CertStatus = "suspended" if reason == "certificate_hold" else "revoked"
-            return CertificateStatus(at, kind, exc.failure_msg, exc.revocation_dt, reason)
+            return CertificateStatus(at, kind, exc.failure_msg, exc.revocation_dt,
+                                     reason), False
         except ExpiredError as exc:
-            return CertificateStatus(at, "expired", exc.failure_msg)
+            return CertificateStatus(at, "expired", exc.failure_msg), False
         except NotYetValidError as exc:
-            return CertificateStatus(at, "not-yet-valid", exc.failure_msg)
+            return CertificateStatus(at, "not-yet-valid", exc.failure_msg), False
         except InsufficientRevinfoError as exc:
-            return CertificateStatus(at, "unknown", exc.failure_msg)
+            return CertificateStatus(at, "unknown", exc.failure_msg), True
         except PathBuildingError:
             return CertificateStatus(at, "untrusted",
-                                     "no chain to a trusted root was found")
+                                     "no chain to a trusted root was found"), False
         except (PathValidationError, ValidationError) as exc:
-            return CertificateStatus(at, "unknown", exc.failure_msg)
+            return CertificateStatus(at, "unknown", exc.failure_msg), False
         except Exception as exc:
-            return CertificateStatus(at, "unknown", type(exc).__name__)
+            return CertificateStatus(at, "unknown", type(exc).__name__), False
         finally:
             await context.aclose()
-        return CertificateStatus(at, "good")
+        return CertificateStatus(at, "good"), False
 
 
 def _ocsp(data: bytes) -> Any:

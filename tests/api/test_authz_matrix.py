@@ -209,6 +209,8 @@ def rows() -> list[Row]:
             {"reason": "affiliationChanged"}, rule="/v1/certificates/<serial>/revoke"),
         Row("POST", "/v1/certificates/0a1b/renew", frozenset({OPERATOR}),
             rule="/v1/certificates/<serial>/renew"),
+        Row("POST", "/v1/certificates/revoke-bulk", frozenset({OPERATOR}),
+            {"serials": ["0a1b"], "reason": "affiliationChanged", "dry_run": True}),
         # remote signing (CSC-style) and verification
         Row("POST", "/csc/v2/info", PUBLIC),
         Row("POST", "/csc/v2/credentials/list",

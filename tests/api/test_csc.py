@@ -337,8 +337,11 @@ def test_verify_any_pdf_and_refuse_garbage(client: FlaskClient, platform: Caller
     assert garbage.status_code == 422
     assert garbage.get_json()["type"].endswith("/pki-invalid-document")
     wrong_type = client.post("/v1/verify", data=b"{}", headers=platform.headers,
-                             content_type="application/json")
+                             content_type="text/plain")
     assert wrong_type.status_code == 415
+    no_document = client.post("/v1/verify", data=b"{}", headers=platform.headers,
+                              content_type="application/json")
+    assert no_document.status_code == 422
     anonymous = client.post("/v1/verify", data=foreign, content_type="application/pdf")
     assert anonymous.status_code == 401
     big = b"%PDF-1.7\n" + b"0" * (api_runtime.settings.max_upload_mb * 1024 * 1024 + 10)

@@ -1,4 +1,4 @@
-"""AES-256-GCM sealing with a non-extractable key generated on the token."""
+"""Sealed secrets: AES-256-GCM under one-message keys derived by a non-extractable token key."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_wrong_aad_or_tampering_fails(hsm_token: HsmToken) -> None:
     with pytest.raises(DecryptionFailed):
         library.decrypt(label, pin, "vault", tampered, aad=b"a")
     with pytest.raises(DecryptionFailed):
-        library.decrypt(label, pin, "vault", b"\x02" + blob[1:], aad=b"a")
+        library.decrypt(label, pin, "vault", b"\x03" + blob[1:], aad=b"a")
     with pytest.raises(DecryptionFailed):
         library.decrypt(label, pin, "vault", b"short", aad=b"a")
 
@@ -64,3 +64,23 @@ def test_secret_key_is_not_extractable(hsm_token: HsmToken) -> None:
         assert key[pkcs11.Attribute.VALUE_LEN] == 32
         with pytest.raises(pkcs11.exceptions.AttributeSensitive):
             key[pkcs11.Attribute.VALUE]
+
+
+def test_blobs_sealed_on_the_token_before_version_2_still_open(hsm_token: HsmToken) -> None:
+    """Version 1 blobs were AES-GCM computed on the token (a module loaded directly)."""
+    library, label, _, pin = hsm_token
+    library.ensure_secret_key(label, pin, "vault")
+    library.close()
+    nonce = bytes(range(12))
+    token = pkcs11.lib(library.module_path).get_token(token_label=label)
+    with token.open(user_pin=pin, rw=True) as session:
+        legacy = session.generate_key(pkcs11.KeyType.AES, 256, label="vault", store=True)
+        sealed = legacy.encrypt(b"PIN 1234", mechanism=pkcs11.Mechanism.AES_GCM,
+                                mechanism_param=pkcs11.GCMParams(nonce, b"req-7", 128))
+    blob = b"\x01" + nonce + bytes(sealed)
+    assert library.decrypt(label, pin, "vault", blob, aad=b"req-7") == b"PIN 1234"
+    with pytest.raises(DecryptionFailed):
+        library.decrypt(label, pin, "vault", blob, aad=b"req-8")
+    # new blobs still use the HMAC key of the same label
+    assert library.decrypt(label, pin, "vault",
+                           library.encrypt(label, pin, "vault", b"x")) == b"x"

@@ -24,13 +24,12 @@ def serve(conn: Connection, database_url: str, barrier: Barrier) -> None:
 
     from core.db import make_engine
     from delivery.pins import DatabasePinAttemptStore
-    from hsm import TokenLibrary, default_module_path
+    from hsm import TokenLibrary
     from hsm.server import client_module_path
 
     engine = make_engine(database_url)
     store = DatabasePinAttemptStore(engine)
-    library = TokenLibrary(client_module_path(), attempts=store, max_attempts=5,
-                           sealing_module=default_module_path())
+    library = TokenLibrary(client_module_path(), attempts=store, max_attempts=5)
 
     def sign(label: str, pin: str, key_id: bytes) -> bytes:
         key = library.private_key(label, pin, key_id=key_id)

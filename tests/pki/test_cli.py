@@ -107,3 +107,37 @@ def test_wrong_token_pin_is_a_clean_error(env: dict[str, str]) -> None:
                                       "--org", "D"], env=env, input="11111111\n")
     assert result.exit_code in (1, 2) and "Wrong PIN" in result.output
     assert "Traceback" not in result.output
+
+
+def test_revoke_bulk(env: dict[str, str], tmp_path: Path) -> None:
+    _run(env, "db", "upgrade")
+    _run(env, "ca", "init")
+    serials = []
+    for n in range(3):
+        out = _run(env, "cert", "issue", "--token", f"bulk-{n}", "--create-token", "--cin",
+                   f"BK{n}1", "--given-name", "A", "--surname", "B", "--title", "Président",
+                   "--org", "Commune", input="73920145\n")
+        serials.append(out.split("serial ", 1)[1].split()[0])
+    listing = tmp_path / "outgoing.txt"
+    listing.write_text("# outgoing presidents\n" + "\n".join(serials) + "\n\n")
+    bad = tmp_path / "bad.txt"
+    bad.write_text(serials[0] + "\nfeedface\n")
+    refused = CliRunner().invoke(cli, ["cert", "revoke-bulk", "--from-file", str(bad),
+                                       "--reason", "affiliationChanged"], env=env)
+    assert refused.exit_code == 2 and "feedface: unknown serial" in refused.output
+    plan = _run(env, "cert", "revoke-bulk", "--from-file", str(listing), "--reason",
+                "affiliation-changed", "--dry-run")
+    assert all(f"would revoke {s} (affiliationChanged)" in plan for s in serials)
+    assert "would revoke 3, skipped 0" in plan
+    assert json.loads(_run(env, "cert", "list", "--status", "revoked", "--format",
+                           "json")) == []
+    done = _run(env, "cert", "revoke-bulk", "--from-file", str(listing), "--reason",
+                "affiliation-changed")
+    assert "revoked 3, skipped 0" in done and "CRL #" in done and "revoking" in done
+    rerun = CliRunner().invoke(cli, ["cert", "revoke-bulk", "--from-file", str(listing),
+                                     "--reason", "affiliationChanged", "--format", "json"],
+                               env=env, catch_exceptions=False)
+    assert rerun.exit_code == 0, rerun.output
+    again = json.loads(rerun.stdout.split("audit log anchored")[0])
+    assert again["revoked"] == [] and sorted(again["skipped"]) == sorted(serials)
+    assert "audit chain intact" in _run(env, "audit", "verify")

@@ -256,3 +256,17 @@ def test_content_changed_after_signing_fails(pki, signed) -> None:  # type: igno
     assert sig.integrity  # the signed revision itself is untouched
     assert sig.coverage.changes_after == "other" and not sig.coverage.changes_allowed
     assert sig.indication == "TOTAL-FAILED" and sig.sub_indication == "HASH_FAILURE"
+
+
+@pytest.mark.parametrize("level", ["B-B", "B-LT"])
+def test_fetching_on_leaves_our_signatures_passed(pki, signed, level: str) -> None:  # type: ignore[no-untyped-def]
+    """With fetching allowed, our own addresses unreachable from the test: what we hold
+    still decides, and a fetch that fails does not spoil it."""
+    from pki.signing.revinfo import FetchPolicy
+
+    fetching = Verifier(FrozenClock(LATER), trust_roots=[pki.root],
+                        revocation=pki.revocation_source(LATER), allow_fetching=True,
+                        fetch_policy=FetchPolicy(timeout_seconds=2))
+    (sig,) = fetching.verify(signed[level]).signatures
+    assert sig.indication == "TOTAL-PASSED", sig.reasons
+    assert sig.certificate_now.status == "good"

@@ -57,6 +57,15 @@ def test_topology_and_rules() -> None:
     assert not [f for f in files if "example" in f]
 
 
+def test_only_the_hsm_service_holds_the_token_files() -> None:
+    services = _compose()["services"]
+    holding = sorted(name for name, service in services.items()
+                     if any(str(v).split(":")[0] == "tokens" for v in service.get("volumes", [])))
+    assert holding == ["hsm"]
+    assert all("SOFTHSM2_CONF" not in services[n].get("environment", {})
+               for n in ("init", "api", "worker"))
+
+
 def test_image_is_multi_stage_non_root_and_ignores_local_state() -> None:
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert dockerfile.count("FROM ") >= 2 and "COPY --from=build" in dockerfile
