@@ -27,6 +27,7 @@ from tests.delivery.conftest import (
     COMMUNE_B,
     OTHER_PROVINCE_COMMUNE,
     PROVINCE,
+    designation,
     fresh_year,
     make_contact,
     make_holder,
@@ -180,13 +181,19 @@ def bare_engine(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore
 def test_the_migration_turns_each_holder_into_a_first_mandate(bare_engine: Engine) -> None:
     """Holders and requests written before mandates existed keep their data: each holder's
     role and entity become a first mandate in force, and each request belongs to it."""
-    from quotas import refdata
+    from delivery import contacts
+    from quotas import ledger, policy, refdata
     upgrade(bare_engine)
     downgrade(bare_engine, "delivery_0005")
     cin = f"MG{uuid.uuid4().int % 10**6:06d}"
     clock = FrozenClock(datetime(2026, 3, 1, 9, 30, tzinfo=UTC))
     with Session(bare_engine) as session, session.begin():
         refdata.load(session, clock)
+        policy.ensure_default_policies(session, clock)
+        contact_id = contacts.designate_contact(session, clock, designation(),
+                                                actor="governor").id
+        reservation_id = ledger.reserve(session, clock, ledger.Entity.parse(COMMUNE_A), 2026,
+                                        actor="t").reservation_id
     with bare_engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO delivery_holder (cin, given_name_fr, surname_fr, given_name_ar, "
@@ -195,6 +202,14 @@ def test_the_migration_turns_each_holder_into_a_first_mandate(bare_engine: Engin
             "'president', 'commune', :commune, :province, '+212661234567', 'a@b.ma', "
             ":at, :at)"), {"cin": cin, "commune": COMMUNE_A, "province": PROVINCE,
                            "at": clock.now()})
+        conn.execute(text(
+            "INSERT INTO delivery_request (holder_id, contact_id, province_code, entity, year, "
+            "token_form, status, status_reason, reservation_id, pin_change_required, "
+            "submitted_at, updated_at) SELECT id, :contact, province_code, :entity, 2026, "
+            "'device', 'submitted', '', :reservation, :yes, :at, :at FROM delivery_holder "
+            "WHERE cin = :cin"), {"contact": contact_id, "entity": f"commune:{COMMUNE_A}",
+                                  "reservation": reservation_id, "yes": True,
+                                  "at": clock.now(), "cin": cin})
     upgrade(bare_engine)
     with Session(bare_engine) as session:
         holder = holders.find_by_cin(session, cin)
@@ -205,4 +220,5 @@ def test_the_migration_turns_each_holder_into_a_first_mandate(bare_engine: Engin
         assert first.started_on == clock.now().date()
         assert session.scalar(select(Mandate.id).where(Mandate.holder_id == holder.id)) \
             == first.id
-        assert session.scalars(select(CertificateRequest)).all() == []
+        [request] = session.scalars(select(CertificateRequest)).all()
+        assert request.holder_id == holder.id and request.mandate_id == first.id
