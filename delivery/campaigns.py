@@ -328,6 +328,8 @@ def _import_row(session: Session, clock: Clock, campaign: Campaign, row: _Row,
         outgoing_serials += serials
         counts["outgoing"] += 1
     request_id = None
+    if holder is not None and holder.civility != registration.civility:
+        holders.set_civility(session, clock, holder.id, registration.civility, actor=actor)
     if re_elected and holder is not None:
         incoming = mandates.require_current_mandate(session, holder)
         counts["re_elected"] += 1

@@ -98,7 +98,7 @@ def test_re_elected_replaced_and_promoted(session: Session, clock: FrozenClock) 
     newcomer = random_cin()
     text = "\n".join([
         HEADER,
-        _line(COMMUNE_A, "president", kept.cin),
+        _line(COMMUNE_A, "president", kept.cin, civility="Mme"),  # corrects the record
         _line(COMMUNE_B, "president", promoted.cin, civility="F"),
         _line(COMMUNE_B, "vice_president", newcomer, civility="Mme", given="Salma"),
     ])
@@ -109,6 +109,7 @@ def test_re_elected_replaced_and_promoted(session: Session, clock: FrozenClock) 
     assert (result.re_elected, result.changed_mandate, result.new_holders,
             result.requests, result.outgoing) == (1, 1, 1, 2, 1)
     # the re-elected president keeps the mandate (and certificate): no request
+    assert kept.civility == "mrs"
     assert mandates.current_mandate(session, kept.id) is not None
     assert session.scalar(select(func.count(CertificateRequest.id)).where(
         CertificateRequest.holder_id == kept.id)) == 0
