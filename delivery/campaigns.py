@@ -187,6 +187,16 @@ class ImportResult:
 
 
 def _read(session: Session, campaign: Campaign, text: str) -> tuple[list[_Row], list[LineError]]:
+    if "\x00" in text:
+        return [], [LineError(1, "", "not a CSV file: it holds NUL characters")]
+    try:
+        return _read_rows(session, campaign, text)
+    except csv.Error as exc:  # e.g. a NUL byte: not a CSV file at all
+        return [], [LineError(1, "", f"not a CSV file: {exc}")]
+
+
+def _read_rows(session: Session, campaign: Campaign, text: str
+               ) -> tuple[list[_Row], list[LineError]]:
     errors: list[LineError] = []
     rows: list[_Row] = []
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
