@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -73,6 +74,7 @@ CSV_COLUMNS = ("commune_code", "role", "cin", "given_name_fr", "surname_fr", "gi
                "surname_ar", "civility", "phone", "email")
 MAX_IMPORT_LINES = 20_000
 DGCL = "DGCL"
+_CODE = re.compile(r"[0-9]{2}(\.[0-9]{3}(\.[0-9]{2}\.[0-9]{2})?)?")
 
 Progress = Callable[[int, int], None]
 
@@ -93,6 +95,10 @@ def open_campaign(session: Session, clock: Clock, *, name: str, installation_dat
         raise InvalidCampaign(f"funding must be one of {', '.join(CAMPAIGN_FUNDINGS)}",
                               field="funding")
     codes = sorted({c.strip() for c in scope_codes if c.strip()})
+    malformed = [c for c in codes if not _CODE.fullmatch(c)]
+    if malformed:
+        raise InvalidCampaign(f"not a territory code: {malformed[0][:20]!r}",
+                              field="scope_codes")
     if scope_kind == SCOPE_NATION:
         if codes:
             raise InvalidCampaign("a national campaign takes no codes", field="scope_codes")
