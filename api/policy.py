@@ -63,6 +63,8 @@ RULES: dict[str, dict[str, Reach]] = {
     "requests.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE, HOLDER: OWN},
     "requests.create": {OPERATOR: ANY, CONTACT: PROVINCE},
     "requests.cancel": {OPERATOR: ANY, CONTACT: PROVINCE},
+    "requests.cancel_personalised": {OPERATOR: ANY, CONTACT: PROVINCE},
+    "requests.incident": {OPERATOR: ANY, CONTACT: PROVINCE, HOLDER: OWN},
     "requests.decide": {OPERATOR: ANY},
     "requests.personalise": {OPERATOR: ANY},
     "requests.handover": {OPERATOR: ANY, CONTACT: PROVINCE},
@@ -82,6 +84,7 @@ RULES: dict[str, dict[str, Reach]] = {
     "holder.pin": {HOLDER: OWN},
     "holder.contact": {HOLDER: OWN},
     "reports.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
+    "reports.expiring": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
     # the web pages' dashboards: the country and its regions; the operator's work queue
     "oversight.read": {ADMIN: ANY, OPERATOR: ANY},
     "queue.read": {ADMIN: ANY, OPERATOR: ANY},
@@ -91,6 +94,9 @@ RULES: dict[str, dict[str, Reach]] = {
     "signing.authorize": {HOLDER: OWN, PLATFORM: ANY},
     "signing.sign": {HOLDER: OWN, PLATFORM: AUTHORISED},
     "signing.verify": EVERYONE,
+    # adding an archive time-stamp to a signed PDF (B-LTA): nobody's signature is made,
+    # but the TSA signs; the platform and the provider's operators may ask.
+    "signing.extend": {OPERATOR: ANY, PLATFORM: ANY},
 }
 
 

@@ -166,9 +166,12 @@ class Settings:
     # Lifetime of a signature activation datum (SAD) and of a signing one-time code.
     sad_ttl_seconds: int = 300
     signing_otp_ttl_minutes: int = 5
+    # Lifetime of an OAuth 2.0 authorisation code (/oauth2/authorize -> /oauth2/token).
+    oauth_code_ttl_seconds: int = 60
     # Most hashes one signatures/signHash call (and one SAD) may carry.
     sign_hash_max_batch: int = 1000
-    # PAdES level of the document endpoint when a request names none (B-B, B-T, B-LT).
+    # PAdES level of the document endpoint when a request names none (B-B, B-T, B-LT,
+    # B-LTA).
     pades_default_level: str = "B-LT"
     # Directory holding Amiri-Regular.ttf and Amiri-Bold.ttf (Debian: fonts-hosny-amiri).
     stamp_font_dir: Path = Path("/usr/share/fonts/opentype/fonts-hosny-amiri")
@@ -181,6 +184,10 @@ class Settings:
     verify_fetch_timeout_seconds: int = 10
     verify_fetch_max_kb: int = 10240
     verify_fetch_max_requests: int = 50
+    # Comma-separated host names, addresses and networks (CIDR) that fetching may reach
+    # although they are not public; anything else loopback, private, link-local, multicast
+    # or reserved is refused.
+    verify_fetch_allow_hosts: str = ""
     # A directory of CRLs and OCSP responses (DER or PEM) the operator supplies, read at
     # each verification.
     verify_revocation_dir: str = ""
@@ -211,6 +218,9 @@ class Settings:
     # further failure, at most login_backoff_max_seconds), for the addresses that failed.
     login_free_failures: int = 5
     login_backoff_max_seconds: int = 900
+    # Roles whose web sign-in needs a TOTP second factor (comma-separated); such a user
+    # without one is sent to the enrolment page until they have one. Empty: nobody.
+    totp_required_roles: str = "operator,dgcl_admin"
     # How long an Idempotency-Key is remembered.
     idempotency_ttl_hours: int = 24
     # argon2id cost of user passwords (defaults: RFC 9106's second recommended option).
@@ -267,8 +277,11 @@ class Settings:
             raise ConfigurationError("TAWQI_EMAIL_BACKEND must be console or smtp")
         if self.pin_send_at not in {"handover", "dispatch"}:
             raise ConfigurationError("TAWQI_PIN_SEND_AT must be handover or dispatch")
-        if self.pades_default_level not in {"B-B", "B-T", "B-LT"}:
-            raise ConfigurationError("TAWQI_PADES_DEFAULT_LEVEL must be B-B, B-T or B-LT")
+        if self.pades_default_level not in {"B-B", "B-T", "B-LT", "B-LTA"}:
+            raise ConfigurationError("TAWQI_PADES_DEFAULT_LEVEL must be B-B, B-T, B-LT or "
+                                     "B-LTA")
+        if not 1 <= self.oauth_code_ttl_seconds <= 600:
+            raise ConfigurationError("TAWQI_OAUTH_CODE_TTL_SECONDS must be 1 to 600")
         if self.sad_ttl_seconds < 1 or self.sign_hash_max_batch < 1:
             raise ConfigurationError("TAWQI_SAD_TTL_SECONDS and TAWQI_SIGN_HASH_MAX_BATCH "
                                      "must be at least 1")

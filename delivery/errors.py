@@ -213,3 +213,10 @@ class CampaignImportInvalid(InvalidInput):
 class CampaignStateError(Conflict):
     type = "delivery-campaign-state"
     title = "The campaign is not in a state that allows this"
+class SignInCodeInvalid(Forbidden):
+    """A sign-in code that does not open: wrong, expired, used, out of attempts, or for a
+    CIN that is not registered. One answer for all, so that nobody learns which CINs
+    exist."""
+
+    type = "delivery-signin-invalid"
+    title = "Invalid sign-in code"

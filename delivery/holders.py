@@ -34,6 +34,8 @@ from delivery.validation import (
 from quotas.models import Commune, Province
 
 # The roles (ROLES, COMMUNE_ONLY_ROLES) and their titles live in delivery.titles.
+#: The languages a holder's messages may be in.
+LANGS = ("fr", "ar")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class HolderRegistration:
     civility: str = "mr"
     #: When the first mandate began (default: the day of registration).
     mandate_started_on: date | None = None
+    preferred_lang: str = "fr"
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -83,6 +86,8 @@ class HolderRegistration:
                                                       error=InvalidHolder))
         else:
             put("professional_email", None)
+        if self.preferred_lang not in LANGS:
+            raise InvalidHolder("the language is fr or ar", field="preferred_lang")
         if bool(self.commune_code) == bool(self.province_code):
             raise InvalidHolder("give a commune code, or a province code for the provincial "
                                 "services", field="commune_code")
@@ -160,6 +165,7 @@ def register_holder(session: Session, clock: Clock, registration: HolderRegistra
         commune_code=registration.commune_code, province_code=province_code,
         mobile=registration.mobile, email=registration.email,
         professional_email=registration.professional_email,
+        preferred_lang=registration.preferred_lang, notices_to_professional=False,
         registered_by_contact_id=contact_id, created_at=now, updated_at=now)
     try:
         with session.begin_nested():
@@ -174,6 +180,26 @@ def register_holder(session: Session, clock: Clock, registration: HolderRegistra
     open_mandate(session, clock, holder, role=registration.role, entity=entity,
                  started_on=registration.mandate_started_on or as_utc(now).date(),
                  actor=actor, professional_email=registration.professional_email)
+    return holder
+
+
+def set_preferences(session: Session, clock: Clock, holder_id: int, *, actor: str,
+                    lang: str, notices_to_professional: bool) -> Holder:
+    """The language of the holder's messages; whether notices without a secret (expiry,
+    PIN reset notice) go to the professional address, when there is one."""
+    holder = get_holder(session, holder_id)
+    if lang not in LANGS:
+        raise InvalidHolder("the language is fr or ar", field="preferred_lang")
+    if notices_to_professional and not holder.professional_email:
+        raise InvalidHolder("no professional address is recorded",
+                            field="notices_to_professional")
+    holder.preferred_lang = lang
+    holder.notices_to_professional = notices_to_professional
+    holder.updated_at = clock.now()
+    session.flush()
+    record(session, clock, actor=actor, action="delivery.holder.preferences",
+           object_type="holder", object_id=holder.id,
+           summary={"lang": lang, "notices_to_professional": notices_to_professional})
     return holder
 
 

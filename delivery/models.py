@@ -45,6 +45,13 @@ REQUEST_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_
                   REJECTED, CANCELLED)
 OPEN_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER)
 
+# what a request is for: a first certificate, the renewal of an active one (same token,
+# same key: the credential carries over), or a replacement token (lost, stolen, damaged)
+KIND_NEW = "new"
+KIND_RENEWAL = "renewal"
+KIND_REPLACEMENT = "replacement"
+REQUEST_KINDS = (KIND_NEW, KIND_RENEWAL, KIND_REPLACEMENT)
+
 DEVICE = "device"  # personalised, then shipped in a courier batch
 HOSTED = "hosted"  # stays in the service's HSM; signs through the API
 TOKEN_FORMS = (DEVICE, HOSTED)
@@ -61,8 +68,10 @@ ENVELOPE_RESET_CODE = "reset_code"
 ENVELOPE_SIGNING_CODE = "signing_code"
 # The code that confirms a holder's new mobile or email.
 ENVELOPE_CONTACT_CODE = "contact_code"
+# The code a holder signs in to the web pages with (delivery.signin).
+ENVELOPE_SIGNIN_CODE = "signin_code"
 ENVELOPE_PURPOSES = (ENVELOPE_INITIAL_PIN, ENVELOPE_RESET_PIN, ENVELOPE_RESET_CODE,
-                     ENVELOPE_SIGNING_CODE, ENVELOPE_CONTACT_CODE)
+                     ENVELOPE_SIGNING_CODE, ENVELOPE_CONTACT_CODE, ENVELOPE_SIGNIN_CODE)
 
 OUTBOX_PENDING = "pending"
 OUTBOX_SENDING = "sending"
@@ -139,6 +148,11 @@ class Holder(Base):
     mobile: Mapped[str] = mapped_column(String(20))  # E.164
     email: Mapped[str] = mapped_column(String(254))
     professional_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    # The language of the holder's SMS (one language each) and whether notices without a
+    # secret go to the professional address (PINs and codes never do).
+    preferred_lang: Mapped[str] = mapped_column(String(2), default="fr", server_default="fr")
+    notices_to_professional: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                          server_default=text("false"))
     registered_by_contact_id: Mapped[int | None] = mapped_column(
         ForeignKey("delivery_contact.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -149,6 +163,7 @@ class Holder(Base):
         CheckConstraint("(entity_kind = 'commune') = (commune_code IS NOT NULL)",
                         name="commune_iff_commune"),
         CheckConstraint("civility IN ('mr', 'mrs')", name="civility"),
+        CheckConstraint("preferred_lang IN ('fr', 'ar')", name="preferred_lang"),
     )
 
     @property
@@ -248,6 +263,10 @@ class CertificateRequest(Base):
     pin_change_required: Mapped[bool] = mapped_column(Boolean, default=True)
     pin_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
                                                             nullable=True)
+    kind: Mapped[str] = mapped_column(String(12), default=KIND_NEW, server_default=KIND_NEW)
+    # the request whose credential this one renews or replaces
+    follows_request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("delivery_request.id", name="fk_delivery_request_follows"), nullable=True)
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -385,6 +404,24 @@ class PinResetChallenge(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     holder_id: Mapped[int] = mapped_column(ForeignKey("delivery_holder.id"), index=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("delivery_request.id"))
+    code_hash: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (CheckConstraint(_in("status", RESET_STATES), name="status"),)
+
+
+class SignInChallenge(Base):
+    """A holder's sign-in by one-time code: the code's hash, its expiry and attempts."""
+
+    __tablename__ = "delivery_signin"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    holder_id: Mapped[int] = mapped_column(ForeignKey("delivery_holder.id"), index=True)
     code_hash: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(10))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -4,6 +4,8 @@
 CMS SignedData over TSTInfo (signed attributes contentType, signingTime, messageDigest and
 ESS signingCertificateV2, sorted as DER's SET OF demands), or rejection with a failure code
 for what we refuse (unknown or weak hash, wrong imprint length, another policy, extensions).
+When the request asks for certificates, the token carries the TSA certificate and its
+issuing chain up to the root, so that an offline validator can build the path.
 Time-stamps are not audited one by one: they change no state.
 """
 
@@ -147,7 +149,9 @@ def timestamp(signer: Signer, clock: Clock, request_der: bytes, *, policy_oid: s
         "signer_infos": [signer_info],
     }
     if cert_req:
-        signed_data["certificates"] = [tsa_cert]
+        # The TSA certificate and the CAs above it, so that a validator holding only the
+        # root as trust anchor builds the TSA's chain offline (PAdES B-T for decades).
+        signed_data["certificates"] = [tsa_cert, *(to_asn1(c) for c in signer.chain)]
     token = asn1_cms.ContentInfo({"content_type": "signed_data",
                                   "content": asn1_cms.SignedData(signed_data)})
     der = asn1_tsp.TimeStampResp({"status": {"status": "granted"},

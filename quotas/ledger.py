@@ -15,13 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.audit import record
 from core.clock import Clock
-from core.db import is_postgres
+from core.db import dialect_insert
 from quotas.errors import (
     InvalidPartnership,
     NotAQuotaEntity,
@@ -164,7 +162,7 @@ def _ledger(session: Session, entity: Entity, year: int) -> LedgerEntry:
     if existing is not None:
         return existing
     allot = allotment(session, entity, year)
-    insert = pg_insert if is_postgres(session) else sqlite_insert
+    insert = dialect_insert(session)
     session.execute(insert(LedgerEntry).values(
         entity_kind=entity.kind, entity_code=entity.code, year=year,
         policy_version=allot.policy_version, tier=allot.tier, population=allot.population,
@@ -202,10 +200,25 @@ def check(session: Session, entity: Entity, year: int) -> QuotaDecision:
 
 
 def reserve(session: Session, clock: Clock, entity: Entity, year: int, *, actor: str,
-            reference: str = "") -> QuotaDecision:
+            reference: str = "", free: bool = False) -> QuotaDecision:
     """Take one certificate from the entity's quota for ``year``. A refusal is a decision
-    with ``allowed=False``, not an error: call ``raise_if_denied()`` to turn it into one."""
+    with ``allowed=False``, not an error: call ``raise_if_denied()`` to turn it into one.
+
+    ``free``: a reservation outside the quota (a replacement token the policy does not
+    charge, see :func:`replacement_is_free`): always granted, it moves no counter, and
+    consuming or releasing it moves none either."""
     row = _ledger(session, entity, year)
+    if free:
+        now = clock.now()
+        reservation = Reservation(ledger_id=row.id, status="reserved", reference=reference,
+                                  free=True, created_at=now, updated_at=now)
+        session.add(reservation)
+        session.flush()
+        record(session, clock, actor=actor, action="quota.reserved", object_type="reservation",
+               object_id=reservation.id, summary={"entity": str(entity), "year": year,
+                                                  "reference": reference, "free": True,
+                                                  "available": row.available})
+        return _decision(row, True, "reserved outside the quota", reservation.id)
     result = session.execute(
         update(LedgerEntry)
         .where(LedgerEntry.id == row.id,
@@ -245,12 +258,13 @@ def _close(session: Session, clock: Clock, reservation_id: int, new_status: str,
         session.refresh(reservation)
         raise ReservationClosed(f"reservation {reservation_id} is already {reservation.status}",
                                 reservation_id=reservation_id, status=reservation.status)
-    moved = {"consumed": {"consumed": LedgerEntry.consumed + 1},
-             "released": {"released": LedgerEntry.released + 1}}[new_status]
-    session.execute(update(LedgerEntry).where(LedgerEntry.id == reservation.ledger_id)
-                    .values(reserved=LedgerEntry.reserved - 1, **moved)
-                    .execution_options(synchronize_session=False))
     session.refresh(reservation)
+    if not reservation.free:
+        moved = {"consumed": {"consumed": LedgerEntry.consumed + 1},
+                 "released": {"released": LedgerEntry.released + 1}}[new_status]
+        session.execute(update(LedgerEntry).where(LedgerEntry.id == reservation.ledger_id)
+                        .values(reserved=LedgerEntry.reserved - 1, **moved)
+                        .execution_options(synchronize_session=False))
     row = session.get_one(LedgerEntry, reservation.ledger_id)
     session.refresh(row)
     record(session, clock, actor=actor, action=f"quota.{new_status}",
@@ -258,6 +272,11 @@ def _close(session: Session, clock: Clock, reservation_id: int, new_status: str,
            summary={"entity": f"{row.entity_kind}:{row.entity_code}", "year": row.year,
                     "available": row.available})
     return _decision(row, True, new_status, reservation_id)
+
+
+def replacement_is_free(session: Session, year: int) -> bool:
+    """Whether the quota policy of ``year`` lets a replacement token go outside the quota."""
+    return not spec_for_year(session, year).replacement_consumes_quota
 
 
 def consume(session: Session, clock: Clock, reservation_id: int, *,

@@ -6,6 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -14,6 +15,8 @@ from sqlalchemy import (
     Numeric,
     String,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -80,6 +83,9 @@ class QuotaPolicy(Base):
     first_year: Mapped[int] = mapped_column(Integer)
     services_count: Mapped[int] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(String(500), default="")
+    # whether a replacement token (lost, stolen, damaged) takes one of the year's quota
+    replacement_consumes_quota: Mapped[bool] = mapped_column(Boolean, default=True,
+                                                             server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -139,6 +145,8 @@ class Reservation(Base):
     ledger_id: Mapped[int] = mapped_column(ForeignKey("quota_ledger.id"), index=True)
     status: Mapped[str] = mapped_column(String(10))  # reserved | consumed | released
     reference: Mapped[str] = mapped_column(String(100), default="")
+    # outside the quota (a replacement the policy does not charge): moves no counter
+    free: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -1,4 +1,4 @@
-"""Verification of signed PDFs: ``POST /v1/verify``.
+"""Verification of signed PDFs: ``POST /v1/verify``; archive time-stamps: ``POST /v1/extend``.
 
 Any PDF, ours or not: the body is the PDF itself (``application/pdf``), a multipart form
 with the PDF in ``document`` and CRLs or OCSP responses in any number of ``revocation``
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from flask import request
+from flask import Response, request
 
 from api.errors import UnsupportedUpload
 from api.routing import ApiBlueprint, Call
@@ -205,3 +205,24 @@ def verify(call: Call) -> ReportOut:
     the certificates' CRL and OCSP addresses give."""
     data, revocation = _upload(call.settings.max_upload_mb)
     return report_out(wiring().verifier().verify(data, revocation=revocation))
+
+
+@bp.operation("POST", "/extend", action="signing.extend", transactional=False,
+              consumes={"application/pdf": PDF, "multipart/form-data": UPLOAD},
+              produces={"application/pdf": PDF}, errors=(413, 415, 422, 503),
+              summary="Add an archive time-stamp to a signed PDF (PAdES B-LTA)")
+def extend(call: Call) -> Response:
+    """Takes a signed PDF (any PAdES level) to B-LTA, or adds a fresh archive time-stamp
+    to one that is B-LTA already: the current validation data of every signature and
+    time-stamp in the file, then a document time-stamp from our TSA with its own
+    validation data. Extend again before ``X-Archive-Expires`` (the new time-stamp's TSA
+    certificate's end). Nothing is stored on our side, so a retried call simply adds one
+    more valid time-stamp: no idempotency key is needed."""
+    data, _revocation = _upload(call.settings.max_upload_mb)
+    extended = wiring().pades().extend(data)
+    return Response(extended.data, status=200, mimetype="application/pdf", headers={
+        "Content-Disposition": 'attachment; filename="extended.pdf"',
+        "X-Signature-Level": "PAdES-B-LTA",
+        "X-Archive-Timestamp-Field": extended.field_name,
+        "X-Archive-Expires": extended.archive_expires.isoformat(),
+        "X-Document-SHA256": extended.sha256})

@@ -47,6 +47,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Certificate requests: submit, approve, personalise, activate."),
     "serve": ("api.cli.serve", "serve",
               "Serve the API and the public PKI endpoints (/ocsp, /tsa, /crl, /ca)."),
+    "sign": ("api.cli.signing", "sign_group",
+             "Signed PDFs: add an archive time-stamp (B-LTA)."),
     "users": ("api.cli.users", "users",
               "People's accounts: DGCL administrators, operators, contacts, holders."),
     "worker": ("api.cli.delivery", "worker",

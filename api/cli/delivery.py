@@ -23,9 +23,18 @@ from api.cli.common import current_wiring, pass_runtime, print_json, print_table
 from api.jobs import start_export_follower, start_scheduler
 from api.runtime import Runtime
 from core.errors import ConfigurationError, InvalidInput
-from delivery import batches, contacts, holders, mandate_change, mandates, outbox, requests
+from delivery import (
+    batches,
+    contacts,
+    holders,
+    incidents,
+    mandate_change,
+    mandates,
+    outbox,
+    requests,
+)
 from delivery.envelopes import Sealer, provision_envelope_key
-from delivery.models import TOKEN_FORMS
+from delivery.models import KIND_RENEWAL, KIND_REPLACEMENT, TOKEN_FORMS
 from delivery.personalisation import Personaliser, personalise_request
 from delivery.policy import DeliveryPolicy
 from delivery.titles import CIVILITIES, title_for
@@ -422,9 +431,56 @@ def request_personalise(runtime: Runtime, request_id: int) -> None:
 @click.argument("request_id", type=int)
 @pass_runtime
 def request_activate(runtime: Runtime, request_id: int) -> None:
-    """Activate (consumes the quota; a hosted token's PIN is sent now)."""
+    """Activate (consumes the quota; a hosted token's PIN is sent now). A renewal or a
+    replacement also revokes the old certificate (superseded): that needs the CA."""
     with runtime.unit_of_work() as session:
-        _show(requests.activate_request(session, runtime.clock, request_id, actor=ACTOR))
+        kind = requests.get_request(session, request_id).kind
+    personaliser = _personaliser(runtime) if kind in (KIND_RENEWAL, KIND_REPLACEMENT) \
+        else None
+    with runtime.unit_of_work() as session:
+        def supersede(serial: str) -> None:
+            assert personaliser is not None
+            personaliser.supersede(session, runtime.clock, serial=serial, actor=ACTOR)
+        _show(requests.activate_request(session, runtime.clock, request_id, actor=ACTOR,
+                                        supersede=supersede if personaliser else None))
+
+
+@request_group.command("renew")
+@click.argument("request_id", type=int)
+@pass_runtime
+def request_renew(runtime: Runtime, request_id: int) -> None:
+    """Ask for the renewal of an active credential (reserves one of the quota; then
+    approve, personalise in place, activate)."""
+    _decide(runtime, lambda session: requests.submit_renewal(session, runtime.clock,
+                                                             request_id, actor=ACTOR))
+
+
+@request_group.command("incident")
+@click.argument("request_id", type=int)
+@click.option("--kind", "incident", type=click.Choice(list(incidents.INCIDENTS)),
+              required=True)
+@click.option("--note", required=True, help="What happened (kept in the audit log).")
+@pass_runtime
+def request_incident(runtime: Runtime, request_id: int, incident: str, note: str) -> None:
+    """The token of an active credential is lost, stolen or damaged: suspend the
+    certificate (revoke keyCompromise if stolen) and submit a replacement request."""
+    personaliser = _personaliser(runtime)
+    _decide(runtime, lambda session: incidents.report_token_incident(
+        session, runtime.clock, request_id, incident=incident, note=note, actor=ACTOR,
+        personaliser=personaliser))
+
+
+@request_group.command("cancel-personalised")
+@click.argument("request_id", type=int)
+@click.option("--reason", required=True)
+@pass_runtime
+def request_cancel_personalised(runtime: Runtime, request_id: int, reason: str) -> None:
+    """Cancel after personalisation: revoke the certificate, destroy the token's objects
+    and the sealed PIN, release the quota reservation."""
+    personaliser = _personaliser(runtime)
+    _decide(runtime, lambda session: incidents.cancel_after_personalisation(
+        session, runtime.clock, request_id, reason=reason, actor=ACTOR,
+        personaliser=personaliser))
 
 
 @request_group.command("show")

@@ -8,6 +8,11 @@ extensions, not through the API's blueprint); the size limit is the API's
 (``TAWQI_MAX_UPLOAD_MB``), and each client address may check ``TAWQI_RATE_LIMIT_VERIFY``
 files per window. The page shows no personal data beyond the signature's own: not even the
 CIN or serial number the certificate carries, nor the file.
+
+Each signature shows its ETSI indication and, in words of the reader's language, the
+sub-indication (``verify.sub.*`` in the catalogues; one we have no words for reads as
+GENERIC). The visitor may add CRLs and OCSP responses for a document signed elsewhere, as
+``POST /v1/verify`` takes them.
 """
 
 from __future__ import annotations
@@ -22,13 +27,30 @@ from api.web.pages import FormError, _html, bp
 from api.web.session import runtime
 from api.wiring.flaskapp import wiring
 from core.errors import InvalidInput, RateLimited
+from pki.signing.revinfo import parse_uploaded
 from pki.signing.verification import VerificationReport
+
+#: ETSI EN 319 102-1 sub-indications the page has words for (``verify.sub.<name>``).
+SUB_INDICATIONS = (
+    "FORMAT_FAILURE", "HASH_FAILURE", "SIG_CRYPTO_FAILURE", "REVOKED", "REVOKED_NO_POE",
+    "REVOKED_CA_NO_POE", "OUT_OF_BOUNDS_NO_POE", "OUT_OF_BOUNDS_NOT_REVOKED",
+    "NO_CERTIFICATE_CHAIN_FOUND", "NO_SIGNING_CERTIFICATE_FOUND", "TRY_LATER",
+    "CERTIFICATE_CHAIN_GENERAL_FAILURE", "CHAIN_CONSTRAINTS_FAILURE", "SIG_CONSTRAINTS_FAILURE",
+    "CRYPTO_CONSTRAINTS_FAILURE", "CRYPTO_CONSTRAINTS_FAILURE_NO_POE", "EXPIRED",
+    "NOT_YET_VALID", "NO_POE", "TIMESTAMP_ORDER_FAILURE", "POLICY_PROCESSING_ERROR",
+    "SIGNATURE_POLICY_NOT_AVAILABLE", "SIGNED_DATA_NOT_FOUND", "GENERIC")
+MAX_REVOCATION_FILES = 20
+
+
+def sub_key(sub_indication: str) -> str:
+    """The catalogue key that says ``sub_indication`` in words."""
+    return "verify.sub." + (sub_indication if sub_indication in SUB_INDICATIONS else "GENERIC")
 
 
 def _page(status: int = 200, report: VerificationReport | None = None,
           form_error: FormError | None = None) -> Any:
     return _html("verify.html", status, report=report, form_error=form_error,
-                 max_mb=runtime().settings.max_upload_mb)
+                 max_mb=runtime().settings.max_upload_mb, sub_key=sub_key)
 
 
 @bp.get("/verify")
@@ -48,7 +70,11 @@ def verify_post() -> Any:
         upload = request.files.get("document")
         if upload is None or not upload.filename:
             raise InvalidInput("choose a PDF", field="document")
-        report = wiring().verifier().verify(upload.read())
+        files = [(item.filename or "", item.read())
+                 for item in request.files.getlist("revocation")[:MAX_REVOCATION_FILES + 1]
+                 if item.filename]
+        revocation = parse_uploaded(files, max_files=MAX_REVOCATION_FILES)
+        report = wiring().verifier().verify(upload.read(), revocation=revocation)
     except (InvalidInput, RateLimited) as exc:
         return _page(exc.status, form_error=FormError.of(exc, "verify"))
     return _page(report=report)

@@ -20,7 +20,7 @@ from core.clock import Clock
 from delivery import envelopes, holders, mandates, requests
 from delivery.envelopes import Sealer
 from delivery.errors import InvalidHolder
-from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED
+from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED, Holder
 from delivery.outbox import Notification, enqueue
 from pki import queries
 from pki.signing.pades import RecordsRevocation, RevocationData
@@ -60,6 +60,12 @@ class DeliveryDirectory:
             organisation_fr=profile.organisation_fr, organisation_ar=profile.organisation_ar)
 
 
+def _holder_lang(session: Session, holder_id: int) -> str:
+    """The language of the holder's SMS (French when unknown)."""
+    holder = session.get(Holder, holder_id)
+    return holder.preferred_lang if holder is not None else "fr"
+
+
 class OutboxCodeSender:
     """The one-time code through delivery's sealed envelopes and outbox (SMS)."""
 
@@ -75,7 +81,7 @@ class OutboxCodeSender:
             channel="sms", recipient=contact.mobile, template="signing.code",
             dedupe_key=f"signing.code:{challenge_id}",
             params={"ttl_minutes": ttl_minutes, "purpose_fr": purpose_fr,
-                    "purpose_ar": purpose_ar},
+                    "purpose_ar": purpose_ar, "lang": _holder_lang(session, contact.holder_id)},
             envelope_id=envelope.id, holder_id=contact.holder_id))
         return contact.mobile[-4:]
 

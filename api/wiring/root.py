@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pki.authority import Authority
     from pki.ocsp import OcspResponder
     from pki.profiles import Profile
+    from pki.signing.oauth import OAuthCodes
     from pki.signing.pades import PadesService, RevocationSource
     from pki.signing.service import RemoteSigning
     from pki.signing.verification import Verifier
@@ -267,6 +268,18 @@ class Wiring:
 
         return self._once("remote", build)
 
+    def oauth(self) -> OAuthCodes:
+        """OAuth 2.0 codes with PKCE over :meth:`remote` (the CSC ``credential`` scope)."""
+        def build() -> OAuthCodes:
+            from datetime import timedelta
+
+            from pki.signing.oauth import OAuthCodes
+
+            return OAuthCodes(self.runtime.sessions, self.clock, self.remote(),
+                              code_ttl=timedelta(seconds=self.settings.oauth_code_ttl_seconds))
+
+        return self._once("oauth", build)
+
     def pades(self) -> PadesService:
         def build() -> PadesService:
             from pki import tsa
@@ -298,7 +311,11 @@ class Wiring:
             settings = self.settings
             policy = FetchPolicy(timeout_seconds=settings.verify_fetch_timeout_seconds,
                                  max_response_bytes=settings.verify_fetch_max_kb * 1024,
-                                 max_requests=settings.verify_fetch_max_requests)
+                                 max_requests=settings.verify_fetch_max_requests,
+                                 allow_hosts=tuple(
+                                     h.strip() for h in
+                                     settings.verify_fetch_allow_hosts.split(",")
+                                     if h.strip()))
             return Verifier(self.clock, trust_roots=self.trust_roots(),
                             revocation=self.revocation(),
                             allow_fetching=settings.verify_fetch_revocation,

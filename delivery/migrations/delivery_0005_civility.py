@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "delivery_0005"
-down_revision = "delivery_0004"
+down_revision = "delivery_0005r"  # after the renewal branch (main)
 branch_labels = None
 depends_on = None
 

@@ -35,6 +35,7 @@ from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.stamp.base import BaseStamp, BaseStampStyle
 
 from core.errors import ConfigurationError, InvalidInput
+from pki.signing.fontcache import CachedGlyphAccumulator
 
 #: Where Debian's fonts-hosny-amiri installs the typeface.
 DEFAULT_FONT_DIR = Path("/usr/share/fonts/opentype/fonts-hosny-amiri")
@@ -165,6 +166,7 @@ class StampText:
     def rows(self) -> list[tuple[StampLine, StampLine]]:
         local = self.signed_at.astimezone(STAMP_TIMEZONE)
         day, hour = local.strftime("%d/%m/%Y"), local.strftime("%H:%M")
+        hour = f"{hour} {utc_offset(local)}"  # Morocco moves between UTC+1 and UTC+0
         return [
             (StampLine("Signé électroniquement par", "fr", small=True),
              StampLine("موقع إلكترونيا من طرف", "ar", small=True)),
@@ -174,6 +176,14 @@ class StampText:
             (StampLine(f"Le {day} à {hour}", "fr", small=True),
              StampLine(f"بتاريخ {day} على الساعة {hour}", "ar", small=True)),
         ]
+
+
+def utc_offset(moment: datetime) -> str:
+    """``UTC+01:00``: the offset the stamp states next to a local time."""
+    offset = moment.utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 @dataclass(frozen=True)
@@ -247,6 +257,11 @@ class BilingualStampStyle(BaseStampStyle):
     rule_color: tuple[float, float, float] = (0.55, 0.6, 0.7)
     border_width: int = 1
     border_color: tuple[float, float, float] | None = (0.1, 0.3, 0.45)
+    #: Paint the box white first: set when the stamp must sit over page content.
+    opaque: bool = False
+    #: Reuse embedded font subsets across signatures (pki.signing.fontcache); False makes
+    #: a fresh subset each time, as pyHanko does (the same rendering, slower).
+    reuse_font_subsets: bool = True
 
     @classmethod
     def for_text(cls, text: StampText, font_dir: Path | str | None = None,
@@ -280,10 +295,20 @@ class _Fonts:
                 raise InvalidStamp("the stamp has no PDF writer")
             # The engine embeds (subsets) the outlines-only font; HarfBuzz shapes with the
             # full one, whose glyph IDs are the same.
-            engine = GlyphAccumulator(writer=writer,
-                                      font_handle=io.BytesIO(_outline_bytes(path)),
-                                      font_size=self._style.font_size)
-            engine.hb_font = hb.Font(_shaping_face(path))
+            engine: GlyphAccumulator
+            if self._style.reuse_font_subsets:
+                # The subset is made once per glyph set (pki.signing.fontcache); every
+                # digit is in it, so the changing date line does not change the set.
+                engine = CachedGlyphAccumulator(
+                    writer=writer, font_bytes=_outline_bytes(path), cache_key=path,
+                    font_size=self._style.font_size,
+                    shaping_font=hb.Font(_shaping_face(path)))
+                engine.prime()
+            else:
+                engine = GlyphAccumulator(writer=writer,
+                                          font_handle=io.BytesIO(_outline_bytes(path)),
+                                          font_size=self._style.font_size)
+                engine.hb_font = hb.Font(_shaping_face(path))
             name = f"F{len(self._engines) + 1}"
             found = self._engines[bold] = (name, engine)
             self._stamp.set_resource(category=ResourceType.FONT, name=pdf_name("/" + name),
@@ -353,7 +378,12 @@ class BilingualStamp(BaseStamp):
             raise InvalidStamp("the stamp text does not fit in the signature box",
                                width=round(width), height=round(height))
 
-        ops: list[bytes] = [b"q", b"%g %g %g rg" % style.text_color]
+        ops: list[bytes] = []
+        if style.opaque:
+            inset = style.border_width
+            ops.append(b"q 1 1 1 rg %g %g %g %g re f Q" % (
+                inset, inset, width - 2 * inset, height - 2 * inset))
+        ops += [b"q", b"%g %g %g rg" % style.text_color]
         total = line_units * size * style.line_spacing
         y = height - (height - total) / 2
         for fr_runs, ar_runs, fr, ar in rows:
@@ -364,7 +394,7 @@ class BilingualStamp(BaseStamp):
             ar_size = self._size_of(ar, size)
             ar_width = sum(r.em_width for r in ar_runs) * ar_size
             ops.append(self._line(ar_runs, ar_size, width - style.margin - ar_width,
-                                  baseline))
+                                  baseline, rtl=True))
         ops.append(b"Q")
         # A thin rule between the two columns.
         middle = width / 2
@@ -372,14 +402,28 @@ class BilingualStamp(BaseStamp):
             *style.rule_color, middle, style.margin, middle, height - style.margin))
         return ops
 
-    def _line(self, runs: Sequence[_Run], size: float, x: float, y: float) -> bytes:
-        parts = [b"BT", b"%g %g Td" % (x, y)]
+    def _line(self, runs: Sequence[_Run], size: float, x: float, y: float,
+              rtl: bool = False) -> bytes:
+        """One line of ``runs`` (in visual order, left to right) starting at ``x``.
+
+        Each run is marked with its text in logical order (``/ActualText``, ISO 32000-1
+        14.9.4, written by pyHanko's font engine), and the runs of a right-to-left line
+        are written in logical order too, each placed at its visual position: text
+        extraction and screen readers read the line as it is meant, not as it is drawn
+        (an Arabic date line would otherwise come out with its parts swapped)."""
+        placed = []
         for run in runs:
+            placed.append((x, run))
+            x += run.em_width * size
+        if rtl:
+            placed.reverse()
+        parts = []
+        for left, run in placed:
             self._fonts.get(run.bold, run.direction)  # this run's script and direction
             # pyHanko types font_size as int; its positioning arithmetic takes any number.
             run.engine.font_size = size  # type: ignore[assignment]
             shaped = run.engine.shape(run.text)
-            parts.append(b"/%s %g Tf" % (run.font.encode("ascii"), size))
-            parts.append(shaped.graphics_ops)
-        parts.append(b"ET")
+            parts += [b"BT", b"%g %g Td" % (left, y),
+                      b"/%s %g Tf" % (run.font.encode("ascii"), size), shaped.graphics_ops,
+                      b"ET"]
         return b" ".join(parts)

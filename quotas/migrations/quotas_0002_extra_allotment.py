@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "quotas_0002"
-down_revision = "quotas_0001"
+down_revision = "quotas_0002r"  # after the replacements policy (main)
 branch_labels = None
 depends_on = None
 

@@ -94,7 +94,7 @@ def make_hosted(rt: Runtime, app: Flask, sms: Sms) -> Hosted:
                               actor="holder")
         ids = (holder.id, holder.cin, holder.mobile, request.id)
     holder_id, cin, mobile, request_id = ids
-    initial = sms.read(mobile, r"signature est (\d+)\.")
+    initial = sms.read(mobile, r"^(\d+) : code PIN")
     pin = generate_pin(6)
     pins.change_pin(rt.sessions, clock, rt.tokens(), request_id, old_pin=initial, new_pin=pin,
                     actor="holder")
@@ -133,7 +133,7 @@ def authorize(client: FlaskClient, caller: Caller, hosted: Hosted, sms: Sms, *,
     sent = _post(client, caller, "/csc/v2/credentials/sendOTP",
                  {"credentialID": hosted.serial})
     assert sent.status_code == 200, sent.get_json()
-    code = sms.read(hosted.mobile, r"code de signature (\d{6})")
+    code = sms.read(hosted.mobile, r"^(\d{6}) : code de signature")
     body: dict = {"credentialID": hosted.serial, "PIN": pin or hosted.pin, "OTP": code}
     if document is not None:
         body["documentDigests"] = [_b64(hashlib.sha256(document).digest())]
@@ -219,7 +219,7 @@ def test_wrong_pin_counts_and_wrong_code_stops(client: FlaskClient, platform: Ca
     assert wrong["_status"] == 403 and wrong["type"].endswith("/pin-incorrect")
     assert wrong["attempts_left"] == 4
     _post(client, platform, "/csc/v2/credentials/sendOTP", {"credentialID": hosted.serial})
-    code = sms.read(hosted.mobile, r"code de signature (\d{6})")
+    code = sms.read(hosted.mobile, r"^(\d{6}) : code de signature")
     bad = _post(client, platform, "/csc/v2/credentials/authorize",
                 {"credentialID": hosted.serial, "PIN": hosted.pin,
                  "OTP": "000000" if code != "000000" else "111111",
@@ -286,6 +286,44 @@ def test_sign_document_then_verify(client: FlaskClient, platform: Caller, hosted
                             "credentialID": hosted.serial, "SAD": granted["SAD"],
                             "document": (io.BytesIO(document), "permit.pdf")})
     assert again.status_code == 403
+
+
+@pytest.mark.slow
+def test_sign_b_lta_then_extend_then_verify(client: FlaskClient, platform: Caller,
+                                            hosted: Hosted, sms: Sms, api_runtime: Runtime,
+                                            tmp_path: Path) -> None:
+    """signDoc at AdES-B-LTA, then POST /v1/extend adds a second archive time-stamp; the
+    report says PAdES-B-LTA and TOTAL-PASSED, pdfsig accepts the file."""
+    document = permit_pdf("Permis n° 2026/0101")
+    granted = authorize(client, platform, hosted, sms, document=document)
+    assert granted["_status"] == 200, granted
+    signed = client.post("/csc/v2/signatures/signDoc", headers=platform.headers,
+                         content_type="multipart/form-data", data={
+                             "credentialID": hosted.serial, "SAD": granted["SAD"],
+                             "conformance_level": "AdES-B-LTA",
+                             "document": (io.BytesIO(document), "permit.pdf")})
+    assert signed.status_code == 200, signed.get_json()
+    assert signed.headers["X-Signature-Level"] == "PAdES-B-LTA"
+    extended = client.post("/v1/extend", data=signed.data, content_type="application/pdf",
+                           headers=platform.headers)
+    assert extended.status_code == 200, extended.get_json()
+    assert extended.headers["X-Archive-Timestamp-Field"] == "ArchiveTimeStamp2"
+    assert extended.headers["X-Archive-Expires"]
+    report = client.post("/v1/verify", data=extended.data, content_type="application/pdf",
+                         headers=platform.headers).get_json()
+    assert report["indication"] == "TOTAL-PASSED", report
+    assert report["signatures"][0]["level"] == "PAdES-B-LTA"
+    unsigned = client.post("/v1/extend", data=permit_pdf(), content_type="application/pdf",
+                           headers=platform.headers)
+    assert unsigned.status_code == 422 and unsigned.get_json()["reason"] == "unsigned"
+    with api_runtime.unit_of_work() as session:
+        root = session.scalars(select(AuthorityRecord)
+                               .where(AuthorityRecord.kind == "root")).first()
+        assert root is not None
+        root_cert = x509.load_der_x509_certificate(root.der)
+    judged = pdfsig(extended.data, make_nss_db(tmp_path / "nss", root_cert), tmp_path)
+    assert judged[0]["Signature Validation"] == "Signature is Valid."
+    assert judged[0]["Certificate Validation"] == "Certificate is Trusted."
 
 
 def test_sign_doc_refuses_a_looping_page_tree_and_keeps_the_sad(
@@ -365,6 +403,7 @@ ROLE_ROWS = [
      {"holder", "platform"}),
     ("/csc/v2/signatures/signDoc", None, {"holder", "platform"}),
     ("/v1/verify", None, {"dgcl_admin", "operator", "contact", "holder", "platform"}),
+    ("/v1/extend", None, {"operator", "platform"}),
 ]
 
 

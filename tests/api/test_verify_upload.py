@@ -110,14 +110,32 @@ def test_fetching_over_http_when_allowed(client: FlaskClient, platform: Caller,
                                          api_runtime: Runtime, tmp_path: Path,
                                          elsewhere: OutsidePki,
                                          server: RevocationServer) -> None:
+    # The CRL server is on 127.0.0.1: reached only because the allow-list names it.
     _configure(api_runtime, tmp_path, elsewhere, verify_fetch_revocation=True,
-               verify_fetch_timeout_seconds=5)
+               verify_fetch_timeout_seconds=5,
+               verify_fetch_allow_hosts="localhost, 127.0.0.1")
     elsewhere.publish(server, published(api_runtime))
     pdf = elsewhere.sign(elsewhere.holder(days=3650))
     report = client.post("/v1/verify", data=pdf, content_type="application/pdf",
                          headers=platform.headers).get_json()
     assert report["indication"] == "TOTAL-PASSED", report
     assert "/ca.crl" in server.requests
+
+
+def test_fetching_does_not_reach_local_addresses(client: FlaskClient, platform: Caller,
+                                                 api_runtime: Runtime, tmp_path: Path,
+                                                 elsewhere: OutsidePki,
+                                                 server: RevocationServer) -> None:
+    """SSRF: anyone may upload a PDF whose certificates name internal URLs; without
+    TAWQI_VERIFY_FETCH_ALLOW_HOSTS none is requested."""
+    _configure(api_runtime, tmp_path, elsewhere, verify_fetch_revocation=True,
+               verify_fetch_timeout_seconds=5)
+    elsewhere.publish(server, published(api_runtime))
+    pdf = elsewhere.sign(elsewhere.holder(days=3650))
+    report = client.post("/v1/verify", data=pdf, content_type="application/pdf",
+                         headers=platform.headers).get_json()
+    assert report["signatures"][0]["sub_indication"] == "TRY_LATER", report
+    assert server.requests == []
 
 
 def test_unsigned_and_broken_signatures_are_reports(client: FlaskClient, platform: Caller,

@@ -15,6 +15,7 @@ import core.errors
 import delivery.errors
 import quotas.errors
 from api.web import i18n
+from api.web.verify import SUB_INDICATIONS
 from core.errors import TawqiError
 from delivery import holders
 from delivery.models import BATCH_STATES, REQUEST_STATES, TOKEN_FORMS
@@ -29,6 +30,7 @@ DYNAMIC = ([f"status.{s}" for s in REQUEST_STATES] + [f"batch.{s}" for s in BATC
            + [f"cert.{s}" for s in ("valid", "revoked", "suspended", "expired")]
            + [f"col.{level}" for level in ("region", "province", "commune")]
            + [f"me.change_{channel}" for channel in ("sms", "email")]
+           + [f"verify.sub.{s}" for s in SUB_INDICATIONS]
            + [f"verify.ind.{i}" for i in ("TOTAL-PASSED", "INDETERMINATE", "TOTAL-FAILED")]
            + [f"verify.cert.{c}" for c in ("good", "revoked", "suspended", "expired",
                                             "not-yet-valid", "unknown", "untrusted")]

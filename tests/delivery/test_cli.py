@@ -40,7 +40,7 @@ def test_demo_story_delivers_pins_that_appear_nowhere_else(
     out = result.output
     assert "is refused: quota exhausted" in out
     assert "batch 1 shipped by Amana, tracking EE123456785MA" in out
-    assert "est ••••••" in out
+    assert "•••••• : code PIN" in out  # the code first, masked in the console
     assert "changed his PIN and signed a permit" in out and "ready to sign: yes" in out
     assert "sealed PINs still waiting: 0" in out
     assert "audit chain intact" in out and "demo complete" in out

@@ -29,7 +29,8 @@ from tests.pki.test_pades_pki import permit_pdf
 
 
 class RevocationServer:
-    """Serves ``files`` (path → bytes) over HTTP; records the paths asked. ``delay``:
+    """Serves ``files`` (path → bytes) over HTTP; records the paths asked (``POST <path>``
+    for a POST, which gets 404). ``delay``:
     seconds to wait before answering; ``padding``: bytes appended to every answer."""
 
     def __init__(self) -> None:
@@ -57,6 +58,12 @@ class RevocationServer:
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+            def do_POST(self) -> None:  # an OCSP request: recorded, answered 404
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                server.requests.append("POST " + self.path)
+                self.send_error(404)
 
             def log_message(self, *args: object) -> None:
                 pass

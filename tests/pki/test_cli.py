@@ -3,6 +3,7 @@ their own: ca init, cert issue/list/show/suspend/release/revoke, crl publish, oc
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 from pathlib import Path
@@ -10,12 +11,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
+from pyhanko.pdf_utils.reader import PdfFileReader
 
 from api.cli import cli
+from core.clock import FrozenClock
 from hsm import default_module_path
 from pki.errors import AuthorityAlreadyInitialised, InvalidRevocationReason
 from pki.profiles import PolicyArcNotSet
+from pki.signer import to_asn1
+from pki.signing.pades import Level, PadesRequest, PadesService
 from tests.cli_support import cli_environment
+from tests.pki.test_pades_pki import FROZEN_AT, build_pki, permit_pdf
 from tests.pki.tools import openssl
 
 pytestmark = pytest.mark.hsm
@@ -141,3 +147,32 @@ def test_revoke_bulk(env: dict[str, str], tmp_path: Path) -> None:
     again = json.loads(rerun.stdout.split("audit log anchored")[0])
     assert again["revoked"] == [] and sorted(again["skipped"]) == sorted(serials)
     assert "audit chain intact" in _run(env, "audit", "verify")
+
+
+def test_sign_extend_adds_archive_timestamps(env: dict[str, str], tmp_path: Path) -> None:
+    """``tawqi sign extend IN OUT``: a signed PDF (here signed elsewhere, B-B) gets our
+    TSA's archive time-stamp with its validation data; extending again adds another."""
+    _run(env, "db", "upgrade")
+    _run(env, "ca", "init")
+    pki = build_pki()
+    service = PadesService(FrozenClock(FROZEN_AT), trust_roots=[pki.root])
+    source = tmp_path / "signed.pdf"
+    source.write_bytes(service.sign(permit_pdf(), pki.signer(), PadesRequest(level=Level.B_B))
+                       .data)
+    once, twice = tmp_path / "lta.pdf", tmp_path / "lta2.pdf"
+    out = _run(env, "sign", "extend", str(source), str(once))
+    assert "PAdES B-LTA, 1 signature(s), archive time-stamp #1" in out
+    _run(env, "sign", "extend", str(once), str(twice))
+    reader = PdfFileReader(io.BytesIO(twice.read_bytes()))
+    stamps = list(reader.embedded_timestamp_signatures)
+    assert [s.field_name for s in stamps] == ["ArchiveTimeStamp1", "ArchiveTimeStamp2"]
+    issuing = x509.load_pem_x509_certificate(_run(env, "ca", "show", "--pem", "issuing")
+                                             .encode())
+    for stamp in stamps:
+        assert stamp.signer_cert.issuer.dump() == to_asn1(issuing).subject.dump()
+    assert "/DSS" in reader.root
+    unsigned = tmp_path / "unsigned.pdf"
+    unsigned.write_bytes(permit_pdf())
+    refused = CliRunner().invoke(cli, ["sign", "extend", str(unsigned), str(tmp_path / "x")],
+                                 env=env)
+    assert refused.exit_code == 2 and "no signature to extend" in refused.output

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import io
 import subprocess
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
+from pyhanko.sign import fields
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signature
 from pyhanko.sign.validation.errors import NoDSSFoundError
@@ -24,7 +28,7 @@ from core.errors import ConfigurationError
 from pki.signer import Signer, to_asn1
 from pki.signing.errors import DocumentTooLarge, InvalidDocument, InvalidPlacement, SigningFailed
 from pki.signing.pades import Level, PadesRequest, PadesService, Placement, free_box, read_pdf
-from pki.signing.stamp import InvalidStamp, StampText, bidi_runs, font_paths
+from pki.signing.stamp import InvalidStamp, StampText, bidi_runs, font_paths, utc_offset
 from tests.pki.test_pades_pki import (
     FROZEN_AT,
     build_pki,
@@ -77,6 +81,15 @@ def test_bidi_runs_keep_numbers_left_to_right() -> None:
     assert bidi_runs("12") == [("ltr", "12")]
 
 
+def test_stamp_states_the_time_zone() -> None:
+    summer = stamp_for(at=datetime(2026, 6, 1, 8, 0, tzinfo=UTC))
+    fr, ar = summer.rows()[-1]
+    assert fr.text == "Le 01/06/2026 à 09:00 UTC+01:00"
+    assert ar.text.endswith("09:00 UTC+01:00")
+    assert utc_offset(datetime(2026, 3, 16, 9, 30, tzinfo=UTC).astimezone(
+        ZoneInfo("Africa/Casablanca"))) == "UTC+00:00"  # Ramadan
+
+
 def test_stamp_text_is_validated() -> None:
     good = stamp_for()
     assert good.rows()[1][0].text == "Mohamed El Alaoui"
@@ -105,6 +118,15 @@ def test_stamp_is_drawn_with_both_scripts(signed, tmp_path: Path) -> None:  # ty
     # The Arabic glyphs carry a ToUnicode map: the text comes back (poppler prints it in
     # visual order, so look for the letters rather than the word).
     assert set("محمدالعلوي") <= set(text)
+    # The time zone is stated (16 March 2026 falls in Ramadan: Morocco is on UTC+00:00).
+    assert "09:30 UTC+00:00" in text
+    # Each run is marked with its text in logical order (/ActualText) and the runs of an
+    # Arabic line are written in logical order: poppler's words (what its search matches)
+    # hold the holder's name and the commune as written.
+    words = [line.split("\t")[-1] for line in subprocess.run(
+        ["pdftotext", "-tsv", str(path), "-"], capture_output=True, text=True,
+        check=True).stdout.splitlines()[1:]]
+    assert "محمد العلوي" in words and "جماعة الحسيمة" in words
     # The stamp is really painted: the rendered box is not blank.
     subprocess.run(["pdftoppm", "-png", "-r", "40", "-x", "140", "-y", "390", "-W", "170",
                     "-H", "60", str(path), str(tmp_path / "box")], check=True)
@@ -270,11 +292,12 @@ def test_oversized_and_encrypted_documents_are_refused(pki) -> None:  # type: ig
 
 
 def test_request_is_validated() -> None:
-    with pytest.raises(Exception, match="B-B, B-T or B-LT"):
-        PadesRequest(level="B-LTA")  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="B-B, B-T, B-LT or B-LTA"):
+        PadesRequest(level="B-LTB")  # type: ignore[arg-type]
     with pytest.raises(Exception, match="field_name"):
         PadesRequest(field_name="bad name")
     assert PadesRequest(level="B-T").level is Level.B_T  # type: ignore[arg-type]
+    assert PadesRequest(level="B-LTA").level is Level.B_LTA  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- token keys
@@ -309,3 +332,87 @@ def test_a_token_key_signs_through_the_pyhanko_adapter(pki, hsm_token, nss, tmp_
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == \
         token_key.public_key().public_bytes(serialization.Encoding.DER,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def _page_with(content: bytes) -> bytes:
+    """A one-page A4 permit with ``content`` drawn after its title (font /F1)."""
+    writer = PdfFileWriter()
+    font = generic.DictionaryObject({
+        generic.NameObject("/Type"): generic.NameObject("/Font"),
+        generic.NameObject("/Subtype"): generic.NameObject("/Type1"),
+        generic.NameObject("/BaseFont"): generic.NameObject("/Helvetica")})
+    resources = generic.DictionaryObject({generic.NameObject("/Font"): generic.DictionaryObject(
+        {generic.NameObject("/F1"): font})})
+    stream = b"BT /F1 16 Tf 72 760 Td (Permis de construire) Tj ET " + content
+    writer.insert_page(PageObject(
+        contents=writer.add_object(generic.StreamObject(stream_data=stream)),
+        media_box=generic.ArrayObject([generic.NumberObject(v) for v in (0, 0, 595, 842)]),
+        resources=resources))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+# The permit's own signature block, bottom right: a framed area with a caption.
+SIGNATURE_BLOCK = (330.0, 50.0, 560.0, 170.0)
+BLOCK = (b"q 0 0 0 RG 1 w 330 50 230 120 re S Q "
+         b"BT /F1 11 Tf 340 150 Td (Le President du conseil communal) Tj ET")
+
+
+def _stamp_boxes(data: bytes) -> list[tuple[float, ...]]:
+    reader = read_pdf(data, max_bytes=10**8)
+    return [tuple(float(v) for v in s.sig_field["/Rect"])
+            for s in reader.embedded_regular_signatures]
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_stamps_avoid_the_signature_block_and_each_other(pki, service, nss) -> None:  # type: ignore[no-untyped-def]
+    """The third signature on a permit covers neither the permit's own signature block
+    nor the two earlier stamps: each stamp goes where the page has no ink."""
+    document = _page_with(BLOCK)
+    for name in ("good", "second", "good"):
+        document = service.sign(document, pki.signer(name), PadesRequest(
+            level=Level.B_B, stamp=stamp_for(name))).data
+    boxes = _stamp_boxes(document)
+    assert len(boxes) == 3
+    for index, box in enumerate(boxes):
+        assert not _overlap(box, SIGNATURE_BLOCK), box
+        assert all(not _overlap(box, other) for other in boxes[index + 1:])
+    db, directory = nss
+    report = pdfsig(document, db, directory)
+    assert [s["Signature Validation"] for s in report] == ["Signature is Valid."] * 3
+
+
+def test_a_full_page_gets_an_opaque_stamp(pki, service) -> None:  # type: ignore[no-untyped-def]
+    """No free place: the stamp sits over content on a white background, still clear of
+    earlier stamps."""
+    lines = b" ".join(b"BT /F1 9 Tf 40 %d Td (%s) Tj ET" % (y, b"texte " * 20)
+                      for y in range(30, 820, 10))
+    document = _page_with(lines)
+    first = service.sign(document, pki.signer(), PadesRequest(level=Level.B_B,
+                                                              stamp=stamp_for())).data
+    reader = read_pdf(first, max_bytes=10**8)
+    [signature] = reader.embedded_regular_signatures
+    appearance = signature.sig_field["/AP"]["/N"]
+    assert b"1 1 1 rg" in appearance.data  # painted white before the text
+    second = service.sign(first, pki.signer("second"), PadesRequest(
+        level=Level.B_B, stamp=stamp_for("second"))).data
+    one, two = _stamp_boxes(second)
+    assert not _overlap(one, two)
+
+
+def test_a_named_empty_field_takes_the_stamp(pki, service) -> None:  # type: ignore[no-untyped-def]
+    writer = IncrementalPdfFileWriter(io.BytesIO(permit_pdf()))
+    fields.append_signature_field(writer, fields.SigFieldSpec(
+        "President", on_page=0, box=(60, 60, 360, 156)))
+    out = io.BytesIO()
+    writer.write(out)
+    signed = service.sign(out.getvalue(), pki.signer(), PadesRequest(
+        level=Level.B_B, stamp=stamp_for(), field_name="President")).data
+    assert _stamp_boxes(signed) == [(60.0, 60.0, 360.0, 156.0)]

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from asn1crypto import tsp
+from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
+from pyhanko_certvalidator import ValidationContext
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
-import pki.models  # noqa: F401  (registers the tables on Base.metadata)
+import pki.models  # (registers the tables on Base.metadata)
+import pki.signing.models  # noqa: F401  (its tables too, whatever ran before)
 from core.db import Base
 from pki import tsa
 from pki.authority import Authority
+from pki.signer import to_asn1
+from pki.signing.pades import RecordsRevocation
 from tests.pki.conftest import World
 
 
@@ -59,3 +66,30 @@ def test_tsa_grants_and_refuses(world: World, authority: Authority) -> None:
         assert failure in status["fail_info"].native
     assert tsa.timestamp(signer, world.clock, b"junk", policy_oid=policy).failure == \
         "bad_data_format"
+
+
+@pytest.mark.hsm
+def test_tsa_token_lets_an_offline_validator_build_the_chain(
+        world: World, authority: Authority, pki_session: Session) -> None:
+    """B-T for decades: the token carries the TSA's issuing chain, so pyHanko's validator,
+    offline and holding only our root as trust anchor, trusts the time-stamp."""
+    signer = authority.tsa_signer
+    assert signer is not None
+    digest = hashlib.sha256(b"permit").digest()
+    granted = tsa.timestamp(signer, world.clock, _request(digest),
+                            policy_oid=world.profile.policy_oid + ".3")
+    token = tsp.TimeStampResp.load(granted.der)["time_stamp_token"]
+    carried = {c.chosen.sha256 for c in token["content"]["certificates"]}
+    assert to_asn1(world.issuing).sha256 in carried
+    revocation = RecordsRevocation(pki_session, world.clock).revocation_data(
+        signer.full_chain())
+    context = ValidationContext(trust_roots=[to_asn1(world.root)], allow_fetching=False,
+                                ocsps=list(revocation.ocsps), crls=list(revocation.crls),
+                                revocation_mode="hard-fail", moment=world.clock.now())
+    status = asyncio.run(validate_tst_signed_data(token["content"], context,
+                                                  lambda _algorithm: digest))
+    assert status["intact"] and status["valid"], status
+    path = status["validation_path"]  # built and validated up to our root
+    assert path is not None and path.trust_anchor.authority.public_key.dump() == \
+        to_asn1(world.root).public_key.dump()
+    assert status.get("trust_problem_indic") is None

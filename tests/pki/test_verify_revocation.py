@@ -21,6 +21,8 @@ from pki.signer import to_asn1
 from pki.signing.pades import RevocationData
 from pki.signing.revinfo import (
     FetchPolicy,
+    FetchRefused,
+    HostGuard,
     InvalidRevocationData,
     classify,
     parse_uploaded,
@@ -50,11 +52,16 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+#: The test CRL server listens on 127.0.0.1, which fetching reaches only when allowed.
+LOCAL = ("127.0.0.1",)
+
+
 def _verifier(pki: OutsidePki, *, at: datetime | None = None, fetch: bool = True,
               **extra) -> Verifier:  # type: ignore[no-untyped-def]
+    policy = extra.pop("policy", FetchPolicy(timeout_seconds=5, allow_hosts=LOCAL))
     return Verifier(FrozenClock(at or _now() + timedelta(minutes=1)),
                     trust_roots=[pki.root.cert], allow_fetching=fetch,
-                    fetch_policy=extra.pop("policy", FetchPolicy(timeout_seconds=5)), **extra)
+                    fetch_policy=policy, **extra)
 
 
 def _only(verifier: Verifier, data: bytes, **kw) -> SignatureReport:  # type: ignore[no-untyped-def]
@@ -113,6 +120,88 @@ def test_without_fetching_it_is_try_later(pki, server) -> None:  # type: ignore[
     assert server.requests == []
 
 
+def test_fetching_never_reaches_a_local_address_unless_allowed(pki, server) -> None:  # type: ignore[no-untyped-def]
+    """SSRF: the certificates of an uploaded PDF name http://127.0.0.1:<port>/ca.crl; without
+    the allow-list no request reaches that server, and the answer is try later."""
+    pki.publish(server, _now())
+    data = pki.sign(pki.holder())
+    for allowed in ((), ("localhost",), ("10.0.0.0/8",), ("::1",)):
+        policy = FetchPolicy(timeout_seconds=5, allow_hosts=allowed)
+        sig = _only(_verifier(pki, policy=policy), data)
+        assert sig.indication == "INDETERMINATE" and sig.sub_indication == "TRY_LATER"
+        assert sig.certificate_now.status == "unknown"
+    assert server.requests == []
+    # allowed by address, or by a network holding it
+    for allowed in (LOCAL, ("127.0.0.0/8",)):
+        policy = FetchPolicy(timeout_seconds=5, allow_hosts=allowed)
+        assert _only(_verifier(pki, policy=policy), data).indication == "TOTAL-PASSED"
+    assert "/ca.crl" in server.requests
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1/x.crl", "http://localhost/x.crl", "http://[::1]/x.crl",
+    "http://10.1.2.3/x.crl", "http://192.168.0.1/x.crl", "http://172.16.5.5/x.crl",
+    "http://169.254.169.254/latest/meta-data", "http://[fe80::1]/x", "http://224.0.0.1/x",
+    "http://0.0.0.0/x", "http://100.64.0.1/x", "http://240.0.0.1/x",
+    "http://[::ffff:127.0.0.1]/x", "http://2130706433/x", "http://0x7f.1/x",
+    "file:///etc/passwd", "ftp://ftp.example.org/x.crl", "ldap://ldap.example.org/cn=x",
+    "http:///x.crl"])
+def test_host_guard_refuses(url: str) -> None:
+    with pytest.raises(FetchRefused):
+        HostGuard.of(()).check_url(url)
+
+
+def test_host_guard_allow_list() -> None:
+    guard = HostGuard.of(["LocalHost.", " 10.0.0.0/8 ", "[::1]"])
+    guard.check_url("http://localhost:8080/x.crl")
+    guard.check_url("http://10.9.8.7/x.crl")
+    guard.check_url("https://[::1]/x.crl")
+    with pytest.raises(FetchRefused):
+        guard.check_url("http://192.168.1.1/x.crl")
+    with pytest.raises(FetchRefused):
+        guard.check_address("x", "127.0.0.2")
+    guard.check_address("public", "8.8.8.8")
+
+
+def test_the_connected_address_is_checked_again(pki, server) -> None:  # type: ignore[no-untyped-def]
+    """Past the name check (a DNS answer that changed since, say), the socket's own peer
+    address is checked before a byte is sent."""
+    import requests
+
+    from pki.signing.revinfo import _guarded_session
+
+    pki.publish(server, _now())
+    with _guarded_session(HostGuard.of(())) as session, pytest.raises(
+            requests.RequestException):
+        session.get(server.base + "/ca.crl", timeout=5)
+    assert server.requests == []
+    with _guarded_session(HostGuard.of(LOCAL)) as session:
+        assert session.get(server.base + "/ca.crl", timeout=5).status_code == 200
+    assert server.requests == ["/ca.crl"]
+
+
+def test_local_data_first(pki, server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Fetching on: what the operator's directory or the caller holds settles the
+    certificates, so nothing is requested (neither the CRLs nor the holder's OCSP
+    responder); with nothing local, both are asked."""
+    pki.publish(server, _now())
+    holder = pki.holder()
+    data = pki.sign(holder)
+    (tmp_path / "ca.crl").write_bytes(pki.crl("ca", _now()))
+    (tmp_path / "root.crl").write_bytes(pki.crl("root", _now()))
+    sig = _only(_verifier(pki, revocation_dir=str(tmp_path)), data)
+    assert sig.indication == "TOTAL-PASSED"
+    assert server.requests == []
+    uploaded = RevocationData(ocsps=(pki.ocsp_good(holder, _now()),),
+                              crls=(pki.crl("root", _now()),))
+    sig = _only(_verifier(pki), data, revocation=uploaded)
+    assert sig.indication == "TOTAL-PASSED" and sig.certificate_now.status == "good"
+    assert server.requests == []
+    sig = _only(_verifier(pki), data)
+    assert sig.indication == "TOTAL-PASSED"
+    assert {"POST /ocsp", "/ca.crl", "/root.crl"} <= set(server.requests)
+
+
 def test_unreachable_crl_is_try_later(pki, server) -> None:  # type: ignore[no-untyped-def]
     data = pki.sign(pki.holder())  # nothing published: the server answers 404
     sig = _only(_verifier(pki), data)
@@ -123,7 +212,7 @@ def test_unreachable_crl_is_try_later(pki, server) -> None:  # type: ignore[no-u
 def test_oversized_crl_is_refused(pki, server) -> None:  # type: ignore[no-untyped-def]
     pki.publish(server, _now())
     server.padding = b"\0" * 200_000
-    small = FetchPolicy(timeout_seconds=5, max_response_bytes=100_000)
+    small = FetchPolicy(timeout_seconds=5, max_response_bytes=100_000, allow_hosts=LOCAL)
     sig = _only(_verifier(pki, policy=small), pki.sign(pki.holder()))
     assert sig.sub_indication == "TRY_LATER"
     assert "/root.crl" in server.requests
@@ -175,7 +264,8 @@ def test_expired_signer_is_out_of_bounds_no_poe(pki, server) -> None:  # type: i
 def test_untrusted_root_is_no_certificate_chain_found(pki, server) -> None:  # type: ignore[no-untyped-def]
     pki.publish(server, _now())
     elsewhere = Verifier(FrozenClock(_now()), trust_roots=[_self_signed("Autre Racine")],
-                         allow_fetching=True)
+                         allow_fetching=True,
+                         fetch_policy=FetchPolicy(timeout_seconds=5, allow_hosts=LOCAL))
     sig = _only(elsewhere, pki.sign(pki.holder()))
     assert sig.indication == "INDETERMINATE"
     assert sig.sub_indication == "NO_CERTIFICATE_CHAIN_FOUND"

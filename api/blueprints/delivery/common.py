@@ -26,6 +26,7 @@ Civility = Literal["mr", "mrs"]
 RequestStatus = Literal["submitted", "approved", "personalised", "shipped", "delivered",
                         "handed_over", "active", "rejected", "cancelled"]
 TokenForm = Literal["device", "hosted"]
+RequestKind = Literal["new", "renewal", "replacement"]
 BatchStatus = Literal["preparing", "dispatched", "received"]
 OutboxStatus = Literal["pending", "sending", "sent", "dead"]
 
