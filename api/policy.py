@@ -54,6 +54,12 @@ RULES: dict[str, dict[str, Reach]] = {
     "contacts.write": {ADMIN: ANY, OPERATOR: ANY},
     "holders.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE, HOLDER: OWN},
     "holders.write": {OPERATOR: ANY, CONTACT: PROVINCE},
+    # a change of mandate revokes the old mandate's certificates
+    "mandates.change": {OPERATOR: ANY, CONTACT: PROVINCE},
+    # election campaigns: the DGCL administrator and operators run them; contacts read
+    # their province's seats
+    "campaigns.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
+    "campaigns.manage": {ADMIN: ANY, OPERATOR: ANY},
     "requests.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE, HOLDER: OWN},
     "requests.create": {OPERATOR: ANY, CONTACT: PROVINCE},
     "requests.cancel": {OPERATOR: ANY, CONTACT: PROVINCE},

@@ -349,3 +349,27 @@ def render(name: str, channel: str, params: Mapping[str, Any],
     if sep:
         text += sep + arabic.format_map(_values(params, "ar", secret))
     return Rendered(template.email_subject.format_map(values), text)
+
+
+# ----------------------------------------------------------- election campaigns
+
+_CAMPAIGN_STATUS_EMAIL = (
+    "Madame, Monsieur {contact_name},\n\n"
+    "Campagne « {campaign} » — installation des conseils le {installation_date}.\n"
+    "{province_fr} : {count} siège(s), dont {blocked} sans personne pouvant signer "
+    "(les plus anciens d'abord) :\n\n{items}\n\n"
+    "Pour qu'une commune puisse signer dès l'installation, remettez chaque jeton à son "
+    "titulaire et consignez la remise le jour même.\n\n"
+    "----\n\n"
+    "السيد(ة) {contact_name}،\n\n"
+    "حملة « {campaign} » — تنصيب المجالس بتاريخ {installation_date}.\n"
+    "{province_ar}: {count} مقعدا، منها {blocked} بدون أي شخص يمكنه التوقيع "
+    "(الأقدم أولا):\n\n{items}\n\n"
+    "حتى تتمكن كل جماعة من التوقيع منذ التنصيب، يرجى تسليم كل جهاز توقيع إلى صاحبه وتسجيل "
+    "التسليم في نفس اليوم.\n"
+)
+
+TEMPLATES["campaign.status"] = Template(
+    "campaign.status", False,
+    email_subject="Tawqi — {campaign} : état de {province_fr} / وضعية {province_ar}",
+    email_body=_CAMPAIGN_STATUS_EMAIL)

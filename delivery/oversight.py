@@ -498,6 +498,7 @@ class HolderLine:
     request_status: str | None
     certificate: str | None  # certificate_state of an activated credential
     not_after: datetime | None
+    civility: str = "mr"  # titles agree with it (delivery.titles.title_for)
 
 
 def province_holders(session: Session, clock: Clock, province_code: str, *,
@@ -529,7 +530,7 @@ def province_holders(session: Session, clock: Clock, province_code: str, *,
             commune.code if commune else None, commune.name_fr if commune else None,
             commune.name_ar if commune else None, request.id if request else None,
             request.status if request else None, state,
-            as_utc(not_after) if not_after else None))
+            as_utc(not_after) if not_after else None, holder.civility))
     return found
 
 

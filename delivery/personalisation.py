@@ -25,7 +25,7 @@ from delivery import envelopes
 from delivery.envelopes import Sealer
 from delivery.errors import IllegalTransition
 from delivery.holders import HolderProfile, get_holder, profile
-from delivery.models import ENVELOPE_INITIAL_PIN, KIND_RENEWAL, CertificateRequest
+from delivery.models import ENVELOPE_INITIAL_PIN, KIND_RENEWAL, CertificateRequest, Mandate
 from delivery.policy import DeliveryPolicy
 from delivery.requests import allowed_steps, get_request, move
 from hsm import TokenLibrary, generate_pin
@@ -176,7 +176,8 @@ def personalise_request(session: Session, clock: Clock, request_id: int, *,
     envelope = envelopes.seal(session, clock, sealer, purpose=ENVELOPE_INITIAL_PIN,
                               holder_id=holder.id, secret=pin)
     label = new_token_label(request.id)
-    token = personaliser.personalise(session, clock, holder=profile(session, holder),
+    mandate = session.get_one(Mandate, request.mandate_id)
+    token = personaliser.personalise(session, clock, holder=profile(session, holder, mandate),
                                      token_label=label, pin=pin, actor=actor)
     del pin
     request.token_label = token.token_label

@@ -39,6 +39,7 @@ from delivery.errors import (
     RequestNotFound,
 )
 from delivery.holders import get_holder
+from delivery.mandates import require_current_mandate
 from delivery.models import (
     ACTIVE,
     APPROVED,
@@ -154,8 +155,9 @@ def submit_request(session: Session, clock: Clock, *, contact_id: int, holder_id
     if _open_request(session, holder.id) is not None:
         raise OpenRequestExists(f"holder {holder.cin} already has a request under way",
                                 holder_id=holder.id)
+    mandate = require_current_mandate(session, holder)
     year = year if year is not None else clock.now().year
-    entity = ledger.Entity.parse(holder.entity)
+    entity = ledger.Entity.parse(mandate.entity)
     decision = ledger.reserve(session, clock, entity, year, actor=actor,
                               reference=f"holder:{holder.cin}",
                               free=free_of_quota).raise_if_denied()
@@ -163,7 +165,8 @@ def submit_request(session: Session, clock: Clock, *, contact_id: int, holder_id
         raise IllegalTransition("the quota granted no reservation")
     now = clock.now()
     request = CertificateRequest(
-        holder_id=holder.id, contact_id=contact.id, province_code=holder.province_code,
+        holder_id=holder.id, mandate_id=mandate.id, contact_id=contact.id,
+        province_code=mandate.province_code,
         entity=str(entity), year=year, token_form=token_form, status=SUBMITTED,
         status_reason="", reservation_id=decision.reservation_id, pin_change_required=True,
         kind=kind, follows_request_id=follows_request_id, submitted_at=now, updated_at=now)
@@ -180,6 +183,7 @@ def submit_request(session: Session, clock: Clock, *, contact_id: int, holder_id
            object_type="certificate_request", object_id=request.id,
            summary={"holder_id": holder.id, "cin": holder.cin, "entity": request.entity,
                     "year": year, "token_form": token_form, "contact_id": contact.id,
+                    "mandate_id": mandate.id, "role": mandate.role,
                     "reservation_id": decision.reservation_id,
                     "quota_remaining": decision.remaining, "kind": kind,
                     **({"follows": follows_request_id} if follows_request_id else {})})

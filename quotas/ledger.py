@@ -33,6 +33,7 @@ from quotas.models import (
     ENTITY_SERVICES,
     CensusPopulation,
     Commune,
+    ExtraAllotment,
     LedgerEntry,
     Partnership,
     Province,
@@ -318,6 +319,44 @@ def add_partnership(session: Session, clock: Clock, *, commune_code: str, year: 
                     "unit_price_mad": str(unit_price_mad), "signed_on": signed_on.isoformat(),
                     "reference": reference})
     return partnership
+
+
+def add_extra_allotment(session: Session, clock: Clock, entity: Entity, year: int, *,
+                        count: int, billed_to: str, reference: str,
+                        actor: str) -> ExtraAllotment:
+    """Add ``count`` certificates to the entity's year, paid by ``billed_to`` (e.g. the DGCL
+    for an election campaign's replacements). Idempotent on ``reference``: the same
+    reference given again adds nothing and returns the first row."""
+    if count <= 0:
+        raise InvalidPartnership("an extra allotment adds at least one certificate")
+    existing = session.scalar(select(ExtraAllotment).where(
+        ExtraAllotment.reference == reference))
+    if existing is not None:
+        return existing
+    row = _ledger(session, entity, year)
+    extra = ExtraAllotment(entity_kind=entity.kind, entity_code=entity.code, year=year,
+                           count=count, billed_to=billed_to, reference=reference,
+                           created_at=clock.now())
+    session.add(extra)
+    session.execute(update(LedgerEntry).where(LedgerEntry.id == row.id)
+                    .values(extra=LedgerEntry.extra + count)
+                    .execution_options(synchronize_session=False))
+    session.flush()
+    session.refresh(row)
+    record(session, clock, actor=actor, action="quota.extra.added",
+           object_type="extra_allotment", object_id=extra.id,
+           summary={"entity": str(entity), "year": year, "count": count,
+                    "billed_to": billed_to, "reference": reference})
+    return extra
+
+
+def extra_allotments(session: Session, year: int, *,
+                     billed_to: str | None = None) -> list[ExtraAllotment]:
+    """The year's extra allotments (what the DGCL is billed for a campaign, say)."""
+    query = select(ExtraAllotment).where(ExtraAllotment.year == year)
+    if billed_to is not None:
+        query = query.where(ExtraAllotment.billed_to == billed_to)
+    return list(session.scalars(query.order_by(ExtraAllotment.id)))
 
 
 @dataclass(frozen=True)

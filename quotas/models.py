@@ -165,3 +165,25 @@ class Partnership(Base):
     reference: Mapped[str] = mapped_column(String(100), default="")
 
     __table_args__ = (CheckConstraint("count > 0", name="positive"),)
+
+
+class ExtraAllotment(Base):
+    """Certificates added to an entity's year beyond its tier, paid by someone other than
+    the entity (e.g. an election campaign's replacements, billed to the DGCL). The ledger's
+    ``extra`` counts them with the partnerships."""
+
+    __tablename__ = "quota_extra_allotment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entity_kind: Mapped[str] = mapped_column(String(10))
+    entity_code: Mapped[str] = mapped_column(String(12), index=True)
+    year: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    billed_to: Mapped[str] = mapped_column(String(50))
+    reference: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("count > 0", name="positive"),
+        UniqueConstraint("reference", name="uq_quota_extra_allotment_reference"),
+    )

@@ -10,6 +10,7 @@ page), :mod:`api.web.operator` (search, bulk decisions, personalisation, batches
 
 from api.web import account as _account  # noqa: F401
 from api.web import admin as _admin  # noqa: F401
+from api.web import campaigns as _campaigns  # noqa: F401
 from api.web import contact as _contact  # noqa: F401  (registers its views)
 from api.web import expiring as _expiring  # noqa: F401
 from api.web import holder as _holder  # noqa: F401

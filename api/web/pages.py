@@ -66,7 +66,7 @@ from core.errors import (
     TawqiError,
     Unauthenticated,
 )
-from delivery import batches, contacts, holders, outbox, oversight, requests
+from delivery import batches, contacts, holders, outbox, oversight, requests, titles
 from delivery.errors import InvalidHolder
 from delivery.models import BATCH_PREPARING, OPEN_STATES, PERSONALISED, TOKEN_FORMS
 from quotas.errors import UnknownEntity
@@ -140,6 +140,9 @@ def _context() -> dict[str, Any]:
     def num(value: int | float | None) -> str:
         return i18n.number(current, value)
 
+    def title(holder: Any) -> str:  # the holder's title, agreeing with their civility
+        return titles.title_for(holder.role, holder.civility, current)
+
     def day(at: datetime | None) -> str:
         return i18n.day(current, at)
 
@@ -152,7 +155,7 @@ def _context() -> dict[str, Any]:
     return {"lang": current, "dir": "rtl" if current == "ar" else "ltr", "t": t, "tn": tn,
             "name": name, "csrf_field": CSRF_FIELD, "csrf_token": csrf_token,
             "user": g.get("tawqi_web_principal"), "day": day, "when": when, "pct": pct,
-            "num": num, "here": request.full_path.rstrip("?")}
+            "num": num, "title": title, "here": request.full_path.rstrip("?")}
 
 
 def _html(template: str, code: int = 200, **values: Any) -> Response:
@@ -460,7 +463,8 @@ def _province_page(p: Page, code: str, commune_code: str | None = None,
         may_receive=p.allowed("batches.receive", scope),
         batches=oversight.province_batches(p.session, p.clock, code,
                                            overdue_days=overdue_days),
-        communes=communes, roles=list(holders.ROLES), token_forms=TOKEN_FORMS,
+        communes=communes, roles=list(holders.ROLES), civilities=titles.CIVILITIES,
+        token_forms=TOKEN_FORMS,
         may_register=p.allowed("holders.write", scope),
         may_request=p.allowed("requests.create", scope),
         may_handover=p.allowed("requests.handover", scope),
@@ -527,7 +531,8 @@ def register_holder(p: Page, code: str) -> Any:
             cin=f.get("cin", ""), given_name_fr=f.get("given_name_fr", ""),
             surname_fr=f.get("surname_fr", ""), given_name_ar=f.get("given_name_ar", ""),
             surname_ar=f.get("surname_ar", ""), role=f.get("role", ""),
-            mobile=f.get("mobile", ""), email=f.get("email", ""), commune_code=commune_code,
+            civility=f.get("civility", "mr"), mobile=f.get("mobile", ""),
+            email=f.get("email", ""), commune_code=commune_code,
             province_code=None if commune_code else code,
             preferred_lang=f.get("preferred_lang", "fr")), actor=p.actor,
             contact_id=contact_id)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.runtime import Runtime
 from core.clock import Clock
-from delivery import envelopes, holders, requests
+from delivery import envelopes, holders, mandates, requests
 from delivery.envelopes import Sealer
 from delivery.errors import InvalidHolder
 from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED, Holder
@@ -50,7 +50,7 @@ class DeliveryDirectory:
             return HolderContact(holder.id, holder.mobile, False, False,
                                  ("no request of this holder carries this certificate",))
         readiness = requests.signing_readiness(session, row.id, self.terms_version)
-        profile = holders.profile(session, holder)
+        profile = holders.profile(session, holder, mandates.get_mandate(session, row.mandate_id))
         return HolderContact(
             holder_id=holder.id, mobile=holder.mobile, hosted=row.token_form == HOSTED,
             ready=readiness.ready, reasons=readiness.reasons,
