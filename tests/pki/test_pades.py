@@ -4,6 +4,7 @@ validator."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,16 @@ from core.errors import ConfigurationError
 from pki.signer import Signer, to_asn1
 from pki.signing.errors import DocumentTooLarge, InvalidDocument, InvalidPlacement, SigningFailed
 from pki.signing.pades import Level, PadesRequest, PadesService, Placement, free_box, read_pdf
-from pki.signing.stamp import InvalidStamp, StampText, bidi_runs, font_paths, utc_offset
+from pki.signing.stamp import (
+    QR_QUIET,
+    InvalidStamp,
+    StampText,
+    bidi_runs,
+    font_paths,
+    qr_matrix,
+    qr_square,
+    utc_offset,
+)
 from tests.pki.test_pades_pki import (
     FROZEN_AT,
     build_pki,
@@ -55,8 +65,9 @@ def service(pki) -> PadesService:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def signed(pki, service) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
     """One permit signed at each level, and a B-LT permit signed a second time."""
+    stamp = dataclasses.replace(stamp_for(), link=LINK)  # the stamp carries a QR code
     documents = {level.value: service.sign(permit_pdf(), pki.signer(),
-                                           PadesRequest(level=level, stamp=stamp_for())).data
+                                           PadesRequest(level=level, stamp=stamp)).data
                  for level in Level}
     documents["twice"] = service.sign(documents["B-LT"], pki.signer("second"),
                                       PadesRequest(level=Level.B_LT,
@@ -100,6 +111,73 @@ def test_stamp_text_is_validated() -> None:
         StampText("n", "م", "t", "ت", "o", "ج", FROZEN_AT.replace(tzinfo=None))
     with pytest.raises(InvalidStamp):
         StampText("n\x00", "م", "t", "ت", "o", "ج", FROZEN_AT)
+
+
+LINK = "http://pki.tawqi.ma/s/q8Jd2kT0bX4mYpLwZr9vNA"
+
+
+def _pgm(path: Path) -> tuple[int, int, bytes]:
+    """Width, height and pixels of a binary greyscale PGM (pdftoppm -gray)."""
+    raw = path.read_bytes()
+    fields_: list[bytes] = []
+    pos = 0
+    while len(fields_) < 4:
+        while raw[pos:pos + 1].isspace():
+            pos += 1
+        end = pos
+        while not raw[end:end + 1].isspace():
+            end += 1
+        fields_.append(raw[pos:end])
+        pos = end
+    assert fields_[0] == b"P5"
+    return int(fields_[1]), int(fields_[2]), raw[pos + 1:]
+
+
+def test_stamp_link_is_checked() -> None:
+    for bad in ("ftp://x/s/1", "http://x/ s", "http://x/" + "a" * 200, "http://é.ma/s/1"):
+        with pytest.raises(InvalidStamp):
+            dataclasses.replace(stamp_for(), link=bad)
+
+
+def test_qr_code_on_the_stamp_reads_back_as_the_link(pki, service, tmp_path: Path
+                                                    ) -> None:  # type: ignore[no-untyped-def]
+    """No QR decoder is installed: the page is rendered by poppler and each module's centre
+    is compared with the code of the link (a re-encoding). The text stays whole beside it,
+    and the file still passes pdfsig (see test_pdfsig_reports_valid_and_trusted)."""
+    signed = service.sign(permit_pdf(), pki.signer(),
+                          PadesRequest(level=Level.B_B,
+                                       stamp=dataclasses.replace(stamp_for(), link=LINK)))
+    assert signed.box is not None
+    x1, y1, x2, y2 = signed.box
+    assert x2 - x1 > 300  # widened by the code's square
+    path = tmp_path / "qr.pdf"
+    path.write_bytes(signed.data)
+    scale = 8  # pixels per point (576 dpi)
+    page_height = 842
+    subprocess.run(["pdftoppm", "-gray", "-r", str(72 * scale), "-x", str(int(x1 * scale)),
+                    "-y", str(int((page_height - y2) * scale)), "-W",
+                    str(int((x2 - x1) * scale)), "-H", str(int((y2 - y1) * scale)),
+                    str(path), str(tmp_path / "qr")], check=True)
+    width, _height, pixels = _pgm(next(tmp_path.glob("qr*.pgm")))
+    qx, qy, side = qr_square(x2 - x1, y2 - y1, 6.0)
+    matrix = qr_matrix(LINK)
+    module = side / (len(matrix) + 2 * QR_QUIET)
+    top = (y2 - y1) - (qy + side)  # from the box's top edge, in points
+
+    def dark(col: float, row: float) -> bool:
+        px = int((qx + (col + 0.5) * module) * scale)
+        py = int((top + (row + 0.5) * module) * scale)
+        return pixels[py * width + px] < 128
+
+    size = len(matrix) + 2 * QR_QUIET
+    seen = [[dark(c, r) for c in range(size)] for r in range(size)]
+    expected = [[False] * size for _ in range(QR_QUIET)] + [
+        [False] * QR_QUIET + row + [False] * QR_QUIET for row in matrix] + [
+        [False] * size for _ in range(QR_QUIET)]
+    assert seen == expected
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "Président du conseil communal" in text and "Mohamed El Alaoui" in text
 
 
 def test_missing_font_is_a_configuration_error(tmp_path: Path) -> None:
