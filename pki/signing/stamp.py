@@ -408,7 +408,7 @@ class BilingualStamp(BaseStamp):
         width, height = self.box.width, self.box.height
         rows = [(self._runs(fr), self._runs(ar), fr, ar) for fr, ar in text.rows()]
         # The text's width: the whole box, or what the QR code leaves of it.
-        text_width = width
+        text_width: float = width
         qr = None
         if text.link is not None:
             qr = qr_square(width, height, style.margin)
