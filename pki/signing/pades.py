@@ -244,6 +244,8 @@ class SignedPdf:
     sha256: str
     page: int | None
     box: tuple[float, float, float, float] | None
+    #: The public id of the signature's status page (remote signing with a QR code).
+    public_id: str | None = None
 
 
 # --------------------------------------------------------------------------- time-stamps

@@ -40,7 +40,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,6 +83,7 @@ from pki.signing.models import (
     PURPOSE_HASH,
     SAD_ACTIVE,
     SAD_USED,
+    SignatureRecord,
     SigningAuthorization,
     SigningChallenge,
 )
@@ -125,6 +126,9 @@ class RemoteSigningPolicy:
     otp_ttl: timedelta = timedelta(minutes=5)
     otp_max_attempts: int = 5
     max_batch: int = 1000
+    #: The prefix of a signature's status page (``{TAWQI_PUBLIC_URL}/s/``): a visible stamp
+    #: then carries the page's URL as a QR code. None: no QR code, no record.
+    status_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.otp_max_attempts < 1:
@@ -137,7 +141,8 @@ class RemoteSigningPolicy:
         return cls(sad_ttl=timedelta(seconds=settings.sad_ttl_seconds),
                    otp_ttl=timedelta(minutes=settings.signing_otp_ttl_minutes),
                    otp_max_attempts=settings.otp_max_attempts,
-                   max_batch=settings.sign_hash_max_batch)
+                   max_batch=settings.sign_hash_max_batch,
+                   status_url=settings.public_url.rstrip("/") + "/s/")
 
 
 @dataclass(frozen=True)
@@ -588,8 +593,16 @@ class RemoteSigning:
 
     def sign_document(self, credential_id: str, *, sad: str, document: bytes,
                       request: PadesRequest, pades: PadesService, client: str,
-                      actor: str) -> SignedPdf:
-        """PAdES-sign ``document``, which the SAD authorised by its SHA-256."""
+                      actor: str, document_name: str | None = None) -> SignedPdf:
+        """PAdES-sign ``document``, which the SAD authorised by its SHA-256. A visible
+        stamp gets a QR code of the signature's status page (``policy.status_url``) and the
+        signature a :class:`SignatureRecord`; ``document_name`` is kept on it if given."""
+        public_id = None
+        stamp = request.stamp
+        if stamp is not None and self.policy.status_url:
+            public_id = secrets.token_urlsafe(16)  # 128 random bits: the page is unguessable
+            request = replace(request, stamp=replace(
+                stamp, link=self.policy.status_url + public_id))
         # The whole document is parsed and checked first: a broken upload spends no SAD.
         pades.check(document, request)
         digest = hashlib.sha256(document).digest()
@@ -607,6 +620,15 @@ class RemoteSigning:
         with transaction(self.sessions) as session:
             self._spend(session, authorization, credential, client=client,
                         purpose=PURPOSE_DOCUMENT, signatures=1, actor=actor)
+            if public_id is not None and stamp is not None:
+                session.add(SignatureRecord(
+                    public_id=public_id, certificate_id=credential.record_id,
+                    serial=credential.id, signed_at=signed.signed_at, name_fr=stamp.name_fr,
+                    name_ar=stamp.name_ar, title_fr=stamp.title_fr, title_ar=stamp.title_ar,
+                    organisation_fr=stamp.organisation_fr,
+                    organisation_ar=stamp.organisation_ar,
+                    document_name=(document_name or "")[:200] or None))
+                signed = replace(signed, public_id=public_id)
             record(session, self.clock, actor=actor, action="signing.document.signed",
                    object_type="credential", object_id=credential.id,
                    summary={"authorization": authorization, "client": client,
