@@ -16,4 +16,5 @@ BLUEPRINT_MODULES = [
     "api.blueprints.csc",
     "api.blueprints.verify",
     "api.web",
+    "api.web.link",
 ]
