@@ -139,44 +139,62 @@ def test_stamp_link_is_checked() -> None:
             dataclasses.replace(stamp_for(), link=bad)
 
 
-def test_qr_code_on_the_stamp_reads_back_as_the_link(pki, service, tmp_path: Path
-                                                    ) -> None:  # type: ignore[no-untyped-def]
-    """No QR decoder is installed: the page is rendered by poppler and each module's centre
-    is compared with the code of the link (a re-encoding). The text stays whole beside it,
-    and the file still passes pdfsig (see test_pdfsig_reports_valid_and_trusted)."""
-    signed = service.sign(permit_pdf(), pki.signer(),
-                          PadesRequest(level=Level.B_B,
-                                       stamp=dataclasses.replace(stamp_for(), link=LINK)))
-    assert signed.box is not None
-    x1, y1, x2, y2 = signed.box
-    assert x2 - x1 > 300  # widened by the code's square
+def drawn_qr(data: bytes, box: tuple[float, ...], tmp_path: Path,
+             page_height: float = 842) -> list[list[bool]]:
+    """The modules of the QR code drawn in the stamp at ``box`` of the first page, read
+    back from a poppler render (no QR decoder is installed): each module's centre, dark or
+    light, quiet zone included."""
+    x1, y1, x2, y2 = box
     path = tmp_path / "qr.pdf"
-    path.write_bytes(signed.data)
+    path.write_bytes(data)
     scale = 8  # pixels per point (576 dpi)
-    page_height = 842
-    subprocess.run(["pdftoppm", "-gray", "-r", str(72 * scale), "-x", str(int(x1 * scale)),
-                    "-y", str(int((page_height - y2) * scale)), "-W",
-                    str(int((x2 - x1) * scale)), "-H", str(int((y2 - y1) * scale)),
+    subprocess.run(["pdftoppm", "-gray", "-r", str(72 * scale), "-f", "1", "-l", "1",
+                    "-x", str(int(x1 * scale)), "-y", str(int((page_height - y2) * scale)),
+                    "-W", str(int((x2 - x1) * scale)), "-H", str(int((y2 - y1) * scale)),
                     str(path), str(tmp_path / "qr")], check=True)
     width, _height, pixels = _pgm(next(tmp_path.glob("qr*.pgm")))
     qx, qy, side = qr_square(x2 - x1, y2 - y1, 6.0)
-    matrix = qr_matrix(LINK)
-    module = side / (len(matrix) + 2 * QR_QUIET)
+    # The module count of the code drawn: the version that fits, read from the finder
+    # pattern's width along the top row (7 dark modules, then a light one).
     top = (y2 - y1) - (qy + side)  # from the box's top edge, in points
 
-    def dark(col: float, row: float) -> bool:
+    def dark(col: float, row: float, module: float) -> bool:
         px = int((qx + (col + 0.5) * module) * scale)
         py = int((top + (row + 0.5) * module) * scale)
         return pixels[py * width + px] < 128
 
+    for version in range(1, 11):
+        count = 17 + 4 * version
+        module = side / (count + 2 * QR_QUIET)
+        row = [dark(c, QR_QUIET, module) for c in range(QR_QUIET, QR_QUIET + 8)]
+        if row == [True] * 7 + [False] and dark(QR_QUIET + count - 1, QR_QUIET, module):
+            size = count + 2 * QR_QUIET
+            return [[dark(c, r, module) for c in range(size)] for r in range(size)]
+    raise AssertionError("no QR code found in the stamp")
+
+
+def with_quiet_zone(matrix: list[list[bool]]) -> list[list[bool]]:
     size = len(matrix) + 2 * QR_QUIET
-    seen = [[dark(c, r) for c in range(size)] for r in range(size)]
-    expected = [[False] * size for _ in range(QR_QUIET)] + [
-        [False] * QR_QUIET + row + [False] * QR_QUIET for row in matrix] + [
-        [False] * size for _ in range(QR_QUIET)]
-    assert seen == expected
-    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
-                          text=True, check=True).stdout
+    return ([[False] * size for _ in range(QR_QUIET)]
+            + [[False] * QR_QUIET + row + [False] * QR_QUIET for row in matrix]
+            + [[False] * size for _ in range(QR_QUIET)])
+
+
+def test_qr_code_on_the_stamp_reads_back_as_the_link(pki, service, tmp_path: Path
+                                                    ) -> None:  # type: ignore[no-untyped-def]
+    """The page is rendered by poppler and each module's centre compared with the code of
+    the link (a re-encoding). The text stays whole beside it, and the file still passes
+    pdfsig and pyHanko (the ``signed`` fixture's stamps carry the code)."""
+    signed = service.sign(permit_pdf(), pki.signer(),
+                          PadesRequest(level=Level.B_B,
+                                       stamp=dataclasses.replace(stamp_for(), link=LINK)))
+    assert signed.box is not None
+    assert signed.box[2] - signed.box[0] > 300  # widened by the code's square
+    assert drawn_qr(signed.data, signed.box, tmp_path) == with_quiet_zone(qr_matrix(LINK))
+    assert drawn_qr(signed.data, signed.box, tmp_path) != with_quiet_zone(
+        qr_matrix(LINK[:-1] + "B"))
+    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "qr.pdf"), "-"],
+                          capture_output=True, text=True, check=True).stdout
     assert "Président du conseil communal" in text and "Mohamed El Alaoui" in text
 
 
