@@ -12,8 +12,11 @@ export SOFTHSM2_CONF ?= $(VAR)/softhsm/softhsm2.conf
 demo: system-deps $(STAMP) $(SOFTHSM2_CONF)
 	$(BIN)/tawqi demo
 
+# The suite waits on servers, subprocesses and the token more than on the CPU: a few workers
+# (pytest-xdist, one test file per worker at a time) cut its wall time on 2 cores.
+TEST_WORKERS ?= 3
 test: system-deps $(STAMP) translations axe
-	TAWQI_TEST_FORBID_SKIPS=1 $(BIN)/python -m pytest -q tests
+	TAWQI_TEST_FORBID_SKIPS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 	$(BIN)/ruff check .
 	$(BIN)/mypy core quotas delivery pki hsm api
 
@@ -28,6 +31,7 @@ bench: system-deps $(STAMP)
 	$(BIN)/python -m bench.sign_pdf
 	$(BIN)/python -m bench.verify
 	$(BIN)/python -m bench.cli_start
+	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.load
 
 system-deps:

@@ -15,16 +15,20 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api import totp
 from api.errors import (
     ApiKeyNotFound,
     BadCredentials,
     InvalidAccount,
+    SecondFactorInvalid,
+    SecondFactorRequired,
     TokenInvalid,
     UserExists,
     UserNotFound,
@@ -37,13 +41,22 @@ from api.models import (
     USER_ROLES,
     ApiKey,
     AuthSession,
+    RecoveryCode,
     User,
 )
 from core.audit import record
 from core.clock import Clock, as_utc
 from quotas.models import Province
 
+if TYPE_CHECKING:  # the token layer is imported only by whoever builds a sealer
+    from delivery.envelopes import Sealer
+
 SESSION_PREFIX = "tws_"
+#: How long a password-checked login waits for its second factor, and how many codes it
+#: may try.
+SECOND_FACTOR_TTL = timedelta(minutes=5)
+SECOND_FACTOR_ATTEMPTS = 5
+RECOVERY_CODES = 10
 KEY_PREFIX = "twk_"
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
 MIN_PASSWORD = 12
@@ -69,6 +82,7 @@ class Principal:
     province_code: str | None = None
     holder_id: int | None = None
     session_id: int | None = None
+    second_factor: bool = False  # a user with TOTP enabled
 
     @property
     def key(self) -> str:
@@ -230,30 +244,74 @@ class IssuedToken:
     token: str  # shown once
     expires_at: datetime
     user: User
+    pending: bool = False  # only the second-factor form accepts it
 
 
 def login(session: Session, clock: Clock, passwords: Passwords, *, username: str,
-          password: str, ttl: timedelta, client: str) -> IssuedToken:
+          password: str, ttl: timedelta, client: str,
+          second_factor_step: bool = False) -> IssuedToken:
     """Check a password and issue a bearer token. Failures are audited by the caller in
-    its own transaction (this one rolls back)."""
+    its own transaction (this one rolls back).
+
+    An account with a second factor gets, when the caller can ask for it
+    (``second_factor_step``, the web form), a *pending* token that opens nothing but
+    :func:`complete_second_factor` for ``SECOND_FACTOR_TTL``; otherwise
+    :class:`SecondFactorRequired`."""
     username = username.strip().lower()
     user = session.scalar(select(User).where(User.username == username))
     ok = passwords.verify(user.password_hash if user else None, password)
     if user is None or not ok or not user.active:
         raise BadCredentials("wrong user name or password")
-    now = clock.now()
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)
+    if user.totp_enabled_at is not None:
+        if not second_factor_step:
+            raise SecondFactorRequired("this account signs in with a second factor, "
+                                       "through the web page")
+        return _issue(session, clock, user, ttl=SECOND_FACTOR_TTL, client=client,
+                      via="password", pending=True)
+    return _issue(session, clock, user, ttl=ttl, client=client, via="password")
+
+
+def _issue(session: Session, clock: Clock, user: User, *, ttl: timedelta, client: str,
+           via: str, pending: bool = False) -> IssuedToken:
+    now = clock.now()
     token = SESSION_PREFIX + secrets.token_urlsafe(32)
     auth = AuthSession(token_hash=_sha256(token), user_id=user.id, created_at=now,
-                       expires_at=now + ttl)
-    user.last_login_at = now
+                       expires_at=now + ttl, second_factor_pending=pending, attempts=0)
     session.add(auth)
     session.flush()
-    record(session, clock, actor=f"user:{user.username}", action="auth.login",
-           object_type="user", object_id=user.id, summary={"session": auth.id,
-                                                           "client": client})
-    return IssuedToken(token, auth.expires_at, user)
+    if not pending:
+        user.last_login_at = now
+        record(session, clock, actor=f"user:{user.username}", action="auth.login",
+               object_type="user", object_id=user.id,
+               summary={"session": auth.id, "client": client, "via": via})
+    return IssuedToken(token, auth.expires_at, user, pending)
+
+
+def login_holder(session: Session, clock: Clock, passwords: Passwords, *, holder_id: int,
+                 display_name: str, ttl: timedelta, client: str) -> IssuedToken:
+    """A session for the holder whose sign-in code was just checked
+    (:func:`delivery.signin.confirm_code`). A holder without an account gets one, with a
+    random password nobody knows (they sign in by code). A disabled account is refused."""
+    user = session.scalar(select(User).where(User.role == ROLE_HOLDER,
+                                             User.holder_id == holder_id)
+                          .order_by(User.id).limit(1))
+    if user is None:
+        now = clock.now()
+        user = User(username=f"holder-{holder_id}", display_name=display_name.strip()[:200]
+                    or f"holder {holder_id}", role=ROLE_HOLDER, holder_id=holder_id,
+                    password_hash=passwords.hash(secrets.token_urlsafe(32)), active=True,
+                    created_at=now, updated_at=now)
+        session.add(user)
+        session.flush()
+        record(session, clock, actor="system", action="auth.user.created",
+               object_type="user", object_id=user.id,
+               summary={"username": user.username, "role": ROLE_HOLDER,
+                        "holder": holder_id, "via": "signin-code"})
+    if not user.active:
+        raise BadCredentials("this account is disabled")
+    return _issue(session, clock, user, ttl=ttl, client=client, via="signin-code")
 
 
 def logout(session: Session, clock: Clock, principal: Principal) -> None:
@@ -273,13 +331,14 @@ def authenticate(session: Session, clock: Clock, bearer: str) -> Principal:
     if bearer.startswith(SESSION_PREFIX):
         auth = session.scalar(select(AuthSession).where(
             AuthSession.token_hash == _sha256(bearer)))
-        if auth is None or auth.revoked_at is not None or as_utc(auth.expires_at) <= now:
+        if auth is None or auth.revoked_at is not None or as_utc(auth.expires_at) <= now \
+                or auth.second_factor_pending:
             raise TokenInvalid("the bearer token is unknown, expired or revoked")
         user = session.get(User, auth.user_id)
         if user is None or not user.active:
             raise TokenInvalid("the account is disabled")
         return Principal("user", user.id, user.username, user.role, user.province_code,
-                         user.holder_id, auth.id)
+                         user.holder_id, auth.id, user.totp_enabled_at is not None)
     if bearer.startswith(KEY_PREFIX):
         prefix, _, secret = bearer[len(KEY_PREFIX):].partition("_")
         key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix)) if secret else None
@@ -291,6 +350,17 @@ def authenticate(session: Session, clock: Clock, bearer: str) -> Principal:
 
 
 # --------------------------------------------------------------------------- API keys
+
+
+def api_client(session: Session, client_id: str) -> Principal | None:
+    """The machine client whose API key starts ``twk_<client_id>_`` (OAuth's public
+    ``client_id``), unless revoked."""
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 16:
+        return None
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == client_id))
+    if key is None or key.revoked_at is not None:
+        return None
+    return Principal("apikey", key.id, key.name, key.role)
 
 
 @dataclass(frozen=True)
@@ -324,6 +394,13 @@ def list_api_keys(session: Session, *, include_revoked: bool = False, limit: int
         int(total)
 
 
+def get_api_key(session: Session, key_id: int) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise ApiKeyNotFound(f"no API key {key_id}", key_id=key_id)
+    return key
+
+
 def revoke_api_key(session: Session, clock: Clock, key_id: int, *, actor: str) -> ApiKey:
     key = session.get(ApiKey, key_id)
     if key is None:
@@ -334,3 +411,169 @@ def revoke_api_key(session: Session, clock: Clock, key_id: int, *, actor: str) -
         record(session, clock, actor=actor, action="auth.apikey.revoked",
                object_type="api_key", object_id=key.id, summary={"prefix": key.prefix})
     return key
+
+
+# --------------------------------------------------------------------------- second factor
+
+
+def _aad(user: User) -> bytes:
+    return f"tawqi-totp:{user.id}".encode()
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """Shown once on the enrolment page: the secret to type or scan."""
+
+    secret_base32: str
+    uri: str
+
+
+def start_totp(session: Session, clock: Clock, sealer: Sealer, user_id: int) -> Enrolment:
+    """A new secret, sealed on the token layer; it protects logins only once
+    :func:`confirm_totp` saw a first code from it. Not for an account that has one."""
+    user = get_user(session, user_id)
+    if user.totp_enabled_at is not None:
+        raise InvalidAccount("this account already has a second factor")
+    secret = totp.new_secret()
+    user.totp_sealed = sealer.seal(secret, _aad(user))
+    user.totp_last_step = None
+    user.updated_at = clock.now()
+    session.flush()
+    return Enrolment(totp.to_base32(secret), totp.uri(secret, user.username))
+
+
+def pending_enrolment(session: Session, sealer: Sealer, user_id: int) -> Enrolment | None:
+    """The secret being enrolled (to show it again after a wrong first code)."""
+    user = get_user(session, user_id)
+    if user.totp_sealed is None or user.totp_enabled_at is not None:
+        return None
+    secret = sealer.open(user.totp_sealed, _aad(user))
+    return Enrolment(totp.to_base32(secret), totp.uri(secret, user.username))
+
+
+def _check_totp(sealer: Sealer, clock: Clock, user: User, code: str) -> bool:
+    if user.totp_sealed is None:
+        return False
+    secret = sealer.open(user.totp_sealed, _aad(user))
+    step = totp.match(secret, code, clock.now(), user.totp_last_step)
+    if step is None:
+        return False
+    user.totp_last_step = step
+    return True
+
+
+def confirm_totp(session: Session, clock: Clock, sealer: Sealer, user_id: int, code: str, *,
+                 actor: str) -> list[str]:
+    """Enable the second factor with a first code; return the recovery codes (in clear,
+    this once: only their hashes are kept)."""
+    user = get_user(session, user_id)
+    if user.totp_enabled_at is not None or user.totp_sealed is None:
+        raise InvalidAccount("start the enrolment first")
+    if not _check_totp(sealer, clock, user, code):
+        raise SecondFactorInvalid("this code does not match: check the clock of the "
+                                  "device and try the next code", field="code")
+    now = clock.now()
+    user.totp_enabled_at = now
+    user.updated_at = now
+    codes = _new_recovery_codes(session, clock, user)
+    record(session, clock, actor=actor, action="auth.user.second_factor_enabled",
+           object_type="user", object_id=user.id, summary={"recovery_codes": len(codes)})
+    return codes
+
+
+def _new_recovery_codes(session: Session, clock: Clock, user: User) -> list[str]:
+    now = clock.now()
+    for old in session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user.id,
+                                                           RecoveryCode.used_at.is_(None))):
+        old.used_at = now
+    codes = []
+    for _ in range(RECOVERY_CODES):
+        raw = totp.to_base32(secrets.token_bytes(10)).lower()  # 80 bits, 16 characters
+        code = f"{raw[:4]}-{raw[4:8]}-{raw[8:12]}-{raw[12:]}"
+        session.add(RecoveryCode(user_id=user.id, code_hash=_sha256(_recovery_key(code)),
+                                 created_at=now))
+        codes.append(code)
+    session.flush()
+    return codes
+
+
+def _recovery_key(code: str) -> str:
+    return "".join(ch for ch in code.lower() if ch.isalnum())
+
+
+def reset_second_factor(session: Session, clock: Clock, user_id: int, *,
+                        actor: str) -> User:
+    """An administrator removes a user's second factor (lost device): the user enrols
+    again at the next login. Ends the user's sessions."""
+    user = get_user(session, user_id)
+    now = clock.now()
+    user.totp_sealed = None
+    user.totp_enabled_at = None
+    user.totp_last_step = None
+    user.updated_at = now
+    for code in session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user.id,
+                                                            RecoveryCode.used_at.is_(None))):
+        code.used_at = now
+    for live in session.scalars(select(AuthSession).where(
+            AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))):
+        live.revoked_at = now
+    session.flush()
+    record(session, clock, actor=actor, action="auth.user.second_factor_reset",
+           object_type="user", object_id=user.id, summary={"username": user.username})
+    return user
+
+
+def pending_user(session: Session, clock: Clock, token: str) -> User | None:
+    """The user a pending (password-checked) token stands for, if still open."""
+    auth = _pending(session, clock, token)
+    return None if auth is None else session.get(User, auth.user_id)
+
+
+def _pending(session: Session, clock: Clock, token: str) -> AuthSession | None:
+    if not token.startswith(SESSION_PREFIX):
+        return None
+    auth = session.scalar(select(AuthSession).where(AuthSession.token_hash == _sha256(token))
+                          .with_for_update())
+    if auth is None or not auth.second_factor_pending or auth.revoked_at is not None or \
+            as_utc(auth.expires_at) <= as_utc(clock.now()):
+        return None
+    return auth
+
+
+def complete_second_factor(session: Session, clock: Clock, sealer: Sealer, *, token: str,
+                           code: str, ttl: timedelta, client: str) -> IssuedToken | None:
+    """Trade a pending token and a TOTP code (or an unused recovery code) for a session.
+
+    Returns None on a wrong code, having counted the attempt: commit it (after
+    ``SECOND_FACTOR_ATTEMPTS`` the pending token is revoked and the password must be
+    given again). A code is never accepted twice (the last step is kept)."""
+    auth = _pending(session, clock, token)
+    if auth is None:
+        return None
+    user = session.get(User, auth.user_id)
+    now = clock.now()
+    if user is None or not user.active:
+        auth.revoked_at = now
+        return None
+    via = "totp"
+    ok = _check_totp(sealer, clock, user, code)
+    if not ok and len(_recovery_key(code)) == 16:
+        found = session.scalar(select(RecoveryCode).where(
+            RecoveryCode.user_id == user.id,
+            RecoveryCode.code_hash == _sha256(_recovery_key(code)),
+            RecoveryCode.used_at.is_(None)))
+        if found is not None:
+            found.used_at = now
+            ok, via = True, "recovery-code"
+    auth.attempts += 1
+    if not ok:
+        if auth.attempts >= SECOND_FACTOR_ATTEMPTS:
+            auth.revoked_at = now
+        session.flush()
+        record(session, clock, actor=f"user:{user.username}",
+               action="auth.second_factor_failed", object_type="user", object_id=user.id,
+               summary={"client": client, "attempts": auth.attempts})
+        return None
+    auth.revoked_at = now
+    session.flush()
+    return _issue(session, clock, user, ttl=ttl, client=client, via=f"password+{via}")

@@ -104,3 +104,17 @@ class UnsupportedUpload(TawqiError):
     type = "unsupported-media-type"
     title = "Unsupported media type"
     status = 415
+
+
+class SecondFactorRequired(Unauthenticated):
+    """The password was right, but the account also needs its second factor (TOTP)."""
+
+    type = "second-factor-required"
+    title = "Second factor required"
+
+
+class SecondFactorInvalid(InvalidAccount):
+    """A TOTP code refused at enrolment (wrong, or already used)."""
+
+    type = "second-factor-invalid"
+    title = "Invalid authenticator code"

@@ -54,9 +54,17 @@ RULES: dict[str, dict[str, Reach]] = {
     "contacts.write": {ADMIN: ANY, OPERATOR: ANY},
     "holders.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE, HOLDER: OWN},
     "holders.write": {OPERATOR: ANY, CONTACT: PROVINCE},
+    # a change of mandate revokes the old mandate's certificates
+    "mandates.change": {OPERATOR: ANY, CONTACT: PROVINCE},
+    # election campaigns: the DGCL administrator and operators run them; contacts read
+    # their province's seats
+    "campaigns.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
+    "campaigns.manage": {ADMIN: ANY, OPERATOR: ANY},
     "requests.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE, HOLDER: OWN},
     "requests.create": {OPERATOR: ANY, CONTACT: PROVINCE},
     "requests.cancel": {OPERATOR: ANY, CONTACT: PROVINCE},
+    "requests.cancel_personalised": {OPERATOR: ANY, CONTACT: PROVINCE},
+    "requests.incident": {OPERATOR: ANY, CONTACT: PROVINCE, HOLDER: OWN},
     "requests.decide": {OPERATOR: ANY},
     "requests.personalise": {OPERATOR: ANY},
     "requests.handover": {OPERATOR: ANY, CONTACT: PROVINCE},
@@ -76,6 +84,7 @@ RULES: dict[str, dict[str, Reach]] = {
     "holder.pin": {HOLDER: OWN},
     "holder.contact": {HOLDER: OWN},
     "reports.read": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
+    "reports.expiring": {ADMIN: ANY, OPERATOR: ANY, CONTACT: PROVINCE},
     # the web pages' dashboards: the country and its regions; the operator's work queue
     "oversight.read": {ADMIN: ANY, OPERATOR: ANY},
     "queue.read": {ADMIN: ANY, OPERATOR: ANY},

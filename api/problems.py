@@ -51,6 +51,30 @@ HTTP_PROBLEMS: dict[int, tuple[str, str]] = {
 }
 
 
+# CSC (v1 and v2) and OAuth 2.0 name their errors ``{error, error_description}``: under
+# these prefixes a problem carries both shapes. A domain error may name its own code
+# (``csc_error``); otherwise the status decides.
+CSC_PREFIXES = ("/csc/", "/oauth2/")
+CSC_ERRORS_BY_STATUS = {400: "invalid_request", 401: "invalid_token", 403: "access_denied",
+                        404: "invalid_request", 405: "invalid_request",
+                        409: "invalid_request", 413: "invalid_request",
+                        415: "invalid_request", 422: "invalid_request",
+                        423: "access_denied", 429: "temporarily_unavailable",
+                        503: "temporarily_unavailable"}
+CSC_ERRORS_BY_SLUG = {"signing-sad-invalid": "invalid_request",
+                      "signing-sad-mismatch": "invalid_request",
+                      "signing-otp-invalid": "invalid_otp",
+                      "signing-otp-closed": "invalid_otp",
+                      "pin-incorrect": "invalid_pin", "pin-locked": "access_denied",
+                      "signing-credential-not-found": "invalid_request",
+                      "signing-credential-unusable": "invalid_request"}
+
+
+def csc_error(status: int, slug: str) -> str:
+    """The CSC/OAuth ``error`` code of a problem."""
+    return CSC_ERRORS_BY_SLUG.get(slug) or CSC_ERRORS_BY_STATUS.get(status, "server_error")
+
+
 def request_id() -> str:
     rid: str | None = g.get("request_id")
     if rid is None:
@@ -66,6 +90,9 @@ def problem(status: int, slug: str, title: str, detail: str,
                             "detail": detail}
     body.update({_RENAMED.get(k, k): v for k, v in (extras or {}).items()})
     body["request_id"] = request_id()
+    if request.path.startswith(CSC_PREFIXES):
+        body.setdefault("error", csc_error(status, slug))
+        body.setdefault("error_description", detail)
     response = Response(json.dumps(body, ensure_ascii=False, default=str), status=status,
                         mimetype=MEDIA_TYPE)
     for name, value in (headers or {}).items():
@@ -95,6 +122,9 @@ def from_domain(exc: Any) -> Response:
         return problem(status, exc.type, exc.title,
                        "the service could not complete the request; retry later",
                        headers=headers)
+    code = getattr(exc, "csc_error", None)
+    if isinstance(code, str) and request.path.startswith(CSC_PREFIXES):
+        extras.setdefault("error", code)
     return problem(status, exc.type, exc.title, exc.detail, headers=headers, extras=extras)
 
 

@@ -247,7 +247,7 @@ def wait_for_code(load: Load, seen: int, bound: float = 30.0) -> str:
     deadline = time.monotonic() + bound
     while time.monotonic() < deadline:
         for body in reversed(load.twilio.bodies_to(load.service.mobile)[seen:]):
-            found = re.search(r"code de signature (\d{6})", body)
+            found = re.search(r"(\d{6}) : code de signature", body)
             if found:
                 return found.group(1)
         time.sleep(0.02)

@@ -156,7 +156,7 @@ def free_port() -> int:
 
 
 def wait_port(port: int, process: subprocess.Popen[bytes], probe: bytes,
-              timeout: float = 20) -> None:
+              timeout: float = 120, step: str = "server start") -> None:
     """Wait until the server answers ``probe`` (a bare connect would wedge openssl's
     one-connection-at-a-time responder on a socket that never sends a request)."""
     deadline = time.monotonic() + timeout
@@ -170,7 +170,8 @@ def wait_port(port: int, process: subprocess.Popen[bytes], probe: bytes,
                     return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing answers on {port}")
+    raise RuntimeError(f"overran: {step}: nothing answers on port {port} within "
+                       f"{timeout:g} s")
 
 
 def pinned(*command: str) -> list[str]:
@@ -360,7 +361,7 @@ def measure(name: str, world: World, start: object, prefix: str, seconds: float,
         print(f"{name:<28} skipped (not installed)")
         return None
     try:
-        wait_port(port, process, get_requests(world, prefix)[0])
+        wait_port(port, process, get_requests(world, prefix)[0], step=f"{name} start")
         check_answers(world, port, prefix)
         rate, done, errors = run_client(port, get_requests(world, prefix), seconds,
                                         connections)

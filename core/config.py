@@ -166,6 +166,8 @@ class Settings:
     # Lifetime of a signature activation datum (SAD) and of a signing one-time code.
     sad_ttl_seconds: int = 300
     signing_otp_ttl_minutes: int = 5
+    # Lifetime of an OAuth 2.0 authorisation code (/oauth2/authorize -> /oauth2/token).
+    oauth_code_ttl_seconds: int = 60
     # Most hashes one signatures/signHash call (and one SAD) may carry.
     sign_hash_max_batch: int = 1000
     # PAdES level of the document endpoint when a request names none (B-B, B-T, B-LT,
@@ -216,6 +218,9 @@ class Settings:
     # further failure, at most login_backoff_max_seconds), for the addresses that failed.
     login_free_failures: int = 5
     login_backoff_max_seconds: int = 900
+    # Roles whose web sign-in needs a TOTP second factor (comma-separated); such a user
+    # without one is sent to the enrolment page until they have one. Empty: nobody.
+    totp_required_roles: str = "operator,dgcl_admin"
     # How long an Idempotency-Key is remembered.
     idempotency_ttl_hours: int = 24
     # argon2id cost of user passwords (defaults: RFC 9106's second recommended option).
@@ -275,6 +280,8 @@ class Settings:
         if self.pades_default_level not in {"B-B", "B-T", "B-LT", "B-LTA"}:
             raise ConfigurationError("TAWQI_PADES_DEFAULT_LEVEL must be B-B, B-T, B-LT or "
                                      "B-LTA")
+        if not 1 <= self.oauth_code_ttl_seconds <= 600:
+            raise ConfigurationError("TAWQI_OAUTH_CODE_TTL_SECONDS must be 1 to 600")
         if self.sad_ttl_seconds < 1 or self.sign_hash_max_batch < 1:
             raise ConfigurationError("TAWQI_SAD_TTL_SECONDS and TAWQI_SIGN_HASH_MAX_BATCH "
                                      "must be at least 1")

@@ -58,6 +58,19 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
     return bind.dialect.name == "postgresql"
 
 
+def dialect_insert(session_or_engine: Session | Engine) -> Any:
+    """The dialect's ``insert`` (with ``on_conflict_do_nothing``/``do_update``): PostgreSQL's
+    or SQLite's. Imported on use: the PostgreSQL dialect package alone takes a good part of a
+    command's start-up (it imports its asyncio drivers)."""
+    if is_postgres(session_or_engine):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 

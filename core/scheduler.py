@@ -28,12 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, Integer, String, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from core.clock import Clock, as_utc
-from core.db import Base, is_postgres, transaction
+from core.db import Base, dialect_insert, transaction
 
 log = logging.getLogger("tawqi.jobs")
 
@@ -134,7 +132,7 @@ def ensure_jobs(session: Session, names: list[str]) -> None:
     """Create the rows of jobs never seen (due at once); concurrent callers are harmless."""
     if not names:
         return
-    insert = pg_insert if is_postgres(session) else sqlite_insert
+    insert = dialect_insert(session)
     session.execute(insert(SchedulerJob).values(
         [{"name": name, "runs": 0, "failures": 0, "last_summary": "",
           "last_error_type": ""} for name in names]).on_conflict_do_nothing(

@@ -170,3 +170,53 @@ class ContactChangeClosed(Conflict):
 
     type = "delivery-contact-change-closed"
     title = "Confirmation code expired or exhausted"
+
+
+class NoMandateInForce(Conflict):
+    """The holder's mandates have all ended: no request can be made for them."""
+
+    type = "delivery-no-mandate"
+    title = "The holder has no mandate in force"
+
+
+class MandateChangeBlocked(Conflict):
+    """A change of mandate would leave a token under way for the old mandate: cancel its
+    request first."""
+
+    type = "delivery-mandate-change-blocked"
+    title = "A request for the old mandate is under way"
+
+
+class CampaignNotFound(NotFound):
+    type = "delivery-campaign-not-found"
+    title = "Campaign not found"
+
+
+class CampaignExists(Conflict):
+    type = "delivery-campaign-exists"
+    title = "A campaign with this name exists"
+
+
+class InvalidCampaign(InvalidInput):
+    type = "delivery-invalid-campaign"
+    title = "Invalid campaign"
+
+
+class CampaignImportInvalid(InvalidInput):
+    """The CSV file has errors: ``errors`` lists each with its line number; nothing was
+    imported."""
+
+    type = "delivery-campaign-import-invalid"
+    title = "The list of the newly elected has errors"
+
+
+class CampaignStateError(Conflict):
+    type = "delivery-campaign-state"
+    title = "The campaign is not in a state that allows this"
+class SignInCodeInvalid(Forbidden):
+    """A sign-in code that does not open: wrong, expired, used, out of attempts, or for a
+    CIN that is not registered. One answer for all, so that nobody learns which CINs
+    exist."""
+
+    type = "delivery-signin-invalid"
+    title = "Invalid sign-in code"

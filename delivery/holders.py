@@ -8,36 +8,34 @@ province's contact hands over their token.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.audit import record
-from core.clock import Clock
+from core.clock import Clock, as_utc
 from core.listing import Page, scalars_page
 from delivery import contact_change
 from delivery.contacts import require_active_contact
 from delivery.envelopes import Sealer
 from delivery.errors import HolderExists, HolderNotFound, InvalidHolder, TokenLayerUnavailable
-from delivery.models import Holder
+from delivery.mandates import current_mandate, open_mandate, resolve_entity
+from delivery.models import Holder, Mandate
 from delivery.policy import DeliveryPolicy
+from delivery.titles import CIVILITIES, COMMUNE_ONLY_ROLES, ROLES, parse_civility, title_for
 from delivery.validation import (
     normalise_cin,
     normalise_email,
     normalise_phone,
     require_text,
 )
-from quotas.models import ENTITY_COMMUNE, ENTITY_SERVICES, Commune, Province
+from quotas.models import Commune, Province
 
-#: role -> (French title, Arabic title) written into the certificate's ``title``.
-ROLES: dict[str, tuple[str, str]] = {
-    "president": ("Président du conseil de la commune", "رئيس مجلس الجماعة"),
-    "vice_president": ("Vice-président du conseil de la commune", "نائب رئيس مجلس الجماعة"),
-    "secretary_general": ("Directeur général des services", "المدير العام للمصالح"),
-    "official": ("Fonctionnaire habilité", "موظف مؤهل"),
-}
-COMMUNE_ONLY_ROLES = ("president", "vice_president", "secretary_general")
+# The roles (ROLES, COMMUNE_ONLY_ROLES) and their titles live in delivery.titles.
+#: The languages a holder's messages may be in.
+LANGS = ("fr", "ar")
 
 
 @dataclass(frozen=True)
@@ -59,6 +57,10 @@ class HolderRegistration:
     commune_code: str | None = None
     province_code: str | None = None
     professional_email: str | None = None
+    civility: str = "mr"
+    #: When the first mandate began (default: the day of registration).
+    mandate_started_on: date | None = None
+    preferred_lang: str = "fr"
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -68,6 +70,11 @@ class HolderRegistration:
         for name in ("given_name_fr", "surname_fr", "given_name_ar", "surname_ar"):
             put(name, require_text(getattr(self, name), field=name, max_length=100,
                                    error=InvalidHolder))
+        civility = parse_civility(self.civility)
+        if civility is None:
+            raise InvalidHolder(f"civility must be one of {', '.join(CIVILITIES)}",
+                                field="civility")
+        put("civility", civility)
         if self.role not in ROLES:
             raise InvalidHolder(f"role must be one of {', '.join(ROLES)}", field="role")
         put("mobile", normalise_phone(self.mobile, mobile=True, field="mobile",
@@ -79,6 +86,8 @@ class HolderRegistration:
                                                       error=InvalidHolder))
         else:
             put("professional_email", None)
+        if self.preferred_lang not in LANGS:
+            raise InvalidHolder("the language is fr or ar", field="preferred_lang")
         if bool(self.commune_code) == bool(self.province_code):
             raise InvalidHolder("give a commune code, or a province code for the provincial "
                                 "services", field="commune_code")
@@ -139,21 +148,9 @@ def register_holder(session: Session, clock: Clock, registration: HolderRegistra
                     actor: str, contact_id: int | None = None) -> Holder:
     """Register a holder. With ``contact_id``, the contact must be designated for the
     holder's province (a contact registers only the holders of their own province)."""
-    if registration.commune_code:
-        commune = session.get(Commune, registration.commune_code)
-        if commune is None:
-            raise InvalidHolder(f"no commune {registration.commune_code}",
-                                field="commune_code")
-        if commune.kind == "arrondissement":
-            raise InvalidHolder(f"{commune.name_fr} is an arrondissement: register the "
-                                "holder with its city's commune", field="commune_code")
-        kind, province_code = ENTITY_COMMUNE, commune.province_code
-    else:
-        province_code = str(registration.province_code)
-        if session.get(Province, province_code) is None:
-            raise InvalidHolder(f"no prefecture/province {province_code}",
-                                field="province_code")
-        kind = ENTITY_SERVICES
+    entity = resolve_entity(session, commune_code=registration.commune_code,
+                            province_code=registration.province_code, role=registration.role)
+    province_code = entity.province_code
     if contact_id is not None:
         require_active_contact(session, contact_id, province_code)
     if session.scalar(select(Holder.id).where(Holder.cin == registration.cin)) is not None:
@@ -163,10 +160,12 @@ def register_holder(session: Session, clock: Clock, registration: HolderRegistra
     holder = Holder(
         cin=registration.cin, given_name_fr=registration.given_name_fr,
         surname_fr=registration.surname_fr, given_name_ar=registration.given_name_ar,
-        surname_ar=registration.surname_ar, role=registration.role, entity_kind=kind,
+        surname_ar=registration.surname_ar, civility=registration.civility,
+        role=registration.role, entity_kind=entity.kind,
         commune_code=registration.commune_code, province_code=province_code,
         mobile=registration.mobile, email=registration.email,
         professional_email=registration.professional_email,
+        preferred_lang=registration.preferred_lang, notices_to_professional=False,
         registered_by_contact_id=contact_id, created_at=now, updated_at=now)
     try:
         with session.begin_nested():
@@ -178,6 +177,29 @@ def register_holder(session: Session, clock: Clock, registration: HolderRegistra
            object_type="holder", object_id=holder.id,
            summary={"cin": holder.cin, "entity": holder.entity, "role": holder.role,
                     "contact_id": contact_id})
+    open_mandate(session, clock, holder, role=registration.role, entity=entity,
+                 started_on=registration.mandate_started_on or as_utc(now).date(),
+                 actor=actor, professional_email=registration.professional_email)
+    return holder
+
+
+def set_preferences(session: Session, clock: Clock, holder_id: int, *, actor: str,
+                    lang: str, notices_to_professional: bool) -> Holder:
+    """The language of the holder's messages; whether notices without a secret (expiry,
+    PIN reset notice) go to the professional address, when there is one."""
+    holder = get_holder(session, holder_id)
+    if lang not in LANGS:
+        raise InvalidHolder("the language is fr or ar", field="preferred_lang")
+    if notices_to_professional and not holder.professional_email:
+        raise InvalidHolder("no professional address is recorded",
+                            field="notices_to_professional")
+    holder.preferred_lang = lang
+    holder.notices_to_professional = notices_to_professional
+    holder.updated_at = clock.now()
+    session.flush()
+    record(session, clock, actor=actor, action="delivery.holder.preferences",
+           object_type="holder", object_id=holder.id,
+           summary={"lang": lang, "notices_to_professional": notices_to_professional})
     return holder
 
 
@@ -205,6 +227,9 @@ def update_contact_details(session: Session, clock: Clock, holder_id: int, *, ac
                                                      field="professional_email",
                                                      error=InvalidHolder)
                                      if professional_email else None)
+        mandate = current_mandate(session, holder.id)
+        if mandate is not None:  # the address belongs to the mandate in force
+            mandate.professional_email = holder.professional_email
         changed.append("professional_email")
     for channel, value in wanted.items():
         if sealer is None:
@@ -225,17 +250,39 @@ def update_contact_details(session: Session, clock: Clock, holder_id: int, *, ac
     return holder
 
 
-def profile(session: Session, holder: Holder) -> HolderProfile:
-    """The holder as their certificate names them."""
-    title_fr, title_ar = ROLES[holder.role]
-    if holder.commune_code:
-        commune = session.get_one(Commune, holder.commune_code)
+def set_civility(session: Session, clock: Clock, holder_id: int, civility: str, *,
+                 actor: str) -> Holder:
+    """Correct a holder's civility (audited). Certificates already issued keep their title
+    until they are renewed; new ones, stamps, notices and pages follow at once."""
+    value = parse_civility(civility)
+    if value is None:
+        raise InvalidHolder(f"civility must be one of {', '.join(CIVILITIES)}",
+                            field="civility")
+    holder = get_holder(session, holder_id)
+    if holder.civility != value:
+        previous, holder.civility = holder.civility, value
+        holder.updated_at = clock.now()
+        session.flush()
+        record(session, clock, actor=actor, action="delivery.holder.civility",
+               object_type="holder", object_id=holder.id,
+               summary={"from": previous, "to": value})
+    return holder
+
+
+def profile(session: Session, holder: Holder, mandate: Mandate | None = None) -> HolderProfile:
+    """The holder as their certificate names them: title and organisation from ``mandate``
+    (a request's), else from the holder's latest mandate."""
+    place: Holder | Mandate = mandate if mandate is not None else holder
+    title_fr = title_for(place.role, holder.civility, "fr")
+    title_ar = title_for(place.role, holder.civility, "ar")
+    if place.commune_code:
+        commune = session.get_one(Commune, place.commune_code)
         org_fr, org_ar = f"Commune {commune.name_fr}", f"جماعة {commune.name_ar}"
     else:
-        province = session.get_one(Province, holder.province_code)
+        province = session.get_one(Province, place.province_code)
         org_fr = f"Services déconcentrés du ministère de l'Intérieur — {province.name_fr}"
         org_ar = f"المصالح اللاممركزة لوزارة الداخلية — {province.name_ar}"
     return HolderProfile(holder.id, holder.cin, holder.given_name_fr, holder.surname_fr,
                          holder.given_name_ar, holder.surname_ar, title_fr, title_ar, org_fr,
-                         org_ar, holder.entity, holder.province_code,
-                         holder.professional_email or holder.email)
+                         org_ar, place.entity, place.province_code,
+                         place.professional_email or holder.email)

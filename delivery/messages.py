@@ -1,32 +1,101 @@
-"""The notification texts, in French and Arabic, one message carrying both languages.
+"""The notification texts, in French and Arabic.
 
-A template names the parameters it needs; ``{secret}`` is where a PIN or a one-time code
-goes, filled in by the outbox worker at send time and nowhere else. Parameters are plain,
-non-secret values stored with the outbox row.
+An SMS is in **one language**, the holder's (``params["lang"]``, ``fr`` when absent), puts the
+code first when it carries one, and fits two segments (:mod:`delivery.sms` counts them; a test
+renders every SMS with the longest names). An email carries both languages. Texts that
+differ between a **hosted** key and a **device** token are chosen by ``params["form"]``.
+
+Counted things agree with their number (``{days_words}``, ``{ttl_minutes_words}``,
+``{ttl_hours_words}``, ``{count_words}``, made here from ``days``, ``ttl_minutes``...):
+French singular and plural, the Arabic forms for one, two, three to ten, eleven to ninety-nine
+and a hundred or more. The glossary is the web pages': token = jeton / جهاز التوقيع, holder =
+titulaire / صاحب الشهادة, contact = contact / المنسق.
+
+``{secret}`` is where a PIN or a one-time code goes, filled in by the outbox worker at send
+time and nowhere else. Parameters are plain, non-secret values stored with the outbox row.
+Civility (Madame / Monsieur by the holder's record) is not applied yet: the greeting names
+the person.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+LANGS = ("fr", "ar")
+#: Parameters not taken from the caller's values but computed, or optional.
+OPTIONAL = {"secret", "lang", "form"}
+
+#: Counted parameters: French (singular, plural), Arabic (one, two, few, many, other).
+_COUNTED: dict[str, tuple[tuple[str, str], tuple[str, str, str, str, str]]] = {
+    "ttl_minutes": (("{n} minute", "{n} minutes"),
+                    ("دقيقة واحدة", "دقيقتين", "{n} دقائق", "{n} دقيقة", "{n} دقيقة")),
+    "ttl_hours": (("{n} heure", "{n} heures"),
+                  ("ساعة واحدة", "ساعتين", "{n} ساعات", "{n} ساعة", "{n} ساعة")),
+    "days": (("{n} jour", "{n} jours"),
+             ("يوم واحد", "يومين", "{n} أيام", "{n} يوما", "{n} يوم")),
+    "count": (("{n} jeton", "{n} jetons"),
+              ("جهاز توقيع واحد", "جهازي توقيع", "{n} أجهزة توقيع", "{n} جهاز توقيع",
+               "{n} جهاز توقيع")),
+}
+
+
+def arabic_form(n: int) -> int:
+    """The CLDR Arabic plural category of ``n`` as an index: one, two, few, many, other
+    (zero reads as other here)."""
+    rest = n % 100
+    if n == 1:
+        return 0
+    if n == 2:
+        return 1
+    if 3 <= rest <= 10:
+        return 2
+    if 11 <= rest <= 99:
+        return 3
+    return 4
+
+
+def counted(key: str, n: int, lang: str) -> str:
+    """``n`` things of ``key`` in ``lang``, with the agreement of the language."""
+    french, arabic = _COUNTED[key]
+    if lang == "ar":
+        return arabic[arabic_form(n)].format(n=n)
+    return (french[0] if abs(n) <= 1 else french[1]).format(n=n)
 
 
 @dataclass(frozen=True)
 class Template:
+    """``sms`` maps ``lang`` or ``lang.form`` to a one-language text."""
+
     name: str
     needs_secret: bool
-    sms: str | None = None
+    sms: Mapping[str, str] | None = None
     email_subject: str | None = None
     email_body: str | None = None
+    email_variants: Mapping[str, str] = field(default_factory=dict)
+
+    def texts(self) -> list[str]:
+        return [*(self.sms or {}).values(), *(t for t in (self.email_subject,
+                                                          self.email_body) if t),
+                *self.email_variants.values()]
 
     def fields(self) -> set[str]:
         names: set[str] = set()
-        for text in (self.sms, self.email_subject, self.email_body):
-            if text:
-                names |= {f for _, f, _, _ in string.Formatter().parse(text) if f}
-        return names - {"secret"}
+        for text in self.texts():
+            for _, name, _, _ in string.Formatter().parse(text):
+                if name:
+                    names.add(name[:-len("_words")] if name.endswith("_words") else name)
+        return names - OPTIONAL
+
+    def sms_text(self, lang: str, form: str | None) -> str:
+        if not self.sms:
+            raise ValueError(f"template {self.name} has no SMS text")
+        for key in (f"{lang}.{form}", lang, "fr"):
+            if key in self.sms:
+                return self.sms[key]
+        raise ValueError(f"template {self.name} has no SMS text in {lang}")
 
 
 @dataclass(frozen=True)
@@ -35,117 +104,183 @@ class Rendered:
     body: str
 
 
-_PIN_INITIAL_SMS = (
-    "Tawqi : le code PIN de votre certificat de signature est {secret}. Changez-le à la "
-    "première utilisation. Ne le communiquez à personne ; il ne voyage jamais avec la clé.\n"
-    "توقيع: الرمز السري لشهادة توقيعكم هو {secret}. يرجى تغييره عند أول استعمال. "
-    "لا تطلعوا عليه أحدا؛ لا يرسل أبدا مع المفتاح."
+# ----------------------------------------------------------------------------- SMS texts
+
+_PIN_INITIAL_SMS = {
+    "fr.hosted": "{secret} : code PIN de votre certificat Tawqi hébergé. Changez-le sur votre "
+                 "page Tawqi avant la 1re signature. Ne le donnez à personne.",
+    "fr.device": "{secret} : code PIN de votre jeton de signature Tawqi, remis par le contact "
+                 "de votre province. Changez-le à la 1re utilisation. Ne le donnez à personne.",
+    "ar.hosted": "{secret}: الرمز السري لشهادتكم المستضافة لدى توقيع. غيروه في صفحتكم قبل أول "
+                 "توقيع، ولا تطلعوا عليه أحدا.",
+    "ar.device": "{secret}: الرمز السري لجهاز التوقيع الذي يسلمه لكم المنسق بإقليمكم. غيروه عند "
+                 "أول استعمال، ولا تطلعوا عليه أحدا.",
+}
+_PIN_INITIAL_SMS["fr"] = _PIN_INITIAL_SMS["fr.device"]
+_PIN_INITIAL_SMS["ar"] = _PIN_INITIAL_SMS["ar.device"]
+
+_RESET_CODE_SMS = {
+    "fr": "{secret} : code Tawqi pour réinitialiser votre PIN, valable {ttl_minutes_words}. "
+          "Si vous n'avez rien demandé, ignorez ce message.",
+    "ar": "{secret}: رمز التحقق لإعادة تعيين رمزكم السري، صالح لمدة {ttl_minutes_words}. إذا "
+          "لم تطلبوه، تجاهلوا هذه الرسالة.",
+}
+_RESET_PIN_SMS = {
+    "fr": "{secret} : votre nouveau code PIN Tawqi. Changez-le avant votre prochaine "
+          "signature. Ne le donnez à personne.",
+    "ar": "{secret}: رمزكم السري الجديد في توقيع. غيروه قبل توقيعكم القادم، ولا تطلعوا عليه "
+          "أحدا.",
+}
+_SIGNING_CODE_SMS = {
+    "fr": "{secret} : code de signature Tawqi, valable {ttl_minutes_words}, pour autoriser "
+          "{purpose_fr}. Ne le donnez qu'au moment de signer.",
+    "ar": "{secret}: رمز التوقيع، صالح لمدة {ttl_minutes_words}، للترخيص بـ{purpose_ar}. لا "
+          "تدلوا به إلا عند التوقيع.",
+}
+_SIGNIN_CODE_SMS = {
+    "fr": "{secret} : code de connexion Tawqi, valable {ttl_minutes_words}. Ne le donnez à "
+          "personne.",
+    "ar": "{secret}: رمز الدخول إلى توقيع، صالح لمدة {ttl_minutes_words}. لا تطلعوا عليه أحدا.",
+}
+_CONTACT_CODE_SMS = {
+    "fr": "{secret} : code Tawqi pour confirmer ce numéro, valable {ttl_hours_words}. Si vous "
+          "n'avez rien demandé, ignorez ce message.",
+    "ar": "{secret}: رمز توقيع لتأكيد هذا الرقم، صالح لمدة {ttl_hours_words}. إذا لم تطلبوه، "
+          "تجاهلوا هذه الرسالة.",
+}
+_CONTACT_CHANGED_SMS = {
+    "fr": "Tawqi : votre {what_fr} a été changé le {at} (UTC) pour {new_hint}. Vos codes vont "
+          "à l'ancien tant que le nouveau n'est pas confirmé. Si ce n'est pas vous, appelez "
+          "le contact de votre province.",
+    "ar": "توقيع: غير {what_ar} يوم {at} إلى {new_hint}. إن لم تكونوا أنتم، اتصلوا "
+          "بالمنسق.",
+}
+_EXPIRY_HOLDER_SMS = {
+    "fr": "Tawqi : votre certificat de signature ({entity_fr}) expire le {not_after}, dans "
+          "{days_words}. Demandez son renouvellement au contact de votre province.",
+    "ar": "توقيع: تنتهي صلاحية شهادة توقيعكم ({entity_ar}) يوم {not_after}، بعد {days_words}. "
+          "اطلبوا تجديدها من المنسق بإقليمكم.",
+}
+
+# --------------------------------------------------------------------------- email texts
+
+_GREETING = "Bonjour {name_fr},\n\n"
+_GREETING_AR = "السلام عليكم {name_ar}،\n\n"
+
+_PIN_INITIAL_EMAIL_DEVICE = (
+    _GREETING +
+    "Votre certificat de signature électronique ({entity_fr}) est prêt, sur un jeton de "
+    "signature ({form_fr}) que le contact désigné de votre province vous remettra. Le code "
+    "PIN de ce jeton est :\n\n    {secret}\n\n"
+    "Il vous est envoyé séparément du jeton. Changez ce code à la première utilisation, "
+    "avant votre première signature, et ne le communiquez à personne. Vous devrez aussi accepter "
+    "les conditions d'utilisation.\n\n"
+    "----\n\n" + _GREETING_AR +
+    "شهادة توقيعكم الإلكتروني ({entity_ar}) جاهزة على جهاز توقيع ({form_ar}) سيسلمه لكم "
+    "المنسق المعين بإقليمكم. الرمز السري لهذا الجهاز هو:\n\n    {secret}\n\n"
+    "يرسل إليكم هذا الرمز منفصلا عن الجهاز. يرجى تغييره عند أول استعمال، قبل أول توقيع، "
+    "وعدم إطلاع أي أحد عليه. كما يتعين عليكم قبول شروط الاستعمال.\n"
 )
-_PIN_INITIAL_EMAIL = (
-    "Madame, Monsieur {name_fr},\n\n"
-    "Votre certificat de signature électronique ({entity_fr}) est prêt. Le code PIN de "
-    "votre support ({form_fr}) est :\n\n    {secret}\n\n"
-    "Il vous est envoyé séparément du support, qui vous est remis par le correspondant "
-    "désigné de votre province. Changez ce code à la première utilisation, avant votre "
-    "première signature, et ne le communiquez à personne. Vous devrez aussi accepter les "
-    "conditions d'utilisation.\n\n"
-    "----\n\n"
-    "السيد(ة) {name_ar}،\n\n"
-    "شهادة توقيعكم الإلكتروني ({entity_ar}) جاهزة. الرمز السري لحاملكم ({form_ar}) هو:\n\n"
-    "    {secret}\n\n"
-    "يرسل إليكم هذا الرمز منفصلا عن الحامل الذي يسلمه لكم المخاطب المعين بإقليمكم. "
-    "يرجى تغييره عند أول استعمال، قبل أول توقيع، وعدم إطلاع أي أحد عليه. "
-    "كما يتعين عليكم قبول شروط الاستعمال.\n"
-)
-_RESET_CODE_SMS = (
-    "Tawqi : votre code de vérification pour réinitialiser votre PIN est {secret}. "
-    "Valable {ttl_minutes} minutes. Si vous n'avez rien demandé, ignorez ce message.\n"
-    "توقيع: رمز التحقق لإعادة تعيين رمزكم السري هو {secret}. صالح لمدة {ttl_minutes} دقيقة. "
-    "إذا لم تطلبوا ذلك، تجاهلوا هذه الرسالة."
-)
-_RESET_PIN_SMS = (
-    "Tawqi : votre nouveau code PIN est {secret}. Changez-le avant votre prochaine "
-    "signature. Ne le communiquez à personne.\n"
-    "توقيع: رمزكم السري الجديد هو {secret}. يرجى تغييره قبل توقيعكم القادم. "
-    "لا تطلعوا عليه أحدا."
+_PIN_INITIAL_EMAIL_HOSTED = (
+    _GREETING +
+    "Votre certificat de signature électronique ({entity_fr}) est prêt. Sa clé est gardée "
+    "dans le module de sécurité du service ({form_fr}) : aucun objet ne vous sera remis. "
+    "Le code PIN qui l'active est :\n\n    {secret}\n\n"
+    "Changez ce code sur votre page Tawqi avant votre première signature et ne le "
+    "communiquez à personne. Vous devrez aussi accepter les conditions d'utilisation.\n\n"
+    "----\n\n" + _GREETING_AR +
+    "شهادة توقيعكم الإلكتروني ({entity_ar}) جاهزة. مفتاحها محفوظ في وحدة الأمان لدى "
+    "المزود ({form_ar})، ولن يسلم لكم أي جهاز. الرمز السري الذي يفعله هو:\n\n    {secret}\n\n"
+    "يرجى تغييره في صفحتكم على توقيع قبل أول توقيع، وعدم إطلاع أي أحد عليه. كما يتعين "
+    "عليكم قبول شروط الاستعمال.\n"
 )
 _RESET_NOTICE_EMAIL = (
-    "Madame, Monsieur {name_fr},\n\n"
+    _GREETING +
     "Le code PIN de votre certificat de signature a été réinitialisé le {at} (UTC) ; le "
     "nouveau code a été envoyé par SMS au numéro enregistré se terminant par {phone_tail}. "
-    "Si vous n'êtes pas à l'origine de cette demande, contactez immédiatement le "
-    "correspondant désigné de votre province.\n\n"
-    "----\n\n"
-    "السيد(ة) {name_ar}،\n\n"
-    "تمت إعادة تعيين الرمز السري لشهادة توقيعكم بتاريخ {at} (بالتوقيت العالمي)، وأرسل الرمز "
-    "الجديد برسالة قصيرة إلى الرقم المسجل المنتهي بـ {phone_tail}. إذا لم تكونوا صاحب هذا "
-    "الطلب، اتصلوا فورا بالمخاطب المعين بإقليمكم.\n"
+    "Si vous n'êtes pas à l'origine de cette demande, contactez immédiatement le contact "
+    "désigné de votre province.\n\n"
+    "----\n\n" + _GREETING_AR +
+    "تمت إعادة تعيين الرمز السري لشهادة توقيعكم يوم {at} (بالتوقيت العالمي)، وأرسل الرمز "
+    "الجديد برسالة قصيرة إلى الرقم المسجل المنتهي بـ {phone_tail}. إذا لم تطلبوا ذلك، "
+    "اتصلوا فورا بالمنسق المعين بإقليمكم.\n"
 )
 _BATCH_DISPATCHED_EMAIL = (
-    "Madame, Monsieur {contact_name},\n\n"
-    "Un envoi Amana de {count} support(s) de signature pour {province_fr} vous a été "
-    "expédié. Numéro de suivi : {tracking_number}. À réception, enregistrez-la puis "
-    "consignez chaque remise à son titulaire. Les codes PIN ne sont pas dans le colis : "
-    "ils sont envoyés directement aux titulaires.\n\n"
+    "Bonjour {contact_name},\n\n"
+    "Un envoi Amana de {count_words} de signature pour {province_fr} vous a été expédié. "
+    "Numéro de suivi : {tracking_number}. À sa réception, enregistrez-la, puis consignez la "
+    "remise de chaque jeton à son titulaire. Les codes PIN ne sont pas dans le colis : ils "
+    "sont envoyés directement aux titulaires.\n\n"
     "----\n\n"
-    "السيد(ة) {contact_name}،\n\n"
-    "أرسلت إليكم شحنة أمانة تضم {count} حاملا للتوقيع لفائدة {province_ar}. رقم التتبع: "
-    "{tracking_number}. عند الاستلام، يرجى تسجيله ثم تسجيل كل تسليم لصاحبه. الرموز السرية "
-    "ليست في الطرد، بل ترسل مباشرة إلى أصحابها.\n"
-)
-
-_SIGNING_CODE_SMS = (
-    "Tawqi : code de signature {secret}, valable {ttl_minutes} minutes, pour autoriser "
-    "{purpose_fr}. Ne le donnez qu'au moment de signer.\n"
-    "توقيع: رمز التوقيع {secret}، صالح لمدة {ttl_minutes} دقيقة، للترخيص بـ{purpose_ar}. "
-    "لا تدلوا به إلا عند التوقيع."
-)
-
-_CONTACT_CHANGED_SMS = (
-    "Tawqi : le {what_fr} de votre dossier a été changé le {at} (UTC) pour : {new_hint}."
-    " Vos codes vous parviendront à l'ancien tant que vous n'aurez "
-    "pas confirmé le nouveau. Si ce n'est pas vous, contactez le correspondant de votre "
-    "province.\n"
-    "توقيع: تم تغيير {what_ar} في ملفكم بتاريخ {at} (بالتوقيت العالمي) إلى: {new_hint}."
-    " ستصلكم الرموز على القديم إلى أن تؤكدوا الجديد. إذا لم تكونوا صاحب هذا "
-    "التغيير، اتصلوا بالمخاطب المعين بإقليمكم."
+    "السلام عليكم {contact_name}،\n\n"
+    "أرسلت إليكم شحنة أمانة تضم {count_words} لفائدة {province_ar}. رقم التتبع: "
+    "{tracking_number}. عند الاستلام، يرجى تسجيله ثم تسجيل تسليم كل جهاز إلى صاحب الشهادة. "
+    "الرموز السرية ليست في الطرد، بل ترسل مباشرة إلى أصحاب الشهادات.\n"
 )
 _CONTACT_CHANGED_EMAIL = (
-    "Madame, Monsieur {name_fr},\n\n"
+    _GREETING +
     "Le {what_fr} enregistré pour vos notifications Tawqi a été changé le {at} (UTC) par "
-    "{by}, pour : {new_hint}. Tant que vous ne l'aurez pas "
-    "confirmé avec le code qui y est envoyé, vos codes PIN et de signature continueront "
-    "d'arriver à l'ancien. Si vous n'êtes pas à l'origine de ce changement, contactez "
-    "immédiatement le correspondant désigné de votre province.\n\n"
-    "----\n\n"
-    "السيد(ة) {name_ar}،\n\n"
-    "تم تغيير {what_ar} المسجل لإشعارات توقيع بتاريخ {at} (بالتوقيت العالمي) من طرف {by} إلى: "
-    "{new_hint}. إلى أن تؤكدوه بالرمز المرسل إليه، ستستمر رموزكم السرية ورموز "
-    "التوقيع في الوصول إلى القديم. إذا لم تكونوا صاحب هذا التغيير، اتصلوا فورا بالمخاطب "
-    "المعين بإقليمكم.\n"
-)
-_CONTACT_CODE_SMS = (
-    "Tawqi : pour confirmer ce numéro pour vos codes de signature, saisissez le code "
-    "{secret} (valable {ttl_hours} heures). Si vous n'avez rien demandé, ignorez ce message.\n"
-    "توقيع: لتأكيد هذا الرقم لرموز التوقيع، أدخلوا الرمز {secret} (صالح لمدة {ttl_hours} "
-    "ساعة). إذا لم تطلبوا ذلك، تجاهلوا هذه الرسالة."
+    "{by}, pour : {new_hint}. Tant que vous ne l'aurez pas confirmé avec le code qui y est "
+    "envoyé, vos codes PIN et de signature continueront d'arriver à l'ancien. Si vous "
+    "n'êtes pas à l'origine de ce changement, contactez immédiatement le contact désigné "
+    "de votre province.\n\n"
+    "----\n\n" + _GREETING_AR +
+    "غير {what_ar} المسجل لإشعارات توقيع يوم {at} (بالتوقيت العالمي) من طرف {by} إلى: "
+    "{new_hint}. إلى أن تؤكدوه بالرمز المرسل إليه، ستستمر رموزكم السرية ورموز التوقيع في "
+    "الوصول إلى القديم. إذا لم تطلبوا هذا التغيير، اتصلوا فورا بالمنسق المعين بإقليمكم.\n"
 )
 _CONTACT_CODE_EMAIL = (
-    "Madame, Monsieur {name_fr},\n\n"
+    _GREETING +
     "Pour confirmer cette adresse pour vos notifications Tawqi, saisissez le code {secret} "
-    "(valable {ttl_hours} heures). Si vous n'avez rien demandé, ignorez ce message.\n\n"
-    "----\n\n"
-    "السيد(ة) {name_ar}،\n\n"
-    "لتأكيد هذا العنوان لإشعارات توقيع، أدخلوا الرمز {secret} (صالح لمدة {ttl_hours} ساعة). "
+    "(valable {ttl_hours_words}). Si vous n'avez rien demandé, ignorez ce message.\n\n"
+    "----\n\n" + _GREETING_AR +
+    "لتأكيد هذا العنوان لإشعارات توقيع، أدخلوا الرمز {secret} (صالح لمدة {ttl_hours_words}). "
     "إذا لم تطلبوا ذلك، تجاهلوا هذه الرسالة.\n"
+)
+_EXPIRY_HOLDER_EMAIL = (
+    _GREETING +
+    "Votre certificat de signature électronique ({entity_fr}) expire le {not_after}, dans "
+    "{days_words}. Après cette date, vous ne pourrez plus signer avec lui. Demandez dès "
+    "maintenant son renouvellement au contact désigné de votre province.\n\n"
+    "----\n\n" + _GREETING_AR +
+    "تنتهي صلاحية شهادة توقيعكم الإلكتروني ({entity_ar}) يوم {not_after}، بعد {days_words}. "
+    "بعد هذا التاريخ لن يكون بإمكانكم التوقيع بها. يرجى طلب تجديدها من الآن لدى المنسق "
+    "المعين بإقليمكم.\n"
+)
+_EXPIRY_CONTACT_EMAIL = (
+    "Bonjour {contact_name},\n\n"
+    "Le certificat de signature de {holder_fr} ({entity_fr}) expire le {not_after}, dans "
+    "{days_words}. Pour que la signature des autorisations ne soit pas interrompue, "
+    "soumettez dès maintenant une demande de renouvellement.\n\n"
+    "----\n\n"
+    "السلام عليكم {contact_name}،\n\n"
+    "تنتهي صلاحية شهادة توقيع {holder_ar} ({entity_ar}) يوم {not_after}، بعد {days_words}. "
+    "حتى لا يتوقف توقيع الرخص، يرجى تقديم طلب التجديد من الآن.\n"
+)
+_HANDOVER_REMINDER_EMAIL = (
+    "Bonjour {contact_name},\n\n"
+    "Jetons de signature reçus pour {province_fr} et pas encore remis à leur titulaire "
+    "depuis plus de {days_words} : {count}.\n\n{items}\n\n"
+    "Remettez chaque jeton à son titulaire et consignez la remise : tant qu'elle n'est "
+    "pas consignée, le certificat ne peut pas être activé et son titulaire ne peut pas "
+    "signer.\n\n"
+    "----\n\n"
+    "السلام عليكم {contact_name}،\n\n"
+    "أجهزة التوقيع المستلمة لفائدة {province_ar} والتي لم تسلم إلى أصحاب الشهادات منذ أكثر "
+    "من {days_words}: {count}.\n\n{items}\n\n"
+    "يرجى تسليم كل جهاز إلى صاحب الشهادة وتسجيل التسليم: ما لم يسجل، لا يمكن تفعيل الشهادة "
+    "ولا يمكن لصاحبها التوقيع.\n"
 )
 
 TEMPLATES: dict[str, Template] = {t.name: t for t in (
     Template("pin.initial", True, sms=_PIN_INITIAL_SMS,
              email_subject="Tawqi — votre code PIN / رمزكم السري",
-             email_body=_PIN_INITIAL_EMAIL),
+             email_body=_PIN_INITIAL_EMAIL_DEVICE,
+             email_variants={"device": _PIN_INITIAL_EMAIL_DEVICE,
+                             "hosted": _PIN_INITIAL_EMAIL_HOSTED}),
     Template("reset.code", True, sms=_RESET_CODE_SMS),
     Template("signing.code", True, sms=_SIGNING_CODE_SMS),
+    Template("signin.code", True, sms=_SIGNIN_CODE_SMS),
     Template("pin.reset", True, sms=_RESET_PIN_SMS),
     Template("pin.reset_notice", False,
              email_subject="Tawqi — réinitialisation de votre PIN / إعادة تعيين رمزكم السري",
@@ -159,12 +294,36 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in (
     Template("batch.dispatched", False,
              email_subject="Tawqi — envoi Amana {tracking_number} / شحنة أمانة",
              email_body=_BATCH_DISPATCHED_EMAIL),
+    Template("expiry.holder", False, sms=_EXPIRY_HOLDER_SMS,
+             email_subject="Tawqi — votre certificat expire le {not_after} / "
+                           "تنتهي صلاحية شهادتكم يوم {not_after}",
+             email_body=_EXPIRY_HOLDER_EMAIL),
+    Template("expiry.contact", False,
+             email_subject="Tawqi — certificat de {holder_fr} : expiration le {not_after} / "
+                           "انتهاء صلاحية شهادة {holder_ar}",
+             email_body=_EXPIRY_CONTACT_EMAIL),
+    Template("handover.reminder", False,
+             email_subject="Tawqi — remises en attente ({province_fr}) / "
+                           "تسليمات متأخرة ({province_ar})",
+             email_body=_HANDOVER_REMINDER_EMAIL),
 )}
 
 
 class _Strict(dict[str, Any]):
     def __missing__(self, key: str) -> Any:
         raise KeyError(f"template parameter {key!r} missing")
+
+
+def _values(params: Mapping[str, Any], lang: str, secret: str | None) -> _Strict:
+    values = _Strict(params)
+    values["secret"] = secret or ""
+    for key in _COUNTED:
+        raw = params.get(key)
+        if raw is None:
+            continue
+        number = raw if isinstance(raw, int) else int(raw) if str(raw).isdigit() else None
+        values[f"{key}_words"] = counted(key, number, lang) if number is not None else str(raw)
+    return values
 
 
 def render(name: str, channel: str, params: Mapping[str, Any],
@@ -175,72 +334,42 @@ def render(name: str, channel: str, params: Mapping[str, Any],
     template = TEMPLATES[name]
     if template.needs_secret and secret is None:
         raise ValueError(f"template {name} needs its secret")
-    values = _Strict(params)
-    values["secret"] = secret or ""
+    lang = params.get("lang") if params.get("lang") in LANGS else "fr"
+    form = params.get("form")
     if channel == "sms":
-        if template.sms is None:
-            raise ValueError(f"template {name} has no SMS text")
-        return Rendered("", template.sms.format_map(values))
+        text = template.sms_text(str(lang), form if isinstance(form, str) else None)
+        return Rendered("", text.format_map(_values(params, str(lang), secret)))
     if template.email_body is None or template.email_subject is None:
         raise ValueError(f"template {name} has no email text")
-    return Rendered(template.email_subject.format_map(values),
-                    template.email_body.format_map(values))
+    body = template.email_variants.get(str(form), template.email_body)
+    # an email carries both languages: the French counts in the French half
+    values = _values(params, "fr", secret)
+    french, sep, arabic = body.partition("----\n\n")
+    text = french.format_map(values)
+    if sep:
+        text += sep + arabic.format_map(_values(params, "ar", secret))
+    return Rendered(template.email_subject.format_map(values), text)
 
 
-# ----------------------------------------------------------- scheduled notices (api/jobs.py)
+# ----------------------------------------------------------- election campaigns
 
-_EXPIRY_HOLDER_SMS = (
-    "Tawqi : votre certificat de signature ({entity_fr}) expire le {not_after}, dans {days} "
-    "jours. Demandez son renouvellement au correspondant désigné de votre province.\n"
-    "توقيع: تنتهي صلاحية شهادة توقيعكم ({entity_ar}) بتاريخ {not_after}، أي بعد {days} يوما. "
-    "يرجى طلب تجديدها لدى المخاطب المعين بإقليمكم."
-)
-_EXPIRY_HOLDER_EMAIL = (
-    "Madame, Monsieur {name_fr},\n\n"
-    "Votre certificat de signature électronique ({entity_fr}) expire le {not_after} (dans "
-    "{days} jours). Après cette date, vous ne pourrez plus signer avec lui. Demandez dès "
-    "maintenant son renouvellement au correspondant désigné de votre province.\n\n"
-    "----\n\n"
-    "السيد(ة) {name_ar}،\n\n"
-    "تنتهي صلاحية شهادة توقيعكم الإلكتروني ({entity_ar}) بتاريخ {not_after} (بعد {days} "
-    "يوما). بعد هذا التاريخ لن يكون بإمكانكم التوقيع بها. يرجى طلب تجديدها من الآن لدى "
-    "المخاطب المعين بإقليمكم.\n"
-)
-_EXPIRY_CONTACT_EMAIL = (
+_CAMPAIGN_STATUS_EMAIL = (
     "Madame, Monsieur {contact_name},\n\n"
-    "Le certificat de signature de {holder_fr} ({entity_fr}) expire le {not_after} (dans "
-    "{days} jours). Pour que la signature des autorisations ne soit pas interrompue, "
-    "soumettez dès maintenant une demande de renouvellement.\n\n"
+    "Campagne « {campaign} » — installation des conseils le {installation_date}.\n"
+    "{province_fr} : {count} siège(s), dont {blocked} sans personne pouvant signer "
+    "(les plus anciens d'abord) :\n\n{items}\n\n"
+    "Pour qu'une commune puisse signer dès l'installation, remettez chaque jeton à son "
+    "titulaire et consignez la remise le jour même.\n\n"
     "----\n\n"
     "السيد(ة) {contact_name}،\n\n"
-    "تنتهي صلاحية شهادة توقيع {holder_ar} ({entity_ar}) بتاريخ {not_after} (بعد {days} "
-    "يوما). حتى لا يتوقف توقيع الرخص، يرجى تقديم طلب التجديد من الآن.\n"
-)
-_HANDOVER_REMINDER_EMAIL = (
-    "Madame, Monsieur {contact_name},\n\n"
-    "{count} support(s) de signature reçu(s) pour {province_fr} attend(ent) depuis plus de "
-    "{days} jours d'être remis à leur titulaire :\n\n{items}\n\n"
-    "Remettez chaque support à son titulaire et consignez la remise : tant qu'elle n'est "
-    "pas consignée, son certificat ne peut pas être activé et il ne peut pas signer.\n\n"
-    "----\n\n"
-    "السيد(ة) {contact_name}،\n\n"
-    "{count} من حوامل التوقيع المستلمة لفائدة {province_ar} تنتظر منذ أكثر من {days} أيام "
-    "تسليمها إلى أصحابها:\n\n{items}\n\n"
-    "يرجى تسليم كل حامل إلى صاحبه وتسجيل التسليم: ما لم يسجل، لا يمكن تفعيل شهادته ولا "
-    "يمكنه التوقيع.\n"
+    "حملة « {campaign} » — تنصيب المجالس بتاريخ {installation_date}.\n"
+    "{province_ar}: {count} مقعدا، منها {blocked} بدون أي شخص يمكنه التوقيع "
+    "(الأقدم أولا):\n\n{items}\n\n"
+    "حتى تتمكن كل جماعة من التوقيع منذ التنصيب، يرجى تسليم كل جهاز توقيع إلى صاحبه وتسجيل "
+    "التسليم في نفس اليوم.\n"
 )
 
-TEMPLATES.update({t.name: t for t in (
-    Template("expiry.holder", False, sms=_EXPIRY_HOLDER_SMS,
-             email_subject="Tawqi — votre certificat expire le {not_after} / "
-                           "تنتهي صلاحية شهادتكم بتاريخ {not_after}",
-             email_body=_EXPIRY_HOLDER_EMAIL),
-    Template("expiry.contact", False,
-             email_subject="Tawqi — certificat de {holder_fr} : expiration le {not_after} / "
-                           "انتهاء صلاحية شهادة {holder_ar}",
-             email_body=_EXPIRY_CONTACT_EMAIL),
-    Template("handover.reminder", False,
-             email_subject="Tawqi — remises en attente ({province_fr}) / "
-                           "تسليمات متأخرة ({province_ar})",
-             email_body=_HANDOVER_REMINDER_EMAIL),
-)})
+TEMPLATES["campaign.status"] = Template(
+    "campaign.status", False,
+    email_subject="Tawqi — {campaign} : état de {province_fr} / وضعية {province_ar}",
+    email_body=_CAMPAIGN_STATUS_EMAIL)

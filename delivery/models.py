@@ -45,6 +45,13 @@ REQUEST_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_
                   REJECTED, CANCELLED)
 OPEN_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER)
 
+# what a request is for: a first certificate, the renewal of an active one (same token,
+# same key: the credential carries over), or a replacement token (lost, stolen, damaged)
+KIND_NEW = "new"
+KIND_RENEWAL = "renewal"
+KIND_REPLACEMENT = "replacement"
+REQUEST_KINDS = (KIND_NEW, KIND_RENEWAL, KIND_REPLACEMENT)
+
 DEVICE = "device"  # personalised, then shipped in a courier batch
 HOSTED = "hosted"  # stays in the service's HSM; signs through the API
 TOKEN_FORMS = (DEVICE, HOSTED)
@@ -61,8 +68,10 @@ ENVELOPE_RESET_CODE = "reset_code"
 ENVELOPE_SIGNING_CODE = "signing_code"
 # The code that confirms a holder's new mobile or email.
 ENVELOPE_CONTACT_CODE = "contact_code"
+# The code a holder signs in to the web pages with (delivery.signin).
+ENVELOPE_SIGNIN_CODE = "signin_code"
 ENVELOPE_PURPOSES = (ENVELOPE_INITIAL_PIN, ENVELOPE_RESET_PIN, ENVELOPE_RESET_CODE,
-                     ENVELOPE_SIGNING_CODE, ENVELOPE_CONTACT_CODE)
+                     ENVELOPE_SIGNING_CODE, ENVELOPE_CONTACT_CODE, ENVELOPE_SIGNIN_CODE)
 
 OUTBOX_PENDING = "pending"
 OUTBOX_SENDING = "sending"
@@ -130,6 +139,8 @@ class Holder(Base):
     surname_fr: Mapped[str] = mapped_column(String(100))
     given_name_ar: Mapped[str] = mapped_column(String(100))
     surname_ar: Mapped[str] = mapped_column(String(100))
+    #: ``mr`` or ``mrs`` (delivery.titles): titles agree with it in French and Arabic.
+    civility: Mapped[str] = mapped_column(String(3), default="mr", server_default="mr")
     role: Mapped[str] = mapped_column(String(30))
     entity_kind: Mapped[str] = mapped_column(String(10))  # commune | services
     commune_code: Mapped[str | None] = mapped_column(ForeignKey("commune.code"), nullable=True)
@@ -137,6 +148,11 @@ class Holder(Base):
     mobile: Mapped[str] = mapped_column(String(20))  # E.164
     email: Mapped[str] = mapped_column(String(254))
     professional_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    # The language of the holder's SMS (one language each) and whether notices without a
+    # secret go to the professional address (PINs and codes never do).
+    preferred_lang: Mapped[str] = mapped_column(String(2), default="fr", server_default="fr")
+    notices_to_professional: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                          server_default=text("false"))
     registered_by_contact_id: Mapped[int | None] = mapped_column(
         ForeignKey("delivery_contact.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -146,12 +162,63 @@ class Holder(Base):
         CheckConstraint("entity_kind IN ('commune', 'services')", name="entity_kind"),
         CheckConstraint("(entity_kind = 'commune') = (commune_code IS NOT NULL)",
                         name="commune_iff_commune"),
+        CheckConstraint("civility IN ('mr', 'mrs')", name="civility"),
+        CheckConstraint("preferred_lang IN ('fr', 'ar')", name="preferred_lang"),
     )
 
     @property
     def entity(self) -> str:
         code = self.commune_code if self.entity_kind == "commune" else self.province_code
         return f"{self.entity_kind}:{code}"
+
+
+class Mandate(Base):
+    """A holder's mandate: a role in an entity (a commune, or a province's Interior
+    services) from ``started_on`` until ``ended_on``. A holder has at most one mandate in
+    force (``ended_on`` NULL, partial unique index); ended ones stay as history, with the
+    mandate that followed (``successor_id``). The holder's ``role``, ``entity_kind``,
+    ``commune_code``, ``province_code`` and ``professional_email`` repeat their latest
+    mandate's (only :mod:`delivery.mandates` changes them), so that lists and scopes stay
+    simple."""
+
+    __tablename__ = "delivery_mandate"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder_id: Mapped[int] = mapped_column(ForeignKey("delivery_holder.id"), index=True)
+    role: Mapped[str] = mapped_column(String(30))
+    entity_kind: Mapped[str] = mapped_column(String(10))  # commune | services
+    commune_code: Mapped[str | None] = mapped_column(ForeignKey("commune.code"), nullable=True,
+                                                     index=True)
+    province_code: Mapped[str] = mapped_column(ForeignKey("province.code"), index=True)
+    #: The address the provider created for the mandate (the certificate's email).
+    professional_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    started_on: Mapped[date] = mapped_column(Date)
+    ended_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    end_reason: Mapped[str] = mapped_column(String(200), default="")
+    successor_id: Mapped[int | None] = mapped_column(ForeignKey("delivery_mandate.id"),
+                                                     nullable=True)
+    campaign_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("entity_kind IN ('commune', 'services')", name="entity_kind"),
+        CheckConstraint("(entity_kind = 'commune') = (commune_code IS NOT NULL)",
+                        name="commune_iff_commune"),
+        Index("uq_delivery_mandate_current_holder", "holder_id", unique=True,
+              sqlite_where=text("ended_on IS NULL"), postgresql_where=text("ended_on IS NULL")),
+    )
+
+    @property
+    def entity(self) -> str:
+        code = self.commune_code if self.entity_kind == "commune" else self.province_code
+        return f"{self.entity_kind}:{code}"
+
+    @property
+    def current(self) -> bool:
+        return self.ended_on is None
 
 
 class CertificateRequest(Base):
@@ -167,6 +234,8 @@ class CertificateRequest(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     holder_id: Mapped[int] = mapped_column(ForeignKey("delivery_holder.id"), index=True)
+    #: The mandate the certificate is for: its title and O come from it.
+    mandate_id: Mapped[int] = mapped_column(ForeignKey("delivery_mandate.id"), index=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("delivery_contact.id"))
     province_code: Mapped[str] = mapped_column(ForeignKey("province.code"), index=True)
     entity: Mapped[str] = mapped_column(String(30))  # quota entity, e.g. commune:01.051.01.01
@@ -194,6 +263,10 @@ class CertificateRequest(Base):
     pin_change_required: Mapped[bool] = mapped_column(Boolean, default=True)
     pin_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
                                                             nullable=True)
+    kind: Mapped[str] = mapped_column(String(12), default=KIND_NEW, server_default=KIND_NEW)
+    # the request whose credential this one renews or replaces
+    follows_request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("delivery_request.id", name="fk_delivery_request_follows"), nullable=True)
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -342,6 +415,24 @@ class PinResetChallenge(Base):
     __table_args__ = (CheckConstraint(_in("status", RESET_STATES), name="status"),)
 
 
+class SignInChallenge(Base):
+    """A holder's sign-in by one-time code: the code's hash, its expiry and attempts."""
+
+    __tablename__ = "delivery_signin"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    holder_id: Mapped[int] = mapped_column(ForeignKey("delivery_holder.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (CheckConstraint(_in("status", RESET_STATES), name="status"),)
+
+
 class ContactChange(Base):
     """A holder's new mobile or email, waiting for the holder to confirm it with the code
     sent to it. Until then PINs and codes keep going to the confirmed value on the holder."""
@@ -394,5 +485,81 @@ class ExpiryWarning(Base):
 
     __table_args__ = (
         Index("uq_delivery_expiry_warning", "certificate_serial", "threshold_days",
+              unique=True),
+    )
+
+
+CAMPAIGN_OPEN = "open"  # opened; the newly elected may be imported
+CAMPAIGN_IMPORTED = "imported"  # the list is in; requests are under way
+CAMPAIGN_INSTALLED = "installed"  # the new councils are installed; outgoing revoked
+CAMPAIGN_STATES = (CAMPAIGN_OPEN, CAMPAIGN_IMPORTED, CAMPAIGN_INSTALLED)
+SCOPE_NATION = "nation"
+SCOPE_REGION = "region"
+SCOPE_PROVINCE = "province"
+SCOPE_COMMUNES = "communes"
+CAMPAIGN_SCOPES = (SCOPE_NATION, SCOPE_REGION, SCOPE_PROVINCE, SCOPE_COMMUNES)
+FUNDING_QUOTA = "quota"  # replacements count against the year's quota
+FUNDING_EXTRA = "extra"  # an extra allotment on the ledger, billed to the DGCL
+CAMPAIGN_FUNDINGS = (FUNDING_QUOTA, FUNDING_EXTRA)
+
+
+class Campaign(Base):
+    """An election campaign: the newly elected of its scope are imported, their tokens
+    prepared before ``installation_date``, and at installation the outgoing holders'
+    certificates are revoked in bulk (``affiliationChanged``)."""
+
+    __tablename__ = "delivery_campaign"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    installation_date: Mapped[date] = mapped_column(Date)
+    scope_kind: Mapped[str] = mapped_column(String(10))
+    #: JSON list: [] for the nation, a region's or province's code, or commune codes.
+    scope_codes: Mapped[str] = mapped_column(Text)
+    funding: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(10))
+    opened_by: Mapped[str] = mapped_column(String(200))
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    imported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    installed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                          nullable=True)
+    installed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(_in("status", CAMPAIGN_STATES), name="status"),
+        CheckConstraint(_in("scope_kind", CAMPAIGN_SCOPES), name="scope_kind"),
+        CheckConstraint(_in("funding", CAMPAIGN_FUNDINGS), name="funding"),
+    )
+
+
+class CampaignEntry(Base):
+    """One imported line: the incoming holder of a role in a commune, and whom they
+    replace (nobody, themselves when re-elected, or an outgoing holder whose certificates
+    are revoked at installation)."""
+
+    __tablename__ = "delivery_campaign_entry"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("delivery_campaign.id"), index=True)
+    line: Mapped[int] = mapped_column(Integer)
+    commune_code: Mapped[str] = mapped_column(ForeignKey("commune.code"))
+    province_code: Mapped[str] = mapped_column(ForeignKey("province.code"), index=True)
+    role: Mapped[str] = mapped_column(String(30))
+    incoming_holder_id: Mapped[int] = mapped_column(ForeignKey("delivery_holder.id"))
+    incoming_mandate_id: Mapped[int] = mapped_column(ForeignKey("delivery_mandate.id"))
+    re_elected: Mapped[bool] = mapped_column(Boolean)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("delivery_request.id"),
+                                                   nullable=True)
+    outgoing_holder_id: Mapped[int | None] = mapped_column(ForeignKey("delivery_holder.id"),
+                                                           nullable=True)
+    outgoing_mandate_id: Mapped[int | None] = mapped_column(ForeignKey("delivery_mandate.id"),
+                                                            nullable=True)
+    #: The outgoing certificates to revoke at installation, space-separated serials.
+    outgoing_serials: Mapped[str] = mapped_column(Text, default="")
+    outgoing_revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                                 nullable=True)
+
+    __table_args__ = (
+        Index("uq_delivery_campaign_entry_seat", "campaign_id", "commune_code", "role",
               unique=True),
     )

@@ -14,8 +14,20 @@ from delivery.models import DEVICE, CertificateRequest, Contact, CourierBatch, H
 from delivery.outbox import Notification, enqueue
 from quotas.models import Commune, Province
 
-_FORMS = {DEVICE: ("clé USB cryptographique", "مفتاح تشفير USB"),
-          "hosted": ("certificat hébergé dans le HSM du service", "شهادة مستضافة لدى المزود")}
+_FORMS = {DEVICE: ("jeton USB", "جهاز توقيع USB"),
+          "hosted": ("clé hébergée par le service", "مفتاح مستضاف لدى المزود")}
+
+
+def _lang(holder: Holder) -> str:
+    return holder.preferred_lang if holder.preferred_lang in ("fr", "ar") else "fr"
+
+
+def notice_email(holder: Holder) -> str:
+    """Where a notice without a secret goes: the professional address when the holder
+    asked for it (PINs and codes only ever go to the confirmed personal address)."""
+    if holder.notices_to_professional and holder.professional_email:
+        return holder.professional_email
+    return holder.email
 
 
 def _names(holder: Holder) -> dict[str, str]:
@@ -40,7 +52,7 @@ def enqueue_initial_pin(session: Session, clock: Clock, request: CertificateRequ
         raise ValueError(f"request {request.id} has no PIN envelope")
     form_fr, form_ar = _FORMS[request.token_form]
     params = {**_names(holder), **_entity(session, holder), "form_fr": form_fr,
-              "form_ar": form_ar}
+              "form_ar": form_ar, "form": request.token_form, "lang": _lang(holder)}
     for channel, recipient in (("sms", holder.mobile), ("email", holder.email)):
         enqueue(session, clock, Notification(
             channel=channel, recipient=recipient, template="pin.initial",
@@ -52,7 +64,17 @@ def enqueue_reset_code(session: Session, clock: Clock, *, challenge_id: str, hol
                        envelope_id: str, ttl_minutes: int) -> None:
     enqueue(session, clock, Notification(
         channel="sms", recipient=holder.mobile, template="reset.code",
-        dedupe_key=f"reset.code:{challenge_id}", params={"ttl_minutes": ttl_minutes},
+        dedupe_key=f"reset.code:{challenge_id}",
+        params={"ttl_minutes": ttl_minutes, "lang": _lang(holder)},
+        envelope_id=envelope_id, holder_id=holder.id))
+
+
+def enqueue_signin_code(session: Session, clock: Clock, *, challenge_id: str,
+                        holder: Holder, envelope_id: str, ttl_minutes: int) -> None:
+    enqueue(session, clock, Notification(
+        channel="sms", recipient=holder.mobile, template="signin.code",
+        dedupe_key=f"signin.code:{challenge_id}",
+        params={"ttl_minutes": ttl_minutes, "lang": _lang(holder)},
         envelope_id=envelope_id, holder_id=holder.id))
 
 
@@ -61,10 +83,11 @@ def enqueue_reset_pin(session: Session, clock: Clock, *, challenge_id: str, hold
     """The new PIN by SMS only; the email address gets a notice without it."""
     enqueue(session, clock, Notification(
         channel="sms", recipient=holder.mobile, template="pin.reset",
-        dedupe_key=f"pin.reset:{challenge_id}", params={}, envelope_id=envelope_id,
+        dedupe_key=f"pin.reset:{challenge_id}", params={"lang": _lang(holder)},
+        envelope_id=envelope_id,
         holder_id=holder.id, request_id=request_id))
     enqueue(session, clock, Notification(
-        channel="email", recipient=holder.email, template="pin.reset_notice",
+        channel="email", recipient=notice_email(holder), template="pin.reset_notice",
         dedupe_key=f"pin.reset_notice:{challenge_id}",
         params={**_names(holder), "at": at.strftime("%Y-%m-%d %H:%M"),
                 "phone_tail": holder.mobile[-4:]},
@@ -82,7 +105,7 @@ def enqueue_batch_dispatched(session: Session, clock: Clock, batch: CourierBatch
                 "tracking_number": batch.tracking_number or ""}))
 
 
-_WHAT = {"sms": ("numéro de mobile", "رقم الهاتف المحمول"),
+_WHAT = {"sms": ("numéro de mobile", "رقم الهاتف"),
          "email": ("adresse électronique", "البريد الإلكتروني")}
 
 
@@ -91,8 +114,10 @@ def enqueue_contact_changed(session: Session, clock: Clock, *, holder: Holder, c
     """Tell the OLD mobile and the OLD email that a contact detail is being changed (no
     secret; the event's time makes each SMS body unique for the provider lookup)."""
     what_fr, what_ar = _WHAT[channel]
-    params = {**_names(holder), "what_fr": what_fr, "what_ar": what_ar, "new_hint": new_hint,
-              "by": by, "at": at.strftime("%Y-%m-%d %H:%M:%S")}
+    # "*" rather than "•": a text in the GSM alphabet takes half the segments
+    params = {**_names(holder), "what_fr": what_fr, "what_ar": what_ar,
+              "new_hint": new_hint.replace("•", "*"),
+              "by": by, "at": at.strftime("%Y-%m-%d %H:%M:%S"), "lang": _lang(holder)}
     for old_channel, recipient in (("sms", holder.mobile), ("email", holder.email)):
         enqueue(session, clock, Notification(
             channel=old_channel, recipient=recipient, template="contact.changed",
@@ -106,8 +131,8 @@ def enqueue_contact_code(session: Session, clock: Clock, *, holder: Holder, chan
     """The confirmation code, to the NEW mobile or address only."""
     enqueue(session, clock, Notification(
         channel=channel, recipient=recipient, template="contact.code",
-        dedupe_key=f"contact.code:{change_id}", params={**_names(holder),
-                                                        "ttl_hours": ttl_hours},
+        dedupe_key=f"contact.code:{change_id}",
+        params={**_names(holder), "ttl_hours": ttl_hours, "lang": _lang(holder)},
         envelope_id=envelope_id, holder_id=holder.id))
 
 
@@ -117,10 +142,11 @@ def enqueue_expiry_warning(session: Session, clock: Clock, *, holder: Holder,
     """The warning that ``serial`` expires, to the holder (SMS and email) and to the
     province's contact (email). Returns how many messages were queued."""
     params = {**_names(holder), **_entity(session, holder),
-              "not_after": not_after.strftime("%Y-%m-%d"), "days": days_left}
+              "not_after": not_after.strftime("%Y-%m-%d"), "days": days_left,
+              "lang": _lang(holder)}
     key = f"expiry:{serial}:{threshold_days}"
     queued = 0
-    for channel, recipient in (("sms", holder.mobile), ("email", holder.email)):
+    for channel, recipient in (("sms", holder.mobile), ("email", notice_email(holder))):
         enqueue(session, clock, Notification(
             channel=channel, recipient=recipient, template="expiry.holder",
             dedupe_key=f"{key}:holder:{channel}", params=params, holder_id=holder.id))

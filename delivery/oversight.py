@@ -498,6 +498,7 @@ class HolderLine:
     request_status: str | None
     certificate: str | None  # certificate_state of an activated credential
     not_after: datetime | None
+    civility: str = "mr"  # titles agree with it (delivery.titles.title_for)
 
 
 def province_holders(session: Session, clock: Clock, province_code: str, *,
@@ -529,7 +530,7 @@ def province_holders(session: Session, clock: Clock, province_code: str, *,
             commune.code if commune else None, commune.name_fr if commune else None,
             commune.name_ar if commune else None, request.id if request else None,
             request.status if request else None, state,
-            as_utc(not_after) if not_after else None))
+            as_utc(not_after) if not_after else None, holder.civility))
     return found
 
 
@@ -624,3 +625,75 @@ def holder_credentials(session: Session, clock: Clock, holder_id: int, *,
             request.status in (HANDED_OVER, ACTIVE) and request.terms_version != terms_version))
     return found
 
+
+
+# ------------------------------------------------------------------------------ expiring
+
+#: The horizon operators and the DGCL watch for certificates about to expire.
+EXPIRY_HORIZON_DAYS = 90
+
+
+@dataclass(frozen=True)
+class ExpiringCertificate:
+    serial: str
+    not_after: datetime
+    days_left: int
+    holder_id: int
+    cin: str
+    name_fr: str
+    name_ar: str
+    commune_code: str | None
+    request_id: int
+    renewal_under_way: bool
+
+
+@dataclass(frozen=True)
+class ExpiringProvince:
+    province_code: str
+    name_fr: str
+    name_ar: str
+    certificates: list[ExpiringCertificate]
+
+    @property
+    def count(self) -> int:
+        return len(self.certificates)
+
+
+def expiring(session: Session, clock: Clock, *, days: int = EXPIRY_HORIZON_DAYS,
+             province_code: str | None = None) -> list[ExpiringProvince]:
+    """The holders' current certificates (active credential, certificate issued) whose
+    ``notAfter`` falls within the next ``days`` days, by province (most first), soonest
+    first within a province. ``renewal_under_way``: a renewal request is open."""
+    now = as_utc(clock.now())
+    renewal = aliased(CertificateRequest)
+    query = (select(CertificateRequest.id, CertificateRecord.serial,
+                    CertificateRecord.not_after, Holder, Province.name_fr, Province.name_ar,
+                    select(func.count()).select_from(renewal)
+                    .where(renewal.follows_request_id == CertificateRequest.id,
+                           renewal.status.in_(OPEN_STATES))
+                    .scalar_subquery())
+             .select_from(CertificateRequest)
+             .join(CertificateRecord,
+                   CertificateRecord.serial == CertificateRequest.certificate_serial)
+             .join(Holder, Holder.id == CertificateRequest.holder_id)
+             .join(Province, Province.code == Holder.province_code)
+             .where(CertificateRequest.status == ACTIVE,
+                    CertificateRequest.token_label.is_not(None),
+                    CertificateRecord.status == STATUS_ISSUED,
+                    CertificateRecord.not_after > now,
+                    CertificateRecord.not_after <= now + timedelta(days=days))
+             .order_by(CertificateRecord.not_after))
+    if province_code:
+        query = query.where(Holder.province_code == province_code)
+    provinces: dict[str, ExpiringProvince] = {}
+    for request_id, serial, not_after, holder, name_fr, name_ar, renewals in \
+            session.execute(query).all():
+        end = as_utc(not_after)
+        area = provinces.setdefault(holder.province_code, ExpiringProvince(
+            holder.province_code, name_fr, name_ar, []))
+        area.certificates.append(ExpiringCertificate(
+            serial, end, (end - now).days, holder.id, holder.cin,
+            f"{holder.given_name_fr} {holder.surname_fr}",
+            f"{holder.given_name_ar} {holder.surname_ar}", holder.commune_code, request_id,
+            bool(renewals)))
+    return sorted(provinces.values(), key=lambda p: (-p.count, p.province_code))

@@ -25,7 +25,7 @@ from delivery import envelopes
 from delivery.envelopes import Sealer
 from delivery.errors import IllegalTransition
 from delivery.holders import HolderProfile, get_holder, profile
-from delivery.models import ENVELOPE_INITIAL_PIN, CertificateRequest
+from delivery.models import ENVELOPE_INITIAL_PIN, KIND_RENEWAL, CertificateRequest, Mandate
 from delivery.policy import DeliveryPolicy
 from delivery.requests import allowed_steps, get_request, move
 from hsm import TokenLibrary, generate_pin
@@ -49,6 +49,31 @@ class Personaliser(Protocol):
         """Initialise the token ``token_label`` with user PIN ``pin``, generate the holder's
         key on it and issue its certificate (in ``session``'s transaction). Never store or
         log ``pin``."""
+        ...
+
+    def renew(self, session: Session, clock: Clock, *, serial: str, actor: str
+              ) -> PersonalisedToken:
+        """Certify the key of certificate ``serial`` again and write the new certificate to
+        its token (no PIN needed: a certificate is a public object)."""
+        ...
+
+    def supersede(self, session: Session, clock: Clock, *, serial: str, actor: str) -> None:
+        """Revoke certificate ``serial`` as superseded."""
+        ...
+
+    def hold(self, session: Session, clock: Clock, *, serial: str, actor: str,
+             note: str) -> None:
+        """Suspend certificate ``serial`` (certificateHold)."""
+        ...
+
+    def revoke(self, session: Session, clock: Clock, *, serial: str, reason: str,
+               actor: str) -> None:
+        """Revoke certificate ``serial`` with an RFC 5280 reason (if not revoked yet)."""
+        ...
+
+    def wipe(self, token_label: str) -> int:
+        """Destroy every object on the token (as security officer: the holder's PIN is not
+        needed); return how many."""
         ...
 
 
@@ -86,6 +111,40 @@ class TokenPersonaliser:
         return PersonalisedToken(token_label, issued.serial, issued.not_after,
                                  issued.fingerprint)
 
+    def renew(self, session: Session, clock: Clock, *, serial: str, actor: str
+              ) -> PersonalisedToken:
+        from pki.issuance import renew
+
+        issued = renew(session, clock, self.authority, self.tokens, serial, actor=actor)
+        return PersonalisedToken(issued.token_label, issued.serial, issued.not_after,
+                                 issued.fingerprint)
+
+    def supersede(self, session: Session, clock: Clock, *, serial: str, actor: str) -> None:
+        self.revoke(session, clock, serial=serial, reason="superseded", actor=actor)
+
+    def hold(self, session: Session, clock: Clock, *, serial: str, actor: str,
+             note: str) -> None:
+        from pki.lifecycle import certificate_status, suspend
+
+        if certificate_status(session, serial).status == "issued":
+            suspend(session, clock, self.authority, serial, actor=actor, note=note)
+
+    def revoke(self, session: Session, clock: Clock, *, serial: str, reason: str,
+               actor: str) -> None:
+        from pki.lifecycle import certificate_status, revoke
+
+        if certificate_status(session, serial).status in ("issued", "suspended"):
+            revoke(session, clock, self.authority, serial, reason, actor=actor)
+
+    def wipe(self, token_label: str) -> int:
+        # The SO sets a throw-away user PIN (never kept) to log in and destroy the objects.
+        throwaway = self.tokens.reset_pin(token_label, self._so_pin)
+        try:
+            return self.tokens.destroy_objects(token_label, throwaway)
+        finally:
+            del throwaway
+            self.tokens.release(token_label)
+
 
 def new_token_label(request_id: int) -> str:
     """A PKCS#11 label (at most 32 characters) unique to this personalisation attempt: a
@@ -109,12 +168,16 @@ def personalise_request(session: Session, clock: Clock, request_id: int, *,
                                 f"{request.status}", request_id=request.id,
                                 status=request.status, step="personalise",
                                 allowed=allowed_steps(request))
+    if request.kind == KIND_RENEWAL and request.follows_request_id is not None:
+        return _personalise_renewal(session, clock, request, personaliser=personaliser,
+                                    actor=actor)
     holder = get_holder(session, request.holder_id)
     pin = generate_pin(policy.pin_length)
     envelope = envelopes.seal(session, clock, sealer, purpose=ENVELOPE_INITIAL_PIN,
                               holder_id=holder.id, secret=pin)
     label = new_token_label(request.id)
-    token = personaliser.personalise(session, clock, holder=profile(session, holder),
+    mandate = session.get_one(Mandate, request.mandate_id)
+    token = personaliser.personalise(session, clock, holder=profile(session, holder, mandate),
                                      token_label=label, pin=pin, actor=actor)
     del pin
     request.token_label = token.token_label
@@ -124,5 +187,23 @@ def personalise_request(session: Session, clock: Clock, request_id: int, *,
     request.pin_change_required = True
     move(session, clock, request, "personalise", actor=actor,
          summary={"token_label": token.token_label,
+                  "certificate_serial": token.certificate_serial})
+    return request
+
+
+def _personalise_renewal(session: Session, clock: Clock, request: CertificateRequest, *,
+                         personaliser: Personaliser, actor: str) -> CertificateRequest:
+    """A renewal: the key already on the holder's token is certified again and the new
+    certificate written next to it. No new token, no PIN: the token stays with the renewed
+    request until this one is activated (then the credential carries over)."""
+    old = get_request(session, request.follows_request_id or 0)
+    if not old.certificate_serial or not old.token_label:
+        raise IllegalTransition(f"request {old.id} holds no credential to renew",
+                                request_id=request.id, step="personalise")
+    token = personaliser.renew(session, clock, serial=old.certificate_serial, actor=actor)
+    request.certificate_serial = token.certificate_serial
+    request.certificate_not_after = token.not_after
+    move(session, clock, request, "personalise", actor=actor,
+         summary={"token_label": token.token_label, "renews": old.certificate_serial,
                   "certificate_serial": token.certificate_serial})
     return request

@@ -17,6 +17,7 @@ personalisation in :mod:`delivery.personalisation`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +39,7 @@ from delivery.errors import (
     RequestNotFound,
 )
 from delivery.holders import get_holder
+from delivery.mandates import require_current_mandate
 from delivery.models import (
     ACTIVE,
     APPROVED,
@@ -46,6 +48,9 @@ from delivery.models import (
     DEVICE,
     HANDED_OVER,
     HOSTED,
+    KIND_NEW,
+    KIND_RENEWAL,
+    KIND_REPLACEMENT,
     OPEN_STATES,
     PERSONALISED,
     REJECTED,
@@ -61,25 +66,37 @@ from delivery.validation import require_text
 from quotas import ledger
 
 #: step -> (states it may start from, per token form; the state it leads to)
+#: A renewal stays on the token the holder already has: no shipping, no hand-over.
+IN_PLACE = "in_place"
 _STEPS: dict[str, tuple[dict[str, frozenset[str]], str]] = {
-    "approve": ({DEVICE: frozenset({SUBMITTED}), HOSTED: frozenset({SUBMITTED})}, APPROVED),
-    "reject": ({DEVICE: frozenset({SUBMITTED}), HOSTED: frozenset({SUBMITTED})}, REJECTED),
+    "approve": ({DEVICE: frozenset({SUBMITTED}), HOSTED: frozenset({SUBMITTED}),
+                 IN_PLACE: frozenset({SUBMITTED})}, APPROVED),
+    "reject": ({DEVICE: frozenset({SUBMITTED}), HOSTED: frozenset({SUBMITTED}),
+                IN_PLACE: frozenset({SUBMITTED})}, REJECTED),
     "cancel": ({DEVICE: frozenset({SUBMITTED, APPROVED}),
-                HOSTED: frozenset({SUBMITTED, APPROVED})}, CANCELLED),
-    "personalise": ({DEVICE: frozenset({APPROVED}), HOSTED: frozenset({APPROVED})},
-                    PERSONALISED),
-    "ship": ({DEVICE: frozenset({PERSONALISED}), HOSTED: frozenset()}, SHIPPED),
-    "receive": ({DEVICE: frozenset({SHIPPED}), HOSTED: frozenset()}, DELIVERED),
-    "hand_over": ({DEVICE: frozenset({DELIVERED}), HOSTED: frozenset()}, HANDED_OVER),
-    "activate": ({DEVICE: frozenset({HANDED_OVER}), HOSTED: frozenset({PERSONALISED})},
-                 ACTIVE),
+                HOSTED: frozenset({SUBMITTED, APPROVED}),
+                IN_PLACE: frozenset({SUBMITTED, APPROVED})}, CANCELLED),
+    "personalise": ({DEVICE: frozenset({APPROVED}), HOSTED: frozenset({APPROVED}),
+                     IN_PLACE: frozenset({APPROVED})}, PERSONALISED),
+    "ship": ({DEVICE: frozenset({PERSONALISED}), HOSTED: frozenset(),
+              IN_PLACE: frozenset()}, SHIPPED),
+    "receive": ({DEVICE: frozenset({SHIPPED}), HOSTED: frozenset(), IN_PLACE: frozenset()},
+                DELIVERED),
+    "hand_over": ({DEVICE: frozenset({DELIVERED}), HOSTED: frozenset(),
+                   IN_PLACE: frozenset()}, HANDED_OVER),
+    "activate": ({DEVICE: frozenset({HANDED_OVER}), HOSTED: frozenset({PERSONALISED}),
+                  IN_PLACE: frozenset({PERSONALISED})}, ACTIVE),
 }
+
+
+def _flow(request: CertificateRequest) -> str:
+    return IN_PLACE if request.kind == KIND_RENEWAL else request.token_form
 
 
 def allowed_steps(request: CertificateRequest) -> list[str]:
     """The steps the request may take now (for a UI's buttons)."""
     return [step for step, (sources, _) in _STEPS.items()
-            if request.status in sources[request.token_form]]
+            if request.status in sources[_flow(request)]]
 
 
 def get_request(session: Session, request_id: int, *, lock: bool = False) -> CertificateRequest:
@@ -102,7 +119,7 @@ def move(session: Session, clock: Clock, request: CertificateRequest, step: str,
     ``at`` is when the step happened, if earlier than now (a hand-over recorded the next
     day); the timeline uses it, the audit event keeps the time of recording."""
     sources, target = _STEPS[step]
-    if request.status not in sources[request.token_form]:
+    if request.status not in sources[_flow(request)]:
         raise IllegalTransition(
             f"cannot {step.replace('_', ' ')} request {request.id}: it is {request.status}"
             f" ({request.token_form} token)", request_id=request.id, status=request.status,
@@ -122,10 +139,14 @@ def move(session: Session, clock: Clock, request: CertificateRequest, step: str,
 
 
 def submit_request(session: Session, clock: Clock, *, contact_id: int, holder_id: int,
-                   token_form: str, actor: str, year: int | None = None) -> CertificateRequest:
+                   token_form: str, actor: str, year: int | None = None,
+                   kind: str = KIND_NEW, follows_request_id: int | None = None,
+                   free_of_quota: bool = False) -> CertificateRequest:
     """A contact asks for a certificate for a holder of their province. Reserves one
     certificate of the holder's entity's quota for ``year`` (default: this year), or raises
-    ``quotas.errors.QuotaExhausted`` and changes nothing."""
+    ``quotas.errors.QuotaExhausted`` and changes nothing. ``kind``/``follows_request_id``:
+    see :func:`submit_renewal` and :mod:`delivery.incidents`; ``free_of_quota``: a
+    reservation outside the quota (a replacement the quota policy does not charge)."""
     if token_form not in TOKEN_FORMS:
         raise InvalidHolder(f"token_form must be one of {', '.join(TOKEN_FORMS)}",
                             field="token_form")
@@ -134,18 +155,21 @@ def submit_request(session: Session, clock: Clock, *, contact_id: int, holder_id
     if _open_request(session, holder.id) is not None:
         raise OpenRequestExists(f"holder {holder.cin} already has a request under way",
                                 holder_id=holder.id)
+    mandate = require_current_mandate(session, holder)
     year = year if year is not None else clock.now().year
-    entity = ledger.Entity.parse(holder.entity)
+    entity = ledger.Entity.parse(mandate.entity)
     decision = ledger.reserve(session, clock, entity, year, actor=actor,
-                              reference=f"holder:{holder.cin}").raise_if_denied()
+                              reference=f"holder:{holder.cin}",
+                              free=free_of_quota).raise_if_denied()
     if decision.reservation_id is None:  # allowed decisions always carry one
         raise IllegalTransition("the quota granted no reservation")
     now = clock.now()
     request = CertificateRequest(
-        holder_id=holder.id, contact_id=contact.id, province_code=holder.province_code,
+        holder_id=holder.id, mandate_id=mandate.id, contact_id=contact.id,
+        province_code=mandate.province_code,
         entity=str(entity), year=year, token_form=token_form, status=SUBMITTED,
         status_reason="", reservation_id=decision.reservation_id, pin_change_required=True,
-        submitted_at=now, updated_at=now)
+        kind=kind, follows_request_id=follows_request_id, submitted_at=now, updated_at=now)
     try:
         with session.begin_nested():
             session.add(request)
@@ -159,9 +183,34 @@ def submit_request(session: Session, clock: Clock, *, contact_id: int, holder_id
            object_type="certificate_request", object_id=request.id,
            summary={"holder_id": holder.id, "cin": holder.cin, "entity": request.entity,
                     "year": year, "token_form": token_form, "contact_id": contact.id,
+                    "mandate_id": mandate.id, "role": mandate.role,
                     "reservation_id": decision.reservation_id,
-                    "quota_remaining": decision.remaining})
+                    "quota_remaining": decision.remaining, "kind": kind,
+                    **({"follows": follows_request_id} if follows_request_id else {})})
     return request
+
+
+def submit_renewal(session: Session, clock: Clock, request_id: int, *, actor: str,
+                   contact_id: int | None = None, year: int | None = None
+                   ) -> CertificateRequest:
+    """Ask for the renewal of an active credential (request ``request_id``): a new request
+    of kind ``renewal``, within the quota like any request (one certificate reserved). It
+    is approved, then personalised in place (the same key on the same token is certified
+    again and the certificate written to the token), then activated: the credential (token,
+    PIN, accepted terms) carries over and the old certificate is revoked ``superseded``.
+    With ``contact_id``, only the contact of the request's province may ask."""
+    old = get_request(session, request_id, lock=True)
+    if contact_id is not None:
+        require_active_contact(session, contact_id, old.province_code)
+    if old.status != ACTIVE or not old.certificate_serial or not old.token_label:
+        raise IllegalTransition(f"request {old.id} is {old.status}: only an active credential "
+                                "is renewed", request_id=old.id, status=old.status,
+                                step="renew")
+    if contact_id is None:
+        contact_id = old.contact_id
+    return submit_request(session, clock, contact_id=contact_id, holder_id=old.holder_id,
+                          token_form=old.token_form, actor=actor, year=year,
+                          kind=KIND_RENEWAL, follows_request_id=old.id)
 
 
 def _open_request(session: Session, holder_id: int) -> CertificateRequest | None:
@@ -207,12 +256,46 @@ def _close(session: Session, clock: Clock, request_id: int, step: str, *, actor:
 
 
 def activate_request(session: Session, clock: Clock, request_id: int, *,
-                     actor: str) -> CertificateRequest:
+                     actor: str, supersede: Callable[[str], object] | None = None
+                     ) -> CertificateRequest:
     """Activate the credential and consume its quota reservation. A hosted token's PIN is
-    sent now (it never travelled); a device token's PIN went at hand-over or dispatch."""
+    sent now (it never travelled); a device token's PIN went at hand-over or dispatch.
+
+    A renewal takes over the renewed request's credential (token, accepted terms, PIN
+    state; the old request keeps its history but no longer holds the token) and
+    ``supersede(old_serial)`` revokes the old certificate (``superseded``): it is required
+    for a renewal."""
     request = get_request(session, request_id, lock=True)
+    if request.kind in (KIND_RENEWAL, KIND_REPLACEMENT) and supersede is None:
+        raise IllegalTransition(f"activating a {request.kind} revokes the old certificate: "
+                                "the CA is needed", request_id=request.id, step="activate")
     move(session, clock, request, "activate", actor=actor)
     ledger.consume(session, clock, request.reservation_id, actor=actor)
+    if request.kind == KIND_RENEWAL and request.follows_request_id is not None:
+        old = get_request(session, request.follows_request_id, lock=True)
+        label, old_serial = old.token_label, old.certificate_serial
+        old.token_label = None
+        old.status_reason = f"renewed by request {request.id}"
+        old.updated_at = clock.now()
+        session.flush()
+        request.token_label = label
+        request.terms_version = old.terms_version
+        request.terms_accepted_at = old.terms_accepted_at
+        request.pin_change_required = old.pin_change_required
+        request.pin_changed_at = old.pin_changed_at
+        request.pin_sent_at = old.pin_sent_at
+        session.flush()
+        record(session, clock, actor=actor, action="delivery.request.credential_carried_over",
+               object_type="certificate_request", object_id=request.id,
+               summary={"from_request": old.id, "token_label": label,
+                        "old_serial": old_serial, "serial": request.certificate_serial})
+        if old_serial and supersede is not None:
+            supersede(old_serial)
+        return request
+    if request.kind == KIND_REPLACEMENT and request.follows_request_id is not None:
+        old = get_request(session, request.follows_request_id)
+        if old.certificate_serial and supersede is not None:
+            supersede(old.certificate_serial)  # the lost token's certificate, if only held
     if request.token_form == HOSTED:
         notices.enqueue_initial_pin(session, clock, request, get_holder(session,
                                                                         request.holder_id))

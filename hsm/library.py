@@ -542,17 +542,20 @@ class TokenLibrary:
             except p11.PKCS11Error as exc:
                 raise module_error(exc, "reading a public key") from exc
 
-    def store_certificate(self, label: str, pin: str, *, key_id: bytes, cert_der: bytes,
-                          cert_label: str) -> None:
+    def store_certificate(self, label: str, pin: str | None, *, key_id: bytes,
+                          cert_der: bytes, cert_label: str) -> None:
         """Store an X.509 certificate (public object) next to its key; an older certificate
-        with the same ID is replaced."""
+        with the same ID is replaced. A certificate is a public object: without ``pin`` it
+        is written in a read/write public session (PKCS#11 allows it), e.g. a renewed
+        certificate of a holder whose PIN the service does not know."""
         try:
             cert = x509.load_der_x509_certificate(cert_der)
         except ValueError as exc:
             raise InvalidRequest("Not a DER X.509 certificate.") from exc
         serial = cert.serial_number
         serial_der = Integer(serial).dump()
-        self._login(label, pin)
+        if pin is not None:
+            self._login(label, pin)
         with self._pool.locked() as state:
             entry = self._pool.entry(state, label)
             try:

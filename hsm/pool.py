@@ -173,12 +173,13 @@ class SessionPool:
             label = next(iter(state.entries))
             self.drop(state, label)
 
-    def drop(self, state: PoolState, label: str) -> None:
-        """Log out and close one pooled session (errors ignored: it may already be gone)."""
+    def drop(self, state: PoolState, label: str, *, logout: bool = True) -> None:
+        """Log out (unless ``logout`` is false) and close one pooled session (errors
+        ignored: it may already be gone)."""
         entry = state.entries.pop(label, None)
         if entry is None:
             return
-        if entry.logged_in:
+        if entry.logged_in and logout:
             state.module.logout(entry.session.handle)
         try:
             entry.session.close()
@@ -193,8 +194,12 @@ class SessionPool:
         entry.secret_keys.clear()
 
     def close(self) -> None:
-        """Log out every pooled token and close its session. Key objects handed out so far
-        raise :class:`LoginRequired` afterwards; the library itself can be used again."""
+        """Close every pooled session. Key objects handed out so far raise
+        :class:`LoginRequired` afterwards; the library itself can be used again.
+
+        No C_Logout: through the token server every process shares one login per token, so
+        a process that ends (a recycled gunicorn worker) would log the CA token out under
+        the others. The module logs a token out itself when its last session closes."""
         module = _mod._registry.get(self.module_path)
         if module is None or self._current is None:
             return
@@ -205,7 +210,7 @@ class SessionPool:
                 self._current = None
                 return
             for label in list(state.entries):
-                self.drop(state, label)
+                self.drop(state, label, logout=False)
             state.slots.clear()
 
 

@@ -317,7 +317,7 @@ def issue_holder_certificate(session: Session, clock: Clock, authority: Authorit
 
 
 def _write(session: Session, clock: Clock, tokens: TokenAccess, issued: IssuedCertificate,
-           pin: str, *, actor: str, label: str = HOLDER_CERT_LABEL) -> IssuedCertificate:
+           pin: str | None, *, actor: str, label: str = HOLDER_CERT_LABEL) -> IssuedCertificate:
     try:
         tokens.store_certificate(issued.token_label, pin, key_id=bytes.fromhex(issued.key_id),
                                  cert_der=issued.der, cert_label=label)
@@ -355,8 +355,9 @@ def renew(session: Session, clock: Clock, authority: Authority, tokens: TokenAcc
 
     Renewal (``rekey=False``) certifies the same public key again; the old certificate
     stays valid until it expires. Re-key generates a new key pair on the same token (needs
-    ``tokens`` and ``token_pin``) and revokes the old certificate as *superseded*. With a
-    PIN the new certificate is written to the token.
+    ``tokens`` and ``token_pin``) and revokes the old certificate as *superseded*. With
+    ``tokens`` the new certificate is written to the token, as issuance does (a public
+    object: the holder's PIN is not needed for that).
     """
     old = get_record(session, serial)
     if old.profile != PROFILE_HOLDER:
@@ -385,8 +386,8 @@ def renew(session: Session, clock: Clock, authority: Authority, tokens: TokenAcc
                               replaces_id=old.id)
     prepared = prepare(session, clock, authority, request, actor=actor)
     issued = sign_prepared(session, clock, authority, prepared, actor=actor)
-    if tokens is not None and token_pin:
-        issued = _write(session, clock, tokens, issued, token_pin, actor=actor)
+    if tokens is not None:
+        issued = _write(session, clock, tokens, issued, token_pin or None, actor=actor)
     return issued
 
 

@@ -15,13 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.audit import record
 from core.clock import Clock
-from core.db import is_postgres
+from core.db import dialect_insert
 from quotas.errors import (
     InvalidPartnership,
     NotAQuotaEntity,
@@ -35,6 +33,7 @@ from quotas.models import (
     ENTITY_SERVICES,
     CensusPopulation,
     Commune,
+    ExtraAllotment,
     LedgerEntry,
     Partnership,
     Province,
@@ -163,7 +162,7 @@ def _ledger(session: Session, entity: Entity, year: int) -> LedgerEntry:
     if existing is not None:
         return existing
     allot = allotment(session, entity, year)
-    insert = pg_insert if is_postgres(session) else sqlite_insert
+    insert = dialect_insert(session)
     session.execute(insert(LedgerEntry).values(
         entity_kind=entity.kind, entity_code=entity.code, year=year,
         policy_version=allot.policy_version, tier=allot.tier, population=allot.population,
@@ -201,10 +200,25 @@ def check(session: Session, entity: Entity, year: int) -> QuotaDecision:
 
 
 def reserve(session: Session, clock: Clock, entity: Entity, year: int, *, actor: str,
-            reference: str = "") -> QuotaDecision:
+            reference: str = "", free: bool = False) -> QuotaDecision:
     """Take one certificate from the entity's quota for ``year``. A refusal is a decision
-    with ``allowed=False``, not an error: call ``raise_if_denied()`` to turn it into one."""
+    with ``allowed=False``, not an error: call ``raise_if_denied()`` to turn it into one.
+
+    ``free``: a reservation outside the quota (a replacement token the policy does not
+    charge, see :func:`replacement_is_free`): always granted, it moves no counter, and
+    consuming or releasing it moves none either."""
     row = _ledger(session, entity, year)
+    if free:
+        now = clock.now()
+        reservation = Reservation(ledger_id=row.id, status="reserved", reference=reference,
+                                  free=True, created_at=now, updated_at=now)
+        session.add(reservation)
+        session.flush()
+        record(session, clock, actor=actor, action="quota.reserved", object_type="reservation",
+               object_id=reservation.id, summary={"entity": str(entity), "year": year,
+                                                  "reference": reference, "free": True,
+                                                  "available": row.available})
+        return _decision(row, True, "reserved outside the quota", reservation.id)
     result = session.execute(
         update(LedgerEntry)
         .where(LedgerEntry.id == row.id,
@@ -244,12 +258,13 @@ def _close(session: Session, clock: Clock, reservation_id: int, new_status: str,
         session.refresh(reservation)
         raise ReservationClosed(f"reservation {reservation_id} is already {reservation.status}",
                                 reservation_id=reservation_id, status=reservation.status)
-    moved = {"consumed": {"consumed": LedgerEntry.consumed + 1},
-             "released": {"released": LedgerEntry.released + 1}}[new_status]
-    session.execute(update(LedgerEntry).where(LedgerEntry.id == reservation.ledger_id)
-                    .values(reserved=LedgerEntry.reserved - 1, **moved)
-                    .execution_options(synchronize_session=False))
     session.refresh(reservation)
+    if not reservation.free:
+        moved = {"consumed": {"consumed": LedgerEntry.consumed + 1},
+                 "released": {"released": LedgerEntry.released + 1}}[new_status]
+        session.execute(update(LedgerEntry).where(LedgerEntry.id == reservation.ledger_id)
+                        .values(reserved=LedgerEntry.reserved - 1, **moved)
+                        .execution_options(synchronize_session=False))
     row = session.get_one(LedgerEntry, reservation.ledger_id)
     session.refresh(row)
     record(session, clock, actor=actor, action=f"quota.{new_status}",
@@ -257,6 +272,11 @@ def _close(session: Session, clock: Clock, reservation_id: int, new_status: str,
            summary={"entity": f"{row.entity_kind}:{row.entity_code}", "year": row.year,
                     "available": row.available})
     return _decision(row, True, new_status, reservation_id)
+
+
+def replacement_is_free(session: Session, year: int) -> bool:
+    """Whether the quota policy of ``year`` lets a replacement token go outside the quota."""
+    return not spec_for_year(session, year).replacement_consumes_quota
 
 
 def consume(session: Session, clock: Clock, reservation_id: int, *,
@@ -299,6 +319,44 @@ def add_partnership(session: Session, clock: Clock, *, commune_code: str, year: 
                     "unit_price_mad": str(unit_price_mad), "signed_on": signed_on.isoformat(),
                     "reference": reference})
     return partnership
+
+
+def add_extra_allotment(session: Session, clock: Clock, entity: Entity, year: int, *,
+                        count: int, billed_to: str, reference: str,
+                        actor: str) -> ExtraAllotment:
+    """Add ``count`` certificates to the entity's year, paid by ``billed_to`` (e.g. the DGCL
+    for an election campaign's replacements). Idempotent on ``reference``: the same
+    reference given again adds nothing and returns the first row."""
+    if count <= 0:
+        raise InvalidPartnership("an extra allotment adds at least one certificate")
+    existing = session.scalar(select(ExtraAllotment).where(
+        ExtraAllotment.reference == reference))
+    if existing is not None:
+        return existing
+    row = _ledger(session, entity, year)
+    extra = ExtraAllotment(entity_kind=entity.kind, entity_code=entity.code, year=year,
+                           count=count, billed_to=billed_to, reference=reference,
+                           created_at=clock.now())
+    session.add(extra)
+    session.execute(update(LedgerEntry).where(LedgerEntry.id == row.id)
+                    .values(extra=LedgerEntry.extra + count)
+                    .execution_options(synchronize_session=False))
+    session.flush()
+    session.refresh(row)
+    record(session, clock, actor=actor, action="quota.extra.added",
+           object_type="extra_allotment", object_id=extra.id,
+           summary={"entity": str(entity), "year": year, "count": count,
+                    "billed_to": billed_to, "reference": reference})
+    return extra
+
+
+def extra_allotments(session: Session, year: int, *,
+                     billed_to: str | None = None) -> list[ExtraAllotment]:
+    """The year's extra allotments (what the DGCL is billed for a campaign, say)."""
+    query = select(ExtraAllotment).where(ExtraAllotment.year == year)
+    if billed_to is not None:
+        query = query.where(ExtraAllotment.billed_to == billed_to)
+    return list(session.scalars(query.order_by(ExtraAllotment.id)))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -14,6 +15,8 @@ from sqlalchemy import (
     Numeric,
     String,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -80,6 +83,9 @@ class QuotaPolicy(Base):
     first_year: Mapped[int] = mapped_column(Integer)
     services_count: Mapped[int] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(String(500), default="")
+    # whether a replacement token (lost, stolen, damaged) takes one of the year's quota
+    replacement_consumes_quota: Mapped[bool] = mapped_column(Boolean, default=True,
+                                                             server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -139,6 +145,8 @@ class Reservation(Base):
     ledger_id: Mapped[int] = mapped_column(ForeignKey("quota_ledger.id"), index=True)
     status: Mapped[str] = mapped_column(String(10))  # reserved | consumed | released
     reference: Mapped[str] = mapped_column(String(100), default="")
+    # outside the quota (a replacement the policy does not charge): moves no counter
+    free: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -157,3 +165,25 @@ class Partnership(Base):
     reference: Mapped[str] = mapped_column(String(100), default="")
 
     __table_args__ = (CheckConstraint("count > 0", name="positive"),)
+
+
+class ExtraAllotment(Base):
+    """Certificates added to an entity's year beyond its tier, paid by someone other than
+    the entity (e.g. an election campaign's replacements, billed to the DGCL). The ledger's
+    ``extra`` counts them with the partnerships."""
+
+    __tablename__ = "quota_extra_allotment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entity_kind: Mapped[str] = mapped_column(String(10))
+    entity_code: Mapped[str] = mapped_column(String(12), index=True)
+    year: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    billed_to: Mapped[str] = mapped_column(String(50))
+    reference: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("count > 0", name="positive"),
+        UniqueConstraint("reference", name="uq_quota_extra_allotment_reference"),
+    )

@@ -44,6 +44,8 @@ class PolicySpec:
     services_count: int
     tiers: tuple[Tier, ...]
     description: str = ""
+    #: a replacement token (lost, stolen, damaged) takes one of the year's quota
+    replacement_consumes_quota: bool = True
 
     def __post_init__(self) -> None:
         if self.version < 1:
@@ -88,10 +90,13 @@ DEFAULT_POLICIES = (
 def record_policy(session: Session, clock: Clock, spec: PolicySpec, *,
                   actor: str) -> QuotaPolicy:
     if session.get(QuotaPolicy, spec.version) is not None:
-        raise InvalidPolicy(f"policy version {spec.version} exists; versions are immutable")
+        raise InvalidPolicy(f"policy version {spec.version} exists; versions are immutable",
+                            field="version")
     policy = QuotaPolicy(version=spec.version, census_year=spec.census_year,
                          first_year=spec.first_year, services_count=spec.services_count,
-                         description=spec.description, created_at=clock.now())
+                         description=spec.description,
+                         replacement_consumes_quota=spec.replacement_consumes_quota,
+                         created_at=clock.now())
     session.add(policy)
     for tier in spec.tiers:
         session.add(QuotaTier(policy_version=spec.version, name=tier.name,
@@ -103,6 +108,7 @@ def record_policy(session: Session, clock: Clock, spec: PolicySpec, *,
            object_type="quota_policy", object_id=spec.version,
            summary={"census_year": spec.census_year, "first_year": spec.first_year,
                     "services_count": spec.services_count,
+                    "replacement_consumes_quota": spec.replacement_consumes_quota,
                     "tiers": [[t.name, t.min_population, t.max_population, t.yearly_count]
                               for t in spec.tiers]})
     return policy
@@ -126,7 +132,8 @@ def load_spec(session: Session, version: int) -> PolicySpec:
     return PolicySpec(policy.version, policy.census_year, policy.first_year,
                       policy.services_count,
                       tuple(Tier(t.name, t.min_population, t.max_population, t.yearly_count)
-                            for t in tiers), policy.description)
+                            for t in tiers), policy.description,
+                      policy.replacement_consumes_quota)
 
 
 def spec_for_year(session: Session, year: int) -> PolicySpec:

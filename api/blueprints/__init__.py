@@ -14,6 +14,8 @@ BLUEPRINT_MODULES = [
     "api.blueprints.certificates",
     "api.blueprints.pki_public",
     "api.blueprints.csc",
+    "api.blueprints.csc.v1",
+    "api.blueprints.oauth2",
     "api.blueprints.verify",
     "api.web",
     "api.web.link",

@@ -212,10 +212,12 @@ def revoke_bulk(call: Call, body: BulkRevokeIn) -> BulkRevocationOut:
 @bp.operation("POST", "/<serial>/renew", action="certificates.manage",
               response=CertificateOut, status=201, errors=(409, 503),
               idempotency="optional", prepare=load_authority_first,
-              summary="Certify the same key again (the old certificate stays valid)")
+              summary="Certify the same key again and write the new certificate to the "
+                      "token (the old certificate stays valid; renewing through "
+                      "/v1/requests/{id}/renew also carries the credential over)")
 def renew(call: Call, serial: str) -> CertificateOut:
     _load(call, serial)
-    issued = issuance.renew(call.session, call.clock, wiring().authority(), None, serial,
-                            actor=call.actor)
+    issued = issuance.renew(call.session, call.clock, wiring().authority(), wiring().tokens(),
+                            serial, actor=call.actor)
     return certificate_out(lifecycle.certificate_status(call.session, issued.serial),
                            call.clock.now())

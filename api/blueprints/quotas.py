@@ -166,6 +166,7 @@ class PolicyOut:
     services_count: int
     description: str
     tiers: list[TierSpec]
+    replacement_consumes_quota: bool = True
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,9 @@ class PolicyIn:
     services_count: int = field(metadata=rule(minimum=0, maximum=1000))
     tiers: list[TierSpec] = field(metadata=rule(min_items=1, max_items=20))
     description: str = field(default="", metadata=rule(max_length=500))
+    replacement_consumes_quota: bool = field(default=True, metadata=rule(
+        description="Whether a replacement token (lost, stolen, damaged) takes one of the "
+                    "year's quota."))
 
 
 @dataclass(frozen=True)
@@ -327,7 +331,7 @@ def _policy_out(spec: policy.PolicySpec) -> PolicyOut:
     return PolicyOut(spec.version, spec.census_year, spec.first_year, spec.services_count,
                      spec.description,
                      [TierSpec(t.name, t.min_population, t.max_population, t.yearly_count)
-                      for t in spec.tiers])
+                      for t in spec.tiers], spec.replacement_consumes_quota)
 
 
 @bp.operation("POST", "/quota-policies", action="quotas.policies.write", body=PolicyIn,
@@ -337,6 +341,7 @@ def create_policy(call: Call, body: PolicyIn) -> PolicyOut:
     spec = policy.PolicySpec(
         body.version, census_year=body.census_year, first_year=body.first_year,
         services_count=body.services_count, description=body.description,
+        replacement_consumes_quota=body.replacement_consumes_quota,
         tiers=tuple(policy.Tier(t.name, t.min_population, t.max_population, t.yearly_count)
                     for t in body.tiers))
     policy.record_policy(call.session, call.clock, spec, actor=call.actor)

@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "API keys of machine clients (the permits platform)."),
     "audit": ("api.cli.audit", "audit", "The tamper-evident audit log."),
     "batch": ("api.cli.delivery", "batch_group", "Amana courier batches and hand-overs."),
+    "campaign": ("api.cli.campaigns", "campaign_group",
+                 "Election campaigns: open, import, status, install, notify."),
     "ca": ("api.cli.pki", "ca_group",
            "The certificate authority: set-up, status, scheduled refresh."),
     "cert": ("api.cli.pki", "cert_group",

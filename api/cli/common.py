@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from api.runtime import Runtime
-from api.wiring import Wiring
 from core.errors import TawqiError
+
+if TYPE_CHECKING:  # the composition root is imported by the commands that need it
+    from api.wiring import Wiring
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +33,8 @@ class LazyRuntime:
 
     def wiring(self) -> Wiring:
         if self._wiring is None:
+            from api.wiring import Wiring
+
             self._wiring = Wiring(self.get())
         return self._wiring
 

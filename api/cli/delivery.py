@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import click
@@ -23,10 +23,21 @@ from api.cli.common import current_wiring, pass_runtime, print_json, print_table
 from api.jobs import start_export_follower, start_scheduler
 from api.runtime import Runtime
 from core.errors import ConfigurationError, InvalidInput
-from delivery import batches, contacts, holders, outbox, requests
+from delivery import (
+    batches,
+    contacts,
+    holders,
+    incidents,
+    mandate_change,
+    mandates,
+    outbox,
+    requests,
+)
 from delivery.envelopes import Sealer, provision_envelope_key
+from delivery.models import KIND_RENEWAL, KIND_REPLACEMENT, TOKEN_FORMS
 from delivery.personalisation import Personaliser, personalise_request
 from delivery.policy import DeliveryPolicy
+from delivery.titles import CIVILITIES, title_for
 
 ACTOR = "cli"
 
@@ -246,22 +257,86 @@ def holder_group() -> None:
 @click.option("--mobile", required=True)
 @click.option("--email", required=True)
 @click.option("--professional-email")
+@click.option("--civility", type=click.Choice(list(CIVILITIES)), default="mr",
+              show_default=True, help="mr (Monsieur) or mrs (Madame): titles agree with it.")
 @click.option("--contact", "contact_id", type=int,
               help="The registering contact (checked against the province).")
 @pass_runtime
 def holder_register(runtime: Runtime, cin: str, given_name_fr: str, surname_fr: str,
                     given_name_ar: str, surname_ar: str, role: str, commune: str | None,
                     province: str | None, mobile: str, email: str,
-                    professional_email: str | None, contact_id: int | None) -> None:
+                    professional_email: str | None, civility: str,
+                    contact_id: int | None) -> None:
     registration = holders.HolderRegistration(
         cin=cin, given_name_fr=given_name_fr, surname_fr=surname_fr,
         given_name_ar=given_name_ar, surname_ar=surname_ar, role=role, mobile=mobile,
         email=email, commune_code=commune, province_code=province,
-        professional_email=professional_email)
+        professional_email=professional_email, civility=civility)
     with runtime.unit_of_work() as session:
         holder = holders.register_holder(session, runtime.clock, registration, actor=ACTOR,
                                          contact_id=contact_id)
         click.echo(f"holder {holder.id} ({holder.cin}) registered for {holder.entity}")
+
+
+@holder_group.command("set-civility")
+@click.argument("holder_id", type=int)
+@click.argument("civility", type=click.Choice(list(CIVILITIES)))
+@pass_runtime
+def holder_set_civility(runtime: Runtime, holder_id: int, civility: str) -> None:
+    """Correct a holder's civility (mr|mrs); titles agree with it from now on."""
+    with runtime.unit_of_work() as session:
+        holder = holders.set_civility(session, runtime.clock, holder_id, civility, actor=ACTOR)
+        click.echo(f"holder {holder.id} ({holder.cin}): {holder.civility}")
+
+
+@holder_group.command("mandates")
+@click.argument("holder_id", type=int)
+@pass_runtime
+def holder_mandates(runtime: Runtime, holder_id: int) -> None:
+    """A holder's mandates, oldest first (the one in force has no end)."""
+    with runtime.unit_of_work() as session:
+        holder = holders.get_holder(session, holder_id)
+        rows = [(m.id, m.role, title_for(m.role, holder.civility, "fr"), m.entity,
+                 m.started_on.isoformat(), m.ended_on.isoformat() if m.ended_on else "",
+                 m.end_reason) for m in mandates.history(session, holder_id)]
+    print_table(["id", "role", "title", "entity", "from", "to", "why ended"], rows)
+
+
+@holder_group.command("change-mandate")
+@click.argument("holder_id", type=int)
+@click.option("--role", type=click.Choice(list(holders.ROLES)), required=True)
+@click.option("--commune", help="Commune code (a commune's mandate).")
+@click.option("--province", help="Province code (the provincial services).")
+@click.option("--from", "started_on", type=click.DateTime(formats=["%Y-%m-%d"]),
+              required=True, help="The day the new mandate starts (the old one ends).")
+@click.option("--reason", required=True, help="Why, e.g. 'elected president'.")
+@click.option("--professional-email")
+@click.option("--token-form", type=click.Choice(list(TOKEN_FORMS)),
+              help="Submit a request for the new mandate (through its province's contact).")
+@pass_runtime
+def holder_change_mandate(runtime: Runtime, holder_id: int, role: str, commune: str | None,
+                          province: str | None, started_on: datetime, reason: str,
+                          professional_email: str | None, token_form: str | None) -> None:
+    """End the mandate in force, open the new one, revoke the old mandate's certificates
+    (affiliationChanged) and, with --token-form, request a certificate for the new one."""
+    authority = current_wiring().authority()
+    change = mandate_change.MandateChange(
+        role=role, started_on=started_on.date(), commune_code=commune, province_code=province,
+        professional_email=professional_email, reason=reason)
+    with runtime.unit_of_work() as session:
+        result = mandate_change.change_mandate(
+            session, runtime.clock, holder_id, change, actor=ACTOR,
+            revoke=mandate_change.lifecycle_revoker(session, runtime.clock, authority),
+            token_form=token_form)
+        click.echo(f"mandate {result.ended.id} ({result.ended.role}, {result.ended.entity}) "
+                   f"ended; mandate {result.opened.id} ({result.opened.role}, "
+                   f"{result.opened.entity}) from {result.opened.started_on}")
+        for serial in result.revoked:
+            click.echo(f"revoked {serial} (affiliationChanged)")
+        for request_id in result.cancelled_requests:
+            click.echo(f"cancelled request {request_id}")
+        if result.request is not None:
+            click.echo(f"request {result.request.id} submitted for the new mandate")
 
 
 @holder_group.command("list")
@@ -356,9 +431,56 @@ def request_personalise(runtime: Runtime, request_id: int) -> None:
 @click.argument("request_id", type=int)
 @pass_runtime
 def request_activate(runtime: Runtime, request_id: int) -> None:
-    """Activate (consumes the quota; a hosted token's PIN is sent now)."""
+    """Activate (consumes the quota; a hosted token's PIN is sent now). A renewal or a
+    replacement also revokes the old certificate (superseded): that needs the CA."""
     with runtime.unit_of_work() as session:
-        _show(requests.activate_request(session, runtime.clock, request_id, actor=ACTOR))
+        kind = requests.get_request(session, request_id).kind
+    personaliser = _personaliser(runtime) if kind in (KIND_RENEWAL, KIND_REPLACEMENT) \
+        else None
+    with runtime.unit_of_work() as session:
+        def supersede(serial: str) -> None:
+            assert personaliser is not None
+            personaliser.supersede(session, runtime.clock, serial=serial, actor=ACTOR)
+        _show(requests.activate_request(session, runtime.clock, request_id, actor=ACTOR,
+                                        supersede=supersede if personaliser else None))
+
+
+@request_group.command("renew")
+@click.argument("request_id", type=int)
+@pass_runtime
+def request_renew(runtime: Runtime, request_id: int) -> None:
+    """Ask for the renewal of an active credential (reserves one of the quota; then
+    approve, personalise in place, activate)."""
+    _decide(runtime, lambda session: requests.submit_renewal(session, runtime.clock,
+                                                             request_id, actor=ACTOR))
+
+
+@request_group.command("incident")
+@click.argument("request_id", type=int)
+@click.option("--kind", "incident", type=click.Choice(list(incidents.INCIDENTS)),
+              required=True)
+@click.option("--note", required=True, help="What happened (kept in the audit log).")
+@pass_runtime
+def request_incident(runtime: Runtime, request_id: int, incident: str, note: str) -> None:
+    """The token of an active credential is lost, stolen or damaged: suspend the
+    certificate (revoke keyCompromise if stolen) and submit a replacement request."""
+    personaliser = _personaliser(runtime)
+    _decide(runtime, lambda session: incidents.report_token_incident(
+        session, runtime.clock, request_id, incident=incident, note=note, actor=ACTOR,
+        personaliser=personaliser))
+
+
+@request_group.command("cancel-personalised")
+@click.argument("request_id", type=int)
+@click.option("--reason", required=True)
+@pass_runtime
+def request_cancel_personalised(runtime: Runtime, request_id: int, reason: str) -> None:
+    """Cancel after personalisation: revoke the certificate, destroy the token's objects
+    and the sealed PIN, release the quota reservation."""
+    personaliser = _personaliser(runtime)
+    _decide(runtime, lambda session: incidents.cancel_after_personalisation(
+        session, runtime.clock, request_id, reason=reason, actor=ACTOR,
+        personaliser=personaliser))
 
 
 @request_group.command("show")

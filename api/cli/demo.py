@@ -425,7 +425,7 @@ def signing_chapter(wiring: Wiring, story: Story) -> None:
         holder = holders.register_holder(session, clock, holders.HolderRegistration(
             cin="R100006", given_name_fr="Hanane", surname_fr="Alaoui",
             given_name_ar="حنان", surname_ar="العلوي", role="vice_president",
-            commune_code="01.051.01.05", mobile="+212661000010",
+            civility="mrs", commune_code="01.051.01.05", mobile="+212661000010",
             email="hanane.alaoui@commune.example.ma"), actor="contact",
             contact_id=contact.id)
         request = requests.submit_request(session, clock, contact_id=contact.id,
@@ -528,6 +528,148 @@ def signing_chapter(wiring: Wiring, story: Story) -> None:
     story["signing_holder"] = holder_id
 
 
+def election_chapter(wiring: Wiring, story: Story) -> None:
+    """Communal elections in two communes: Karim Benali is re-elected president of
+    Nekkour (he keeps his certificate); in Imzouren, Youssef Amrani leaves and the
+    vice-president Hanane Alaoui becomes president, with a newcomer as vice-president. Their
+    tokens are prepared and shipped before the installation; on the day, the contact hands
+    them over, the outgoing certificate is revoked in bulk and the new president signs. The
+    report shows no commune blocked and a zero-day gap."""
+    runtime = wiring.runtime
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from delivery import batches, campaigns, contacts, holders, mandate_change, mandates, pins
+    from delivery import requests as req
+    from delivery.backends import ConsoleInbox
+    from delivery.personalisation import personalise_request
+    from delivery.titles import title_for
+    from hsm import generate_pin
+    from pki import lifecycle
+    from pki.issuance import HOLDER_KEY_LABEL
+
+    chapter("Elections: new councils that can sign on the day they are installed")
+    settings, tokens, clock = runtime.settings, runtime.tokens(), runtime.clock
+    policy, sealer, personaliser = wiring.policy, wiring.sealer(), wiring.personaliser()
+    today = clock.now().date()
+    with runtime.unit_of_work() as session:
+        contact = contacts.active_contact(session, "01.051")
+        outgoing = holders.find_by_cin(session, "RB20005")
+        if contact is None or outgoing is None:
+            say("UNEXPECTED: the delivery chapter's contact and holders are missing")
+            return
+        contact_id = contact.id
+        sitting = req.current_credential(session, outgoing.id)
+        if sitting is not None and sitting.status == "handed_over":
+            req.accept_terms(session, clock, sitting.id, version=settings.terms_version,
+                             actor="holder")
+            req.activate_request(session, clock, sitting.id, actor="holder")
+        campaign = campaigns.open_campaign(
+            session, clock, name=f"Élections communales {today.year} (démo)",
+            installation_date=today, scope_kind="communes",
+            scope_codes=["01.051.03.01", "01.051.01.05"], funding="extra", actor="dgcl-admin")
+        campaign_id = campaign.id
+    say(f"the DGCL opened campaign {campaign_id}: installation of the councils on {today}, "
+        "two communes, replacements funded by an extra allotment billed to the DGCL")
+    csv_text = "\n".join([
+        ",".join(campaigns.CSV_COLUMNS),
+        "01.051.03.01,president,R100001,Karim,Benali,كريم,بنعلي,M,0661000000,"
+        "karim@commune.example.ma",
+        "01.051.01.05,president,R100006,Hanane,Alaoui,حنان,العلوي,Mme,0661000010,"
+        "hanane.alaoui@commune.example.ma",
+        "01.051.01.05,vice_president,R100007,Omar,Idrissi,عمر,الإدريسي,M,0661000011,"
+        "omar.idrissi@commune.example.ma"])
+    with runtime.unit_of_work() as session:
+        try:
+            campaigns.import_elected(session, clock, campaign_id, csv_text.replace(
+                "R100007", "R10000X"), actor="dgcl-admin")
+        except campaigns.CampaignImportInvalid as exc:
+            first = exc.extras["errors"][0]
+            say(f"a list with a typo is refused whole: line {first['line']} "
+                f"[{first['field']}] {first['message']}")
+    with runtime.unit_of_work() as session:
+        result = campaigns.import_elected(session, clock, campaign_id, csv_text,
+                                          actor="dgcl-admin")
+    say(f"the corrected list imported: {result.re_elected} re-elected (keeps the "
+        f"certificate), {result.changed_mandate} vice-president who becomes president, "
+        f"{result.new_holders} newcomer; {result.requests} requests submitted at once")
+    with runtime.unit_of_work() as session:
+        seats = campaigns.report(session, clock, campaign_id).seats
+        request_ids = [s.request_id for s in seats if s.request_id is not None]
+    for request_id in request_ids:
+        with runtime.unit_of_work() as session:
+            req.approve_request(session, clock, request_id, actor="operator",
+                                identity_check="CIN copy and installation minutes checked")
+            personalise_request(session, clock, request_id, personaliser=personaliser,
+                                sealer=sealer, actor="operator", policy=policy)
+    with runtime.unit_of_work() as session:
+        batch = batches.prepare_batch(session, clock, "01.051", actor="operator")
+        batches.dispatch_batch(session, clock, batch.id, tracking_number="EE202611306MA",
+                               actor="operator", policy=policy)
+        batches.receive_batch(session, clock, batch.id, actor="contact",
+                              contact_id=contact_id)
+    say(f"before the installation: {len(request_ids)} tokens personalised (keys generated on "
+        "them), shipped by Amana and received by the contact")
+    with runtime.unit_of_work() as session:
+        dry = campaigns.install(session, clock, campaign_id, actor="dgcl-admin", revoke=None,
+                                dry_run=True)
+    say(f"installation dry run: would revoke {len(dry.to_revoke)} outgoing certificate(s)")
+
+    # Installation day: hand-over first, then the bulk revocation.
+    with runtime.unit_of_work() as session:
+        for request_id in request_ids:
+            batches.record_handover(session, clock, request_id, handed_to="the new council",
+                                    acknowledgement=f"installation receipt {request_id}",
+                                    actor="contact", contact_id=contact_id, policy=policy)
+            req.accept_terms(session, clock, request_id, version=settings.terms_version,
+                             actor="holder")
+            req.activate_request(session, clock, request_id, actor="holder")
+    authority = wiring.authority()
+    with runtime.unit_of_work() as session:
+        done = campaigns.install(session, clock, campaign_id, actor="dgcl-admin",
+                                 revoke=mandate_change.lifecycle_revoker(session, clock,
+                                                                         authority))
+        statuses = [lifecycle.certificate_status(session, s).revocation_reason
+                    for s in done.revoked]
+    say(f"installation: tokens handed over and activated, then {len(done.revoked)} outgoing "
+        f"certificate(s) revoked in bulk ({', '.join(map(str, statuses)) or '-'})")
+    inbox = ConsoleInbox()
+    wiring.worker(inbox=inbox).drain()
+    with runtime.unit_of_work() as session:
+        hanane = holders.find_by_cin(session, "R100006")
+        assert hanane is not None
+        mandate = mandates.current_mandate(session, hanane.id)
+        credential = req.current_credential(session, hanane.id)
+        assert mandate is not None and credential is not None
+        title = title_for(mandate.role, hanane.civility, "fr")
+        title_ar = title_for(mandate.role, hanane.civility, "ar")
+        credential_id, label = credential.id, str(credential.token_label)
+        mobile = hanane.mobile
+    texts = [body for channel, body in inbox.for_recipient(mobile) if channel == "sms"]
+    found = DEMO_SECRET.search(texts[-1]) if texts else None
+    if found is None:
+        say("UNEXPECTED: the new president's PIN did not arrive")
+        return
+    new_pin = generate_pin(6)
+    pins.change_pin(runtime.sessions, clock, tokens, credential_id, old_pin=found.group(0),
+                    new_pin=new_pin, actor="holder")
+    key = tokens.private_key(label, new_pin, key_label=HOLDER_KEY_LABEL)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        key.sign(b"permis d'habiter n 2026/0107", ec.ECDSA(hashes.SHA256()))
+    say(f"Hanane Alaoui, {title} ({title_ar}), changed her PIN and signed a permit the "
+        "same day")
+    with runtime.unit_of_work() as session:
+        final = campaigns.report(session, clock, campaign_id)
+        queued = campaigns.notify_contacts(session, clock, campaign_id, actor="dgcl-admin")
+    for seat in final.seats:
+        say(f"  {seat.commune_fr} — {seat.role}: {seat.incoming_name_fr}"
+            f"{' (re-elected)' if seat.re_elected else ''}; outgoing certificate "
+            f"{seat.outgoing_status or '-'}; can sign: {'yes' if seat.can_sign else 'no'}")
+    say(f"blocked communes: {len(final.blocked)}; largest gap: {final.max_gap_days} day(s); "
+        f"{queued} province list(s) emailed to the contact")
+    story["campaign"] = campaign_id
+
+
 def audit_chapter(wiring: Wiring, story: Story) -> None:
     runtime = wiring.runtime
     chapter("Audit")
@@ -537,7 +679,8 @@ def audit_chapter(wiring: Wiring, story: Story) -> None:
 
 
 CHAPTERS: list[Callable[[Wiring, Story], None]] = [quotas_chapter, delivery_chapter,
-                                                   pki_chapter, signing_chapter]
+                                                   pki_chapter, signing_chapter,
+                                                   election_chapter]
 CLOSING: list[Callable[[Wiring, Story], None]] = [audit_chapter]
 
 

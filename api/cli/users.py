@@ -118,4 +118,20 @@ def revoke(runtime: Runtime, key_id: int) -> None:
         click.echo(f"API key {key.id} ({key.prefix}) revoked")
 
 
+@apikeys.command("redirect")
+@click.argument("key_id", type=int)
+@click.argument("uri")
+@pass_runtime
+def redirect(runtime: Runtime, key_id: int, uri: str) -> None:
+    """Register a redirect URI of the key's client for /oauth2/authorize (https, or http
+    on the loopback); its client_id is the key's prefix."""
+    from pki.signing.oauth import redirects, register_redirect
+
+    with runtime.unit_of_work() as session:
+        key = accounts.get_api_key(session, key_id)
+        client = f"apikey:{key.id}"
+        register_redirect(session, runtime.clock, client, uri, actor=ACTOR)
+        click.echo(f"client_id {key.prefix}: " + " ".join(redirects(session, client)))
+
+
 COMMANDS = [users, apikeys]

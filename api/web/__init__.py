@@ -8,11 +8,16 @@ page), :mod:`api.web.operator` (search, bulk decisions, personalisation, batches
 :mod:`api.web.registry` (the certificate registry),
 :mod:`api.web.admin` (the DGCL administrator's pages and the CSV report)."""
 
+from api.web import account as _account  # noqa: F401
 from api.web import admin as _admin  # noqa: F401
+from api.web import campaigns as _campaigns  # noqa: F401
 from api.web import contact as _contact  # noqa: F401  (registers its views)
+from api.web import expiring as _expiring  # noqa: F401
 from api.web import holder as _holder  # noqa: F401
+from api.web import oauth as _oauth  # noqa: F401
 from api.web import operator as _operator  # noqa: F401
 from api.web import registry as _registry  # noqa: F401
+from api.web import signin as _signin  # noqa: F401
 from api.web import verify as _verify  # noqa: F401
 from api.web.pages import bp
 

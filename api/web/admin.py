@@ -28,8 +28,10 @@ from core.errors import InvalidInput, TawqiError
 from delivery import oversight
 from quotas import ledger, policy
 from quotas import queries as refqueries
-from quotas.errors import InvalidPartnership
+from quotas.errors import InvalidPartnership, InvalidPolicy
 
+#: The censuses a policy may read (the legal populations the reference data holds).
+CENSUS_YEARS = (2014, 2024)
 #: the byte-order mark that tells a spreadsheet the file is UTF-8
 BOM = "\ufeff"
 
@@ -45,17 +47,84 @@ def _quotas_page(p: Page, status: int = 200, form_error: FormError | None = None
                  form: dict[str, str] | None = None) -> Any:
     year = _year(p)
     lines = ledger.billing(p.session, year)
-    return _html("admin_quotas.html", status, policies=policy.list_policies(p.session),
+    specs = policy.list_policies(p.session)
+    raw = request.args.get("base", "")
+    policy_form = form if form and form_error and form_error.form == "policy" else \
+        _policy_form(specs, int(raw) if raw.isdigit() else None)
+    return _html("admin_quotas.html", status, policies=specs,
                  billing=lines, total=sum((x.amount_mad for x in lines), Decimal(0)),
                  year=year, form_error=form_error, form=form or {},
-                 done=request.args.get("done", ""),
-                 may_partner=p.allowed("quotas.partnerships.write"))
+                 done=request.args.get("done", ""), policy_form=policy_form,
+                 tier_rows=range(POLICY_FORM_TIERS), census_years=CENSUS_YEARS,
+                 may_partner=p.allowed("quotas.partnerships.write"),
+                 may_policy=p.allowed("quotas.policies.write"))
 
 
 @bp.get("/admin/quotas")
 @page("quotas.billing.read")
 def quotas(p: Page) -> Any:
     return _quotas_page(p)
+
+
+#: Rows of tiers the policy form offers (empty rows are left out).
+POLICY_FORM_TIERS = 5
+
+
+def _policy_form(specs: list[policy.PolicySpec], base: int | None) -> dict[str, str]:
+    """The new-version form, filled from version ``base`` (or the latest): versions are
+    immutable, so changing a policy is recording the next version."""
+    found = next((s for s in specs if s.version == base), specs[-1] if specs else None)
+    values = {"version": str(max((s.version for s in specs), default=0) + 1)}
+    if found is not None:
+        values.update(census_year=str(found.census_year), first_year=str(found.first_year),
+                      services_count=str(found.services_count),
+                      description=found.description)
+        for n, tier in enumerate(found.tiers):
+            values.update({f"tier{n}_name": tier.name, f"tier{n}_min": str(tier.min_population),
+                           f"tier{n}_max": "" if tier.max_population is None
+                           else str(tier.max_population),
+                           f"tier{n}_count": str(tier.yearly_count)})
+    return values
+
+
+def _number(text: str, field: str) -> int:
+    text = text.strip()
+    if not text.isdigit():
+        raise InvalidPolicy("a whole number is expected here", field=field)
+    return int(text)
+
+
+@bp.post("/admin/policies")
+@page("quotas.policies.write")
+def new_policy(p: Page) -> Any:
+    f = request.form
+    try:
+        with p.attempt():
+            tiers = []
+            for n in range(POLICY_FORM_TIERS):
+                name = f.get(f"tier{n}_name", "").strip()
+                if not name:
+                    continue
+                top = f.get(f"tier{n}_max", "").strip()
+                tiers.append(policy.Tier(name[:40], _number(f.get(f"tier{n}_min", ""), "tiers"),
+                                         _number(top, "tiers") if top else None,
+                                         _number(f.get(f"tier{n}_count", ""), "tiers")))
+            spec = policy.PolicySpec(
+                _number(f.get("version", ""), "version"),
+                census_year=_number(f.get("census_year", ""), "census_year"),
+                first_year=_number(f.get("first_year", ""), "first_year"),
+                services_count=_number(f.get("services_count", ""), "services_count"),
+                tiers=tuple(tiers), description=f.get("description", "").strip()[:200])
+            if spec.census_year not in CENSUS_YEARS:
+                raise InvalidPolicy("choose a census", field="census_year")
+            policy.record_policy(p.session, p.clock, spec, actor=p.actor)
+    except InvalidPolicy as exc:
+        form = {k: v for k, v in f.items() if k != "csrf_token"}
+        refused = FormError.of(exc, "policy")
+        if refused.field is None:  # the tiers as a whole (a gap, an overlap...)
+            refused = FormError(refused.message, "tiers", "policy")
+        return _quotas_page(p, exc.status, refused, form)
+    return _done("web.quotas", "policy")
 
 
 @bp.post("/admin/partnerships")

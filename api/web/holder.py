@@ -192,3 +192,19 @@ def confirm_contact(p: Page) -> Any:
                                       channel=channel, code=code, actor=p.actor)
 
     return _attempt(p, f"change-{channel}", work, "contact_confirmed")
+
+
+@bp.post("/me/preferences")
+@page("holder.contact")
+def preferences(p: Page) -> Any:
+    """The language of the holder's messages; notices to the professional address."""
+    holder = _own(p)
+
+    def work() -> None:
+        with p.attempt():
+            holders.set_preferences(
+                p.session, p.clock, holder.id, actor=p.actor,
+                lang=request.form.get("preferred_lang", ""),
+                notices_to_professional=request.form.get("notices_to_professional") == "1")
+
+    return _attempt(p, "preferences", work, "preferences")

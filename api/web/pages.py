@@ -37,7 +37,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from api import accounts, ratelimit
 from api.policy import Scope
 from api.routing import client_address
-from api.web import i18n
+from api.web import charts, i18n
 from api.web.session import (
     COOKIE_PATH,
     CSRF_FIELD,
@@ -52,6 +52,7 @@ from api.web.session import (
     runtime,
     secure_cookies,
     set_cookies,
+    start_pending,
     start_session,
 )
 from api.wiring.flaskapp import wiring
@@ -65,7 +66,7 @@ from core.errors import (
     TawqiError,
     Unauthenticated,
 )
-from delivery import batches, contacts, holders, outbox, oversight, requests
+from delivery import batches, contacts, holders, outbox, oversight, requests, titles
 from delivery.errors import InvalidHolder
 from delivery.models import BATCH_PREPARING, OPEN_STATES, PERSONALISED, TOKEN_FORMS
 from quotas.errors import UnknownEntity
@@ -91,7 +92,8 @@ def _csrf() -> None:
 
 @bp.after_request
 def _headers(response: BaseResponse) -> BaseResponse:
-    response.headers["Content-Security-Policy"] = CSP
+    # a view may widen its own policy (the OAuth page posts forms that end at the client)
+    response.headers.setdefault("Content-Security-Policy", CSP)
     if request.endpoint not in ("web.static", "web.font"):
         response.headers["Cache-Control"] = "no-store"
     return set_cookies(response)
@@ -138,6 +140,9 @@ def _context() -> dict[str, Any]:
     def num(value: int | float | None) -> str:
         return i18n.number(current, value)
 
+    def title(holder: Any) -> str:  # the holder's title, agreeing with their civility
+        return titles.title_for(holder.role, holder.civility, current)
+
     def day(at: datetime | None) -> str:
         return i18n.day(current, at)
 
@@ -150,7 +155,7 @@ def _context() -> dict[str, Any]:
     return {"lang": current, "dir": "rtl" if current == "ar" else "ltr", "t": t, "tn": tn,
             "name": name, "csrf_field": CSRF_FIELD, "csrf_token": csrf_token,
             "user": g.get("tawqi_web_principal"), "day": day, "when": when, "pct": pct,
-            "num": num, "here": request.full_path.rstrip("?")}
+            "num": num, "title": title, "here": request.full_path.rstrip("?")}
 
 
 def _html(template: str, code: int = 200, **values: Any) -> Response:
@@ -229,6 +234,37 @@ def _safe_next(target: str | None) -> str | None:
     return target
 
 
+#: Rows per page of the province page's long tables.
+PROVINCE_PAGE_SIZE = 25
+
+
+@dataclass(frozen=True)
+class Pager:
+    """One page of a long table: the page asked by the query argument ``key``."""
+
+    key: str
+    number: int
+    pages: int
+    total: int
+
+    @classmethod
+    def of(cls, key: str, total: int, size: int) -> Pager:
+        pages = max(1, -(-total // size))
+        raw = request.args.get(key, "1")
+        number = int(raw) if raw.isdigit() else 1
+        return cls(key, min(max(number, 1), pages), pages, total)
+
+    def slice(self, rows: list[Any], size: int) -> list[Any]:
+        return rows[(self.number - 1) * size:self.number * size]
+
+    def url(self, number: int) -> str:
+        args: dict[str, Any] = {k: v for k, v in request.args.items()
+                                if k not in (self.key, "done")}
+        args[self.key] = str(number)
+        args.update(request.view_args or {})
+        return url_for(request.endpoint or "web.home", **args)
+
+
 def _year(p: Page) -> int:
     raw = request.args.get("year", "")
     year = int(raw) if raw.isdigit() and len(raw) == 4 else p.clock.now().year
@@ -263,10 +299,16 @@ def login_post() -> BaseResponse:
     try:
         with rt.unit_of_work() as session:
             issued = accounts.login(session, rt.clock, passwords, username=username,
-                                    password=password, ttl=ttl, client=client)
-            principal = accounts.authenticate(session, rt.clock, issued.token)
+                                    password=password, ttl=ttl, client=client,
+                                    second_factor_step=True)
             ratelimit.login_succeeded(session, rt.clock, username=username, address=client,
                                       limit=limit)
+            if issued.pending:  # the password was right; now the authenticator's code
+                pending = redirect(url_for("web.login_second_factor", next=target), 303)
+                start_pending(pending, issued.token,
+                              int(accounts.SECOND_FACTOR_TTL.total_seconds()))
+                return pending
+            principal = accounts.authenticate(session, rt.clock, issued.token)
     except Unauthenticated:
         with rt.unit_of_work() as session:
             record(session, rt.clock, actor="anonymous", action="auth.login_failed",
@@ -330,11 +372,30 @@ def _province(session: Session, code: str) -> Province:
     return found
 
 
+def _charts(p: Page, rows: list[oversight.AreaFigures]) -> list[Any]:
+    """The report's charts: the share of communes able to sign, and the quota consumed,
+    per area (the table of the page carries the same figures)."""
+    current = p.lang
+    able = [charts.Bar(i18n.pick(current, r.area, "name"), r.able_share,
+                       f"{i18n.number(current, round(r.able_share * 100))} %") for r in rows]
+    used = [charts.Bar(i18n.pick(current, r.area, "name"), r.quota.consumed,
+                       i18n.number(current, r.quota.consumed)) for r in rows]
+    rtl = current == "ar"
+    made = []
+    for key, bars, scale in (("able", able, 1.0),
+                             ("consumed", used, max([b.value for b in used] + [1]))):
+        title = i18n.text(current, f"chart.{key}")
+        made.append((title, charts.bar_chart(bars, scale=scale, chart_id=f"chart-{key}",
+                                             rtl=rtl, title=title,
+                                             desc=i18n.text(current, "chart.desc"))))
+    return made
+
+
 def _dashboard(p: Page, rows: list[oversight.AreaFigures], whole: oversight.Area,
                **scope: str) -> dict[str, Any]:
     blocked = oversight.blockages(p.session, p.clock, **scope)
     lost = [b for b in blocked if not b.never]
-    return {"rows": rows, "ranking": oversight.rank(rows),
+    return {"rows": rows, "ranking": oversight.rank(rows), "charts": _charts(p, rows),
             "sum": oversight.total(rows, whole), "lost": lost[:50],
             "never": len(blocked) - len(lost), "year": _year(p),
             "states": [s for s in OPEN_STATES]}
@@ -391,14 +452,19 @@ def _province_page(p: Page, code: str, commune_code: str | None = None,
         board["rows"] = [r for r in rows if r.area.code == commune.code]
     communes = [r.area for r in rows]
     scope = Scope(province_code=code)
+    holders_pager = Pager.of("hp", len(people), PROVINCE_PAGE_SIZE)
+    requests_pager = Pager.of("rp", len(asked), PROVINCE_PAGE_SIZE)
     return _html(
         "province.html", status, province=province, region=region_row, commune=commune,
-        holders=people, requests=asked, open_states=OPEN_STATES,
+        holders=people, holders_rows=holders_pager.slice(people, PROVINCE_PAGE_SIZE),
+        holders_pager=holders_pager, requests_pager=requests_pager,
+        requests=requests_pager.slice(asked, PROVINCE_PAGE_SIZE), open_states=OPEN_STATES,
         may_cancel=p.allowed("requests.cancel", scope),
         may_receive=p.allowed("batches.receive", scope),
         batches=oversight.province_batches(p.session, p.clock, code,
                                            overdue_days=overdue_days),
-        communes=communes, roles=list(holders.ROLES), token_forms=TOKEN_FORMS,
+        communes=communes, roles=list(holders.ROLES), civilities=titles.CIVILITIES,
+        token_forms=TOKEN_FORMS,
         may_register=p.allowed("holders.write", scope),
         may_request=p.allowed("requests.create", scope),
         may_handover=p.allowed("requests.handover", scope),
@@ -465,8 +531,10 @@ def register_holder(p: Page, code: str) -> Any:
             cin=f.get("cin", ""), given_name_fr=f.get("given_name_fr", ""),
             surname_fr=f.get("surname_fr", ""), given_name_ar=f.get("given_name_ar", ""),
             surname_ar=f.get("surname_ar", ""), role=f.get("role", ""),
-            mobile=f.get("mobile", ""), email=f.get("email", ""), commune_code=commune_code,
-            province_code=None if commune_code else code), actor=p.actor,
+            civility=f.get("civility", "mr"), mobile=f.get("mobile", ""),
+            email=f.get("email", ""), commune_code=commune_code,
+            province_code=None if commune_code else code,
+            preferred_lang=f.get("preferred_lang", "fr")), actor=p.actor,
             contact_id=contact_id)
 
     return _form_action(p, code, "register", work, "holder")

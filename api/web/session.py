@@ -43,6 +43,8 @@ from core.errors import Forbidden
 
 SESSION_COOKIE = "tawqi_web"
 PRESESSION_COOKIE = "tawqi_web_pre"
+#: A password-checked login waiting for its second factor (a pending token).
+PENDING_COOKIE = "tawqi_web_2fa"
 LANG_COOKIE = "tawqi_lang"
 COOKIE_PATH = "/web"
 CSRF_FIELD = "csrf_token"
@@ -65,8 +67,8 @@ def lang() -> str:
 
 
 def _csrf_secret() -> str | None:
-    return request.cookies.get(SESSION_COOKIE) or request.cookies.get(PRESESSION_COOKIE) \
-        or g.get("tawqi_web_presession")
+    return request.cookies.get(SESSION_COOKIE) or request.cookies.get(PENDING_COOKIE) \
+        or request.cookies.get(PRESESSION_COOKIE) or g.get("tawqi_web_presession")
 
 
 def csrf_token() -> str:
@@ -85,7 +87,8 @@ def _derive(secret: str) -> str:
 
 def check_csrf() -> None:
     """Refuse a POST whose form token does not match this browser's secret."""
-    secret = request.cookies.get(SESSION_COOKIE) or request.cookies.get(PRESESSION_COOKIE)
+    secret = request.cookies.get(SESSION_COOKIE) or request.cookies.get(PENDING_COOKIE) \
+        or request.cookies.get(PRESESSION_COOKIE)
     sent = request.form.get(CSRF_FIELD, "")
     if not secret or not sent or not hmac.compare_digest(sent, _derive(secret)):
         raise CsrfRefused("this form lacks a valid CSRF token; reload the page")
@@ -105,10 +108,20 @@ def start_session(response: Response, token: str, max_age: int) -> None:
     response.set_cookie(SESSION_COOKIE, token, max_age=max_age, httponly=True,
                         samesite="Lax", secure=secure_cookies(settings), path=COOKIE_PATH)
     response.delete_cookie(PRESESSION_COOKIE, path=COOKIE_PATH)
+    response.delete_cookie(PENDING_COOKIE, path=COOKIE_PATH)
 
 
 def end_session(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    response.delete_cookie(PENDING_COOKIE, path=COOKIE_PATH)
+
+
+def start_pending(response: Response, token: str, max_age: int) -> None:
+    """The password was right; the second factor is still to come."""
+    response.set_cookie(PENDING_COOKIE, token, max_age=max_age, httponly=True,
+                        samesite="Lax", secure=secure_cookies(runtime().settings),
+                        path=COOKIE_PATH)
+    response.delete_cookie(PRESESSION_COOKIE, path=COOKIE_PATH)
 
 
 def principal_of(session: Session, clock: Clock) -> Principal | None:
@@ -178,9 +191,17 @@ class Page:
         return self._scoped
 
 
-def page(action: str | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def needs_second_factor(settings: Settings, principal: Principal) -> bool:
+    """A user of a role that must have a TOTP second factor and has none yet."""
+    roles = {r.strip() for r in settings.totp_required_roles.split(",") if r.strip()}
+    return principal.role in roles and not principal.second_factor
+
+
+def page(action: str | None, *, enrolling: bool = False
+         ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a web view under ``action`` of :data:`api.policy.RULES` (None: any
-    logged-in user). Anonymous browsers are sent to the login form."""
+    logged-in user). Anonymous browsers are sent to the login form; a user who must have
+    a second factor and has none, to its enrolment page (``enrolling`` marks that page)."""
     if action is not None:
         policy.reach("holder", action)  # KeyError at import time for a typo
 
@@ -194,6 +215,8 @@ def page(action: str | None) -> Callable[[Callable[..., Any]], Callable[..., Any
                     target = request.full_path if request.method == "GET" else None
                     return redirect(url_for("web.login", next=target), 303)
                 g.tawqi_web_principal = principal
+                if not enrolling and needs_second_factor(rt.settings, principal):
+                    return redirect(url_for("web.second_factor"), 303)
                 if action is not None:
                     policy.check_role(principal, action)
                 call = Page(rt, session, principal, action, lang())

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from api.runtime import Runtime
 from core.clock import Clock
-from delivery import envelopes, holders, requests
+from delivery import envelopes, holders, mandates, requests
 from delivery.envelopes import Sealer
 from delivery.errors import InvalidHolder
-from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED
+from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED, Holder
 from delivery.outbox import Notification, enqueue
 from pki import queries
 from pki.signing.pades import RecordsRevocation, RevocationData
@@ -50,7 +50,7 @@ class DeliveryDirectory:
             return HolderContact(holder.id, holder.mobile, False, False,
                                  ("no request of this holder carries this certificate",))
         readiness = requests.signing_readiness(session, row.id, self.terms_version)
-        profile = holders.profile(session, holder)
+        profile = holders.profile(session, holder, mandates.get_mandate(session, row.mandate_id))
         return HolderContact(
             holder_id=holder.id, mobile=holder.mobile, hosted=row.token_form == HOSTED,
             ready=readiness.ready, reasons=readiness.reasons,
@@ -58,6 +58,12 @@ class DeliveryDirectory:
             name_ar=f"{profile.given_name_ar} {profile.surname_ar}",
             title_fr=profile.title_fr, title_ar=profile.title_ar,
             organisation_fr=profile.organisation_fr, organisation_ar=profile.organisation_ar)
+
+
+def _holder_lang(session: Session, holder_id: int) -> str:
+    """The language of the holder's SMS (French when unknown)."""
+    holder = session.get(Holder, holder_id)
+    return holder.preferred_lang if holder is not None else "fr"
 
 
 class OutboxCodeSender:
@@ -75,7 +81,7 @@ class OutboxCodeSender:
             channel="sms", recipient=contact.mobile, template="signing.code",
             dedupe_key=f"signing.code:{challenge_id}",
             params={"ttl_minutes": ttl_minutes, "purpose_fr": purpose_fr,
-                    "purpose_ar": purpose_ar},
+                    "purpose_ar": purpose_ar, "lang": _holder_lang(session, contact.holder_id)},
             envelope_id=envelope.id, holder_id=contact.holder_id))
         return contact.mobile[-4:]
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pki.authority import Authority
     from pki.ocsp import OcspResponder
     from pki.profiles import Profile
+    from pki.signing.oauth import OAuthCodes
     from pki.signing.pades import PadesService, RevocationSource
     from pki.signing.service import RemoteSigning
     from pki.signing.verification import Verifier
@@ -266,6 +267,18 @@ class Wiring:
                 policy=RemoteSigningPolicy.from_settings(self.settings))
 
         return self._once("remote", build)
+
+    def oauth(self) -> OAuthCodes:
+        """OAuth 2.0 codes with PKCE over :meth:`remote` (the CSC ``credential`` scope)."""
+        def build() -> OAuthCodes:
+            from datetime import timedelta
+
+            from pki.signing.oauth import OAuthCodes
+
+            return OAuthCodes(self.runtime.sessions, self.clock, self.remote(),
+                              code_ttl=timedelta(seconds=self.settings.oauth_code_ttl_seconds))
+
+        return self._once("oauth", build)
 
     def pades(self) -> PadesService:
         def build() -> PadesService:

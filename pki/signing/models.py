@@ -1,4 +1,5 @@
-"""The tables of remote signing: one-time codes, signature activation data (SADs) and the
+"""The tables of remote signing: one-time codes, signature activation data (SADs), the
+OAuth 2.0 authorisation codes with the redirect URIs registered per API client, and the
 public records of stamped signatures (what their QR code's status page shows).
 
 Their migration is ``pki/signing/migrations`` (Alembic branch ``signing``; the revision
@@ -9,7 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
@@ -18,6 +28,7 @@ PURPOSE_HASH = "hash"
 PURPOSE_DOCUMENT = "document"
 SAD_ACTIVE, SAD_USED = "active", "used"
 OTP_OPEN, OTP_USED, OTP_FAILED = "open", "used", "failed"
+CODE_OPEN, CODE_USED = "open", "used"
 
 
 class SigningChallenge(Base):
@@ -69,6 +80,49 @@ class SigningAuthorization(Base):
     )
 
 
+class OAuthRedirect(Base):
+    """A redirect URI registered for an API client (``client`` is the principal's key,
+    ``apikey:<id>``): /oauth2/authorize redirects nowhere else."""
+
+    __tablename__ = "signing_oauth_redirect"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client: Mapped[str] = mapped_column(String(100), index=True)
+    redirect_uri: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("client", "redirect_uri",
+                                       name="uq_signing_oauth_redirect"),)
+
+
+class OAuthCode(Base):
+    """An authorisation code (RFC 6749 §4.1, PKCE RFC 7636): only its SHA-256 is kept.
+
+    The SAD it will be exchanged for waits sealed (AES-256-GCM) under a key derived from the
+    code itself, so the database alone gives neither; the box is erased at the exchange.
+    Single use, short-lived."""
+
+    __tablename__ = "signing_oauth_code"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client: Mapped[str] = mapped_column(String(100))
+    redirect_uri: Mapped[str] = mapped_column(String(500))
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    authorization_id: Mapped[str] = mapped_column(String(36))
+    credential_id: Mapped[str] = mapped_column(String(64))
+    num_signatures: Mapped[int] = mapped_column(Integer)
+    sad_box: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    status: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (CheckConstraint("status IN ('open', 'used')", name="status"),
+                      CheckConstraint("status = 'open' OR sad_box IS NULL",
+                                      name="box_erased_when_used"))
+
+
 class SignatureRecord(Base):
     """A signature made with a visible stamp, as its public status page shows it: the
     random ``public_id`` of the QR code's URL (unguessable), the certificate, the time and
@@ -89,6 +143,19 @@ class SignatureRecord(Base):
     document_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
-__all__ = ["OTP_FAILED", "OTP_OPEN", "OTP_USED", "PURPOSE_DOCUMENT", "PURPOSE_HASH",
-           "SAD_ACTIVE", "SAD_USED", "SignatureRecord", "SigningAuthorization",
-           "SigningChallenge"]
+__all__ = [
+    "CODE_OPEN",
+    "CODE_USED",
+    "OTP_FAILED",
+    "OTP_OPEN",
+    "OTP_USED",
+    "PURPOSE_DOCUMENT",
+    "PURPOSE_HASH",
+    "SAD_ACTIVE",
+    "SAD_USED",
+    "OAuthCode",
+    "OAuthRedirect",
+    "SignatureRecord",
+    "SigningAuthorization",
+    "SigningChallenge",
+]

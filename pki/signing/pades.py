@@ -68,6 +68,7 @@ from core.errors import InvalidInput
 from pki.authority import sha1
 from pki.models import AuthorityRecord, CrlRecord, OcspRecord
 from pki.signer import Signer, from_asn1, pyhanko_signer, to_asn1
+from pki.signing import sizing
 from pki.signing.errors import (
     DocumentLocked,
     DocumentTooLarge,
@@ -415,6 +416,8 @@ class CheckedDocument:
     box: tuple[float, float, float, float] | None
     opaque: bool = False  # the only free place has content: the stamp hides it
     existing_field: bool = False  # the caller named an empty signature field of the file
+    #: The parsed document, for the signature that follows (not parsed again).
+    reader: PdfFileReader | None = field(default=None, compare=False, repr=False)
 
 
 def page_count(reader: PdfFileReader) -> int:
@@ -689,7 +692,7 @@ class PadesService:
             # The caller named an empty signature field: pyHanko signs into it, and the
             # stamp takes the field's place.
             return CheckedDocument(len(pages), field_name, None, None,
-                                   existing_field=True)
+                                   existing_field=True, reader=reader)
         page: int | None = None
         box: tuple[float, float, float, float] | None = None
         opaque = False
@@ -712,20 +715,25 @@ class PadesService:
                     AttributeError) as exc:
                 raise InvalidDocument("the page to stamp cannot be read",
                                       reason="page-invalid", page=page) from exc
-        return CheckedDocument(len(pages), field_name, page, box, opaque)
+        return CheckedDocument(len(pages), field_name, page, box, opaque,
+                               reader=reader)
 
-    def sign(self, data: bytes, signer: Signer, request: PadesRequest) -> SignedPdf:
-        """Return ``data`` with one more signature. Earlier signatures are kept intact."""
-        return asyncio.run(self.async_sign(data, signer, request))
+    def sign(self, data: bytes, signer: Signer, request: PadesRequest,
+             checked: CheckedDocument | None = None) -> SignedPdf:
+        """Return ``data`` with one more signature. Earlier signatures are kept intact.
+        ``checked``: what :meth:`check` returned for the same ``data`` and ``request``
+        (the document is then not parsed again)."""
+        return asyncio.run(self.async_sign(data, signer, request, checked))
 
-    async def async_sign(self, data: bytes, signer: Signer, request: PadesRequest
-                         ) -> SignedPdf:
+    async def async_sign(self, data: bytes, signer: Signer, request: PadesRequest,
+                         checked: CheckedDocument | None = None) -> SignedPdf:
         level = request.level
         if level.timestamped and self.timestamper is None:
             raise SigningFailed(f"{level.value} needs a time-stamping authority")
         if level.long_term and (self.revocation is None or not self.trust_roots):
             raise SigningFailed("B-LT needs revocation data and a trust root")
-        checked = self.check(data, request)
+        if checked is None or checked.reader is None:
+            checked = self.check(data, request)
         now = self.clock.now()
         field_name, page, box = checked.field_name, checked.page, checked.box
         stamp_style = None
@@ -750,11 +758,13 @@ class PadesService:
             timestamper=self.timestamper if level.timestamped else None,
             stamp_style=stamp_style, new_field_spec=field_spec)
         try:
-            writer = IncrementalPdfFileWriter(io.BytesIO(bytes(data)), strict=False)
+            writer = IncrementalPdfFileWriter.from_reader(checked.reader) \
+                if checked.reader is not None \
+                else IncrementalPdfFileWriter(io.BytesIO(bytes(data)), strict=False)
             session = pdf_signer.init_signing_session(writer)
             session.system_time = now
             presign = await session.perform_presign_validation(writer)
-            reserved = await session.estimate_signature_container_size(presign)
+            reserved = await self._bytes_reserved(signer, level, presign)
             tbs = session.prepare_tbs_document(validation_info=presign,
                                                bytes_reserved=reserved)
             digest, output = tbs.digest_tbs_document()
@@ -868,6 +878,18 @@ class PadesService:
             archive_expires=as_utc(tsa.not_valid_after_utc),
             signatures=sum(1 for e in embedded if e.sig_object_type != "/DocTimeStamp"),
             archive_timestamps=count, sha256=hashlib.sha256(extended).hexdigest())
+
+    async def _bytes_reserved(self, signer: Signer, level: Level, presign: Any) -> int:
+        """Room for the CMS container, computed (:mod:`pki.signing.sizing`) instead of
+        pyHanko's dummy signature."""
+        token = 0
+        if level.timestamped and self.timestamper is not None:
+            dummy = await self.timestamper.async_dummy_response(signer.digest_name)
+            token = len(dummy.dump()) + 512  # our TSA's tokens vary by a few bytes
+        revinfo = presign.adobe_revinfo_attr if presign is not None else None
+        return sizing.bytes_reserved(
+            signer.full_chain(), sizing.signature_value_bytes(signer.certificate), token,
+            len(revinfo.dump()) if revinfo is not None else 0)
 
     async def _validation_context(self, signer: Signer, now: datetime) -> ValidationContext:
         """Certificates and revocation data for the signer's chain and the TSA's chain,

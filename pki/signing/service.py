@@ -465,16 +465,18 @@ class RemoteSigning:
                             "expires_at": row.expires_at.isoformat()})
             return Authorization(sad, row.expires_at, row.id)
 
-    def _open(self, credential_id: str, sad: str, *, client: str, purpose: str,
-              digests: Sequence[bytes], hash_algorithm: str, actor: str
-              ) -> tuple[Credential, str, str]:
+    def _open(self, credential_id: str, sad: str, *, client: str,
+              purposes: tuple[str, ...], digests: Sequence[bytes], hash_algorithm: str,
+              actor: str) -> tuple[Credential, str, str]:
         """Check the SAD and open its PIN box; return the credential, the PIN and the SAD's
         id. The SAD stays active: :meth:`_spend` uses it up in the transaction that records
         the signature, so a signature that fails (bad document, token error, a worker that
         dies) leaves it usable until it expires.
 
         A SAD presented for other hashes, another credential or by another client is
-        spent on the spot (and audited): whoever holds it may be replaying it."""
+        spent on the spot (and audited): whoever holds it may be replaying it.
+        ``purposes``: what the SAD may have been asked for (a SAD for ``hashes`` also
+        signs documents whose SHA-256 are exactly those hashes, as CSC v2 has it)."""
         if not isinstance(sad, str) or not sad or len(sad) > 200:
             raise SadInvalid("a SAD is required")
         failure: Exception | None = None
@@ -492,7 +494,7 @@ class RemoteSigning:
             if not hmac.compare_digest(row.client, client) or \
                     row.certificate_id != credential.record_id:
                 failure = SadInvalid("this SAD was issued for another client or credential")
-            elif row.purpose != purpose or row.hash_algorithm != hash_algorithm or \
+            elif row.purpose not in purposes or row.hash_algorithm != hash_algorithm or \
                     row.num_signatures != len(digests) or \
                     not hmac.compare_digest(row.digests_hash, digests_hash(digests)):
                 failure = SadMismatch("the SAD authorises other hashes: it is now spent",
@@ -571,7 +573,7 @@ class RemoteSigning:
                                 limit=self.policy.max_batch, given=len(digests))
         algorithm = _hash_algorithm(hash_algorithm)
         credential, pin, authorization = self._open(
-            credential_id, sad, client=client, purpose=PURPOSE_HASH, digests=digests,
+            credential_id, sad, client=client, purposes=(PURPOSE_HASH,), digests=digests,
             hash_algorithm=hash_algorithm, actor=actor)
         _check_sign_algorithm(credential, sign_algorithm, hash_algorithm)
         try:
@@ -594,47 +596,127 @@ class RemoteSigning:
     def sign_document(self, credential_id: str, *, sad: str, document: bytes,
                       request: PadesRequest, pades: PadesService, client: str,
                       actor: str, document_name: str | None = None) -> SignedPdf:
-        """PAdES-sign ``document``, which the SAD authorised by its SHA-256. A visible
-        stamp gets a QR code of the signature's status page (``policy.status_url``) and the
-        signature a :class:`SignatureRecord`; ``document_name`` is kept on it if given."""
-        public_id = None
-        stamp = request.stamp
-        if stamp is not None and self.policy.status_url:
-            public_id = secrets.token_urlsafe(16)  # 128 random bits: the page is unguessable
-            request = replace(request, stamp=replace(
-                stamp, link=self.policy.status_url + public_id))
-        # The whole document is parsed and checked first: a broken upload spends no SAD.
-        pades.check(document, request)
-        digest = hashlib.sha256(document).digest()
+        """PAdES-sign ``document``, which the SAD authorised by its SHA-256."""
+        return self.sign_documents(credential_id, sad=sad, documents=[(document, request)],
+                                   pades=pades, client=client, actor=actor,
+                                   names=[document_name])[0]
+
+    def sign_documents(self, credential_id: str, *, sad: str,
+                       documents: Sequence[tuple[bytes, PadesRequest]], pades: PadesService,
+                       client: str, actor: str,
+                       names: Sequence[str | None] | None = None) -> list[SignedPdf]:
+        """PAdES-sign each document, in the order given; the SAD authorised exactly their
+        SHA-256 digests (as ``documentDigests`` or as SHA-256 ``hashes``). All or nothing:
+        the SAD is used up once, after the last signature.
+
+        A visible stamp gets a QR code of the signature's status page
+        (``policy.status_url`` + a random id) and the signature a :class:`SignatureRecord`
+        (with the file's name from ``names``, if given)."""
+        if not documents:
+            raise InvalidSigningRequest("give at least one document")
+        if len(documents) > self.policy.max_batch:
+            raise BatchTooLarge(f"at most {self.policy.max_batch} documents per request",
+                                limit=self.policy.max_batch, given=len(documents))
+        public_ids: list[str | None] = []
+        linked = []
+        for document, request in documents:
+            public_id = None
+            if request.stamp is not None and self.policy.status_url:
+                public_id = secrets.token_urlsafe(16)  # 128 random bits: unguessable
+                request = replace(request, stamp=replace(
+                    request.stamp, link=self.policy.status_url + public_id))
+            public_ids.append(public_id)
+            linked.append((document, request))
+        documents = linked
+        # Every document is parsed and checked first: a broken upload spends no SAD (the
+        # parsed document is then signed, not parsed again).
+        checked = [pades.check(document, request) for document, request in documents]
+        digests = [hashlib.sha256(document).digest() for document, _request in documents]
         credential, pin, authorization = self._open(
-            credential_id, sad, client=client, purpose=PURPOSE_DOCUMENT, digests=[digest],
-            hash_algorithm="sha256", actor=actor)
+            credential_id, sad, client=client, purposes=(PURPOSE_DOCUMENT, PURPOSE_HASH),
+            digests=digests, hash_algorithm="sha256", actor=actor)
         try:
             with self._label_lock(credential.token_label):
                 signer = self._signer(credential, pin)
                 del pin
-                signed = pades.sign(document, signer, request)
+                signed = [pades.sign(document, signer, request, check)
+                          for (document, request), check in zip(documents, checked,
+                                                                strict=True)]
         except (PinIncorrect, PinLocked) as exc:
             self._token_refused(authorization, credential, client, actor, exc)
             raise
         with transaction(self.sessions) as session:
             self._spend(session, authorization, credential, client=client,
-                        purpose=PURPOSE_DOCUMENT, signatures=1, actor=actor)
-            if public_id is not None and stamp is not None:
+                        purpose=PURPOSE_DOCUMENT, signatures=len(signed), actor=actor)
+            for digest, done in zip(digests, signed, strict=True):
+                record(session, self.clock, actor=actor, action="signing.document.signed",
+                       object_type="credential", object_id=credential.id,
+                       summary={"authorization": authorization, "client": client,
+                                "level": done.level.value, "field": done.field_name,
+                                "document_in": digest.hex(), "document_out": done.sha256})
+            for k, ((_document, request), public_id) in enumerate(
+                    zip(documents, public_ids, strict=True)):
+                stamp = request.stamp
+                if public_id is None or stamp is None:
+                    continue
+                name = names[k] if names is not None and k < len(names) else None
                 session.add(SignatureRecord(
                     public_id=public_id, certificate_id=credential.record_id,
-                    serial=credential.id, signed_at=signed.signed_at, name_fr=stamp.name_fr,
-                    name_ar=stamp.name_ar, title_fr=stamp.title_fr, title_ar=stamp.title_ar,
-                    organisation_fr=stamp.organisation_fr,
+                    serial=credential.id, signed_at=signed[k].signed_at,
+                    name_fr=stamp.name_fr, name_ar=stamp.name_ar, title_fr=stamp.title_fr,
+                    title_ar=stamp.title_ar, organisation_fr=stamp.organisation_fr,
                     organisation_ar=stamp.organisation_ar,
-                    document_name=(document_name or "")[:200] or None))
-                signed = replace(signed, public_id=public_id)
-            record(session, self.clock, actor=actor, action="signing.document.signed",
+                    document_name=(name or "")[:200] or None))
+                signed[k] = replace(signed[k], public_id=public_id)
+        return signed
+
+    def sign_digests_cms(self, credential_id: str, *, sad: str, digests: Sequence[bytes],
+                         hash_algorithm: str, timestamper: Any | None, client: str,
+                         actor: str) -> list[bytes]:
+        """A detached PAdES CMS signature (DER ``ContentInfo``) over each document digest,
+        in the order given: CSC v2 ``signDoc`` with ``documentDigests``, for a client that
+        prepared the PDF's byte range itself. ``timestamper`` (a pyHanko ``TimeStamper``)
+        adds a signature time-stamp (B-T); without it the signature is B-B."""
+        if len(digests) > self.policy.max_batch:
+            raise BatchTooLarge(f"at most {self.policy.max_batch} hashes per request",
+                                limit=self.policy.max_batch, given=len(digests))
+        _hash_algorithm(hash_algorithm)
+        credential, pin, authorization = self._open(
+            credential_id, sad, client=client, purposes=(PURPOSE_HASH, PURPOSE_DOCUMENT),
+            digests=digests, hash_algorithm=hash_algorithm, actor=actor)
+        try:
+            with self._label_lock(credential.token_label):
+                signer = self._signer(credential, pin)
+                del pin
+                signatures = [cms_signature(signer, digest, hash_algorithm, timestamper)
+                              for digest in digests]
+        except (PinIncorrect, PinLocked) as exc:
+            self._token_refused(authorization, credential, client, actor, exc)
+            raise
+        with transaction(self.sessions) as session:
+            self._spend(session, authorization, credential, client=client,
+                        purpose=PURPOSE_HASH, signatures=len(digests), actor=actor)
+            record(session, self.clock, actor=actor, action="signing.hashes.signed",
                    object_type="credential", object_id=credential.id,
                    summary={"authorization": authorization, "client": client,
-                            "level": signed.level.value, "field": signed.field_name,
-                            "document_in": digest.hex(), "document_out": signed.sha256})
-        return signed
+                            "count": len(signatures), "hash_algorithm": hash_algorithm,
+                            "format": "cms"})
+        return signatures
+
+
+def cms_signature(signer: Signer, digest: bytes, hash_algorithm: str,
+                  timestamper: Any | None) -> bytes:
+    """A detached CMS ``SignedData`` (PAdES attributes) over ``digest``, signed on the token
+    through the project's pyHanko adapter."""
+    import asyncio
+
+    from pki.signer import pyhanko_signer
+
+    adapter = pyhanko_signer(signer)
+    signed = asyncio.run(adapter.async_sign(digest, hash_algorithm, use_pades=True,
+                                            timestamper=timestamper))
+    der: bytes = signed.dump()
+    return der
 
 
 def issuer_chain(session: Session, credential: Credential) -> tuple[x509.Certificate, ...]:
@@ -669,6 +751,15 @@ def _check_sign_algorithm(credential: Credential, oid: str | None, hash_name: st
         raise InvalidSigningRequest("signAlgo names another hash than hashAlgorithmOID")
 
 
-__all__ = ["Authorization", "Credential", "OtpChallengeInfo", "RemoteSigning",
-           "RemoteSigningPolicy", "decode_hashes", "digests_hash", "issuer_chain",
-           "parse_hash_algorithm"]
+__all__ = [
+    "Authorization",
+    "Credential",
+    "OtpChallengeInfo",
+    "RemoteSigning",
+    "RemoteSigningPolicy",
+    "cms_signature",
+    "decode_hashes",
+    "digests_hash",
+    "issuer_chain",
+    "parse_hash_algorithm",
+]

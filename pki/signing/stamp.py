@@ -40,6 +40,7 @@ from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.stamp.base import BaseStamp, BaseStampStyle
 
 from core.errors import ConfigurationError, InvalidInput
+from pki.signing.fontcache import CachedGlyphAccumulator
 
 #: Where Debian's fonts-hosny-amiri installs the typeface.
 DEFAULT_FONT_DIR = Path("/usr/share/fonts/opentype/fonts-hosny-amiri")
@@ -316,6 +317,9 @@ class BilingualStampStyle(BaseStampStyle):
     border_color: tuple[float, float, float] | None = (0.1, 0.3, 0.45)
     #: Paint the box white first: set when the stamp must sit over page content.
     opaque: bool = False
+    #: Reuse embedded font subsets across signatures (pki.signing.fontcache); False makes
+    #: a fresh subset each time, as pyHanko does (the same rendering, slower).
+    reuse_font_subsets: bool = True
 
     @classmethod
     def for_text(cls, text: StampText, font_dir: Path | str | None = None,
@@ -349,10 +353,20 @@ class _Fonts:
                 raise InvalidStamp("the stamp has no PDF writer")
             # The engine embeds (subsets) the outlines-only font; HarfBuzz shapes with the
             # full one, whose glyph IDs are the same.
-            engine = GlyphAccumulator(writer=writer,
-                                      font_handle=io.BytesIO(_outline_bytes(path)),
-                                      font_size=self._style.font_size)
-            engine.hb_font = hb.Font(_shaping_face(path))
+            engine: GlyphAccumulator
+            if self._style.reuse_font_subsets:
+                # The subset is made once per glyph set (pki.signing.fontcache); every
+                # digit is in it, so the changing date line does not change the set.
+                engine = CachedGlyphAccumulator(
+                    writer=writer, font_bytes=_outline_bytes(path), cache_key=path,
+                    font_size=self._style.font_size,
+                    shaping_font=hb.Font(_shaping_face(path)))
+                engine.prime()
+            else:
+                engine = GlyphAccumulator(writer=writer,
+                                          font_handle=io.BytesIO(_outline_bytes(path)),
+                                          font_size=self._style.font_size)
+                engine.hb_font = hb.Font(_shaping_face(path))
             name = f"F{len(self._engines) + 1}"
             found = self._engines[bold] = (name, engine)
             self._stamp.set_resource(category=ResourceType.FONT, name=pdf_name("/" + name),

@@ -51,6 +51,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "var_dir": tmp_path, "argon2_time_cost": 1, "argon2_memory_kib": 256,
         "rate_limit_auth": "5/60", "rate_limit_pin": "3/60", "rate_limit_otp": "3/60",
+        "totp_required_roles": "",  # tests/e2e/test_web_second_factor.py turns it on
         "public_url": PUBLIC_URL, "ca_key_type": "EC-P256", "pkcs11_server": "off",
         "policy_oid": DOCUMENTATION_POLICY_OID,
         "so_pin": secrets.token_hex(8), "service_pin": generate_pin(8),

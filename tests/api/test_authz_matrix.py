@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from flask.testing import FlaskClient
 from api.app import create_app
 from api.routing import operations
 from api.runtime import Runtime
+from delivery import campaigns
 from tests.api.conftest import (
     COMMUNE,
     OTHER_PROVINCE,
@@ -120,9 +122,30 @@ def rows() -> list[Row]:
         Row("POST", "/v1/holders/{holder_here}/contact-details",
             frozenset({OPERATOR, CONTACT}), {"email": "new{n}@example.ma"},
             rule="/v1/holders/<id:holder_id>/contact-details"),
+        Row("POST", "/v1/holders/{holder_here}/civility", frozenset({OPERATOR, CONTACT}),
+            {"civility": "mrs"}, rule="/v1/holders/<id:holder_id>/civility"),
+        Row("GET", "/v1/holders/{holder_here}/mandates",
+            frozenset({ADMIN, OPERATOR, CONTACT, HOLDER}),
+            rule="/v1/holders/<id:holder_id>/mandates"),
+        Row("POST", "/v1/holders/{holder_here}/mandates", frozenset({OPERATOR, CONTACT}),
+            {"role": "vice_president", "started_on": "2026-01-01", "reason": "elected",
+             "commune_code": COMMUNE}, rule="/v1/holders/<id:holder_id>/mandates"),
         Row("POST", "/v1/holders/{holder_here}/contact-details/confirm", frozenset({HOLDER}),
             {"channel": "sms", "code": "123456"},
             rule="/v1/holders/<id:holder_id>/contact-details/confirm"),
+        # election campaigns
+        Row("GET", "/v1/campaigns", frozenset({ADMIN, OPERATOR, CONTACT})),
+        Row("POST", "/v1/campaigns", frozenset({ADMIN, OPERATOR}), {
+            "name": "Communales {n}", "installation_date": "2026-09-20",
+            "scope_kind": "province", "scope_codes": [PROVINCE], "funding": "quota"}),
+        Row("GET", "/v1/campaigns/{campaign}", frozenset({ADMIN, OPERATOR, CONTACT}),
+            rule="/v1/campaigns/<id:campaign_id>"),
+        Row("POST", "/v1/campaigns/{campaign}/import", frozenset({ADMIN, OPERATOR}),
+            {"csv": "commune_code\n"}, rule="/v1/campaigns/<id:campaign_id>/import"),
+        Row("POST", "/v1/campaigns/{campaign}/install", frozenset({ADMIN, OPERATOR}),
+            {"dry_run": True}, rule="/v1/campaigns/<id:campaign_id>/install"),
+        Row("POST", "/v1/campaigns/{campaign}/notify", frozenset({ADMIN, OPERATOR}),
+            rule="/v1/campaigns/<id:campaign_id>/notify"),
         Row("GET", "/v1/requests", frozenset({ADMIN, OPERATOR, CONTACT, HOLDER})),
         Row("POST", "/v1/requests", frozenset({OPERATOR, CONTACT}),
             {"holder_id": "{holder_here}", "token_form": "hosted"}),
@@ -137,6 +160,14 @@ def rows() -> list[Row]:
             {"reason": "no"}, rule="/v1/requests/<id:request_id>/reject"),
         Row("POST", "/v1/requests/{request_here}/cancel", frozenset({OPERATOR, CONTACT}),
             {"reason": "no"}, rule="/v1/requests/<id:request_id>/cancel"),
+        Row("POST", "/v1/requests/{request_here}/renew", frozenset({OPERATOR, CONTACT}),
+            rule="/v1/requests/<id:request_id>/renew"),
+        Row("POST", "/v1/requests/{request_here}/incident",
+            frozenset({OPERATOR, CONTACT, HOLDER}), {"incident": "lost", "note": "bus"},
+            rule="/v1/requests/<id:request_id>/incident"),
+        Row("POST", "/v1/requests/{request_here}/cancel-personalised",
+            frozenset({OPERATOR, CONTACT}), {"reason": "elected no more"},
+            rule="/v1/requests/<id:request_id>/cancel-personalised"),
         Row("POST", "/v1/requests/{request_here}/handover", frozenset({OPERATOR, CONTACT}),
             {"handed_to": "Karim Benali", "acknowledgement": "R-1"},
             rule="/v1/requests/<id:request_id>/handover"),
@@ -165,6 +196,7 @@ def rows() -> list[Row]:
         Row("GET", f"/v1/provinces/{PROVINCE}/overview",
             frozenset({ADMIN, OPERATOR, CONTACT}), rule="/v1/provinces/<code>/overview"),
         Row("GET", "/v1/reports/overdue-handovers", frozenset({ADMIN, OPERATOR, CONTACT})),
+        Row("GET", "/v1/reports/expiring", frozenset({ADMIN, OPERATOR, CONTACT})),
         Row("GET", "/v1/outbox", frozenset({ADMIN, OPERATOR})),
         Row("GET", "/v1/outbox/stats", frozenset({ADMIN, OPERATOR})),
         Row("POST", "/v1/outbox/1/retry", frozenset({OPERATOR}),
@@ -203,6 +235,24 @@ def rows() -> list[Row]:
             {"credentialID": "0a1b", "SAD": "x",
              "hashes": ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]}),
         Row("POST", "/csc/v2/signatures/signDoc", frozenset({HOLDER, PLATFORM})),
+        # CSC v1.0.4.0: the same actions with v1 names
+        Row("POST", "/csc/v1/info", PUBLIC),
+        Row("POST", "/csc/v1/credentials/list",
+            frozenset({ADMIN, OPERATOR, HOLDER, PLATFORM}), {"userID": "{holder_here_cin}"}),
+        Row("POST", "/csc/v1/credentials/info",
+            frozenset({ADMIN, OPERATOR, HOLDER, PLATFORM}), {"credentialID": "0a1b"}),
+        Row("POST", "/csc/v1/credentials/sendOTP", frozenset({HOLDER, PLATFORM}),
+            {"credentialID": "0a1b"}),
+        Row("POST", "/csc/v1/credentials/authorize", frozenset({HOLDER, PLATFORM}),
+            {"credentialID": "0a1b", "PIN": "123456", "OTP": "123456", "numSignatures": 1,
+             "hash": ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]}),
+        Row("POST", "/csc/v1/signatures/signHash", frozenset({HOLDER, PLATFORM}),
+            {"credentialID": "0a1b", "SAD": "x", "signAlgo": "1.2.840.10045.4.3.2",
+             "hash": ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]}),
+        # OAuth 2.0 (credential scope): the browser's redirect, and the code exchange
+        # where the client authenticates with its API key in the form
+        Row("GET", "/oauth2/authorize", PUBLIC),
+        Row("POST", "/oauth2/token", PUBLIC),
         Row("POST", "/v1/verify", EVERYONE),
         Row("POST", "/v1/extend", frozenset({OPERATOR, PLATFORM})),
         # last: it revokes the caller's token
@@ -229,8 +279,11 @@ def values(api_runtime: Runtime, app: Flask, callers: dict[str, Caller]) -> dict
     with api_runtime.unit_of_work() as session:
         spare = accounts.create_api_key(session, api_runtime.clock, name="spare", actor="t")
         spare_id = spare.record.id
+        campaign = campaigns.open_campaign(
+            session, api_runtime.clock, name="Matrix campaign", scope_kind="nation",
+            installation_date=date(2026, 9, 20), funding="quota", actor="t").id
     return {"victim": victim.principal_id, "victim_holder": victim_holder.principal_id,
-            "spare_key": spare_id, **vars(world)}
+            "spare_key": spare_id, "campaign": campaign, **vars(world)}
 
 
 _counter = itertools.count(100_000)

@@ -1,4 +1,4 @@
-"""``tawqi users create`` and ``tawqi apikeys create`` on a migrated SQLite database."""
+"""``tawqi users create``, ``tawqi apikeys create|redirect`` on a migrated SQLite database."""
 
 from __future__ import annotations
 
@@ -47,3 +47,25 @@ def test_users_and_keys(env: dict[str, str], tmp_path: Path) -> None:
     assert printed.split("_")[1] in keys.output and printed not in keys.output
     revoked = runner.invoke(cli, ["apikeys", "revoke", "1"], env=env)
     assert revoked.exit_code == 0 and "revoked" in revoked.output
+
+
+def test_apikey_redirect_uris(env: dict[str, str]) -> None:
+    """``tawqi apikeys redirect``: the OAuth 2.0 redirect URIs of a client (https, or http
+    on the loopback), registered once, listed with the key's client_id."""
+    runner = CliRunner()
+    key = runner.invoke(cli, ["apikeys", "create", "permits platform"], env=env)
+    prefix = key.stdout.strip().splitlines()[-1].split("_")[1]
+    done = runner.invoke(cli, ["apikeys", "redirect", "1", "https://permis.example.ma/cb"],
+                         env=env)
+    assert done.exit_code == 0, done.output
+    assert f"client_id {prefix}: https://permis.example.ma/cb" in done.output
+    again = runner.invoke(cli, ["apikeys", "redirect", "1", "http://127.0.0.1:8080/cb"],
+                          env=env)
+    assert again.output.count("https://permis.example.ma/cb") == 1
+    assert "http://127.0.0.1:8080/cb" in again.output
+    refused = runner.invoke(cli, ["apikeys", "redirect", "1", "http://permis.example.ma/cb"],
+                            env=env)
+    assert refused.exit_code != 0
+    unknown = runner.invoke(cli, ["apikeys", "redirect", "9", "https://permis.example.ma/cb"],
+                            env=env)
+    assert unknown.exit_code != 0

@@ -95,7 +95,7 @@ def make_hosted(rt: Runtime, app: Flask, sms: Sms) -> Hosted:
                               actor="holder")
         ids = (holder.id, holder.cin, holder.mobile, request.id)
     holder_id, cin, mobile, request_id = ids
-    initial = sms.read(mobile, r"signature est (\d+)\.")
+    initial = sms.read(mobile, r"^(\d+) : code PIN")
     pin = generate_pin(6)
     pins.change_pin(rt.sessions, clock, rt.tokens(), request_id, old_pin=initial, new_pin=pin,
                     actor="holder")
@@ -134,7 +134,7 @@ def authorize(client: FlaskClient, caller: Caller, hosted: Hosted, sms: Sms, *,
     sent = _post(client, caller, "/csc/v2/credentials/sendOTP",
                  {"credentialID": hosted.serial})
     assert sent.status_code == 200, sent.get_json()
-    code = sms.read(hosted.mobile, r"code de signature (\d{6})")
+    code = sms.read(hosted.mobile, r"^(\d{6}) : code de signature")
     body: dict = {"credentialID": hosted.serial, "PIN": pin or hosted.pin, "OTP": code}
     if document is not None:
         body["documentDigests"] = [_b64(hashlib.sha256(document).digest())]
@@ -220,7 +220,7 @@ def test_wrong_pin_counts_and_wrong_code_stops(client: FlaskClient, platform: Ca
     assert wrong["_status"] == 403 and wrong["type"].endswith("/pin-incorrect")
     assert wrong["attempts_left"] == 4
     _post(client, platform, "/csc/v2/credentials/sendOTP", {"credentialID": hosted.serial})
-    code = sms.read(hosted.mobile, r"code de signature (\d{6})")
+    code = sms.read(hosted.mobile, r"^(\d{6}) : code de signature")
     bad = _post(client, platform, "/csc/v2/credentials/authorize",
                 {"credentialID": hosted.serial, "PIN": hosted.pin,
                  "OTP": "000000" if code != "000000" else "111111",

@@ -40,14 +40,19 @@ def test_demo_story_delivers_pins_that_appear_nowhere_else(
     out = result.output
     assert "is refused: quota exhausted" in out
     assert "batch 1 shipped by Amana, tracking EE123456785MA" in out
-    assert "est ••••••" in out
+    assert "•••••• : code PIN" in out  # the code first, masked in the console
     assert "changed his PIN and signed a permit" in out and "ready to sign: yes" in out
     assert "sealed PINs still waiting: 0" in out
     assert "audit chain intact" in out and "demo complete" in out
     pins = {m for body in sent for m in re.findall(r"(?<!\d)(\d{6,8})(?!\d)", body)}
+    assert "a list with a typo is refused whole: line 4 [cin]" in out
+    assert "Présidente du conseil de la commune (رئيسة مجلس الجماعة)" in out
+    assert "then 1 outgoing certificate(s) revoked in bulk (affiliationChanged)" in out
+    assert "blocked communes: 0; largest gap: 0 day(s)" in out
     # One PIN per personalised token (four device tokens; the signing chapter's hosted
-    # token) and the signing chapter's one-time code.
-    assert len(pins) == 6
+    # token; the election chapter's two device tokens) and the signing chapter's one-time
+    # code.
+    assert len(pins) == 8
     database = tmp_path / "var" / "demo" / "tawqi.db"
     stored = "".join(path.read_bytes().decode("latin-1")
                      for path in (database, Path(f"{database}-wal")) if path.exists())

@@ -100,7 +100,8 @@ def test_holder_registration(session: Session, clock: FrozenClock) -> None:
     assert holder.entity == f"commune:{COMMUNE_A}"
     assert holder.province_code == PROVINCE
     assert holder.registered_by_contact_id == contact.id
-    assert _actions(session, "holder", holder.id) == ["delivery.holder.registered"]
+    assert _actions(session, "holder", holder.id) == ["delivery.holder.registered",
+                                                     "delivery.mandate.opened"]
     assert holders.find_by_cin(session, "ab 123456") is holder
     with pytest.raises(HolderExists):
         make_holder(session, clock, cin="AB123456")

@@ -65,11 +65,14 @@ def test_tracking_numbers_are_upu_s10() -> None:
         normalise_tracking("12345")
 
 
-def test_templates_carry_both_languages_and_the_secret_only_where_asked() -> None:
-    sms = render("pin.initial", "sms", {"name_fr": "x", "name_ar": "y", "entity_fr": "e",
-                                        "entity_ar": "ع", "form_fr": "f", "form_ar": "ف"},
-                 "48213795")
-    assert sms.body.count("48213795") == 2 and "Changez-le" in sms.body and "تغييره" in sms.body
+def test_templates_carry_the_holders_language_and_the_secret_only_where_asked() -> None:
+    params = {"name_fr": "x", "name_ar": "y", "entity_fr": "e", "entity_ar": "ع",
+              "form_fr": "f", "form_ar": "ف"}
+    sms = render("pin.initial", "sms", params, "48213795")  # French when none is recorded
+    assert sms.body.count("48213795") == 1 and "Changez-le" in sms.body
+    assert "تغييره" not in sms.body
+    sms = render("pin.initial", "sms", {**params, "lang": "ar"}, "48213795")
+    assert sms.body.startswith("48213795") and "غيروه" in sms.body
     notice = render("pin.reset_notice", "email", {"name_fr": "a", "name_ar": "b",
                                                    "at": "2026-03-16 09:30",
                                                    "phone_tail": "5678"})

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from api import accounts
 from api.models import ApiKey, User
+from delivery import campaigns
 from tests.delivery.oversight_scene import COMMUNE_A, YEAR
 from tests.e2e.conftest import Site, check, fits, login, set_lang
 
@@ -96,3 +97,18 @@ def test_admin_journey(page: Page, site: Site, lang: str) -> None:
     expect(page.locator("#chain-result")).to_be_visible()
     check(page, site, "admin-audit")
     fits(page)
+
+    # an election campaign installed today, with a seat nobody can sign for yet
+    with site.rt.unit_of_work() as session:
+        clock = site.rt.clock
+        opened = campaigns.open_campaign(
+            session, clock, name=f"Communales ({lang})", installation_date=clock.now().date(),
+            scope_kind="communes", scope_codes=[COMMUNE_A], funding="extra", actor="admin")
+        campaigns.import_elected(session, clock, opened.id, "\n".join([
+            ",".join(campaigns.CSV_COLUMNS),
+            f"{COMMUNE_A},president,QX{YEAR % 1000}{len(lang)}1,Salma,Bennani,سلمى,بناني,"
+            "Mme,0661234599,salma@example.ma"]), actor="admin", token_form="hosted")
+    page.click("#nav-campaigns")
+    expect(page.locator("#blocked-seats")).to_be_visible()
+    expect(page.locator("#seats tbody tr")).to_have_count(1)
+    check(page, site, "campaigns")

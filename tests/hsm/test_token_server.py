@@ -97,6 +97,26 @@ def test_two_workers_see_one_token_state(token_server: str, db_engine: Engine) -
             worker.stop()
 
 
+def test_a_process_closing_its_library_leaves_the_others_logged_in(
+        token_server: str, db_engine: Engine) -> None:
+    """Through the token server every process shares one login per token: a process that
+    ends (a recycled gunicorn worker) must not log the CA token out under the others."""
+    first, second = workers = _workers(2, db_engine)
+    try:
+        label = f"t-{secrets.token_hex(6)}"
+        so_pin, pin = secrets.token_hex(8), generate_pin(8)
+        first.ok("init_token", label, so_pin, pin)
+        public = serialization.load_pem_public_key(first.ok("generate", label, pin, b"\x02"))
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        first.ok("hold", label, pin, b"\x02")
+        second.ok("sign", label, pin, b"\x02")
+        second.ok("close")
+        public.verify(first.ok("sign_held", label), MESSAGE, ec.ECDSA(hashes.SHA256()))
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
 def test_processes_initialising_tokens_together_never_share_a_slot(
         token_server: str, db_engine: Engine) -> None:
     """Two processes behind one token server each initialise tokens at the same moment

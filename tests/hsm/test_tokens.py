@@ -169,6 +169,21 @@ def test_store_and_read_certificate(hsm_token: HsmToken) -> None:
                                   cert_label="k")
 
 
+def test_certificate_written_without_the_pin(hsm_token: HsmToken) -> None:
+    """A renewed certificate goes onto a holder's token in a public session: the service
+    does not know the holder's PIN."""
+    library, label, _, pin = hsm_token
+    library.generate_key_pair(label, pin, key_type="EC-P256", key_label="k", key_id=b"\xac")
+    key = library.private_key(label, pin, key_id=b"\xac")
+    first = _self_signed(key, "first").public_bytes(serialization.Encoding.DER)
+    library.store_certificate(label, pin, key_id=b"\xac", cert_der=first, cert_label="k")
+    renewed = _self_signed(key, "renewed").public_bytes(serialization.Encoding.DER)
+    library.close()  # a fresh process: nothing logged in
+    library.store_certificate(label, None, key_id=b"\xac", cert_der=renewed, cert_label="k")
+    assert library.read_certificate(label, key_id=b"\xac") == renewed
+    assert not library.logged_in(label)
+
+
 def test_certificate_is_a_public_object_with_its_attributes(hsm_token: HsmToken) -> None:
     library, label, _, pin = hsm_token
     library.generate_key_pair(label, pin, key_type="EC-P256", key_label="k", key_id=b"\xab")

@@ -36,6 +36,15 @@ def serve(conn: Connection, database_url: str, barrier: Barrier) -> None:
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return key.sign(_MESSAGE, ec.ECDSA(hashes.SHA256()))
 
+    held: dict[str, Any] = {}
+
+    def hold(label: str, pin: str, key_id: bytes) -> None:
+        """Keep a key object, as the API keeps the CA's key for the life of the process."""
+        held[label] = library.private_key(label, pin, key_id=key_id)
+
+    def sign_held(label: str) -> bytes:
+        return held[label].sign(_MESSAGE, ec.ECDSA(hashes.SHA256()))
+
     def generate(label: str, pin: str, key_id: bytes) -> bytes:
         public = library.generate_key_pair(label, pin, key_type="EC-P256", key_label="k",
                                            key_id=key_id)
@@ -130,6 +139,7 @@ def serve(conn: Connection, database_url: str, barrier: Barrier) -> None:
         "forked_check_pin": forked_check_pin, "sign_many": sign_many,
         "check_many": check_many, "ensure_secret_key": library.ensure_secret_key,
         "encrypt": library.encrypt, "decrypt": library.decrypt,
+        "hold": hold, "sign_held": sign_held, "close": library.close,
     }
     try:
         while True:

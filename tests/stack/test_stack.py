@@ -226,7 +226,7 @@ def story(stack: Running) -> Story:
     serial = personalised["certificate_serial"]
     stack.call("POST", f"/v1/requests/{rid}/activate", operator)
     # The worker sends the initial PIN through Twilio (the real SDK, a local endpoint).
-    initial = stack.sms(mobile, r"signature est (\d+)\.")
+    initial = stack.sms(mobile, r"(\d+) : code PIN")
     stack.call("POST", f"/v1/requests/{rid}/terms", holder_h, json={"version": "2026-01"})
     pin = generate_pin(6)
     stack.call("POST", f"/v1/requests/{rid}/pin", holder_h, 204,
@@ -245,7 +245,7 @@ def _sign(stack: Running, story: Story, text: str, *,
     seen = len(stack.twilio.bodies_to(story.mobile))
     stack.call("POST", "/csc/v2/credentials/sendOTP", story.holder,
                json={"credentialID": story.serial})
-    code = stack.sms(story.mobile, r"code de signature (\d{6})", after=seen)
+    code = stack.sms(story.mobile, r"(\d{6}) : code de signature", after=seen)
     if between is not None:
         between()
     digest = hashlib.sha256(text.encode()).digest()
@@ -346,7 +346,7 @@ def test_3b_worker_killed_mid_send(stack: Running, story: Story) -> None:
         twilio.hold_after = None
         twilio.release.set()
     stack.stack("start", "worker2")
-    code = stack.sms(story.mobile, r"code de signature (\d{6})", after=before)
+    code = stack.sms(story.mobile, r"(\d{6}) : code de signature", after=before)
     deadline = time.monotonic() + 60
     while any(m["status"] in ("pending", "sending") for m in stack.call(
             "GET", f"/v1/outbox?holder_id={story.holder_id}", story.operator)["items"]):

@@ -13,7 +13,8 @@ from api.blueprints.delivery.common import bp
 
 #: One module per resource, each declaring its operations on ``bp``; imported in this order,
 #: which is the order of the OpenAPI document.
-RESOURCES = ("contacts", "holders", "requests", "pin_reset", "batches", "reports", "outbox")
+RESOURCES = ("contacts", "holders", "mandates", "requests", "pin_reset", "batches", "reports",
+             "outbox", "campaigns")
 for _resource in RESOURCES:
     importlib.import_module(f"{__name__}.{_resource}")
 

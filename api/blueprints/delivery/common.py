@@ -22,9 +22,11 @@ COMMUNE = r"^[0-9]{2}\.[0-9]{3}\.[0-9]{2}\.[0-9]{2}$"
 CIN = CIN_SCHEMA_PATTERN
 PIN = r"^[0-9]{4,16}$"
 HolderRole = Literal["president", "vice_president", "secretary_general", "official"]
+Civility = Literal["mr", "mrs"]
 RequestStatus = Literal["submitted", "approved", "personalised", "shipped", "delivered",
                         "handed_over", "active", "rejected", "cancelled"]
 TokenForm = Literal["device", "hosted"]
+RequestKind = Literal["new", "renewal", "replacement"]
 BatchStatus = Literal["preparing", "dispatched", "received"]
 OutboxStatus = Literal["pending", "sending", "sent", "dead"]
 

@@ -8,7 +8,15 @@ from typing import Literal
 
 from flask import url_for
 
-from api.blueprints.delivery.common import CIN, COMMUNE, PROVINCE, HolderRole, acting_contact_id, bp
+from api.blueprints.delivery.common import (
+    CIN,
+    COMMUNE,
+    PROVINCE,
+    Civility,
+    HolderRole,
+    acting_contact_id,
+    bp,
+)
 from api.policy import Scope, merge_filter
 from api.routing import Call
 from api.schema import PageQuery, make_page, page_of, rule
@@ -43,6 +51,8 @@ class HolderIn:
     province_code: str | None = field(default=None, metadata=rule(pattern=PROVINCE))
     professional_email: str | None = field(default=None, metadata=rule(
         min_length=3, max_length=254, format="email"))
+    civility: Civility = field(default="mr", metadata=rule(
+        description="mr (Monsieur, السيد) or mrs (Madame, السيدة): titles agree with it"))
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class HolderOut:
     surname_fr: str
     given_name_ar: str
     surname_ar: str
+    civility: str
     role: str
     entity_kind: Literal["commune", "services"]
     commune_code: str | None
@@ -99,6 +110,11 @@ class HolderContactOut:
 
 
 @dataclass(frozen=True)
+class HolderCivilityIn:
+    civility: Civility
+
+
+@dataclass(frozen=True)
 class HolderContactConfirmIn:
     channel: Literal["sms", "email"]
     code: str = field(metadata=rule(pattern=r"^[0-9]{4,10}$", write_only=True))
@@ -106,7 +122,7 @@ class HolderContactConfirmIn:
 
 def holder_out(h: Holder) -> HolderOut:
     return HolderOut(h.id, h.cin, h.given_name_fr, h.surname_fr, h.given_name_ar,
-                     h.surname_ar, h.role, h.entity_kind,  # type: ignore[arg-type]
+                     h.surname_ar, h.civility, h.role, h.entity_kind,  # type: ignore[arg-type]
                      h.commune_code, h.province_code, h.mobile, h.email,
                      h.professional_email, h.created_at)
 
@@ -141,7 +157,8 @@ def register_holder(call: Call, body: HolderIn) -> HolderOut:
         cin=body.cin, given_name_fr=body.given_name_fr, surname_fr=body.surname_fr,
         given_name_ar=body.given_name_ar, surname_ar=body.surname_ar, role=body.role,
         mobile=body.mobile, email=body.email, commune_code=body.commune_code,
-        province_code=body.province_code, professional_email=body.professional_email),
+        province_code=body.province_code, professional_email=body.professional_email,
+        civility=body.civility),
         actor=call.actor, contact_id=contact_id)
     call.location = url_for("delivery.get_holder", holder_id=holder.id)
     return holder_out(holder)
@@ -187,3 +204,13 @@ def confirm_holder_contact(call: Call, holder_id: int,
     return holder_out(contact_change.confirm_change(
         call.runtime.sessions, call.clock, holder_id=holder_id, channel=body.channel,
         code=body.code, actor=call.actor))
+
+
+@bp.operation("POST", "/holders/<id:holder_id>/civility", action="holders.write",
+              body=HolderCivilityIn, response=HolderOut, idempotency="optional",
+              summary="Correct a holder's civility (titles agree with it)")
+def set_holder_civility(call: Call, holder_id: int, body: HolderCivilityIn) -> HolderOut:
+    holder = holders.get_holder(call.session, holder_id)
+    call.authorize(Scope(province_code=holder.province_code))
+    return holder_out(holders.set_civility(call.session, call.clock, holder_id, body.civility,
+                                           actor=call.actor))

@@ -12,6 +12,7 @@ from api.schema import PageQuery, make_page, page_of, rule
 from api.wiring.flaskapp import wiring
 from delivery import (
     batches,
+    oversight,
     requests,
 )
 
@@ -63,3 +64,54 @@ def overdue(call: Call, query: OverdueQuery) -> object:
                                       offset=query.offset)
     return make_page(OverdueOut, [OverdueOut(**vars(x)) for x in found.items], found.total,
                      query.limit, query.offset)
+
+
+@dataclass(frozen=True)
+class ExpiringQuery:
+    days: int = field(default=oversight.EXPIRY_HORIZON_DAYS,
+                      metadata=rule(minimum=1, maximum=366))
+    province: str | None = field(default=None, metadata=rule(pattern=PROVINCE))
+
+
+@dataclass(frozen=True)
+class ExpiringCertificateOut:
+    serial: str
+    not_after: datetime
+    days_left: int
+    holder_id: int
+    cin: str
+    name_fr: str
+    name_ar: str
+    commune_code: str | None
+    request_id: int
+    renewal_under_way: bool
+
+
+@dataclass(frozen=True)
+class ExpiringProvinceOut:
+    province_code: str
+    name_fr: str
+    name_ar: str
+    count: int
+    certificates: list[ExpiringCertificateOut]
+
+
+@dataclass(frozen=True)
+class ExpiringOut:
+    days: int
+    total: int
+    provinces: list[ExpiringProvinceOut]
+
+
+@bp.operation("GET", "/reports/expiring", action="reports.expiring", query=ExpiringQuery,
+              response=ExpiringOut,
+              summary="Holders' certificates expiring in the next days (90 by default), by "
+                      "province")
+def expiring(call: Call, query: ExpiringQuery) -> ExpiringOut:
+    province = merge_filter(call.list_scope(), province_code=query.province)
+    found = oversight.expiring(call.session, call.clock, days=query.days,
+                               province_code=province)
+    return ExpiringOut(query.days, sum(p.count for p in found), [
+        ExpiringProvinceOut(p.province_code, p.name_fr, p.name_ar, p.count,
+                            [ExpiringCertificateOut(**vars(c)) for c in p.certificates])
+        for p in found])

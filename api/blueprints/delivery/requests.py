@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from flask import url_for
 
 from api.blueprints.delivery.common import (
     PIN,
     PROVINCE,
+    RequestKind,
     RequestStatus,
     TokenForm,
     acting_contact_id,
@@ -23,10 +25,12 @@ from delivery import (
     batches,
     contacts,
     holders,
+    incidents,
     personalisation,
     pins,
     requests,
 )
+from delivery.models import KIND_RENEWAL, KIND_REPLACEMENT
 from delivery.models import CertificateRequest as RequestRow
 
 
@@ -61,6 +65,8 @@ class RequestOut:
     pin_changed_at: datetime | None
     submitted_at: datetime
     updated_at: datetime
+    kind: RequestKind = "new"
+    follows_request_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,8 @@ def request_out(r: RequestRow) -> RequestOut:
                       r.status_reason, requests.allowed_steps(r), r.certificate_serial,
                       r.certificate_not_after, r.batch_id, r.pin_sent_at, r.handed_over_to,
                       r.handed_over_at, r.terms_version, r.terms_accepted_at,
-                      r.pin_change_required, r.pin_changed_at, r.submitted_at, r.updated_at)
+                      r.pin_change_required, r.pin_changed_at, r.submitted_at, r.updated_at,
+                      r.kind, r.follows_request_id)  # type: ignore[arg-type]
 
 
 def _scope(r: RequestRow) -> Scope:
@@ -172,6 +179,55 @@ def submit_request(call: Call, body: RequestIn) -> RequestOut:
                                       actor=call.actor, year=body.year)
     call.location = url_for("delivery.get_request", request_id=created.id)
     return request_out(created)
+
+
+@bp.operation("POST", "/requests/<id:request_id>/renew", action="requests.create",
+              response=RequestOut, status=201, idempotency="optional", errors=(409,),
+              summary="Ask for the renewal of an active credential (reserves one of the "
+                      "quota; the token, PIN and terms carry over at activation)")
+def renew(call: Call, request_id: int) -> RequestOut:
+    found = _load(call, request_id)
+    created = requests.submit_renewal(call.session, call.clock, request_id, actor=call.actor,
+                                      contact_id=acting_contact_id(call, found.province_code))
+    call.location = url_for("delivery.get_request", request_id=created.id)
+    return request_out(created)
+
+
+@dataclass(frozen=True)
+class IncidentIn:
+    incident: Literal["lost", "stolen", "damaged"]
+    note: str = field(metadata=rule(min_length=1, max_length=500,
+                                    description="What happened, when, where."))
+
+
+@bp.operation("POST", "/requests/<id:request_id>/incident", action="requests.incident",
+              body=IncidentIn, response=RequestOut, status=201, idempotency="optional",
+              errors=(409, 503), prepare=load_authority_first,
+              summary="Report the token lost, stolen or damaged: the certificate is "
+                      "suspended (revoked keyCompromise if stolen) and a replacement "
+                      "request follows")
+def report_incident(call: Call, request_id: int, body: IncidentIn) -> RequestOut:
+    found = _load(call, request_id)
+    holder_id = call.user.holder_id if call.user.role == "holder" else None
+    replacement = incidents.report_token_incident(
+        call.session, call.clock, request_id, incident=body.incident, note=body.note,
+        actor=call.actor, personaliser=wiring().personaliser(),
+        contact_id=acting_contact_id(call, found.province_code), holder_id=holder_id)
+    call.location = url_for("delivery.get_request", request_id=replacement.id)
+    return request_out(replacement)
+
+
+@bp.operation("POST", "/requests/<id:request_id>/cancel-personalised",
+              action="requests.cancel_personalised", body=ReasonIn, response=RequestOut,
+              idempotency="optional", errors=(409, 503), prepare=load_authority_first,
+              summary="Cancel after personalisation: revoke the certificate, destroy the "
+                      "token's objects, release the quota reservation")
+def cancel_personalised(call: Call, request_id: int, body: ReasonIn) -> RequestOut:
+    found = _load(call, request_id)
+    return request_out(incidents.cancel_after_personalisation(
+        call.session, call.clock, request_id, reason=body.reason, actor=call.actor,
+        personaliser=wiring().personaliser(),
+        contact_id=acting_contact_id(call, found.province_code)))
 
 
 @bp.operation("GET", "/requests/<id:request_id>", action="requests.read",
@@ -253,9 +309,15 @@ def accept_terms(call: Call, request_id: int, body: TermsIn) -> RequestOut:
               response=RequestOut, errors=(409,),
               summary="Activate the credential (consumes the quota reservation)")
 def activate(call: Call, request_id: int) -> RequestOut:
-    _load(call, request_id)
+    found = _load(call, request_id)
+    supersede = None
+    if found.kind in (KIND_RENEWAL, KIND_REPLACEMENT):  # the CA revokes the old certificate
+        personaliser = wiring().personaliser()
+
+        def supersede(serial: str) -> None:
+            personaliser.supersede(call.session, call.clock, serial=serial, actor=call.actor)
     return request_out(requests.activate_request(call.session, call.clock, request_id,
-                                                 actor=call.actor))
+                                                 actor=call.actor, supersede=supersede))
 
 
 @bp.operation("POST", "/requests/<id:request_id>/pin", action="holder.pin",

@@ -1,6 +1,6 @@
 """signing: public records of stamped signatures (the QR code's status page).
 
-Revision ID: signing_0002
+Revision ID: signing_0003
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "signing_0002"
-down_revision = "signing_0001"
+revision = "signing_0003"
+down_revision = "signing_0002"
 branch_labels = None
 depends_on = None
 

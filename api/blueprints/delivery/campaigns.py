@@ -1,0 +1,199 @@
+"""Election campaigns: open (DGCL administrator or operator), import the newly elected
+(CSV), install (bulk revocation of the outgoing certificates), the per-seat report and the
+contacts' emails. A contact reads only their own province's seats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+from api.blueprints.delivery.common import PROVINCE, TokenForm, bp
+from api.policy import merge_filter
+from api.routing import Call
+from api.schema import rule
+from api.wiring.flaskapp import load_authority_first, wiring
+from delivery import campaigns, mandate_change
+from delivery.models import Campaign
+
+#: The largest CSV accepted in one import (the nation's 1,503 presidents fit many times).
+MAX_CSV_CHARS = 4_000_000
+
+
+@dataclass(frozen=True)
+class CampaignIn:
+    name: str = field(metadata=rule(min_length=1, max_length=200))
+    installation_date: date
+    scope_kind: Literal["nation", "region", "province", "communes"]
+    funding: Literal["quota", "extra"] = field(metadata=rule(
+        description="quota: within the year's quota; extra: an extra allotment on the "
+                    "ledger, billed to the DGCL"))
+    scope_codes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CampaignOut:
+    id: int
+    name: str
+    installation_date: date
+    scope_kind: str
+    funding: str
+    status: str
+    opened_by: str
+    opened_at: datetime
+    imported_at: datetime | None
+    installed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CampaignImportIn:
+    """The newly elected, as CSV text with a header line: commune_code, role, cin,
+    given_name_fr, surname_fr, given_name_ar, surname_ar, civility, phone, email."""
+
+    csv: str = field(metadata=rule(min_length=1, max_length=MAX_CSV_CHARS))
+    token_form: TokenForm = "device"
+
+
+@dataclass(frozen=True)
+class CampaignImportOut:
+    campaign_id: int
+    lines: int
+    new_holders: int
+    re_elected: int
+    changed_mandate: int
+    requests: int
+    outgoing: int
+
+
+@dataclass(frozen=True)
+class CampaignInstallIn:
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class CampaignInstallOut:
+    campaign_id: int
+    dry_run: bool
+    to_revoke: list[str]
+    revoked: list[str]
+    already_revoked: int
+
+
+@dataclass(frozen=True)
+class CampaignSeatOut:
+    commune_code: str
+    commune_fr: str
+    commune_ar: str
+    province_code: str
+    role: str
+    re_elected: bool
+    incoming_holder_id: int
+    incoming_name_fr: str
+    incoming_name_ar: str
+    outgoing_name_fr: str | None
+    outgoing_status: str | None
+    request_id: int | None
+    request_status: str | None
+    steps: dict[str, datetime]
+    can_sign: bool
+    signing_since: datetime | None
+    blocked_since: date | None
+    gap_days: int | None
+
+
+@dataclass(frozen=True)
+class CampaignReportOut:
+    campaign: CampaignOut
+    seats: list[CampaignSeatOut]
+    blocked: list[CampaignSeatOut]
+    max_gap_days: int | None
+
+
+@dataclass(frozen=True)
+class CampaignReportQuery:
+    province: str | None = field(default=None, metadata=rule(pattern=PROVINCE))
+
+
+@dataclass(frozen=True)
+class CampaignNotifyOut:
+    queued: int
+
+
+def campaign_out(c: Campaign) -> CampaignOut:
+    return CampaignOut(c.id, c.name, c.installation_date, c.scope_kind, c.funding, c.status,
+                       c.opened_by, c.opened_at, c.imported_at, c.installed_at)
+
+
+def _seat(s: campaigns.SeatStatus) -> CampaignSeatOut:
+    return CampaignSeatOut(**vars(s))
+
+
+@dataclass(frozen=True)
+class CampaignListOut:
+    items: list[CampaignOut]
+
+
+@bp.operation("GET", "/campaigns", action="campaigns.read", response=CampaignListOut,
+              summary="Election campaigns, newest first")
+def list_campaigns(call: Call) -> CampaignListOut:
+    call.list_scope()
+    return CampaignListOut([campaign_out(c) for c in campaigns.list_campaigns(call.session)])
+
+
+@bp.operation("POST", "/campaigns", action="campaigns.manage", body=CampaignIn,
+              response=CampaignOut, status=201, idempotency="optional", errors=(409,),
+              summary="Open an election campaign")
+def open_campaign(call: Call, body: CampaignIn) -> CampaignOut:
+    return campaign_out(campaigns.open_campaign(
+        call.session, call.clock, name=body.name, installation_date=body.installation_date,
+        scope_kind=body.scope_kind, scope_codes=body.scope_codes, funding=body.funding,
+        actor=call.actor))
+
+
+@bp.operation("GET", "/campaigns/<id:campaign_id>", action="campaigns.read",
+              query=CampaignReportQuery, response=CampaignReportOut,
+              summary="A campaign's report per seat: outgoing certificate, incoming "
+                      "request's steps, can the commune sign again; blocked seats worst first")
+def campaign_report(call: Call, campaign_id: int, query: CampaignReportQuery) -> CampaignReportOut:
+    province = merge_filter(call.list_scope(), province_code=query.province)
+    found = campaigns.report(call.session, call.clock, campaign_id, province_code=province)
+    return CampaignReportOut(campaign_out(found.campaign), [_seat(s) for s in found.seats],
+                     [_seat(s) for s in found.blocked], found.max_gap_days)
+
+
+@bp.operation("POST", "/campaigns/<id:campaign_id>/import", action="campaigns.manage",
+              body=CampaignImportIn, response=CampaignImportOut, idempotency="optional",
+              errors=(409,),
+              summary="Import the newly elected (CSV; all or nothing, every error with its "
+                      "line number); requests are submitted for the incoming holders")
+def import_elected(call: Call, campaign_id: int, body: CampaignImportIn) -> CampaignImportOut:
+    result = campaigns.import_elected(call.session, call.clock, campaign_id, body.csv,
+                                      actor=call.actor, token_form=body.token_form)
+    return CampaignImportOut(**vars(result))
+
+
+@bp.operation("POST", "/campaigns/<id:campaign_id>/install", action="campaigns.manage",
+              body=CampaignInstallIn, response=CampaignInstallOut, idempotency="optional",
+              errors=(409, 503), prepare=load_authority_first,
+              summary="Install the new councils: revoke the outgoing certificates in bulk "
+                      "(affiliationChanged); resumable; dry_run lists what it would do")
+def install(call: Call, campaign_id: int, body: CampaignInstallIn) -> CampaignInstallOut:
+    revoke = None
+    if not body.dry_run:
+        revoke = mandate_change.lifecycle_revoker(call.session, call.clock,
+                                                  wiring().authority())
+    result = campaigns.install(call.session, call.clock, campaign_id, actor=call.actor,
+                               revoke=revoke, dry_run=body.dry_run)
+    return CampaignInstallOut(result.campaign_id, result.dry_run, list(result.to_revoke),
+                      list(result.revoked), result.already_revoked)
+
+
+@bp.operation("POST", "/campaigns/<id:campaign_id>/notify", action="campaigns.manage",
+              response=CampaignNotifyOut, idempotency="optional",
+              summary="Email each province's contact its list (once a day)")
+def notify(call: Call, campaign_id: int) -> CampaignNotifyOut:
+    return CampaignNotifyOut(campaigns.notify_contacts(call.session, call.clock, campaign_id,
+                                               actor=call.actor))
+
+
+

@@ -1,0 +1,346 @@
+"""The nation's rotation after communal elections, timed.
+
+Run: ``.venv/bin/python -m bench.election [--communes 1503] [--processes 2]
+[--postgres URL]``
+
+Set-up (not timed): a throwaway service as :mod:`bench.sign_hash` builds it (SQLite under
+``/tmp``, or with ``--postgres URL`` a fresh PostgreSQL database dropped afterwards; SoftHSM2
+behind the token server, ``TAWQI_PKCS11_SERVER=auto``, so that every process sees one token
+state), the CA, the envelope key, one designated contact per province, and for each of the
+first ``--communes`` communes (by HCP code) an outgoing president with an issued certificate
+(set-up shortcut: the outgoing certificates certify one key of one set-up token) and the
+incoming president registered.
+
+Timed, the rotation:
+
+* ``--processes`` worker processes share the communes; for each incoming president, through
+  the request flow: submit (reserves the commune's quota), approve, personalise (a token of
+  their own is initialised, the key generated ON it, the certificate issued and written to
+  it, a fresh PIN sealed), activate (the quota consumed, the PIN notices queued in the
+  outbox, SMS and email). One transaction per commune.
+* then one bulk revocation of every outgoing certificate (``affiliationChanged``): each
+  OCSP answer re-signed, ONE CRL.
+
+Also measured in the same run, the raw limit: SoftHSM2 key generation (EC P-256) plus one
+signature per certificate in a bare python-pkcs11 loop, one process, times the number of
+processes (an upper bound: the loop shares nothing).
+
+Checks afterwards: as many active requests, issued certificates and queued PIN notices as
+communes, every outgoing certificate revoked, one CRL for the bulk revocation, the audit chain
+intact. Exits 1 if a check fails. The LAST line is ``rotations_per_second=<x>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import multiprocessing
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ACTOR = "bench-election"
+
+
+def _runtime() -> Any:
+    from api.runtime import Runtime
+    from core.config import Settings
+
+    return Runtime(Settings.from_env())
+
+
+def prepare(directory: Path, communes: int) -> tuple[list[str], list[tuple[str, int]]]:
+    """The service, the outgoing certificates and the incoming holders. Returns the outgoing
+    serials and the (commune, incoming holder id) pairs."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    from sqlalchemy import select
+
+    from api.wiring import Wiring
+    from bench.sign_hash import environment
+    from core import migrate
+    from delivery import contacts, holders
+    from delivery.envelopes import provision_envelope_key
+    from hsm import generate_pin
+    from pki import ca, issuance
+    from pki.models import PROFILE_HOLDER
+    from pki.profiles import HolderIdentity, Profile
+    from quotas import policy, refdata
+    from quotas.models import Commune
+
+    os.environ.update(environment(directory))
+    runtime = _runtime()
+    try:
+        settings, clock = runtime.settings, runtime.clock
+        migrate.upgrade(runtime.engine)
+        tokens = runtime.tokens()
+        with runtime.unit_of_work() as session:
+            refdata.load(session, clock)
+            policy.ensure_default_policies(session, clock)
+            ca.init_ca(session, clock, tokens, Profile.from_settings(settings),
+                       root_token=settings.root_token_label,
+                       ca_token=settings.ca_token_label, so_pin=settings.so_pin,
+                       pin=settings.service_pin, root_pin=settings.root_pin, actor=ACTOR)
+        provision_envelope_key(tokens, token_label=settings.envelope_token,
+                               token_pin=settings.envelope_token_pin,
+                               key_label=settings.envelope_key, so_pin=settings.so_pin)
+        # the outgoing presidents' certificates: one set-up key, certified once per commune
+        setup_pin = generate_pin(8)
+        tokens.init_token("outgoing", settings.so_pin, setup_pin)
+        key_id = b"\x01"
+        tokens.generate_key_pair("outgoing", setup_pin, key_type="EC-P256",
+                                 key_label="outgoing", key_id=key_id)
+        from cryptography.hazmat.primitives import serialization
+
+        public = tokens.public_key("outgoing", key_id=key_id).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        authority = Wiring(runtime).authority()
+        outgoing: list[str] = []
+        incoming: list[tuple[str, int]] = []
+        with runtime.unit_of_work() as session:
+            rows = session.execute(select(Commune.code, Commune.province_code, Commune.name_fr)
+                                   .where(Commune.kind != "arrondissement",
+                                          Commune.code.not_like("%.%.%.%.%"))
+                                   .order_by(Commune.code).limit(communes)).all()
+            designated: dict[str, int] = {}
+            for n, (code, province, name) in enumerate(rows):
+                if province not in designated:
+                    designated[province] = contacts.designate_contact(
+                        session, clock, contacts.ContactDesignation(
+                            province_code=province, full_name="Samira El Idrissi",
+                            title="Cheffe de division", phone="0539981234",
+                            postal_address="Province", email=f"c{province}@interieur.gov.ma",
+                            decision_reference=f"DEC-{province}",
+                            decision_date=date(2026, 1, 15), designated_by="Le gouverneur"),
+                        actor=ACTOR).id
+                identity = HolderIdentity(cin=f"OU{n:06d}", given_name="Sortant",
+                                          surname=f"Président {n}",
+                                          title="Président du conseil communal",
+                                          organization=name[:60])
+                prepared = issuance.prepare(session, clock, authority, issuance.IssuanceRequest(
+                    PROFILE_HOLDER, public, "outgoing", key_id, "EC-P256", holder=identity),
+                    actor=ACTOR)
+                outgoing.append(issuance.sign_prepared(session, clock, authority, prepared,
+                                                       actor=ACTOR).serial)
+                holder = holders.register_holder(session, clock, holders.HolderRegistration(
+                    cin=f"IN{n:06d}", given_name_fr="Nouveau", surname_fr=f"Président {n}",
+                    given_name_ar="جديد", surname_ar=f"رئيس {n}", role="president",
+                    commune_code=code, mobile=f"+2126{n:08d}",
+                    email=f"president{n}@commune.example.ma"), actor=ACTOR,
+                    contact_id=designated[province])
+                incoming.append((code, holder.id))
+        return outgoing, incoming
+    finally:
+        runtime.close()
+
+
+def _rotate(job: tuple[dict[str, str], list[int], Any, Any]) -> int:
+    """One worker process: the incoming presidents' requests, one transaction each. It
+    loads the CA (a PIN login on the shared service token), says it is ready, and waits
+    for the start: a login in one process while another signs would race (the token
+    server shares one login state between processes)."""
+    env, holder_ids, ready, start = job
+    os.environ.update(env)
+    import logging
+
+    logging.disable(logging.WARNING)
+    from api.wiring import Wiring
+    from delivery import contacts, holders, personalisation, requests
+
+    runtime = _runtime()
+    try:
+        wiring = Wiring(runtime)
+        personaliser, sealer, policy = wiring.personaliser(), wiring.sealer(), wiring.policy
+        clock = runtime.clock
+        ready.put(os.getpid())
+        start.wait()
+        for holder_id in holder_ids:
+            with runtime.unit_of_work() as session:
+                holder = holders.get_holder(session, holder_id)
+                contact_id = contacts.designated_contact_id(session, holder.province_code)
+                request = requests.submit_request(session, clock, contact_id=contact_id,
+                                                  holder_id=holder_id, token_form="hosted",
+                                                  actor=ACTOR)
+                requests.approve_request(session, clock, request.id, actor=ACTOR,
+                                         identity_check="installation minutes")
+                personalisation.personalise_request(session, clock, request.id,
+                                                    personaliser=personaliser, sealer=sealer,
+                                                    actor=ACTOR, policy=policy)
+                requests.activate_request(session, clock, request.id, actor=ACTOR)
+        return len(holder_ids)
+    finally:
+        # Not runtime.close(): closing the token library logs out every pooled token, and
+        # through the token server a C_Logout ends the login of the shared CA token for
+        # the other process too (it would fail mid-issuance). The pool ends the process.
+        runtime.engine.dispose()
+
+
+def _raw_loop(job: tuple[str, int]) -> float:
+    """In a fresh process: EC P-256 key generation on the token plus one signature, a bare
+    python-pkcs11 loop (no database, no CA); returns per second."""
+    import subprocess
+
+    import pkcs11
+    import pkcs11.util.ec
+    from pkcs11 import KeyType, Mechanism
+
+    from hsm import default_module_path
+    from hsm.softhsm import write_softhsm_config
+
+    directory, count = Path(job[0]), job[1]
+    conf = write_softhsm_config(directory / "raw-softhsm")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    so_pin, pin = secrets.token_hex(8), "73920145"
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "raw",
+                    "--so-pin", so_pin, "--pin", pin], check=True, capture_output=True)
+    lib = pkcs11.lib(default_module_path())
+    token = lib.get_token(token_label="raw")
+    digest = hashlib.sha256(b"permit").digest()
+    params = pkcs11.util.ec.encode_named_curve_parameters("secp256r1")
+    with token.open(rw=True, user_pin=pin) as session:
+        domain = session.create_domain_parameters(KeyType.EC, {pkcs11.Attribute.EC_PARAMS:
+                                                               params}, local=True)
+        started = time.perf_counter()
+        for n in range(count):
+            _pub, priv = domain.generate_keypair(store=True, label=f"k{n}",
+                                                 mechanism=Mechanism.EC_KEY_PAIR_GEN)
+            priv.sign(digest, mechanism=Mechanism.ECDSA)
+        return count / (time.perf_counter() - started)
+
+
+def raw_limit(directory: Path, count: int) -> float:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return float(pool.apply(_raw_loop, ((str(directory), count),)))
+
+
+def check(outgoing: list[str], communes: int, crl_before: int) -> list[str]:
+    from sqlalchemy import func, select
+
+    from core.audit import verify
+    from delivery.models import ACTIVE, CertificateRequest, OutboxMessage
+    from pki.models import CertificateRecord, CrlRecord
+
+    problems = []
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as session:
+            active = session.scalar(select(func.count()).select_from(CertificateRequest)
+                                    .where(CertificateRequest.status == ACTIVE))
+            if active != communes:
+                problems.append(f"{active} active requests, expected {communes}")
+            notices = session.scalar(select(func.count()).select_from(OutboxMessage))
+            if (notices or 0) < 2 * communes:
+                problems.append(f"{notices} queued notices, expected at least {2 * communes}")
+            issued = session.scalar(select(func.count()).select_from(CertificateRecord).where(
+                CertificateRecord.profile == "holder", CertificateRecord.status == "issued",
+                CertificateRecord.token_label != "outgoing"))
+            if issued != communes:
+                problems.append(f"{issued} incoming certificates issued, expected {communes}")
+            revoked = session.scalar(select(func.count()).select_from(CertificateRecord).where(
+                CertificateRecord.serial.in_(outgoing),
+                CertificateRecord.revocation_reason == "affiliationChanged"))
+            if revoked != len(outgoing):
+                problems.append(f"{revoked} of {len(outgoing)} outgoing certificates revoked")
+            crls = session.scalar(select(func.count()).select_from(CrlRecord))
+            if (crls or 0) - crl_before != 1:
+                problems.append(f"{(crls or 0) - crl_before} CRLs published, expected 1")
+            if not verify(session).ok:
+                problems.append("the audit chain is broken")
+    finally:
+        runtime.close()
+    return problems
+
+
+def run(args: argparse.Namespace, directory: Path) -> int:
+    from sqlalchemy import func, select
+
+    from api.wiring import Wiring
+    from pki import lifecycle
+    from pki.models import CrlRecord
+
+    set_up = time.perf_counter()
+    outgoing, incoming = prepare(directory, args.communes)
+    env = {k: v for k, v in os.environ.items() if k.startswith(("TAWQI_", "SOFTHSM2_"))}
+    print(f"set-up: {len(incoming)} communes, {len(outgoing)} outgoing certificates "
+          f"({time.perf_counter() - set_up:.1f} s, not timed)")
+    runtime = _runtime()
+    with runtime.unit_of_work() as session:
+        crl_before = session.scalar(select(func.count()).select_from(CrlRecord)) or 0
+    runtime.close()
+
+    context = multiprocessing.get_context("spawn")
+    manager = context.Manager()
+    start, ready = manager.Event(), manager.Queue()
+    shares = [[h for _, h in incoming[i::args.processes]] for i in range(args.processes)]
+    with context.Pool(args.processes) as pool:
+        pending = pool.map_async(_rotate, [(env, share, ready, start) for share in shares])
+        for _ in shares:
+            ready.get(timeout=300)
+        began = time.perf_counter()
+        start.set()
+        done = sum(pending.get())
+        issued_at = time.perf_counter()
+    manager.shutdown()
+    runtime = _runtime()
+    try:
+        authority = Wiring(runtime).authority()
+        with runtime.unit_of_work() as session:
+            result = lifecycle.revoke_many(session, runtime.clock, authority, outgoing,
+                                           "affiliationChanged", actor=ACTOR,
+                                           checkpoint=session.commit)
+    finally:
+        runtime.close()
+    ended = time.perf_counter()
+    wall = ended - began
+    database = "PostgreSQL" if "postgresql" in os.environ.get("TAWQI_DATABASE_URL", "") \
+        else "SQLite"
+    print(f"database: {database}; processes: {args.processes}")
+    print(f"incoming: {done} tokens personalised and activated in {issued_at - began:.2f} s "
+          f"({done / (issued_at - began):.1f}/s)")
+    print(f"outgoing: {len(result.revoked)} revoked in {ended - issued_at:.2f} s "
+          f"(one CRL, #{result.crl_number})")
+    print(f"wall time: {wall:.2f} s for {done} rotations")
+    raw = raw_limit(directory, min(args.raw_count, max(done, 1)))
+    print(f"raw limit: {raw:.1f} keygen+sign/s in one process, {raw * args.processes:.1f}/s "
+          f"for {args.processes} (bare python-pkcs11, SoftHSM2)")
+    problems = check(outgoing, done, crl_before)
+    for problem in problems:
+        print(f"FAILED: {problem}")
+    print("checks: " + ("all passed" if not problems else f"{len(problems)} failed"))
+    print(f"rotations_per_second={done / wall:.2f}")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.load import database, stop_token_server
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--communes", type=int, default=1503,
+                        help="communes whose president changes (the nation: 1503)")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--raw-count", type=int, default=300,
+                        help="key generations + signatures for the raw limit")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="run on a fresh database of this PostgreSQL server, dropped "
+                             "afterwards; default: SQLite")
+    args = parser.parse_args(argv)
+    directory = Path(tempfile.mkdtemp(prefix="tawqi-bench-election-"))
+    try:
+        with database(args.postgres):
+            try:
+                return run(args, directory)
+            finally:
+                stop_token_server(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

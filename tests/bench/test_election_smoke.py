@@ -1,0 +1,28 @@
+"""The election bench (``bench/election.py``) runs end to end with a few communes and two
+processes, and every check it makes afterwards passes. No timing is asserted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_election_smoke_checks_pass() -> None:
+    # The bench builds its own deployment: keep this run's settings and token server away.
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("TAWQI_") and key not in ("SOFTHSM2_CONF",
+                                                             "P11_KIT_SERVER_ADDRESS")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.election", "--communes", "4", "--processes", "2",
+         "--raw-count", "5"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    lines = done.stdout.strip().splitlines()
+    assert "checks: all passed" in lines, output
+    assert any(line.startswith("raw limit: ") for line in lines), output
+    assert any(line.startswith("outgoing: 4 revoked") for line in lines), output
+    assert lines[-1].startswith("rotations_per_second="), output
