@@ -18,4 +18,5 @@ BLUEPRINT_MODULES = [
     "api.blueprints.oauth2",
     "api.blueprints.verify",
     "api.web",
+    "api.web.link",
 ]

@@ -13,13 +13,16 @@ Each signature shows its ETSI indication and, in words of the reader's language,
 sub-indication (``verify.sub.*`` in the catalogues; one we have no words for reads as
 GENERIC). The visitor may add CRLs and OCSP responses for a document signed elsewhere, as
 ``POST /v1/verify`` takes them.
+
+``/web/s/<id>`` is a stamped signature's public status page (``/s/<id>``, the URL in the
+stamp's QR code, redirects there: :mod:`api.web.link`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import abort, request
 
 from api import ratelimit
 from api.routing import client_address
@@ -27,6 +30,7 @@ from api.web.pages import FormError, _html, bp
 from api.web.session import runtime
 from api.wiring.flaskapp import wiring
 from core.errors import InvalidInput, RateLimited
+from pki.signing.public import signature_status
 from pki.signing.revinfo import parse_uploaded
 from pki.signing.verification import VerificationReport
 
@@ -78,3 +82,24 @@ def verify_post() -> Any:
     except (InvalidInput, RateLimited) as exc:
         return _page(exc.status, form_error=FormError.of(exc, "verify"))
     return _page(report=report)
+
+
+# --------------------------------------------------------------------------- status page
+
+
+@bp.get("/s/<public_id>")
+def signature(public_id: str) -> Any:
+    """A stamped signature's public status page (the stamp's QR code leads here through
+    ``/s/<id>``): what the stamp says, the signing time and the certificate's status
+    today, with a link to this page's form to check the PDF itself. No login; counted
+    against the same per-address limit as the form. An unknown id is a 404 page."""
+    rt = runtime()
+    with rt.unit_of_work() as session:
+        ratelimit.enforce(session, rt.clock,
+                          [(f"verify:{client_address()}",
+                            ratelimit.limit_of(rt.settings, "verify"))],
+                          "verifications")
+        found = signature_status(session, public_id, rt.clock.now())
+    if found is None:
+        abort(404)
+    return _html("signature.html", status=found)

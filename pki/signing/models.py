@@ -1,5 +1,6 @@
-"""The tables of remote signing: one-time codes, signature activation data (SADs), and the
-OAuth 2.0 authorisation codes with the redirect URIs registered per API client.
+"""The tables of remote signing: one-time codes, signature activation data (SADs), the
+OAuth 2.0 authorisation codes with the redirect URIs registered per API client, and the
+public records of stamped signatures (what their QR code's status page shows).
 
 Their migration is ``pki/signing/migrations`` (Alembic branch ``signing``; the revision
 ids are the ones databases already carry).
@@ -122,6 +123,26 @@ class OAuthCode(Base):
                                       name="box_erased_when_used"))
 
 
+class SignatureRecord(Base):
+    """A signature made with a visible stamp, as its public status page shows it: the
+    random ``public_id`` of the QR code's URL (unguessable), the certificate, the time and
+    the stamp's own text. Nothing the stamp does not show (no CIN, no phone)."""
+
+    __tablename__ = "signing_record"
+
+    public_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(ForeignKey("pki_certificate.id"), index=True)
+    serial: Mapped[str] = mapped_column(String(40))
+    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    name_fr: Mapped[str] = mapped_column(String(120))
+    name_ar: Mapped[str] = mapped_column(String(120))
+    title_fr: Mapped[str] = mapped_column(String(120))
+    title_ar: Mapped[str] = mapped_column(String(120))
+    organisation_fr: Mapped[str] = mapped_column(String(120))
+    organisation_ar: Mapped[str] = mapped_column(String(120))
+    document_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
 __all__ = [
     "CODE_OPEN",
     "CODE_USED",
@@ -134,6 +155,7 @@ __all__ = [
     "SAD_USED",
     "OAuthCode",
     "OAuthRedirect",
+    "SignatureRecord",
     "SigningAuthorization",
     "SigningChallenge",
 ]

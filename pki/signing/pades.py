@@ -86,6 +86,8 @@ logging.getLogger("pyhanko.sign.signers.pdf_signer").setLevel(logging.ERROR)
 #: Default size of the visible stamp, in PDF points (1/72 in).
 STAMP_WIDTH = 300
 STAMP_HEIGHT = 96
+#: A stamp with a QR code is wider by the code's square, so its text keeps its size.
+STAMP_QR_WIDTH = STAMP_WIDTH + STAMP_HEIGHT - 12
 STAMP_MARGIN = 36
 STAMP_GAP = 8
 FIELD_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -243,6 +245,8 @@ class SignedPdf:
     sha256: str
     page: int | None
     box: tuple[float, float, float, float] | None
+    #: The public id of the signature's status page (remote signing with a QR code).
+    public_id: str | None = None
 
 
 # --------------------------------------------------------------------------- time-stamps
@@ -703,7 +707,8 @@ class PadesService:
                     box = request.placement.box
                 else:
                     ink = ink_map(bytes(data), page, page_box(reader, page))
-                    box, opaque = choose_box(reader, page, ink)
+                    width = STAMP_QR_WIDTH if request.stamp.link else STAMP_WIDTH
+                    box, opaque = choose_box(reader, page, ink, width)
             except InvalidPlacement:
                 raise
             except (PdfError, ValueError, KeyError, TypeError, IndexError,

@@ -40,7 +40,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,6 +83,7 @@ from pki.signing.models import (
     PURPOSE_HASH,
     SAD_ACTIVE,
     SAD_USED,
+    SignatureRecord,
     SigningAuthorization,
     SigningChallenge,
 )
@@ -125,6 +126,9 @@ class RemoteSigningPolicy:
     otp_ttl: timedelta = timedelta(minutes=5)
     otp_max_attempts: int = 5
     max_batch: int = 1000
+    #: The prefix of a signature's status page (``{TAWQI_PUBLIC_URL}/s/``): a visible stamp
+    #: then carries the page's URL as a QR code. None: no QR code, no record.
+    status_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.otp_max_attempts < 1:
@@ -137,7 +141,8 @@ class RemoteSigningPolicy:
         return cls(sad_ttl=timedelta(seconds=settings.sad_ttl_seconds),
                    otp_ttl=timedelta(minutes=settings.signing_otp_ttl_minutes),
                    otp_max_attempts=settings.otp_max_attempts,
-                   max_batch=settings.sign_hash_max_batch)
+                   max_batch=settings.sign_hash_max_batch,
+                   status_url=settings.public_url.rstrip("/") + "/s/")
 
 
 @dataclass(frozen=True)
@@ -590,22 +595,39 @@ class RemoteSigning:
 
     def sign_document(self, credential_id: str, *, sad: str, document: bytes,
                       request: PadesRequest, pades: PadesService, client: str,
-                      actor: str) -> SignedPdf:
+                      actor: str, document_name: str | None = None) -> SignedPdf:
         """PAdES-sign ``document``, which the SAD authorised by its SHA-256."""
         return self.sign_documents(credential_id, sad=sad, documents=[(document, request)],
-                                   pades=pades, client=client, actor=actor)[0]
+                                   pades=pades, client=client, actor=actor,
+                                   names=[document_name])[0]
 
     def sign_documents(self, credential_id: str, *, sad: str,
                        documents: Sequence[tuple[bytes, PadesRequest]], pades: PadesService,
-                       client: str, actor: str) -> list[SignedPdf]:
+                       client: str, actor: str,
+                       names: Sequence[str | None] | None = None) -> list[SignedPdf]:
         """PAdES-sign each document, in the order given; the SAD authorised exactly their
         SHA-256 digests (as ``documentDigests`` or as SHA-256 ``hashes``). All or nothing:
-        the SAD is used up once, after the last signature."""
+        the SAD is used up once, after the last signature.
+
+        A visible stamp gets a QR code of the signature's status page
+        (``policy.status_url`` + a random id) and the signature a :class:`SignatureRecord`
+        (with the file's name from ``names``, if given)."""
         if not documents:
             raise InvalidSigningRequest("give at least one document")
         if len(documents) > self.policy.max_batch:
             raise BatchTooLarge(f"at most {self.policy.max_batch} documents per request",
                                 limit=self.policy.max_batch, given=len(documents))
+        public_ids: list[str | None] = []
+        linked = []
+        for document, request in documents:
+            public_id = None
+            if request.stamp is not None and self.policy.status_url:
+                public_id = secrets.token_urlsafe(16)  # 128 random bits: unguessable
+                request = replace(request, stamp=replace(
+                    request.stamp, link=self.policy.status_url + public_id))
+            public_ids.append(public_id)
+            linked.append((document, request))
+        documents = linked
         # Every document is parsed and checked first: a broken upload spends no SAD (the
         # parsed document is then signed, not parsed again).
         checked = [pades.check(document, request) for document, request in documents]
@@ -632,6 +654,20 @@ class RemoteSigning:
                        summary={"authorization": authorization, "client": client,
                                 "level": done.level.value, "field": done.field_name,
                                 "document_in": digest.hex(), "document_out": done.sha256})
+            for k, ((_document, request), public_id) in enumerate(
+                    zip(documents, public_ids, strict=True)):
+                stamp = request.stamp
+                if public_id is None or stamp is None:
+                    continue
+                name = names[k] if names is not None and k < len(names) else None
+                session.add(SignatureRecord(
+                    public_id=public_id, certificate_id=credential.record_id,
+                    serial=credential.id, signed_at=signed[k].signed_at,
+                    name_fr=stamp.name_fr, name_ar=stamp.name_ar, title_fr=stamp.title_fr,
+                    title_ar=stamp.title_ar, organisation_fr=stamp.organisation_fr,
+                    organisation_ar=stamp.organisation_ar,
+                    document_name=(name or "")[:200] or None))
+                signed[k] = replace(signed[k], public_id=public_id)
         return signed
 
     def sign_digests_cms(self, credential_id: str, *, sad: str, digests: Sequence[bytes],

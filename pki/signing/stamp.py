@@ -12,6 +12,10 @@ bidirectional reordering, so an Arabic line is cut into runs first (:func:`bidi_
 of Arabic letters are shaped right to left, runs of digits and Latin letters (a date, a
 time) left to right, and the runs are laid out right to left. This is the part of the
 Unicode bidirectional algorithm our texts need (no embeddings, no mirrored brackets).
+
+A stamp with a ``link`` (the signature's public status page) carries it as a QR code at its
+right side, drawn as filled rectangles on a white square with a quiet zone; the two text
+columns share the rest of the box.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import segno
 import uharfbuzz as hb
 from pyhanko.pdf_utils import layout
 from pyhanko.pdf_utils.content import ResourceType
@@ -48,6 +53,10 @@ STAMP_TIMEZONE = ZoneInfo("Africa/Casablanca")
 Lang = Literal["fr", "ar"]
 
 _TEXT_LIMIT = 120
+_LINK_LIMIT = 200
+#: QR error correction level (M: 15 % of the code may be damaged) and quiet zone, in modules.
+QR_ERROR = "m"
+QR_QUIET = 2
 # Separators that keep a number together inside right-to-left text (16/03/2026, 09:30).
 _NUMBER_SEPARATORS = "/:.,-"
 
@@ -154,6 +163,8 @@ class StampText:
     organisation_fr: str
     organisation_ar: str
     signed_at: datetime
+    #: The signature's public status page, drawn as a QR code (None: no QR code).
+    link: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("name_fr", "name_ar", "title_fr", "title_ar", "organisation_fr",
@@ -162,6 +173,12 @@ class StampText:
         if not isinstance(self.signed_at, datetime) or self.signed_at.tzinfo is None:
             raise InvalidStamp("signed_at must be a timezone-aware datetime",
                                field="signed_at")
+        if self.link is not None and (
+                not isinstance(self.link, str) or len(self.link) > _LINK_LIMIT
+                or not self.link.isascii() or not self.link.startswith(("http://", "https://"))
+                or any(ch.isspace() for ch in self.link)):
+            raise InvalidStamp(f"link must be an http(s) URL of at most {_LINK_LIMIT} "
+                               "characters", field="link")
 
     def rows(self) -> list[tuple[StampLine, StampLine]]:
         local = self.signed_at.astimezone(STAMP_TIMEZONE)
@@ -192,6 +209,47 @@ class StampLine:
     lang: Lang
     bold: bool = False
     small: bool = False
+
+
+# --------------------------------------------------------------------------- QR code
+
+
+def qr_matrix(link: str) -> list[list[bool]]:
+    """The modules of ``link``'s QR code, top row first, True for dark; no quiet zone."""
+    code = segno.make_qr(link, error=QR_ERROR, boost_error=False)
+    return [[bool(v) for v in row] for row in code.matrix]
+
+
+def qr_square(width: float, height: float, margin: float) -> tuple[float, float, float]:
+    """``(x, y, side)`` of the QR code's white square (quiet zone included) in a stamp of
+    ``width`` x ``height``: as tall as the box allows, at most a third of its width, on the
+    right, vertically centred."""
+    side = min(height - 2 * margin, width / 3)
+    return width - margin - side, (height - side) / 2, side
+
+
+def _qr_ops(link: str, x: float, y: float, side: float) -> bytes:
+    """The QR code as PDF operators: a white square, then one rectangle per horizontal run
+    of dark modules, filled black in one go."""
+    matrix = qr_matrix(link)
+    count = len(matrix)
+    module = side / (count + 2 * QR_QUIET)
+    top = y + side - QR_QUIET * module
+    left = x + QR_QUIET * module
+    rects = []
+    for r, row in enumerate(matrix):
+        c = 0
+        while c < count:
+            if not row[c]:
+                c += 1
+                continue
+            start = c
+            while c < count and row[c]:
+                c += 1
+            rects.append(b"%.3f %.3f %.3f %.3f re" % (
+                left + start * module, top - (r + 1) * module, (c - start) * module, module))
+    return b" ".join([b"q 1 1 1 rg %.3f %.3f %.3f %.3f re f 0 0 0 rg" % (x, y, side, side),
+                      *rects, b"f Q"])
 
 
 # --------------------------------------------------------------------------- bidi
@@ -363,9 +421,15 @@ class BilingualStamp(BaseStamp):
             raise InvalidStamp("the stamp has no text")
         width, height = self.box.width, self.box.height
         rows = [(self._runs(fr), self._runs(ar), fr, ar) for fr, ar in text.rows()]
+        # The text's width: the whole box, or what the QR code leaves of it.
+        text_width: float = width
+        qr = None
+        if text.link is not None:
+            qr = qr_square(width, height, style.margin)
+            text_width = qr[0]
 
         # The largest font size (at most style.font_size) at which every row fits.
-        column = (width - 2 * style.margin - style.column_gap) / 2
+        column = (text_width - 2 * style.margin - style.column_gap) / 2
         size = style.font_size
         for fr_runs, ar_runs, fr, ar in rows:
             for runs, line in ((fr_runs, fr), (ar_runs, ar)):
@@ -393,13 +457,15 @@ class BilingualStamp(BaseStamp):
             ops.append(self._line(fr_runs, line_size, style.margin, baseline))
             ar_size = self._size_of(ar, size)
             ar_width = sum(r.em_width for r in ar_runs) * ar_size
-            ops.append(self._line(ar_runs, ar_size, width - style.margin - ar_width,
+            ops.append(self._line(ar_runs, ar_size, text_width - style.margin - ar_width,
                                   baseline, rtl=True))
         ops.append(b"Q")
         # A thin rule between the two columns.
-        middle = width / 2
+        middle = text_width / 2
         ops.append(b"q %g %g %g RG 0.4 w %g %g m %g %g l S Q" % (
             *style.rule_color, middle, style.margin, middle, height - style.margin))
+        if qr is not None and text.link is not None:
+            ops.append(_qr_ops(text.link, *qr))
         return ops
 
     def _line(self, runs: Sequence[_Run], size: float, x: float, y: float,

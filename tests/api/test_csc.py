@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import io
 import re
 from dataclasses import dataclass
@@ -286,6 +287,22 @@ def test_sign_document_then_verify(client: FlaskClient, platform: Caller, hosted
                             "credentialID": hosted.serial, "SAD": granted["SAD"],
                             "document": (io.BytesIO(document), "permit.pdf")})
     assert again.status_code == 403
+    # The stamp's QR code leads to the signature's public status page, without login.
+    link = signed.headers["X-Signature-Status"]
+    assert re.fullmatch(r"/s/[A-Za-z0-9_-]{22}", link)
+    moved = client.get(link)
+    assert moved.status_code == 302 and moved.headers["Location"] == "/web" + link
+    client.set_cookie("tawqi_lang", "fr", path="/web")
+    shown = client.get("/web" + link)
+    assert shown.status_code == 200
+    text = html.unescape(shown.get_data(as_text=True))
+    assert "Certificat aujourd'hui" in text and ">valide<" in text and "/web/verify" in text
+    assert hosted.cin not in text and hosted.serial not in text
+    client.set_cookie("tawqi_lang", "ar", path="/web")
+    text = client.get("/web" + link).get_data(as_text=True)
+    assert "صالحة" in text and "توقيع إلكتروني" in text
+    unknown = client.get("/web/s/" + "A" * 22)
+    assert unknown.status_code == 404 and "<html" in unknown.get_data(as_text=True)
 
 
 @pytest.mark.slow

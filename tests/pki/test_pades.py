@@ -4,6 +4,7 @@ validator."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,16 @@ from core.errors import ConfigurationError
 from pki.signer import Signer, to_asn1
 from pki.signing.errors import DocumentTooLarge, InvalidDocument, InvalidPlacement, SigningFailed
 from pki.signing.pades import Level, PadesRequest, PadesService, Placement, free_box, read_pdf
-from pki.signing.stamp import InvalidStamp, StampText, bidi_runs, font_paths, utc_offset
+from pki.signing.stamp import (
+    QR_QUIET,
+    InvalidStamp,
+    StampText,
+    bidi_runs,
+    font_paths,
+    qr_matrix,
+    qr_square,
+    utc_offset,
+)
 from tests.pki.test_pades_pki import (
     FROZEN_AT,
     build_pki,
@@ -55,8 +65,9 @@ def service(pki) -> PadesService:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def signed(pki, service) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
     """One permit signed at each level, and a B-LT permit signed a second time."""
+    stamp = dataclasses.replace(stamp_for(), link=LINK)  # the stamp carries a QR code
     documents = {level.value: service.sign(permit_pdf(), pki.signer(),
-                                           PadesRequest(level=level, stamp=stamp_for())).data
+                                           PadesRequest(level=level, stamp=stamp)).data
                  for level in Level}
     documents["twice"] = service.sign(documents["B-LT"], pki.signer("second"),
                                       PadesRequest(level=Level.B_LT,
@@ -100,6 +111,91 @@ def test_stamp_text_is_validated() -> None:
         StampText("n", "م", "t", "ت", "o", "ج", FROZEN_AT.replace(tzinfo=None))
     with pytest.raises(InvalidStamp):
         StampText("n\x00", "م", "t", "ت", "o", "ج", FROZEN_AT)
+
+
+LINK = "http://pki.tawqi.ma/s/q8Jd2kT0bX4mYpLwZr9vNA"
+
+
+def _pgm(path: Path) -> tuple[int, int, bytes]:
+    """Width, height and pixels of a binary greyscale PGM (pdftoppm -gray)."""
+    raw = path.read_bytes()
+    fields_: list[bytes] = []
+    pos = 0
+    while len(fields_) < 4:
+        while raw[pos:pos + 1].isspace():
+            pos += 1
+        end = pos
+        while not raw[end:end + 1].isspace():
+            end += 1
+        fields_.append(raw[pos:end])
+        pos = end
+    assert fields_[0] == b"P5"
+    return int(fields_[1]), int(fields_[2]), raw[pos + 1:]
+
+
+def test_stamp_link_is_checked() -> None:
+    for bad in ("ftp://x/s/1", "http://x/ s", "http://x/" + "a" * 200, "http://é.ma/s/1"):
+        with pytest.raises(InvalidStamp):
+            dataclasses.replace(stamp_for(), link=bad)
+
+
+def drawn_qr(data: bytes, box: tuple[float, ...], tmp_path: Path,
+             page_height: float = 842) -> list[list[bool]]:
+    """The modules of the QR code drawn in the stamp at ``box`` of the first page, read
+    back from a poppler render (no QR decoder is installed): each module's centre, dark or
+    light, quiet zone included."""
+    x1, y1, x2, y2 = box
+    path = tmp_path / "qr.pdf"
+    path.write_bytes(data)
+    scale = 8  # pixels per point (576 dpi)
+    subprocess.run(["pdftoppm", "-gray", "-r", str(72 * scale), "-f", "1", "-l", "1",
+                    "-x", str(int(x1 * scale)), "-y", str(int((page_height - y2) * scale)),
+                    "-W", str(int((x2 - x1) * scale)), "-H", str(int((y2 - y1) * scale)),
+                    str(path), str(tmp_path / "qr")], check=True)
+    width, _height, pixels = _pgm(next(tmp_path.glob("qr*.pgm")))
+    qx, qy, side = qr_square(x2 - x1, y2 - y1, 6.0)
+    # The module count of the code drawn: the version that fits, read from the finder
+    # pattern's width along the top row (7 dark modules, then a light one).
+    top = (y2 - y1) - (qy + side)  # from the box's top edge, in points
+
+    def dark(col: float, row: float, module: float) -> bool:
+        px = int((qx + (col + 0.5) * module) * scale)
+        py = int((top + (row + 0.5) * module) * scale)
+        return pixels[py * width + px] < 128
+
+    for version in range(1, 11):
+        count = 17 + 4 * version
+        module = side / (count + 2 * QR_QUIET)
+        row = [dark(c, QR_QUIET, module) for c in range(QR_QUIET, QR_QUIET + 8)]
+        if row == [True] * 7 + [False] and dark(QR_QUIET + count - 1, QR_QUIET, module):
+            size = count + 2 * QR_QUIET
+            return [[dark(c, r, module) for c in range(size)] for r in range(size)]
+    raise AssertionError("no QR code found in the stamp")
+
+
+def with_quiet_zone(matrix: list[list[bool]]) -> list[list[bool]]:
+    size = len(matrix) + 2 * QR_QUIET
+    return ([[False] * size for _ in range(QR_QUIET)]
+            + [[False] * QR_QUIET + row + [False] * QR_QUIET for row in matrix]
+            + [[False] * size for _ in range(QR_QUIET)])
+
+
+def test_qr_code_on_the_stamp_reads_back_as_the_link(pki, service, tmp_path: Path
+                                                    ) -> None:  # type: ignore[no-untyped-def]
+    """The page is rendered by poppler and each module's centre compared with the code of
+    the link (a re-encoding). The text stays whole beside it, and the file still passes
+    pdfsig and pyHanko (the ``signed`` fixture's stamps carry the code)."""
+    signed = service.sign(permit_pdf(), pki.signer(),
+                          PadesRequest(level=Level.B_B,
+                                       stamp=dataclasses.replace(stamp_for(), link=LINK)))
+    assert signed.box is not None
+    assert signed.box[2] - signed.box[0] > 300  # widened by the code's square
+    assert drawn_qr(signed.data, signed.box, tmp_path) == with_quiet_zone(qr_matrix(LINK))
+    assert drawn_qr(signed.data, signed.box, tmp_path) != with_quiet_zone(
+        qr_matrix(LINK[:-1] + "B"))
+    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "qr.pdf"), "-"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "Président du conseil communal" in text and "Mohamed El Alaoui" in text
 
 
 def test_missing_font_is_a_configuration_error(tmp_path: Path) -> None:

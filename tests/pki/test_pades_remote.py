@@ -19,6 +19,7 @@ from core.audit import AuditEvent
 from core.clock import Clock, FrozenClock
 from hsm import ModuleUnavailable, PinIncorrect, PinLocked, TokenLibrary
 from pki import issuance, lifecycle, tsa
+from pki.models import CertificateRecord
 from pki.profiles import ARC_TSA, HolderIdentity
 from pki.signing.errors import (
     BatchTooLarge,
@@ -39,6 +40,7 @@ from pki.signing.pades import (
     RecordsRevocation,
 )
 from pki.signing.ports import HolderContact
+from pki.signing.public import signature_status
 from pki.signing.service import RemoteSigning, RemoteSigningPolicy, issuer_chain
 from pki.signing.verification import Verifier
 from tests.pki.broken_pdfs import PAGE, broken, raw_pdf
@@ -106,7 +108,8 @@ def remote(world: World, pki_session: Session) -> Iterator[Fixture]:
     service = RemoteSigning(same_connection(pki_session), clock, world.library,
                             directory=directory, codes=codes,
                             chain=issuer_chain,
-                            policy=RemoteSigningPolicy(max_batch=50))
+                            policy=RemoteSigningPolicy(max_batch=50,
+                                                       status_url="http://pki.tawqi.ma/s/"))
     yield Fixture(service, codes, directory, clock, world, pki_session)
 
 
@@ -296,7 +299,7 @@ def test_sign_document_b_lt_with_our_tsa(remote: Fixture, tmp_path: Path) -> Non
     signed = remote.service.sign_document(
         world.serials["good"], sad=sad, document=document,
         request=PadesRequest(level=Level.B_LT, stamp=stamp_for()), pades=pades,
-        client=CLIENT, actor=ACTOR)
+        client=CLIENT, actor=ACTOR, document_name="permis.pdf")
     db = make_nss_db(tmp_path / "nss", world.root)
     (report,) = pdfsig(signed.data, db, tmp_path)
     assert report["Signature Validation"] == "Signature is Valid."
@@ -308,6 +311,22 @@ def test_sign_document_b_lt_with_our_tsa(remote: Fixture, tmp_path: Path) -> Non
     assert sig.level == "PAdES-B-LT"
     assert sig.signer.cin == "AB123456"
     assert sig.timestamp_authority and "Time-Stamping Authority" in sig.timestamp_authority
+    # The stamp's QR code leads to the signature's public record.
+    assert signed.public_id and len(signed.public_id) == 22
+    status = signature_status(remote.session, signed.public_id, remote.clock.now())
+    assert status is not None and status.certificate_status == "valid"
+    assert (status.name_ar, status.organisation_fr, status.signed_at, status.document_name) \
+        == ("محمد العلوي", stamp_for().organisation_fr, signed.signed_at, "permis.pdf")
+    assert status.serial == world.serials["good"]
+    assert signature_status(remote.session, "A" * 22, remote.clock.now()) is None
+    assert signature_status(remote.session, "../etc", remote.clock.now()) is None
+    row = remote.session.scalars(select(CertificateRecord).where(
+        CertificateRecord.serial == world.serials["good"])).one()
+    row.status, row.suspended_at = "suspended", remote.clock.now()
+    remote.session.flush()
+    status = signature_status(remote.session, signed.public_id, remote.clock.now())
+    assert status is not None and status.certificate_status == "suspended"
+    assert status.status_since == remote.clock.now()
 
 
 def _sad_row(remote: Fixture, sad_hash_of: str) -> SigningAuthorization:

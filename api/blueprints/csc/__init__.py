@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from cryptography import x509
-from flask import Response, request
+from flask import Response, request, url_for
 from sqlalchemy.orm import Session
 
 from api.errors import MalformedRequest, UnsupportedUpload
@@ -721,7 +721,9 @@ def sign_doc(call: Call) -> Response:
 
     A convenience besides: a multipart form with ``document`` (the PDF), ``credentialID``,
     ``SAD``, ``conformance_level`` (default ``TAWQI_PADES_DEFAULT_LEVEL``), ``visible``,
-    ``page``, ``box``, ``reason``, ``location``, answered with the signed PDF itself."""
+    ``page``, ``box``, ``reason``, ``location``, answered with the signed PDF itself; with a
+    visible stamp, ``X-Signature-Status`` is the path of the signature's public status page
+    (the stamp's QR code)."""
     if request.mimetype == "application/json":
         return _sign_doc_json(call)
     if request.mimetype != "multipart/form-data":
@@ -741,11 +743,16 @@ def sign_doc(call: Call) -> Response:
                                  location=request.form.get("location") or None)
     signed = wiring().remote().sign_document(
         credential_id, sad=sad, document=document, request=pades_request,
-        pades=wiring().pades(), client=call.user.key, actor=call.actor)
-    return Response(signed.data, status=200, mimetype="application/pdf", headers={
+        pades=wiring().pades(), client=call.user.key, actor=call.actor,
+        document_name=upload.filename or None)
+    headers = {
         "Content-Disposition": 'attachment; filename="signed.pdf"',
         "X-Signature-Level": f"PAdES-{signed.level.value}",
-        "X-Signature-Field": signed.field_name, "X-Document-SHA256": signed.sha256})
+        "X-Signature-Field": signed.field_name, "X-Document-SHA256": signed.sha256}
+    if signed.public_id is not None:  # the stamp's QR code leads to this page
+        headers["X-Signature-Status"] = url_for("link.status_link",
+                                                public_id=signed.public_id)
+    return Response(signed.data, status=200, mimetype="application/pdf", headers=headers)
 
 
 __all__ = [
