@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import request
 
+from api.policy import Scope
 from api.web import i18n
 from api.web.pages import FormError, _done, _html, bp
 from api.web.session import Page, lang, page
@@ -45,6 +46,8 @@ def _campaign_page(p: Page, campaign_id: int | None, status: int = 200,
                    preview: campaigns.InstallResult | None = None) -> Any:
     listed = campaigns.list_campaigns(p.session)
     province = p.principal.province_code if p.principal.role == "contact" else None
+    if province is not None:  # a contact reads their own province's seats only
+        p.authorize(Scope(province_code=province))
     chosen = campaign_id if campaign_id is not None else (listed[0].id if listed else None)
     found = (campaigns.report(p.session, p.clock, chosen, province_code=province)
              if chosen is not None else None)

@@ -106,3 +106,11 @@ def test_run_a_campaign(page: Page, incident_site: Site, lang: str,
             serial=outgoing)).one() == "revoked"
         assert session.get_one(Campaign, campaign_id).status == "installed"
     check(page, site, "campaign-installed")
+
+    # the province's contact follows the campaign but cannot run it
+    page.context.clear_cookies()
+    login(page, site, "contact")
+    page.goto(f"{site.url}/web/campaigns/{campaign_id}")
+    expect(page.locator("#seats")).to_be_visible()
+    expect(page.locator("#campaign-open")).to_have_count(0)
+    expect(page.locator("#campaign-import")).to_have_count(0)
