@@ -3,8 +3,9 @@
 Each journey's views register on the one blueprint: :mod:`api.web.pages` (login,
 dashboards, the province page, the operator's queue, the holder's page) and
 :mod:`api.web.contact` (the provincial contact's forms), :mod:`api.web.holder` (the
-holder's own credentials, terms and PINs), :mod:`api.web.verify` (the public verification
-page), :mod:`api.web.operator` (search, bulk decisions, personalisation, batches),
+holder's own credentials, terms and PINs), :mod:`api.web.incidents` (a lost, stolen or
+damaged token), :mod:`api.web.verify` (the public verification page),
+:mod:`api.web.operator` (search, bulk decisions, personalisation, batches),
 :mod:`api.web.registry` (the certificate registry),
 :mod:`api.web.admin` (the DGCL administrator's pages and the CSV report)."""
 
@@ -14,6 +15,7 @@ from api.web import campaigns as _campaigns  # noqa: F401
 from api.web import contact as _contact  # noqa: F401  (registers its views)
 from api.web import expiring as _expiring  # noqa: F401
 from api.web import holder as _holder  # noqa: F401
+from api.web import incidents as _incidents  # noqa: F401
 from api.web import oauth as _oauth  # noqa: F401
 from api.web import operator as _operator  # noqa: F401
 from api.web import registry as _registry  # noqa: F401

@@ -1,14 +1,31 @@
 """The campaigns page: each election campaign's seats, worst blocked first (operators and
 the DGCL; a contact sees their province's seats). The figures are
-:func:`delivery.campaigns.report`'s, as the API serves them."""
+:func:`delivery.campaigns.report`'s, as the API serves them.
+
+Operators and the DGCL also run a campaign here (``campaigns.manage``), with the functions
+the API calls: open it (name, installation date, scope, funding), import the newly elected
+(a CSV file; every error shown with its line number, nothing imported if any), install the
+new councils after a dry run that lists the certificates it would revoke.
+"""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
-from api.web.pages import _html, bp
-from api.web.session import Page, page
-from delivery import campaigns
+from flask import request
+
+from api.policy import Scope
+from api.web import i18n
+from api.web.pages import FormError, _done, _html, bp
+from api.web.session import Page, lang, page
+from api.wiring.flaskapp import wiring
+from core.errors import Conflict, InvalidInput, NotFound
+from delivery import campaigns, mandate_change
+from delivery.errors import CampaignImportInvalid, InvalidCampaign
+from delivery.models import CAMPAIGN_FUNDINGS, CAMPAIGN_SCOPES
+
+CAMPAIGN_FORM_ERRORS = (InvalidInput, Conflict, NotFound)
 
 
 @bp.get("/campaigns")
@@ -23,10 +40,95 @@ def campaign_page(p: Page, campaign_id: int) -> Any:
     return _campaign_page(p, campaign_id)
 
 
-def _campaign_page(p: Page, campaign_id: int | None) -> Any:
+def _campaign_page(p: Page, campaign_id: int | None, status: int = 200,
+                   form_error: FormError | None = None,
+                   line_errors: list[dict[str, Any]] | None = None,
+                   preview: campaigns.InstallResult | None = None) -> Any:
     listed = campaigns.list_campaigns(p.session)
     province = p.principal.province_code if p.principal.role == "contact" else None
+    if province is not None:  # a contact reads their own province's seats only
+        p.authorize(Scope(province_code=province))
     chosen = campaign_id if campaign_id is not None else (listed[0].id if listed else None)
     found = (campaigns.report(p.session, p.clock, chosen, province_code=province)
              if chosen is not None else None)
-    return _html("campaigns.html", campaigns=listed, report=found, steps=campaigns.STEPS)
+    form = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    return _html("campaigns.html", status, campaigns=listed, report=found,
+                 steps=campaigns.STEPS, may_manage=p.allowed("campaigns.manage"),
+                 scopes=CAMPAIGN_SCOPES, fundings=CAMPAIGN_FUNDINGS,
+                 done=request.args.get("done", ""), form_error=form_error, form=form,
+                 open_form=form_error.form if form_error else "",
+                 line_errors=line_errors or [], preview=preview,
+                 columns=",".join(campaigns.CSV_COLUMNS))
+
+
+def _refused(p: Page, campaign_id: int | None, exc: Any, where: str) -> Any:
+    p.session.rollback()
+    errors = exc.extras.get("errors") if isinstance(exc, CampaignImportInvalid) else None
+    return _campaign_page(p, campaign_id, exc.status, FormError.of(exc, where),
+                          line_errors=_in_words(errors) if isinstance(errors, list) else None)
+
+
+def _in_words(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each line's error in the reader's language: the line and the column, never the
+    service's English."""
+    shown = []
+    for e in errors:
+        column = str(e.get("field") or "")
+        key = f"field.{column}"
+        words = i18n.text(lang(), key) if column and i18n.has(lang(), key) else column
+        shown.append({"line": e.get("line"), "column": column, "words": words})
+    return shown
+
+
+@bp.post("/campaigns")
+@page("campaigns.manage")
+def open_campaign(p: Page) -> Any:
+    f = request.form
+    try:
+        with p.attempt():
+            try:
+                when = date.fromisoformat(f.get("installation_date", ""))
+            except ValueError as exc:
+                raise InvalidCampaign("installation_date is not a date",
+                                      field="installation_date") from exc
+            opened = campaigns.open_campaign(
+                p.session, p.clock, name=f.get("name", ""), installation_date=when,
+                scope_kind=f.get("scope_kind", ""),
+                scope_codes=f.get("scope_codes", "").replace(",", " ").split(),
+                funding=f.get("funding", ""), actor=p.actor)
+    except CAMPAIGN_FORM_ERRORS as exc:
+        return _refused(p, None, exc, "campaign-open")
+    return _done("web.campaign_page", "campaign_opened", campaign_id=opened.id)
+
+
+@bp.post("/campaigns/<int:campaign_id>/import")
+@page("campaigns.manage")
+def import_elected(p: Page, campaign_id: int) -> Any:
+    upload = request.files.get("csv")
+    text = upload.read().decode("utf-8-sig", errors="replace") if upload else ""
+    try:
+        with p.attempt():
+            if not text.strip():
+                raise InvalidCampaign("no file", field="csv")
+            campaigns.import_elected(p.session, p.clock, campaign_id, text, actor=p.actor,
+                                     token_form=request.form.get("token_form", "device"))
+    except CAMPAIGN_FORM_ERRORS as exc:
+        return _refused(p, campaign_id, exc, "campaign-import")
+    return _done("web.campaign_page", "campaign_imported", campaign_id=campaign_id)
+
+
+@bp.post("/campaigns/<int:campaign_id>/install")
+@page("campaigns.manage")
+def install(p: Page, campaign_id: int) -> Any:
+    dry_run = request.form.get("dry_run") == "1"
+    try:
+        with p.attempt():
+            revoke = None if dry_run else mandate_change.lifecycle_revoker(
+                p.session, p.clock, wiring().authority())
+            result = campaigns.install(p.session, p.clock, campaign_id, actor=p.actor,
+                                       revoke=revoke, dry_run=dry_run)
+    except CAMPAIGN_FORM_ERRORS as exc:
+        return _refused(p, campaign_id, exc, "campaign-install")
+    if dry_run:
+        return _campaign_page(p, campaign_id, preview=result)
+    return _done("web.campaign_page", "campaign_installed", campaign_id=campaign_id)
