@@ -45,6 +45,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bench import end_token_server
+
 ACTOR = "bench-election"
 
 
@@ -339,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 stop_token_server(directory)
     finally:
+        end_token_server(directory)
         shutil.rmtree(directory, ignore_errors=True)
 
 

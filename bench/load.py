@@ -64,6 +64,7 @@ from typing import Any
 
 import requests as http
 
+from bench import end_token_server
 from bench.sign_hash import PYTHON, SHA256, Server, Service, prepare, runtime_for
 
 PROVINCE = "01.051"  # Al Hoceima, where prepare() designated the contact
@@ -749,6 +750,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 stop_token_server(directory)
     finally:
+        end_token_server(directory)
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench import end_token_server
+
 SERVER_CPU = "0"
 CLIENT_CPU = 1
 
@@ -412,6 +414,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.keep:
             print(f"work directory kept: {work}", file=sys.stderr)
         else:
+            end_token_server(work)
             shutil.rmtree(work, ignore_errors=True)
 
 

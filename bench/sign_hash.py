@@ -42,7 +42,7 @@ from typing import Any
 
 import requests as http
 
-from bench import bounded
+from bench import bounded, end_token_server
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = Path(sys.executable)
@@ -376,6 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     except bounded.StepOverran as exc:
         raise SystemExit(str(exc)) from exc
     finally:
+        end_token_server(directory)
         shutil.rmtree(directory, ignore_errors=True)
 
 

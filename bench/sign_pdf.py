@@ -39,7 +39,7 @@ import requests as http
 if TYPE_CHECKING:
     from pki.signing.stamp import StampText
 
-from bench import bounded
+from bench import bounded, end_token_server
 from bench.sign_hash import Server, Service, authorize, prepare, runtime_for
 
 
@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     except bounded.StepOverran as exc:
         raise SystemExit(str(exc)) from exc
     finally:
+        end_token_server(directory)
         shutil.rmtree(directory, ignore_errors=True)
 
 

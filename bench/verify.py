@@ -36,7 +36,7 @@ from typing import Any
 
 import requests as http
 
-from bench import bounded
+from bench import bounded, end_token_server
 from bench.sign_hash import Server, Service, authorize, prepare, runtime_for
 from bench.sign_pdf import permit
 
@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     except bounded.StepOverran as exc:
         raise SystemExit(str(exc)) from exc
     finally:
+        end_token_server(directory)
         shutil.rmtree(directory, ignore_errors=True)
 
 
