@@ -137,6 +137,14 @@ def envelope_purge(runtime: Runtime) -> str:
     return f"{erased} undeliverable envelope(s) erased"
 
 
+def campaign_notices(runtime: Runtime) -> str:
+    from delivery import campaigns
+
+    with runtime.unit_of_work() as session:
+        queued = campaigns.send_campaign_notices(session, runtime.clock, actor=ACTOR)
+    return f"{queued} campaign notice(s) queued"
+
+
 def audit_anchor(runtime: Runtime) -> str:
     from api.audit_anchor import anchor_now
 
@@ -161,9 +169,9 @@ JOBS: tuple[JobDefinition, ...] = (
                   "Erase PIN and code envelopes nobody will send any more.", envelope_purge),
     JobDefinition("audit-anchor", "audit_anchor_seconds",
                   "Time-stamp the audit log's head into the anchor store.", audit_anchor),
-    # Campaign notices (issue 12) go here once delivery has campaigns: a
-    # JobDefinition("campaign-notices", "job_campaign_notices_seconds", ..., run) whose run
-    # calls the delivery function that queues the notices due, in one unit of work.
+    JobDefinition("campaign-notices", "job_campaign_notices_seconds",
+                  "Email each province's contact the list of a campaign under way.",
+                  campaign_notices),
 )
 
 

@@ -109,6 +109,7 @@ class Settings:
     job_expiry_warnings_seconds: int = 3600
     job_handover_reminders_seconds: int = 86400
     job_envelope_purge_seconds: int = 86400
+    job_campaign_notices_seconds: int = 86400
     # Expiry warnings to the holder and the contact: days before notAfter, comma-separated.
     expiry_warning_days: str = "60,30,7"
     # A PIN or code envelope whose every message is dead is erased after this many days.
@@ -257,7 +258,8 @@ class Settings:
             "job_tick_seconds", "job_lease_seconds", "job_retry_seconds",
             "job_crl_republish_seconds", "job_ocsp_resign_seconds",
             "job_expiry_warnings_seconds", "job_handover_reminders_seconds",
-            "job_envelope_purge_seconds", "envelope_retention_days")}
+            "job_envelope_purge_seconds", "job_campaign_notices_seconds",
+            "envelope_retention_days")}
         for name, value in periods.items():
             if value < 1:
                 raise ConfigurationError(f"TAWQI_{name.upper()} must be at least 1")

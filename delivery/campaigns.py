@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -633,4 +633,23 @@ def notify_contacts(session: Session, clock: Clock, campaign_id: int, *,
     record(session, clock, actor=actor, action="delivery.campaign.notified",
            object_type="campaign", object_id=campaign.id,
            summary={"provinces": len(provinces), "queued": queued})
+    return queued
+
+
+def send_campaign_notices(session: Session, clock: Clock, *, actor: str,
+                          follow_days: int = 30) -> int:
+    """The periodic job's work: the contacts of each campaign under way get their
+    province's list (:func:`notify_contacts`, once per province and day) from the import
+    until the installation, then while seats stay blocked, for ``follow_days`` after it.
+    Returns how many notices were queued."""
+    today = as_utc(clock.now()).date()
+    queued = 0
+    under_way = session.scalars(select(Campaign).where(
+        Campaign.status.in_((CAMPAIGN_IMPORTED, CAMPAIGN_INSTALLED))).order_by(Campaign.id))
+    for campaign in list(under_way):
+        if campaign.status == CAMPAIGN_INSTALLED and (
+                today > campaign.installation_date + timedelta(days=follow_days)
+                or not report(session, clock, campaign.id).blocked):
+            continue
+        queued += notify_contacts(session, clock, campaign.id, actor=actor)
     return queued

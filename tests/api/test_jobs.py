@@ -197,7 +197,8 @@ def test_three_days_then_a_month_without_an_operator_keep_crl_and_ocsp_valid(
     # Each job ran once per period (hourly ticks, periods of at most an hour: 72 runs).
     assert {name: ran.count(name) for name in set(ran)} == {
         "crl-republish": 72, "ocsp-resign": 72, "expiry-warnings": 72,
-        "audit-anchor": 72, "handover-reminders": 3, "envelope-purge": 3}
+        "audit-anchor": 72, "handover-reminders": 3, "envelope-purge": 3,
+        "campaign-notices": 3}
     with service.session() as session:
         states = job_states(session)
         third_day_crl = crl.latest_crl(session, ca.issuing_record(session).id)
@@ -246,7 +247,7 @@ def test_without_the_service_pin_the_signing_jobs_skip_with_a_warning(
     assert {n for n, r in runs.items() if r.outcome == OUTCOME_SKIPPED} == \
         {"crl-republish", "ocsp-resign", "audit-anchor"}
     assert {n for n, r in runs.items() if r.outcome == OUTCOME_OK} == \
-        {"expiry-warnings", "handover-reminders", "envelope-purge"}
+        {"expiry-warnings", "handover-reminders", "envelope-purge", "campaign-notices"}
     assert "TAWQI_SERVICE_PIN is not set" in caplog.text
 
 

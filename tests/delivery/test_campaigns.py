@@ -159,3 +159,12 @@ def test_after_installation_unserved_seats_are_blocked_and_contacts_told(
     mail = session.scalars(select(OutboxMessage).where(
         OutboxMessage.template == "campaign.status")).all()
     assert len(mail) == 1 and mail[0].recipient == contact.email
+    # The periodic job: the next day again while seats stay blocked, and not after the
+    # follow-up window.
+    clock.advance(timedelta(days=1))
+    assert campaigns.send_campaign_notices(session, clock, actor="worker") == 1
+    clock.advance(timedelta(days=40))
+    assert campaigns.send_campaign_notices(session, clock, actor="worker") == 0
+    mail = session.scalars(select(OutboxMessage).where(
+        OutboxMessage.template == "campaign.status")).all()
+    assert len(mail) == 2
