@@ -111,6 +111,11 @@ def test_sign_doc_json_documents(client: FlaskClient, platform: Caller,  # noqa:
     assert signed.status_code == 200, signed.get_json()
     out = signed.get_json()["DocumentWithSignature"]
     assert len(out) == 2
+    # Each stamp's QR code leads to its own public status page, named beside the document.
+    pages = signed.get_json()["signatureStatus"]
+    assert len(pages) == 2 and len(set(pages)) == 2
+    assert all(path.startswith("/s/") for path in pages)
+    assert client.get(pages[0]).status_code in (301, 302, 303, 307, 308)
     db = make_nss_db(tmp_path / "nss", _root(api_runtime))
     for pdf in out:
         (judged,) = pdfsig(base64.b64decode(pdf), db, tmp_path)

@@ -44,6 +44,7 @@ from pki.signing.pades import (
     Level,
     PadesRequest,
     Placement,
+    SignedPdf,
 )
 from pki.signing.ports import HolderContact
 from pki.signing.service import (
@@ -99,7 +100,11 @@ SIGN_DOC_JSON = {"type": "object", "required": ["SAD", "credentialID"], "propert
     "clientData": {"type": "string", "maxLength": 500}}}
 SIGN_DOC_OUT = {"type": "object", "properties": {
     "DocumentWithSignature": {"type": "array", "items": {"type": "string"}},
-    "SignatureObject": {"type": "array", "items": {"type": "string"}}}}
+    "SignatureObject": {"type": "array", "items": {"type": "string"}},
+    "signatureStatus": {"type": "array", "items": {"type": ["string", "null"]},
+                        "description": "Tawqi's addition: per document, the path of the "
+                                       "signature's public status page (the stamp's QR "
+                                       "code), or null without a stamp."}}}
 
 
 # --------------------------------------------------------------------------- schemas
@@ -323,9 +328,18 @@ class SignDocIn:
 class SignDocOut:
     DocumentWithSignature: list[str] | None = None
     SignatureObject: list[str] | None = None
+    #: Tawqi's addition: per document, the path of its signature's public status page.
+    signatureStatus: list[str | None] | None = None
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _status_path(signed: SignedPdf) -> str | None:
+    """The public status page the stamp's QR code leads to (None: no stamp, no record)."""
+    if signed.public_id is None:
+        return None
+    return url_for("link.status_link", public_id=signed.public_id)
 
 
 def _b64(data: bytes) -> str:
@@ -677,7 +691,8 @@ def _sign_doc_json(call: Call) -> Response:
         signed = remote.sign_documents(credential_id, sad=body.SAD, documents=documents,
                                        pades=wiring().pades(), client=call.user.key,
                                        actor=call.actor)
-        out = SignDocOut(DocumentWithSignature=[_b64(s.data) for s in signed])
+        out = SignDocOut(DocumentWithSignature=[_b64(s.data) for s in signed],
+                         signatureStatus=[_status_path(s) for s in signed])
     else:
         digests: list[bytes] = []
         names: set[str] = set()
@@ -749,9 +764,9 @@ def sign_doc(call: Call) -> Response:
         "Content-Disposition": 'attachment; filename="signed.pdf"',
         "X-Signature-Level": f"PAdES-{signed.level.value}",
         "X-Signature-Field": signed.field_name, "X-Document-SHA256": signed.sha256}
-    if signed.public_id is not None:  # the stamp's QR code leads to this page
-        headers["X-Signature-Status"] = url_for("link.status_link",
-                                                public_id=signed.public_id)
+    status = _status_path(signed)
+    if status is not None:  # the stamp's QR code leads to this page
+        headers["X-Signature-Status"] = status
     return Response(signed.data, status=200, mimetype="application/pdf", headers=headers)
 
 
