@@ -185,6 +185,10 @@ class Server:
         self.port = free_port()
         env = {**os.environ, **service.env, "GUNICORN_BIND": f"127.0.0.1:{self.port}",
                "GUNICORN_WORKERS": str(workers), "PYTHONPATH": str(ROOT),
+               # The bench bounds each call itself (bench.bounded) and names the step that
+               # overran; gunicorn's own 60 s would kill a slow first signature on a loaded
+               # machine with a bare 500.
+               "GUNICORN_TIMEOUT": os.environ.get("GUNICORN_TIMEOUT", "600"),
                **(extra_env or {})}
         self.process = subprocess.Popen(
             [str(PYTHON.parent / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
