@@ -13,8 +13,9 @@ import importlib
 import logging
 import secrets
 from pathlib import Path
+from types import ModuleType
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Blueprint, Flask, Response, g, has_request_context, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import problems
@@ -99,9 +100,23 @@ def create_app(settings: Settings | None = None, *, rt: Runtime | None = None,
     app.url_map.converters["id"] = IdConverter
     app.url_map.converters["int"] = BoundedIntConverter
     for name in BLUEPRINT_MODULES:
-        module = importlib.import_module(name)
-        app.register_blueprint(module.bp)
+        app.register_blueprint(assemble(importlib.import_module(name)))
     return app
+
+
+def assemble(module: ModuleType) -> Blueprint:
+    """The blueprint of one module of ``BLUEPRINT_MODULES``: its ``bp``, or, for a package
+    of resource modules (``RESOURCES``), a new ``blueprint()`` to which each resource
+    module's ``routes`` are added here, in order (no module registers on another's
+    blueprint by being imported)."""
+    resources = getattr(module, "RESOURCES", None)
+    if resources is None:
+        bp: Blueprint = module.bp
+        return bp
+    built = module.blueprint()
+    for resource in resources:
+        importlib.import_module(f"{module.__name__}.{resource}").routes.register(built)
+    return built
 
 
 class _RequestIdFilter(logging.Filter):

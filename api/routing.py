@@ -156,6 +156,30 @@ class ApiBlueprint(Blueprint):
         return decorate
 
 
+
+class Routes:
+    """Operations declared in one module and added by the app factory to a blueprint it is
+    given, so that a module registers nothing on another module's blueprint by being
+    imported: ``routes = Routes()``, ``@routes.operation(...)`` (the arguments of
+    :meth:`ApiBlueprint.operation`), then ``routes.register(bp)``."""
+
+    def __init__(self) -> None:
+        self._declared: list[tuple[str, str, dict[str, Any], Callable[..., Any]]] = []
+
+    def operation(self, method: str, rule: str, **options: Any
+                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def declare(view: Callable[..., Any]) -> Callable[..., Any]:
+            self._declared.append((method, rule, options, view))
+            return view
+
+        return declare
+
+    def register(self, bp: ApiBlueprint) -> None:
+        """Add every declared operation to ``bp``, in the order declared."""
+        for method, rule, options, view in self._declared:
+            bp.operation(method, rule, **options)(view)
+
+
 @dataclass
 class Call:
     """What a view gets besides its parsed arguments."""

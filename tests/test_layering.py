@@ -4,7 +4,11 @@
 - ``pki`` proper never imports ``delivery``, ``quotas`` or ``pki.signing`` (``pki.signing``
   sits on top of ``pki``);
 - ``quotas`` never imports ``delivery`` or ``pki``;
-- a blueprint never imports another blueprint;
+- a blueprint module never imports another blueprint module (not even of its own package:
+  what two share lives outside ``api/blueprints``, e.g. ``api.csc_common``);
+- a blueprint module registers routes only on a blueprint (or ``Routes``) it makes itself,
+  never by import side effect on one it imported: the app factory assembles a package's
+  blueprint from its modules' ``routes``;
 - nothing outside ``api/blueprints`` imports a blueprint (the CLI, the web pages, the
   composition root, ``bench/``...): ``api.app`` registers them by name;
 - only ``hsm/`` imports python-pkcs11 (``bench/`` and ``tests/`` may, for the bare baseline).
@@ -76,6 +80,39 @@ def blueprint_of(name: str) -> str | None:
     return name.split(".")[2]
 
 
+def is_blueprint_module(name: str) -> bool:
+    """A module under ``api/blueprints`` (the registry ``api.blueprints`` is not one)."""
+    return within(name, BLUEPRINTS) and name != BLUEPRINTS
+
+
+#: Calls that add routes or hooks to a Flask blueprint (or to a ``Routes``).
+REGISTERING = {"operation", "route", "add_url_rule", "before_request", "after_request",
+               "errorhandler", "register", "record", "record_once", "register_blueprint"}
+
+
+def foreign_registrations(source: str) -> list[str]:
+    """Each ``x.operation(...)``-like call (decorator or not) on an object the module did
+    not make itself but imported (``from m import bp``, ``import m`` then ``m.bp.route``)."""
+    tree = ast.parse(source)
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.update(a.asname or a.name for a in node.names)
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in REGISTERING):
+            continue
+        root: ast.expr = node.func.value
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if isinstance(root, ast.Name) and root.id in imported:
+            found.append(f"{ast.unparse(node.func)} (line {node.lineno})")
+    return found
+
+
 @dataclass(frozen=True)
 class Rule:
     says: str
@@ -93,9 +130,9 @@ RULES = [
     Rule("quotas imports delivery or pki",
          lambda m: within(m, "quotas"),
          lambda m, imp: within(imp, "delivery") or within(imp, "pki")),
-    Rule("a blueprint imports another blueprint",
-         lambda m: blueprint_of(m) is not None,
-         lambda m, imp: blueprint_of(imp) not in (None, blueprint_of(m))),
+    Rule("a blueprint module imports another blueprint module",
+         is_blueprint_module,
+         lambda m, imp: is_blueprint_module(imp) and imp != m),
     Rule("a blueprint is imported from outside api/blueprints (CLI, web, wiring, bench...)",
          lambda m: not within(m, BLUEPRINTS) and not within(m, "tests"),
          lambda m, imp: blueprint_of(imp) is not None),
@@ -114,6 +151,10 @@ def violations(sources: Iterable[tuple[str, str, bool]]) -> list[str]:
             if rule.applies(module):
                 found.extend(f"{module} imports {imp}: {rule.says}"
                              for imp in sorted(imports) if rule.forbids(module, imp))
+        if is_blueprint_module(module):
+            found.extend(f"{module} calls {call}: a blueprint module registers routes on "
+                         f"a blueprint it imported (import side effect)"
+                         for call in foreign_registrations(source))
     return found
 
 
@@ -150,6 +191,17 @@ def test_each_rule_catches_its_import() -> None:
         ("api.blueprints.verify", "from api.blueprints.csc import bp\n"),
         ("api.blueprints.verify", "from . import csc\n"),
         ("api.blueprints.certificates", "from api.blueprints import pki_public\n"),
+        ("api.blueprints.csc.v1", "from api.blueprints import csc\n"),
+        ("api.blueprints.csc.v1", "from . import SERIAL\n"),
+        ("api.blueprints.delivery", "import api.blueprints.delivery.contacts\n"),
+        ("api.blueprints.delivery", "importlib.import_module('api.blueprints.delivery.holders')\n"),
+        ("api.blueprints.delivery.contacts", "from api.blueprints.delivery.common import PIN\n"),
+        ("api.blueprints.delivery.contacts",
+         "from api.delivery_common import bp\n@bp.operation('GET', '/x')\ndef f(): ...\n"),
+        ("api.blueprints.delivery.holders",
+         "import api.delivery_common as c\nc.bp.add_url_rule('/x', 'x', print)\n"),
+        ("api.blueprints.delivery.holders",
+         "from api import delivery_common\n@delivery_common.bp.route('/x')\ndef f(): ...\n"),
         ("api.cli.pki", "from api.blueprints.pki_public import bp\n"),
         ("api.web.pages", "import importlib\nimportlib.import_module('api.blueprints.quotas')\n"),
         ("api.wiring.root", "from api.blueprints import csc\n"),
@@ -169,6 +221,13 @@ ALLOWED = {
     "delivery.personalisation": "from pki import issuance\n",
     "api.app": "from api.blueprints import BLUEPRINT_MODULES\n",
     "api.blueprints.csc": "from api.wiring.flaskapp import wiring\n",
+    "api.blueprints.csc.v1": "from api import csc_common as csc\n",
+    "api.blueprints.delivery.contacts": ("from api.routing import Routes\nroutes = Routes()\n"
+                                         "@routes.operation('GET', '/x')\ndef f(): ...\n"),
+    "api.blueprints.quotas": ("from api.routing import ApiBlueprint\n"
+                              "bp = ApiBlueprint('quotas', __name__)\n"
+                              "@bp.operation('GET', '/x')\ndef f(): ...\n"),
+    "api.blueprints.auth": "from flask import request\nrequest.form.get('x')\n",
     "tests.api.test_csc": "from api.blueprints import csc\n",
     "bench.hsm_sign": "import pkcs11\n",
     "hsm.library": "import pkcs11\n",

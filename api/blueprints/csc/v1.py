@@ -1,11 +1,11 @@
 """Cloud Signature Consortium API v1.0.4.0 (``/csc/v1``), for clients that speak it
 (pyHanko's ``CSCSigner`` among them).
 
-Thin adapters over the same steps as ``/csc/v2`` (:mod:`api.blueprints.csc`, this
-package): the v1 names (``hash``, ``hashAlgo``, ``signAlgo``, top-level ``PIN`` and
-``OTP``) and answers
-(``authMode``, ``PIN``/``OTP`` descriptions, ``validFrom`` as GeneralizedTime), the same
-authorisation, rate limits, service calls and rules. ``signatures/signDoc`` is v2 only.
+Thin adapters over the same steps as ``/csc/v2`` (shared with it in :mod:`api.csc_common`,
+not imported from the v2 blueprint): the v1 names (``hash``, ``hashAlgo``, ``signAlgo``,
+top-level ``PIN`` and ``OTP``) and answers (``authMode``, ``PIN``/``OTP`` descriptions,
+``validFrom`` as GeneralizedTime), the same authorisation, rate limits, service calls and
+rules. ``signatures/signDoc`` is v2 only.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from api.blueprints import csc
+from api import csc_common as csc
 from api.routing import ApiBlueprint, Call
 from api.schema import rule
 from api.wiring.flaskapp import wiring

@@ -5,17 +5,26 @@ Views parse, authorise (``api.policy``), call :mod:`delivery` and serialise. A c
 on their own province only (and as that province's designated contact); a holder on their
 own records only. PINs and codes cross these views on their way to the services and are
 never echoed, logged or stored here.
+
+One module per resource, each declaring its operations on its own
+:class:`api.routing.Routes`; importing one registers nothing. The app factory
+(:func:`api.app.create_app`) builds the blueprint with :func:`blueprint` and adds the
+``routes`` of each module of ``RESOURCES``, in that order (the order of the OpenAPI
+document). What the modules share lives in :mod:`api.delivery_common`.
 """
 
-import importlib
+from api.routing import ApiBlueprint
 
-from api.blueprints.delivery.common import bp
-
-#: One module per resource, each declaring its operations on ``bp``; imported in this order,
-#: which is the order of the OpenAPI document.
 RESOURCES = ("contacts", "holders", "mandates", "requests", "pin_reset", "batches", "reports",
              "outbox", "campaigns")
-for _resource in RESOURCES:
-    importlib.import_module(f"{__name__}.{_resource}")
 
-__all__ = ["RESOURCES", "bp"]
+
+def blueprint() -> ApiBlueprint:
+    """A new, empty delivery blueprint (one per application)."""
+    return ApiBlueprint("delivery", __name__, url_prefix="/v1", tag="Delivery",
+                        description="Contacts, holders, certificate requests, courier "
+                                    "batches, hand-over, terms of use, PINs and "
+                                    "notifications.")
+
+
+__all__ = ["RESOURCES", "blueprint"]

@@ -8,9 +8,9 @@ from datetime import datetime
 from flask import url_for
 from sqlalchemy.orm import Session
 
-from api.blueprints.delivery.common import PROVINCE, BatchStatus, acting_contact_id, bp
+from api.delivery_common import PROVINCE, BatchStatus, acting_contact_id
 from api.policy import Scope, merge_filter
-from api.routing import Call
+from api.routing import Call, Routes
 from api.schema import PageQuery, make_page, page_of, rule
 from api.wiring.flaskapp import wiring
 from delivery import (
@@ -21,6 +21,8 @@ from delivery.validation import (
     TRACKING_MAX_LENGTH,
     TRACKING_MIN_LENGTH,
 )
+
+routes = Routes()
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,8 @@ def _load_batch(call: Call, batch_id: int) -> CourierBatch:
     return found
 
 
-@bp.operation("GET", "/batches", action="batches.read", query=BatchQuery,
-              response=page_of(BatchOut), summary="Courier batches")
+@routes.operation("GET", "/batches", action="batches.read", query=BatchQuery,
+                  response=page_of(BatchOut), summary="Courier batches")
 def list_batches(call: Call, query: BatchQuery) -> object:
     province = merge_filter(call.list_scope(), province_code=query.province)
     found = batches.list_batches(call.session, province_code=province, status=query.status,
@@ -87,9 +89,9 @@ def list_batches(call: Call, query: BatchQuery) -> object:
                      found.total, query.limit, query.offset)
 
 
-@bp.operation("POST", "/batches", action="batches.ship", body=PrepareBatchIn,
-              response=BatchOut, status=201, errors=(409,),
-              summary="Put a province's personalised device tokens into its open batch")
+@routes.operation("POST", "/batches", action="batches.ship", body=PrepareBatchIn,
+                  response=BatchOut, status=201, errors=(409,),
+                  summary="Put a province's personalised device tokens into its open batch")
 def prepare_batch(call: Call, body: PrepareBatchIn) -> BatchOut:
     call.authorize(Scope(province_code=body.province_code))
     found = batches.prepare_batch(call.session, call.clock, body.province_code,
@@ -98,15 +100,15 @@ def prepare_batch(call: Call, body: PrepareBatchIn) -> BatchOut:
     return batch_out(call.session, found)
 
 
-@bp.operation("GET", "/batches/<id:batch_id>", action="batches.read", response=BatchOut,
-              summary="One courier batch")
+@routes.operation("GET", "/batches/<id:batch_id>", action="batches.read", response=BatchOut,
+                  summary="One courier batch")
 def get_batch(call: Call, batch_id: int) -> BatchOut:
     return batch_out(call.session, _load_batch(call, batch_id))
 
 
-@bp.operation("POST", "/batches/<id:batch_id>/dispatch", action="batches.ship",
-              body=DispatchIn, response=BatchOut, errors=(409,),
-              summary="Hand the parcel to the courier with its tracking number")
+@routes.operation("POST", "/batches/<id:batch_id>/dispatch", action="batches.ship",
+                  body=DispatchIn, response=BatchOut, errors=(409,),
+                  summary="Hand the parcel to the courier with its tracking number")
 def dispatch(call: Call, batch_id: int, body: DispatchIn) -> BatchOut:
     _load_batch(call, batch_id)
     found = batches.dispatch_batch(call.session, call.clock, batch_id,
@@ -115,9 +117,9 @@ def dispatch(call: Call, batch_id: int, body: DispatchIn) -> BatchOut:
     return batch_out(call.session, found)
 
 
-@bp.operation("POST", "/batches/<id:batch_id>/receive", action="batches.receive",
-              body=ReceiveIn, response=BatchOut, errors=(409,),
-              summary="The contact received the parcel")
+@routes.operation("POST", "/batches/<id:batch_id>/receive", action="batches.receive",
+                  body=ReceiveIn, response=BatchOut, errors=(409,),
+                  summary="The contact received the parcel")
 def receive(call: Call, batch_id: int, body: ReceiveIn) -> BatchOut:
     found = _load_batch(call, batch_id)
     done = batches.receive_batch(call.session, call.clock, batch_id, actor=call.actor,

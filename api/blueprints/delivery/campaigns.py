@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-from api.blueprints.delivery.common import PROVINCE, TokenForm, bp
+from api.delivery_common import PROVINCE, TokenForm
 from api.policy import merge_filter
-from api.routing import Call
+from api.routing import Call, Routes
 from api.schema import rule
 from api.wiring.flaskapp import load_authority_first, wiring
 from delivery import campaigns, mandate_change
 from delivery.models import Campaign
+
+routes = Routes()
 
 #: The largest CSV accepted in one import (the nation's 1,503 presidents fit many times).
 MAX_CSV_CHARS = 4_000_000
@@ -133,16 +135,16 @@ class CampaignListOut:
     items: list[CampaignOut]
 
 
-@bp.operation("GET", "/campaigns", action="campaigns.read", response=CampaignListOut,
-              summary="Election campaigns, newest first")
+@routes.operation("GET", "/campaigns", action="campaigns.read", response=CampaignListOut,
+                  summary="Election campaigns, newest first")
 def list_campaigns(call: Call) -> CampaignListOut:
     call.list_scope()
     return CampaignListOut([campaign_out(c) for c in campaigns.list_campaigns(call.session)])
 
 
-@bp.operation("POST", "/campaigns", action="campaigns.manage", body=CampaignIn,
-              response=CampaignOut, status=201, idempotency="optional", errors=(409,),
-              summary="Open an election campaign")
+@routes.operation("POST", "/campaigns", action="campaigns.manage", body=CampaignIn,
+                  response=CampaignOut, status=201, idempotency="optional", errors=(409,),
+                  summary="Open an election campaign")
 def open_campaign(call: Call, body: CampaignIn) -> CampaignOut:
     return campaign_out(campaigns.open_campaign(
         call.session, call.clock, name=body.name, installation_date=body.installation_date,
@@ -150,10 +152,10 @@ def open_campaign(call: Call, body: CampaignIn) -> CampaignOut:
         actor=call.actor))
 
 
-@bp.operation("GET", "/campaigns/<id:campaign_id>", action="campaigns.read",
-              query=CampaignReportQuery, response=CampaignReportOut,
-              summary="A campaign's report per seat: outgoing certificate, incoming "
-                      "request's steps, can the commune sign again; blocked seats worst first")
+@routes.operation("GET", "/campaigns/<id:campaign_id>", action="campaigns.read",
+                  query=CampaignReportQuery, response=CampaignReportOut,
+                  summary="A campaign's report per seat: outgoing certificate, incoming "
+                          "request's steps, can the commune sign again; blocked seats worst first")
 def campaign_report(call: Call, campaign_id: int, query: CampaignReportQuery) -> CampaignReportOut:
     province = merge_filter(call.list_scope(), province_code=query.province)
     found = campaigns.report(call.session, call.clock, campaign_id, province_code=province)
@@ -161,22 +163,22 @@ def campaign_report(call: Call, campaign_id: int, query: CampaignReportQuery) ->
                      [_seat(s) for s in found.blocked], found.max_gap_days)
 
 
-@bp.operation("POST", "/campaigns/<id:campaign_id>/import", action="campaigns.manage",
-              body=CampaignImportIn, response=CampaignImportOut, idempotency="optional",
-              errors=(409,),
-              summary="Import the newly elected (CSV; all or nothing, every error with its "
-                      "line number); requests are submitted for the incoming holders")
+@routes.operation("POST", "/campaigns/<id:campaign_id>/import", action="campaigns.manage",
+                  body=CampaignImportIn, response=CampaignImportOut, idempotency="optional",
+                  errors=(409,),
+                  summary="Import the newly elected (CSV; all or nothing, every error with its "
+                          "line number); requests are submitted for the incoming holders")
 def import_elected(call: Call, campaign_id: int, body: CampaignImportIn) -> CampaignImportOut:
     result = campaigns.import_elected(call.session, call.clock, campaign_id, body.csv,
                                       actor=call.actor, token_form=body.token_form)
     return CampaignImportOut(**vars(result))
 
 
-@bp.operation("POST", "/campaigns/<id:campaign_id>/install", action="campaigns.manage",
-              body=CampaignInstallIn, response=CampaignInstallOut, idempotency="optional",
-              errors=(409, 503), prepare=load_authority_first,
-              summary="Install the new councils: revoke the outgoing certificates in bulk "
-                      "(affiliationChanged); resumable; dry_run lists what it would do")
+@routes.operation("POST", "/campaigns/<id:campaign_id>/install", action="campaigns.manage",
+                  body=CampaignInstallIn, response=CampaignInstallOut, idempotency="optional",
+                  errors=(409, 503), prepare=load_authority_first,
+                  summary="Install the new councils: revoke the outgoing certificates in bulk "
+                          "(affiliationChanged); resumable; dry_run lists what it would do")
 def install(call: Call, campaign_id: int, body: CampaignInstallIn) -> CampaignInstallOut:
     revoke = None
     if not body.dry_run:
@@ -188,9 +190,9 @@ def install(call: Call, campaign_id: int, body: CampaignInstallIn) -> CampaignIn
                       list(result.revoked), result.already_revoked)
 
 
-@bp.operation("POST", "/campaigns/<id:campaign_id>/notify", action="campaigns.manage",
-              response=CampaignNotifyOut, idempotency="optional",
-              summary="Email each province's contact its list (once a day)")
+@routes.operation("POST", "/campaigns/<id:campaign_id>/notify", action="campaigns.manage",
+                  response=CampaignNotifyOut, idempotency="optional",
+                  summary="Email each province's contact its list (once a day)")
 def notify(call: Call, campaign_id: int) -> CampaignNotifyOut:
     return CampaignNotifyOut(campaigns.notify_contacts(call.session, call.clock, campaign_id,
                                                actor=call.actor))

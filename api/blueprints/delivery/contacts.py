@@ -7,9 +7,9 @@ from datetime import date, datetime
 
 from flask import url_for
 
-from api.blueprints.delivery.common import PROVINCE, bp
+from api.delivery_common import PROVINCE
 from api.policy import Scope, merge_filter
-from api.routing import Call
+from api.routing import Call, Routes
 from api.schema import PageQuery, make_page, page_of, rule
 from delivery import (
     contacts,
@@ -19,6 +19,8 @@ from delivery.validation import (
     PHONE_MAX_LENGTH,
     PHONE_MIN_LENGTH,
 )
+
+routes = Routes()
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,8 @@ def contact_out(c: Contact) -> ContactOut:
                       c.active, c.designated_at, c.ended_at)
 
 
-@bp.operation("GET", "/contacts", action="contacts.read", query=ContactQuery,
-              response=page_of(ContactOut), summary="Designated contacts")
+@routes.operation("GET", "/contacts", action="contacts.read", query=ContactQuery,
+                  response=page_of(ContactOut), summary="Designated contacts")
 def list_contacts(call: Call, query: ContactQuery) -> object:
     province = merge_filter(call.list_scope(), province_code=query.province)
     found = contacts.list_contacts(call.session, province_code=province,
@@ -76,9 +78,9 @@ def list_contacts(call: Call, query: ContactQuery) -> object:
                      query.limit, query.offset)
 
 
-@bp.operation("POST", "/contacts", action="contacts.write", body=ContactIn,
-              response=ContactOut, status=201, idempotency="optional",
-              summary="Register a province's designated contact")
+@routes.operation("POST", "/contacts", action="contacts.write", body=ContactIn,
+                  response=ContactOut, status=201, idempotency="optional",
+                  summary="Register a province's designated contact")
 def designate_contact(call: Call, body: ContactIn) -> ContactOut:
     call.authorize(Scope(province_code=body.province_code))
     contact = contacts.designate_contact(call.session, call.clock, contacts.ContactDesignation(
@@ -89,8 +91,8 @@ def designate_contact(call: Call, body: ContactIn) -> ContactOut:
     return contact_out(contact)
 
 
-@bp.operation("GET", "/contacts/<id:contact_id>", action="contacts.read",
-              response=ContactOut, summary="One designated contact")
+@routes.operation("GET", "/contacts/<id:contact_id>", action="contacts.read",
+                  response=ContactOut, summary="One designated contact")
 def get_contact(call: Call, contact_id: int) -> ContactOut:
     contact = contacts.get_contact(call.session, contact_id)
     call.authorize(Scope(province_code=contact.province_code))

@@ -8,17 +8,9 @@ from typing import Literal
 
 from flask import url_for
 
-from api.blueprints.delivery.common import (
-    CIN,
-    COMMUNE,
-    PROVINCE,
-    Civility,
-    HolderRole,
-    acting_contact_id,
-    bp,
-)
+from api.delivery_common import CIN, COMMUNE, PROVINCE, Civility, HolderRole, acting_contact_id
 from api.policy import Scope, merge_filter
-from api.routing import Call
+from api.routing import Call, Routes
 from api.schema import PageQuery, make_page, page_of, rule
 from api.wiring.flaskapp import wiring
 from delivery import (
@@ -31,6 +23,8 @@ from delivery.validation import (
     PHONE_MIN_LENGTH,
 )
 from quotas.queries import province_of_commune
+
+routes = Routes()
 
 
 @dataclass(frozen=True)
@@ -127,8 +121,8 @@ def holder_out(h: Holder) -> HolderOut:
                      h.professional_email, h.created_at)
 
 
-@bp.operation("GET", "/holders", action="holders.read", query=HolderQuery,
-              response=page_of(HolderOut), summary="Holders")
+@routes.operation("GET", "/holders", action="holders.read", query=HolderQuery,
+                  response=page_of(HolderOut), summary="Holders")
 def list_holders(call: Call, query: HolderQuery) -> object:
     scope = call.list_scope()
     if scope.holder_id is not None:  # a holder: their own record, whatever the filters
@@ -144,9 +138,9 @@ def list_holders(call: Call, query: HolderQuery) -> object:
                      query.limit, query.offset)
 
 
-@bp.operation("POST", "/holders", action="holders.write", body=HolderIn, response=HolderOut,
-              status=201, idempotency="optional", errors=(409,),
-              summary="Register a holder (a contact: only in their province)")
+@routes.operation("POST", "/holders", action="holders.write", body=HolderIn, response=HolderOut,
+                  status=201, idempotency="optional", errors=(409,),
+                  summary="Register a holder (a contact: only in their province)")
 def register_holder(call: Call, body: HolderIn) -> HolderOut:
     province = body.province_code
     if body.commune_code:
@@ -164,18 +158,18 @@ def register_holder(call: Call, body: HolderIn) -> HolderOut:
     return holder_out(holder)
 
 
-@bp.operation("GET", "/holders/<id:holder_id>", action="holders.read", response=HolderOut,
-              summary="One holder")
+@routes.operation("GET", "/holders/<id:holder_id>", action="holders.read", response=HolderOut,
+                  summary="One holder")
 def get_holder(call: Call, holder_id: int) -> HolderOut:
     holder = holders.get_holder(call.session, holder_id)
     call.authorize(Scope(province_code=holder.province_code, holder_id=holder.id))
     return holder_out(holder)
 
 
-@bp.operation("POST", "/holders/<id:holder_id>/contact-details", action="holders.write",
-              body=HolderContactIn, response=HolderContactOut, errors=(503,),
-              summary="Change where a holder's notifications go (a new mobile or email "
-                      "waits for the holder's confirmation; the old ones are told)")
+@routes.operation("POST", "/holders/<id:holder_id>/contact-details", action="holders.write",
+                  body=HolderContactIn, response=HolderContactOut, errors=(503,),
+                  summary="Change where a holder's notifications go (a new mobile or email "
+                          "waits for the holder's confirmation; the old ones are told)")
 def update_holder_contact(call: Call, holder_id: int,
                           body: HolderContactIn) -> HolderContactOut:
     holder = holders.get_holder(call.session, holder_id)
@@ -192,10 +186,10 @@ def update_holder_contact(call: Call, holder_id: int,
         for p in contact_change.pending_changes(call.session, call.clock, holder_id)])
 
 
-@bp.operation("POST", "/holders/<id:holder_id>/contact-details/confirm",
-              action="holder.contact", body=HolderContactConfirmIn, response=HolderOut,
-              rate_limit="otp", transactional=False, errors=(404, 409),
-              summary="Confirm my new mobile or email with the code sent to it")
+@routes.operation("POST", "/holders/<id:holder_id>/contact-details/confirm",
+                  action="holder.contact", body=HolderContactConfirmIn, response=HolderOut,
+                  rate_limit="otp", transactional=False, errors=(404, 409),
+                  summary="Confirm my new mobile or email with the code sent to it")
 def confirm_holder_contact(call: Call, holder_id: int,
                            body: HolderContactConfirmIn) -> HolderOut:
     with call.runtime.unit_of_work() as session:
@@ -206,9 +200,9 @@ def confirm_holder_contact(call: Call, holder_id: int,
         code=body.code, actor=call.actor))
 
 
-@bp.operation("POST", "/holders/<id:holder_id>/civility", action="holders.write",
-              body=HolderCivilityIn, response=HolderOut, idempotency="optional",
-              summary="Correct a holder's civility (titles agree with it)")
+@routes.operation("POST", "/holders/<id:holder_id>/civility", action="holders.write",
+                  body=HolderCivilityIn, response=HolderOut, idempotency="optional",
+                  summary="Correct a holder's civility (titles agree with it)")
 def set_holder_civility(call: Call, holder_id: int, body: HolderCivilityIn) -> HolderOut:
     holder = holders.get_holder(call.session, holder_id)
     call.authorize(Scope(province_code=holder.province_code))

@@ -7,22 +7,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-from api.blueprints.delivery.common import (
-    COMMUNE,
-    PROVINCE,
-    HolderRole,
-    TokenForm,
-    acting_contact_id,
-    bp,
-)
+from api.delivery_common import COMMUNE, PROVINCE, HolderRole, TokenForm, acting_contact_id
 from api.policy import Scope
-from api.routing import Call
+from api.routing import Call, Routes
 from api.schema import rule
 from api.wiring.flaskapp import load_authority_first, wiring
 from delivery import holders, mandate_change, mandates
 from delivery.models import Mandate
 from delivery.titles import title_for
 from quotas.queries import province_of_commune
+
+routes = Routes()
 
 
 @dataclass(frozen=True)
@@ -81,8 +76,8 @@ class MandateListOut:
     items: list[MandateOut]
 
 
-@bp.operation("GET", "/holders/<id:holder_id>/mandates", action="holders.read",
-              response=MandateListOut, summary="A holder's mandates, oldest first")
+@routes.operation("GET", "/holders/<id:holder_id>/mandates", action="holders.read",
+                  response=MandateListOut, summary="A holder's mandates, oldest first")
 def list_mandates(call: Call, holder_id: int) -> MandateListOut:
     holder = holders.get_holder(call.session, holder_id)
     call.authorize(Scope(province_code=holder.province_code, holder_id=holder.id))
@@ -90,11 +85,11 @@ def list_mandates(call: Call, holder_id: int) -> MandateListOut:
                            for m in mandates.history(call.session, holder_id)])
 
 
-@bp.operation("POST", "/holders/<id:holder_id>/mandates", action="mandates.change",
-              body=MandateChangeIn, response=MandateChangeOut, status=201,
-              idempotency="optional", errors=(409, 503), prepare=load_authority_first,
-              summary="Change a holder's mandate: the old one ends, its certificates are "
-                      "revoked (affiliationChanged), a request for the new one follows")
+@routes.operation("POST", "/holders/<id:holder_id>/mandates", action="mandates.change",
+                  body=MandateChangeIn, response=MandateChangeOut, status=201,
+                  idempotency="optional", errors=(409, 503), prepare=load_authority_first,
+                  summary="Change a holder's mandate: the old one ends, its certificates are "
+                          "revoked (affiliationChanged), a request for the new one follows")
 def change_mandate(call: Call, holder_id: int, body: MandateChangeIn) -> MandateChangeOut:
     holder = holders.get_holder(call.session, holder_id)
     call.authorize(Scope(province_code=holder.province_code))

@@ -6,14 +6,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from api.blueprints.delivery.common import OutboxStatus, bp
-from api.routing import Call
+from api.delivery_common import OutboxStatus
+from api.routing import Call, Routes
 from api.schema import PageQuery, make_page, page_of, rule
 from core.errors import InvalidInput
 from delivery import (
     outbox,
 )
 from delivery.models import OutboxMessage
+
+routes = Routes()
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,8 @@ def outbox_out(m: OutboxMessage) -> OutboxOut:
                      bool(m.outcome_unknown))
 
 
-@bp.operation("GET", "/outbox", action="outbox.read", query=OutboxQuery,
-              response=page_of(OutboxOut), summary="Notifications, newest first")
+@routes.operation("GET", "/outbox", action="outbox.read", query=OutboxQuery,
+                  response=page_of(OutboxOut), summary="Notifications, newest first")
 def list_outbox(call: Call, query: OutboxQuery) -> object:
     found = outbox.list_messages(call.session, status=query.status, holder_id=query.holder_id,
                                  limit=query.limit, offset=query.offset)
@@ -92,8 +94,8 @@ def list_outbox(call: Call, query: OutboxQuery) -> object:
                      query.limit, query.offset)
 
 
-@bp.operation("GET", "/outbox/stats", action="outbox.read", response=OutboxStatsOut,
-              summary="Outbox depth by status")
+@routes.operation("GET", "/outbox/stats", action="outbox.read", response=OutboxStatsOut,
+                  summary="Outbox depth by status")
 def outbox_stats(call: Call) -> OutboxStatsOut:
     s = outbox.stats(call.session)
     alarm = outbox.alert(call.session, call.clock,
@@ -104,9 +106,9 @@ def outbox_stats(call: Call) -> OutboxStatsOut:
                           alarm.raised, round(alarm.oldest_pending_minutes, 1))
 
 
-@bp.operation("POST", "/outbox/retry-dead", action="outbox.manage", body=RetryDeadIn,
-              response=RetryDeadOut,
-              summary="Give every dead notification (of one purpose) new attempts")
+@routes.operation("POST", "/outbox/retry-dead", action="outbox.manage", body=RetryDeadIn,
+                  response=RetryDeadOut,
+                  summary="Give every dead notification (of one purpose) new attempts")
 def retry_all_dead(call: Call, body: RetryDeadIn) -> RetryDeadOut:
     try:
         ids = outbox.retry_all_dead(call.session, call.clock, actor=call.actor,
@@ -116,8 +118,8 @@ def retry_all_dead(call: Call, body: RetryDeadIn) -> RetryDeadOut:
     return RetryDeadOut(ids)
 
 
-@bp.operation("POST", "/outbox/<id:message_id>/retry", action="outbox.manage",
-              response=OutboxOut, summary="Give a dead notification new attempts")
+@routes.operation("POST", "/outbox/<id:message_id>/retry", action="outbox.manage",
+                  response=OutboxOut, summary="Give a dead notification new attempts")
 def retry_message(call: Call, message_id: int) -> OutboxOut:
     return outbox_out(outbox.retry_dead(call.session, call.clock, message_id,
                                         actor=call.actor))

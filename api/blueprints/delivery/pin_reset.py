@@ -7,9 +7,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from api.blueprints.delivery.common import CIN, bp
+from api.delivery_common import CIN
 from api.policy import Scope
-from api.routing import Call
+from api.routing import Call, Routes
 from api.schema import rule
 from api.wiring.flaskapp import wiring
 from delivery import (
@@ -17,6 +17,8 @@ from delivery import (
     reset,
 )
 from delivery.models import Holder
+
+routes = Routes()
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,10 @@ def _own_holder_by_cin(call: Call, session: Session, cin: str) -> Holder:
     return found
 
 
-@bp.operation("POST", "/pin-reset", action="holder.pin", body=PinResetIn,
-              response=PinResetOut, status=201, rate_limit="otp", errors=(409,),
-              rate_subject=lambda args: f"cin:{args['body'].cin.upper()}",
-              summary="Forgotten or locked PIN: send a one-time code to my mobile")
+@routes.operation("POST", "/pin-reset", action="holder.pin", body=PinResetIn,
+                  response=PinResetOut, status=201, rate_limit="otp", errors=(409,),
+                  rate_subject=lambda args: f"cin:{args['body'].cin.upper()}",
+                  summary="Forgotten or locked PIN: send a one-time code to my mobile")
 def request_reset(call: Call, body: PinResetIn) -> PinResetOut:
     _own_holder_by_cin(call, call.session, body.cin)
     root = wiring()
@@ -70,11 +72,11 @@ def request_reset(call: Call, body: PinResetIn) -> PinResetOut:
     return PinResetOut(info.challenge_id, info.expires_at, info.phone_hint)
 
 
-@bp.operation("POST", "/pin-reset/<challenge_id>/confirm", action="holder.pin",
-              body=PinResetConfirmIn, response=PinResetDoneOut, rate_limit="otp",
-              rate_subject=lambda args: f"cin:{args['body'].cin.upper()}",
-              transactional=False, errors=(409, 503),
-              summary="Confirm a PIN reset with the one-time code: a new PIN goes by SMS")
+@routes.operation("POST", "/pin-reset/<challenge_id>/confirm", action="holder.pin",
+                  body=PinResetConfirmIn, response=PinResetDoneOut, rate_limit="otp",
+                  rate_subject=lambda args: f"cin:{args['body'].cin.upper()}",
+                  transactional=False, errors=(409, 503),
+                  summary="Confirm a PIN reset with the one-time code: a new PIN goes by SMS")
 def confirm_reset(call: Call, challenge_id: str, body: PinResetConfirmIn) -> PinResetDoneOut:
     with call.runtime.unit_of_work() as session:
         _own_holder_by_cin(call, session, body.cin)

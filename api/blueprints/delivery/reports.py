@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from api.blueprints.delivery.common import PROVINCE, bp
+from api.delivery_common import PROVINCE
 from api.policy import Scope, merge_filter
-from api.routing import Call
+from api.routing import Call, Routes
 from api.schema import PageQuery, make_page, page_of, rule
 from api.wiring.flaskapp import wiring
 from delivery import (
@@ -15,6 +15,8 @@ from delivery import (
     oversight,
     requests,
 )
+
+routes = Routes()
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,9 @@ class OverdueQuery(PageQuery):
     province: str | None = field(default=None, metadata=rule(pattern=PROVINCE))
 
 
-@bp.operation("GET", "/provinces/<code>/overview", action="reports.read",
-              response=ProvinceOverviewOut,
-              summary="Requests by status, overdue hand-overs and holders of a province")
+@routes.operation("GET", "/provinces/<code>/overview", action="reports.read",
+                  response=ProvinceOverviewOut,
+                  summary="Requests by status, overdue hand-overs and holders of a province")
 def province_overview(call: Call, code: str) -> ProvinceOverviewOut:
     call.authorize(Scope(province_code=code))
     found = requests.province_overview(call.session, call.clock, code,
@@ -53,9 +55,9 @@ def province_overview(call: Call, code: str) -> ProvinceOverviewOut:
                                found.overdue_handovers, found.holders)
 
 
-@bp.operation("GET", "/reports/overdue-handovers", action="reports.read",
-              query=OverdueQuery, response=page_of(OverdueOut),
-              summary="Tokens received by a contact and not handed over in time")
+@routes.operation("GET", "/reports/overdue-handovers", action="reports.read",
+                  query=OverdueQuery, response=page_of(OverdueOut),
+                  summary="Tokens received by a contact and not handed over in time")
 def overdue(call: Call, query: OverdueQuery) -> object:
     province = merge_filter(call.list_scope(), province_code=query.province)
     found = batches.overdue_handovers(call.session, call.clock,
@@ -103,10 +105,10 @@ class ExpiringOut:
     provinces: list[ExpiringProvinceOut]
 
 
-@bp.operation("GET", "/reports/expiring", action="reports.expiring", query=ExpiringQuery,
-              response=ExpiringOut,
-              summary="Holders' certificates expiring in the next days (90 by default), by "
-                      "province")
+@routes.operation("GET", "/reports/expiring", action="reports.expiring", query=ExpiringQuery,
+                  response=ExpiringOut,
+                  summary="Holders' certificates expiring in the next days (90 by default), by "
+                          "province")
 def expiring(call: Call, query: ExpiringQuery) -> ExpiringOut:
     province = merge_filter(call.list_scope(), province_code=query.province)
     found = oversight.expiring(call.session, call.clock, days=query.days,

@@ -8,17 +8,16 @@ from typing import Literal
 
 from flask import url_for
 
-from api.blueprints.delivery.common import (
+from api.delivery_common import (
     PIN,
     PROVINCE,
     RequestKind,
     RequestStatus,
     TokenForm,
     acting_contact_id,
-    bp,
 )
 from api.policy import Scope, merge_filter
-from api.routing import Call
+from api.routing import Call, Routes
 from api.schema import PageQuery, make_page, page_of, rule
 from api.wiring.flaskapp import load_authority_first, wiring
 from delivery import (
@@ -32,6 +31,8 @@ from delivery import (
 )
 from delivery.models import KIND_RENEWAL, KIND_REPLACEMENT
 from delivery.models import CertificateRequest as RequestRow
+
+routes = Routes()
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,8 @@ def _load(call: Call, request_id: int, action: str | None = None) -> RequestRow:
     return found
 
 
-@bp.operation("GET", "/requests", action="requests.read", query=RequestQuery,
-              response=page_of(RequestOut), summary="Certificate requests")
+@routes.operation("GET", "/requests", action="requests.read", query=RequestQuery,
+                  response=page_of(RequestOut), summary="Certificate requests")
 def list_requests(call: Call, query: RequestQuery) -> object:
     scope = call.list_scope()
     province = merge_filter(scope, province_code=query.province)
@@ -165,9 +166,9 @@ def list_requests(call: Call, query: RequestQuery) -> object:
                      query.limit, query.offset)
 
 
-@bp.operation("POST", "/requests", action="requests.create", body=RequestIn,
-              response=RequestOut, status=201, idempotency="optional", errors=(409,),
-              summary="Ask for a certificate for a holder (reserves one of the quota)")
+@routes.operation("POST", "/requests", action="requests.create", body=RequestIn,
+                  response=RequestOut, status=201, idempotency="optional", errors=(409,),
+                  summary="Ask for a certificate for a holder (reserves one of the quota)")
 def submit_request(call: Call, body: RequestIn) -> RequestOut:
     holder = holders.get_holder(call.session, body.holder_id)
     call.authorize(Scope(province_code=holder.province_code))
@@ -181,10 +182,10 @@ def submit_request(call: Call, body: RequestIn) -> RequestOut:
     return request_out(created)
 
 
-@bp.operation("POST", "/requests/<id:request_id>/renew", action="requests.create",
-              response=RequestOut, status=201, idempotency="optional", errors=(409,),
-              summary="Ask for the renewal of an active credential (reserves one of the "
-                      "quota; the token, PIN and terms carry over at activation)")
+@routes.operation("POST", "/requests/<id:request_id>/renew", action="requests.create",
+                  response=RequestOut, status=201, idempotency="optional", errors=(409,),
+                  summary="Ask for the renewal of an active credential (reserves one of the "
+                          "quota; the token, PIN and terms carry over at activation)")
 def renew(call: Call, request_id: int) -> RequestOut:
     found = _load(call, request_id)
     created = requests.submit_renewal(call.session, call.clock, request_id, actor=call.actor,
@@ -200,12 +201,12 @@ class IncidentIn:
                                     description="What happened, when, where."))
 
 
-@bp.operation("POST", "/requests/<id:request_id>/incident", action="requests.incident",
-              body=IncidentIn, response=RequestOut, status=201, idempotency="optional",
-              errors=(409, 503), prepare=load_authority_first,
-              summary="Report the token lost, stolen or damaged: the certificate is "
-                      "suspended (revoked keyCompromise if stolen) and a replacement "
-                      "request follows")
+@routes.operation("POST", "/requests/<id:request_id>/incident", action="requests.incident",
+                  body=IncidentIn, response=RequestOut, status=201, idempotency="optional",
+                  errors=(409, 503), prepare=load_authority_first,
+                  summary="Report the token lost, stolen or damaged: the certificate is "
+                          "suspended (revoked keyCompromise if stolen) and a replacement "
+                          "request follows")
 def report_incident(call: Call, request_id: int, body: IncidentIn) -> RequestOut:
     found = _load(call, request_id)
     holder_id = call.user.holder_id if call.user.role == "holder" else None
@@ -217,11 +218,11 @@ def report_incident(call: Call, request_id: int, body: IncidentIn) -> RequestOut
     return request_out(replacement)
 
 
-@bp.operation("POST", "/requests/<id:request_id>/cancel-personalised",
-              action="requests.cancel_personalised", body=ReasonIn, response=RequestOut,
-              idempotency="optional", errors=(409, 503), prepare=load_authority_first,
-              summary="Cancel after personalisation: revoke the certificate, destroy the "
-                      "token's objects, release the quota reservation")
+@routes.operation("POST", "/requests/<id:request_id>/cancel-personalised",
+                  action="requests.cancel_personalised", body=ReasonIn, response=RequestOut,
+                  idempotency="optional", errors=(409, 503), prepare=load_authority_first,
+                  summary="Cancel after personalisation: revoke the certificate, destroy the "
+                          "token's objects, release the quota reservation")
 def cancel_personalised(call: Call, request_id: int, body: ReasonIn) -> RequestOut:
     found = _load(call, request_id)
     return request_out(incidents.cancel_after_personalisation(
@@ -230,8 +231,8 @@ def cancel_personalised(call: Call, request_id: int, body: ReasonIn) -> RequestO
         contact_id=acting_contact_id(call, found.province_code)))
 
 
-@bp.operation("GET", "/requests/<id:request_id>", action="requests.read",
-              response=RequestDetailOut, summary="A request with its timeline")
+@routes.operation("GET", "/requests/<id:request_id>", action="requests.read",
+                  response=RequestDetailOut, summary="A request with its timeline")
 def get_request(call: Call, request_id: int) -> RequestDetailOut:
     found = _load(call, request_id)
     line = requests.timeline(call.session, request_id)
@@ -242,9 +243,9 @@ def get_request(call: Call, request_id: int) -> RequestDetailOut:
                             ready.ready, list(ready.reasons))
 
 
-@bp.operation("POST", "/requests/<id:request_id>/approve", action="requests.decide",
-              body=ApproveIn, response=RequestOut, errors=(409,),
-              summary="Registration authority: identity checked, approve")
+@routes.operation("POST", "/requests/<id:request_id>/approve", action="requests.decide",
+                  body=ApproveIn, response=RequestOut, errors=(409,),
+                  summary="Registration authority: identity checked, approve")
 def approve(call: Call, request_id: int, body: ApproveIn) -> RequestOut:
     _load(call, request_id)
     return request_out(requests.approve_request(call.session, call.clock, request_id,
@@ -252,18 +253,18 @@ def approve(call: Call, request_id: int, body: ApproveIn) -> RequestOut:
                                                 identity_check=body.identity_check))
 
 
-@bp.operation("POST", "/requests/<id:request_id>/reject", action="requests.decide",
-              body=ReasonIn, response=RequestOut, errors=(409,),
-              summary="Refuse a request (its quota reservation is released)")
+@routes.operation("POST", "/requests/<id:request_id>/reject", action="requests.decide",
+                  body=ReasonIn, response=RequestOut, errors=(409,),
+                  summary="Refuse a request (its quota reservation is released)")
 def reject(call: Call, request_id: int, body: ReasonIn) -> RequestOut:
     _load(call, request_id)
     return request_out(requests.reject_request(call.session, call.clock, request_id,
                                                actor=call.actor, reason=body.reason))
 
 
-@bp.operation("POST", "/requests/<id:request_id>/cancel", action="requests.cancel",
-              body=ReasonIn, response=RequestOut, errors=(409,),
-              summary="Withdraw a request before personalisation (releases the quota)")
+@routes.operation("POST", "/requests/<id:request_id>/cancel", action="requests.cancel",
+                  body=ReasonIn, response=RequestOut, errors=(409,),
+                  summary="Withdraw a request before personalisation (releases the quota)")
 def cancel(call: Call, request_id: int, body: ReasonIn) -> RequestOut:
     found = _load(call, request_id)
     contact_id = acting_contact_id(call, found.province_code)
@@ -272,11 +273,11 @@ def cancel(call: Call, request_id: int, body: ReasonIn) -> RequestOut:
                                                contact_id=contact_id))
 
 
-@bp.operation("POST", "/requests/<id:request_id>/personalise",
-              action="requests.personalise", response=RequestOut, errors=(409, 503),
-              idempotency="optional", prepare=load_authority_first,
-              summary="Initialise the token, generate the key on it and issue the "
-                      "certificate")
+@routes.operation("POST", "/requests/<id:request_id>/personalise",
+                  action="requests.personalise", response=RequestOut, errors=(409, 503),
+                  idempotency="optional", prepare=load_authority_first,
+                  summary="Initialise the token, generate the key on it and issue the "
+                          "certificate")
 def personalise(call: Call, request_id: int) -> RequestOut:
     _load(call, request_id)
     root = wiring()
@@ -285,9 +286,9 @@ def personalise(call: Call, request_id: int) -> RequestOut:
         sealer=root.sealer(), actor=call.actor, policy=root.policy))
 
 
-@bp.operation("POST", "/requests/<id:request_id>/handover", action="requests.handover",
-              body=HandoverIn, response=RequestOut, errors=(409,),
-              summary="Record the hand-over of a token to its holder")
+@routes.operation("POST", "/requests/<id:request_id>/handover", action="requests.handover",
+                  body=HandoverIn, response=RequestOut, errors=(409,),
+                  summary="Record the hand-over of a token to its holder")
 def handover(call: Call, request_id: int, body: HandoverIn) -> RequestOut:
     found = _load(call, request_id)
     return request_out(batches.record_handover(
@@ -296,18 +297,18 @@ def handover(call: Call, request_id: int, body: HandoverIn) -> RequestOut:
         contact_id=acting_contact_id(call, found.province_code), at=body.at))
 
 
-@bp.operation("POST", "/requests/<id:request_id>/terms", action="holder.terms",
-              body=TermsIn, response=RequestOut, errors=(409,),
-              summary="The holder accepts the terms of use")
+@routes.operation("POST", "/requests/<id:request_id>/terms", action="holder.terms",
+                  body=TermsIn, response=RequestOut, errors=(409,),
+                  summary="The holder accepts the terms of use")
 def accept_terms(call: Call, request_id: int, body: TermsIn) -> RequestOut:
     _load(call, request_id)
     return request_out(requests.accept_terms(call.session, call.clock, request_id,
                                              version=body.version, actor=call.actor))
 
 
-@bp.operation("POST", "/requests/<id:request_id>/activate", action="requests.activate",
-              response=RequestOut, errors=(409,),
-              summary="Activate the credential (consumes the quota reservation)")
+@routes.operation("POST", "/requests/<id:request_id>/activate", action="requests.activate",
+                  response=RequestOut, errors=(409,),
+                  summary="Activate the credential (consumes the quota reservation)")
 def activate(call: Call, request_id: int) -> RequestOut:
     found = _load(call, request_id)
     supersede = None
@@ -320,11 +321,11 @@ def activate(call: Call, request_id: int) -> RequestOut:
                                                  actor=call.actor, supersede=supersede))
 
 
-@bp.operation("POST", "/requests/<id:request_id>/pin", action="holder.pin",
-              body=PinChangeIn, rate_limit="pin", transactional=False,
-              rate_subject=lambda args: f"request:{args['request_id']}",
-              errors=(409, 423, 503),
-              summary="Change a hosted token's PIN (required before the first signature)")
+@routes.operation("POST", "/requests/<id:request_id>/pin", action="holder.pin",
+                  body=PinChangeIn, rate_limit="pin", transactional=False,
+                  rate_subject=lambda args: f"request:{args['request_id']}",
+                  errors=(409, 423, 503),
+                  summary="Change a hosted token's PIN (required before the first signature)")
 def change_pin(call: Call, request_id: int, body: PinChangeIn) -> None:
     """Wrong PINs are counted by the token layer and lock the token after
     ``TAWQI_PIN_MAX_ATTEMPTS``; this endpoint is also rate limited."""
@@ -335,9 +336,9 @@ def change_pin(call: Call, request_id: int, body: PinChangeIn) -> None:
                     old_pin=body.old_pin, new_pin=body.new_pin, actor=call.actor)
 
 
-@bp.operation("POST", "/requests/<id:request_id>/pin-changed", action="holder.pin",
-              response=RequestOut, errors=(409,),
-              summary="Declare that a device token's PIN was changed on the holder's machine")
+@routes.operation("POST", "/requests/<id:request_id>/pin-changed", action="holder.pin",
+                  response=RequestOut, errors=(409,),
+                  summary="Declare that a device token's PIN was changed on the holder's machine")
 def pin_changed(call: Call, request_id: int) -> RequestOut:
     _load(call, request_id)
     return request_out(pins.record_pin_changed(call.session, call.clock, request_id,

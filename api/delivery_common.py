@@ -1,21 +1,19 @@
-"""What the delivery blueprint's modules share: the blueprint, the patterns of its
-schemas, and the contact a caller acts as."""
+"""What the modules of the delivery blueprint (:mod:`api.blueprints.delivery`) share: the
+patterns of their schemas and the contact a caller acts as.
+
+Not a blueprint: the app factory builds the blueprint and adds each module's operations."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from api.routing import ApiBlueprint, Call
+from api.routing import Call
 from delivery import (
     contacts,
 )
 from delivery.validation import (
     CIN_SCHEMA_PATTERN,
 )
-
-bp = ApiBlueprint("delivery", __name__, url_prefix="/v1", tag="Delivery",
-                  description="Contacts, holders, certificate requests, courier batches, "
-                              "hand-over, terms of use, PINs and notifications.")
 
 PROVINCE = r"^[0-9]{2}\.[0-9]{3}$"
 COMMUNE = r"^[0-9]{2}\.[0-9]{3}\.[0-9]{2}\.[0-9]{2}$"
