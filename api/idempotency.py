@@ -4,7 +4,8 @@ The client sends ``Idempotency-Key`` (1-255 visible characters). The first succe
 response is stored with the key, the principal and a hash of the request, in the same
 transaction as the work it answers; a retry with the same key and the same request gets it
 back unchanged (header ``Idempotent-Replayed: true``). The same key with a different request
-is refused. Records are kept ``idempotency_ttl_hours``. Error responses are not stored, so a
+is refused. Records are kept ``idempotency_ttl_hours``; the ``idempotency-purge`` job
+(:mod:`api.jobs`) deletes the older ones. Error responses are not stored, so a
 retry after a failure runs again.
 
 Concurrent requests with the same key are serialised (:func:`serialise`): the second waits
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import IdempotencyKeyReused, MalformedRequest
 from api.models import IdempotencyRecord
+from core.audit import record
 from core.clock import Clock, as_utc
 from core.db import is_postgres
 
@@ -88,7 +90,16 @@ def store(session: Session, clock: Clock, principal: str, key: str, req_hash: st
     session.flush()
 
 
-def purge(session: Session, clock: Clock, ttl: timedelta) -> int:
+def purge(session: Session, clock: Clock, ttl: timedelta, *, actor: str) -> int:
+    """Delete the records older than ``ttl`` (:func:`lookup` would ignore them anyway) and,
+    when any went, record how many in the audit log (same transaction). Returns the count.
+    Idempotent: a second run finds nothing to delete."""
+    cutoff = clock.now() - ttl
     result = session.execute(delete(IdempotencyRecord).where(
-        IdempotencyRecord.created_at < clock.now() - ttl))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        IdempotencyRecord.created_at < cutoff))
+    erased = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if erased:
+        record(session, clock, actor=actor, action="idempotency.purged",
+               object_type="idempotency_record", object_id="*",
+               summary={"records": erased, "older_than": as_utc(cutoff).isoformat()})
+    return erased

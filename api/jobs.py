@@ -17,7 +17,11 @@ due, so an extra run (by hand, or after a lost lease) does no harm.
 - ``envelope-purge`` (``TAWQI_JOB_ENVELOPE_PURGE_SECONDS``): erase undeliverable PIN and code
   envelopes after ``TAWQI_ENVELOPE_RETENTION_DAYS``;
 - ``audit-anchor`` (``TAWQI_AUDIT_ANCHOR_SECONDS``): time-stamp the audit head into the
-  anchor store.
+  anchor store;
+- ``idempotency-purge`` (``TAWQI_JOB_IDEMPOTENCY_PURGE_SECONDS``): delete the idempotency
+  records older than ``TAWQI_IDEMPOTENCY_TTL_HOURS``;
+- ``rate-counter-purge`` (``TAWQI_JOB_RATE_COUNTER_PURGE_SECONDS``): delete the rate-limit
+  counters older than ``TAWQI_RATE_COUNTER_RETENTION_HOURS``.
 
 Jobs that sign with the service token (CRL, OCSP, anchoring) are skipped with a warning
 when ``TAWQI_SERVICE_PIN`` is not set. To add a job, add a :class:`JobDefinition` to
@@ -145,6 +149,25 @@ def campaign_notices(runtime: Runtime) -> str:
     return f"{queued} campaign notice(s) queued"
 
 
+def idempotency_purge(runtime: Runtime) -> str:
+    from api import idempotency
+
+    with runtime.unit_of_work() as session:
+        erased = idempotency.purge(
+            session, runtime.clock, timedelta(hours=runtime.settings.idempotency_ttl_hours),
+            actor=ACTOR)
+    return f"{erased} expired idempotency record(s) deleted"
+
+
+def rate_counter_purge(runtime: Runtime) -> str:
+    from api import ratelimit
+
+    with runtime.unit_of_work() as session:
+        erased = ratelimit.purge(session, runtime.clock,
+                                 ratelimit.purge_retention(runtime.settings), actor=ACTOR)
+    return f"{erased} old rate-limit counter(s) deleted"
+
+
 def audit_anchor(runtime: Runtime) -> str:
     from api.audit_anchor import anchor_now
 
@@ -172,6 +195,12 @@ JOBS: tuple[JobDefinition, ...] = (
     JobDefinition("campaign-notices", "job_campaign_notices_seconds",
                   "Email each province's contact the list of a campaign under way.",
                   campaign_notices),
+    JobDefinition("idempotency-purge", "job_idempotency_purge_seconds",
+                  "Delete idempotency records past TAWQI_IDEMPOTENCY_TTL_HOURS.",
+                  idempotency_purge),
+    JobDefinition("rate-counter-purge", "job_rate_counter_purge_seconds",
+                  "Delete rate-limit counters past TAWQI_RATE_COUNTER_RETENTION_HOURS.",
+                  rate_counter_purge),
 )
 
 

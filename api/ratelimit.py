@@ -13,6 +13,9 @@ Two kinds of bucket live in ``api_rate_counter``:
   then on the bucket is closed for ``2**(failures - free_failures)`` seconds after the last
   failure, capped at ``max_seconds``. Failures are forgotten a day after the last one.
 
+The ``rate-counter-purge`` job (:mod:`api.jobs`, :func:`purge`) deletes the counters older
+than ``TAWQI_RATE_COUNTER_RETENTION_HOURS`` (never less than a day nor the longest window).
+
 :func:`login_attempt` and :func:`login_succeeded` combine them for logins (the API's and
 the web form's); ``docs/api.md`` explains the design.
 """
@@ -30,6 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from api.models import RateCounter
+from core.audit import record
 from core.clock import Clock, as_utc
 from core.config import Settings
 from core.db import is_postgres
@@ -210,6 +214,29 @@ def login_succeeded(session: Session, clock: Clock, *, username: str, address: s
     if name is not None:
         name.count = max(0, name.count - max(1, mine))
     session.flush()
+
+
+def purge(session: Session, clock: Clock, retention: timedelta, *, actor: str) -> int:
+    """Delete the counters whose window (or last failure) started more than ``retention``
+    ago; give it :func:`purge_retention`, so that no live count is forgotten. Records how
+    many went in the audit log (same transaction) when any did. Idempotent."""
+    cutoff = clock.now() - retention
+    result = session.execute(delete(RateCounter).where(RateCounter.window_start < cutoff))
+    erased = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if erased:
+        record(session, clock, actor=actor, action="ratelimit.purged",
+               object_type="rate_counter", object_id="*",
+               summary={"counters": erased, "older_than": as_utc(cutoff).isoformat()})
+    return erased
+
+
+def purge_retention(settings: Settings) -> timedelta:
+    """How long a counter is kept: ``TAWQI_RATE_COUNTER_RETENTION_HOURS``, but at least a
+    day (failed logins are forgotten then) and the longest window of the rate limits."""
+    longest = max(limit_of(settings, kind).seconds
+                  for kind in ("auth", "pin", "otp", "client", "verify"))
+    return max(timedelta(hours=settings.rate_counter_retention_hours),
+               FORGET_FAILURES_AFTER, timedelta(seconds=longest))
 
 
 def limit_of(settings: Settings, kind: str) -> Limit:

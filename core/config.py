@@ -110,6 +110,12 @@ class Settings:
     job_handover_reminders_seconds: int = 86400
     job_envelope_purge_seconds: int = 86400
     job_campaign_notices_seconds: int = 86400
+    # Housekeeping of the API's tables: idempotency records past TAWQI_IDEMPOTENCY_TTL_HOURS,
+    # rate-limit counters older than TAWQI_RATE_COUNTER_RETENTION_HOURS (at least a day and
+    # the longest rate window, so no live count is forgotten).
+    job_idempotency_purge_seconds: int = 3600
+    job_rate_counter_purge_seconds: int = 3600
+    rate_counter_retention_hours: int = 48
     # Expiry warnings to the holder and the contact: days before notAfter, comma-separated.
     expiry_warning_days: str = "60,30,7"
     # A PIN or code envelope whose every message is dead is erased after this many days.
@@ -259,7 +265,8 @@ class Settings:
             "job_crl_republish_seconds", "job_ocsp_resign_seconds",
             "job_expiry_warnings_seconds", "job_handover_reminders_seconds",
             "job_envelope_purge_seconds", "job_campaign_notices_seconds",
-            "envelope_retention_days")}
+            "job_idempotency_purge_seconds", "job_rate_counter_purge_seconds",
+            "rate_counter_retention_hours", "envelope_retention_days")}
         for name, value in periods.items():
             if value < 1:
                 raise ConfigurationError(f"TAWQI_{name.upper()} must be at least 1")

@@ -13,6 +13,7 @@ Tokens die with the test, so every fixture here is function-scoped.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,10 +31,13 @@ from api.app import create_app
 from api.runtime import Runtime
 from core.clock import FrozenClock
 from core.config import Settings
+from core.db import make_engine
+from core.scheduler import OUTCOME_OK, Scheduler
 from delivery.envelopes import provision_envelope_key
 from hsm import TokenLibrary, generate_pin
 from pki import ca
 from pki.profiles import DOCUMENTATION_POLICY_OID, Profile
+from tests.conftest import _drop_postgres, _fresh_postgres, prepare_database
 
 PASSWORD = "correct horse battery staple"
 PROVINCE = "01.051"  # Al Hoceima
@@ -172,3 +176,51 @@ def headers_of(caller: Caller | None) -> dict[str, str]:
     if caller is None or not caller.token:
         return {}
     return caller.headers
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def own_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated database of this test's own, with reference data, whose transactions
+    really commit (periodic jobs commit, and two workers need two connections)."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
+        prepare_database(engine)
+        yield engine
+        engine.dispose()
+        return
+    server_url = request.getfixturevalue("postgres_server_url")
+    name, engine = _fresh_postgres(server_url)
+    try:
+        prepare_database(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        _drop_postgres(server_url, name)
+
+
+
+def tick_together(schedulers: list[Scheduler], ran: list[str]) -> None:
+    """One tick of each scheduler, all at once (threads behind a barrier), as workers
+    ticking together do; ``ran`` gets the name of every job run; any run not ``ok`` fails."""
+    barrier = threading.Barrier(len(schedulers))
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def tick(scheduler: Scheduler) -> None:
+        try:
+            barrier.wait()
+            runs = scheduler.tick()
+            with lock:
+                ran.extend(run.name for run in runs)
+                errors.extend(AssertionError(f"{r.name}: {r.summary}") for r in runs
+                              if r.outcome != OUTCOME_OK)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=tick, args=(s,)) for s in schedulers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

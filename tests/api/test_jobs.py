@@ -29,8 +29,7 @@ from api.app import create_app
 from api.jobs import make_scheduler
 from api.runtime import Runtime
 from core.clock import FrozenClock, as_utc
-from core.db import make_engine
-from core.scheduler import OUTCOME_OK, OUTCOME_SKIPPED, Scheduler, job_states
+from core.scheduler import OUTCOME_OK, OUTCOME_SKIPPED, job_states
 from delivery import contacts, holders, reminders
 from delivery.backends import ConsoleInbox
 from delivery.messages import render
@@ -39,29 +38,11 @@ from hsm import TokenLibrary, generate_pin
 from pki import ca, crl, issuance, lifecycle
 from pki.models import PROFILE_OCSP, STATUS_ISSUED, CertificateRecord, OcspRecord
 from pki.profiles import HolderIdentity, Profile
-from tests.api.conftest import make_settings
-from tests.conftest import FROZEN_AT, _drop_postgres, _fresh_postgres, prepare_database
+from tests.api.conftest import make_settings, tick_together
+from tests.conftest import FROZEN_AT
 from tests.delivery.conftest import COMMUNE_A, PROVINCE, designation, registration
 
 pytestmark = pytest.mark.hsm
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def own_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
-        prepare_database(engine)
-        yield engine
-        engine.dispose()
-        return
-    server_url = request.getfixturevalue("postgres_server_url")
-    name, engine = _fresh_postgres(server_url)
-    try:
-        prepare_database(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        _drop_postgres(server_url, name)
 
 
 @dataclass
@@ -147,31 +128,6 @@ def _assert_fresh(service: Service) -> set[int]:
         return responders
 
 
-def _tick_together(schedulers: list[Scheduler], ran: list[str]) -> None:
-    barrier = threading.Barrier(len(schedulers))
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def tick(scheduler: Scheduler) -> None:
-        try:
-            barrier.wait()
-            runs = scheduler.tick()
-            with lock:
-                ran.extend(run.name for run in runs)
-                errors.extend(AssertionError(f"{r.name}: {r.summary}") for r in runs
-                              if r.outcome != OUTCOME_OK)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=tick, args=(s,)) for s in schedulers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-
-
 def test_three_days_then_a_month_without_an_operator_keep_crl_and_ocsp_valid(
         service: Service) -> None:
     good = service.issue(_identity("AB123456"))
@@ -192,13 +148,13 @@ def test_three_days_then_a_month_without_an_operator_keep_crl_and_ocsp_valid(
     ran: list[str] = []
     for _hour in range(72):
         service.clock.advance(timedelta(hours=1))
-        _tick_together([scheduler, second], ran)
+        tick_together([scheduler, second], ran)
         _assert_fresh(service)
     # Each job ran once per period (hourly ticks, periods of at most an hour: 72 runs).
     assert {name: ran.count(name) for name in set(ran)} == {
         "crl-republish": 72, "ocsp-resign": 72, "expiry-warnings": 72,
         "audit-anchor": 72, "handover-reminders": 3, "envelope-purge": 3,
-        "campaign-notices": 3}
+        "campaign-notices": 3, "idempotency-purge": 72, "rate-counter-purge": 72}
     with service.session() as session:
         states = job_states(session)
         third_day_crl = crl.latest_crl(session, ca.issuing_record(session).id)
@@ -247,7 +203,8 @@ def test_without_the_service_pin_the_signing_jobs_skip_with_a_warning(
     assert {n for n, r in runs.items() if r.outcome == OUTCOME_SKIPPED} == \
         {"crl-republish", "ocsp-resign", "audit-anchor"}
     assert {n for n, r in runs.items() if r.outcome == OUTCOME_OK} == \
-        {"expiry-warnings", "handover-reminders", "envelope-purge", "campaign-notices"}
+        {"expiry-warnings", "handover-reminders", "envelope-purge", "campaign-notices",
+         "idempotency-purge", "rate-counter-purge"}
     assert "TAWQI_SERVICE_PIN is not set" in caplog.text
 
 

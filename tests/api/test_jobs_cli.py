@@ -59,7 +59,7 @@ def test_list_run_and_tick(env: dict[str, str]) -> None:
     ticked = _run(env, "jobs", "tick")  # what is due: everything not run yet
     assert {line.split(":")[0] for line in ticked.splitlines()} == \
         {"expiry-warnings", "handover-reminders", "envelope-purge", "audit-anchor",
-         "campaign-notices"}
+         "campaign-notices", "idempotency-purge", "rate-counter-purge"}
     assert _run(env, "jobs", "tick").strip() == "no job due"
 
     unknown = _invoke(env, "jobs", "run", "make-coffee")
