@@ -428,9 +428,12 @@ class Enrolment:
     uri: str
 
 
-def start_totp(session: Session, clock: Clock, sealer: Sealer, user_id: int) -> Enrolment:
+def start_totp(session: Session, clock: Clock, sealer: Sealer, user_id: int, *,
+               actor: str = "") -> Enrolment:
     """A new secret, sealed on the token layer; it protects logins only once
-    :func:`confirm_totp` saw a first code from it. Not for an account that has one."""
+    :func:`confirm_totp` saw a first code from it. Not for an account that has one.
+    ``actor`` defaults to the user (who enrols themselves); the audit event names no
+    secret."""
     user = get_user(session, user_id)
     if user.totp_enabled_at is not None:
         raise InvalidAccount("this account already has a second factor")
@@ -439,6 +442,9 @@ def start_totp(session: Session, clock: Clock, sealer: Sealer, user_id: int) -> 
     user.totp_last_step = None
     user.updated_at = clock.now()
     session.flush()
+    record(session, clock, actor=actor or f"user:{user.username}",
+           action="auth.user.second_factor_started", object_type="user", object_id=user.id,
+           summary={"username": user.username})
     return Enrolment(totp.to_base32(secret), totp.uri(secret, user.username))
 
 

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 import secrets
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from api.runtime import Runtime
+from core.audit import AuditEvent
 from pki.signing.oauth import register_redirect, s256
-from tests.api.conftest import Caller, make_platform
+from tests.api.conftest import Caller, db_session, make_platform
 from tests.api.test_csc import Hosted, Sms, hosted, platform, sms  # noqa: F401
+from tests.secrets_at_rest import assert_kept_secret
 
 REDIRECT = "https://permis.example.ma/oauth/callback"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -91,6 +96,16 @@ def code_of(answer: TestResponse) -> str:
     return found["code"][0]
 
 
+def authorised(client: FlaskClient, rt: Runtime, caller: Caller, owner: Hosted, phone: Sms,
+               digests: list[bytes]) -> tuple[str, str]:
+    """The redirect URI registered, the holder authorises ``digests`` on the page: the code
+    the platform receives, and its PKCE verifier."""
+    register(rt, caller)
+    verifier = secrets.token_urlsafe(48)
+    return code_of(holder_code(client, query(caller, owner, digests, verifier), owner,
+                               phone)), verifier
+
+
 def exchange(client: FlaskClient, caller: Caller, code: str, verifier: str) -> TestResponse:
     return client.post("/oauth2/token", data={
         "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
@@ -108,11 +123,8 @@ def sign(client: FlaskClient, caller: Caller, owner: Hosted, sad: str,
 def test_code_flow_signs_what_the_holder_saw(client: FlaskClient, platform: Caller,  # noqa: F811
                                              hosted: Hosted, sms: Sms,  # noqa: F811
                                              api_runtime: Runtime) -> None:
-    register(api_runtime, platform)
     digests = [hashlib.sha256(f"plan {i}".encode()).digest() for i in range(2)]
-    verifier = secrets.token_urlsafe(48)
-    code = code_of(holder_code(client, query(platform, hosted, digests, verifier),
-                               hosted, sms))
+    code, verifier = authorised(client, api_runtime, platform, hosted, sms, digests)
     granted = exchange(client, platform, code, verifier)
     assert granted.status_code == 200, granted.get_json()
     token = granted.get_json()
@@ -136,11 +148,8 @@ def test_code_flow_signs_what_the_holder_saw(client: FlaskClient, platform: Call
 def test_wrong_verifier_spends_the_code(client: FlaskClient, platform: Caller,  # noqa: F811
                                         hosted: Hosted, sms: Sms,  # noqa: F811
                                         api_runtime: Runtime) -> None:
-    register(api_runtime, platform)
     digests = [hashlib.sha256(b"plan").digest()]
-    verifier = secrets.token_urlsafe(48)
-    code = code_of(holder_code(client, query(platform, hosted, digests, verifier),
-                               hosted, sms))
+    code, verifier = authorised(client, api_runtime, platform, hosted, sms, digests)
     wrong = exchange(client, platform, code, secrets.token_urlsafe(48))
     assert wrong.status_code == 400
     assert wrong.get_json()["error"] == "invalid_grant"
@@ -152,11 +161,8 @@ def test_wrong_verifier_spends_the_code(client: FlaskClient, platform: Caller,  
 def test_reused_code_revokes_the_token(client: FlaskClient, platform: Caller,  # noqa: F811
                                        hosted: Hosted, sms: Sms,  # noqa: F811
                                        api_runtime: Runtime) -> None:
-    register(api_runtime, platform)
     digests = [hashlib.sha256(b"plan").digest()]
-    verifier = secrets.token_urlsafe(48)
-    code = code_of(holder_code(client, query(platform, hosted, digests, verifier),
-                               hosted, sms))
+    code, verifier = authorised(client, api_runtime, platform, hosted, sms, digests)
     first = exchange(client, platform, code, verifier)
     assert first.status_code == 200
     assert exchange(client, platform, code, verifier).status_code == 400
@@ -168,12 +174,9 @@ def test_reused_code_revokes_the_token(client: FlaskClient, platform: Caller,  #
 def test_token_is_bound_to_client_and_hashes(client: FlaskClient, platform: Caller,  # noqa: F811
                                             hosted: Hosted, sms: Sms,  # noqa: F811
                                             api_runtime: Runtime) -> None:
-    register(api_runtime, platform)
     other = make_platform(api_runtime)
     digests = [hashlib.sha256(b"plan").digest()]
-    verifier = secrets.token_urlsafe(48)
-    code = code_of(holder_code(client, query(platform, hosted, digests, verifier),
-                               hosted, sms))
+    code, verifier = authorised(client, api_runtime, platform, hosted, sms, digests)
     stolen = exchange(client, other, code, verifier)
     assert stolen.status_code == 400 and stolen.get_json()["error"] == "invalid_grant"
     code = code_of(holder_code(client, query(platform, hosted, digests, verifier),
@@ -220,3 +223,27 @@ def test_refusals_before_the_code(client: FlaskClient, platform: Caller,  # noqa
     # the token endpoint refuses other grants
     other = client.post("/oauth2/token", data={"grant_type": "password"})
     assert other.status_code == 400 and other.get_json()["error"] == "unsupported_grant_type"
+
+
+def test_codes_are_audited_and_kept_nowhere_in_clear(
+        client: FlaskClient, platform: Caller, hosted: Hosted, sms: Sms,  # noqa: F811
+        api_runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    """Issuing, using and spending a code each write an audit event; the code, its PKCE
+    verifier, the token (SAD) it gave and the holder's PIN are in no row of the database
+    (the code as a SHA-256, the SAD sealed under a key derived from the code) and in no log
+    line."""
+    caplog.set_level(logging.DEBUG)
+    digests = [hashlib.sha256(b"plan").digest()]
+    code, verifier = authorised(client, api_runtime, platform, hosted, sms, digests)
+    token = exchange(client, platform, code, verifier).get_json()["access_token"]
+    assert sign(client, platform, hosted, token, digests).status_code == 200
+    spent, spent_verifier = authorised(client, api_runtime, platform, hosted, sms, digests)
+    assert exchange(client, platform, spent, secrets.token_urlsafe(48)).status_code == 400
+    with db_session(api_runtime) as session:
+        actions = session.scalars(select(AuditEvent.action).where(
+            AuditEvent.action.like("signing.oauth.code_%")).order_by(AuditEvent.seq)).all()
+        assert actions == ["signing.oauth.code_issued", "signing.oauth.code_used",
+                           "signing.oauth.code_issued", "signing.oauth.code_refused"]
+        assert "SMS to " in caplog.text  # the log is captured: the code went out masked
+        assert_kept_secret(session, caplog.text, code, verifier, token, spent,
+                           spent_verifier, hosted.pin)

@@ -5,6 +5,7 @@ codes hashed and single-use; the API refuses such an account's password alone.""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,10 +21,12 @@ from api import accounts, totp
 from api.errors import SecondFactorInvalid, TokenInvalid
 from api.models import RecoveryCode, User
 from api.runtime import Runtime
+from core.audit import AuditEvent
 from core.clock import FrozenClock
 from core.db import Base
 from tests.api.conftest import PASSWORD, Caller
 from tests.delivery.conftest import ServiceTokens, service_tokens  # noqa: F401
+from tests.secrets_at_rest import assert_kept_secret
 
 RFC_SECRET = b"12345678901234567890"
 
@@ -137,3 +140,29 @@ def test_the_api_migrations_match_the_models(db_engine: Engine) -> None:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diffs = [d for d in compare_metadata(context, Base.metadata) if "'api_" in repr(d)]
     assert diffs == []
+
+
+@pytest.mark.hsm
+def test_enrolment_and_reset_are_audited_and_the_secret_kept_sealed(
+        app: Flask, api_runtime: Runtime, clock: FrozenClock, callers: dict[str, Caller],
+        service_tokens: ServiceTokens, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """Starting, confirming and resetting the second factor each write an audit event with
+    the change; the secret (raw, base32), its codes and the recovery codes are in no row of
+    the database (only sealed or hashed) and in no log line."""
+    caplog.set_level(logging.DEBUG)
+    user_id = callers["operator"].principal_id
+    with api_runtime.unit_of_work() as session:
+        secret, codes = _enrol(session, clock, service_tokens, user_id)
+        first = totp.code_at(secret, totp.step_of(clock.now()))
+        b32 = totp.to_base32(secret)
+        clear = (secret, b32, b32.lower(), secret.hex(), first, *codes)
+        assert_kept_secret(session, caplog.text, *clear)  # enrolled: sealed, hashed
+        accounts.reset_second_factor(session, clock, user_id, actor="user:admin")
+        actions = session.scalars(select(AuditEvent.action).where(
+            AuditEvent.object_type == "user", AuditEvent.object_id == str(user_id),
+            AuditEvent.action.like("auth.user.second_factor%"))
+            .order_by(AuditEvent.seq)).all()
+        assert actions == ["auth.user.second_factor_started",
+                           "auth.user.second_factor_enabled",
+                           "auth.user.second_factor_reset"]
+        assert_kept_secret(session, caplog.text, *clear)

@@ -4,19 +4,24 @@ number of guesses, each wrong guess committed."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.audit import AuditEvent
 from core.clock import FrozenClock
 from core.db import transaction
 from delivery import envelopes, signin
+from delivery.backends import ConsoleEmailBackend, ConsoleInbox, ConsoleSmsBackend
 from delivery.errors import SignInCodeInvalid
 from delivery.models import OutboxMessage, SecretEnvelope, SignInChallenge
+from delivery.outbox import OutboxWorker
 from delivery.policy import DeliveryPolicy
 from tests.delivery.conftest import ServiceTokens, make_holder
+from tests.secrets_at_rest import assert_kept_secret
 
 POLICY = DeliveryPolicy(otp_ttl_minutes=10, otp_max_attempts=3)
 
@@ -95,3 +100,35 @@ def test_a_code_expires(sessions: sessionmaker[Session], clock: FrozenClock,
     with pytest.raises(SignInCodeInvalid):
         signin.confirm_code(sessions, clock, challenge_id=info.challenge_id, cin=cin,
                             code=code, client="x")
+
+
+@pytest.mark.hsm
+def test_the_code_is_audited_and_kept_nowhere_in_clear(
+        sessions: sessionmaker[Session], clock: FrozenClock, service_tokens: ServiceTokens,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Every state change of a challenge writes its audit event in its transaction; the
+    code, asked for, sent and used, is in no row of the database and in no log line."""
+    caplog.set_level(logging.DEBUG)
+    with transaction(sessions) as db:
+        holder = make_holder(db, clock)
+        cin = holder.cin
+        info = signin.request_code(db, clock, service_tokens.sealer, cin=cin,
+                                   policy=POLICY, client="10.0.0.9")
+    code = _code(sessions, service_tokens, info.challenge_id)
+    inbox = ConsoleInbox()
+    OutboxWorker(sessions, clock, sms=ConsoleSmsBackend(inbox), email=ConsoleEmailBackend(),
+                 sealer=service_tokens.sealer).drain()
+    assert any(code in body for _channel, body in inbox.for_recipient(holder.mobile))
+    wrong = "000000" if code != "000000" else "111111"
+    with pytest.raises(SignInCodeInvalid):
+        signin.confirm_code(sessions, clock, challenge_id=info.challenge_id, cin=cin,
+                            code=wrong, client="10.0.0.9")
+    signin.confirm_code(sessions, clock, challenge_id=info.challenge_id, cin=cin, code=code,
+                        client="10.0.0.9")
+    with transaction(sessions) as db:
+        actions = db.scalars(select(AuditEvent.action).where(
+            AuditEvent.object_id == info.challenge_id).order_by(AuditEvent.seq)).all()
+        assert actions == ["delivery.signin.requested", "delivery.signin.wrong_code",
+                           "delivery.signin.verified"]
+        assert "SMS to " in caplog.text  # the log is captured: the code went out masked
+        assert_kept_secret(db, caplog.text, code)
