@@ -109,22 +109,6 @@ class ReportQuery(PageQuery):
 
 
 @dataclass(frozen=True)
-class ReportLineOut:
-    entity: str
-    name_fr: str
-    name_ar: str
-    region_code: str
-    province_code: str
-    tier: str
-    population: int | None
-    allotted: int
-    extra: int
-    reserved: int
-    consumed: int
-    available: int
-
-
-@dataclass(frozen=True)
 class QuotaTotals:
     allotted: int
     extra: int
@@ -143,7 +127,7 @@ class QuotaReportOut:
     census_year: int
     tier_counts: dict[str, int]
     totals: QuotaTotals
-    items: list[ReportLineOut]
+    items: list[ledger.ReportLine]
     total: int
     limit: int
     offset: int
@@ -315,7 +299,7 @@ def report(call: Call, query: ReportQuery) -> QuotaReportOut:
     nxt = query.offset + query.limit if query.offset + query.limit < len(lines) else None
     return QuotaReportOut(year, result.policy_version, result.census_year, tiers,
                           QuotaTotals(**totals),
-                          [ReportLineOut(**vars(x)) for x in page], len(lines), query.limit,
+                          list(page), len(lines), query.limit,
                           query.offset, nxt)
 
 

@@ -51,53 +51,19 @@ CertStatus = Literal["good", "revoked", "suspended", "expired", "not-yet-valid",
 
 
 @dataclass(frozen=True)
-class SignerOut:
-    name: str | None
-    given_name: str | None
-    surname: str | None
-    cin: str | None
-    serial_number: str | None
-    title: str | None
-    organisation: str | None
-    country: str | None
-    issuer: str
-    certificate_serial: str
-    not_before: datetime
-    not_after: datetime
-    sha256: str
-
-
-@dataclass(frozen=True)
-class CertificateStatusOut:
-    at: datetime
-    status: CertStatus
-    detail: str | None
-    revoked_at: datetime | None
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class CoverageOut:
-    scope: Literal["whole-document", "revision", "partial"]
-    changes_after: str
-    changes_allowed: bool
-    detail: str
-
-
-@dataclass(frozen=True)
 class SignatureOut:
     field_name: str
-    signer: SignerOut
+    signer: verification.SignerIdentity
     level: str
     claimed_signing_time: datetime | None
     timestamp_time: datetime | None
     timestamp_authority: str | None
-    coverage: CoverageOut
+    coverage: verification.Coverage
     integrity: bool
     digest_algorithm: str | None
     signature_algorithm: str | None
-    certificate_at_signing: CertificateStatusOut
-    certificate_now: CertificateStatusOut
+    certificate_at_signing: verification.CertificateStatus
+    certificate_now: verification.CertificateStatus
     indication: Indication
     sub_indication: str | None
     indication_uri: str
@@ -116,30 +82,21 @@ class ReportOut:
     signatures: list[SignatureOut]
 
 
-def _status(found: verification.CertificateStatus) -> CertificateStatusOut:
-    return CertificateStatusOut(found.at, found.status, found.detail, found.revoked_at,
-                                found.reason)
-
-
 def report_out(report: verification.VerificationReport) -> ReportOut:
-    signatures = []
-    for sig in report.signatures:
-        s = sig.signer
-        signatures.append(SignatureOut(
-            field_name=sig.field_name,
-            signer=SignerOut(s.name, s.given_name, s.surname, s.cin, s.serial_number, s.title,
-                             s.organisation, s.country, s.issuer, s.certificate_serial,
-                             s.not_before, s.not_after, s.sha256),
-            level=sig.level, claimed_signing_time=sig.claimed_signing_time,
-            timestamp_time=sig.timestamp_time, timestamp_authority=sig.timestamp_authority,
-            coverage=CoverageOut(sig.coverage.scope, sig.coverage.changes_after,
-                                 sig.coverage.changes_allowed, sig.coverage.detail),
-            integrity=sig.integrity, digest_algorithm=sig.digest_algorithm,
-            signature_algorithm=sig.signature_algorithm,
-            certificate_at_signing=_status(sig.certificate_at_signing),
-            certificate_now=_status(sig.certificate_now), indication=sig.indication,
-            sub_indication=sig.sub_indication, indication_uri=sig.indication_uri,
-            sub_indication_uri=sig.sub_indication_uri, reasons=list(sig.reasons)))
+    """The report as the API answers it: the domain's signer, coverage and certificate
+    statuses as they are (one definition, :mod:`pki.signing.verification`), plus the ETSI
+    URIs of the indications."""
+    signatures = [SignatureOut(
+        field_name=sig.field_name, signer=sig.signer, level=sig.level,
+        claimed_signing_time=sig.claimed_signing_time, timestamp_time=sig.timestamp_time,
+        timestamp_authority=sig.timestamp_authority, coverage=sig.coverage,
+        integrity=sig.integrity, digest_algorithm=sig.digest_algorithm,
+        signature_algorithm=sig.signature_algorithm,
+        certificate_at_signing=sig.certificate_at_signing,
+        certificate_now=sig.certificate_now, indication=sig.indication,
+        sub_indication=sig.sub_indication, indication_uri=sig.indication_uri,
+        sub_indication_uri=sig.sub_indication_uri, reasons=list(sig.reasons))
+        for sig in report.signatures]
     return ReportOut(report.sha256, report.size, report.validated_at, report.signed,
                      len(signatures), report.indication, signatures)
 

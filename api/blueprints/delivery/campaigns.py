@@ -82,32 +82,10 @@ class CampaignInstallOut:
 
 
 @dataclass(frozen=True)
-class CampaignSeatOut:
-    commune_code: str
-    commune_fr: str
-    commune_ar: str
-    province_code: str
-    role: str
-    re_elected: bool
-    incoming_holder_id: int
-    incoming_name_fr: str
-    incoming_name_ar: str
-    outgoing_name_fr: str | None
-    outgoing_status: str | None
-    request_id: int | None
-    request_status: str | None
-    steps: dict[str, datetime]
-    can_sign: bool
-    signing_since: datetime | None
-    blocked_since: date | None
-    gap_days: int | None
-
-
-@dataclass(frozen=True)
 class CampaignReportOut:
     campaign: CampaignOut
-    seats: list[CampaignSeatOut]
-    blocked: list[CampaignSeatOut]
+    seats: list[campaigns.SeatStatus]
+    blocked: list[campaigns.SeatStatus]
     max_gap_days: int | None
 
 
@@ -124,10 +102,6 @@ class CampaignNotifyOut:
 def campaign_out(c: Campaign) -> CampaignOut:
     return CampaignOut(c.id, c.name, c.installation_date, c.scope_kind, c.funding, c.status,
                        c.opened_by, c.opened_at, c.imported_at, c.installed_at)
-
-
-def _seat(s: campaigns.SeatStatus) -> CampaignSeatOut:
-    return CampaignSeatOut(**vars(s))
 
 
 @dataclass(frozen=True)
@@ -159,8 +133,8 @@ def open_campaign(call: Call, body: CampaignIn) -> CampaignOut:
 def campaign_report(call: Call, campaign_id: int, query: CampaignReportQuery) -> CampaignReportOut:
     province = merge_filter(call.list_scope(), province_code=query.province)
     found = campaigns.report(call.session, call.clock, campaign_id, province_code=province)
-    return CampaignReportOut(campaign_out(found.campaign), [_seat(s) for s in found.seats],
-                     [_seat(s) for s in found.blocked], found.max_gap_days)
+    return CampaignReportOut(campaign_out(found.campaign), list(found.seats),
+                             list(found.blocked), found.max_gap_days)
 
 
 @routes.operation("POST", "/campaigns/<id:campaign_id>/import", action="campaigns.manage",

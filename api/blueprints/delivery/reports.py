@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from api.delivery_common import PROVINCE
 from api.policy import Scope, merge_filter
@@ -28,18 +27,6 @@ class ProvinceOverviewOut:
 
 
 @dataclass(frozen=True)
-class OverdueOut:
-    request_id: int
-    holder_id: int
-    holder_name: str
-    cin: str
-    province_code: str
-    batch_id: int
-    received_at: datetime
-    days_waiting: int
-
-
-@dataclass(frozen=True)
 class OverdueQuery(PageQuery):
     province: str | None = field(default=None, metadata=rule(pattern=PROVINCE))
 
@@ -56,7 +43,7 @@ def province_overview(call: Call, code: str) -> ProvinceOverviewOut:
 
 
 @routes.operation("GET", "/reports/overdue-handovers", action="reports.read",
-                  query=OverdueQuery, response=page_of(OverdueOut),
+                  query=OverdueQuery, response=page_of(batches.OverdueToken),
                   summary="Tokens received by a contact and not handed over in time")
 def overdue(call: Call, query: OverdueQuery) -> object:
     province = merge_filter(call.list_scope(), province_code=query.province)
@@ -64,7 +51,7 @@ def overdue(call: Call, query: OverdueQuery) -> object:
                                       overdue_days=wiring().policy.handover_overdue_days,
                                       province_code=province, limit=query.limit,
                                       offset=query.offset)
-    return make_page(OverdueOut, [OverdueOut(**vars(x)) for x in found.items], found.total,
+    return make_page(batches.OverdueToken, list(found.items), found.total,
                      query.limit, query.offset)
 
 
@@ -76,26 +63,12 @@ class ExpiringQuery:
 
 
 @dataclass(frozen=True)
-class ExpiringCertificateOut:
-    serial: str
-    not_after: datetime
-    days_left: int
-    holder_id: int
-    cin: str
-    name_fr: str
-    name_ar: str
-    commune_code: str | None
-    request_id: int
-    renewal_under_way: bool
-
-
-@dataclass(frozen=True)
 class ExpiringProvinceOut:
     province_code: str
     name_fr: str
     name_ar: str
     count: int
-    certificates: list[ExpiringCertificateOut]
+    certificates: list[oversight.ExpiringCertificate]
 
 
 @dataclass(frozen=True)
@@ -115,5 +88,5 @@ def expiring(call: Call, query: ExpiringQuery) -> ExpiringOut:
                                province_code=province)
     return ExpiringOut(query.days, sum(p.count for p in found), [
         ExpiringProvinceOut(p.province_code, p.name_fr, p.name_ar, p.count,
-                            [ExpiringCertificateOut(**vars(c)) for c in p.certificates])
+                            list(p.certificates))
         for p in found])
