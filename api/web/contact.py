@@ -10,6 +10,7 @@ with the reason next to the field and what was typed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import request
@@ -40,32 +41,35 @@ def change_contact(p: Page, holder_id: int) -> Any:
     return _form_action(p, code, f"contact-{holder_id}", work, "contact")
 
 
+def _province_form(p: Page, code: str, open_form: str, done: str,
+                   work: Callable[[int | None], None]) -> Any:
+    """Authorise the caller on province ``code``, then run the form's ``work`` with the
+    designated contact they act as (None for an operator), as :func:`_form_action` does."""
+    p.authorize(Scope(province_code=code))
+    contact_id = _contact_acting(p, code)
+    return _form_action(p, code, open_form, lambda: work(contact_id), done)
+
+
 @bp.post("/requests/<int:request_id>/cancel")
 @page("requests.cancel")
 def cancel(p: Page, request_id: int) -> Any:
     found = requests.get_request(p.session, request_id)
-    code = found.province_code
-    p.authorize(Scope(province_code=code))
-    contact_id = _contact_acting(p, code)
 
-    def work() -> None:
+    def work(contact_id: int | None) -> None:
         requests.cancel_request(p.session, p.clock, request_id, actor=p.actor,
                                 reason=request.form.get("reason", ""),
                                 contact_id=contact_id)
 
-    return _form_action(p, code, f"cancel-{request_id}", work, "cancelled")
+    return _province_form(p, found.province_code, f"cancel-{request_id}", "cancelled", work)
 
 
 @bp.post("/batches/<int:batch_id>/receive")
 @page("batches.receive")
 def receive(p: Page, batch_id: int) -> Any:
     found = batches.get_batch(p.session, batch_id)
-    code = found.province_code
-    p.authorize(Scope(province_code=code))
-    contact_id = _contact_acting(p, code)
 
-    def work() -> None:
+    def work(contact_id: int | None) -> None:
         batches.receive_batch(p.session, p.clock, batch_id, actor=p.actor,
                               contact_id=contact_id)
 
-    return _form_action(p, code, f"receive-{batch_id}", work, "received")
+    return _province_form(p, found.province_code, f"receive-{batch_id}", "received", work)

@@ -147,6 +147,18 @@ def _load(call: Call, request_id: int, action: str | None = None) -> RequestRow:
     return found
 
 
+def _acting_on(call: Call, request_id: int) -> int | None:
+    """Load and authorise the request; the designated contact the caller acts as for its
+    province (None for anyone else)."""
+    return acting_contact_id(call, _load(call, request_id).province_code)
+
+
+def _created(call: Call, created: RequestRow) -> RequestOut:
+    """A new request's answer: ``Location`` names it."""
+    call.location = url_for("delivery.get_request", request_id=created.id)
+    return request_out(created)
+
+
 @routes.operation("GET", "/requests", action="requests.read", query=RequestQuery,
                   response=page_of(RequestOut), summary="Certificate requests")
 def list_requests(call: Call, query: RequestQuery) -> object:
@@ -178,8 +190,7 @@ def submit_request(call: Call, body: RequestIn) -> RequestOut:
     created = requests.submit_request(call.session, call.clock, contact_id=contact_id,
                                       holder_id=holder.id, token_form=body.token_form,
                                       actor=call.actor, year=body.year)
-    call.location = url_for("delivery.get_request", request_id=created.id)
-    return request_out(created)
+    return _created(call, created)
 
 
 @routes.operation("POST", "/requests/<id:request_id>/renew", action="requests.create",
@@ -187,11 +198,9 @@ def submit_request(call: Call, body: RequestIn) -> RequestOut:
                   summary="Ask for the renewal of an active credential (reserves one of the "
                           "quota; the token, PIN and terms carry over at activation)")
 def renew(call: Call, request_id: int) -> RequestOut:
-    found = _load(call, request_id)
-    created = requests.submit_renewal(call.session, call.clock, request_id, actor=call.actor,
-                                      contact_id=acting_contact_id(call, found.province_code))
-    call.location = url_for("delivery.get_request", request_id=created.id)
-    return request_out(created)
+    contact_id = _acting_on(call, request_id)
+    return _created(call, requests.submit_renewal(call.session, call.clock, request_id,
+                                                  actor=call.actor, contact_id=contact_id))
 
 
 @dataclass(frozen=True)
@@ -208,14 +217,12 @@ class IncidentIn:
                           "suspended (revoked keyCompromise if stolen) and a replacement "
                           "request follows")
 def report_incident(call: Call, request_id: int, body: IncidentIn) -> RequestOut:
-    found = _load(call, request_id)
+    contact_id = _acting_on(call, request_id)
     holder_id = call.user.holder_id if call.user.role == "holder" else None
-    replacement = incidents.report_token_incident(
+    return _created(call, incidents.report_token_incident(
         call.session, call.clock, request_id, incident=body.incident, note=body.note,
-        actor=call.actor, personaliser=wiring().personaliser(),
-        contact_id=acting_contact_id(call, found.province_code), holder_id=holder_id)
-    call.location = url_for("delivery.get_request", request_id=replacement.id)
-    return request_out(replacement)
+        actor=call.actor, personaliser=wiring().personaliser(), contact_id=contact_id,
+        holder_id=holder_id))
 
 
 @routes.operation("POST", "/requests/<id:request_id>/cancel-personalised",
@@ -224,11 +231,10 @@ def report_incident(call: Call, request_id: int, body: IncidentIn) -> RequestOut
                   summary="Cancel after personalisation: revoke the certificate, destroy the "
                           "token's objects, release the quota reservation")
 def cancel_personalised(call: Call, request_id: int, body: ReasonIn) -> RequestOut:
-    found = _load(call, request_id)
+    contact_id = _acting_on(call, request_id)
     return request_out(incidents.cancel_after_personalisation(
         call.session, call.clock, request_id, reason=body.reason, actor=call.actor,
-        personaliser=wiring().personaliser(),
-        contact_id=acting_contact_id(call, found.province_code)))
+        personaliser=wiring().personaliser(), contact_id=contact_id))
 
 
 @routes.operation("GET", "/requests/<id:request_id>", action="requests.read",
@@ -266,8 +272,7 @@ def reject(call: Call, request_id: int, body: ReasonIn) -> RequestOut:
                   body=ReasonIn, response=RequestOut, errors=(409,),
                   summary="Withdraw a request before personalisation (releases the quota)")
 def cancel(call: Call, request_id: int, body: ReasonIn) -> RequestOut:
-    found = _load(call, request_id)
-    contact_id = acting_contact_id(call, found.province_code)
+    contact_id = _acting_on(call, request_id)
     return request_out(requests.cancel_request(call.session, call.clock, request_id,
                                                actor=call.actor, reason=body.reason,
                                                contact_id=contact_id))
@@ -290,11 +295,11 @@ def personalise(call: Call, request_id: int) -> RequestOut:
                   body=HandoverIn, response=RequestOut, errors=(409,),
                   summary="Record the hand-over of a token to its holder")
 def handover(call: Call, request_id: int, body: HandoverIn) -> RequestOut:
-    found = _load(call, request_id)
+    contact_id = _acting_on(call, request_id)
     return request_out(batches.record_handover(
         call.session, call.clock, request_id, handed_to=body.handed_to,
         acknowledgement=body.acknowledgement, actor=call.actor, policy=wiring().policy,
-        contact_id=acting_contact_id(call, found.province_code), at=body.at))
+        contact_id=contact_id, at=body.at))
 
 
 @routes.operation("POST", "/requests/<id:request_id>/terms", action="holder.terms",
