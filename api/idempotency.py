@@ -25,8 +25,8 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from api.errors import IdempotencyKeyReused, MalformedRequest
+from api.housekeeping import delete_before
 from api.models import IdempotencyRecord
-from core.audit import record
 from core.clock import Clock, as_utc
 from core.db import is_postgres
 
@@ -94,12 +94,6 @@ def purge(session: Session, clock: Clock, ttl: timedelta, *, actor: str) -> int:
     """Delete the records older than ``ttl`` (:func:`lookup` would ignore them anyway) and,
     when any went, record how many in the audit log (same transaction). Returns the count.
     Idempotent: a second run finds nothing to delete."""
-    cutoff = clock.now() - ttl
-    result = session.execute(delete(IdempotencyRecord).where(
-        IdempotencyRecord.created_at < cutoff))
-    erased = int(result.rowcount or 0)  # type: ignore[attr-defined]
-    if erased:
-        record(session, clock, actor=actor, action="idempotency.purged",
-               object_type="idempotency_record", object_id="*",
-               summary={"records": erased, "older_than": as_utc(cutoff).isoformat()})
-    return erased
+    return delete_before(session, clock, IdempotencyRecord, IdempotencyRecord.created_at,
+                         clock.now() - ttl, actor=actor, action="idempotency.purged",
+                         counted="records")

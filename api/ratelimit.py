@@ -32,8 +32,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from api.housekeeping import delete_before
 from api.models import RateCounter
-from core.audit import record
 from core.clock import Clock, as_utc
 from core.config import Settings
 from core.db import is_postgres
@@ -220,14 +220,9 @@ def purge(session: Session, clock: Clock, retention: timedelta, *, actor: str) -
     """Delete the counters whose window (or last failure) started more than ``retention``
     ago; give it :func:`purge_retention`, so that no live count is forgotten. Records how
     many went in the audit log (same transaction) when any did. Idempotent."""
-    cutoff = clock.now() - retention
-    result = session.execute(delete(RateCounter).where(RateCounter.window_start < cutoff))
-    erased = int(result.rowcount or 0)  # type: ignore[attr-defined]
-    if erased:
-        record(session, clock, actor=actor, action="ratelimit.purged",
-               object_type="rate_counter", object_id="*",
-               summary={"counters": erased, "older_than": as_utc(cutoff).isoformat()})
-    return erased
+    return delete_before(session, clock, RateCounter, RateCounter.window_start,
+                         clock.now() - retention, actor=actor, action="ratelimit.purged",
+                         counted="counters")
 
 
 def purge_retention(settings: Settings) -> timedelta:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -81,15 +82,18 @@ def prepare_database(engine: Engine) -> None:
         policy.ensure_default_policies(session, clock)
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def db_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[Engine]:
+@contextmanager
+def prepared_engine(request: pytest.FixtureRequest, sqlite_path: Path) -> Iterator[Engine]:
+    """A migrated database with what every test may read (:func:`prepare_database`): SQLite
+    at ``sqlite_path`` or a fresh PostgreSQL database (dropped after), as the fixture's
+    ``request.param`` says."""
     if request.param == "sqlite":
-        path: Path = tmp_path_factory.mktemp("sqlite") / "tawqi.db"
-        engine = make_engine(f"sqlite:///{path}")
-        prepare_database(engine)
-        yield engine
-        engine.dispose()
+        engine = make_engine(f"sqlite:///{sqlite_path}")
+        try:
+            prepare_database(engine)
+            yield engine
+        finally:
+            engine.dispose()
         return
     server_url = request.getfixturevalue("postgres_server_url")
     name, engine = _fresh_postgres(server_url)
@@ -99,6 +103,13 @@ def db_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     finally:
         engine.dispose()
         _drop_postgres(server_url, name)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def db_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[Engine]:
+    with prepared_engine(request, tmp_path_factory.mktemp("sqlite") / "tawqi.db") as engine:
+        yield engine
 
 
 @pytest.fixture

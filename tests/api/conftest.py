@@ -31,13 +31,12 @@ from api.app import create_app
 from api.runtime import Runtime
 from core.clock import FrozenClock
 from core.config import Settings
-from core.db import make_engine
 from core.scheduler import OUTCOME_OK, Scheduler
 from delivery.envelopes import provision_envelope_key
 from hsm import TokenLibrary, generate_pin
 from pki import ca
 from pki.profiles import DOCUMENTATION_POLICY_OID, Profile
-from tests.conftest import _drop_postgres, _fresh_postgres, prepare_database
+from tests.conftest import prepared_engine
 
 PASSWORD = "correct horse battery staple"
 PROVINCE = "01.051"  # Al Hoceima
@@ -182,21 +181,8 @@ def headers_of(caller: Caller | None) -> dict[str, str]:
 def own_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated database of this test's own, with reference data, whose transactions
     really commit (periodic jobs commit, and two workers need two connections)."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
-        prepare_database(engine)
+    with prepared_engine(request, tmp_path / "own.db") as engine:
         yield engine
-        engine.dispose()
-        return
-    server_url = request.getfixturevalue("postgres_server_url")
-    name, engine = _fresh_postgres(server_url)
-    try:
-        prepare_database(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        _drop_postgres(server_url, name)
-
 
 
 def tick_together(schedulers: list[Scheduler], ran: list[str]) -> None:
