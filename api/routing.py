@@ -174,6 +174,11 @@ class Routes:
 
         return declare
 
+    @property
+    def endpoints(self) -> list[str]:
+        """The declared views' names, in order (their endpoints once registered)."""
+        return [view.__name__ for _method, _rule, _options, view in self._declared]
+
     def register(self, bp: ApiBlueprint) -> None:
         """Add every declared operation to ``bp``, in the order declared."""
         for method, rule, options, view in self._declared:

@@ -324,3 +324,25 @@ def test_operations_gauges(app: Flask, api_runtime: Runtime) -> None:
     assert "tawqi_crl_next_update_timestamp_seconds{authority=" in text
     assert 'tawqi_certificates_expiring{days="30"}' in text
     assert "tawqi_token_lockouts 1.0" in text
+
+
+def test_the_app_factory_assembles_the_delivery_blueprint(app: Flask,
+                                                         api_runtime: Runtime) -> None:
+    """Each resource module declares its operations on its own ``Routes``; importing one
+    registers nothing, and every app gets a blueprint of its own with all of them, in the
+    order of ``RESOURCES``."""
+    import importlib
+
+    import api.blueprints.delivery as package
+
+    modules = [importlib.import_module(f"{package.__name__}.{name}")
+               for name in package.RESOURCES]
+    declared = [name for m in modules for name in m.routes.endpoints]
+    assert not hasattr(package, "bp") and len(declared) == len(set(declared)) > 30
+    bp = app.blueprints["delivery"]
+    assert isinstance(bp, ApiBlueprint)
+    assert [op.endpoint for op in bp.operations] == declared
+    other = create_app(rt=api_runtime).blueprints["delivery"]
+    assert other is not bp and [op.endpoint for op in other.operations] == declared
+    assert app.url_map.bind("localhost").match("/v1/requests/7/renew", method="POST") == \
+        ("delivery.renew", {"request_id": 7})
