@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from api.cli import cli
 from hsm import default_module_path
 from hsm.softhsm import use_config, write_softhsm_config
 
@@ -28,3 +30,16 @@ def cli_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
             "TAWQI_POLICY_OID": "1.3.6.1.4.1.32473.1",
             # one process: load SoftHSM2 here rather than start a token server
             "TAWQI_PKCS11_SERVER": "off"}
+
+
+def invoke(env: dict[str, str], *args: str) -> Result:
+    """``tawqi ARGS...`` with ``env``, exceptions raised as they are."""
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def run_ok(env: dict[str, str], *args: str) -> str:
+    """``tawqi ARGS...``'s output; it must succeed and never show the service PIN."""
+    result = invoke(env, *args)
+    assert result.exit_code == 0, result.output
+    assert CLI_SERVICE_PIN not in result.output
+    return result.output

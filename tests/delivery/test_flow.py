@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import FrozenClock
-from core.db import Base, make_engine, make_session_factory, transaction
+from core.db import Base, make_session_factory, transaction
 from delivery import batches, pins, requests, reset
 from delivery.backends import SmtpEmailBackend, TwilioSmsBackend
 from delivery.envelopes import TokenSealer, provision_envelope_key
@@ -53,7 +53,7 @@ from hsm import TokenLibrary, generate_pin
 from pki import ca
 from pki.issuance import HOLDER_KEY_LABEL
 from pki.profiles import DOCUMENTATION_POLICY_OID, Profile
-from tests.conftest import FROZEN_AT, _drop_postgres, _fresh_postgres, prepare_database
+from tests.conftest import FROZEN_AT, prepared_engine
 from tests.delivery.conftest import (
     COMMUNE_A,
     COMMUNE_B,
@@ -84,20 +84,8 @@ def flow_engine(request: pytest.FixtureRequest, tmp_path: Path,
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
     try:
-        if request.param == "sqlite":
-            engine = make_engine(f"sqlite:///{tmp_path / 'flow.db'}")
-            prepare_database(engine)
+        with prepared_engine(request, tmp_path / "flow.db") as engine:
             yield engine
-            engine.dispose()
-            return
-        server = request.getfixturevalue("postgres_server_url")
-        name, engine = _fresh_postgres(server)
-        try:
-            prepare_database(engine)
-            yield engine
-        finally:
-            engine.dispose()
-            _drop_postgres(server, name)
     finally:
         for logger_name, level in saved.items():
             logging.getLogger(logger_name).setLevel(level)
