@@ -57,17 +57,6 @@ class CampaignImportIn:
 
 
 @dataclass(frozen=True)
-class CampaignImportOut:
-    campaign_id: int
-    lines: int
-    new_holders: int
-    re_elected: int
-    changed_mandate: int
-    requests: int
-    outgoing: int
-
-
-@dataclass(frozen=True)
 class CampaignInstallIn:
     dry_run: bool = False
 
@@ -138,14 +127,13 @@ def campaign_report(call: Call, campaign_id: int, query: CampaignReportQuery) ->
 
 
 @routes.operation("POST", "/campaigns/<id:campaign_id>/import", action="campaigns.manage",
-                  body=CampaignImportIn, response=CampaignImportOut, idempotency="optional",
+                  body=CampaignImportIn, response=campaigns.ImportResult, idempotency="optional",
                   errors=(409,),
                   summary="Import the newly elected (CSV; all or nothing, every error with its "
                           "line number); requests are submitted for the incoming holders")
-def import_elected(call: Call, campaign_id: int, body: CampaignImportIn) -> CampaignImportOut:
-    result = campaigns.import_elected(call.session, call.clock, campaign_id, body.csv,
-                                      actor=call.actor, token_form=body.token_form)
-    return CampaignImportOut(**vars(result))
+def import_elected(call: Call, campaign_id: int, body: CampaignImportIn) -> campaigns.ImportResult:
+    return campaigns.import_elected(call.session, call.clock, campaign_id, body.csv,
+                                    actor=call.actor, token_form=body.token_form)
 
 
 @routes.operation("POST", "/campaigns/<id:campaign_id>/install", action="campaigns.manage",
