@@ -51,6 +51,7 @@ from delivery.models import (
     CAMPAIGN_INSTALLED,
     CAMPAIGN_OPEN,
     CAMPAIGN_SCOPES,
+    CLOSED_STATES,
     DEVICE,
     FUNDING_EXTRA,
     REQUEST_STATES,
@@ -461,7 +462,7 @@ def install(session: Session, clock: Clock, campaign_id: int, *, actor: str,
 # ------------------------------------------------------------------------------- report
 
 #: The incoming request's steps, in order (for "each step" and for worst-first ordering).
-STEPS = tuple(s for s in REQUEST_STATES if s not in ("rejected", "cancelled"))
+STEPS = tuple(s for s in REQUEST_STATES if s not in CLOSED_STATES)
 
 
 @dataclass(frozen=True)

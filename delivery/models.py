@@ -31,7 +31,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
 
-#: The request's life, in order. ``rejected`` and ``cancelled`` end it early.
+#: The request's life, in order. ``rejected`` and ``cancelled`` end it early; ``superseded``
+#: (its credential renewed by a newer request) and ``replaced`` (its token lost, stolen or
+#: damaged, a replacement token issued) end it after personalisation.
 SUBMITTED = "submitted"
 APPROVED = "approved"
 PERSONALISED = "personalised"
@@ -41,9 +43,13 @@ HANDED_OVER = "handed_over"  # by the contact, to the holder
 ACTIVE = "active"
 REJECTED = "rejected"
 CANCELLED = "cancelled"
+SUPERSEDED = "superseded"  # a renewal of its credential became active
+REPLACED = "replaced"  # its token was reported lost, stolen or damaged and replaced
 REQUEST_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER, ACTIVE,
-                  REJECTED, CANCELLED)
+                  REJECTED, CANCELLED, SUPERSEDED, REPLACED)
 OPEN_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER)
+#: The states that end a request (nothing follows them).
+CLOSED_STATES = (REJECTED, CANCELLED, SUPERSEDED, REPLACED)
 
 # what a request is for: a first certificate, the renewal of an active one (same token,
 # same key: the credential carries over), or a replacement token (lost, stolen, damaged)
