@@ -182,10 +182,11 @@ class Mandate(Base):
     """A holder's mandate: a role in an entity (a commune, or a province's Interior
     services) from ``started_on`` until ``ended_on``. A holder has at most one mandate in
     force (``ended_on`` NULL, partial unique index); ended ones stay as history, with the
-    mandate that followed (``successor_id``). The holder's ``role``, ``entity_kind``,
-    ``commune_code``, ``province_code`` and ``professional_email`` repeat their latest
-    mandate's (only :mod:`delivery.mandates` changes them), so that lists and scopes stay
-    simple."""
+    mandate that followed (``successor_id``). Mandates are the source of truth: the
+    holder's ``role``, ``entity_kind``, ``commune_code``, ``province_code`` and
+    ``professional_email`` are a cache of the latest mandate (in force, else the last
+    ended), written only by :mod:`delivery.mandates` and checked by
+    ``mandates.cache_disagreements``, so that lists and scopes stay simple."""
 
     __tablename__ = "delivery_mandate"
 
