@@ -357,9 +357,9 @@ def _import_row(session: Session, clock: Clock, campaign: Campaign, row: _Row,
     else:
         entity = mandates.Entity(ENTITY_COMMUNE, commune.code, commune.province_code)
         if holder is None:
-            holder = holders.register_holder(session, clock, registration, actor=actor)
+            holder = holders.register_holder(session, clock, registration, actor=actor,
+                                             campaign_id=campaign.id)
             incoming = mandates.require_current_mandate(session, holder)
-            incoming.campaign_id = campaign.id
             counts["new"] += 1
         else:
             current = mandates.current_mandate(session, holder.id)
@@ -370,9 +370,7 @@ def _import_row(session: Session, clock: Clock, campaign: Campaign, row: _Row,
                 outgoing_serials += serials
             incoming = mandates.open_mandate(session, clock, holder, role=registration.role,
                                              entity=entity, started_on=at, actor=actor,
-                                             campaign_id=campaign.id)
-            if current is not None:
-                current.successor_id = incoming.id
+                                             campaign_id=campaign.id, follows=current)
             counts["changed"] += 1
         year = at.year
         if campaign.funding == FUNDING_EXTRA:

@@ -151,9 +151,11 @@ def list_holders(session: Session, *, province_code: str | None = None,
 
 
 def register_holder(session: Session, clock: Clock, registration: HolderRegistration, *,
-                    actor: str, contact_id: int | None = None) -> Holder:
+                    actor: str, contact_id: int | None = None,
+                    campaign_id: int | None = None) -> Holder:
     """Register a holder. With ``contact_id``, the contact must be designated for the
-    holder's province (a contact registers only the holders of their own province)."""
+    holder's province (a contact registers only the holders of their own province).
+    ``campaign_id``: the election campaign whose import opens the first mandate."""
     entity = resolve_entity(session, commune_code=registration.commune_code,
                             province_code=registration.province_code, role=registration.role)
     province_code = entity.province_code
@@ -184,7 +186,8 @@ def register_holder(session: Session, clock: Clock, registration: HolderRegistra
                     "contact_id": contact_id})
     open_mandate(session, clock, holder, role=registration.role, entity=entity,
                  started_on=registration.mandate_started_on or as_utc(now).date(),
-                 actor=actor, professional_email=registration.professional_email)
+                 actor=actor, professional_email=registration.professional_email,
+                 campaign_id=campaign_id)
     return holder
 
 

@@ -137,9 +137,7 @@ def change_mandate(session: Session, clock: Clock, holder_id: int, change: Manda
     opened = mandates.open_mandate(session, clock, holder, role=change.role, entity=entity,
                                    started_on=change.started_on, actor=actor,
                                    professional_email=change.professional_email,
-                                   campaign_id=campaign_id)
-    old.successor_id = opened.id
-    session.flush()
+                                   campaign_id=campaign_id, follows=old)
     request = None
     if token_form is not None:
         through = contact_id if contact_id is not None else acting_contact_id

@@ -138,9 +138,10 @@ def get_mandate(session: Session, mandate_id: int) -> Mandate:
 def open_mandate(session: Session, clock: Clock, holder: Holder, *, role: str,
                  entity: Entity, started_on: date, actor: str,
                  professional_email: str | None = None,
-                 campaign_id: int | None = None) -> Mandate:
+                 campaign_id: int | None = None, follows: Mandate | None = None) -> Mandate:
     """Open a mandate for a holder who has none in force, and make the holder's role and
-    entity columns repeat it. Audited."""
+    entity columns repeat it. ``follows``: the mandate it succeeds (its ``successor_id``
+    is set). Audited, in the caller's transaction."""
     email = (normalise_email(professional_email, field="professional_email",
                              error=InvalidHolder) if professional_email else None)
     mandate = Mandate(holder_id=holder.id, role=role, entity_kind=entity.kind,
@@ -149,6 +150,8 @@ def open_mandate(session: Session, clock: Clock, holder: Holder, *, role: str,
                       campaign_id=campaign_id, created_at=clock.now(), created_by=actor)
     session.add(mandate)
     session.flush()
+    if follows is not None:
+        follows.successor_id = mandate.id
     for name, value in cache_fields(role, entity, email).items():
         setattr(holder, name, value)
     holder.updated_at = clock.now()
@@ -156,7 +159,8 @@ def open_mandate(session: Session, clock: Clock, holder: Holder, *, role: str,
     record(session, clock, actor=actor, action="delivery.mandate.opened",
            object_type="holder", object_id=holder.id,
            summary={"mandate_id": mandate.id, "role": role, "entity": mandate.entity,
-                    "started_on": started_on.isoformat(), "campaign_id": campaign_id})
+                    "started_on": started_on.isoformat(), "campaign_id": campaign_id,
+                    **({"follows_mandate_id": follows.id} if follows is not None else {})})
     return mandate
 
 

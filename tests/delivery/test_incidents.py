@@ -6,8 +6,10 @@ writes its audit events in the chain."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import func, select
@@ -16,7 +18,15 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.audit import AuditEvent
 from core.clock import FrozenClock
-from delivery import batches, incidents, oversight, requests
+from delivery import (
+    batches,
+    campaigns,
+    holders,
+    incidents,
+    mandate_change,
+    oversight,
+    requests,
+)
 from delivery.errors import IllegalTransition
 from delivery.models import (
     ACTIVE,
@@ -47,9 +57,11 @@ from tests.delivery.conftest import (
     ServiceTokens,
     make_contact,
     make_holder,
+    random_cin,
 )
 
 POLICY = DeliveryPolicy()
+T = TypeVar("T")
 
 
 @dataclass
@@ -267,3 +279,136 @@ def test_a_report_cancels_the_renewal_under_way_on_the_same_token(desk: Desk) ->
     assert desk.cert(old.certificate_serial) == ("suspended", None)
     assert replacement.status == SUBMITTED and old.status == ACTIVE
     assert audit.verify(s).ok
+
+
+# ------------------------------------------------------------------ audit, per operation
+
+
+def _head(session: Session) -> int:
+    return session.scalar(select(func.max(AuditEvent.seq))) or 0
+
+
+def _trail(session: Session, operation: Callable[[], T]) -> tuple[list[str], T]:
+    """Run ``operation`` in a savepoint rolled back (its audit events must vanish with its
+    changes: one transaction), then for real; return the actions it audited, in order, and
+    its result. The whole chain verifies afterwards."""
+    start = _head(session)
+    savepoint = session.begin_nested()
+    try:
+        operation()
+        assert _head(session) > start, "the operation wrote no audit event"
+    finally:
+        savepoint.rollback()
+    assert _head(session) == start
+    result = operation()
+    actions = list(session.scalars(select(AuditEvent.action).where(AuditEvent.seq > start)
+                                   .order_by(AuditEvent.seq)))
+    report = audit.verify(session)
+    assert report.ok, report.reason
+    return actions, result
+
+
+def test_mandate_operations_audit_in_their_transaction(desk: Desk) -> None:
+    s, clock = desk.session, desk.clock
+    revoke = mandate_change.lifecycle_revoker(s, clock, desk.personaliser.authority)
+    seen: dict[str, list[str]] = {}
+    seen["register"], holder = _trail(s, lambda: make_holder(s, clock, COMMUNE_A,
+                                                             contact=desk.contact))
+    desk.request(holder)
+    seen["change"], _ = _trail(s, lambda: mandate_change.change_mandate(
+        s, clock, holder.id, mandate_change.MandateChange(
+            role="vice_president", started_on=clock.now().date(), commune_code=COMMUNE_A),
+        actor="op", revoke=revoke, token_form="hosted"))
+    seen["civility"], _ = _trail(s, lambda: holders.set_civility(s, clock, holder.id, "mrs",
+                                                                 actor="op"))
+    seen["address"], _ = _trail(s, lambda: holders.update_contact_details(
+        s, clock, holder.id, actor="op", professional_email="vp@commune.ma"))
+    seen["end"], _ = _trail(s, lambda: mandate_change.end_mandate(
+        s, clock, holder.id, ended_on=clock.now().date(), reason="resigned", actor="op",
+        revoke=revoke))
+    assert seen == {
+        "register": ["delivery.holder.registered", "delivery.mandate.opened"],
+        # the old mandate's certificate revoked in one bulk operation, then the mandates
+        "change": ["certificate.revoked", "crl.published", "certificate.bulk_revoked",
+                   "delivery.mandate.ended", "delivery.mandate.opened", "quota.reserved",
+                   "delivery.request.submitted"],
+        "civility": ["delivery.holder.civility"],
+        "address": ["delivery.holder.updated"],
+        # the request the change asked for is cancelled with the mandate
+        "end": ["delivery.request.cancelled", "quota.released", "delivery.mandate.ended"],
+    }
+
+
+def test_campaign_operations_audit_in_their_transaction(desk: Desk) -> None:
+    s, clock = desk.session, desk.clock
+    revoke = mandate_change.lifecycle_revoker(s, clock, desk.personaliser.authority)
+    outgoing = make_holder(s, clock, COMMUNE_A, contact=desk.contact)
+    desk.request(outgoing)
+    seen: dict[str, list[str]] = {}
+    seen["open"], campaign = _trail(s, lambda: campaigns.open_campaign(
+        s, clock, name=f"Communales {secrets.token_hex(4)}",
+        installation_date=clock.now().date() + timedelta(days=10), scope_kind="province",
+        scope_codes=[PROVINCE], funding="extra", actor="dgcl"))
+    text = "\n".join([",".join(campaigns.CSV_COLUMNS),
+                      f"{COMMUNE_A},president,{random_cin()},Salma,Alaoui,سلمى,العلوي,Mme,"
+                      "0661234567,salma@example.ma"])
+    seen["import"], _ = _trail(s, lambda: campaigns.import_elected(s, clock, campaign.id,
+                                                                  text, actor="dgcl"))
+    seen["notify"], _ = _trail(s, lambda: campaigns.notify_contacts(s, clock, campaign.id,
+                                                                   actor="dgcl"))
+    clock.advance(timedelta(days=10))
+    seen["install"], _ = _trail(s, lambda: campaigns.install(s, clock, campaign.id,
+                                                            actor="dgcl", revoke=revoke))
+    assert seen == {
+        "open": ["delivery.campaign.opened"],
+        "import": ["delivery.mandate.ended", "delivery.holder.registered",
+                   "delivery.mandate.opened", "quota.extra.added", "quota.reserved",
+                   "delivery.request.submitted", "delivery.campaign.imported"],
+        "notify": ["delivery.campaign.notified"],
+        "install": ["certificate.revoked", "crl.published", "certificate.bulk_revoked",
+                    "delivery.campaign.installed"],
+    }
+
+
+def test_renewal_incident_and_cancellation_audit_in_their_transaction(desk: Desk) -> None:
+    s, clock = desk.session, desk.clock
+    holder = make_holder(s, clock, COMMUNE_A, contact=desk.contact)
+    old = desk.request(holder)
+    seen: dict[str, list[str]] = {}
+    seen["renew"], renewal = _trail(s, lambda: requests.submit_renewal(s, clock, old.id,
+                                                                      actor="op"))
+    seen["approve"], _ = _trail(s, lambda: requests.approve_request(
+        s, clock, renewal.id, actor="op", identity_check="known"))
+    seen["personalise"], _ = _trail(s, lambda: personalise_request(
+        s, clock, renewal.id, personaliser=desk.personaliser, sealer=desk.tokens.sealer,
+        actor="op", policy=POLICY))
+    seen["activate"], _ = _trail(s, lambda: requests.activate_request(
+        s, clock, renewal.id, actor="op", supersede=desk.supersede))
+    seen["report"], replacement = _trail(s, lambda: desk.report(renewal, "lost"))
+    desk.advance(replacement, PERSONALISED)
+    seen["cancel_personalised"], _ = _trail(s, lambda: incidents.cancel_after_personalisation(
+        s, clock, replacement.id, reason="found again", actor="op",
+        personaliser=desk.personaliser))
+    other = make_holder(s, clock, COMMUNE_A, contact=desk.contact)
+    first = desk.request(other, until=SUBMITTED)
+    seen["cancel"], _ = _trail(s, lambda: requests.cancel_request(s, clock, first.id,
+                                                                 actor="op", reason="typo"))
+    second = desk.request(other, until=SUBMITTED)
+    seen["reject"], _ = _trail(s, lambda: requests.reject_request(s, clock, second.id,
+                                                                 actor="op", reason="no"))
+    assert seen == {
+        "renew": ["quota.reserved", "delivery.request.submitted"],
+        "approve": ["delivery.request.approved"],
+        "personalise": ["certificate.prepared", "certificate.issued",
+                        "certificate.written_to_token", "delivery.request.personalised"],
+        "activate": ["delivery.request.active", "quota.consumed",
+                     "delivery.request.credential_carried_over", "certificate.revoked",
+                     "crl.published", "delivery.request.superseded"],
+        "report": ["certificate.suspended", "crl.published", "delivery.token.lost",
+                   "quota.reserved", "delivery.request.submitted"],
+        "cancel_personalised": ["certificate.revoked", "crl.published",
+                                "delivery.envelope.destroyed", "delivery.request.cancelled",
+                                "quota.released"],
+        "cancel": ["delivery.request.cancelled", "quota.released"],
+        "reject": ["delivery.request.rejected", "quota.released"],
+    }
