@@ -6,18 +6,22 @@ writes its audit events in the chain."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.audit import AuditEvent
 from core.clock import FrozenClock
+from core.db import make_engine
+from core.migrate import downgrade, upgrade
 from delivery import (
     batches,
     campaigns,
@@ -49,8 +53,9 @@ from delivery.policy import DeliveryPolicy
 from delivery.validation import s10_check_digit
 from pki import ca, lifecycle
 from pki.profiles import DOCUMENTATION_POLICY_OID, Profile
-from quotas import ledger, policy
+from quotas import ledger, policy, refdata
 from quotas.models import Reservation
+from tests.conftest import _drop_postgres, _fresh_postgres
 from tests.delivery.conftest import (
     COMMUNE_A,
     PROVINCE,
@@ -412,3 +417,65 @@ def test_renewal_incident_and_cancellation_audit_in_their_transaction(desk: Desk
         "cancel": ["delivery.request.cancelled", "quota.released"],
         "reject": ["delivery.request.rejected", "quota.released"],
     }
+
+
+# ------------------------------------------------------------------ the migration
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def bare_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+        yield engine
+        engine.dispose()
+        return
+    server = request.getfixturevalue("postgres_server_url")
+    name, engine = _fresh_postgres(server)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        _drop_postgres(server, name)
+
+
+def test_the_migration_closes_requests_left_active_by_a_renewal_or_a_replacement(
+        bare_engine: Engine) -> None:
+    upgrade(bare_engine)
+    downgrade(bare_engine, "delivery_0007")
+    clock = FrozenClock(datetime(2026, 3, 1, 9, 30, tzinfo=UTC))
+    with Session(bare_engine) as session, session.begin():
+        refdata.load(session, clock)
+        policy.ensure_default_policies(session, clock)
+        contact = make_contact(session, clock)
+        ids = []
+        for _ in range(3):
+            holder = make_holder(session, clock, "01.051.01.01", contact=contact)
+            ids.append(requests.submit_request(session, clock, contact_id=contact.id,
+                                               holder_id=holder.id, token_form="hosted",
+                                               actor="contact").id)
+    renewed, replaced, kept = ids
+    with bare_engine.begin() as conn:  # as the earlier version left them
+        conn.execute(text("UPDATE delivery_request SET status = 'active'"))
+        conn.execute(text("UPDATE delivery_request SET token_label = 'tok-' || id "
+                          "WHERE id <> :renewed"), {"renewed": renewed})
+        for old, kind in ((renewed, "renewal"), (replaced, "replacement")):
+            conn.execute(text(
+                "INSERT INTO delivery_request (holder_id, mandate_id, contact_id, "
+                "province_code, entity, year, token_form, status, status_reason, "
+                "reservation_id, pin_change_required, kind, follows_request_id, "
+                "submitted_at, updated_at) SELECT holder_id, mandate_id, contact_id, "
+                "province_code, entity, year, token_form, 'active', '', reservation_id, "
+                ":no, :kind, id, submitted_at, updated_at FROM delivery_request "
+                "WHERE id = :old"), {"kind": kind, "old": old, "no": False})
+
+    def statuses() -> dict[int, str]:
+        with bare_engine.connect() as conn:
+            return dict(conn.execute(text(  # type: ignore[arg-type]
+                "SELECT id, status FROM delivery_request WHERE id IN (:a, :b, :c)"),
+                {"a": renewed, "b": replaced, "c": kept}).all())
+
+    upgrade(bare_engine)
+    assert statuses() == {renewed: SUPERSEDED, replaced: REPLACED, kept: ACTIVE}
+    downgrade(bare_engine, "delivery_0007")
+    assert statuses() == {renewed: ACTIVE, replaced: ACTIVE, kept: ACTIVE}
+    upgrade(bare_engine)
