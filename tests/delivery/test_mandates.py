@@ -4,6 +4,7 @@ migration that turned each holder's role into a first mandate."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -274,3 +275,21 @@ def test_the_migration_turns_each_holder_into_a_first_mandate(bare_engine: Engin
             == first.id
         [request] = session.scalars(select(CertificateRequest)).all()
         assert request.holder_id == holder.id and request.mandate_id == first.id
+
+
+def test_only_the_mandates_write_the_holders_cached_columns() -> None:
+    """The holder's role, entity and professional address are a cache of the mandates:
+    no code but ``delivery.mandates`` assigns them (nor updates them in SQL)."""
+    root = Path(__file__).resolve().parents[2]
+    cached = "|".join(mandates.CACHED)
+    assigned = re.compile(rf"\b\w*holder\w*\.({cached})\s*=(?!=)", re.IGNORECASE)
+    updated = re.compile(r"update\(\s*Holder\s*\)")
+    found = []
+    for package in ("api", "bench", "core", "delivery", "pki", "quotas"):
+        for path in sorted((root / package).rglob("*.py")):
+            if "migrations" in path.parts or path == root / "delivery" / "mandates.py":
+                continue
+            source = path.read_text(encoding="utf-8")
+            found += [f"{path.relative_to(root)}: {m.group(0)}"
+                      for pattern in (assigned, updated) for m in pattern.finditer(source)]
+    assert found == []
