@@ -440,6 +440,9 @@ def install(session: Session, clock: Clock, campaign_id: int, *, actor: str,
         if revoke is None:
             raise CampaignStateError("revoking the outgoing certificates needs the CA")
         revoke(to_revoke, mandate_change.AFFILIATION_CHANGED, actor)
+    # the outgoing credentials leave ``active`` (also those an interrupted run revoked)
+    requests.end_revoked_with_mandate(session, clock, wanted, actor=actor,
+                                      note=f"campaign {campaign.name}: mandate ended")
     now = clock.now()
     for entry in entries:
         if entry.outgoing_revoked_at is None:

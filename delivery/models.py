@@ -32,8 +32,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.db import Base
 
 #: The request's life, in order. ``rejected`` and ``cancelled`` end it early; ``superseded``
-#: (its credential renewed by a newer request) and ``replaced`` (its token lost, stolen or
-#: damaged, a replacement token issued) end it after personalisation.
+#: (its credential renewed by a newer request), ``replaced`` (its token lost, stolen or
+#: damaged, a replacement token issued) and ``ended`` (its mandate ended, its certificate
+#: revoked ``affiliationChanged``) end it after personalisation.
 SUBMITTED = "submitted"
 APPROVED = "approved"
 PERSONALISED = "personalised"
@@ -45,11 +46,12 @@ REJECTED = "rejected"
 CANCELLED = "cancelled"
 SUPERSEDED = "superseded"  # a renewal of its credential became active
 REPLACED = "replaced"  # its token was reported lost, stolen or damaged and replaced
+ENDED = "ended"  # its mandate ended (change of mandate, election): certificate revoked
 REQUEST_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER, ACTIVE,
-                  REJECTED, CANCELLED, SUPERSEDED, REPLACED)
+                  REJECTED, CANCELLED, SUPERSEDED, REPLACED, ENDED)
 OPEN_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER)
 #: The states that end a request (nothing follows them).
-CLOSED_STATES = (REJECTED, CANCELLED, SUPERSEDED, REPLACED)
+CLOSED_STATES = (REJECTED, CANCELLED, SUPERSEDED, REPLACED, ENDED)
 
 # what a request is for: a first certificate, the renewal of an active one (same token,
 # same key: the credential carries over), or a replacement token (lost, stolen, damaged)

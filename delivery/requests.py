@@ -9,6 +9,7 @@
                                                                └─(hosted) activate─▶ active
 
     active ─(its renewal activated)─▶ superseded
+    active ─(its mandate ended, its certificate revoked)─▶ ended
     personalised … active ─(token lost, stolen, damaged: replaced)─▶ replaced
 
 Submission reserves one certificate of the holder's entity's quota; rejection and
@@ -20,7 +21,7 @@ personalisation in :mod:`delivery.personalisation`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +50,7 @@ from delivery.models import (
     CANCELLED,
     DELIVERED,
     DEVICE,
+    ENDED,
     HANDED_OVER,
     HOSTED,
     KIND_NEW,
@@ -65,10 +67,11 @@ from delivery.models import (
     CertificateRequest,
     CourierBatch,
     Holder,
+    Mandate,
     RequestEvent,
 )
 from delivery.validation import require_text
-from pki.models import STATUS_ISSUED, CertificateRecord
+from pki.models import STATUS_ISSUED, STATUS_REVOKED, CertificateRecord
 from quotas import ledger
 
 #: step -> (states it may start from, per token form; the state it leads to)
@@ -97,10 +100,12 @@ _STEPS: dict[str, tuple[dict[str, frozenset[str]], str]] = {
 
 #: Steps that end a request after personalisation, taken by the service itself (never a
 #: button): ``supersede`` when a renewal of the credential becomes active, ``replace`` when
-#: its token is replaced (:mod:`delivery.incidents`).
+#: its token is replaced (:mod:`delivery.incidents`), ``end`` when its mandate ends and its
+#: certificate is revoked (:func:`end_revoked_with_mandate`).
 _CLOSING: dict[str, tuple[frozenset[str], str]] = {
     "supersede": (frozenset({ACTIVE}), SUPERSEDED),
     "replace": (frozenset({PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER, ACTIVE}), REPLACED),
+    "end": (frozenset({ACTIVE}), ENDED),
 }
 
 
@@ -339,6 +344,32 @@ def activate_request(session: Session, clock: Clock, request_id: int, *,
         notices.enqueue_initial_pin(session, clock, request, get_holder(session,
                                                                         request.holder_id))
     return request
+
+
+def end_revoked_with_mandate(session: Session, clock: Clock, serials: Sequence[str], *,
+                             actor: str, note: str) -> list[int]:
+    """The active requests holding the certificates ``serials``, once those are revoked
+    and their mandate has ended, leave ``active`` (``ended``), each with its event and
+    audit. Returns their ids. Call it after the revocation and the mandate's end, in the
+    same transaction."""
+    found: list[CertificateRequest] = []
+    keys = list(dict.fromkeys(serials))
+    for start in range(0, len(keys), 500):
+        found += session.scalars(
+            select(CertificateRequest)
+            .join(CertificateRecord,
+                  CertificateRecord.serial == CertificateRequest.certificate_serial)
+            .join(Mandate, Mandate.id == CertificateRequest.mandate_id)
+            .where(CertificateRequest.certificate_serial.in_(keys[start:start + 500]),
+                   CertificateRequest.status == ACTIVE,
+                   CertificateRecord.status == STATUS_REVOKED,
+                   Mandate.ended_on.is_not(None))
+            .order_by(CertificateRequest.id).with_for_update(of=CertificateRequest))
+    for row in found:
+        move(session, clock, row, "end", actor=actor, note=note,
+             summary={"mandate_id": row.mandate_id,
+                      "certificate_serial": row.certificate_serial})
+    return [row.id for row in found]
 
 
 def accept_terms(session: Session, clock: Clock, request_id: int, *, version: str,

@@ -1,8 +1,8 @@
-"""delivery: a request whose credential was renewed (``superseded``) or whose token was
-replaced after a loss, theft or damage (``replaced``) leaves ``active``.
+"""delivery: a request whose credential was renewed (``superseded``), whose token was
+replaced after a loss, theft or damage (``replaced``), or whose mandate ended with its
+certificate revoked ``affiliationChanged`` (``ended``) leaves ``active``.
 
-Requests left ``active`` by earlier versions after their renewal (they no longer hold the
-token) become ``superseded``.
+Requests earlier versions left ``active`` in those cases are moved the same way.
 
 Revision ID: delivery_0011
 """
@@ -18,7 +18,7 @@ depends_on = None
 
 OLD = ("submitted", "approved", "personalised", "shipped", "delivered", "handed_over",
        "active", "rejected", "cancelled")
-NEW = (*OLD, "superseded", "replaced")
+NEW = (*OLD, "superseded", "replaced", "ended")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -45,9 +45,17 @@ def upgrade() -> None:
         "AND EXISTS (SELECT 1 FROM delivery_request AS r "
         "WHERE r.follows_request_id = delivery_request.id AND r.kind = 'replacement' "
         "AND r.status = 'active')")
+    # An active request of an ended mandate whose certificate was revoked with it.
+    op.execute(
+        "UPDATE delivery_request SET status = 'ended' WHERE status = 'active' "
+        "AND EXISTS (SELECT 1 FROM delivery_mandate AS m WHERE m.id = "
+        "delivery_request.mandate_id AND m.ended_on IS NOT NULL) "
+        "AND EXISTS (SELECT 1 FROM pki_certificate AS c WHERE c.serial = "
+        "delivery_request.certificate_serial AND c.status = 'revoked' "
+        "AND c.revocation_reason = 'affiliationChanged')")
 
 
 def downgrade() -> None:
     op.execute("UPDATE delivery_request SET status = 'active' "
-               "WHERE status IN ('superseded', 'replaced')")
+               "WHERE status IN ('superseded', 'replaced', 'ended')")
     _states(OLD)

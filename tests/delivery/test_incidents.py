@@ -36,6 +36,7 @@ from delivery.models import (
     ACTIVE,
     CANCELLED,
     DELIVERED,
+    ENDED,
     HANDED_OVER,
     PERSONALISED,
     REPLACED,
@@ -319,7 +320,7 @@ def test_mandate_operations_audit_in_their_transaction(desk: Desk) -> None:
     seen: dict[str, list[str]] = {}
     seen["register"], holder = _trail(s, lambda: make_holder(s, clock, COMMUNE_A,
                                                              contact=desk.contact))
-    desk.request(holder)
+    first = desk.request(holder)
     seen["change"], _ = _trail(s, lambda: mandate_change.change_mandate(
         s, clock, holder.id, mandate_change.MandateChange(
             role="vice_president", started_on=clock.now().date(), commune_code=COMMUNE_A),
@@ -335,20 +336,24 @@ def test_mandate_operations_audit_in_their_transaction(desk: Desk) -> None:
         "register": ["delivery.holder.registered", "delivery.mandate.opened"],
         # the old mandate's certificate revoked in one bulk operation, then the mandates
         "change": ["certificate.revoked", "crl.published", "certificate.bulk_revoked",
-                   "delivery.mandate.ended", "delivery.mandate.opened", "quota.reserved",
-                   "delivery.request.submitted"],
+                   "delivery.mandate.ended", "delivery.request.ended",
+                   "delivery.mandate.opened", "quota.reserved", "delivery.request.submitted"],
         "civility": ["delivery.holder.civility"],
         "address": ["delivery.holder.updated"],
         # the request the change asked for is cancelled with the mandate
         "end": ["delivery.request.cancelled", "quota.released", "delivery.mandate.ended"],
     }
+    # the old mandate's credential left ``active`` with its certificate
+    assert s.get_one(CertificateRequest, first.id).status == ENDED
+    assert _events(s, first.id)[-1] == (ACTIVE, ENDED)
+    assert _active_ids(s, holder) == []
 
 
 def test_campaign_operations_audit_in_their_transaction(desk: Desk) -> None:
     s, clock = desk.session, desk.clock
     revoke = mandate_change.lifecycle_revoker(s, clock, desk.personaliser.authority)
     outgoing = make_holder(s, clock, COMMUNE_A, contact=desk.contact)
-    desk.request(outgoing)
+    sitting = desk.request(outgoing)
     seen: dict[str, list[str]] = {}
     seen["open"], campaign = _trail(s, lambda: campaigns.open_campaign(
         s, clock, name=f"Communales {secrets.token_hex(4)}",
@@ -371,8 +376,10 @@ def test_campaign_operations_audit_in_their_transaction(desk: Desk) -> None:
                    "delivery.request.submitted", "delivery.campaign.imported"],
         "notify": ["delivery.campaign.notified"],
         "install": ["certificate.revoked", "crl.published", "certificate.bulk_revoked",
-                    "delivery.campaign.installed"],
+                    "delivery.request.ended", "delivery.campaign.installed"],
     }
+    assert s.get_one(CertificateRequest, sitting.id).status == ENDED
+    assert desk.cert(sitting.certificate_serial) == ("revoked", "affiliationChanged")
 
 
 def test_renewal_incident_and_cancellation_audit_in_their_transaction(desk: Desk) -> None:

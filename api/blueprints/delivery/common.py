@@ -25,7 +25,7 @@ HolderRole = Literal["president", "vice_president", "secretary_general", "offici
 Civility = Literal["mr", "mrs"]
 RequestStatus = Literal["submitted", "approved", "personalised", "shipped", "delivered",
                         "handed_over", "active", "rejected", "cancelled", "superseded",
-                        "replaced"]
+                        "replaced", "ended"]
 TokenForm = Literal["device", "hosted"]
 RequestKind = Literal["new", "renewal", "replacement"]
 BatchStatus = Literal["preparing", "dispatched", "received"]
