@@ -1,7 +1,9 @@
 """Renewal and lost, stolen or damaged tokens over a real CA (SoftHSM2), in one rolled-back
 session: the old request leaves ``active`` (``superseded`` after a renewal, ``replaced``
-after a replacement), a token lost before activation can be reported, and every operation
-writes its audit events in the chain."""
+after a replacement, ``ended`` with its mandate), a token lost before activation can be
+reported, every mandate, campaign, renewal, incident and cancellation operation writes its
+audit events in its own transaction and the chain holds, and the migration moves requests
+an earlier version left active."""
 
 from __future__ import annotations
 
@@ -159,8 +161,8 @@ def _active_ids(session: Session, holder: Holder) -> list[int]:
 
 
 def _marked_active(desk: Desk, holder: Holder) -> list[int]:
-    """The requests the holder's page and the province's list show with a live
-    certificate ("valid" or "suspended")."""
+    """The requests the holder's page shows with their certificate's state (the active
+    ones: the marker of a credential in use)."""
     mine = oversight.holder_credentials(desk.session, desk.clock, holder.id,
                                         terms_version="2026-01")
     return [line.request_id for line in mine if line.certificate is not None]
