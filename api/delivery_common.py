@@ -22,7 +22,8 @@ PIN = r"^[0-9]{4,16}$"
 HolderRole = Literal["president", "vice_president", "secretary_general", "official"]
 Civility = Literal["mr", "mrs"]
 RequestStatus = Literal["submitted", "approved", "personalised", "shipped", "delivered",
-                        "handed_over", "active", "rejected", "cancelled"]
+                        "handed_over", "active", "rejected", "cancelled", "superseded",
+                        "replaced", "ended"]
 TokenForm = Literal["device", "hosted"]
 RequestKind = Literal["new", "renewal", "replacement"]
 BatchStatus = Literal["preparing", "dispatched", "received"]

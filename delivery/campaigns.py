@@ -51,6 +51,7 @@ from delivery.models import (
     CAMPAIGN_INSTALLED,
     CAMPAIGN_OPEN,
     CAMPAIGN_SCOPES,
+    CLOSED_STATES,
     DEVICE,
     FUNDING_EXTRA,
     REQUEST_STATES,
@@ -356,9 +357,9 @@ def _import_row(session: Session, clock: Clock, campaign: Campaign, row: _Row,
     else:
         entity = mandates.Entity(ENTITY_COMMUNE, commune.code, commune.province_code)
         if holder is None:
-            holder = holders.register_holder(session, clock, registration, actor=actor)
+            holder = holders.register_holder(session, clock, registration, actor=actor,
+                                             campaign_id=campaign.id)
             incoming = mandates.require_current_mandate(session, holder)
-            incoming.campaign_id = campaign.id
             counts["new"] += 1
         else:
             current = mandates.current_mandate(session, holder.id)
@@ -369,9 +370,7 @@ def _import_row(session: Session, clock: Clock, campaign: Campaign, row: _Row,
                 outgoing_serials += serials
             incoming = mandates.open_mandate(session, clock, holder, role=registration.role,
                                              entity=entity, started_on=at, actor=actor,
-                                             campaign_id=campaign.id)
-            if current is not None:
-                current.successor_id = incoming.id
+                                             campaign_id=campaign.id, follows=current)
             counts["changed"] += 1
         year = at.year
         if campaign.funding == FUNDING_EXTRA:
@@ -441,6 +440,9 @@ def install(session: Session, clock: Clock, campaign_id: int, *, actor: str,
         if revoke is None:
             raise CampaignStateError("revoking the outgoing certificates needs the CA")
         revoke(to_revoke, mandate_change.AFFILIATION_CHANGED, actor)
+    # the outgoing credentials leave ``active`` (also those an interrupted run revoked)
+    requests.end_revoked_with_mandate(session, clock, wanted, actor=actor,
+                                      note=f"campaign {campaign.name}: mandate ended")
     now = clock.now()
     for entry in entries:
         if entry.outgoing_revoked_at is None:
@@ -461,7 +463,7 @@ def install(session: Session, clock: Clock, campaign_id: int, *, actor: str,
 # ------------------------------------------------------------------------------- report
 
 #: The incoming request's steps, in order (for "each step" and for worst-first ordering).
-STEPS = tuple(s for s in REQUEST_STATES if s not in ("rejected", "cancelled"))
+STEPS = tuple(s for s in REQUEST_STATES if s not in CLOSED_STATES)
 
 
 @dataclass(frozen=True)

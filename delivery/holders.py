@@ -21,7 +21,13 @@ from delivery import contact_change
 from delivery.contacts import require_active_contact
 from delivery.envelopes import Sealer
 from delivery.errors import HolderExists, HolderNotFound, InvalidHolder, TokenLayerUnavailable
-from delivery.mandates import current_mandate, open_mandate, resolve_entity
+from delivery.mandates import (
+    cache_fields,
+    latest_mandate,
+    open_mandate,
+    resolve_entity,
+    set_professional_email,
+)
 from delivery.models import Holder, Mandate
 from delivery.policy import DeliveryPolicy
 from delivery.titles import CIVILITIES, COMMUNE_ONLY_ROLES, ROLES, parse_civility, title_for
@@ -145,9 +151,11 @@ def list_holders(session: Session, *, province_code: str | None = None,
 
 
 def register_holder(session: Session, clock: Clock, registration: HolderRegistration, *,
-                    actor: str, contact_id: int | None = None) -> Holder:
+                    actor: str, contact_id: int | None = None,
+                    campaign_id: int | None = None) -> Holder:
     """Register a holder. With ``contact_id``, the contact must be designated for the
-    holder's province (a contact registers only the holders of their own province)."""
+    holder's province (a contact registers only the holders of their own province).
+    ``campaign_id``: the election campaign whose import opens the first mandate."""
     entity = resolve_entity(session, commune_code=registration.commune_code,
                             province_code=registration.province_code, role=registration.role)
     province_code = entity.province_code
@@ -161,12 +169,11 @@ def register_holder(session: Session, clock: Clock, registration: HolderRegistra
         cin=registration.cin, given_name_fr=registration.given_name_fr,
         surname_fr=registration.surname_fr, given_name_ar=registration.given_name_ar,
         surname_ar=registration.surname_ar, civility=registration.civility,
-        role=registration.role, entity_kind=entity.kind,
-        commune_code=registration.commune_code, province_code=province_code,
         mobile=registration.mobile, email=registration.email,
-        professional_email=registration.professional_email,
         preferred_lang=registration.preferred_lang, notices_to_professional=False,
-        registered_by_contact_id=contact_id, created_at=now, updated_at=now)
+        registered_by_contact_id=contact_id, created_at=now, updated_at=now,
+        # the mandate opened below is the truth; these columns repeat it
+        **cache_fields(registration.role, entity, registration.professional_email))
     try:
         with session.begin_nested():
             session.add(holder)
@@ -179,7 +186,8 @@ def register_holder(session: Session, clock: Clock, registration: HolderRegistra
                     "contact_id": contact_id})
     open_mandate(session, clock, holder, role=registration.role, entity=entity,
                  started_on=registration.mandate_started_on or as_utc(now).date(),
-                 actor=actor, professional_email=registration.professional_email)
+                 actor=actor, professional_email=registration.professional_email,
+                 campaign_id=campaign_id)
     return holder
 
 
@@ -222,14 +230,9 @@ def update_contact_details(session: Session, clock: Clock, holder_id: int, *, ac
                                         error=InvalidHolder)
     if email is not None:
         wanted["email"] = normalise_email(email, field="email", error=InvalidHolder)
-    if professional_email is not None:
-        holder.professional_email = (normalise_email(professional_email,
-                                                     field="professional_email",
-                                                     error=InvalidHolder)
-                                     if professional_email else None)
-        mandate = current_mandate(session, holder.id)
-        if mandate is not None:  # the address belongs to the mandate in force
-            mandate.professional_email = holder.professional_email
+    if professional_email is not None:  # it belongs to the mandate in force
+        set_professional_email(session, clock, holder, professional_email or None,
+                               actor=actor)
         changed.append("professional_email")
     for channel, value in wanted.items():
         if sealer is None:
@@ -272,7 +275,8 @@ def set_civility(session: Session, clock: Clock, holder_id: int, civility: str, 
 def profile(session: Session, holder: Holder, mandate: Mandate | None = None) -> HolderProfile:
     """The holder as their certificate names them: title and organisation from ``mandate``
     (a request's), else from the holder's latest mandate."""
-    place: Holder | Mandate = mandate if mandate is not None else holder
+    place: Holder | Mandate = (mandate or latest_mandate(session, holder.id)
+                               or holder)
     title_fr = title_for(place.role, holder.civility, "fr")
     title_ar = title_for(place.role, holder.civility, "ar")
     if place.commune_code:

@@ -1,13 +1,16 @@
 """Lost, stolen or damaged tokens, and cancelling a request after personalisation.
 
 * :func:`report_token_incident`: the holder or the province's contact reports the token of
-  an active credential lost, stolen or damaged. In the same transaction the certificate is
+  a credential lost, stolen or damaged, active or personalised and not active yet (in the
+  parcel, with the contact, handed over). In the same transaction the certificate is
   suspended (lost, damaged) or revoked ``keyCompromise`` (stolen), and a replacement
   request (kind ``replacement``) is submitted for the holder. Whether it takes one of the
   year's quota is policy data (``QuotaPolicy.replacement_consumes_quota``); when it does
   not, its reservation is outside the quota. The replacement then follows the ordinary flow
   (a new token, a new key); once it is active, the old certificate is revoked
-  ``superseded`` if it was only suspended (``activate_request(…, supersede=…)``).
+  ``superseded`` if it was only suspended (``activate_request(…, supersede=…)``) and the
+  old request leaves ``active`` (``replaced``); a request not active yet is ``replaced``
+  at the report.
 * :func:`cancel_after_personalisation`: a personalised (or shipped, delivered, handed
   over) request is cancelled: its certificate is revoked (``cessationOfOperation``), the
   token's objects are destroyed, its sealed PIN envelope destroyed and the quota
@@ -20,6 +23,7 @@ behind it); everything else, and the audit events, happen in the caller's transa
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.audit import record
@@ -34,13 +38,14 @@ from delivery.models import (
     HANDED_OVER,
     KIND_RENEWAL,
     KIND_REPLACEMENT,
+    OPEN_STATES,
     PERSONALISED,
     SHIPPED,
     CertificateRequest,
     RequestEvent,
 )
 from delivery.personalisation import Personaliser
-from delivery.requests import get_request, submit_request
+from delivery.requests import cancel_request, get_request, move, submit_request
 from delivery.validation import require_text
 from quotas import ledger
 
@@ -49,13 +54,29 @@ INCIDENTS = ("lost", "stolen", "damaged")
 CANCELLABLE_AFTER_PERSONALISATION = (PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER)
 
 
+#: states from which a token may be reported lost, stolen or damaged: personalised and not
+#: yet active (a token prepared, in the parcel, with the contact or just handed over), or
+#: active
+REPORTABLE = (PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER, ACTIVE)
+
+
 def report_token_incident(session: Session, clock: Clock, request_id: int, *,
                           incident: str, note: str, actor: str,
                           personaliser: Personaliser, contact_id: int | None = None,
                           holder_id: int | None = None) -> CertificateRequest:
-    """Report the token of active request ``request_id`` lost, stolen or damaged; return the
+    """Report the token of request ``request_id`` lost, stolen or damaged; return the
     replacement request. ``contact_id``: the reporting contact (must be the province's);
-    ``holder_id``: the reporting holder (must be the request's)."""
+    ``holder_id``: the reporting holder (must be the request's).
+
+    The request may be active, or personalised and not active yet (shipped, delivered to
+    the contact, handed over). Either way its certificate is suspended (lost, damaged) or
+    revoked ``keyCompromise`` (stolen) at once. A request not active yet is closed at once
+    (``replaced``): its reservation counts as used (a certificate was issued for it, as for
+    an active one) and its PIN, if not sent yet, is destroyed. An active request stays
+    active, its certificate on hold, until the replacement is active (then ``replaced``;
+    :func:`delivery.requests.activate_request`). A renewal of the request still under way
+    is cancelled (its certificate, on the same token, revoked). Whether the replacement
+    takes one of the year's quota is policy data."""
     if incident not in INCIDENTS:
         raise InvalidHolder(f"incident must be one of {', '.join(INCIDENTS)}",
                             field="incident")
@@ -66,26 +87,37 @@ def report_token_incident(session: Session, clock: Clock, request_id: int, *,
     if holder_id is not None and holder_id != old.holder_id:
         raise IllegalTransition("a holder reports only their own token",
                                 request_id=old.id, step="report")
-    if old.status != ACTIVE or not old.certificate_serial or not old.token_label:
-        raise IllegalTransition(f"request {old.id} is {old.status}: only an active "
-                                "credential's token can be reported", request_id=old.id,
+    if old.kind == KIND_RENEWAL and old.status != ACTIVE:
+        raise IllegalTransition(
+            f"request {old.id} renews request {old.follows_request_id} on the same token: "
+            "report the token on that request", request_id=old.id, status=old.status,
+            step="report")
+    if old.status not in REPORTABLE or not old.certificate_serial or not old.token_label:
+        raise IllegalTransition(f"request {old.id} is {old.status}: only a personalised "
+                                "token can be reported", request_id=old.id,
                                 status=old.status, step="report")
     serial = old.certificate_serial
+    renewals = _cancel_open_renewals(session, clock, old, incident=incident, actor=actor,
+                                     personaliser=personaliser)
     if incident == "stolen":
         personaliser.revoke(session, clock, serial=serial, reason="keyCompromise",
                             actor=actor)
     else:
         personaliser.hold(session, clock, serial=serial, actor=actor,
                           note=f"token {incident}: {note}")
+    before_activation = old.status != ACTIVE
     old.status_reason = f"token {incident}"
     old.updated_at = clock.now()
     session.flush()
     record(session, clock, actor=actor, action=f"delivery.token.{incident}",
            object_type="certificate_request", object_id=old.id,
            summary={"certificate_serial": serial, "token_label": old.token_label,
-                    "note": note[:200],
+                    "note": note[:200], "request_status": old.status,
+                    "renewals_cancelled": renewals,
                     "certificate": "revoked keyCompromise" if incident == "stolen"
                     else "suspended"})
+    if before_activation:
+        _close_before_activation(session, clock, old, incident=incident, actor=actor)
     replacement = submit_request(
         session, clock, contact_id=contact_id or old.contact_id, holder_id=old.holder_id,
         token_form=old.token_form, actor=actor, kind=KIND_REPLACEMENT,
@@ -94,6 +126,36 @@ def report_token_incident(session: Session, clock: Clock, request_id: int, *,
     old.status_reason = f"token {incident}; replaced by request {replacement.id}"
     session.flush()
     return replacement
+
+
+def _cancel_open_renewals(session: Session, clock: Clock, old: CertificateRequest, *,
+                          incident: str, actor: str, personaliser: Personaliser) -> list[int]:
+    """A renewal under way certifies the key of the reported token again: cancel it (its
+    certificate, if issued, revoked; the reservation released)."""
+    rows = list(session.scalars(select(CertificateRequest).where(
+        CertificateRequest.follows_request_id == old.id,
+        CertificateRequest.kind == KIND_RENEWAL,
+        CertificateRequest.status.in_(OPEN_STATES)).order_by(CertificateRequest.id)))
+    reason = f"the renewed token was reported {incident}"
+    for row in rows:
+        if row.status in CANCELLABLE_AFTER_PERSONALISATION:
+            cancel_after_personalisation(session, clock, row.id, reason=reason, actor=actor,
+                                         personaliser=personaliser)
+        else:
+            cancel_request(session, clock, row.id, actor=actor, reason=reason)
+    return [row.id for row in rows]
+
+
+def _close_before_activation(session: Session, clock: Clock, old: CertificateRequest, *,
+                             incident: str, actor: str) -> None:
+    """A token lost before activation: the request ends (``replaced``), its certificate
+    counts as used, and a PIN not sent yet is destroyed (its token is gone)."""
+    if old.pin_envelope_id and old.pin_sent_at is None:
+        envelopes.destroy(session, clock, old.pin_envelope_id,
+                          reason=f"token {incident} before activation", actor=actor)
+    move(session, clock, old, "replace", actor=actor,
+         note=f"token {incident} before activation")
+    ledger.consume(session, clock, old.reservation_id, actor=actor)
 
 
 def cancel_after_personalisation(session: Session, clock: Clock, request_id: int, *,

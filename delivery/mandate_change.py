@@ -134,12 +134,13 @@ def change_mandate(session: Session, clock: Clock, holder_id: int, change: Manda
         revoke(serials, AFFILIATION_CHANGED, actor)
     mandates.close_mandate(session, clock, old, ended_on=change.started_on,
                            reason=change.reason, actor=actor)
+    if serials:  # its credentials leave ``active``
+        requests.end_revoked_with_mandate(session, clock, serials, actor=actor,
+                                          note=f"mandate ended: {change.reason}")
     opened = mandates.open_mandate(session, clock, holder, role=change.role, entity=entity,
                                    started_on=change.started_on, actor=actor,
                                    professional_email=change.professional_email,
-                                   campaign_id=campaign_id)
-    old.successor_id = opened.id
-    session.flush()
+                                   campaign_id=campaign_id, follows=old)
     request = None
     if token_form is not None:
         through = contact_id if contact_id is not None else acting_contact_id
@@ -166,6 +167,9 @@ def end_mandate(session: Session, clock: Clock, holder_id: int, *, ended_on: dat
     if serials and revoke is not None:
         revoke(serials, AFFILIATION_CHANGED, actor)
     mandates.close_mandate(session, clock, old, ended_on=ended_on, reason=reason, actor=actor)
+    if serials and revoke is not None:
+        requests.end_revoked_with_mandate(session, clock, serials, actor=actor,
+                                          note=f"mandate ended: {reason}")
     return old, serials
 
 

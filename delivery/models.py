@@ -31,7 +31,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
 
-#: The request's life, in order. ``rejected`` and ``cancelled`` end it early.
+#: The request's life, in order. ``rejected`` and ``cancelled`` end it early; ``superseded``
+#: (its credential renewed by a newer request), ``replaced`` (its token lost, stolen or
+#: damaged, a replacement token issued) and ``ended`` (its mandate ended, its certificate
+#: revoked ``affiliationChanged``) end it after personalisation.
 SUBMITTED = "submitted"
 APPROVED = "approved"
 PERSONALISED = "personalised"
@@ -41,9 +44,14 @@ HANDED_OVER = "handed_over"  # by the contact, to the holder
 ACTIVE = "active"
 REJECTED = "rejected"
 CANCELLED = "cancelled"
+SUPERSEDED = "superseded"  # a renewal of its credential became active
+REPLACED = "replaced"  # its token was reported lost, stolen or damaged and replaced
+ENDED = "ended"  # its mandate ended (change of mandate, election): certificate revoked
 REQUEST_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER, ACTIVE,
-                  REJECTED, CANCELLED)
+                  REJECTED, CANCELLED, SUPERSEDED, REPLACED, ENDED)
 OPEN_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER)
+#: The states that end a request (nothing follows them).
+CLOSED_STATES = (REJECTED, CANCELLED, SUPERSEDED, REPLACED, ENDED)
 
 # what a request is for: a first certificate, the renewal of an active one (same token,
 # same key: the credential carries over), or a replacement token (lost, stolen, damaged)
@@ -176,10 +184,11 @@ class Mandate(Base):
     """A holder's mandate: a role in an entity (a commune, or a province's Interior
     services) from ``started_on`` until ``ended_on``. A holder has at most one mandate in
     force (``ended_on`` NULL, partial unique index); ended ones stay as history, with the
-    mandate that followed (``successor_id``). The holder's ``role``, ``entity_kind``,
-    ``commune_code``, ``province_code`` and ``professional_email`` repeat their latest
-    mandate's (only :mod:`delivery.mandates` changes them), so that lists and scopes stay
-    simple."""
+    mandate that followed (``successor_id``). Mandates are the source of truth: the
+    holder's ``role``, ``entity_kind``, ``commune_code``, ``province_code`` and
+    ``professional_email`` are a cache of the latest mandate (in force, else the last
+    ended), written only by :mod:`delivery.mandates` and checked by
+    ``mandates.cache_disagreements``, so that lists and scopes stay simple."""
 
     __tablename__ = "delivery_mandate"
 

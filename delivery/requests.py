@@ -8,6 +8,10 @@
         └─cancel─▶ cancelled                                   │      ─activate─▶ active
                                                                └─(hosted) activate─▶ active
 
+    active ─(its renewal activated)─▶ superseded
+    active ─(its mandate ended, its certificate revoked)─▶ ended
+    personalised … active ─(token lost, stolen, damaged: replaced)─▶ replaced
+
 Submission reserves one certificate of the holder's entity's quota; rejection and
 cancellation release it; activation consumes it. Every move locks the request row, checks the
 table below, appends a :class:`~delivery.models.RequestEvent` and an audit event, all in the
@@ -17,7 +21,7 @@ personalisation in :mod:`delivery.personalisation`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +50,7 @@ from delivery.models import (
     CANCELLED,
     DELIVERED,
     DEVICE,
+    ENDED,
     HANDED_OVER,
     HOSTED,
     KIND_NEW,
@@ -54,15 +59,19 @@ from delivery.models import (
     OPEN_STATES,
     PERSONALISED,
     REJECTED,
+    REPLACED,
     SHIPPED,
     SUBMITTED,
+    SUPERSEDED,
     TOKEN_FORMS,
     CertificateRequest,
     CourierBatch,
     Holder,
+    Mandate,
     RequestEvent,
 )
 from delivery.validation import require_text
+from pki.models import STATUS_ISSUED, STATUS_REVOKED, CertificateRecord
 from quotas import ledger
 
 #: step -> (states it may start from, per token form; the state it leads to)
@@ -86,6 +95,17 @@ _STEPS: dict[str, tuple[dict[str, frozenset[str]], str]] = {
                    IN_PLACE: frozenset()}, HANDED_OVER),
     "activate": ({DEVICE: frozenset({HANDED_OVER}), HOSTED: frozenset({PERSONALISED}),
                   IN_PLACE: frozenset({PERSONALISED})}, ACTIVE),
+}
+
+
+#: Steps that end a request after personalisation, taken by the service itself (never a
+#: button): ``supersede`` when a renewal of the credential becomes active, ``replace`` when
+#: its token is replaced (:mod:`delivery.incidents`), ``end`` when its mandate ends and its
+#: certificate is revoked (:func:`end_revoked_with_mandate`).
+_CLOSING: dict[str, tuple[frozenset[str], str]] = {
+    "supersede": (frozenset({ACTIVE}), SUPERSEDED),
+    "replace": (frozenset({PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER, ACTIVE}), REPLACED),
+    "end": (frozenset({ACTIVE}), ENDED),
 }
 
 
@@ -118,8 +138,12 @@ def move(session: Session, clock: Clock, request: CertificateRequest, step: str,
 
     ``at`` is when the step happened, if earlier than now (a hand-over recorded the next
     day); the timeline uses it, the audit event keeps the time of recording."""
-    sources, target = _STEPS[step]
-    if request.status not in sources[_flow(request)]:
+    if step in _CLOSING:
+        starts, target = _CLOSING[step]
+    else:
+        sources, target = _STEPS[step]
+        starts = sources[_flow(request)]
+    if request.status not in starts:
         raise IllegalTransition(
             f"cannot {step.replace('_', ' ')} request {request.id}: it is {request.status}"
             f" ({request.token_form} token)", request_id=request.id, status=request.status,
@@ -206,6 +230,12 @@ def submit_renewal(session: Session, clock: Clock, request_id: int, *, actor: st
         raise IllegalTransition(f"request {old.id} is {old.status}: only an active credential "
                                 "is renewed", request_id=old.id, status=old.status,
                                 step="renew")
+    certificate = session.scalar(select(CertificateRecord.status).where(
+        CertificateRecord.serial == old.certificate_serial))
+    if certificate != STATUS_ISSUED:  # suspended or revoked: its token was reported
+        raise IllegalTransition(f"request {old.id}'s certificate is {certificate}: only a "
+                                "valid credential is renewed", request_id=old.id,
+                                status=old.status, certificate=certificate, step="renew")
     if contact_id is None:
         contact_id = old.contact_id
     return submit_request(session, clock, contact_id=contact_id, holder_id=old.holder_id,
@@ -269,14 +299,20 @@ def activate_request(session: Session, clock: Clock, request_id: int, *,
     if request.kind in (KIND_RENEWAL, KIND_REPLACEMENT) and supersede is None:
         raise IllegalTransition(f"activating a {request.kind} revokes the old certificate: "
                                 "the CA is needed", request_id=request.id, step="activate")
+    old = None
+    if request.kind in (KIND_RENEWAL, KIND_REPLACEMENT) and \
+            request.follows_request_id is not None:
+        old = get_request(session, request.follows_request_id, lock=True)
+        if request.kind == KIND_RENEWAL and old.status != ACTIVE:
+            raise IllegalTransition(
+                f"request {old.id} is {old.status}: there is no active credential to renew "
+                "any more", request_id=request.id, status=old.status, step="activate")
     move(session, clock, request, "activate", actor=actor)
     ledger.consume(session, clock, request.reservation_id, actor=actor)
-    if request.kind == KIND_RENEWAL and request.follows_request_id is not None:
-        old = get_request(session, request.follows_request_id, lock=True)
+    if request.kind == KIND_RENEWAL and old is not None:
         label, old_serial = old.token_label, old.certificate_serial
         old.token_label = None
         old.status_reason = f"renewed by request {request.id}"
-        old.updated_at = clock.now()
         session.flush()
         request.token_label = label
         request.terms_version = old.terms_version
@@ -291,15 +327,49 @@ def activate_request(session: Session, clock: Clock, request_id: int, *,
                         "old_serial": old_serial, "serial": request.certificate_serial})
         if old_serial and supersede is not None:
             supersede(old_serial)
+        # The old request no longer holds a credential: it leaves ``active``.
+        move(session, clock, old, "supersede", actor=actor,
+             note=f"renewed by request {request.id}",
+             summary={"by_request": request.id, "certificate_serial": old_serial})
         return request
-    if request.kind == KIND_REPLACEMENT and request.follows_request_id is not None:
-        old = get_request(session, request.follows_request_id)
+    if request.kind == KIND_REPLACEMENT and old is not None:
         if old.certificate_serial and supersede is not None:
             supersede(old.certificate_serial)  # the lost token's certificate, if only held
+        if old.status == ACTIVE:  # a token lost before activation was closed at the report
+            move(session, clock, old, "replace", actor=actor,
+                 note=f"replaced by request {request.id}",
+                 summary={"by_request": request.id,
+                          "certificate_serial": old.certificate_serial})
     if request.token_form == HOSTED:
         notices.enqueue_initial_pin(session, clock, request, get_holder(session,
                                                                         request.holder_id))
     return request
+
+
+def end_revoked_with_mandate(session: Session, clock: Clock, serials: Sequence[str], *,
+                             actor: str, note: str) -> list[int]:
+    """The active requests holding the certificates ``serials``, once those are revoked
+    and their mandate has ended, leave ``active`` (``ended``), each with its event and
+    audit. Returns their ids. Call it after the revocation and the mandate's end, in the
+    same transaction."""
+    found: list[CertificateRequest] = []
+    keys = list(dict.fromkeys(serials))
+    for start in range(0, len(keys), 500):
+        found += session.scalars(
+            select(CertificateRequest)
+            .join(CertificateRecord,
+                  CertificateRecord.serial == CertificateRequest.certificate_serial)
+            .join(Mandate, Mandate.id == CertificateRequest.mandate_id)
+            .where(CertificateRequest.certificate_serial.in_(keys[start:start + 500]),
+                   CertificateRequest.status == ACTIVE,
+                   CertificateRecord.status == STATUS_REVOKED,
+                   Mandate.ended_on.is_not(None))
+            .order_by(CertificateRequest.id).with_for_update(of=CertificateRequest))
+    for row in found:
+        move(session, clock, row, "end", actor=actor, note=note,
+             summary={"mandate_id": row.mandate_id,
+                      "certificate_serial": row.certificate_serial})
+    return [row.id for row in found]
 
 
 def accept_terms(session: Session, clock: Clock, request_id: int, *, version: str,

@@ -462,8 +462,9 @@ def request_renew(runtime: Runtime, request_id: int) -> None:
 @click.option("--note", required=True, help="What happened (kept in the audit log).")
 @pass_runtime
 def request_incident(runtime: Runtime, request_id: int, incident: str, note: str) -> None:
-    """The token of an active credential is lost, stolen or damaged: suspend the
-    certificate (revoke keyCompromise if stolen) and submit a replacement request."""
+    """The token of a credential (active, or personalised and not active yet) is lost,
+    stolen or damaged: suspend the certificate (revoke keyCompromise if stolen) and submit
+    a replacement request."""
     personaliser = _personaliser(runtime)
     _decide(runtime, lambda session: incidents.report_token_incident(
         session, runtime.clock, request_id, incident=incident, note=note, actor=ACTOR,

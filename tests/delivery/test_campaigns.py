@@ -134,6 +134,11 @@ def test_re_elected_replaced_and_promoted(session: Session, clock: FrozenClock) 
     assert len(found.seats) == 3 and found.blocked == ()
     assert {s.role: s.request_status for s in found.seats if s.commune_code == COMMUNE_B} \
         == {"president": "submitted", "vice_president": "submitted"}
+    # the holders' cached role and commune repeat their latest mandates
+    newcomer_id = session.scalar(select(Holder.id).where(Holder.cin == newcomer))
+    assert mandates.cache_disagreements(
+        session, [kept.id, leaving.id, promoted.id, newcomer_id or 0]) == []
+    assert (promoted.role, leaving.role) == ("president", "president")
     # importing the same seats again is refused, and nothing doubles
     with pytest.raises(campaigns.CampaignImportInvalid):
         campaigns.import_elected(session, clock, campaign, text, actor="dgcl")

@@ -4,6 +4,7 @@ migration that turned each holder's role into a first mandate."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -162,6 +163,58 @@ def test_an_ended_mandate_takes_no_request(session: Session, clock: FrozenClock)
                                    reason="again", actor="op", revoke=NEVER)
 
 
+def test_the_holders_cached_mandate_never_disagrees_with_the_mandates(
+        session: Session, clock: FrozenClock) -> None:
+    """The holder's role, entity and professional address repeat the latest mandate (in
+    force, else the last ended) through every change, and a column written behind the
+    mandates' back is found."""
+    contact = make_contact(session, clock)
+    holder = make_holder(session, clock, COMMUNE_A, contact=contact, role="official",
+                         professional_email="o@commune.ma",
+                         mandate_started_on=date(2020, 1, 1))
+    other = make_holder(session, clock, None, contact=contact, role="official",
+                        province_code=PROVINCE)
+    ids = [holder.id, other.id]
+
+    def agree() -> None:
+        assert mandates.cache_disagreements(session, ids) == []
+        latest = mandates.latest_mandate(session, holder.id)
+        assert latest is not None
+        assert (holder.role, holder.entity, holder.professional_email) == (
+            latest.role, latest.entity, latest.professional_email)
+        named = holders.profile(session, holder)
+        assert named.entity == latest.entity
+
+    agree()
+    mandate_change.change_mandate(session, clock, holder.id, mandate_change.MandateChange(
+        role="vice_president", started_on=date(2023, 1, 1), commune_code=COMMUNE_A),
+        actor="op", revoke=NEVER)
+    agree()
+    assert holder.professional_email is None  # the new mandate has no address yet
+    holders.update_contact_details(session, clock, holder.id, actor="op",
+                                   professional_email="vp@commune.ma")
+    agree()
+    assert mandates.current_mandate(session, holder.id).professional_email == "vp@commune.ma"  # type: ignore[union-attr]
+    mandate_change.change_mandate(session, clock, holder.id, mandate_change.MandateChange(
+        role="president", started_on=date(2026, 3, 1), commune_code=COMMUNE_B),
+        actor="op", revoke=NEVER)
+    agree()
+    assert holder.commune_code == COMMUNE_B
+    mandate_change.end_mandate(session, clock, holder.id, ended_on=date(2026, 3, 10),
+                               reason="resigned", actor="op", revoke=NEVER)
+    agree()  # the last mandate, ended, is still the one the holder's columns repeat
+    assert holder.role == "president"
+    with pytest.raises(NoMandateInForce):  # an address belongs to a mandate in force
+        holders.update_contact_details(session, clock, holder.id, actor="op",
+                                       professional_email="x@commune.ma")
+    # A column written behind the mandates' back is caught.
+    holder.commune_code = COMMUNE_A
+    other.role = "president"
+    session.flush()
+    assert sorted(mandates.cache_disagreements(session, ids)) == sorted(
+        [(holder.id, "commune_code"), (other.id, "role")])
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def bare_engine(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
@@ -222,3 +275,21 @@ def test_the_migration_turns_each_holder_into_a_first_mandate(bare_engine: Engin
             == first.id
         [request] = session.scalars(select(CertificateRequest)).all()
         assert request.holder_id == holder.id and request.mandate_id == first.id
+
+
+def test_only_the_mandates_write_the_holders_cached_columns() -> None:
+    """The holder's role, entity and professional address are a cache of the mandates:
+    no code but ``delivery.mandates`` assigns them (nor updates them in SQL)."""
+    root = Path(__file__).resolve().parents[2]
+    cached = "|".join(mandates.CACHED)
+    assigned = re.compile(rf"\b\w*holder\w*\.({cached})\s*=(?!=)", re.IGNORECASE)
+    updated = re.compile(r"update\(\s*Holder\s*\)")
+    found = []
+    for package in ("api", "bench", "core", "delivery", "pki", "quotas"):
+        for path in sorted((root / package).rglob("*.py")):
+            if "migrations" in path.parts or path == root / "delivery" / "mandates.py":
+                continue
+            source = path.read_text(encoding="utf-8")
+            found += [f"{path.relative_to(root)}: {m.group(0)}"
+                      for pattern in (assigned, updated) for m in pattern.finditer(source)]
+    assert found == []

@@ -1,9 +1,9 @@
 """A lost, stolen or damaged token reported in the browser, in French and in Arabic: the
 holder reports their own token on ``/web/me`` (a refusal first, shown beside the field),
 the province's contact reports another holder's token from the holder rows of the
-province page. The
-certificate is suspended (lost) or revoked (stolen) on the real CA, and a replacement
-request follows. Every page passes axe-core.
+province page, and a token personalised but not active yet. The certificate is suspended
+(lost) or revoked (stolen) on the real CA, and a replacement request follows. Every page
+passes axe-core.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.hsm,
               pytest.mark.parametrize("db_engine", ["sqlite"], indirect=True)]
 
 PROVINCE = "01.051"
+OTHER_COMMUNE = "01.051.01.05"  # its own quota: the first commune's is used up by then
 WORDS = {"fr": {"suspended": "suspendu", "revoked": "révoqué", "note": "précisions"},
          "ar": {"suspended": "عُلِّقت", "revoked": "أُلغيت", "note": "التفاصيل"}}
 
@@ -39,6 +40,7 @@ WORDS = {"fr": {"suspended": "suspendu", "revoked": "révoqué", "note": "préci
 class Scene:
     own: int  # the logged-in holder's active request
     other: int  # another holder's active request, reported by the contact
+    early: int  # a third holder's request personalised, not active yet
 
 
 @pytest.fixture
@@ -53,12 +55,14 @@ def incident_site(api_runtime: Runtime) -> Iterator[Site]:
     active: list[tuple[int, int]] = []
     with rt.unit_of_work() as session:
         contact = make_contact(session, rt.clock, PROVINCE)
-        for given, surname in (("Salma", "Idrissi"), ("Omar", "Alaoui")):
+        for given, surname, commune in (("Salma", "Idrissi", COMMUNE),
+                                        ("Omar", "Alaoui", COMMUNE),
+                                        ("Nadia", "Amrani", OTHER_COMMUNE)):
             holder = holders.register_holder(session, rt.clock, holders.HolderRegistration(
                 cin=random_cin(), given_name_fr=given, surname_fr=surname,
                 given_name_ar="سلمى", surname_ar="الإدريسي", role="president",
                 mobile=random_mobile(), email=f"{given.lower()}@example.ma",
-                commune_code=COMMUNE), actor="contact", contact_id=contact.id)
+                commune_code=commune), actor="contact", contact_id=contact.id)
             asked = requests.submit_request(session, rt.clock, contact_id=contact.id,
                                             holder_id=holder.id, token_form="hosted",
                                             actor="contact")
@@ -67,13 +71,14 @@ def incident_site(api_runtime: Runtime) -> Iterator[Site]:
             personalisation.personalise_request(
                 session, rt.clock, asked.id, personaliser=personaliser, sealer=sealer,
                 actor="operator", policy=wiring.policy)
-            requests.activate_request(session, rt.clock, asked.id, actor="holder")
+            if given != "Nadia":
+                requests.activate_request(session, rt.clock, asked.id, actor="holder")
             active.append((asked.id, holder.id))
     make_user(rt, app, "salma", "holder", holder_id=active[0][1])
     make_user(rt, app, "contact", "contact", province_code=PROVINCE)
     make_user(rt, app, "admin", "dgcl_admin")
     with serve(app) as url:
-        yield Site(url, rt, Scene(active[0][0], active[1][0]), SHOTS)
+        yield Site(url, rt, Scene(active[0][0], active[1][0], active[2][0]), SHOTS)
 
 
 def _outcome(rt: Runtime, request_id: int) -> tuple[str, CertificateRequest]:
@@ -135,3 +140,16 @@ def test_token_incidents(page: Page, incident_site: Site, lang: str) -> None:
     expect(page.locator(f"#request-{replacement.id}")).to_be_visible()
     expect(page.locator(f"#incident-{scene.other}")).to_have_count(0)
     check(page, site, "incident-contact-done")
+
+    # a token personalised and not active yet, lost: reported all the same
+    box = page.locator(f"#incident-{scene.early}")
+    box.locator("summary").click()
+    box.locator("select[name=incident]").select_option("lost")
+    box.locator("textarea[name=note]").fill("Perdu avant la remise")
+    box.locator("button[type=submit]").click()
+    expect(page.locator("#flash")).to_contain_text(words["suspended"])
+    status, replacement = _outcome(site.rt, scene.early)
+    assert status == "suspended" and replacement.kind == KIND_REPLACEMENT
+    with site.rt.unit_of_work() as session:
+        assert session.get_one(CertificateRequest, scene.early).status == "replaced"
+    expect(page.locator(f"#incident-{scene.early}")).to_have_count(0)
