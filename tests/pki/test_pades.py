@@ -512,3 +512,36 @@ def test_a_named_empty_field_takes_the_stamp(pki, service) -> None:  # type: ign
     signed = service.sign(out.getvalue(), pki.signer(), PadesRequest(
         level=Level.B_B, stamp=stamp_for(), field_name="President")).data
     assert _stamp_boxes(signed) == [(60.0, 60.0, 360.0, 156.0)]
+
+
+def test_a_document_signed_again_is_placed_without_a_new_render(  # type: ignore[no-untyped-def]
+        pki, service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bytes get the same place from the placement cache, without pdftoppm; other
+    bytes (a signed copy: its page has a stamp now) are rendered and placed anew."""
+    from pki.signing import pades
+
+    pades.forget_placements()
+    renders: list[int] = []
+    real = pades.ink_map
+
+    def counted(data: bytes, page: int, crop: tuple[float, float, float, float]
+                ) -> pades.InkMap | None:
+        renders.append(page)
+        return real(data, page, crop)
+
+    monkeypatch.setattr(pades, "ink_map", counted)
+    document = _page_with(BLOCK)
+    first = service.sign(document, pki.signer(), PadesRequest(level=Level.B_B,
+                                                              stamp=stamp_for()))
+    again = service.sign(document, pki.signer(), PadesRequest(
+        level=Level.B_B, stamp=dataclasses.replace(stamp_for(), signed_at=LATER)))
+    assert renders == [0]
+    assert again.box == first.box and not _overlap(first.box, SIGNATURE_BLOCK)
+    third = service.sign(first.data, pki.signer("second"), PadesRequest(
+        level=Level.B_B, stamp=stamp_for("second")))
+    assert renders == [0, 0]
+    assert not _overlap(third.box, first.box)
+    pades.forget_placements()
+    fresh = service.sign(document, pki.signer(), PadesRequest(level=Level.B_B,
+                                                              stamp=stamp_for()))
+    assert renders == [0, 0, 0] and fresh.box == first.box
