@@ -25,10 +25,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from pki.der import install as _guard_der_lengths
 from pki.errors import InvalidKeyType
 
 if TYPE_CHECKING:
     from pyhanko.sign.signers import Signer as PyHankoSigner
+
+# Every signature and time-stamp goes through this module: asn1crypto is guarded first.
+_guard_der_lengths()
 
 KEY_TYPES = ("EC-P256", "EC-P384", "RSA-2048", "RSA-3072")
 
