@@ -159,6 +159,20 @@ class Signer:
                                  algorithm=algorithm.name)
         return self._sign(digest, Prehashed(algorithm))
 
+    def sign_digests(self, digests: Sequence[bytes], algorithm: hashes.HashAlgorithm
+                     ) -> list[bytes]:
+        """:meth:`sign_digest` for a batch: the lengths checked first, then one signature
+        per digest on the token with one algorithm object (a 1,000-hash ``signHash``)."""
+        if any(len(d) != algorithm.digest_size for d in digests):
+            raise InvalidKeyType("the digest length does not match its algorithm",
+                                 algorithm=algorithm.name)
+        key = self.key
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            ecdsa = ec.ECDSA(Prehashed(algorithm))
+            return [key.sign(d, ecdsa) for d in digests]
+        pkcs1, prehashed = padding.PKCS1v15(), Prehashed(algorithm)
+        return [key.sign(d, pkcs1, prehashed) for d in digests]
+
     def _sign(self, data: bytes, algorithm: hashes.HashAlgorithm | Prehashed) -> bytes:
         if isinstance(self.key, ec.EllipticCurvePrivateKey):
             return self.key.sign(data, ec.ECDSA(algorithm))

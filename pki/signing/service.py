@@ -584,7 +584,7 @@ class RemoteSigning:
             with self._label_lock(credential.token_label):
                 signer = self._signer(credential, pin)
                 del pin
-                signatures = [signer.sign_digest(d, algorithm) for d in digests]
+                signatures = signer.sign_digests(digests, algorithm)
         except (PinIncorrect, PinLocked) as exc:
             self._token_refused(authorization, credential, client, actor, exc)
             raise
