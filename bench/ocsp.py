@@ -219,10 +219,6 @@ def start_nginx(world: World, port: int) -> subprocess.Popen[bytes] | None:
         f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
         "events { worker_connections 4096; }\n"
         "http {\n  access_log off;\n  merge_slashes off;\n  keepalive_requests 1000000;\n"
-        # The responses change at most at each export: keep their descriptors open rather
-        # than open and stat a file per request (deploy/nginx.conf does the same).
-        "  open_file_cache max=100000 inactive=60s;\n  open_file_cache_valid 10s;\n"
-        "  open_file_cache_errors on;\n"
         f"  client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n"
         f"  server {{\n    listen 127.0.0.1:{port};\n    root {world.static_dir};\n"
         "    location /ocsp/ {\n      default_type application/ocsp-response;\n"
