@@ -181,9 +181,9 @@ def main(argv: list[str] | None = None) -> None:
         theirs = {name: m["pyHanko AdES validation"] for name, m in measured.items()}
         local = {name: m["Verifier.verify"] for name, m in measured.items()}
         remote = {name: m["POST /v1/verify"] for name, m in measured.items()}
-        print(f"sequential verifications, about {args.seconds:g} s each, the three taking "
-              "turns call by call (one client, one gunicorn worker); per file (B-LT x2: two "
-              "signatures); load average "
+        print(f"sequential verifications, about {3 * args.seconds:g} s per file, the three "
+              "taking turns call by call (one client, one gunicorn worker); per file (B-LT "
+              "x2: two signatures); load average "
               f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
         print("file: size, pyHanko AdES validation in-process, our Verifier in-process, "
               "POST /v1/verify; ours/pyHanko, http/in-process (time ratios)")
