@@ -221,7 +221,7 @@ def qr_matrix(link: str) -> list[list[bool]]:
 
 
 def _qr_rows(link: str) -> tuple[bytes, ...]:
-    """The rows of ``link``'s QR code as bytes, 1 for a dark module, 0 for a light one."""
+    """The rows of ``link``'s QR code as bytes, 0 for a light module, else dark."""
     code = segno.make_qr(link, error=QR_ERROR, boost_error=False)
     return tuple(bytes(row) for row in code.matrix)
 
@@ -234,7 +234,7 @@ def qr_square(width: float, height: float, margin: float) -> tuple[float, float,
     return width - margin - side, (height - side) / 2, side
 
 
-_DARK_RUN = re.compile(rb"\x01+")
+_DARK_RUN = re.compile(rb"[^\x00]+")  # a run of dark modules (any value but 0)
 
 
 def _qr_ops(link: str, x: float, y: float, side: float) -> bytes:
