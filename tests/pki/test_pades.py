@@ -545,3 +545,38 @@ def test_a_document_signed_again_is_placed_without_a_new_render(  # type: ignore
     fresh = service.sign(document, pki.signer(), PadesRequest(level=Level.B_B,
                                                               stamp=stamp_for()))
     assert renders == [0, 0, 0] and fresh.box == first.box
+
+
+def _page_pixels(content: bytes, tmp_path: Path, name: str) -> bytes:
+    """A one-page PDF drawing ``content``, rendered in grey by poppler at 300 dpi."""
+    writer = PdfFileWriter()
+    writer.insert_page(PageObject(
+        contents=writer.add_object(generic.StreamObject(stream_data=content)),
+        media_box=generic.ArrayObject([generic.NumberObject(v) for v in (0, 0, 300, 100)])))
+    out = io.BytesIO()
+    writer.write(out)
+    path = tmp_path / f"{name}.pdf"
+    path.write_bytes(out.getvalue())
+    subprocess.run(["pdftoppm", "-gray", "-r", "300", "-singlefile", str(path),
+                    str(tmp_path / name)], check=True)
+    return _pgm(tmp_path / f"{name}.pgm")[2]
+
+
+def test_qr_operators_draw_the_modules_in_points(tmp_path: Path) -> None:
+    """The QR code is written in module units under one matrix: poppler draws it as it
+    draws one square per dark module placed in points (the former way of writing it)."""
+    from pki.signing.stamp import _qr_ops
+
+    x, y, side = 200.0, 6.0, 84.0
+    matrix = qr_matrix(LINK)
+    module = side / (len(matrix) + 2 * QR_QUIET)
+    top, left = y + side - QR_QUIET * module, x + QR_QUIET * module
+    squares = [b"%.3f %.3f %.3f %.3f re" % (left + c * module, top - (r + 1) * module,
+                                            module, module)
+               for r, row in enumerate(matrix) for c, dark in enumerate(row) if dark]
+    in_points = b" ".join([b"q 1 1 1 rg %.3f %.3f %.3f %.3f re f 0 0 0 rg" % (x, y, side, side),
+                           *squares, b"f Q"])
+    drawn = _page_pixels(_qr_ops(LINK, x, y, side), tmp_path, "units")
+    assert drawn == _page_pixels(in_points, tmp_path, "points")  # the same pixels
+    assert sum(1 for v in drawn if v < 128) > 10_000  # a code was drawn
+    assert drawn != _page_pixels(_qr_ops(LINK[:-1] + "B", x, y, side), tmp_path, "other")
