@@ -236,6 +236,11 @@ def _convert(tp: Any, value: Any, r: Rule, path: str, errors: _Errors,
             return _MISSING
         _check_rule(value, r, path, errors)
         (item_tp,) = get_args(tp)
+        if item_tp is str and all(type(item) is str and "\x00" not in item
+                                  for item in value):
+            # What the loop below makes of plain strings (no rule applies to the items),
+            # in one pass: a batch of 1,000 hashes spent milliseconds here.
+            return list(value)
         out = [_convert(item_tp, item, Rule(), f"{path}[{i}]", errors, False)
                for i, item in enumerate(value)]
         return out
@@ -330,6 +335,8 @@ def dump(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, list | tuple):
+        if all(type(v) is str for v in value):  # signatures, hashes: as they are
+            return list(value)
         return [dump(v) for v in value]
     if isinstance(value, dict):
         return {str(k): dump(v) for k, v in value.items()}

@@ -17,6 +17,9 @@ What it does, in a temporary directory, on this machine only (127.0.0.1):
    epoll, keep-alive when the server allows it, reconnecting when it closes. Every answer is
    checked for status 200 and its length; a sample is parsed and its status compared with
    the registry before timing.
+5. The servers run side by side and are measured in turn, ``--seconds`` each in five
+   slices (each slice after half a second of warm-up), so that a load which changes during
+   the run weighs on each alike.
 
 The last line is ``ratio_vs_openssl=<nginx serving our export / openssl>`` (the lean
 hand-written responder ``tawqi ocsp serve`` was retired in favour of nginx, issue 15).
@@ -355,27 +358,44 @@ def check_answers(world: World, port: int, prefix: str, sample: int = 12) -> Non
                                f"{world.expected[serial]}")
 
 
-def measure(name: str, world: World, start: object, prefix: str, seconds: float,
-            connections: int) -> float | None:
-    port = free_port()
-    process = start(world, port)  # type: ignore[operator]
-    if process is None:
-        print(f"{name:<28} skipped (not installed)")
-        return None
+def measure_all(world: World, servers: list[tuple[str, object, str]], seconds: float,
+                connections: int, slices: int = 5) -> dict[str, float | None]:
+    """Responses per second of each server, all started first, then measured in turn in
+    ``slices`` slices of ``seconds / slices`` each (so that a load which changes during the
+    run weighs on each alike); the answers are checked before timing."""
+    running: dict[str, tuple[int, subprocess.Popen[bytes], str]] = {}
+    results: dict[str, float | None] = {}
     try:
-        wait_port(port, process, get_requests(world, prefix)[0], step=f"{name} start")
-        check_answers(world, port, prefix)
-        rate, done, errors = run_client(port, get_requests(world, prefix), seconds,
-                                        connections)
+        for name, start, prefix in servers:
+            port = free_port()
+            process = start(world, port)  # type: ignore[operator]
+            if process is None:
+                print(f"{name:<28} skipped (not installed)")
+                results[name] = None
+                continue
+            running[name] = (port, process, prefix)
+            wait_port(port, process, get_requests(world, prefix)[0], step=f"{name} start")
+            check_answers(world, port, prefix)
+        done = dict.fromkeys(running, 0)
+        errors = dict.fromkeys(running, 0)
+        for _ in range(slices):
+            for name, (port, _process, prefix) in running.items():
+                _rate, count, failed = run_client(port, get_requests(world, prefix),
+                                                  seconds / slices, connections)
+                done[name] += count
+                errors[name] += failed
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    print(f"{name:<28} {rate:>10,.0f} responses/s  ({done} in {seconds:g}s, "
-          f"{errors} errors)", flush=True)
-    return rate
+        for _port, process, _prefix in running.values():
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    for name in running:
+        results[name] = done[name] / seconds
+        print(f"{name:<28} {done[name] / seconds:>10,.0f} responses/s  ({done[name]} in "
+              f"{seconds:g}s, {errors[name]} errors)", flush=True)
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -397,13 +417,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"request mix: {len(world.requests)} RFC 5019 GETs, "
               f"{sum(v == 'revoked' for v in world.expected.values())} revoked; "
               f"server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}, "
-              f"{args.connections} connections, {args.seconds:g}s each", flush=True)
-        results = {}
-        for name, start, prefix in (("openssl ocsp -index -port", start_openssl, "/"),
-                                    ("tawqi app (gunicorn, Flask)", start_gunicorn, "/ocsp/"),
-                                    ("nginx, exported files", start_nginx, "/ocsp/")):
-            results[name] = measure(name, world, start, prefix, args.seconds,
-                                    args.connections)
+              f"{args.connections} connections, {args.seconds:g}s each in 5 slices, the servers "
+              "in turn; load average "
+              f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}", flush=True)
+        results = measure_all(world, [("openssl ocsp -index -port", start_openssl, "/"),
+                                      ("tawqi app (gunicorn, Flask)", start_gunicorn, "/ocsp/"),
+                                      ("nginx, exported files", start_nginx, "/ocsp/")],
+                              args.seconds, args.connections)
         openssl_rate = results["openssl ocsp -index -port"] or float("nan")
         ours = results["nginx, exported files"] or 0.0
         for name, rate in results.items():

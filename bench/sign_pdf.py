@@ -8,21 +8,26 @@ The throwaway service of :mod:`bench.sign_hash` (gunicorn, production settings f
 * **pyHanko**: ``signers.sign_pdf`` in this process, the holder's token key through
   ``pki.signer``'s adapter, no stamp, B-B: the baseline. Also pyHanko with its own visible
   stamp (``TextStampStyle``, Amiri through its OpenType support), for reference.
-* **ours in-process**: ``pki.signing.pades.PadesService.sign`` at B-B, B-T, B-LT with the
-  visible bilingual stamp: what the endpoint runs minus HTTP, authentication, the SAD and
-  the audit.
+* **ours in-process**: ``pki.signing.pades.PadesService.sign`` at B-B, B-T, B-LT and B-LTA
+  with the visible bilingual stamp (no QR code: that needs a status page): what the
+  endpoint runs minus HTTP, authentication, the SAD and the audit.
 * **http**: per round, ``sendOTP`` and ``authorize`` for the file's SHA-256 (not timed),
   then the timed ``signDoc`` call: multipart upload, SAD consumed, PIN login on the token,
-  PAdES signature, the signed PDF back.
+  PAdES signature with the stamp and its QR code, the signed PDF back.
 
-Medians of ``--rounds`` rounds after one warm-up each. Every call is bounded
-(:mod:`bench.bounded`); one that overruns ends the run naming its step. The LAST line is
-``ratio_vs_pyhanko=<x>``: signDoc B-B over HTTP / pyHanko without stamp (goal <= 1.2).
+The paths take turns round by round (pyHanko, pyHanko with its stamp, then ours in-process
+and over HTTP at each level), so that a load which changes during the run weighs on each
+alike; medians of ``--rounds`` rounds after one warm-up round. The same permit is signed
+at every round, as a platform signs copies of one template: its stamp's place is found
+once (pki.signing.pades.place_stamp). Every call is bounded (:mod:`bench.bounded`); one
+that overruns ends the run naming its step. The LAST line is ``ratio_vs_pyhanko=<x>``:
+signDoc B-B over HTTP / pyHanko without stamp (goal <= 1.2).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import io
 import shutil
@@ -32,7 +37,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import requests as http
 
@@ -96,103 +101,142 @@ def pyhanko_stamp_style(font_dir: str | None) -> object:
         border_width=1)
 
 
-def in_process(service: Service, document: bytes, level: str, rounds: int
-               ) -> dict[str, list[float]]:
-    """Times (s) of ``ours`` (PadesService.sign at ``level``, stamp), and for B-B also
-    ``pyhanko`` (PdfSigner, no stamp) and ``pyhanko_stamp`` (PdfSigner, its own stamp),
-    interleaved round by round."""
-    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-    from pyhanko.sign import fields, signers
+class InProcess:
+    """Our ``PadesService`` and pyHanko's ``PdfSigner`` in this process, with the holder's
+    token key and the service's TSA and revocation records."""
 
-    from api.wiring import Wiring
-    from pki import ca, tsa
-    from pki.profiles import ARC_TSA, Profile
-    from pki.signer import Signer, pyhanko_signer
-    from pki.signing.pades import Level, LocalTimeStamper, PadesRequest, PadesService
-    from pki.signing.service import RemoteSigning, issuer_chain
-    from pki.signing.stamp import warm_fonts
+    def __init__(self, service: Service) -> None:
+        from api.wiring import Wiring
+        from pki import ca, tsa
+        from pki.profiles import ARC_TSA, Profile
+        from pki.signing.pades import LocalTimeStamper, PadesService
+        from pki.signing.service import RemoteSigning, issuer_chain
+        from pki.signing.stamp import warm_fonts
 
-    runtime = runtime_for(service)
-    settings = runtime.settings
-    try:
-        tokens = runtime.tokens()
+        self.service = service
+        self.runtime = runtime_for(service)
+        settings = self.runtime.settings
+        self.tokens = self.runtime.tokens()
         profile = Profile.from_settings(settings)
-        wiring = Wiring(runtime)
+        wiring = Wiring(self.runtime)
         authority = wiring.authority()
-        with runtime.unit_of_work() as session:
-            credential = RemoteSigning._credential(
+        with self.runtime.unit_of_work() as session:
+            self.credential = RemoteSigning._credential(
                 session.query(ca.CertificateRecord).filter_by(serial=service.serial).one())
-            chain = issuer_chain(session, credential)
+            self.chain = issuer_chain(session, self.credential)
         tsa_signer = authority.tsa_signer
         assert tsa_signer is not None
+        clock = self.runtime.clock
         stamper = LocalTimeStamper(lambda der: tsa.timestamp(
-            tsa_signer, runtime.clock, der, policy_oid=profile.policy(ARC_TSA)).der)
-
+            tsa_signer, clock, der, policy_oid=profile.policy(ARC_TSA)).der)
         warm_fonts(settings.stamp_font_dir)
-        pades = PadesService(runtime.clock, trust_roots=[chain[-1]], timestamper=stamper,
-                             revocation=wiring.revocation(), font_dir=settings.stamp_font_dir)
-        key = tokens.private_key(service.token_label, service.pin, key_id=service.key_id)
-        signer = Signer(key, credential.certificate, chain)
-        request = PadesRequest(level=Level(level), stamp=_stamp_text(runtime.clock.now()))
-        their_style = pyhanko_stamp_style(settings.stamp_font_dir)
-        times: dict[str, list[float]] = {"ours": [], "pyhanko": [], "pyhanko_stamp": []}
+        self.pades = PadesService(clock, trust_roots=[self.chain[-1]], timestamper=stamper,
+                                  revocation=wiring.revocation(),
+                                  font_dir=settings.stamp_font_dir)
+        self.their_style = pyhanko_stamp_style(settings.stamp_font_dir)
 
-        def timed(name: str, index: int, work: Callable[[], object]) -> None:
-            with bounded.step(f"{name} {level} in-process, round {index}"):
-                start = time.perf_counter()
-                work()
-                elapsed = time.perf_counter() - start
-            if index:
-                times[name].append(elapsed)
+    def signer(self) -> Any:
+        """The holder's key, logged in again: the served worker logs the token out and in
+        at every signDoc (PIN check), which logs out this process's key too (one token
+        server, one login state)."""
+        from pki.signer import Signer
 
-        for index in range(rounds + 1):
-            timed("ours", index, lambda: pades.sign(document, signer, request))
-            if level != "B-B":
-                continue
-            timed("pyhanko", index, lambda: signers.sign_pdf(
-                IncrementalPdfFileWriter(io.BytesIO(document)),
-                signers.PdfSignatureMetadata(field_name="Signature1"),
-                signer=pyhanko_signer(signer)))
-            timed("pyhanko_stamp", index, lambda: signers.PdfSigner(
-                signers.PdfSignatureMetadata(field_name="Signature1"),
-                signer=pyhanko_signer(signer), stamp_style=their_style,  # type: ignore
-                new_field_spec=fields.SigFieldSpec("Signature1", on_page=1,
-                                                   box=(259, 36, 559, 132)),
-            ).sign_pdf(IncrementalPdfFileWriter(io.BytesIO(document))))
-        return times
-    finally:
-        runtime.close()
+        key = self.tokens.private_key(self.service.token_label, self.service.pin,
+                                      key_id=self.service.key_id)
+        return Signer(key, self.credential.certificate, self.chain)
+
+    def ours(self, document: bytes, level: str) -> Callable[[], object]:
+        from pki.signing.pades import Level, PadesRequest
+
+        signer = self.signer()
+        request = PadesRequest(level=Level(level), stamp=_stamp_text(self.runtime.clock.now()))
+        return lambda: self.pades.sign(document, signer, request)
+
+    def pyhanko(self, document: bytes) -> Callable[[], object]:
+        from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+        from pyhanko.sign import signers
+
+        from pki.signer import pyhanko_signer
+
+        signer = self.signer()
+        return lambda: signers.sign_pdf(
+            IncrementalPdfFileWriter(io.BytesIO(document)),
+            signers.PdfSignatureMetadata(field_name="Signature1"),
+            signer=pyhanko_signer(signer))
+
+    def pyhanko_stamp(self, document: bytes) -> Callable[[], object]:
+        from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+        from pyhanko.sign import fields, signers
+
+        from pki.signer import pyhanko_signer
+
+        signer = self.signer()
+        return lambda: signers.PdfSigner(
+            signers.PdfSignatureMetadata(field_name="Signature1"),
+            signer=pyhanko_signer(signer), stamp_style=self.their_style,  # type: ignore
+            new_field_spec=fields.SigFieldSpec("Signature1", on_page=1,
+                                               box=(259, 36, 559, 132)),
+        ).sign_pdf(IncrementalPdfFileWriter(io.BytesIO(document)))
+
+    def close(self) -> None:
+        self.runtime.close()
 
 
-def over_http(service: Service, server: Server, document: bytes, level: str, rounds: int
-              ) -> list[float]:
+def over_http(service: Service, server: Server, client: http.Session, runtime: Any,
+              document: bytes, level: str, step: str) -> Callable[[], object]:
+    """The timed ``signDoc`` call, its SAD obtained now (untimed)."""
+    headers = {"Authorization": f"Bearer {service.api_key}"}
+    digest = base64.b64encode(hashlib.sha256(document).digest()).decode()
+    sad = authorize(client, server.url, service, runtime, {"documentDigests": [digest]})
+
+    def call() -> object:
+        answer = bounded.post(client, server.url + "/csc/v2/signatures/signDoc", step,
+                              headers=headers,
+                              data={"credentialID": service.serial, "SAD": sad,
+                                    "conformance_level": f"AdES-{level}"},
+                              files={"document": ("permit.pdf", document,
+                                                  "application/pdf")})
+        answer.raise_for_status()
+        assert answer.content.startswith(b"%PDF")
+        return answer
+    return call
+
+
+LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
+
+
+def measure(service: Service, server: Server, document: bytes, rounds: int
+            ) -> dict[str, list[float]]:
+    """Times (s) by name (``pyhanko``, ``pyhanko_stamp``, ``<level> in-process``,
+    ``<level> http``), the paths taking turns round by round (a load that changes during
+    the run weighs on each alike); the first round of each is a warm-up, not kept."""
+    local = InProcess(service)
     runtime = runtime_for(service)
     client = http.Session()
-    headers = {"Authorization": f"Bearer {service.api_key}"}
-    digest = __import__("base64").b64encode(hashlib.sha256(document).digest()).decode()
-    times = []
+    times: dict[str, list[float]] = {}
+
+    def timed(name: str, index: int, work: Callable[[], object]) -> None:
+        with bounded.step(f"{name}, round {index}"):
+            start = time.perf_counter()
+            work()
+            elapsed = time.perf_counter() - start
+        if index:
+            times.setdefault(name, []).append(elapsed)
+
     try:
         for index in range(rounds + 1):
-            sad = authorize(client, server.url, service, runtime,
-                            {"documentDigests": [digest]})
-            start = time.perf_counter()
-            answer = bounded.post(client, server.url + "/csc/v2/signatures/signDoc",
-                                  f"signDoc {level}, round {index}", headers=headers,
-                                  data={"credentialID": service.serial, "SAD": sad,
-                                        "conformance_level": f"AdES-{level}"},
-                                  files={"document": ("permit.pdf", document,
-                                                      "application/pdf")})
-            elapsed = time.perf_counter() - start
-            answer.raise_for_status()
-            assert answer.content.startswith(b"%PDF")
-            if index:
-                times.append(elapsed)
+            timed("pyhanko", index, local.pyhanko(document))
+            timed("pyhanko_stamp", index, local.pyhanko_stamp(document))
+            for level in LEVELS:
+                timed(f"{level} in-process", index, local.ours(document, level))
+                step = f"signDoc {level}"
+                timed(f"{level} http", index,
+                      over_http(service, server, client, runtime, document, level,
+                                f"{step}, round {index}"))
     finally:
+        local.close()
         runtime.close()
     return times
-
-
-LEVELS = ("B-B", "B-T", "B-LT")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -203,28 +247,26 @@ def main(argv: list[str] | None = None) -> None:
     try:
         service = prepare(directory)
         document = permit()
-        local = {level: in_process(service, document, level, args.rounds)
-                 for level in LEVELS}
         server = Server(service)
         try:
-            remote = {level: over_http(service, server, document, level, args.rounds)
-                      for level in LEVELS}
+            times = measure(service, server, document, args.rounds)
         finally:
             server.stop()
         median = statistics.median
-        bare = median(local["B-B"]["pyhanko"])
+        bare = median(times["pyhanko"])
         print(f"PDF of {len(document):,} bytes, {args.rounds} rounds (median), one gunicorn "
-              "worker; ours with the visible bilingual stamp")
+              "worker; ours with the visible bilingual stamp (over HTTP with its QR code); "
+              f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
         print(f"pyHanko PdfSigner in-process (token key, no stamp, B-B): {1000 * bare:.1f} ms")
         print("pyHanko PdfSigner in-process with its own visible Amiri stamp (B-B): "
-              f"{1000 * median(local['B-B']['pyhanko_stamp']):.1f} ms")
+              f"{1000 * median(times['pyhanko_stamp']):.1f} ms")
         for level in LEVELS:
-            ours = median(local[level]["ours"])
-            wire = median(remote[level])
+            ours = median(times[f"{level} in-process"])
+            wire = median(times[f"{level} http"])
             print(f"{level}: in-process {1000 * ours:.1f} ms, signDoc over HTTP "
                   f"{1000 * wire:.1f} ms (x{wire / ours:.2f} of in-process, "
                   f"x{wire / bare:.2f} of pyHanko without stamp)")
-        print(f"ratio_vs_pyhanko={median(remote['B-B']) / bare:.3f}")
+        print(f"ratio_vs_pyhanko={median(times['B-B http']) / bare:.3f}")
     except bounded.StepOverran as exc:
         raise SystemExit(str(exc)) from exc
     finally:

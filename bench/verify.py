@@ -4,8 +4,9 @@ pyHanko's own ETSI validation of the same files in-process (issue 16).
 Run: ``.venv/bin/python -m bench.verify [--seconds 5]``
 
 The throwaway service of :mod:`bench.sign_hash`; the PDFs are signed through
-``signatures/signDoc`` (B-B, B-T, B-LT, and a B-LT permit signed twice). Each figure is
-sequential verifications (one client, one gunicorn worker) for ``--seconds``:
+``signatures/signDoc`` (B-B, B-T, B-LT, and a B-LT permit signed twice). For each file
+the three below take turns call by call for about three times ``--seconds`` (one client,
+one gunicorn worker), so that a load which changes during the run weighs on each alike:
 
 * **pyHanko**: its AdES validation of every signature of the file (``ades_with_time_
   validation``, or ``ades_basic_validation`` for B-B), the validation spec (our root, the
@@ -55,15 +56,24 @@ def sign(client: http.Session, server: Server, service: Service, runtime: object
     return answer.content
 
 
-def rate(call: Callable[[], object], seconds: float, step: str) -> float:
-    with bounded.step(f"{step} (warm-up)"):
-        call()
+def rates(calls: dict[str, Callable[[], object]], seconds: float, name: str
+          ) -> dict[str, float]:
+    """Calls per second of each of ``calls``, made in turn (one of each, again and again)
+    for about ``seconds`` in all, so that a load which changes during the run weighs on
+    each alike; each is first called once as a warm-up, untimed."""
+    for kind, call in calls.items():
+        with bounded.step(f"{kind} {name} (warm-up)"):
+            call()
+    spent = dict.fromkeys(calls, 0.0)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        with bounded.step(f"{step}, call {count}"):
-            call()
+        for kind, call in calls.items():
+            with bounded.step(f"{kind} {name}, call {count}"):
+                began = time.perf_counter()
+                call()
+                spent[kind] += time.perf_counter() - began
         count += 1
-    return count / (time.perf_counter() - start)
+    return {kind: count / spent[kind] for kind in calls}
 
 
 def pyhanko_validation(verifier: Any, data: bytes) -> Callable[[], object]:
@@ -146,31 +156,35 @@ def main(argv: list[str] | None = None) -> None:
                     return report
                 return call
 
-            remote = {name: rate(over_http(data), args.seconds, f"POST /v1/verify {name}")
-                      for name, data in documents.items()}
+            from api.wiring import Wiring
+
+            wiring = Wiring(runtime)
+            verifier = wiring.verifier()  # the one POST /v1/verify uses
+
+            def in_process(data: bytes) -> Callable[[], object]:
+                def call() -> object:
+                    report = verifier.verify(data)
+                    if report.indication != "TOTAL-PASSED":
+                        raise RuntimeError(f"unexpected indication {report.indication}")
+                    return report
+                return call
+
+            measured = {name: rates({"pyHanko AdES validation": pyhanko_validation(
+                                         verifier, data),
+                                     "Verifier.verify": in_process(data),
+                                     "POST /v1/verify": over_http(data)},
+                                    3 * args.seconds, name)
+                        for name, data in documents.items()}
         finally:
             server.stop()
-        from api.wiring import Wiring
-
-        wiring = Wiring(runtime)
-        verifier = wiring.verifier()  # the one POST /v1/verify uses
-
-        def in_process(data: bytes) -> Callable[[], object]:
-            def call() -> object:
-                report = verifier.verify(data)
-                if report.indication != "TOTAL-PASSED":
-                    raise RuntimeError(f"unexpected indication {report.indication}")
-                return report
-            return call
-
-        local, theirs = {}, {}
-        for name, data in documents.items():
-            theirs[name] = rate(pyhanko_validation(verifier, data), args.seconds,
-                                f"pyHanko AdES validation {name}")
-            local[name] = rate(in_process(data), args.seconds, f"Verifier.verify {name}")
         runtime.close()
-        print(f"sequential verifications for {args.seconds:g} s each (one client, one "
-              "gunicorn worker); per file (B-LT x2: two signatures)")
+        theirs = {name: m["pyHanko AdES validation"] for name, m in measured.items()}
+        local = {name: m["Verifier.verify"] for name, m in measured.items()}
+        remote = {name: m["POST /v1/verify"] for name, m in measured.items()}
+        print(f"sequential verifications, about {3 * args.seconds:g} s per file, the three "
+              "taking turns call by call (one client, one gunicorn worker); per file (B-LT "
+              "x2: two signatures); load average "
+              f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
         print("file: size, pyHanko AdES validation in-process, our Verifier in-process, "
               "POST /v1/verify; ours/pyHanko, http/in-process (time ratios)")
         for name in documents:

@@ -25,10 +25,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from pki.der import install as _guard_der_lengths
 from pki.errors import InvalidKeyType
 
 if TYPE_CHECKING:
     from pyhanko.sign.signers import Signer as PyHankoSigner
+
+# Every signature and time-stamp goes through this module: asn1crypto is guarded first.
+_guard_der_lengths()
 
 KEY_TYPES = ("EC-P256", "EC-P384", "RSA-2048", "RSA-3072")
 
@@ -154,6 +158,20 @@ class Signer:
             raise InvalidKeyType("the digest length does not match its algorithm",
                                  algorithm=algorithm.name)
         return self._sign(digest, Prehashed(algorithm))
+
+    def sign_digests(self, digests: Sequence[bytes], algorithm: hashes.HashAlgorithm
+                     ) -> list[bytes]:
+        """:meth:`sign_digest` for a batch: the lengths checked first, then one signature
+        per digest on the token with one algorithm object (a 1,000-hash ``signHash``)."""
+        if any(len(d) != algorithm.digest_size for d in digests):
+            raise InvalidKeyType("the digest length does not match its algorithm",
+                                 algorithm=algorithm.name)
+        key = self.key
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            ecdsa = ec.ECDSA(Prehashed(algorithm))
+            return [key.sign(d, ecdsa) for d in digests]
+        pkcs1, prehashed = padding.PKCS1v15(), Prehashed(algorithm)
+        return [key.sign(d, pkcs1, prehashed) for d in digests]
 
     def _sign(self, data: bytes, algorithm: hashes.HashAlgorithm | Prehashed) -> bytes:
         if isinstance(self.key, ec.EllipticCurvePrivateKey):

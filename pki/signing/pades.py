@@ -32,7 +32,9 @@ import logging
 import re
 import subprocess
 import tempfile
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -587,6 +589,43 @@ def free_box(reader: PdfFileReader, page: int, width: float = STAMP_WIDTH,
     return choose_box(reader, page, ink, width, height)[0]
 
 
+#: Placements kept per process (:func:`place_stamp`), a few dozen bytes each.
+MAX_PLACEMENTS = 1024
+_placements: OrderedDict[tuple[bytes, int, float, float],
+                         tuple[tuple[float, float, float, float], bool]] = OrderedDict()
+_placements_lock = threading.Lock()
+
+
+def place_stamp(reader: PdfFileReader, data: bytes, page: int, width: float = STAMP_WIDTH,
+                height: float = STAMP_HEIGHT
+                ) -> tuple[tuple[float, float, float, float], bool]:
+    """:func:`choose_box` with the page's ink map, remembered per document: the same bytes
+    (by SHA-256), page and stamp size give the same place, so a document signed again as it
+    is (a permit template, a batch of copies) is not rendered again. The render is the
+    costly part (a ``pdftoppm`` process, 10 to 300 ms); a place chosen without an ink map
+    (the page could not be rendered) is not remembered."""
+    key = (hashlib.sha256(data).digest(), page, float(width), float(height))
+    with _placements_lock:
+        found = _placements.get(key)
+        if found is not None:
+            _placements.move_to_end(key)
+            return found
+    ink = ink_map(data, page, page_box(reader, page))
+    chosen = choose_box(reader, page, ink, width, height)
+    if ink is not None:
+        with _placements_lock:
+            _placements[key] = chosen
+            while len(_placements) > MAX_PLACEMENTS:
+                _placements.popitem(last=False)
+    return chosen
+
+
+def forget_placements() -> None:
+    """Empty the cache of :func:`place_stamp` (tests)."""
+    with _placements_lock:
+        _placements.clear()
+
+
 _SIGNATURE_TIMESTAMP = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken
 
 
@@ -706,9 +745,8 @@ class PadesService:
                 if request.placement.box is not None:
                     box = request.placement.box
                 else:
-                    ink = ink_map(bytes(data), page, page_box(reader, page))
                     width = STAMP_QR_WIDTH if request.stamp.link else STAMP_WIDTH
-                    box, opaque = choose_box(reader, page, ink, width)
+                    box, opaque = place_stamp(reader, bytes(data), page, width)
             except InvalidPlacement:
                 raise
             except (PdfError, ValueError, KeyError, TypeError, IndexError,

@@ -33,6 +33,7 @@ lock).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -237,9 +238,12 @@ def decode_hashes(values: Sequence[str], size: int, *, limit: int) -> list[bytes
                             given=len(values))
     found = []
     for index, value in enumerate(values):
+        # binascii checks the alphabet and the padding in C (base64.b64decode's validate
+        # runs a regular expression per value: most of a 1,000-hash batch's decoding).
         try:
-            raw = base64.b64decode(value.replace("-", "+").replace("_", "/") +
-                                   "=" * (-len(value) % 4), validate=True)
+            if "-" in value or "_" in value:
+                value = value.replace("-", "+").replace("_", "/")
+            raw = binascii.a2b_base64(value + "=" * (-len(value) % 4), strict_mode=True)
         except (ValueError, TypeError) as exc:
             raise InvalidSigningRequest(f"hashes[{index}] is not base64",
                                         index=index) from exc
@@ -580,7 +584,7 @@ class RemoteSigning:
             with self._label_lock(credential.token_label):
                 signer = self._signer(credential, pin)
                 del pin
-                signatures = [signer.sign_digest(d, algorithm) for d in digests]
+                signatures = signer.sign_digests(digests, algorithm)
         except (PinIncorrect, PinLocked) as exc:
             self._token_refused(authorization, credential, client, actor, exc)
             raise

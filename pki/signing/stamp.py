@@ -21,6 +21,7 @@ columns share the rest of the box.
 from __future__ import annotations
 
 import io
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -216,8 +217,13 @@ class StampLine:
 
 def qr_matrix(link: str) -> list[list[bool]]:
     """The modules of ``link``'s QR code, top row first, True for dark; no quiet zone."""
+    return [[bool(v) for v in row] for row in _qr_rows(link)]
+
+
+def _qr_rows(link: str) -> tuple[bytes, ...]:
+    """The rows of ``link``'s QR code as bytes, 0 for a light module, else dark."""
     code = segno.make_qr(link, error=QR_ERROR, boost_error=False)
-    return [[bool(v) for v in row] for row in code.matrix]
+    return tuple(bytes(row) for row in code.matrix)
 
 
 def qr_square(width: float, height: float, margin: float) -> tuple[float, float, float]:
@@ -228,27 +234,25 @@ def qr_square(width: float, height: float, margin: float) -> tuple[float, float,
     return width - margin - side, (height - side) / 2, side
 
 
+_DARK_RUN = re.compile(rb"[^\x00]+")  # a run of dark modules (any value but 0)
+
+
 def _qr_ops(link: str, x: float, y: float, side: float) -> bytes:
     """The QR code as PDF operators: a white square, then one rectangle per horizontal run
-    of dark modules, filled black in one go."""
-    matrix = qr_matrix(link)
-    count = len(matrix)
+    of dark modules, filled black in one go. The rectangles are written in module units
+    (integers) under a matrix that scales them to the square: the same drawing as in
+    points, written several times faster and shorter."""
+    rows = _qr_rows(link)
+    count = len(rows)
     module = side / (count + 2 * QR_QUIET)
-    top = y + side - QR_QUIET * module
-    left = x + QR_QUIET * module
     rects = []
-    for r, row in enumerate(matrix):
-        c = 0
-        while c < count:
-            if not row[c]:
-                c += 1
-                continue
-            start = c
-            while c < count and row[c]:
-                c += 1
-            rects.append(b"%.3f %.3f %.3f %.3f re" % (
-                left + start * module, top - (r + 1) * module, (c - start) * module, module))
+    for r, row in enumerate(rows):
+        bottom = count - 1 - r
+        for run in _DARK_RUN.finditer(row):
+            rects.append(b"%d %d %d 1 re" % (run.start(), bottom, run.end() - run.start()))
     return b" ".join([b"q 1 1 1 rg %.3f %.3f %.3f %.3f re f 0 0 0 rg" % (x, y, side, side),
+                      b"%.5f 0 0 %.5f %.3f %.3f cm" % (module, module, x + QR_QUIET * module,
+                                                       y + QR_QUIET * module),
                       *rects, b"f Q"])
 
 

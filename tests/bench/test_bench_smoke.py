@@ -41,7 +41,7 @@ def test_a_step_that_overruns_is_named() -> None:
 def test_sign_pdf_smoke() -> None:
     lines = _run("bench.sign_pdf", "--rounds", "1")
     assert any(line.startswith("pyHanko PdfSigner in-process with its own") for line in lines)
-    for level in ("B-B", "B-T", "B-LT"):
+    for level in ("B-B", "B-T", "B-LT", "B-LTA"):
         assert any(line.startswith(f"{level}: in-process") for line in lines), lines
     assert lines[-1].startswith("ratio_vs_pyhanko=")
 
@@ -55,6 +55,7 @@ def test_verify_smoke() -> None:
 def test_sign_hash_smoke() -> None:
     lines = _run("bench.sign_hash", "--batch", "20", "--rounds", "1")
     assert any("workers_ratio=" in line for line in lines), lines
+    assert any(line.startswith("http / raw, round by round:") for line in lines), lines
     assert lines[-1].startswith("ratio_vs_raw=")
 
 

@@ -512,3 +512,71 @@ def test_a_named_empty_field_takes_the_stamp(pki, service) -> None:  # type: ign
     signed = service.sign(out.getvalue(), pki.signer(), PadesRequest(
         level=Level.B_B, stamp=stamp_for(), field_name="President")).data
     assert _stamp_boxes(signed) == [(60.0, 60.0, 360.0, 156.0)]
+
+
+def test_a_document_signed_again_is_placed_without_a_new_render(  # type: ignore[no-untyped-def]
+        pki, service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bytes get the same place from the placement cache, without pdftoppm; other
+    bytes (a signed copy: its page has a stamp now) are rendered and placed anew."""
+    from pki.signing import pades
+
+    pades.forget_placements()
+    renders: list[int] = []
+    real = pades.ink_map
+
+    def counted(data: bytes, page: int, crop: tuple[float, float, float, float]
+                ) -> pades.InkMap | None:
+        renders.append(page)
+        return real(data, page, crop)
+
+    monkeypatch.setattr(pades, "ink_map", counted)
+    document = _page_with(BLOCK)
+    first = service.sign(document, pki.signer(), PadesRequest(level=Level.B_B,
+                                                              stamp=stamp_for()))
+    again = service.sign(document, pki.signer(), PadesRequest(
+        level=Level.B_B, stamp=dataclasses.replace(stamp_for(), signed_at=LATER)))
+    assert renders == [0]
+    assert again.box == first.box and not _overlap(first.box, SIGNATURE_BLOCK)
+    third = service.sign(first.data, pki.signer("second"), PadesRequest(
+        level=Level.B_B, stamp=stamp_for("second")))
+    assert renders == [0, 0]
+    assert not _overlap(third.box, first.box)
+    pades.forget_placements()
+    fresh = service.sign(document, pki.signer(), PadesRequest(level=Level.B_B,
+                                                              stamp=stamp_for()))
+    assert renders == [0, 0, 0] and fresh.box == first.box
+
+
+def _page_pixels(content: bytes, tmp_path: Path, name: str) -> bytes:
+    """A one-page PDF drawing ``content``, rendered in grey by poppler at 300 dpi."""
+    writer = PdfFileWriter()
+    writer.insert_page(PageObject(
+        contents=writer.add_object(generic.StreamObject(stream_data=content)),
+        media_box=generic.ArrayObject([generic.NumberObject(v) for v in (0, 0, 300, 100)])))
+    out = io.BytesIO()
+    writer.write(out)
+    path = tmp_path / f"{name}.pdf"
+    path.write_bytes(out.getvalue())
+    subprocess.run(["pdftoppm", "-gray", "-r", "300", "-singlefile", str(path),
+                    str(tmp_path / name)], check=True)
+    return _pgm(tmp_path / f"{name}.pgm")[2]
+
+
+def test_qr_operators_draw_the_modules_in_points(tmp_path: Path) -> None:
+    """The QR code is written in module units under one matrix: poppler draws it as it
+    draws one square per dark module placed in points (the former way of writing it)."""
+    from pki.signing.stamp import _qr_ops
+
+    x, y, side = 200.0, 6.0, 84.0
+    matrix = qr_matrix(LINK)
+    module = side / (len(matrix) + 2 * QR_QUIET)
+    top, left = y + side - QR_QUIET * module, x + QR_QUIET * module
+    squares = [b"%.3f %.3f %.3f %.3f re" % (left + c * module, top - (r + 1) * module,
+                                            module, module)
+               for r, row in enumerate(matrix) for c, dark in enumerate(row) if dark]
+    in_points = b" ".join([b"q 1 1 1 rg %.3f %.3f %.3f %.3f re f 0 0 0 rg" % (x, y, side, side),
+                           *squares, b"f Q"])
+    drawn = _page_pixels(_qr_ops(LINK, x, y, side), tmp_path, "units")
+    assert drawn == _page_pixels(in_points, tmp_path, "points")  # the same pixels
+    assert sum(1 for v in drawn if v < 128) > 10_000  # a code was drawn
+    assert drawn != _page_pixels(_qr_ops(LINK[:-1] + "B", x, y, side), tmp_path, "other")

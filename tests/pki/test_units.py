@@ -96,6 +96,29 @@ def test_signer_checks_its_key_and_picks_the_hash() -> None:
         signer.sign_digest(b"short", hashes.SHA256())
 
 
+def test_signer_signs_a_batch_of_digests() -> None:
+    """sign_digests: one signature per digest, each as sign_digest makes it (EC and RSA)."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    digests = [hashlib.sha256(b"%d" % i).digest() for i in range(5)]
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    for signature, digest in zip(Signer(ec_key, _self_signed(ec_key)).sign_digests(
+            digests, hashes.SHA256()), digests, strict=True):
+        ec_key.public_key().verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rsa_signer = Signer(rsa_key, _self_signed(rsa_key))
+    batch = rsa_signer.sign_digests(digests, hashes.SHA256())
+    assert batch == [rsa_signer.sign_digest(d, hashes.SHA256()) for d in digests]
+    for signature, digest in zip(batch, digests, strict=True):
+        rsa_key.public_key().verify(signature, digest, padding.PKCS1v15(),
+                                    Prehashed(hashes.SHA256()))
+    with pytest.raises(InvalidKeyType):
+        rsa_signer.sign_digests([*digests, b"short"], hashes.SHA256())
+
+
 def test_pyhanko_adapter_signs_a_pdf(tmp_path: Path) -> None:
     """pyHanko signs through our Signer (hence, in production, on the token)."""
     from io import BytesIO
