@@ -79,11 +79,20 @@ def test_every_error_with_its_line_and_nothing_imported(session: Session,
     found = [(e["line"], e["field"]) for e in err.value.extras["errors"]]
     assert found == [(3, "cin"), (4, "commune_code"), (5, "role"), (6, "role"),
                      (7, "civility"), (8, "phone"), (9, "cin"), (10, "")]
+    # each with a reason and plain parameters, for the pages to say it in their language
+    reasons = [(e["reason"], e["params"]) for e in err.value.extras["errors"]]
+    assert reasons == [
+        ("invalid", {}), ("out_of_scope", {"code": OTHER_PROVINCE_COMMUNE}),
+        ("seat_taken", {"role": "president", "code": COMMUNE_A, "first": 2}),
+        ("invalid", {}), ("invalid", {}), ("invalid", {}),
+        ("cin_repeated", {"cin": good, "first": 2}),
+        ("columns", {"count": 2, "expected": len(campaigns.CSV_COLUMNS)})]
     assert session.scalar(select(func.count(Holder.id))) == holders_before
     assert session.scalar(select(func.count(CampaignEntry.id))) == 0
     with pytest.raises(campaigns.CampaignImportInvalid) as err:
         campaigns.import_elected(session, clock, campaign, "cin,name\n", actor="dgcl")
     assert err.value.extras["errors"][0]["line"] == 1
+    assert err.value.extras["errors"][0]["reason"] == "header"
 
 
 def test_re_elected_replaced_and_promoted(session: Session, clock: FrozenClock) -> None:

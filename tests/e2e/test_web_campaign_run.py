@@ -19,15 +19,29 @@ from delivery.models import Campaign, CertificateRequest
 from pki.models import CertificateRecord
 from tests.api.conftest import COMMUNE
 from tests.delivery.conftest import random_cin
-from tests.e2e.conftest import Site, check, login, set_lang
+from tests.e2e.conftest import Site, check, fits, login, set_lang
 from tests.e2e.test_web_incident import Scene
 from tests.e2e.test_web_incident import incident_site as incident_site
 
 pytestmark = [pytest.mark.hsm,
               pytest.mark.parametrize("db_engine", ["sqlite"], indirect=True)]
 
-WORDS = {"fr": {"line": "Ligne 3", "scope": "codes du périmètre"},
-         "ar": {"line": "السطر 3", "scope": "رموز النطاق"}}
+WORDS = {"fr": {"line": "Ligne 3", "scope": "codes du périmètre", "errors": [
+    ("Ligne 3", "« 99.999.99.99 » n'est le code d'aucune commune"),
+    ("Ligne 4", "CIN", "une ou deux lettres"),
+    ("Ligne 5", "figure déjà à la ligne 2", "Président"),
+    ("Ligne 6", "nombre de colonnes : 5 au lieu de 10"),
+    ("Ligne 7", "téléphone", "numéro de mobile valide"),
+    ("Ligne 8", "fonction inconnue"),
+    ("Ligne 9", "la CIN", "figure déjà à la ligne 2")]},
+         "ar": {"line": "السطر 3", "scope": "رموز النطاق", "errors": [
+    ("السطر 3", "ليس رمز أي جماعة"),
+    ("السطر 4", "بحرف أو حرفين"),
+    ("السطر 5", "وارد من قبل في السطر 2", "رئيس"),
+    ("السطر 6", "عدد الأعمدة: 5 بدل 10"),
+    ("السطر 7", "الهاتف", "ليس رقم هاتف محمول صالحا"),
+    ("السطر 8", "مهمة غير معروفة"),
+    ("السطر 9", "رقم البطاقة الوطنية", "وارد من قبل في السطر 2")]}}
 
 
 def _csv(tmp_path: Path, name: str, lines: list[str]) -> Path:
@@ -70,17 +84,41 @@ def test_run_a_campaign(page: Page, incident_site: Site, lang: str,
     with site.rt.unit_of_work() as session:
         campaign_id = session.scalars(select(Campaign.id)).one()
 
-    # a file with errors: every error with its line number, nothing imported
+    # a file with errors of several kinds: each beside the upload field, with its line
+    # number and its reason in the page's language; nothing imported
+    taken = random_cin()
     bad = _csv(tmp_path, "bad.csv", [
-        f"{COMMUNE},president,{random_cin()},Nadia,Amrani,نادية,العمراني,M,0661234501,"
+        f"{COMMUNE},president,{taken},Nadia,Amrani,نادية,العمراني,Mme,0661234501,"
         "n@example.ma",
         f"99.999.99.99,president,{random_cin()},Ali,Fassi,علي,الفاسي,M,0661234502,"
-        "a@example.ma"])
+        "a@example.ma",
+        f"{COMMUNE},vice_president,12345,Ali,Fassi,علي,الفاسي,M,0661234503,b@example.ma",
+        f"{COMMUNE},president,{random_cin()},Omar,Idrissi,عمر,الإدريسي,M,0661234504,"
+        "o@example.ma",
+        f"{COMMUNE},official,{random_cin()},Sara,Alaoui",
+        f"{COMMUNE},official,{random_cin()},Sara,Alaoui,سارة,العلوي,F,12,s@example.ma",
+        f"{COMMUNE},mayor,{random_cin()},Sara,Alaoui,سارة,العلوي,F,0661234506,"
+        "s@example.ma",
+        f"{COMMUNE},secretary_general,{taken},Nadia,Amrani,نادية,العمراني,Mme,0661234501,"
+        "n@example.ma"])
     page.locator("#campaign-import input[name=csv]").set_input_files(str(bad))
     page.locator("#campaign-import button[type=submit]").click()
-    expect(page.locator("#line-errors")).to_contain_text(words["line"])
-    assert "commune_code" not in page.locator("#line-errors").inner_text()
+    errors = page.locator("#campaign-import #line-errors li")
+    expect(errors).to_have_count(7)
+    expect(page.locator("#campaign-import input[name=csv]")).to_have_attribute(
+        "aria-describedby", "line-errors")
+    shown = errors.all_inner_texts()
+    for text, expected in zip(shown, words["errors"], strict=True):
+        for part in expected:
+            assert part in text, (text, part)
+    listed = "\n".join(shown)
+    for internal in ("commune_code", "vice_president", "secretary_general", "mayor",
+                     "phone", "columns", "expected", "is not", "already", "line"):
+        assert not re.search(rf"\b{internal}\b", listed), internal
+    if lang == "ar":
+        assert not re.search(r"\b(?!AB\d)[A-Za-z]{3,}", listed.replace("CSV", "")), listed
     check(page, site, "campaign-import-refused")
+    fits(page)
     with site.rt.unit_of_work() as session:
         assert session.get_one(Campaign, campaign_id).status == "open"
 
