@@ -73,6 +73,7 @@ def incident_site(api_runtime: Runtime) -> Iterator[Site]:
     make_user(rt, app, "salma", "holder", holder_id=active[0][1])
     make_user(rt, app, "contact", "contact", province_code=PROVINCE)
     make_user(rt, app, "admin", "dgcl_admin")
+    make_user(rt, app, "operator", "operator")
     with serve(app) as url:
         yield Site(url, rt, Scene(active[0][0], active[1][0]), SHOTS)
 
