@@ -45,6 +45,7 @@ from delivery.errors import (
     InvalidCampaign,
     InvalidHolder,
 )
+from delivery.messages import seat_line
 from delivery.models import (
     ACTIVE,
     CAMPAIGN_FUNDINGS,
@@ -632,16 +633,12 @@ def notify_contacts(session: Session, clock: Clock, campaign_id: int, *,
         ordered = [*found.blocked, *(s for s in found.seats if id(s) not in blocked)]
         lines = []
         for seat in ordered:
-            if seat.blocked_since is not None:
-                state = (f"BLOQUÉE depuis le {seat.blocked_since} / "
-                         f"متوقفة منذ {seat.blocked_since}")
-            elif seat.can_sign:
-                state = "peut signer / يمكنه التوقيع"
-            else:
-                state = "pas encore de signataire / لا يوجد موقع بعد"
-            lines.append(f"- {seat.commune_fr} / {seat.commune_ar} ({seat.role}): "
-                         f"{seat.incoming_name_fr}, {seat.request_status or 'réélu(e)'} — "
-                         f"{state}")
+            incoming = session.get_one(Holder, seat.incoming_holder_id)
+            lines.append(seat_line(
+                commune_fr=seat.commune_fr, commune_ar=seat.commune_ar, role=seat.role,
+                civility=incoming.civility, name_fr=seat.incoming_name_fr,
+                name_ar=seat.incoming_name_ar, request_status=seat.request_status,
+                blocked_since=seat.blocked_since, can_sign=seat.can_sign))
         enqueue(session, clock, Notification(
             channel="email", recipient=contact.email, template="campaign.status",
             dedupe_key=f"campaign.status:{campaign.id}:{code}:{day}",

@@ -53,7 +53,11 @@ _COUNTED: dict[str, tuple[tuple[str, str], tuple[str, str, str, str, str]]] = {
     "count": (("{n} jeton", "{n} jetons"),
               ("جهاز توقيع واحد", "جهازي توقيع", "{n} أجهزة توقيع", "{n} جهاز توقيع",
                "{n} جهاز توقيع")),
+    "seats": (("{n} siège", "{n} sièges"),
+              ("مقعد واحد", "مقعدان", "{n} مقاعد", "{n} مقعدا", "{n} مقعد")),
 }
+#: ``{<name>_words}`` counting the parameter ``source`` with the words of ``key``.
+_COUNTED_AS = {"count_seats": ("count", "seats")}
 
 
 def arabic_form(n: int) -> int:
@@ -100,7 +104,8 @@ class Template:
         for text in self.texts():
             for _, name, _, _ in string.Formatter().parse(text):
                 if name:
-                    names.add(name[:-len("_words")] if name.endswith("_words") else name)
+                    base = name[:-len("_words")] if name.endswith("_words") else name
+                    names.add(_COUNTED_AS[base][0] if base in _COUNTED_AS else base)
                     names.update(_MADE_FROM.get(name.rpartition("_")[0], ()))
                     if name in COMPUTED and name.endswith("what_fr"):
                         names.add("what_fr")
@@ -387,12 +392,15 @@ def _values(params: Mapping[str, Any], lang: str, secret: str | None) -> _Strict
     values["secret"] = secret or ""
     _person(values, params)
     _agreement(values, params)
-    for key in _COUNTED:
-        raw = params.get(key)
+    wanted = [(key, key, key) for key in _COUNTED]
+    wanted += [(name, source, key) for name, (source, key) in _COUNTED_AS.items()]
+    for name, source, key in wanted:
+        raw = params.get(source)
         if raw is None:
             continue
         number = raw if isinstance(raw, int) else int(raw) if str(raw).isdigit() else None
-        values[f"{key}_words"] = counted(key, number, lang) if number is not None else str(raw)
+        values[f"{name}_words"] = counted(key, number, lang) if number is not None \
+            else str(raw)
     return values
 
 
@@ -424,20 +432,57 @@ def render(name: str, channel: str, params: Mapping[str, Any],
 # ----------------------------------------------------------- election campaigns
 
 _CAMPAIGN_STATUS_EMAIL = (
-    "Madame, Monsieur {contact_name},\n\n"
+    "Bonjour {contact_name},\n\n"
     "Campagne « {campaign} » — installation des conseils le {installation_date}.\n"
-    "{province_fr} : {count} siège(s), dont {blocked} sans personne pouvant signer "
+    "{province_fr} : {count_seats_words} ; sans personne pouvant signer : {blocked} "
     "(les plus anciens d'abord) :\n\n{items}\n\n"
     "Pour qu'une commune puisse signer dès l'installation, remettez chaque jeton à son "
     "titulaire et consignez la remise le jour même.\n\n"
     "----\n\n"
-    "السيد(ة) {contact_name}،\n\n"
+    "السلام عليكم {contact_name}،\n\n"
     "حملة « {campaign} » — تنصيب المجالس بتاريخ {installation_date}.\n"
-    "{province_ar}: {count} مقعدا، منها {blocked} بدون أي شخص يمكنه التوقيع "
+    "{province_ar}: {count_seats_words}؛ المقاعد بدون أي شخص يمكنه التوقيع: {blocked} "
     "(الأقدم أولا):\n\n{items}\n\n"
-    "حتى تتمكن كل جماعة من التوقيع منذ التنصيب، يرجى تسليم كل جهاز توقيع إلى صاحبه وتسجيل "
-    "التسليم في نفس اليوم.\n"
+    "حتى تتمكن كل جماعة من التوقيع منذ التنصيب، يرجى تسليم كل جهاز توقيع إلى صاحب الشهادة "
+    "وتسجيل التسليم في نفس اليوم.\n"
 )
+
+#: A request's state as the notices say it (the web pages' words).
+REQUEST_STATE_WORDS = {
+    "submitted": ("demande soumise", "طلب مقدم"),
+    "approved": ("demande approuvée", "طلب مقبول"),
+    "personalised": ("jeton personnalisé", "جهاز توقيع مخصص"),
+    "shipped": ("jeton expédié", "جهاز توقيع مرسل"),
+    "delivered": ("jeton chez le contact", "جهاز التوقيع لدى المنسق"),
+    "handed_over": ("jeton remis au titulaire", "جهاز التوقيع مسلم لصاحب الشهادة"),
+    "active": ("certificat actif", "شهادة نشطة"),
+    "rejected": ("demande rejetée", "طلب مرفوض"),
+    "cancelled": ("demande annulée", "طلب ملغى"),
+}
+
+
+def seat_line(*, commune_fr: str, commune_ar: str, role: str, civility: str, name_fr: str,
+              name_ar: str, request_status: str | None, blocked_since: object | None,
+              can_sign: bool) -> str:
+    """One seat of a campaign's list, in both languages: the commune, the title of the
+    elected person (agreeing with their civility), the step their request reached (or
+    re-elected), and whether the commune can sign."""
+    title_fr, title_ar = title_for(role, civility, "fr"), title_for(role, civility, "ar")
+    if request_status is None:
+        step_fr = "réélue" if civility == "mrs" else "réélu"
+        step_ar = "أعيد انتخابها" if civility == "mrs" else "أعيد انتخابه"
+    else:
+        step_fr, step_ar = REQUEST_STATE_WORDS.get(request_status,
+                                                   (request_status, request_status))
+    if blocked_since is not None:
+        state = f"BLOQUÉE depuis le {blocked_since} / متوقفة منذ {blocked_since}"
+    elif can_sign:
+        state = "peut signer / يمكنها التوقيع"
+    else:
+        state = "pas encore de signataire / لا يوجد موقع بعد"
+    return (f"- {commune_fr} / {commune_ar} — {title_fr} / {title_ar} : {name_fr} / "
+            f"{name_ar}, {step_fr} / {step_ar} — {state}")
+
 
 TEMPLATES["campaign.status"] = Template(
     "campaign.status", False,

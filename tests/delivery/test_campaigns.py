@@ -5,6 +5,8 @@ Revocation at installation runs on the real CA in tests/api/test_campaigns_api.p
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -13,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import FrozenClock
 from delivery import campaigns, mandates
+from delivery.messages import render
 from delivery.models import CampaignEntry, CertificateRequest, Holder, OutboxMessage
 from quotas import ledger
 from tests.delivery.conftest import (
@@ -168,6 +171,12 @@ def test_after_installation_unserved_seats_are_blocked_and_contacts_told(
     mail = session.scalars(select(OutboxMessage).where(
         OutboxMessage.template == "campaign.status")).all()
     assert len(mail) == 1 and mail[0].recipient == contact.email
+    body = render("campaign.status", "email", json.loads(mail[0].params)).body
+    assert "2 sièges ; sans personne pouvant signer : 2" in body
+    assert "مقعدان؛ المقاعد بدون أي شخص يمكنه التوقيع: 2" in body
+    assert "Président du conseil de la commune / رئيس مجلس الجماعة" in body
+    assert "demande soumise / طلب مقدم" in body and "BLOQUÉE depuis le" in body
+    assert not re.search(r"\b(president|submitted|réélu\(e\))\b", body)
     # The periodic job: the next day again while seats stay blocked, and not after the
     # follow-up window.
     clock.advance(timedelta(days=1))
