@@ -614,6 +614,16 @@ def report(session: Session, clock: Clock, campaign_id: int, *,
     return CampaignReport(campaign, tuple(seats))
 
 
+def incoming_civilities(session: Session, found: CampaignReport) -> dict[int, str]:
+    """Each incoming holder's civility (holder id -> ``mr``/``mrs``), for the titles of a
+    report's seats (:func:`delivery.titles.title_for`)."""
+    ids = {s.incoming_holder_id for s in found.seats}
+    if not ids:
+        return {}
+    rows = session.execute(select(Holder.id, Holder.civility).where(Holder.id.in_(ids)))
+    return {holder_id: civility for holder_id, civility in rows}
+
+
 def notify_contacts(session: Session, clock: Clock, campaign_id: int, *,
                     actor: str) -> int:
     """Email each province's contact the campaign's list for their province (blocked seats
@@ -629,14 +639,14 @@ def notify_contacts(session: Session, clock: Clock, campaign_id: int, *,
             continue
         province = session.get_one(Province, code)
         found = report(session, clock, campaign.id, province_code=code)
+        civility = incoming_civilities(session, found)
         blocked = {id(s) for s in found.blocked}
         ordered = [*found.blocked, *(s for s in found.seats if id(s) not in blocked)]
         lines = []
         for seat in ordered:
-            incoming = session.get_one(Holder, seat.incoming_holder_id)
             lines.append(seat_line(
                 commune_fr=seat.commune_fr, commune_ar=seat.commune_ar, role=seat.role,
-                civility=incoming.civility, name_fr=seat.incoming_name_fr,
+                civility=civility[seat.incoming_holder_id], name_fr=seat.incoming_name_fr,
                 name_ar=seat.incoming_name_ar, request_status=seat.request_status,
                 blocked_since=seat.blocked_since, can_sign=seat.can_sign))
         enqueue(session, clock, Notification(

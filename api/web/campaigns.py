@@ -59,6 +59,7 @@ def _campaign_page(p: Page, campaign_id: int | None, status: int = 200,
                  done=request.args.get("done", ""), form_error=form_error, form=form,
                  open_form=form_error.form if form_error else "",
                  line_errors=line_errors or [], preview=preview,
+                 civilities=campaigns.incoming_civilities(p.session, found) if found else {},
                  columns=",".join(campaigns.CSV_COLUMNS))
 
 

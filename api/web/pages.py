@@ -143,6 +143,9 @@ def _context() -> dict[str, Any]:
     def title(holder: Any) -> str:  # the holder's title, agreeing with their civility
         return titles.title_for(holder.role, holder.civility, current)
 
+    def role_title(role: str, civility: str) -> str:  # a seat's, agreeing with its holder
+        return titles.title_for(role, civility, current)
+
     def day(at: datetime | None) -> str:
         return i18n.day(current, at)
 
@@ -155,7 +158,8 @@ def _context() -> dict[str, Any]:
     return {"lang": current, "dir": "rtl" if current == "ar" else "ltr", "t": t, "tn": tn,
             "name": name, "csrf_field": CSRF_FIELD, "csrf_token": csrf_token,
             "user": g.get("tawqi_web_principal"), "day": day, "when": when, "pct": pct,
-            "num": num, "title": title, "here": request.full_path.rstrip("?")}
+            "num": num, "title": title, "role_title": role_title,
+            "here": request.full_path.rstrip("?")}
 
 
 def _html(template: str, code: int = 200, **values: Any) -> Response:

@@ -157,9 +157,10 @@ def test_run_a_campaign(page: Page, incident_site: Site, lang: str,
 
 
 RUN = {"fr": {"blocked": "1 siège sans personne pouvant signer, sur 1", "shipped": "Expédiée",
-              "no": "non, depuis le", "revoked": "Révoqué"},
+              "no": "non, depuis le", "revoked": "Révoqué",
+              "title": "Présidente du conseil de la commune"},
        "ar": {"blocked": "مقعد واحد بدون توقيع من أصل 1", "shipped": "مُرسَل",
-              "no": "لا، منذ", "revoked": "ملغاة"}}
+              "no": "لا، منذ", "revoked": "ملغاة", "title": "رئيسة مجلس الجماعة"}}
 
 
 @pytest.mark.parametrize("lang", ["fr", "ar"])
@@ -198,6 +199,7 @@ def test_the_operators_campaign_end_to_end(page: Page, incident_site: Site, lang
     expect(page.locator("#flash")).to_be_visible()
     seat = page.locator(f"#seat-{COMMUNE.replace('.', '-')}-president")
     expect(seat).to_contain_text("حنان التازي" if lang == "ar" else "Hanane Tazi")
+    expect(seat).to_contain_text(words["title"])  # her title agrees with her civility
     check(page, site, "operator-campaign-imported")
     with site.rt.unit_of_work() as session:
         incoming = session.scalars(select(CertificateRequest.id).join(
@@ -245,6 +247,7 @@ def test_the_operators_campaign_end_to_end(page: Page, incident_site: Site, lang
     blocked = page.locator("#blocked-seats tbody tr")
     expect(blocked).to_have_count(1)
     expect(blocked).to_contain_text(words["shipped"])
+    expect(blocked).to_contain_text(words["title"])
     expect(seat).to_contain_text(words["no"])
     expect(seat).to_contain_text(words["revoked"])
     check(page, site, "operator-campaign-blocked")
