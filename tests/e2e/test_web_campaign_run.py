@@ -120,7 +120,7 @@ def test_run_a_campaign(page: Page, incident_site: Site, lang: str,
     if lang == "ar":
         assert not re.search(r"\b(?!AB\d)[A-Za-z]{3,}", listed.replace("CSV", "")), listed
     check(page, site, "campaign-import-refused")
-    fits(page)
+    fits(page, shot="campaign-import-refused")
     with site.rt.unit_of_work() as session:
         assert session.get_one(Campaign, campaign_id).status == "open"
 
@@ -251,4 +251,4 @@ def test_the_operators_campaign_end_to_end(page: Page, incident_site: Site, lang
     expect(seat).to_contain_text(words["no"])
     expect(seat).to_contain_text(words["revoked"])
     check(page, site, "operator-campaign-blocked")
-    fits(page)
+    fits(page, shot="operator-campaign-blocked")

@@ -151,7 +151,7 @@ def test_the_contact_reports_a_token_from_the_handover_area(page: Page, incident
     box = row.locator(f"#incident-handover-{scene.other}")
     box.locator("summary").click()
     check(page, site, "incident-handover-form")
-    fits(page)
+    fits(page, shot="incident-handover-form")
 
     # without a note: refused beside the field of this form, in the page's language
     box.locator("select[name=incident]").select_option("damaged")

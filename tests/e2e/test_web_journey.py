@@ -230,7 +230,7 @@ def test_from_the_request_to_the_verified_permit(page: Page, journey_site: Site,
     expect(panel.locator("h2")).to_contain_text(words["name"])
     assert journey.cin not in page.content()
     check(page, site, "journey-status")
-    fits(page)
+    fits(page, shot="journey-status")
     page.click("#check-link")
     expect(page).to_have_url(re.compile(r"/web/verify$"))
     _drop(page, "permis.pdf", pdf)

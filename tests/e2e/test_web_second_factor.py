@@ -160,7 +160,7 @@ def test_admin_resets_a_users_second_factor(page: Page, site: Site, lang: str, a
     button = page.locator(f"#reset-2fa-{operator_id} button")
     expect(button).to_be_visible()
     check(page, site, "users-second-factor")
-    fits(page)
+    fits(page, shot="users-second-factor")
     button.click()
     expect(page.locator("#flash")).to_be_visible()
     flash = page.locator("#flash").inner_text()
