@@ -27,7 +27,9 @@ from api.errors import (
     ApiKeyNotFound,
     BadCredentials,
     InvalidAccount,
+    SecondFactorFailed,
     SecondFactorInvalid,
+    SecondFactorNotEnrolled,
     SecondFactorRequired,
     TokenInvalid,
     UserExists,
@@ -249,14 +251,20 @@ class IssuedToken:
 
 def login(session: Session, clock: Clock, passwords: Passwords, *, username: str,
           password: str, ttl: timedelta, client: str,
-          second_factor_step: bool = False) -> IssuedToken:
+          second_factor_step: bool = False, totp_code: str | None = None,
+          sealer: Sealer | None = None,
+          required_roles: frozenset[str] = frozenset()) -> IssuedToken:
     """Check a password and issue a bearer token. Failures are audited by the caller in
     its own transaction (this one rolls back).
 
     An account with a second factor gets, when the caller can ask for it
     (``second_factor_step``, the web form), a *pending* token that opens nothing but
-    :func:`complete_second_factor` for ``SECOND_FACTOR_TTL``; otherwise
-    :class:`SecondFactorRequired`."""
+    :func:`complete_second_factor` for ``SECOND_FACTOR_TTL``. Otherwise (the API) the code
+    comes with the password: ``totp_code`` (a TOTP code or an unused recovery code, checked
+    with ``sealer``); none raises :class:`SecondFactorRequired`, a wrong or replayed one
+    :class:`SecondFactorFailed`. Without ``second_factor_step``, an account of one of
+    ``required_roles`` that has not enrolled yet is refused
+    (:class:`SecondFactorNotEnrolled`): it enrols on the web page first."""
     username = username.strip().lower()
     user = session.scalar(select(User).where(User.username == username))
     ok = passwords.verify(user.password_hash if user else None, password)
@@ -265,11 +273,22 @@ def login(session: Session, clock: Clock, passwords: Passwords, *, username: str
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)
     if user.totp_enabled_at is not None:
-        if not second_factor_step:
-            raise SecondFactorRequired("this account signs in with a second factor, "
-                                       "through the web page")
-        return _issue(session, clock, user, ttl=SECOND_FACTOR_TTL, client=client,
-                      via="password", pending=True)
+        if second_factor_step:
+            return _issue(session, clock, user, ttl=SECOND_FACTOR_TTL, client=client,
+                          via="password", pending=True)
+        if totp_code is None or not totp_code.strip():
+            raise SecondFactorRequired("this account signs in with a second factor: send "
+                                       "the code of the authenticator application in "
+                                       "totp_code", field="totp_code")
+        via = None if sealer is None else _second_factor(session, clock, sealer, user,
+                                                         totp_code)
+        if via is None:
+            raise SecondFactorFailed("the second-factor code is wrong or was already used",
+                                     field="totp_code")
+        return _issue(session, clock, user, ttl=ttl, client=client, via=f"password+{via}")
+    if not second_factor_step and user.role in required_roles:
+        raise SecondFactorNotEnrolled("this account must sign in with a second factor: "
+                                      "enrol it on the web sign-in page first")
     return _issue(session, clock, user, ttl=ttl, client=client, via="password")
 
 
@@ -546,6 +565,23 @@ def _pending(session: Session, clock: Clock, token: str) -> AuthSession | None:
     return auth
 
 
+def _second_factor(session: Session, clock: Clock, sealer: Sealer, user: User,
+                   code: str) -> str | None:
+    """How ``code`` proves the second factor (``totp`` or ``recovery-code``, which is then
+    spent), or None. A TOTP step is never accepted twice."""
+    if _check_totp(sealer, clock, user, code):
+        return "totp"
+    if len(_recovery_key(code)) == 16:
+        found = session.scalar(select(RecoveryCode).where(
+            RecoveryCode.user_id == user.id,
+            RecoveryCode.code_hash == _sha256(_recovery_key(code)),
+            RecoveryCode.used_at.is_(None)))
+        if found is not None:
+            found.used_at = clock.now()
+            return "recovery-code"
+    return None
+
+
 def complete_second_factor(session: Session, clock: Clock, sealer: Sealer, *, token: str,
                            code: str, ttl: timedelta, client: str) -> IssuedToken | None:
     """Trade a pending token and a TOTP code (or an unused recovery code) for a session.
@@ -561,18 +597,9 @@ def complete_second_factor(session: Session, clock: Clock, sealer: Sealer, *, to
     if user is None or not user.active:
         auth.revoked_at = now
         return None
-    via = "totp"
-    ok = _check_totp(sealer, clock, user, code)
-    if not ok and len(_recovery_key(code)) == 16:
-        found = session.scalar(select(RecoveryCode).where(
-            RecoveryCode.user_id == user.id,
-            RecoveryCode.code_hash == _sha256(_recovery_key(code)),
-            RecoveryCode.used_at.is_(None)))
-        if found is not None:
-            found.used_at = now
-            ok, via = True, "recovery-code"
+    via = _second_factor(session, clock, sealer, user, code)
     auth.attempts += 1
-    if not ok:
+    if via is None:
         if auth.attempts >= SECOND_FACTOR_ATTEMPTS:
             auth.revoked_at = now
         session.flush()

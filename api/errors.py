@@ -113,6 +113,22 @@ class SecondFactorRequired(Unauthenticated):
     title = "Second factor required"
 
 
+class SecondFactorFailed(Unauthenticated):
+    """A login's TOTP (or recovery) code was wrong or already used; counted as a failed
+    login."""
+
+    type = "second-factor-failed"
+    title = "Wrong second-factor code"
+
+
+class SecondFactorNotEnrolled(Forbidden):
+    """The account's role must sign in with a second factor, and it has none yet: it enrols
+    on the web sign-in page first."""
+
+    type = "second-factor-not-enrolled"
+    title = "Second factor not enrolled"
+
+
 class SecondFactorInvalid(InvalidAccount):
     """A TOTP code refused at enrolment (wrong, or already used)."""
 

@@ -437,6 +437,8 @@ def delivery_env(twilio: Any, smtp: Any) -> dict[str, str]:
         "TAWQI_SMTP_PORT": str(smtp.port), "TAWQI_SMTP_FROM": "tawqi@load.example.ma",
         # The relay is aiosmtpd on this machine's loopback.
         "TAWQI_SMTP_STARTTLS": "false", "TAWQI_SMTP_ALLOW_PLAINTEXT": "true",
+        # The load's operators log in through the API without enrolling a TOTP.
+        "TAWQI_TOTP_REQUIRED_ROLES": "",
     }
 
 

@@ -19,10 +19,11 @@ seats come worst first. :func:`notify_contacts` sends each province's contact it
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -44,6 +45,7 @@ from delivery.errors import (
     InvalidCampaign,
     InvalidHolder,
 )
+from delivery.messages import seat_line
 from delivery.models import (
     ACTIVE,
     CAMPAIGN_FUNDINGS,
@@ -167,12 +169,21 @@ def _in_scope(session: Session, campaign: Campaign, commune: Commune) -> bool:
 
 @dataclass(frozen=True)
 class LineError:
+    """One refused line: ``message`` in English for the API and the CLI, and ``reason``
+    (a stable slug: ``not_csv``, ``empty``, ``header``, ``too_many``, ``columns``,
+    ``not_commune``, ``out_of_scope``, ``invalid``, ``seat_taken``, ``cin_repeated``,
+    ``no_contact``, ``refused``) with its plain ``params`` for the pages to say it in the
+    reader's language."""
+
     line: int
     field: str
     message: str
+    reason: str = "invalid"
+    params: Mapping[str, str | int] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
-        return {"line": self.line, "field": self.field, "message": self.message}
+        return {"line": self.line, "field": self.field, "message": self.message,
+                "reason": self.reason, "params": dict(self.params)}
 
 
 @dataclass(frozen=True)
@@ -195,11 +206,11 @@ class ImportResult:
 
 def _read(session: Session, campaign: Campaign, text: str) -> tuple[list[_Row], list[LineError]]:
     if "\x00" in text:
-        return [], [LineError(1, "", "not a CSV file: it holds NUL characters")]
+        return [], [LineError(1, "", "not a CSV file: it holds NUL characters", "not_csv")]
     try:
         return _read_rows(session, campaign, text)
     except csv.Error as exc:  # e.g. a NUL byte: not a CSV file at all
-        return [], [LineError(1, "", f"not a CSV file: {exc}")]
+        return [], [LineError(1, "", f"not a CSV file: {exc}", "not_csv")]
 
 
 def _read_rows(session: Session, campaign: Campaign, text: str
@@ -210,10 +221,11 @@ def _read_rows(session: Session, campaign: Campaign, text: str
     try:
         header = next(reader)
     except StopIteration:
-        return [], [LineError(1, "", "the file is empty")]
+        return [], [LineError(1, "", "the file is empty", "empty")]
     header = [h.strip().lower() for h in header]
     if tuple(header) != CSV_COLUMNS:
-        return [], [LineError(1, "", f"the header must be: {','.join(CSV_COLUMNS)}")]
+        return [], [LineError(1, "", f"the header must be: {','.join(CSV_COLUMNS)}", "header",
+                              {"columns": ",".join(CSV_COLUMNS)})]
     seats: dict[tuple[str, str], int] = {}
     cins: dict[str, int] = {}
     taken = {(e.commune_code, e.role): e.line for e in session.scalars(
@@ -223,21 +235,25 @@ def _read_rows(session: Session, campaign: Campaign, text: str
         if not any(c.strip() for c in cells):
             continue
         if number > MAX_IMPORT_LINES:
-            errors.append(LineError(number, "", f"at most {MAX_IMPORT_LINES} lines"))
+            errors.append(LineError(number, "", f"at most {MAX_IMPORT_LINES} lines",
+                                    "too_many", {"limit": MAX_IMPORT_LINES}))
             break
         if len(cells) != len(CSV_COLUMNS):
             errors.append(LineError(number, "", f"{len(cells)} columns, "
-                                                f"{len(CSV_COLUMNS)} expected"))
+                                                f"{len(CSV_COLUMNS)} expected", "columns",
+                                    {"count": len(cells), "expected": len(CSV_COLUMNS)}))
             continue
         values = dict(zip(CSV_COLUMNS, (c.strip() for c in cells), strict=True))
         commune = session.get(Commune, values["commune_code"])
         if commune is None or commune.kind == "arrondissement":
             errors.append(LineError(number, "commune_code",
-                                    f"{values['commune_code']!r} is not a commune"))
+                                    f"{values['commune_code']!r} is not a commune",
+                                    "not_commune", {"code": values["commune_code"][:20]}))
             continue
         if not _in_scope(session, campaign, commune):
             errors.append(LineError(number, "commune_code",
-                                    f"{commune.code} is outside the campaign's scope"))
+                                    f"{commune.code} is outside the campaign's scope",
+                                    "out_of_scope", {"code": commune.code}))
             continue
         try:
             registration = holders.HolderRegistration(
@@ -256,11 +272,15 @@ def _read_rows(session: Session, campaign: Campaign, text: str
         if seat in seats or seat in taken:
             first = seats.get(seat) or taken[seat]
             errors.append(LineError(number, "role", f"{registration.role} of {commune.code} "
-                                                    f"is already on line {first}"))
+                                                    f"is already on line {first}",
+                                    "seat_taken", {"role": registration.role,
+                                                   "code": commune.code, "first": first}))
             continue
         if registration.cin in cins:
             errors.append(LineError(number, "cin", f"CIN {registration.cin} is already on "
-                                                   f"line {cins[registration.cin]}"))
+                                                   f"line {cins[registration.cin]}",
+                                    "cin_repeated", {"cin": registration.cin,
+                                                     "first": cins[registration.cin]}))
             continue
         if commune.province_code not in contacts:
             contacts[commune.province_code] = active_contact(
@@ -268,13 +288,14 @@ def _read_rows(session: Session, campaign: Campaign, text: str
         if not contacts[commune.province_code]:
             errors.append(LineError(number, "commune_code",
                                     f"province {commune.province_code} has no designated "
-                                    "contact to receive the token"))
+                                    "contact to receive the token", "no_contact",
+                                    {"code": commune.province_code}))
             continue
         seats[seat] = number
         cins[registration.cin] = number
         rows.append(_Row(number, commune, registration))
     if not rows and not errors:
-        errors.append(LineError(1, "", "the file has no lines"))
+        errors.append(LineError(1, "", "the file has no lines", "empty"))
     return rows, errors
 
 
@@ -308,7 +329,8 @@ def import_elected(session: Session, clock: Clock, campaign_id: int, text: str, 
                 _import_row(session, clock, campaign, row, counts, actor=actor,
                             token_form=token_form, at=at, reason=reason)
         except TawqiError as exc:  # a token under way, the quota exhausted...
-            errors.append(LineError(row.line, str(exc.extras.get("field", "")), exc.detail))
+            errors.append(LineError(row.line, str(exc.extras.get("field", "")), exc.detail,
+                                    "refused", {"type": exc.type}))
         if progress is not None:
             progress(done, len(rows))
     if errors:  # the caller's transaction is rolled back when this propagates
@@ -594,6 +616,16 @@ def report(session: Session, clock: Clock, campaign_id: int, *,
     return CampaignReport(campaign, tuple(seats))
 
 
+def incoming_civilities(session: Session, found: CampaignReport) -> dict[int, str]:
+    """Each incoming holder's civility (holder id -> ``mr``/``mrs``), for the titles of a
+    report's seats (:func:`delivery.titles.title_for`)."""
+    ids = {s.incoming_holder_id for s in found.seats}
+    if not ids:
+        return {}
+    rows = session.execute(select(Holder.id, Holder.civility).where(Holder.id.in_(ids)))
+    return {holder_id: civility for holder_id, civility in rows}
+
+
 def notify_contacts(session: Session, clock: Clock, campaign_id: int, *,
                     actor: str) -> int:
     """Email each province's contact the campaign's list for their province (blocked seats
@@ -609,20 +641,16 @@ def notify_contacts(session: Session, clock: Clock, campaign_id: int, *,
             continue
         province = session.get_one(Province, code)
         found = report(session, clock, campaign.id, province_code=code)
+        civility = incoming_civilities(session, found)
         blocked = {id(s) for s in found.blocked}
         ordered = [*found.blocked, *(s for s in found.seats if id(s) not in blocked)]
         lines = []
         for seat in ordered:
-            if seat.blocked_since is not None:
-                state = (f"BLOQUÉE depuis le {seat.blocked_since} / "
-                         f"متوقفة منذ {seat.blocked_since}")
-            elif seat.can_sign:
-                state = "peut signer / يمكنه التوقيع"
-            else:
-                state = "pas encore de signataire / لا يوجد موقع بعد"
-            lines.append(f"- {seat.commune_fr} / {seat.commune_ar} ({seat.role}): "
-                         f"{seat.incoming_name_fr}, {seat.request_status or 'réélu(e)'} — "
-                         f"{state}")
+            lines.append(seat_line(
+                commune_fr=seat.commune_fr, commune_ar=seat.commune_ar, role=seat.role,
+                civility=civility[seat.incoming_holder_id], name_fr=seat.incoming_name_fr,
+                name_ar=seat.incoming_name_ar, request_status=seat.request_status,
+                blocked_since=seat.blocked_since, can_sign=seat.can_sign))
         enqueue(session, clock, Notification(
             channel="email", recipient=contact.email, template="campaign.status",
             dedupe_key=f"campaign.status:{campaign.id}:{code}:{day}",

@@ -13,8 +13,13 @@ titulaire / صاحب الشهادة, contact = contact / المنسق.
 
 ``{secret}`` is where a PIN or a one-time code goes, filled in by the outbox worker at send
 time and nowhere else. Parameters are plain, non-secret values stored with the outbox row.
-Civility (Madame / Monsieur by the holder's record) is not applied yet: the greeting names
-the person.
+
+The holder is addressed by civility and named by the title of their mandate, both from
+:mod:`delivery.titles` (``civility`` and ``role`` parameters): ``{greeting_fr}`` ("Madame
+Fatima Alaoui"), ``{greeting_ar}`` ("السيدة فاطمة العلوي المحترمة", the adjective agreeing),
+``{capacity_fr}`` / ``{capacity_ar}`` (" en qualité de Présidente du conseil de la commune" /
+" بصفتكم رئيسة مجلس الجماعة") and ``{styled_fr}`` / ``{styled_ar}`` (name, then title) are
+made here. A row queued before these parameters existed renders with the name alone.
 """
 
 from __future__ import annotations
@@ -24,9 +29,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from delivery.titles import CIVILITIES, ROLES, civility_label, title_for
+
 LANGS = ("fr", "ar")
 #: Parameters not taken from the caller's values but computed, or optional.
-OPTIONAL = {"secret", "lang", "form"}
+OPTIONAL = {"secret", "lang", "form", "civility", "role"}
+#: Made from ``civility``, ``role`` and the person's name (see the module's docstring).
+COMPUTED = {"greeting_fr", "greeting_ar", "capacity_fr", "capacity_ar", "styled_fr",
+            "styled_ar", "the_what_fr", "registered_fr", "changed_fr", "confirmed_fr",
+            "to_old_fr"}
+#: What a computed parameter is made from.
+_MADE_FROM = {"greeting": ("name_fr", "name_ar"), "capacity": ("name_fr", "name_ar"),
+              "styled": ("holder_fr", "holder_ar")}
 
 #: Counted parameters: French (singular, plural), Arabic (one, two, few, many, other).
 _COUNTED: dict[str, tuple[tuple[str, str], tuple[str, str, str, str, str]]] = {
@@ -39,7 +53,11 @@ _COUNTED: dict[str, tuple[tuple[str, str], tuple[str, str, str, str, str]]] = {
     "count": (("{n} jeton", "{n} jetons"),
               ("جهاز توقيع واحد", "جهازي توقيع", "{n} أجهزة توقيع", "{n} جهاز توقيع",
                "{n} جهاز توقيع")),
+    "seats": (("{n} siège", "{n} sièges"),
+              ("مقعد واحد", "مقعدان", "{n} مقاعد", "{n} مقعدا", "{n} مقعد")),
 }
+#: ``{<name>_words}`` counting the parameter ``source`` with the words of ``key``.
+_COUNTED_AS = {"count_seats": ("count", "seats")}
 
 
 def arabic_form(n: int) -> int:
@@ -86,8 +104,12 @@ class Template:
         for text in self.texts():
             for _, name, _, _ in string.Formatter().parse(text):
                 if name:
-                    names.add(name[:-len("_words")] if name.endswith("_words") else name)
-        return names - OPTIONAL
+                    base = name[:-len("_words")] if name.endswith("_words") else name
+                    names.add(_COUNTED_AS[base][0] if base in _COUNTED_AS else base)
+                    names.update(_MADE_FROM.get(name.rpartition("_")[0], ()))
+                    if name in COMPUTED and name.endswith("what_fr"):
+                        names.add("what_fr")
+        return names - OPTIONAL - COMPUTED
 
     def sms_text(self, lang: str, form: str | None) -> str:
         if not self.sms:
@@ -149,9 +171,9 @@ _CONTACT_CODE_SMS = {
           "تجاهلوا هذه الرسالة.",
 }
 _CONTACT_CHANGED_SMS = {
-    "fr": "Tawqi : votre {what_fr} a été changé le {at} (UTC) pour {new_hint}. Vos codes vont "
-          "à l'ancien tant que le nouveau n'est pas confirmé. Si ce n'est pas vous, appelez "
-          "le contact de votre province.",
+    "fr": "Tawqi : votre {what_fr} a été {changed_fr} le {at} (UTC) pour {new_hint}. Vos codes "
+          "vont {to_old_fr} jusqu'à confirmation. Si ce n'est pas vous, appelez le contact "
+          "de votre province.",
     "ar": "توقيع: غير {what_ar} يوم {at} إلى {new_hint}. إن لم تكونوا أنتم، اتصلوا "
           "بالمنسق.",
 }
@@ -164,32 +186,36 @@ _EXPIRY_HOLDER_SMS = {
 
 # --------------------------------------------------------------------------- email texts
 
-_GREETING = "Bonjour {name_fr},\n\n"
-_GREETING_AR = "السلام عليكم {name_ar}،\n\n"
+_GREETING = "Bonjour {greeting_fr},\n\n"
+_GREETING_AR = "{greeting_ar}،\n\n"
 
 _PIN_INITIAL_EMAIL_DEVICE = (
     _GREETING +
-    "Votre certificat de signature électronique ({entity_fr}) est prêt, sur un jeton de "
+    "Votre certificat de signature électronique{capacity_fr} ({entity_fr}) est prêt, sur un "
+    "jeton de "
     "signature ({form_fr}) que le contact désigné de votre province vous remettra. Le code "
     "PIN de ce jeton est :\n\n    {secret}\n\n"
     "Il vous est envoyé séparément du jeton. Changez ce code à la première utilisation, "
     "avant votre première signature, et ne le communiquez à personne. Vous devrez aussi accepter "
     "les conditions d'utilisation.\n\n"
     "----\n\n" + _GREETING_AR +
-    "شهادة توقيعكم الإلكتروني ({entity_ar}) جاهزة على جهاز توقيع ({form_ar}) سيسلمه لكم "
+    "شهادة توقيعكم الإلكتروني{capacity_ar} ({entity_ar}) جاهزة على جهاز توقيع ({form_ar}) "
+    "سيسلمه لكم "
     "المنسق المعين بإقليمكم. الرمز السري لهذا الجهاز هو:\n\n    {secret}\n\n"
     "يرسل إليكم هذا الرمز منفصلا عن الجهاز. يرجى تغييره عند أول استعمال، قبل أول توقيع، "
     "وعدم إطلاع أي أحد عليه. كما يتعين عليكم قبول شروط الاستعمال.\n"
 )
 _PIN_INITIAL_EMAIL_HOSTED = (
     _GREETING +
-    "Votre certificat de signature électronique ({entity_fr}) est prêt. Sa clé est gardée "
+    "Votre certificat de signature électronique{capacity_fr} ({entity_fr}) est prêt. Sa clé "
+    "est gardée "
     "dans le module de sécurité du service ({form_fr}) : aucun objet ne vous sera remis. "
     "Le code PIN qui l'active est :\n\n    {secret}\n\n"
     "Changez ce code sur votre page Tawqi avant votre première signature et ne le "
     "communiquez à personne. Vous devrez aussi accepter les conditions d'utilisation.\n\n"
     "----\n\n" + _GREETING_AR +
-    "شهادة توقيعكم الإلكتروني ({entity_ar}) جاهزة. مفتاحها محفوظ في وحدة الأمان لدى "
+    "شهادة توقيعكم الإلكتروني{capacity_ar} ({entity_ar}) جاهزة. مفتاحها محفوظ في وحدة الأمان "
+    "لدى "
     "المزود ({form_ar})، ولن يسلم لكم أي جهاز. الرمز السري الذي يفعله هو:\n\n    {secret}\n\n"
     "يرجى تغييره في صفحتكم على توقيع قبل أول توقيع، وعدم إطلاع أي أحد عليه. كما يتعين "
     "عليكم قبول شروط الاستعمال.\n"
@@ -219,9 +245,10 @@ _BATCH_DISPATCHED_EMAIL = (
 )
 _CONTACT_CHANGED_EMAIL = (
     _GREETING +
-    "Le {what_fr} enregistré pour vos notifications Tawqi a été changé le {at} (UTC) par "
-    "{by}, pour : {new_hint}. Tant que vous ne l'aurez pas confirmé avec le code qui y est "
-    "envoyé, vos codes PIN et de signature continueront d'arriver à l'ancien. Si vous "
+    "{the_what_fr} {registered_fr} pour vos notifications Tawqi a été {changed_fr} le {at} "
+    "(UTC) par {by}, pour : {new_hint}. Tant que vous ne l'aurez pas {confirmed_fr} avec le "
+    "code qui y est envoyé, vos codes PIN et de signature continueront d'arriver {to_old_fr}. "
+    "Si vous "
     "n'êtes pas à l'origine de ce changement, contactez immédiatement le contact désigné "
     "de votre province.\n\n"
     "----\n\n" + _GREETING_AR +
@@ -239,22 +266,24 @@ _CONTACT_CODE_EMAIL = (
 )
 _EXPIRY_HOLDER_EMAIL = (
     _GREETING +
-    "Votre certificat de signature électronique ({entity_fr}) expire le {not_after}, dans "
+    "Votre certificat de signature électronique{capacity_fr} ({entity_fr}) expire le "
+    "{not_after}, dans "
     "{days_words}. Après cette date, vous ne pourrez plus signer avec lui. Demandez dès "
     "maintenant son renouvellement au contact désigné de votre province.\n\n"
     "----\n\n" + _GREETING_AR +
-    "تنتهي صلاحية شهادة توقيعكم الإلكتروني ({entity_ar}) يوم {not_after}، بعد {days_words}. "
+    "تنتهي صلاحية شهادة توقيعكم الإلكتروني{capacity_ar} ({entity_ar}) يوم {not_after}، بعد "
+    "{days_words}. "
     "بعد هذا التاريخ لن يكون بإمكانكم التوقيع بها. يرجى طلب تجديدها من الآن لدى المنسق "
     "المعين بإقليمكم.\n"
 )
 _EXPIRY_CONTACT_EMAIL = (
     "Bonjour {contact_name},\n\n"
-    "Le certificat de signature de {holder_fr} ({entity_fr}) expire le {not_after}, dans "
+    "Le certificat de signature de {styled_fr} ({entity_fr}) expire le {not_after}, dans "
     "{days_words}. Pour que la signature des autorisations ne soit pas interrompue, "
     "soumettez dès maintenant une demande de renouvellement.\n\n"
     "----\n\n"
     "السلام عليكم {contact_name}،\n\n"
-    "تنتهي صلاحية شهادة توقيع {holder_ar} ({entity_ar}) يوم {not_after}، بعد {days_words}. "
+    "تنتهي صلاحية شهادة توقيع {styled_ar} ({entity_ar}) يوم {not_after}، بعد {days_words}. "
     "حتى لا يتوقف توقيع الرخص، يرجى تقديم طلب التجديد من الآن.\n"
 )
 _HANDOVER_REMINDER_EMAIL = (
@@ -314,15 +343,64 @@ class _Strict(dict[str, Any]):
         raise KeyError(f"template parameter {key!r} missing")
 
 
+_HONORIFIC_AR = {"mr": "المحترم", "mrs": "المحترمة"}
+
+
+def _person(values: dict[str, Any], params: Mapping[str, Any]) -> None:
+    """The greeting, capacity and styled name of the holder a notice is about, agreeing
+    with their civility; by name alone when the row carries no civility or role."""
+    civility, role = params.get("civility"), params.get("role")
+    known = civility in CIVILITIES
+    titled = known and role in ROLES
+    for lang in ("fr", "ar"):
+        name = str(params.get(f"name_{lang}") or params.get(f"holder_{lang}") or "")
+        if known:
+            greeting = f"{civility_label(str(civility), lang)} {name}"
+            styled = greeting
+        else:
+            greeting = name if lang == "fr" else f"السلام عليكم {name}"
+            styled = name
+        if lang == "ar" and known:
+            greeting = f"{greeting} {_HONORIFIC_AR[str(civility)]}"
+        capacity = ""
+        if titled:
+            title = title_for(str(role), str(civility), lang)
+            capacity = f" en qualité de {title}" if lang == "fr" else f" بصفتكم {title}"
+            styled = f"{styled}, {title}" if lang == "fr" else f"{styled}، {title}"
+        values[f"greeting_{lang}"] = greeting
+        values[f"capacity_{lang}"] = capacity
+        values[f"styled_{lang}"] = styled
+
+
+def _agreement(values: dict[str, Any], params: Mapping[str, Any]) -> None:
+    """French agreement with the changed contact detail: "le numéro ... changé",
+    "l'adresse ... changée"."""
+    what = params.get("what_fr")
+    if not isinstance(what, str):
+        return
+    feminine = what.startswith("adresse")
+    values["the_what_fr"] = f"L'{what}" if feminine else f"Le {what}"
+    ending = "e" if feminine else ""
+    values["registered_fr"] = f"enregistré{ending}"
+    values["changed_fr"] = f"changé{ending}"
+    values["confirmed_fr"] = f"confirmé{ending}"
+    values["to_old_fr"] = "à l'ancienne adresse" if feminine else "à l'ancien numéro"
+
+
 def _values(params: Mapping[str, Any], lang: str, secret: str | None) -> _Strict:
     values = _Strict(params)
     values["secret"] = secret or ""
-    for key in _COUNTED:
-        raw = params.get(key)
+    _person(values, params)
+    _agreement(values, params)
+    wanted = [(key, key, key) for key in _COUNTED]
+    wanted += [(name, source, key) for name, (source, key) in _COUNTED_AS.items()]
+    for name, source, key in wanted:
+        raw = params.get(source)
         if raw is None:
             continue
         number = raw if isinstance(raw, int) else int(raw) if str(raw).isdigit() else None
-        values[f"{key}_words"] = counted(key, number, lang) if number is not None else str(raw)
+        values[f"{name}_words"] = counted(key, number, lang) if number is not None \
+            else str(raw)
     return values
 
 
@@ -354,20 +432,57 @@ def render(name: str, channel: str, params: Mapping[str, Any],
 # ----------------------------------------------------------- election campaigns
 
 _CAMPAIGN_STATUS_EMAIL = (
-    "Madame, Monsieur {contact_name},\n\n"
+    "Bonjour {contact_name},\n\n"
     "Campagne « {campaign} » — installation des conseils le {installation_date}.\n"
-    "{province_fr} : {count} siège(s), dont {blocked} sans personne pouvant signer "
+    "{province_fr} : {count_seats_words} ; sans personne pouvant signer : {blocked} "
     "(les plus anciens d'abord) :\n\n{items}\n\n"
     "Pour qu'une commune puisse signer dès l'installation, remettez chaque jeton à son "
     "titulaire et consignez la remise le jour même.\n\n"
     "----\n\n"
-    "السيد(ة) {contact_name}،\n\n"
+    "السلام عليكم {contact_name}،\n\n"
     "حملة « {campaign} » — تنصيب المجالس بتاريخ {installation_date}.\n"
-    "{province_ar}: {count} مقعدا، منها {blocked} بدون أي شخص يمكنه التوقيع "
+    "{province_ar}: {count_seats_words}؛ المقاعد بدون أي شخص يمكنه التوقيع: {blocked} "
     "(الأقدم أولا):\n\n{items}\n\n"
-    "حتى تتمكن كل جماعة من التوقيع منذ التنصيب، يرجى تسليم كل جهاز توقيع إلى صاحبه وتسجيل "
-    "التسليم في نفس اليوم.\n"
+    "حتى تتمكن كل جماعة من التوقيع منذ التنصيب، يرجى تسليم كل جهاز توقيع إلى صاحب الشهادة "
+    "وتسجيل التسليم في نفس اليوم.\n"
 )
+
+#: A request's state as the notices say it (the web pages' words).
+REQUEST_STATE_WORDS = {
+    "submitted": ("demande soumise", "طلب مقدم"),
+    "approved": ("demande approuvée", "طلب مقبول"),
+    "personalised": ("jeton personnalisé", "جهاز توقيع مخصص"),
+    "shipped": ("jeton expédié", "جهاز توقيع مرسل"),
+    "delivered": ("jeton chez le contact", "جهاز التوقيع لدى المنسق"),
+    "handed_over": ("jeton remis au titulaire", "جهاز التوقيع مسلم لصاحب الشهادة"),
+    "active": ("certificat actif", "شهادة نشطة"),
+    "rejected": ("demande rejetée", "طلب مرفوض"),
+    "cancelled": ("demande annulée", "طلب ملغى"),
+}
+
+
+def seat_line(*, commune_fr: str, commune_ar: str, role: str, civility: str, name_fr: str,
+              name_ar: str, request_status: str | None, blocked_since: object | None,
+              can_sign: bool) -> str:
+    """One seat of a campaign's list, in both languages: the commune, the title of the
+    elected person (agreeing with their civility), the step their request reached (or
+    re-elected), and whether the commune can sign."""
+    title_fr, title_ar = title_for(role, civility, "fr"), title_for(role, civility, "ar")
+    if request_status is None:
+        step_fr = "réélue" if civility == "mrs" else "réélu"
+        step_ar = "أعيد انتخابها" if civility == "mrs" else "أعيد انتخابه"
+    else:
+        step_fr, step_ar = REQUEST_STATE_WORDS.get(request_status,
+                                                   (request_status, request_status))
+    if blocked_since is not None:
+        state = f"BLOQUÉE depuis le {blocked_since} / متوقفة منذ {blocked_since}"
+    elif can_sign:
+        state = "peut signer / يمكنها التوقيع"
+    else:
+        state = "pas encore de signataire / لا يوجد موقع بعد"
+    return (f"- {commune_fr} / {commune_ar} — {title_fr} / {title_ar} : {name_fr} / "
+            f"{name_ar}, {step_fr} / {step_ar} — {state}")
+
 
 TEMPLATES["campaign.status"] = Template(
     "campaign.status", False,

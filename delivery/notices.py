@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from core.clock import Clock
-from delivery.models import DEVICE, CertificateRequest, Contact, CourierBatch, Holder
+from delivery.mandates import current_mandate
+from delivery.models import DEVICE, CertificateRequest, Contact, CourierBatch, Holder, Mandate
 from delivery.outbox import Notification, enqueue
 from quotas.models import Commune, Province
 
@@ -30,9 +31,14 @@ def notice_email(holder: Holder) -> str:
     return holder.email
 
 
-def _names(holder: Holder) -> dict[str, str]:
+def _names(session: Session, holder: Holder) -> dict[str, str]:
+    """The holder's names, civility and the role of the mandate in force: the texts address
+    them "Madame" / "السيدة ... المحترمة" and name their title (delivery.titles)."""
+    mandate = current_mandate(session, holder.id)
     return {"name_fr": f"{holder.given_name_fr} {holder.surname_fr}",
-            "name_ar": f"{holder.given_name_ar} {holder.surname_ar}"}
+            "name_ar": f"{holder.given_name_ar} {holder.surname_ar}",
+            "civility": holder.civility,
+            "role": mandate.role if mandate is not None else holder.role}
 
 
 def _entity(session: Session, holder: Holder) -> dict[str, str]:
@@ -51,7 +57,9 @@ def enqueue_initial_pin(session: Session, clock: Clock, request: CertificateRequ
     if request.pin_envelope_id is None:
         raise ValueError(f"request {request.id} has no PIN envelope")
     form_fr, form_ar = _FORMS[request.token_form]
-    params = {**_names(holder), **_entity(session, holder), "form_fr": form_fr,
+    mandate = session.get(Mandate, request.mandate_id)
+    names = {**_names(session, holder), **({"role": mandate.role} if mandate is not None else {})}
+    params = {**names, **_entity(session, holder), "form_fr": form_fr,
               "form_ar": form_ar, "form": request.token_form, "lang": _lang(holder)}
     for channel, recipient in (("sms", holder.mobile), ("email", holder.email)):
         enqueue(session, clock, Notification(
@@ -89,7 +97,7 @@ def enqueue_reset_pin(session: Session, clock: Clock, *, challenge_id: str, hold
     enqueue(session, clock, Notification(
         channel="email", recipient=notice_email(holder), template="pin.reset_notice",
         dedupe_key=f"pin.reset_notice:{challenge_id}",
-        params={**_names(holder), "at": at.strftime("%Y-%m-%d %H:%M"),
+        params={**_names(session, holder), "at": at.strftime("%Y-%m-%d %H:%M"),
                 "phone_tail": holder.mobile[-4:]},
         holder_id=holder.id, request_id=request_id))
 
@@ -115,7 +123,7 @@ def enqueue_contact_changed(session: Session, clock: Clock, *, holder: Holder, c
     secret; the event's time makes each SMS body unique for the provider lookup)."""
     what_fr, what_ar = _WHAT[channel]
     # "*" rather than "•": a text in the GSM alphabet takes half the segments
-    params = {**_names(holder), "what_fr": what_fr, "what_ar": what_ar,
+    params = {**_names(session, holder), "what_fr": what_fr, "what_ar": what_ar,
               "new_hint": new_hint.replace("•", "*"),
               "by": by, "at": at.strftime("%Y-%m-%d %H:%M:%S"), "lang": _lang(holder)}
     for old_channel, recipient in (("sms", holder.mobile), ("email", holder.email)):
@@ -132,7 +140,7 @@ def enqueue_contact_code(session: Session, clock: Clock, *, holder: Holder, chan
     enqueue(session, clock, Notification(
         channel=channel, recipient=recipient, template="contact.code",
         dedupe_key=f"contact.code:{change_id}",
-        params={**_names(holder), "ttl_hours": ttl_hours, "lang": _lang(holder)},
+        params={**_names(session, holder), "ttl_hours": ttl_hours, "lang": _lang(holder)},
         envelope_id=envelope_id, holder_id=holder.id))
 
 
@@ -141,7 +149,7 @@ def enqueue_expiry_warning(session: Session, clock: Clock, *, holder: Holder,
                            not_after: datetime, days_left: int) -> int:
     """The warning that ``serial`` expires, to the holder (SMS and email) and to the
     province's contact (email). Returns how many messages were queued."""
-    params = {**_names(holder), **_entity(session, holder),
+    params = {**_names(session, holder), **_entity(session, holder),
               "not_after": not_after.strftime("%Y-%m-%d"), "days": days_left,
               "lang": _lang(holder)}
     key = f"expiry:{serial}:{threshold_days}"
@@ -156,7 +164,8 @@ def enqueue_expiry_warning(session: Session, clock: Clock, *, holder: Holder,
             channel="email", recipient=contact.email, template="expiry.contact",
             dedupe_key=f"{key}:contact",
             params={"contact_name": contact.full_name, "holder_fr": params["name_fr"],
-                    "holder_ar": params["name_ar"], "entity_fr": params["entity_fr"],
+                    "holder_ar": params["name_ar"], "civility": params["civility"],
+                    "role": params["role"], "entity_fr": params["entity_fr"],
                     "entity_ar": params["entity_ar"], "not_after": params["not_after"],
                     "days": days_left}))
         queued += 1

@@ -13,6 +13,7 @@ from api import accounts, ratelimit
 from api.models import ApiKey, User
 from api.routing import ApiBlueprint, Call, client_address
 from api.schema import PageQuery, make_page, page_of, rule
+from api.wiring.flaskapp import wiring
 from core.audit import record
 
 bp = ApiBlueprint("auth", __name__, url_prefix="/v1", tag="Accounts",
@@ -26,6 +27,11 @@ PROVINCE = r"^[0-9]{2}\.[0-9]{3}$"
 class LoginIn:
     username: str = field(metadata=rule(min_length=1, max_length=64))
     password: str = field(metadata=rule(min_length=1, max_length=1024, write_only=True))
+    totp_code: str | None = field(default=None, metadata=rule(
+        min_length=1, max_length=32, write_only=True,
+        description="The second factor of an account that has one (the roles of "
+                    "TAWQI_TOTP_REQUIRED_ROLES): the authenticator application's current "
+                    "6-digit code, or one unused recovery code."))
 
 
 @dataclass(frozen=True)
@@ -148,14 +154,21 @@ def key_out(key: ApiKey) -> ApiKeyOut:
 
 
 @bp.operation("POST", "/auth/login", action=None, body=LoginIn, response=TokenOut,
-              rate_limit="auth", summary="Exchange a user name and password for a token",
-              errors=(401,))
+              rate_limit="auth", summary="Exchange a user name and password (and the "
+              "second-factor code of an account that has one) for a token",
+              errors=(401, 403))
 def login(call: Call, body: LoginIn) -> TokenOut:
     """Failed logins are limited per client address (``TAWQI_RATE_LIMIT_AUTH``) and a user
     name that keeps failing backs off exponentially, except for addresses that have not
     failed on it (``TAWQI_LOGIN_FREE_FAILURES``, ``TAWQI_LOGIN_BACKOFF_MAX_SECONDS``); a
     successful login does not count. The token lasts ``TAWQI_SESSION_TTL_MINUTES``; only its
-    hash is stored."""
+    hash is stored.
+
+    An account with a TOTP second factor also sends ``totp_code``: without it the answer is
+    401 ``second-factor-required``, with a wrong or replayed code 401
+    ``second-factor-failed``; both count as failed logins. An account of a role in
+    ``TAWQI_TOTP_REQUIRED_ROLES`` that has not enrolled yet gets 403
+    ``second-factor-not-enrolled``: it enrols on the web sign-in page first."""
     client = client_address()
     username = body.username.strip().lower()[:64]
 
@@ -164,10 +177,15 @@ def login(call: Call, body: LoginIn) -> TokenOut:
                object_type="username", object_id=username, summary={"client": client})
 
     call.on_failure(audit_failure)
+    required = frozenset(r.strip() for r in call.settings.totp_required_roles.split(",")
+                         if r.strip())
+    # the token layer is reached only when a code came with the password
+    sealer = wiring().sealer_or_none() if body.totp_code else None
     issued = accounts.login(call.session, call.clock, call.passwords, username=body.username,
                             password=body.password,
                             ttl=timedelta(minutes=call.settings.session_ttl_minutes),
-                            client=client)
+                            client=client, totp_code=body.totp_code, sealer=sealer,
+                            required_roles=required)
     ratelimit.login_succeeded(call.session, call.clock, username=body.username,
                               address=client, limit=ratelimit.login_policy(call.settings)[0])
     return TokenOut(issued.token, "Bearer", issued.expires_at, issued.user.role)  # type: ignore[arg-type]

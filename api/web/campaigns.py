@@ -4,7 +4,8 @@ the DGCL; a contact sees their province's seats). The figures are
 
 Operators and the DGCL also run a campaign here (``campaigns.manage``), with the functions
 the API calls: open it (name, installation date, scope, funding), import the newly elected
-(a CSV file; every error shown with its line number, nothing imported if any), install the
+(a CSV file; every error shown beside the upload field with its line number and its
+reason in the reader's language, nothing imported if any), install the
 new councils after a dry run that lists the certificates it would revoke.
 """
 
@@ -58,6 +59,7 @@ def _campaign_page(p: Page, campaign_id: int | None, status: int = 200,
                  done=request.args.get("done", ""), form_error=form_error, form=form,
                  open_form=form_error.form if form_error else "",
                  line_errors=line_errors or [], preview=preview,
+                 civilities=campaigns.incoming_civilities(p.session, found) if found else {},
                  columns=",".join(campaigns.CSV_COLUMNS))
 
 
@@ -68,16 +70,42 @@ def _refused(p: Page, campaign_id: int | None, exc: Any, where: str) -> Any:
                           line_errors=_in_words(errors) if isinstance(errors, list) else None)
 
 
+_NAMES = ("given_name_fr", "surname_fr", "given_name_ar", "surname_ar")
+
+
 def _in_words(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each line's error in the reader's language: the line and the column, never the
-    service's English."""
+    """Each refused line in the reader's language: its number, the column and the reason
+    (from the error's ``reason`` and ``params``), never the service's English."""
+    reader = lang()
     shown = []
     for e in errors:
         column = str(e.get("field") or "")
         key = f"field.{column}"
-        words = i18n.text(lang(), key) if column and i18n.has(lang(), key) else column
-        shown.append({"line": e.get("line"), "column": column, "words": words})
+        words = i18n.text(reader, key) if column and i18n.has(reader, key) else ""
+        why = _why(reader, str(e.get("reason") or "invalid"), column,
+                   dict(e.get("params") or {}))
+        line = i18n.number(reader, int(e.get("line") or 1))
+        shown.append({"line": e.get("line"), "column": column, "words": words,
+                      "text": i18n.text(reader, "campaign.error_at", line=line,
+                                        column=words, why=why) if words else
+                      i18n.text(reader, "campaign.error_line", line=line, why=why)})
     return shown
+
+
+def _why(reader: str, reason: str, column: str, params: dict[str, Any]) -> str:
+    if reason == "invalid":
+        key = f"campaign.invalid.{'name' if column in _NAMES else column}"
+        return i18n.text(reader, key if i18n.has(reader, key) else "campaign.reason.invalid")
+    if reason == "refused":
+        key = f"campaign.refused.{params.get('type', '')}"
+        return i18n.text(reader, key if i18n.has(reader, key) else "campaign.reason.refused")
+    values = {k: i18n.number(reader, v) if isinstance(v, int) else str(v)
+              for k, v in params.items()}
+    if "role" in params:
+        values["role"] = i18n.text(reader, f"role.{params['role']}")
+    key = f"campaign.reason.{reason}"
+    return i18n.text(reader, key if i18n.has(reader, key) else "campaign.reason.invalid",
+                     **values)
 
 
 @bp.post("/campaigns")

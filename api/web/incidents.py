@@ -1,7 +1,9 @@
 """A lost, stolen or damaged token, reported in the browser (:mod:`delivery.incidents`).
 
 The holder reports their own token on ``/web/me``; the province's contact (or an operator)
-reports it from the province page's request rows. The certificate is suspended (lost,
+reports it from the province page: the holder rows, or the hand-over area (the requests
+table: a token with the contact, handed over or in use; :mod:`delivery.incidents` decides
+which states it accepts). The certificate is suspended (lost,
 damaged) or revoked (stolen) and a replacement request is created, in one transaction; a
 refusal is shown beside the form, in the reader's language.
 """
@@ -31,7 +33,9 @@ def report_incident(p: Page, request_id: int) -> Any:
     code = found.province_code
     kind = request.form.get("incident", "")
     note = request.form.get("note", "")
-    where = f"incident-{request_id}"
+    # the hand-over area of the province page has its own form (and refusal) per request
+    area = "handover-" if request.form.get("area") == "handover" else ""
+    where = f"incident-{area}{request_id}"
     if p.principal.role == "holder":
         holder_id = p.principal.holder_id
         p.authorize(Scope(province_code=code, holder_id=found.holder_id))

@@ -1,5 +1,6 @@
 """The operator's journey: the work queue with search, filters, sort and pages; the
-structured identity check; approve or reject one request or many; personalise; prepare a
+structured identity check; approve or reject one request or many; personalise; activate (a
+hosted key: its PIN goes to the holder then); prepare a
 province's batch and dispatch it with its tracking number; retry dead notifications.
 
 Every action is authorised per request or batch through :mod:`api.policy` and runs in its
@@ -22,13 +23,13 @@ from api.web.session import Page, page
 from api.wiring.flaskapp import wiring
 from core.errors import TawqiError
 from delivery import batches, outbox, personalisation, requests
-from delivery.models import REQUEST_STATES, TOKEN_FORMS
+from delivery.models import KIND_RENEWAL, KIND_REPLACEMENT, REQUEST_STATES, TOKEN_FORMS
 from delivery.search import SORTS, Filters, search_requests
 from quotas import queries as refqueries
 
 #: Identity documents an operator checks (the number of a CIN is the holder's CIN).
 DOCUMENTS = ("cin", "passport", "residence")
-BULK_ACTIONS = ("approve", "reject", "personalise")
+BULK_ACTIONS = ("approve", "reject", "personalise", "activate")
 PER_PAGE = 25
 
 
@@ -74,6 +75,7 @@ def _search_page(p: Page, status: int = 200, outcomes: list[Outcome] | None = No
                  sorts=list(SORTS), documents=DOCUMENTS, outcomes=outcomes or [],
                  form_error=form_error, may_decide=p.allowed("requests.decide"),
                  may_personalise=p.allowed("requests.personalise"),
+                 may_activate=p.allowed("requests.activate"),
                  args={k: v for k, v in request.args.items() if k != "page"})
 
 
@@ -97,7 +99,8 @@ def _one(p: Page, request_id: int, action: str, work: Callable[[], object]) -> O
 @bp.post("/requests/bulk")
 @page("queue.read")
 def bulk(p: Page) -> Any:
-    """Approve, reject or personalise every request ticked, each on its own."""
+    """Approve, reject, personalise or activate every request ticked, each on its own
+    (activating a hosted key sends its PIN to the holder)."""
     form = request.form
     action = form.get("action", "")
     ids = sorted({int(x) for x in form.getlist("ids") if x.isdigit()})
@@ -129,6 +132,18 @@ def _bulk_work(p: Page, action: str, request_id: int) -> tuple[str, Callable[[],
         return "requests.decide", lambda: requests.reject_request(
             p.session, p.clock, request_id, actor=p.actor, reason=form.get("reason", ""))
     root = wiring()
+    if action == "activate":
+        def activate() -> object:
+            found = requests.get_request(p.session, request_id)
+            supersede = None
+            if found.kind in (KIND_RENEWAL, KIND_REPLACEMENT):  # the CA revokes the old one
+                personaliser = root.personaliser()
+
+                def supersede(serial: str) -> None:
+                    personaliser.supersede(p.session, p.clock, serial=serial, actor=p.actor)
+            return requests.activate_request(p.session, p.clock, request_id, actor=p.actor,
+                                             supersede=supersede)
+        return "requests.activate", activate
     return "requests.personalise", lambda: personalisation.personalise_request(
         p.session, p.clock, request_id, personaliser=root.personaliser(),
         sealer=root.sealer(), actor=p.actor, policy=root.policy)

@@ -143,6 +143,9 @@ def _context() -> dict[str, Any]:
     def title(holder: Any) -> str:  # the holder's title, agreeing with their civility
         return titles.title_for(holder.role, holder.civility, current)
 
+    def role_title(role: str, civility: str) -> str:  # a seat's, agreeing with its holder
+        return titles.title_for(role, civility, current)
+
     def day(at: datetime | None) -> str:
         return i18n.day(current, at)
 
@@ -155,7 +158,8 @@ def _context() -> dict[str, Any]:
     return {"lang": current, "dir": "rtl" if current == "ar" else "ltr", "t": t, "tn": tn,
             "name": name, "csrf_field": CSRF_FIELD, "csrf_token": csrf_token,
             "user": g.get("tawqi_web_principal"), "day": day, "when": when, "pct": pct,
-            "num": num, "title": title, "here": request.full_path.rstrip("?")}
+            "num": num, "title": title, "role_title": role_title,
+            "here": request.full_path.rstrip("?")}
 
 
 def _html(template: str, code: int = 200, **values: Any) -> Response:
@@ -461,6 +465,7 @@ def _province_page(p: Page, code: str, commune_code: str | None = None,
         requests=requests_pager.slice(asked, PROVINCE_PAGE_SIZE), open_states=OPEN_STATES,
         may_cancel=p.allowed("requests.cancel", scope),
         may_report=p.allowed("requests.incident", scope),
+        reportable=_reportable(people),
         may_receive=p.allowed("batches.receive", scope),
         batches=oversight.province_batches(p.session, p.clock, code,
                                            overdue_days=overdue_days),
@@ -496,6 +501,20 @@ def _acting_contact(p: Page, province_code: str) -> int:
     """The designated contact a request or registration is made through: the caller's
     own record for a contact, the province's for an operator."""
     return contacts.designated_contact_id(p.session, province_code)
+
+
+#: States of a token the hand-over area offers to report lost, stolen or damaged: with the
+#: contact, handed over, or in use (delivery.incidents decides what it accepts).
+REPORTABLE_STATES = ("delivered", "handed_over", "active")
+
+
+def _reportable(people: list[oversight.HolderLine]) -> set[int]:
+    """The requests whose token may be reported from the hand-over area: each holder's
+    newest request (one already replaced is not), in use only while its certificate is
+    valid."""
+    return {h.request_id for h in people
+            if h.request_id is not None and h.request_status in REPORTABLE_STATES
+            and (h.request_status != "active" or h.certificate == "valid")}
 
 
 def _form_action(p: Page, code: str, open_form: str,

@@ -364,3 +364,24 @@ def test_contact_scope_on_quotas(client: FlaskClient, callers: dict[str, Caller]
     assert {line["province_code"] for line in report["items"]} == {PROVINCE}
     refused = client.get(f"/v1/quotas?province={OTHER_PROVINCE}", headers=contact)
     assert refused.status_code == 403
+
+
+@pytest.mark.parametrize(("role", "status", "problem"), [
+    (ADMIN, 403, "second-factor-not-enrolled"), (OPERATOR, 403, "second-factor-not-enrolled"),
+    (CONTACT, 200, None), (HOLDER, 200, None)])
+def test_password_login_by_role_under_the_second_factor_policy(
+        client: FlaskClient, api_runtime: Runtime, callers: dict[str, Caller], role: str,
+        status: int, problem: str | None) -> None:
+    """``POST /v1/auth/login`` with the default ``TAWQI_TOTP_REQUIRED_ROLES``: the roles that
+    need a second factor are refused until they enrol (then they send ``totp_code``:
+    tests/api/test_second_factor.py); the others log in with their password."""
+    api_runtime.settings = api_runtime.settings.replace(totp_required_roles="operator,"
+                                                                            "dgcl_admin")
+    username = {ADMIN: "admin", OPERATOR: "operator", CONTACT: "contact",
+                HOLDER: "holder"}[role]
+    answer = client.post("/v1/auth/login", json={"username": username, "password": PASSWORD})
+    assert answer.status_code == status, answer.get_json()
+    if problem is not None:
+        assert answer.get_json()["type"].endswith("/" + problem)
+    else:
+        assert answer.get_json()["role"] == role

@@ -1,12 +1,16 @@
 """The TOTP second factor (api.totp, api.accounts): RFC 6238's test vectors, ±1 step and no
 replay; the secret sealed on the token layer; a password-checked login of an account with a
 second factor gets a pending token that opens nothing else, five codes at most; recovery
-codes hashed and single-use; the API refuses such an account's password alone."""
+codes hashed and single-use; the API takes the code beside the password (refusing the
+password alone, counting wrong codes as failed logins) and refuses a role that must have a
+second factor until it enrols."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -21,9 +25,11 @@ from api import accounts, totp
 from api.errors import SecondFactorInvalid, TokenInvalid
 from api.models import RecoveryCode, User
 from api.runtime import Runtime
+from api.wiring.flaskapp import wiring as app_wiring
 from core.audit import AuditEvent
 from core.clock import FrozenClock
 from core.db import Base
+from delivery.envelopes import Sealer, provision_envelope_key
 from tests.api.conftest import PASSWORD, Caller
 from tests.delivery.conftest import ServiceTokens, service_tokens  # noqa: F401
 from tests.secrets_at_rest import assert_kept_secret
@@ -121,6 +127,104 @@ def _pending_login(app: Flask, session: Session, clock: FrozenClock,
     token = pending()
     assert complete(token, codes[0].upper()) is not None
     assert complete(pending(), codes[0]) is None  # once
+
+
+def _api_sealer(app: Flask, api_runtime: Runtime) -> Sealer:
+    """The sealer the API's login opens the secret with (the app's envelope token)."""
+    settings = api_runtime.settings
+    provision_envelope_key(api_runtime.tokens(), token_label=settings.envelope_token,
+                           token_pin=settings.envelope_token_pin,
+                           key_label=settings.envelope_key, so_pin=settings.so_pin)
+    return app_wiring(app).sealer()
+
+
+def _login(client: FlaskClient, username: str, **extra: str) -> tuple[int, dict[str, Any]]:
+    response = client.post("/v1/auth/login", json={"username": username,
+                                                   "password": PASSWORD, **extra})
+    if response.status_code >= 400:
+        assert response.content_type == "application/problem+json"
+    return response.status_code, response.get_json()
+
+
+@pytest.mark.hsm
+def test_the_api_login_takes_the_second_factor_code(
+        app: Flask, client: FlaskClient, api_runtime: Runtime, clock: FrozenClock,
+        callers: dict[str, Caller]) -> None:
+    sealer = _api_sealer(app, api_runtime)
+    api_runtime.settings = api_runtime.settings.replace(totp_required_roles="operator")
+    user_id = callers["operator"].principal_id
+    with api_runtime.unit_of_work() as session:
+        enrolment = accounts.start_totp(session, clock, sealer, user_id)
+        secret = bytes.fromhex(_b32_to_hex(enrolment.secret_base32))
+        codes = accounts.confirm_totp(session, clock, sealer, user_id,
+                                      totp.code_at(secret, totp.step_of(clock.now())),
+                                      actor="t")
+    clock.advance(timedelta(seconds=30))
+    now = totp.code_at(secret, totp.step_of(clock.now()))
+    wrong = "000000" if now != "000000" else "111111"
+
+    status, body = _login(client, "operator")  # the password alone
+    assert (status, body["type"].rsplit("/", 1)[1], body["field"]) == \
+        (401, "second-factor-required", "totp_code")
+    status, body = _login(client, "operator", totp_code=wrong)
+    assert (status, body["type"].rsplit("/", 1)[1]) == (401, "second-factor-failed")
+    status, body = _login(client, "operator", totp_code=now)
+    assert status == 200 and body["role"] == "operator"
+    me = client.get("/v1/me", headers={"Authorization": f"Bearer {body['token']}"})
+    assert me.status_code == 200 and me.get_json()["name"]
+    status, body = _login(client, "operator", totp_code=now)  # never twice
+    assert (status, body["type"].rsplit("/", 1)[1]) == (401, "second-factor-failed")
+    assert _login(client, "operator", totp_code=codes[0])[0] == 200  # a recovery code
+    assert _login(client, "operator", totp_code=codes[0])[0] == 401  # once
+
+    with api_runtime.unit_of_work() as session:
+        events = list(session.scalars(select(AuditEvent).where(
+            AuditEvent.object_id.in_(["operator", str(user_id)]),
+            AuditEvent.action.in_(["auth.login", "auth.login_failed"]))
+            .order_by(AuditEvent.seq)))
+        assert [e.action for e in events][-6:] == [
+            "auth.login_failed", "auth.login_failed", "auth.login", "auth.login_failed",
+            "auth.login", "auth.login_failed"]
+        assert [json.loads(e.summary)["via"] for e in events
+                if e.action == "auth.login"][-2:] == ["password+totp",
+                                                      "password+recovery-code"]
+        stored = session.get_one(User, user_id)
+        assert secret not in (stored.totp_sealed or b"")
+        assert enrolment.secret_base32 not in "".join(e.summary for e in events)
+
+
+@pytest.mark.hsm
+def test_wrong_codes_count_as_failed_logins(
+        app: Flask, client: FlaskClient, api_runtime: Runtime, clock: FrozenClock,
+        callers: dict[str, Caller]) -> None:
+    sealer = _api_sealer(app, api_runtime)
+    api_runtime.settings = api_runtime.settings.replace(rate_limit_auth="3/300",
+                                                        totp_required_roles="operator")
+    user_id = callers["operator"].principal_id
+    with api_runtime.unit_of_work() as session:
+        enrolment = accounts.start_totp(session, clock, sealer, user_id)
+        secret = bytes.fromhex(_b32_to_hex(enrolment.secret_base32))
+        accounts.confirm_totp(session, clock, sealer, user_id,
+                              totp.code_at(secret, totp.step_of(clock.now())), actor="t")
+    clock.advance(timedelta(seconds=30))
+    now = totp.code_at(secret, totp.step_of(clock.now()))
+    wrong = "000000" if now != "000000" else "111111"
+    assert _login(client, "operator")[0] == 401
+    assert _login(client, "operator", totp_code=wrong)[0] == 401
+    assert _login(client, "operator", totp_code=wrong)[0] == 401
+    # three failures from this address: even the right code now waits
+    status, body = _login(client, "operator", totp_code=now)
+    assert status == 429 and body["type"].endswith("rate-limited")
+
+
+def test_a_role_that_needs_a_second_factor_enrols_before_the_api_lets_it_in(
+        client: FlaskClient, api_runtime: Runtime, callers: dict[str, Caller]) -> None:
+    api_runtime.settings = api_runtime.settings.replace(totp_required_roles="operator,"
+                                                                            "dgcl_admin")
+    status, body = _login(client, "admin")
+    assert (status, body["type"].rsplit("/", 1)[1]) == (403, "second-factor-not-enrolled")
+    assert "/web/" not in body.get("token", "")
+    assert _login(client, "contact")[0] == 200  # a role without the requirement
 
 
 @pytest.mark.hsm

@@ -5,6 +5,8 @@ Revocation at installation runs on the real CA in tests/api/test_campaigns_api.p
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -13,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import FrozenClock
 from delivery import campaigns, mandates
+from delivery.messages import render
 from delivery.models import CampaignEntry, CertificateRequest, Holder, OutboxMessage
 from quotas import ledger
 from tests.delivery.conftest import (
@@ -79,11 +82,20 @@ def test_every_error_with_its_line_and_nothing_imported(session: Session,
     found = [(e["line"], e["field"]) for e in err.value.extras["errors"]]
     assert found == [(3, "cin"), (4, "commune_code"), (5, "role"), (6, "role"),
                      (7, "civility"), (8, "phone"), (9, "cin"), (10, "")]
+    # each with a reason and plain parameters, for the pages to say it in their language
+    reasons = [(e["reason"], e["params"]) for e in err.value.extras["errors"]]
+    assert reasons == [
+        ("invalid", {}), ("out_of_scope", {"code": OTHER_PROVINCE_COMMUNE}),
+        ("seat_taken", {"role": "president", "code": COMMUNE_A, "first": 2}),
+        ("invalid", {}), ("invalid", {}), ("invalid", {}),
+        ("cin_repeated", {"cin": good, "first": 2}),
+        ("columns", {"count": 2, "expected": len(campaigns.CSV_COLUMNS)})]
     assert session.scalar(select(func.count(Holder.id))) == holders_before
     assert session.scalar(select(func.count(CampaignEntry.id))) == 0
     with pytest.raises(campaigns.CampaignImportInvalid) as err:
         campaigns.import_elected(session, clock, campaign, "cin,name\n", actor="dgcl")
     assert err.value.extras["errors"][0]["line"] == 1
+    assert err.value.extras["errors"][0]["reason"] == "header"
 
 
 def test_re_elected_replaced_and_promoted(session: Session, clock: FrozenClock) -> None:
@@ -164,6 +176,12 @@ def test_after_installation_unserved_seats_are_blocked_and_contacts_told(
     mail = session.scalars(select(OutboxMessage).where(
         OutboxMessage.template == "campaign.status")).all()
     assert len(mail) == 1 and mail[0].recipient == contact.email
+    body = render("campaign.status", "email", json.loads(mail[0].params)).body
+    assert "2 sièges ; sans personne pouvant signer : 2" in body
+    assert "مقعدان؛ المقاعد بدون أي شخص يمكنه التوقيع: 2" in body
+    assert "Président du conseil de la commune / رئيس مجلس الجماعة" in body
+    assert "demande soumise / طلب مقدم" in body and "BLOQUÉE depuis le" in body
+    assert not re.search(r"\b(president|submitted|réélu\(e\))\b", body)
     # The periodic job: the next day again while seats stay blocked, and not after the
     # follow-up window.
     clock.advance(timedelta(days=1))

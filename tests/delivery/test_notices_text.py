@@ -6,13 +6,20 @@ the glossary's words (jeton / جهاز التوقيع)."""
 from __future__ import annotations
 
 import csv
+import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from delivery import sms
+from core.clock import FrozenClock
+from delivery import notices, sms
 from delivery.messages import TEMPLATES, arabic_form, counted, render
+from delivery.models import OutboxMessage
+from tests.delivery.conftest import make_contact, make_holder
 
 CSV = Path(__file__).resolve().parents[2] / "quotas" / "data" / "morocco_communes.csv"
 ARABIC = re.compile(r"[\u0600-\u06FF]")
@@ -40,7 +47,9 @@ def _params(name: str) -> dict[str, object]:
         "new_hint": "k***@commune-exemple.gov.ma", "at": "2026-11-30 09:30:00",
         "by": "contact:k.alami",
         "not_after": "2027-01-15", "days": 30, "phone_tail": "8109"}
-    return {k: values[k] for k in TEMPLATES[name].fields()}
+    # the longest title a holder can carry, feminine: it must fit as well
+    return {**{k: values[k] for k in TEMPLATES[name].fields()},
+            "civility": "mrs", "role": "vice_president"}
 
 
 SMS = sorted(name for name, t in TEMPLATES.items() if t.sms)
@@ -113,3 +122,97 @@ def test_segments_counts() -> None:
     assert sms.segments("ع" * 134) == 2 and sms.segments("ع" * 135) == 3
     assert sms.encoding("Changez-le à la 1re signature") == "gsm7"
     assert sms.encoding("ça") == "ucs2"
+
+
+HOLDER_EMAILS = sorted(name for name, t in TEMPLATES.items()
+                       if t.email_body and "{greeting_fr}" in t.email_body)
+
+
+@pytest.mark.parametrize("name", HOLDER_EMAILS)
+def test_a_woman_is_addressed_as_madame_and_agreed_with_in_arabic(name: str) -> None:
+    template = TEMPLATES[name]
+    params = {**_params(name), "civility": "mrs", "role": "president"}
+    body = render(name, "email", params, SECRET if template.needs_secret else None).body
+    assert "Bonjour Madame Abdelouahed Benabdeljalil El Idrissi," in body
+    assert "السيدة عبد الواحد بنعبد الجليل الإدريسي المحترمة،" in body
+    assert "Monsieur" not in body and "السيد " not in body and "المحترم،" not in body
+    if "{capacity_fr}" in (template.email_body or ""):
+        assert " en qualité de Présidente du conseil de la commune (" in body
+        assert " بصفتكم رئيسة مجلس الجماعة (" in body
+        assert "Président du" not in body and "رئيس مجلس" not in body
+    man = render(name, "email", {**params, "civility": "mr"},
+                 SECRET if template.needs_secret else None).body
+    assert "Bonjour Monsieur " in man and "الإدريسي المحترم،" in man
+    assert "Madame" not in man and "المحترمة" not in man
+    if "{capacity_fr}" in (template.email_body or ""):
+        assert "en qualité de Président du conseil de la commune" in man
+        assert "بصفتكم رئيس مجلس الجماعة" in man
+
+
+def test_the_titles_follow_the_role_of_the_mandate() -> None:
+    params = {**_params("pin.initial"), "form": "hosted", "civility": "mrs"}
+    texts = {role: render("pin.initial", "email", {**params, "role": role}, SECRET).body
+             for role in ("vice_president", "secretary_general", "official")}
+    assert "en qualité de Vice-présidente du conseil de la commune" in texts["vice_president"]
+    assert "بصفتكم نائبة رئيس مجلس الجماعة" in texts["vice_president"]
+    assert "en qualité de Directrice générale des services" in texts["secretary_general"]
+    assert "بصفتكم المديرة العامة للمصالح" in texts["secretary_general"]
+    assert "en qualité de Fonctionnaire habilitée" in texts["official"]
+    assert "بصفتكم موظفة مؤهلة" in texts["official"]
+
+
+def test_the_contact_reads_the_holders_civility_and_title() -> None:
+    params = {"contact_name": "Khadija Alami", "holder_fr": "Fatima Zahra Bennani",
+              "holder_ar": "فاطمة الزهراء بناني", "civility": "mrs", "role": "president",
+              "entity_fr": "commune Al Hoceima", "entity_ar": "جماعة الحسيمة",
+              "not_after": "2027-01-15", "days": 7}
+    body = render("expiry.contact", "email", params).body
+    assert ("Le certificat de signature de Madame Fatima Zahra Bennani, Présidente du "
+            "conseil de la commune (commune Al Hoceima) expire le 2027-01-15, dans 7 jours."
+            in body)
+    assert "شهادة توقيع السيدة فاطمة الزهراء بناني، رئيسة مجلس الجماعة (جماعة الحسيمة)" in body
+    assert "بعد 7 أيام" in body
+
+
+def test_a_row_queued_before_civility_renders_by_name() -> None:
+    params = {k: v for k, v in _params("pin.initial").items() if k not in ("civility", "role")}
+    body = render("pin.initial", "email", {**params, "form": "device"}, SECRET).body
+    assert "Bonjour Abdelouahed Benabdeljalil El Idrissi," in body
+    assert "السلام عليكم عبد الواحد" in body
+    assert "Votre certificat de signature électronique (commune " in body
+
+
+def test_the_changed_detail_agrees_in_french() -> None:
+    base = {**_params("contact.changed"), "lang": "fr"}
+    address = {**base, "what_fr": "adresse électronique"}
+    mobile = {**base, "what_fr": "numéro de mobile", "what_ar": "رقم الهاتف"}
+    email = render("contact.changed", "email", address).body
+    assert "L'adresse électronique enregistrée pour vos notifications" in email
+    assert "a été changée le" in email and "d'arriver à l'ancienne adresse" in email
+    assert "Le numéro de mobile enregistré pour" in render("contact.changed", "email",
+                                                           mobile).body
+    text = render("contact.changed", "sms", mobile).body
+    assert "votre numéro de mobile a été changé le" in text and "à l'ancien numéro" in text
+    assert "a été changée" in render("contact.changed", "sms", address).body
+
+
+def test_the_notices_queued_carry_the_civility_and_the_mandates_role(
+        session: Session, clock: FrozenClock) -> None:
+    contact = make_contact(session, clock)
+    holder = make_holder(session, clock, contact=contact, civility="mrs",
+                         role="vice_president")
+    queued = notices.enqueue_expiry_warning(
+        session, clock, holder=holder, contact=contact, serial="5ab1", threshold_days=30,
+        not_after=clock.now() + timedelta(days=30), days_left=30)
+    assert queued == 3
+    rows = session.scalars(select(OutboxMessage).where(
+        OutboxMessage.dedupe_key.like("expiry:5ab1:%")).order_by(OutboxMessage.id)).all()
+    bodies = {(m.template, m.channel): render(m.template, m.channel, json.loads(m.params)).body
+              for m in rows}
+    assert "Bonjour Madame Karim Benali" in bodies[("expiry.holder", "email")]
+    assert "en qualité de Vice-présidente du conseil de la commune" in \
+        bodies[("expiry.holder", "email")]
+    assert "بصفتكم نائبة رئيس مجلس الجماعة" in bodies[("expiry.holder", "email")]
+    assert "de Madame Karim Benali, Vice-présidente du conseil" in \
+        bodies[("expiry.contact", "email")]
+    assert "Vice-président du" not in "".join(bodies.values())

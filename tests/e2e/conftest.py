@@ -158,10 +158,13 @@ def fonts(page: Page) -> set[str]:
     return set(found)
 
 
-def fits(page: Page, width: int = 390) -> None:
+def fits(page: Page, width: int = 390, shot: str | None = None) -> None:
     """At a phone's width the page itself does not scroll sideways: tables scroll in their
-    box."""
+    box. ``shot``: also save the page at that width as ``<shot>-<lang>-<width>.png``."""
     page.set_viewport_size({"width": width, "height": 800})
     wide = page.evaluate("document.documentElement.scrollWidth")
+    if shot is not None:
+        lang = page.locator("html").get_attribute("lang") or "fr"
+        page.screenshot(path=str(SHOTS / f"{shot}-{lang}-{width}.png"), full_page=True)
     page.set_viewport_size({"width": 1440, "height": 900})
     assert wide <= width, f"the page is {wide} px wide at {width} px"

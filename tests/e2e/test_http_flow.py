@@ -62,7 +62,9 @@ def stack(tmp_path: Path, softhsm_conf: Path, softhsm_module_path: str) -> Itera
                         so_pin=secrets.token_hex(8), service_pin=generate_pin(8),
                         root_pin=generate_pin(8), envelope_token_pin=generate_pin(8),
                         argon2_time_cost=1, argon2_memory_kib=1024,
-                        public_url="http://pki.tawqi.ma", policy_oid=DOCUMENTATION_POLICY_OID)
+                        public_url="http://pki.tawqi.ma", policy_oid=DOCUMENTATION_POLICY_OID,
+                        # operators log in through the API here, without enrolling a TOTP
+                        totp_required_roles="")
     rt = Runtime(settings, clock=clock, engine=engine)
     library = rt.tokens()
     with rt.unit_of_work() as session:

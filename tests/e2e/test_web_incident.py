@@ -1,9 +1,10 @@
 """A lost, stolen or damaged token reported in the browser, in French and in Arabic: the
 holder reports their own token on ``/web/me`` (a refusal first, shown beside the field),
 the province's contact reports another holder's token from the holder rows of the
-province page, and a token personalised but not active yet. The certificate is suspended
-(lost) or revoked (stolen) on the real CA, and a replacement request follows. Every page
-passes axe-core.
+province page, a token personalised but not active yet, and another from the hand-over
+area (the requests table; a refusal first, beside that form's own field). The certificate
+is suspended (lost, damaged) or revoked (stolen) on the real CA, and a replacement request
+follows. Every page passes axe-core.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from sqlalchemy import select
 from api.app import create_app
 from api.runtime import Runtime
 from api.wiring.flaskapp import wiring as app_wiring
+from core.audit import AuditEvent
 from delivery import holders, personalisation, requests
 from delivery.models import KIND_REPLACEMENT, CertificateRequest
 from pki.models import CertificateRecord
 from tests.api.conftest import COMMUNE, make_user, provision_service_tokens
 from tests.delivery.conftest import make_contact, random_cin, random_mobile
-from tests.e2e.conftest import SHOTS, Site, check, login, serve, set_lang
+from tests.e2e.conftest import SHOTS, Site, check, fits, login, serve, set_lang
 
 pytestmark = [pytest.mark.hsm,
               pytest.mark.parametrize("db_engine", ["sqlite"], indirect=True)]
@@ -77,6 +79,7 @@ def incident_site(api_runtime: Runtime) -> Iterator[Site]:
     make_user(rt, app, "salma", "holder", holder_id=active[0][1])
     make_user(rt, app, "contact", "contact", province_code=PROVINCE)
     make_user(rt, app, "admin", "dgcl_admin")
+    make_user(rt, app, "operator", "operator")
     with serve(app) as url:
         yield Site(url, rt, Scene(active[0][0], active[1][0], active[2][0]), SHOTS)
 
@@ -153,3 +156,49 @@ def test_token_incidents(page: Page, incident_site: Site, lang: str) -> None:
     with site.rt.unit_of_work() as session:
         assert session.get_one(CertificateRequest, scene.early).status == "replaced"
     expect(page.locator(f"#incident-{scene.early}")).to_have_count(0)
+
+@pytest.mark.parametrize("lang", ["fr", "ar"])
+def test_the_contact_reports_a_token_from_the_handover_area(page: Page, incident_site: Site,
+                                                            lang: str) -> None:
+    site, words = incident_site, WORDS[lang]
+    scene: Scene = site.scene
+    login(page, site, "contact")
+    page.goto(f"{site.url}/web/province/{PROVINCE}")
+    set_lang(page, site, lang)
+    row = page.locator(f"#requests #request-{scene.other}")
+    box = row.locator(f"#incident-handover-{scene.other}")
+    box.locator("summary").click()
+    check(page, site, "incident-handover-form")
+    fits(page, shot="incident-handover-form")
+
+    # without a note: refused beside the field of this form, in the page's language
+    box.locator("select[name=incident]").select_option("damaged")
+    box.locator("button[type=submit]").click()
+    error = page.locator(f"#error-incident-handover-{scene.other}-note")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text(words["note"])
+    expect(page.locator(f"#incident-handover-{scene.other}")).to_have_attribute("open", "")
+    expect(page.locator(f"#error-incident-{scene.other}-note")).to_have_count(0)
+    check(page, site, "incident-handover-refused")
+    with site.rt.unit_of_work() as session:
+        assert session.scalars(select(CertificateRequest).filter_by(
+            follows_request_id=scene.other)).all() == []
+
+    box = page.locator(f"#incident-handover-{scene.other}")
+    box.locator("select[name=incident]").select_option("damaged")
+    box.locator("textarea[name=note]").fill("Jeton tombé dans l'eau à la remise")
+    box.locator("button[type=submit]").click()
+    expect(page.locator("#flash")).to_contain_text(words["suspended"])
+    status, replacement = _outcome(site.rt, scene.other)
+    assert status == "suspended"
+    assert replacement.kind == KIND_REPLACEMENT and replacement.status == "submitted"
+    with site.rt.unit_of_work() as session:
+        events = session.scalars(select(AuditEvent.actor).where(
+            AuditEvent.action == "delivery.token.damaged",
+            AuditEvent.object_id == str(scene.other))).all()
+        assert events == ["user:contact"]
+    # the confirmation: the replacement is listed, the reported token has no form left
+    expect(page.locator(f"#requests #request-{replacement.id}")).to_be_visible()
+    expect(page.locator(f"#incident-handover-{scene.other}")).to_have_count(0)
+    expect(page.locator(f"#incident-{scene.other}")).to_have_count(0)
+    check(page, site, "incident-handover-done")

@@ -144,6 +144,8 @@ def stack() -> Iterator[Running]:
         "TAWQI_RATE_LIMIT_PIN": "50/300", "TAWQI_RATE_LIMIT_OTP": "50/300",
         # A killed worker's claim lapses after this (production: 300 s).
         "TAWQI_OUTBOX_LEASE_SECONDS": "3",
+        # The story's operators log in through the API without enrolling a TOTP.
+        "TAWQI_TOTP_REQUIRED_ROLES": "",
     })
     running = Running(f"http://127.0.0.1:{port}", state, env, twilio, requests.Session())
     try:
