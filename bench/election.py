@@ -168,12 +168,39 @@ def prepare(directory: Path, communes: int) -> tuple[list[str], str]:
         runtime.close()
 
 
-def _prepare_share(job: tuple[dict[str, str], int, int, int, int, Any, Any]) -> int:
+class _Dying:
+    """The fault drill's personaliser: the real one, except that it ends its process
+    (``os._exit``, no clean-up) at a chosen step: ``write`` just before writing the first
+    batch's certificates (after its commit), ``certify:N`` at the N-th certification
+    (inside a batch's transaction)."""
+
+    def __init__(self, inner: Any, step: str) -> None:
+        self._inner = inner
+        self._step = step
+        self._certified = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def certify(self, *args: Any, **kwargs: Any) -> Any:
+        self._certified += 1
+        if self._step == f"certify:{self._certified}":
+            os._exit(3)
+        return self._inner.certify(*args, **kwargs)
+
+    def write_certificates(self, *args: Any, **kwargs: Any) -> Any:
+        if self._step == "write":
+            os._exit(3)
+        return self._inner.write_certificates(*args, **kwargs)
+
+
+def _prepare_share(job: tuple[dict[str, str], int, int, int, int, Any, Any, str]) -> int:
     """One worker process: its share of the campaign's requests prepared, ``batch`` per
     transaction. It loads the CA (a PIN login on the shared service token), says it is
     ready, and waits for the start: a login in one process while another signs would race
-    (the token server shares one login state between processes)."""
-    env, campaign_id, worker, workers, batch, ready, start = job
+    (the token server shares one login state between processes). ``die``: see
+    :class:`_Dying`."""
+    env, campaign_id, worker, workers, batch, ready, start, die = job
     os.environ.update(env)
     import logging
 
@@ -188,6 +215,8 @@ def _prepare_share(job: tuple[dict[str, str], int, int, int, int, Any, Any]) -> 
         personaliser, sealer, policy = wiring.personaliser(), wiring.sealer(), wiring.policy
         if not isinstance(personaliser, BatchPersonaliser):
             raise SystemExit("the wired personaliser cannot work in batches")
+        if die:
+            personaliser = _Dying(personaliser, die)
         wiring.authority()
         ready.put(os.getpid())
         start.wait()
@@ -258,6 +287,7 @@ def check(outgoing: list[str], communes: int, crl_before: int, campaign_id: int)
     from core.audit import verify
     from delivery import campaigns
     from delivery.models import ACTIVE, CampaignEntry, CertificateRequest, OutboxMessage
+    from pki.issuance import not_written
     from pki.models import CertificateRecord, CrlRecord
 
     problems = []
@@ -279,6 +309,19 @@ def check(outgoing: list[str], communes: int, crl_before: int, campaign_id: int)
                 CertificateRecord.token_label != "outgoing"))
             if issued != communes:
                 problems.append(f"{issued} incoming certificates issued, expected {communes}")
+            serials = list(session.scalars(select(CertificateRequest.certificate_serial).join(
+                CampaignEntry, CampaignEntry.request_id == CertificateRequest.id).where(
+                CampaignEntry.campaign_id == campaign_id)))
+            if len(set(serials)) != communes or None in serials:
+                problems.append(f"{len(set(serials))} distinct certificates for {communes} "
+                                "requests")
+            unwritten = not_written(session, [s for s in serials if s])
+            if unwritten:
+                problems.append(f"{len(unwritten)} certificates not written to their token")
+            half = session.scalar(select(func.count()).select_from(CertificateRecord).where(
+                CertificateRecord.status == "prepared"))
+            if half:
+                problems.append(f"{half} issuances prepared and never signed")
             revoked = session.scalar(select(func.count()).select_from(CertificateRecord).where(
                 CertificateRecord.serial.in_(outgoing),
                 CertificateRecord.revocation_reason == "affiliationChanged"))
@@ -298,6 +341,31 @@ def check(outgoing: list[str], communes: int, crl_before: int, campaign_id: int)
     finally:
         runtime.close()
     return problems
+
+
+def _drill(context: Any, env: dict[str, str], campaign_id: int, args: argparse.Namespace,
+           ready: Any) -> None:
+    """The fault drill (``--drill``): two workers each die once, worker 0 after its first
+    batch's commit but before writing its certificates to the tokens, worker 1 inside its
+    second batch's transaction. The timed preparation that follows resumes their work."""
+    steps = ["write", f"certify:{args.batch + 1}"]
+    go = context.Event()
+    dying = [context.Process(target=_prepare_share, args=(
+        (env, campaign_id, worker, 2, args.batch, ready, go, steps[worker]),))
+        for worker in range(2)]
+    for process in dying:
+        process.start()
+    for _ in dying:
+        ready.get(timeout=300)
+    go.set()
+    for process in dying:
+        process.join(timeout=600)
+    codes = [process.exitcode for process in dying]
+    if codes != [3, 3]:
+        raise SystemExit(f"drill: the workers were to die, they ended with {codes}")
+    print("drill: worker 0 died after its first batch's commit, before writing its "
+          "certificates; worker 1 died inside its second batch's transaction "
+          "(timings of a drill measure nothing)")
 
 
 def run(args: argparse.Namespace, directory: Path) -> int:
@@ -327,6 +395,11 @@ def run(args: argparse.Namespace, directory: Path) -> int:
         try:
             clock = runtime.clock
             authority = Wiring(runtime).authority()
+            profiler = None
+            if os.environ.get("BENCH_ELECTION_PROFILE"):
+                import cProfile
+
+                profiler = cProfile.Profile()
             began = time.perf_counter()
             with runtime.unit_of_work() as session:
                 campaign_id = campaigns.open_campaign(
@@ -334,11 +407,17 @@ def run(args: argparse.Namespace, directory: Path) -> int:
                     installation_date=datetime.now(UTC).date(), scope_kind="nation",
                     funding="quota", actor=ACTOR).id
             with runtime.unit_of_work() as session:
+                if profiler is not None:
+                    profiler.enable()
                 imported = campaigns.import_elected(session, clock, campaign_id, elected,
                                                     actor=ACTOR, token_form="hosted")
+                if profiler is not None:
+                    profiler.disable()
             imported_at = time.perf_counter()
             import_seconds = imported_at - began
-            jobs = [(env, campaign_id, worker, args.processes, args.batch, ready, start)
+            if args.drill:
+                _drill(context, env, campaign_id, args, ready)
+            jobs = [(env, campaign_id, worker, args.processes, args.batch, ready, start, "")
                     for worker in range(args.processes)]
             pending = pool.map_async(_prepare_share, jobs)
             waited = time.perf_counter()
@@ -350,10 +429,16 @@ def run(args: argparse.Namespace, directory: Path) -> int:
             done = sum(pending.get())
             prepared_at = time.perf_counter()
             with runtime.unit_of_work() as session:
+                if profiler is not None:
+                    profiler.enable()
                 installed = campaigns.install(
                     session, clock, campaign_id, actor=ACTOR, activate=True,
                     revoke=mandate_change.lifecycle_revoker(session, clock, authority))
+                if profiler is not None:
+                    profiler.disable()
             ended = time.perf_counter()
+            if profiler is not None:
+                profiler.dump_stats(f"{os.environ['BENCH_ELECTION_PROFILE']}.main")
         finally:
             runtime.close()
     manager.shutdown()
@@ -391,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--batch", type=int, default=20,
                         help="requests prepared per transaction")
+    parser.add_argument("--drill", action="store_true",
+                        help="fault drill: two workers die mid-way (one after a commit, one "
+                             "inside a transaction) before the preparation resumes; the "
+                             "checks must still pass")
     parser.add_argument("--raw-count", type=int, default=300,
                         help="key generations + signatures for the raw limit")
     parser.add_argument("--postgres", metavar="URL",

@@ -128,6 +128,7 @@ def prepare_campaign(sessions: sessionmaker[Session], clock: Clock, campaign_id:
     with transaction(sessions) as session:
         unwritten = not_written(session, personalised_serials(
             session, campaign_id, worker=worker, workers=workers))
+        total = len(pending(session, campaign_id, worker=worker, workers=workers))
     for start in range(0, len(unwritten), batch_size):  # a run that died after step 3
         personaliser.write_certificates(unwritten[start:start + batch_size],
                                         sessions=sessions, clock=clock, actor=actor,
@@ -146,7 +147,7 @@ def prepare_campaign(sessions: sessionmaker[Session], clock: Clock, campaign_id:
         done += ok
         skipped += gone
         if progress is not None:
-            progress(len(done) + len(skipped), len(done) + len(skipped))
+            progress(len(done) + len(skipped), max(total, len(done) + len(skipped)))
         if not ok and len(gone) == len(todo):
             break  # the share is being done by someone else: leave it to them
     return PreparationResult(campaign_id, batches, approved, tuple(done), tuple(skipped))
