@@ -192,6 +192,9 @@ class TokenPersonaliser:
         with transaction(sessions) as session:
             issued = [issued_certificate(session, serial) for serial in serials]
         outcomes = [store_on_token(self.tokens, one, fresh=fresh) for one in issued]
+        if not fresh:  # tokens opened for this (a resumed run): close their sessions
+            for one in issued:
+                self.tokens.release(one.token_label)
         with transaction(sessions) as session:
             for one, error in zip(issued, outcomes, strict=True):
                 record_written(session, clock, one.serial, token_label=one.token_label,

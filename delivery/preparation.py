@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.clock import Clock
 from core.db import exclusive, transaction
 from delivery import envelopes
+from delivery.campaigns import get_campaign
 from delivery.envelopes import Sealer
 from delivery.errors import InvalidCampaign
 from delivery.models import (
@@ -126,6 +127,7 @@ def prepare_campaign(sessions: sessionmaker[Session], clock: Clock, campaign_id:
     done: list[int] = []
     skipped: list[int] = []
     with transaction(sessions) as session:
+        get_campaign(session, campaign_id)  # CampaignNotFound
         unwritten = not_written(session, personalised_serials(
             session, campaign_id, worker=worker, workers=workers))
         total = len(pending(session, campaign_id, worker=worker, workers=workers))
