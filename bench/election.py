@@ -34,6 +34,11 @@ Checks afterwards: as many active requests, issued certificates and queued PIN n
 communes, every outgoing certificate revoked, one CRL for the bulk revocation, the campaign
 installed with no blocked commune, the audit chain intact. Exits 1 if a check fails. The
 LAST line is ``rotations_per_second=<x>``.
+
+``--drill`` first kills two preparing workers mid-way (see :func:`_drill`) and lets the timed
+preparation resume their work: the checks must still pass (its timings measure nothing).
+``BENCH_ELECTION_PROFILE=<path>`` writes cProfile statistics of the import and the
+installation (``<path>.main``) and of each preparing worker (``<path>.<worker>``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,7 +30,9 @@ def test_election_smoke_checks_pass() -> None:
     assert lines[-1].startswith("rotations_per_second="), output
 
 
-def test_election_drill_two_workers_die_and_the_preparation_resumes() -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_election_drill_two_workers_die_and_the_preparation_resumes(
+        database: str, request: pytest.FixtureRequest) -> None:
     """Two worker processes of the campaign's preparation die (one after a batch's commit,
     before writing its certificates to the tokens; one inside a batch's transaction). The
     preparation run again finishes: every request personalised once, one certificate each,
@@ -37,9 +41,11 @@ def test_election_drill_two_workers_die_and_the_preparation_resumes() -> None:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith("TAWQI_") and key not in ("SOFTHSM2_CONF",
                                                              "P11_KIT_SERVER_ADDRESS")}
+    postgres = ["--postgres", request.getfixturevalue("postgres_server_url")] \
+        if database == "postgresql" else []
     done = subprocess.run(
         [sys.executable, "-m", "bench.election", "--communes", "6", "--processes", "2",
-         "--batch", "2", "--drill", "--raw-count", "3"], cwd=ROOT, env=env,
+         "--batch", "2", "--drill", "--raw-count", "3", *postgres], cwd=ROOT, env=env,
         capture_output=True, text=True, timeout=900)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
