@@ -92,15 +92,16 @@ def _message_key(lib: TokenLibrary, label: str, pin: str, key_label: str,
     """The one-message key: HMAC on the token. The service token is logged in once (PIN
     checked) and then used as it is, like a signing key: through the token server the
     login is shared by every process, and checking the PIN again on each message (a
-    logout, then a login) voided the other processes' sealing under way. A login lost
-    meanwhile (another process's PIN check, a restarted server) is found again and the
-    PIN checked again, briefly."""
+    logout, then a login) voided the other processes' sealing under way. When another
+    process logs the token in again (its own first use), the key's handle goes stale: it is
+    looked up again, without a login of ours (which would do the same to them); the PIN is
+    checked again only when the login itself stays lost."""
     lib._raise_if_locked_recently(label)
     failure: Exception | None = None
     for attempt in range(_TRIES):
         if attempt:
             time.sleep(min(0.002 * 2 ** attempt, 0.1))
-        if not lib.logged_in(label):
+        if not lib.logged_in(label) or attempt >= _TRIES // 2:
             lib._login(label, pin)
         with lib._pool.locked() as state:
             entry = lib._pool.entry(state, label)
@@ -109,9 +110,9 @@ def _message_key(lib: TokenLibrary, label: str, pin: str, key_label: str,
                 return bytes(key.sign(KDF_CONTEXT + salt, mechanism=Mechanism.SHA256_HMAC))
             except (p11.UserNotLoggedIn, p11.ObjectHandleInvalid, p11.KeyHandleInvalid,
                     p11.GeneralError, KeyNotFound) as exc:
-                # Logged out (and maybe in again) by another client of the module: a
-                # secret key is invisible while logged out. Check the PIN again.
-                entry.logged_in = False
+                # Another client of the module logged the token out and in again: the
+                # handle is stale (look the key up again), or the login is briefly lost (a
+                # secret key is invisible while logged out: wait for it).
                 entry.secret_keys.clear()
                 failure = exc
             except p11.PKCS11Error as exc:
