@@ -1,7 +1,7 @@
 """The nation's rotation after communal elections, timed, through the campaign path.
 
 Run: ``.venv/bin/python -m bench.election [--communes 1503] [--processes 2]
-[--batch 20] [--postgres URL]``
+[--batch 40] [--postgres URL]``
 
 Set-up (not timed): a throwaway service as :mod:`bench.sign_hash` builds it (SQLite under
 ``/tmp``, or with ``--postgres URL`` a fresh PostgreSQL database dropped afterwards; SoftHSM2
@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--communes", type=int, default=1503,
                         help="communes whose president changes (the nation: 1503)")
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=20,
+    parser.add_argument("--batch", type=int, default=40,
                         help="requests prepared per transaction")
     parser.add_argument("--drill", action="store_true",
                         help="fault drill: two workers die mid-way (one after a commit, one "
