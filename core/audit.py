@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Integer, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 from core.clock import Clock, as_utc
 from core.db import Base
@@ -80,21 +80,54 @@ def _check_no_secret(summary: dict[str, Any]) -> None:
             raise ValueError(f"audit summaries never carry secrets (key {key!r})")
 
 
+_HEAD_HELD = "tawqi.audit.head"
+
+
+def _current_transaction(session: Session) -> SessionTransaction | None:
+    return session.get_nested_transaction() or session.get_transaction()
+
+
+def _held_head(session: Session) -> AuditHead | None:
+    """The head this session locked earlier in the transaction still under way (or in one
+    of its enclosing transactions), if any: appending again needs no second lock."""
+    held = session.info.get(_HEAD_HELD)
+    if held is None:
+        return None
+    head, locked_in = held
+    if not locked_in.is_active:
+        return None
+    current = _current_transaction(session)
+    while current is not None:
+        if current is locked_in:
+            return head if head in session else None
+        current = current.parent
+    return None
+
+
 def record(session: Session, clock: Clock, *, actor: str, action: str, object_type: str,
            object_id: str | int, summary: dict[str, Any] | None = None) -> AuditEvent:
     """Append an event in the caller's transaction. Call it in the same unit of work as
-    the change it describes, so both commit or neither does."""
+    the change it describes, so both commit or neither does.
+
+    The first event of a transaction locks the chain's head; the next ones of the same
+    transaction chain onto it without locking it again (a batch of changes in one
+    transaction takes the lock once)."""
     summary = summary or {}
     _check_no_secret(summary)
-    # populate_existing: a head this session read before (unlocked) is refreshed from the
-    # locked row, so the event chains onto what other transactions committed meanwhile.
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    head = _held_head(session)
     if head is None:
-        head = AuditHead(id=1, seq=0, hash=GENESIS_HASH)
-        session.add(head)
+        # populate_existing: a head this session read before (unlocked) is refreshed from
+        # the locked row, so the event chains onto what other transactions committed.
+        head = session.execute(
+            select(AuditHead).where(AuditHead.id == 1).with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none()
+        if head is None:
+            head = AuditHead(id=1, seq=0, hash=GENESIS_HASH)
+            session.add(head)
+        locked_in = _current_transaction(session)
+        if locked_in is not None:
+            session.info[_HEAD_HELD] = (head, locked_in)
     at = as_utc(clock.now())
     text = canonical_json(summary)
     seq = head.seq + 1

@@ -56,6 +56,9 @@ from delivery.models import (
     CLOSED_STATES,
     DEVICE,
     FUNDING_EXTRA,
+    HOSTED,
+    KIND_NEW,
+    PERSONALISED,
     REQUEST_STATES,
     SCOPE_NATION,
     SCOPE_PROVINCE,
@@ -428,6 +431,7 @@ class InstallResult:
     to_revoke: tuple[str, ...]
     revoked: tuple[str, ...]
     already_revoked: int
+    activated: tuple[int, ...] = ()  # hosted requests activated at installation
 
 
 def _live(session: Session, serials: Sequence[str]) -> set[str]:
@@ -439,10 +443,13 @@ def _live(session: Session, serials: Sequence[str]) -> set[str]:
 
 
 def install(session: Session, clock: Clock, campaign_id: int, *, actor: str,
-            revoke: mandate_change.Revoker | None, dry_run: bool = False) -> InstallResult:
+            revoke: mandate_change.Revoker | None, dry_run: bool = False,
+            activate: bool = False) -> InstallResult:
     """The new councils are installed: revoke every outgoing certificate of the campaign
-    (``affiliationChanged``) in one bulk operation. Resumable: what is already revoked is
-    skipped. ``dry_run`` lists what would be revoked and changes nothing."""
+    (``affiliationChanged``) in one bulk operation. With ``activate``, then activate the
+    incoming holders' hosted tokens personalised beforehand (quota consumed, PIN notices
+    queued: :func:`delivery.requests.activate_request`). Resumable: what is already revoked
+    or active is skipped. ``dry_run`` lists what would be revoked and changes nothing."""
     campaign = get_campaign(session, campaign_id, lock=not dry_run)
     if campaign.status == CAMPAIGN_OPEN:
         raise CampaignStateError("import the newly elected before installing",
@@ -469,6 +476,16 @@ def install(session: Session, clock: Clock, campaign_id: int, *, actor: str,
     for entry in entries:
         if entry.outgoing_revoked_at is None:
             entry.outgoing_revoked_at = now
+    activated: list[int] = []
+    if activate:
+        ready = session.scalars(select(CertificateRequest.id).join(
+            CampaignEntry, CampaignEntry.request_id == CertificateRequest.id).where(
+            CampaignEntry.campaign_id == campaign.id, CertificateRequest.token_form == HOSTED,
+            CertificateRequest.status == PERSONALISED,
+            CertificateRequest.kind == KIND_NEW).order_by(CertificateRequest.id))
+        for request_id in list(ready):
+            requests.activate_request(session, clock, request_id, actor=actor)
+            activated.append(request_id)
     first_time = campaign.status != CAMPAIGN_INSTALLED
     campaign.status = CAMPAIGN_INSTALLED
     campaign.installed_at = campaign.installed_at or now
@@ -477,9 +494,9 @@ def install(session: Session, clock: Clock, campaign_id: int, *, actor: str,
     record(session, clock, actor=actor, action="delivery.campaign.installed",
            object_type="campaign", object_id=campaign.id,
            summary={"revoked": len(to_revoke), "already_revoked": len(wanted) - len(to_revoke),
-                    "first_time": first_time})
+                    "activated": len(activated), "first_time": first_time})
     return InstallResult(campaign.id, False, to_revoke, to_revoke,
-                         len(wanted) - len(to_revoke))
+                         len(wanted) - len(to_revoke), tuple(activated))
 
 
 # ------------------------------------------------------------------------------- report

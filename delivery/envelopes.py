@@ -11,6 +11,7 @@ service included, can recover the secret.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
@@ -89,19 +90,42 @@ def _aad(envelope_id: str, purpose: str, holder_id: int) -> bytes:
     return f"tawqi/envelope/v1/{envelope_id}/{purpose}/{holder_id}".encode()
 
 
-def seal(session: Session, clock: Clock, sealer: Sealer, *, purpose: str, holder_id: int,
-         secret: str) -> SecretEnvelope:
-    """Encrypt ``secret`` on the token layer and store only the ciphertext."""
+@dataclass(frozen=True)
+class SealedSecret:
+    """A secret encrypted on the token layer, not stored yet (:func:`store_sealed`)."""
+
+    envelope_id: str
+    purpose: str
+    holder_id: int
+    key_label: str
+    ciphertext: bytes = field(repr=False)
+
+
+def seal_secret(sealer: Sealer, *, purpose: str, holder_id: int, secret: str) -> SealedSecret:
+    """Encrypt ``secret`` on the token layer (no database: a batch seals before its
+    transaction). Only the ciphertext is kept."""
     if purpose not in ENVELOPE_PURPOSES:
         raise ValueError(f"unknown envelope purpose {purpose!r}")
     envelope_id = str(uuid.uuid4())
     blob = sealer.seal(secret.encode("utf-8"), _aad(envelope_id, purpose, holder_id))
-    envelope = SecretEnvelope(id=envelope_id, purpose=purpose, holder_id=holder_id,
-                              key_label=sealer.key_label, ciphertext=blob,
-                              created_at=clock.now(), destroyed_reason="")
+    return SealedSecret(envelope_id, purpose, holder_id, sealer.key_label, blob)
+
+
+def store_sealed(session: Session, clock: Clock, sealed: SealedSecret) -> SecretEnvelope:
+    envelope = SecretEnvelope(id=sealed.envelope_id, purpose=sealed.purpose,
+                              holder_id=sealed.holder_id, key_label=sealed.key_label,
+                              ciphertext=sealed.ciphertext, created_at=clock.now(),
+                              destroyed_reason="")
     session.add(envelope)
     session.flush()
     return envelope
+
+
+def seal(session: Session, clock: Clock, sealer: Sealer, *, purpose: str, holder_id: int,
+         secret: str) -> SecretEnvelope:
+    """Encrypt ``secret`` on the token layer and store only the ciphertext."""
+    return store_sealed(session, clock, seal_secret(sealer, purpose=purpose,
+                                                    holder_id=holder_id, secret=secret))
 
 
 def open_envelope(sealer: Sealer, envelope_id: str, purpose: str, holder_id: int,

@@ -11,10 +11,11 @@ After a fork (gunicorn workers) the child sees the parent's entry, notices the p
 initialises the module anew (PKCS#11 §5.4: a child must call C_Initialize; objects inherited
 from the parent are kept referenced, never used, so no stale handle is closed in the child).
 
-python-pkcs11 does not expose C_InitToken, nor C_Login/C_Logout on an already open session;
-those three are called here through ``ctypes`` on the same module's function list (dlopen of
-the same path returns the same loaded library, so the state is shared). This is plain
-PKCS#11, nothing SoftHSM-specific.
+python-pkcs11 does not expose C_InitToken, nor C_Login/C_Logout on an already open session,
+nor a slot list without a round trip per slot; those (and the few calls a token's
+initialisation needs) are called here through ``ctypes`` on the same module's function
+list (dlopen of the same path returns the same loaded library, so the state is shared).
+This is plain PKCS#11, nothing SoftHSM-specific.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from hsm.errors import ModuleUnavailable
 # Return values and user types from the PKCS#11 specification.
 CKR_OK = 0x000
 CKR_SLOT_ID_INVALID = 0x003
+CKR_BUFFER_TOO_SMALL = 0x150
+CKR_DEVICE_ERROR = 0x030
 CKR_DEVICE_REMOVED = 0x032
 CKR_PIN_INCORRECT = 0x0A0
 CKR_PIN_INVALID = 0x0A1
@@ -71,8 +74,32 @@ class _FunctionListHead(ctypes.Structure):
                                                      for name in _FUNCTIONS]
 
 
+CKF_RW_SESSION = 0x2
+CKF_SERIAL_SESSION = 0x4
+CKF_TOKEN_INITIALIZED = 0x400
+
+
+class _TokenInfo(ctypes.Structure):
+    """CK_TOKEN_INFO (PKCS#11 v2.40, default alignment as on Linux)."""
+
+    _fields_ = [
+        ("label", ctypes.c_char * 32), ("manufacturer", ctypes.c_char * 32),
+        ("model", ctypes.c_char * 16), ("serial", ctypes.c_char * 16), ("flags", _ULONG),
+        # session counts, PIN lengths, memory: ten CK_ULONG
+        ("counters", _ULONG * 10),
+        ("hardware", ctypes.c_ubyte * 2), ("firmware", ctypes.c_ubyte * 2),
+        ("utc_time", ctypes.c_char * 16)]
+
+
 _Initialize = ctypes.CFUNCTYPE(_ULONG, ctypes.c_void_p)
+_GetSlotList = ctypes.CFUNCTYPE(_ULONG, ctypes.c_ubyte, ctypes.POINTER(_ULONG),
+                                ctypes.POINTER(_ULONG))
+_GetTokenInfo = ctypes.CFUNCTYPE(_ULONG, _ULONG, ctypes.POINTER(_TokenInfo))
 _InitToken = ctypes.CFUNCTYPE(_ULONG, _ULONG, _BYTES, _ULONG, _BYTES)
+_InitPIN = ctypes.CFUNCTYPE(_ULONG, _ULONG, _BYTES, _ULONG)
+_OpenSession = ctypes.CFUNCTYPE(_ULONG, _ULONG, _ULONG, ctypes.c_void_p, ctypes.c_void_p,
+                                ctypes.POINTER(_ULONG))
+_CloseSession = ctypes.CFUNCTYPE(_ULONG, _ULONG)
 _Login = ctypes.CFUNCTYPE(_ULONG, _ULONG, _ULONG, _BYTES, _ULONG)
 _Logout = ctypes.CFUNCTYPE(_ULONG, _ULONG)
 
@@ -123,7 +150,12 @@ class LoadedModule:
             self._raw = {
                 "dll": dll,
                 "initialize": initialize,
+                "slot_list": _GetSlotList(table.C_GetSlotList),
+                "token_info": _GetTokenInfo(table.C_GetTokenInfo),
                 "init_token": _InitToken(table.C_InitToken),
+                "init_pin": _InitPIN(table.C_InitPIN),
+                "open_session": _OpenSession(table.C_OpenSession),
+                "close_session": _CloseSession(table.C_CloseSession),
                 "login": _Login(table.C_Login),
                 "logout": _Logout(table.C_Logout),
             }
@@ -140,6 +172,46 @@ class LoadedModule:
         pin = so_pin.encode("utf-8")
         padded = label.encode("utf-8").ljust(32, b" ")
         return int(self._functions()["init_token"](slot_id, pin, len(pin), padded))
+
+    def slot_ids(self) -> tuple[int, list[int]]:
+        """(CK_RV, the ids of the slots with a token present): one call, no per-slot
+        information (python-pkcs11's ``get_slots`` asks each slot, O(n) round trips through
+        the token server)."""
+        function = self._functions()["slot_list"]
+        for _attempt in range(3):
+            count = _ULONG(0)
+            rv = int(function(1, None, ctypes.byref(count)))
+            if rv != CKR_OK:
+                return rv, []
+            ids = (_ULONG * max(count.value, 1))()
+            rv = int(function(1, ids, ctypes.byref(count)))
+            if rv == CKR_BUFFER_TOO_SMALL:  # a token appeared between the two calls
+                continue
+            return rv, list(ids[:count.value])
+        return CKR_BUFFER_TOO_SMALL, []
+
+    def token_info(self, slot_id: int) -> tuple[int, str, int]:
+        """(CK_RV, label, flags) of the token in ``slot_id``."""
+        info = _TokenInfo()
+        rv = int(self._functions()["token_info"](slot_id, ctypes.byref(info)))
+        if rv != CKR_OK:
+            return rv, "", 0
+        label = bytes(info.label).decode("utf-8", "replace").rstrip(" \x00")
+        return rv, label, int(info.flags)
+
+    def open_session(self, slot_id: int) -> tuple[int, int]:
+        """(CK_RV, handle) of a new read/write session on ``slot_id``."""
+        handle = _ULONG(0)
+        rv = int(self._functions()["open_session"](
+            slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, None, None, ctypes.byref(handle)))
+        return rv, int(handle.value)
+
+    def close_session(self, session_handle: int) -> int:
+        return int(self._functions()["close_session"](session_handle))
+
+    def init_pin(self, session_handle: int, pin: str) -> int:
+        data = pin.encode("utf-8")
+        return int(self._functions()["init_pin"](session_handle, data, len(data)))
 
     def login(self, session_handle: int, user_type: int, pin: str) -> int:
         data = pin.encode("utf-8")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pkcs11
@@ -347,50 +348,78 @@ class TokenLibrary:
         :class:`NoFreeSlot` if the module offers no uninitialised token, and
         :class:`PinPolicyViolation` if ``user_pin`` breaks the policy.
         """
-        check_label(label)
+        self.init_tokens(so_pin, [(label, user_pin)])
+
+    def init_tokens(self, so_pin: str, tokens: Sequence[tuple[str, str]]) -> None:
+        """Initialise one free token per ``(label, user PIN)``, in order, as
+        :meth:`init_token` does for one; the label -> slot map is rebuilt once at the end.
+
+        The slots are found through the module's slot list and the information of the slots
+        not seen before only: the cost of one token does not grow with the number of tokens
+        (python-pkcs11's slot walk asks every slot, which through a token server made each
+        initialisation O(n) round trips). Two processes sharing the module must not run this
+        at the same time (they would pick the same free slot): callers serialise it. Stops
+        at the first error; the tokens initialised before it stay."""
         _check_pin_given(so_pin)
-        check_pin_policy(user_pin)
-        with self._pool.locked() as state:
-            self._pool.rescan(state)
-            if label in state.slots:
-                raise TokenAlreadyExists("A token already has this label.", token=label)
-            free = None
-            try:
-                for slot in state.module.lib.get_slots(token_present=True):
-                    if not slot.get_token().flags & TokenFlag.TOKEN_INITIALIZED:
-                        free = slot
-                        break
-            except p11.PKCS11Error as exc:
-                raise module_error(exc, "listing slots") from exc
-            if free is None:
-                raise NoFreeSlot("The token module has no uninitialised token left.")
-            rv = state.module.init_token(free.slot_id, so_pin, label)
+        for label, user_pin in tokens:
+            check_label(label)
+            check_pin_policy(user_pin)
+        if len({label for label, _ in tokens}) != len(tokens):
+            raise TokenAlreadyExists("A label is given twice.")
+        done: list[str] = []
+        try:
+            with self._pool.locked() as state:
+                module = state.module
+                for label, user_pin in tokens:
+                    self._pool.refresh_ids(state)
+                    if label in state.slot_labels.values():
+                        raise TokenAlreadyExists("A token already has this label.",
+                                                 token=label)
+                    if not state.free_slots:
+                        raise NoFreeSlot("The token module has no uninitialised token left.")
+                    rv = module.init_token(state.free_slots[0], so_pin, label)
+                    if rv != _mod.CKR_OK:
+                        raise HsmError("The token module refused to initialise the token.",
+                                       token=label, code=f"0x{rv:x}")
+                    # The token may have moved to another slot (SoftHSM2 renumbers it).
+                    self._pool.refresh_ids(state)
+                    slot_id = next((i for i, known in state.slot_labels.items()
+                                    if known == label), None)
+                    if slot_id is None:
+                        raise TokenNotFound("The new token is not listed.", token=label)
+                    self._set_user_pin(module, slot_id, label, so_pin, user_pin)
+                    done.append(label)
+        finally:
+            if done:
+                with self._pool.locked() as state:
+                    self._pool.rescan(state)
+                for label in done:
+                    self._attempts.reset(label)
+
+    @staticmethod
+    def _set_user_pin(module: _mod.LoadedModule, slot_id: int, label: str, so_pin: str,
+                      user_pin: str) -> None:
+        """As security officer of a new token, set its user PIN (a session of its own)."""
+        rv, handle = module.open_session(slot_id)
+        if rv != _mod.CKR_OK:
+            raise HsmError("The new token refused a session.", token=label, code=f"0x{rv:x}")
+        try:
+            rv = module.login(handle, _mod.CKU_SO, so_pin)
             if rv != _mod.CKR_OK:
-                raise HsmError("The token module refused to initialise the token.",
-                               token=label, code=f"0x{rv:x}")
-            self._pool.rescan(state)
-            slot = self._pool.slot(state, label)
+                raise HsmError("The new token refused the SO login.", token=label,
+                               code=f"0x{rv:x}")
             try:
-                session = slot.get_token().open(rw=True)
-            except p11.PKCS11Error as exc:
-                raise module_error(exc, "opening a session") from exc
-            try:
-                rv = state.module.login(session.handle, _mod.CKU_SO, so_pin)
+                rv = module.init_pin(handle, user_pin)
+                if rv in (_mod.CKR_PIN_INVALID, _mod.CKR_PIN_LEN_RANGE):
+                    raise PinPolicyViolation("The token refused the user PIN.", token=label,
+                                             reason="token-policy")
                 if rv != _mod.CKR_OK:
-                    raise HsmError("The new token refused the SO login.", token=label,
-                                   code=f"0x{rv:x}")
-                try:
-                    session.init_pin(user_pin)
-                except p11.PKCS11Error as exc:
-                    raise module_error(exc, "setting the user PIN") from exc
-                finally:
-                    state.module.logout(session.handle)
+                    raise HsmError("The token module refused setting the user PIN.",
+                                   token=label, code=f"0x{rv:x}")
             finally:
-                try:
-                    session.close()
-                except p11.PKCS11Error:
-                    pass
-        self._attempts.reset(label)
+                module.logout(handle)
+        finally:
+            module.close_session(handle)
 
     def logged_in(self, label: str) -> bool:
         """Whether this process's pooled session of ``label`` is logged in: False once the
@@ -543,11 +572,13 @@ class TokenLibrary:
                 raise module_error(exc, "reading a public key") from exc
 
     def store_certificate(self, label: str, pin: str | None, *, key_id: bytes,
-                          cert_der: bytes, cert_label: str) -> None:
+                          cert_der: bytes, cert_label: str, replace: bool = True) -> None:
         """Store an X.509 certificate (public object) next to its key; an older certificate
-        with the same ID is replaced. A certificate is a public object: without ``pin`` it
-        is written in a read/write public session (PKCS#11 allows it), e.g. a renewed
-        certificate of a holder whose PIN the service does not know."""
+        with the same ID is replaced (``replace=False``: the caller knows there is none, a
+        token it just initialised, and no search is made). A certificate is a public
+        object: without ``pin`` it is written in the pooled read/write session as it is
+        (PKCS#11 allows it logged out), e.g. a renewed certificate of a holder whose PIN the
+        service does not know, or just after the key was generated in that session."""
         try:
             cert = x509.load_der_x509_certificate(cert_der)
         except ValueError as exc:
@@ -559,8 +590,10 @@ class TokenLibrary:
         with self._pool.locked() as state:
             entry = self._pool.entry(state, label)
             try:
-                for old in self._objects(entry.session, {
-                        Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.ID: key_id}):
+                olds = self._objects(entry.session, {
+                    Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.ID: key_id}) \
+                    if replace else []
+                for old in olds:
                     old.destroy()
                 entry.session.create_object({
                     Attribute.CLASS: ObjectClass.CERTIFICATE,

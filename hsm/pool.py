@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pkcs11 import TokenFlag
 from pkcs11 import exceptions as p11
 
 from hsm import _module as _mod
@@ -70,6 +69,11 @@ class PoolState:
         self.generation = module.generation
         self.entries: OrderedDict[str, PooledSession] = OrderedDict()
         self.slots: dict[str, Any] = {}
+        #: slot id -> label of the slots seen holding an initialised token (a label is set
+        #: once, by C_InitToken, so a slot is asked again only when it disappears), and the
+        #: slots last seen with an uninitialised token.
+        self.slot_labels: dict[int, str] = {}
+        self.free_slots: list[int] = []
         self.guard = threading.Lock()
         self.label_locks: dict[str, threading.Lock] = {}
 
@@ -114,22 +118,49 @@ class SessionPool:
         with module.lock:
             yield self.state(module)
 
+    def refresh_ids(self, state: PoolState) -> None:
+        """Bring :attr:`PoolState.slot_labels` and :attr:`PoolState.free_slots` up to date:
+        one slot-list call, then token information only for the slots not known yet (the
+        free one, and those another process initialised). O(new slots) round trips through
+        a token server, not O(slots)."""
+        rv, ids = state.module.slot_ids()
+        if rv != _mod.CKR_OK:
+            if rv in (_mod.CKR_DEVICE_ERROR, _mod.CKR_DEVICE_REMOVED):
+                state.module.needs_reset = True  # the token server went away
+            raise ModuleUnavailable("The token module did not list its slots.",
+                                    code=f"0x{rv:x}")
+        present = set(ids)
+        for gone in [i for i in state.slot_labels if i not in present]:
+            del state.slot_labels[gone]
+        free = []
+        for slot_id in ids:
+            if slot_id in state.slot_labels:
+                continue
+            rv, label, flags = state.module.token_info(slot_id)
+            if rv != _mod.CKR_OK:
+                continue  # removed meanwhile
+            if flags & _mod.CKF_TOKEN_INITIALIZED:
+                state.slot_labels[slot_id] = label
+            else:
+                free.append(slot_id)
+        state.free_slots = free
+
     def rescan(self, state: PoolState) -> None:
-        """Rebuild the label -> slot map from the module's slot list."""
+        """Rebuild the label -> slot map from the module's slot list (the labels come from
+        :meth:`refresh_ids`, asked once per slot)."""
+        self.refresh_ids(state)
         found: dict[str, Any] = {}
         try:
-            for slot in state.module.lib.get_slots(token_present=True):
-                try:
-                    token = slot.get_token()
-                except GONE:
-                    continue
-                if token.flags & TokenFlag.TOKEN_INITIALIZED:
-                    found.setdefault(token.label, slot)
+            slots = state.module.lib.get_slots(token_present=True)
         except p11.PKCS11Error as exc:
             if isinstance(exc, (p11.DeviceError, p11.DeviceRemoved)):
                 state.module.needs_reset = True  # the token server went away
             raise ModuleUnavailable("The token module did not list its slots.",
                                     code=type(exc).__name__) from exc
+        for slot in slots:
+            label = state.slot_labels.get(slot.slot_id)
+            if label is not None:
+                found.setdefault(label, slot)
         state.slots = found
 
     def slot(self, state: PoolState, label: str) -> Any:
@@ -157,6 +188,7 @@ class SessionPool:
                 session = token.open(rw=True)
             except GONE:
                 state.slots.pop(label, None)
+                state.slot_labels.pop(slot.slot_id, None)
                 if attempt:
                     raise TokenNotFound("No token has this label.", token=label) from None
                 continue
@@ -212,6 +244,7 @@ class SessionPool:
             for label in list(state.entries):
                 self.drop(state, label, logout=False)
             state.slots.clear()
+            state.slot_labels.clear()
 
 
 __all__ = ["GONE", "GONE_RV", "LABEL_MAX_BYTES", "PoolState", "PooledSession", "SessionPool",

@@ -17,6 +17,7 @@ opened where the module carries CKM_AES_GCM (a module loaded directly), never wr
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 import pkcs11
@@ -83,16 +84,44 @@ def ensure_secret_key(lib: TokenLibrary, label: str, pin: str, key_label: str) -
             raise module_error(exc, "generating a secret key") from exc
 
 
+_TRIES = 12  # as the signing path: about 0.8 s in all
+
+
 def _message_key(lib: TokenLibrary, label: str, pin: str, key_label: str,
                  salt: bytes) -> bytes:
-    lib._login(label, pin)
-    with lib._pool.locked() as state:
-        entry = lib._pool.entry(state, label)
-        key = secret_key(entry, key_label)
-        try:
-            return bytes(key.sign(KDF_CONTEXT + salt, mechanism=Mechanism.SHA256_HMAC))
-        except p11.PKCS11Error as exc:
-            raise module_error(exc, "deriving a message key") from exc
+    """The one-message key: HMAC on the token. The service token is logged in once (PIN
+    checked) and then used as it is, like a signing key: through the token server the
+    login is shared by every process, and checking the PIN again on each message (a
+    logout, then a login) voided the other processes' sealing under way. When another
+    process logs the token in again (its own first use), the key's handle goes stale: it is
+    looked up again, without a login of ours (which would do the same to them); the PIN is
+    checked again only when the login itself stays lost."""
+    lib._raise_if_locked_recently(label)
+    failure: Exception | None = None
+    for attempt in range(_TRIES):
+        if attempt:
+            time.sleep(min(0.002 * 2 ** attempt, 0.1))
+        if not lib.logged_in(label) or attempt >= _TRIES // 2:
+            lib._login(label, pin)
+        with lib._pool.locked() as state:
+            entry = lib._pool.entry(state, label)
+            try:
+                key = secret_key(entry, key_label)
+                return bytes(key.sign(KDF_CONTEXT + salt, mechanism=Mechanism.SHA256_HMAC))
+            except (p11.UserNotLoggedIn, p11.ObjectHandleInvalid, p11.KeyHandleInvalid,
+                    p11.GeneralError, KeyNotFound) as exc:
+                # Another client of the module logged the token out and in again: the
+                # handle is stale (look the key up again), or the login is briefly lost (a
+                # secret key is invisible while logged out: wait for it).
+                entry.secret_keys.clear()
+                failure = exc
+            except p11.PKCS11Error as exc:
+                raise module_error(exc, "deriving a message key") from exc
+    if isinstance(failure, KeyNotFound):
+        raise failure
+    if isinstance(failure, p11.PKCS11Error):
+        raise module_error(failure, "deriving a message key") from failure
+    raise module_error(p11.GeneralError(), "deriving a message key")
 
 
 def encrypt(lib: TokenLibrary, label: str, pin: str, key_label: str, plaintext: bytes,

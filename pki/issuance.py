@@ -316,6 +316,71 @@ def issue_holder_certificate(session: Session, clock: Clock, authority: Authorit
                            actor=actor)
 
 
+def certify_token_key(session: Session, clock: Clock, authority: Authority, *,
+                      token_label: str, key_id: bytes, public_key: bytes, key_type: str,
+                      holder: HolderIdentity, actor: str) -> IssuedCertificate:
+    """Certify a key the caller generated ON the holder's fresh token (``public_key``: its
+    SubjectPublicKeyInfo, DER, as the token returned it): prepare, sign once, store, in the
+    caller's transaction. The certificate is NOT written to the token here
+    (``written_to_token=False``): a batch of personalisations (:mod:`delivery.preparation`)
+    generates its keys before its transaction, certifies them in it, and writes the
+    certificates after it (:func:`store_on_token`, then :func:`record_written`), so that
+    no token work holds the database."""
+    request = IssuanceRequest(PROFILE_HOLDER, public_key, token_label, key_id, key_type,
+                              holder=holder)
+    prepared = prepare(session, clock, authority, request, actor=actor)
+    issued = sign_prepared(session, clock, authority, prepared, actor=actor)
+    return IssuedCertificate(**{**issued.__dict__, "written_to_token": False})
+
+
+def store_on_token(tokens: TokenAccess, issued: IssuedCertificate, *,
+                   fresh: bool = False) -> str | None:
+    """Write a signed certificate next to its key on its token, outside any transaction (a
+    public object: no PIN, no login; ``fresh``: the token is new, no older certificate to
+    replace). Returns None, or the token layer's error type: record the outcome with
+    :func:`record_written`."""
+    try:
+        if fresh:
+            tokens.store_certificate(issued.token_label, None,
+                                     key_id=bytes.fromhex(issued.key_id), cert_der=issued.der,
+                                     cert_label=HOLDER_CERT_LABEL, replace=False)
+        else:
+            tokens.store_certificate(issued.token_label, None,
+                                     key_id=bytes.fromhex(issued.key_id), cert_der=issued.der,
+                                     cert_label=HOLDER_CERT_LABEL)
+    except HsmError as exc:
+        return exc.type
+    return None
+
+
+def record_written(session: Session, clock: Clock, serial: str, *, token_label: str,
+                   error: str | None, actor: str) -> None:
+    """Audit the outcome of :func:`store_on_token`."""
+    if error is not None:
+        audit(session, clock, actor=actor, action="certificate.token_write_failed",
+              object_type="certificate", object_id=serial,
+              summary={"token": token_label, "error": error})
+    else:
+        audit(session, clock, actor=actor, action="certificate.written_to_token",
+              object_type="certificate", object_id=serial, summary={"token": token_label})
+
+
+def not_written(session: Session, serials: list[str]) -> list[str]:
+    """Those of ``serials`` whose writing to the token was never recorded as done."""
+    from core.audit import AuditEvent
+
+    done: set[str] = set()
+    for start in range(0, len(serials), 500):
+        done.update(session.scalars(select(AuditEvent.object_id).where(
+            AuditEvent.action == "certificate.written_to_token",
+            AuditEvent.object_id.in_(serials[start:start + 500]))))
+    return [s for s in serials if s not in done]
+
+
+def issued_certificate(session: Session, serial: str) -> IssuedCertificate:
+    return _issued(get_record(session, serial))
+
+
 def _write(session: Session, clock: Clock, tokens: TokenAccess, issued: IssuedCertificate,
            pin: str | None, *, actor: str, label: str = HOLDER_CERT_LABEL) -> IssuedCertificate:
     try:

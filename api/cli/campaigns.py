@@ -1,5 +1,5 @@
-"""``tawqi campaign``: election campaigns (open, import the newly elected, status, install,
-notify the contacts)."""
+"""``tawqi campaign``: election campaigns (open, import the newly elected, prepare the
+tokens, status, install, notify the contacts)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ import click
 
 from api.cli.common import current_wiring, pass_runtime, print_json, print_table
 from api.runtime import Runtime
-from delivery import campaigns, mandate_change
+from delivery import campaigns, mandate_change, preparation
 from delivery.models import CAMPAIGN_FUNDINGS, CAMPAIGN_SCOPES, TOKEN_FORMS
+from delivery.personalisation import BatchPersonaliser
 
 ACTOR = "cli"
 
 
 @click.group("campaign")
 def campaign_group() -> None:
-    """Election campaigns: open, import, status, install, notify."""
+    """Election campaigns: open, import, prepare, status, install, notify."""
 
 
 @campaign_group.command("open")
@@ -78,6 +79,43 @@ def campaign_import(runtime: Runtime, campaign_id: int, csv_file: Path,
                f"{result.outgoing} outgoing; {result.requests} request(s) submitted")
 
 
+@campaign_group.command("prepare")
+@click.argument("campaign_id", type=int)
+@click.option("--identity-check", required=True,
+              help="How the registration authority checked the holders' identity.")
+@click.option("--batch", type=click.IntRange(1, 500), default=20, show_default=True,
+              help="Requests per transaction.")
+@click.option("--worker", type=click.IntRange(0), default=0, show_default=True,
+              help="This process's share (0 to --workers - 1).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="How many processes share the work (run one command per share).")
+@pass_runtime
+def campaign_prepare(runtime: Runtime, campaign_id: int, identity_check: str, batch: int,
+                     worker: int, workers: int) -> None:
+    """Approve the campaign's requests and personalise their tokens (key on the token,
+    certificate, sealed PIN), in batches. Run it again to resume."""
+    wiring = current_wiring()
+    personaliser = wiring.personaliser()
+    if not isinstance(personaliser, BatchPersonaliser):
+        raise click.ClickException("the configured personaliser cannot work in batches")
+    with click.progressbar(length=1, label="preparing") as bar:
+        seen = [0]
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - seen[0])
+            seen[0] = done
+
+        result = preparation.prepare_campaign(
+            runtime.sessions, runtime.clock, campaign_id, personaliser=personaliser,
+            sealer=wiring.sealer(), policy=wiring.policy, actor=ACTOR,
+            identity_check=identity_check, batch_size=batch, worker=worker, workers=workers,
+            progress=progress)
+    click.echo(f"{len(result.personalised)} token(s) personalised ({result.approved} "
+               f"request(s) approved) in {result.batches} batch(es); "
+               f"{len(result.skipped)} done elsewhere")
+
+
 @campaign_group.command("status")
 @click.argument("campaign_id", type=int)
 @click.option("--province", help="Only this province's seats.")
@@ -111,10 +149,15 @@ def campaign_status(runtime: Runtime, campaign_id: int, province: str | None,
 @campaign_group.command("install")
 @click.argument("campaign_id", type=int)
 @click.option("--dry-run", is_flag=True, help="List what would be revoked; change nothing.")
+@click.option("--activate", is_flag=True,
+              help="Then activate the incoming holders' hosted tokens personalised "
+                   "beforehand (PIN notices queued).")
 @pass_runtime
-def campaign_install(runtime: Runtime, campaign_id: int, dry_run: bool) -> None:
+def campaign_install(runtime: Runtime, campaign_id: int, dry_run: bool,
+                     activate: bool) -> None:
     """Install the new councils: revoke the outgoing certificates in bulk
-    (affiliationChanged). Run it again to resume."""
+    (affiliationChanged), and with --activate activate the hosted tokens. Run it again to
+    resume."""
     authority = None if dry_run else current_wiring().authority()
     with runtime.unit_of_work() as session, click.progressbar(length=1,
                                                              label="revoking") as bar:
@@ -130,7 +173,7 @@ def campaign_install(runtime: Runtime, campaign_id: int, dry_run: bool) -> None:
             revoke = mandate_change.lifecycle_revoker(session, runtime.clock, authority,
                                                       progress=progress)
         result = campaigns.install(session, runtime.clock, campaign_id, actor=ACTOR,
-                                   revoke=revoke, dry_run=dry_run)
+                                   revoke=revoke, dry_run=dry_run, activate=activate)
     if dry_run:
         click.echo(f"would revoke {len(result.to_revoke)} certificate(s) (affiliationChanged)"
                    f"; {result.already_revoked} already revoked")
@@ -138,7 +181,8 @@ def campaign_install(runtime: Runtime, campaign_id: int, dry_run: bool) -> None:
             click.echo(serial)
         return
     click.echo(f"revoked {len(result.revoked)} certificate(s) (affiliationChanged); "
-               f"{result.already_revoked} already revoked; campaign installed")
+               f"{result.already_revoked} already revoked; "
+               f"{len(result.activated)} token(s) activated; campaign installed")
 
 
 @campaign_group.command("notify")

@@ -1,0 +1,204 @@
+"""Preparing a campaign's tokens before the installation: approval and personalisation of
+its requests in batches, by several workers at once.
+
+Each incoming holder gets a token of their own, the key generated on it, a certificate and a
+sealed PIN, as :func:`delivery.personalisation.personalise_request` does one by one. Done in
+batches, the token work of a batch runs OUTSIDE any database transaction, so that a
+worker's key generation does not hold the database (SQLite's write lock, PostgreSQL's audit
+chain head) while the other workers wait:
+
+1. a short transaction lists the next requests of this worker's share (still ``submitted``
+   or ``approved``);
+2. the tokens of the batch are initialised in one short transaction that only serialises
+   the choice of free slots across processes (``tawqi.token-init``); then, with no
+   transaction, each key pair is generated on its token (one login per token) and each
+   fresh PIN sealed on the token layer;
+3. one transaction records the batch: each request is locked, approved if needed, its
+   envelope stored, its key certified and the request moved to ``personalised``, with its
+   audit events (the chain's head is locked once for the batch);
+4. after the commit, the certificates are written to their tokens (no transaction) and
+   each write is recorded (``certificate.written_to_token``).
+
+Nothing is half-done if a worker dies: before step 3 commits, the database is unchanged (the
+tokens made so far are unknown to it, as after any failed personalisation; a new attempt
+uses new labels) and a new run picks the same requests again; after it, a new run first
+writes the certificates whose writing was never recorded (step 4 again). A request another worker
+personalised meanwhile is skipped (its row lock and state decide) and the token made for it
+wiped. Running :func:`prepare_campaign` again finishes what is left: it is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.clock import Clock
+from core.db import exclusive, transaction
+from delivery import envelopes
+from delivery.campaigns import get_campaign
+from delivery.envelopes import Sealer
+from delivery.errors import InvalidCampaign
+from delivery.models import (
+    APPROVED,
+    CANCELLED,
+    ENVELOPE_INITIAL_PIN,
+    KIND_RENEWAL,
+    REJECTED,
+    SUBMITTED,
+    CampaignEntry,
+    CertificateRequest,
+)
+from delivery.personalisation import (
+    BatchPersonaliser,
+    TokenKey,
+    new_token_label,
+    personalise_with_key,
+)
+from delivery.policy import DeliveryPolicy
+from delivery.requests import approve_request, get_request
+from hsm import generate_pin
+from pki.issuance import not_written
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PreparationResult:
+    campaign_id: int
+    batches: int
+    approved: int
+    personalised: tuple[int, ...]  # request ids, in order
+    skipped: tuple[int, ...]  # found personalised (or closed) by someone else
+
+
+def pending(session: Session, campaign_id: int, *, worker: int = 0, workers: int = 1,
+            limit: int | None = None) -> list[tuple[int, int]]:
+    """(request id, holder id) of the campaign's requests still to prepare (``submitted``
+    or ``approved``, not renewals) in this worker's share (request id modulo ``workers``),
+    oldest first."""
+    query = (select(CertificateRequest.id, CertificateRequest.holder_id)
+             .join(CampaignEntry, CampaignEntry.request_id == CertificateRequest.id)
+             .where(CampaignEntry.campaign_id == campaign_id,
+                    CertificateRequest.status.in_((SUBMITTED, APPROVED)),
+                    CertificateRequest.kind != KIND_RENEWAL)
+             .order_by(CertificateRequest.id))
+    if workers > 1:
+        query = query.where(CertificateRequest.id % workers == worker)
+    if limit is not None:
+        query = query.limit(limit)
+    return [(int(r), int(h)) for r, h in session.execute(query).all()]
+
+
+def personalised_serials(session: Session, campaign_id: int, *, worker: int = 0,
+                         workers: int = 1) -> list[str]:
+    """The certificate serials of the campaign's requests personalised (or further) in
+    this worker's share."""
+    query = (select(CertificateRequest.certificate_serial)
+             .join(CampaignEntry, CampaignEntry.request_id == CertificateRequest.id)
+             .where(CampaignEntry.campaign_id == campaign_id,
+                    CertificateRequest.status.not_in((SUBMITTED, APPROVED, CANCELLED,
+                                                      REJECTED)),
+                    CertificateRequest.kind != KIND_RENEWAL,
+                    CertificateRequest.certificate_serial.is_not(None))
+             .order_by(CertificateRequest.id))
+    if workers > 1:
+        query = query.where(CertificateRequest.id % workers == worker)
+    return [s for s in session.scalars(query) if s]
+
+
+def prepare_campaign(sessions: sessionmaker[Session], clock: Clock, campaign_id: int, *,
+                     personaliser: BatchPersonaliser, sealer: Sealer,
+                     policy: DeliveryPolicy, actor: str, identity_check: str,
+                     batch_size: int = 20, worker: int = 0, workers: int = 1,
+                     max_batches: int | None = None,
+                     progress: Progress | None = None) -> PreparationResult:
+    """Approve (``identity_check``: how the registration authority checked the holders)
+    and personalise the campaign's requests of this worker's share, ``batch_size`` per
+    transaction, until none is left (or ``max_batches`` were done). Several workers (e.g.
+    processes) run it with the same ``workers`` and each its own ``worker`` index. Runs its
+    own transactions (see the module note); resumable."""
+    if batch_size < 1 or workers < 1 or not 0 <= worker < workers:
+        raise InvalidCampaign("batch_size and workers are at least 1, worker is in "
+                              "[0, workers)", field="worker")
+    batches = approved = 0
+    done: list[int] = []
+    skipped: list[int] = []
+    with transaction(sessions) as session:
+        get_campaign(session, campaign_id)  # CampaignNotFound
+        unwritten = not_written(session, personalised_serials(
+            session, campaign_id, worker=worker, workers=workers))
+        total = len(pending(session, campaign_id, worker=worker, workers=workers))
+    for start in range(0, len(unwritten), batch_size):  # a run that died after step 3
+        personaliser.write_certificates(unwritten[start:start + batch_size],
+                                        sessions=sessions, clock=clock, actor=actor,
+                                        fresh=False)
+    while max_batches is None or batches < max_batches:
+        with transaction(sessions) as session:
+            todo = pending(session, campaign_id, worker=worker, workers=workers,
+                           limit=batch_size)
+        if not todo:
+            break
+        ok, gone, newly_approved = _prepare_batch(
+            sessions, clock, todo, personaliser=personaliser, sealer=sealer, policy=policy,
+            actor=actor, identity_check=identity_check)
+        batches += 1
+        approved += newly_approved
+        done += ok
+        skipped += gone
+        if progress is not None:
+            progress(len(done) + len(skipped), max(total, len(done) + len(skipped)))
+        if not ok and len(gone) == len(todo):
+            break  # the share is being done by someone else: leave it to them
+    return PreparationResult(campaign_id, batches, approved, tuple(done), tuple(skipped))
+
+
+def _prepare_batch(sessions: sessionmaker[Session], clock: Clock,
+                   todo: list[tuple[int, int]], *, personaliser: BatchPersonaliser,
+                   sealer: Sealer, policy: DeliveryPolicy, actor: str, identity_check: str
+                   ) -> tuple[list[int], list[int], int]:
+    labels = [new_token_label(request_id) for request_id, _ in todo]
+    pins = [generate_pin(policy.pin_length) for _ in todo]
+    made: list[str] = []
+    keys: list[TokenKey] = []
+    sealed: list[envelopes.SealedSecret] = []
+    ok: list[int] = []
+    serials: list[str] = []
+    gone: list[int] = []
+    approved = 0
+    try:
+        # Two processes behind one token server must not pick the same free slot.
+        with transaction(sessions) as session, exclusive(session, "tawqi.token-init"):
+            personaliser.create_tokens(list(zip(labels, pins, strict=True)))
+        made = list(labels)
+        for (_, holder_id), label, pin in zip(todo, labels, pins, strict=True):
+            keys.append(personaliser.generate_key(label, pin))
+            sealed.append(envelopes.seal_secret(sealer, purpose=ENVELOPE_INITIAL_PIN,
+                                                holder_id=holder_id, secret=pin))
+        del pins
+        with transaction(sessions) as session:
+            for (request_id, _), key, envelope in zip(todo, keys, sealed, strict=True):
+                if get_request(session, request_id, lock=True).status == SUBMITTED:
+                    approve_request(session, clock, request_id, actor=actor,
+                                    identity_check=identity_check)
+                    approved += 1
+                personalised = personalise_with_key(session, clock, request_id,
+                                                    personaliser=personaliser, key=key,
+                                                    envelope=envelope, actor=actor)
+                if personalised is None:
+                    gone.append(request_id)
+                else:
+                    ok.append(request_id)
+                    serials.append(personalised.certificate_serial or "")
+        if serials:
+            personaliser.write_certificates(serials, sessions=sessions, clock=clock,
+                                            actor=actor, fresh=True)
+    finally:
+        for label in made:
+            personaliser.release(label)
+    for request_id, label in zip((r for r, _ in todo), labels, strict=True):
+        if request_id in gone:
+            personaliser.wipe(label)  # a token nobody will use: no key left on it
+    return ok, gone, approved
