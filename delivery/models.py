@@ -46,7 +46,8 @@ REJECTED = "rejected"
 CANCELLED = "cancelled"
 SUPERSEDED = "superseded"  # a renewal of its credential became active
 REPLACED = "replaced"  # its token was reported lost, stolen or damaged and replaced
-ENDED = "ended"  # its mandate ended (change of mandate, election): certificate revoked
+ENDED = "ended"  # its mandate ended (change of mandate, election), or an operator
+#                 revoked its certificate directly: certificate revoked
 REQUEST_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER, ACTIVE,
                   REJECTED, CANCELLED, SUPERSEDED, REPLACED, ENDED)
 OPEN_STATES = (SUBMITTED, APPROVED, PERSONALISED, SHIPPED, DELIVERED, HANDED_OVER)

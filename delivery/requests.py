@@ -372,6 +372,34 @@ def end_revoked_with_mandate(session: Session, clock: Clock, serials: Sequence[s
     return [row.id for row in found]
 
 
+def end_revoked(session: Session, clock: Clock, serials: Sequence[str], *, actor: str,
+                note: str) -> list[int]:
+    """The active requests holding the certificates ``serials`` that are now revoked
+    (an operator revoked them directly: ``tawqi cert revoke``, the registry's page, the
+    API) leave ``active`` for ``ended``, each with its event and an audit event
+    ``delivery.request.ended`` naming the certificate and its revocation reason. A
+    suspended certificate (on hold) leaves its request active. Returns their ids. Call it
+    after the revocation, in the same transaction; calling it again changes nothing."""
+    found: list[tuple[CertificateRequest, str | None]] = []
+    keys = list(dict.fromkeys(s for s in serials if s))
+    for start in range(0, len(keys), 500):
+        found += [(row, reason) for row, reason in session.execute(
+            select(CertificateRequest, CertificateRecord.revocation_reason)
+            .join(CertificateRecord,
+                  CertificateRecord.serial == CertificateRequest.certificate_serial)
+            .where(CertificateRequest.certificate_serial.in_(keys[start:start + 500]),
+                   CertificateRequest.status == ACTIVE,
+                   CertificateRecord.status == STATUS_REVOKED)
+            .order_by(CertificateRequest.id).with_for_update(of=CertificateRequest)).all()]
+    for row, reason in found:
+        move(session, clock, row, "end", actor=actor, note=note,
+             summary={"certificate_serial": row.certificate_serial,
+                      "revocation_reason": reason or "unspecified", "revoked_directly": True})
+        row.status_reason = note[:500]
+    session.flush()
+    return [row.id for row, _ in found]
+
+
 def accept_terms(session: Session, clock: Clock, request_id: int, *, version: str,
                  actor: str) -> CertificateRequest:
     """The holder accepts the terms of use (version and time are recorded)."""

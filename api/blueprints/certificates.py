@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from api.policy import Scope
 from api.routing import ApiBlueprint, Call
 from api.schema import PageQuery, make_page, page_of, rule
+from api.wiring.adapters import revoke_certificate, revoke_certificates
 from api.wiring.flaskapp import load_authority_first, wiring
 from core.clock import Clock
 from delivery import holders
@@ -179,7 +180,7 @@ def release(call: Call, serial: str, body: NoteIn) -> CertificateOut:
               response=CertificateOut, errors=(409, 503), prepare=load_authority_first,
               summary="Revoke for good, with an RFC 5280 reason")
 def revoke(call: Call, serial: str, body: RevokeIn) -> CertificateOut:
-    return _change(call, serial, lambda session, clock, authority: lifecycle.revoke(
+    return _change(call, serial, lambda session, clock, authority: revoke_certificate(
         session, clock, authority, serial, body.reason, actor=call.actor))
 
 
@@ -200,9 +201,9 @@ def revoke_bulk(call: Call, body: BulkRevokeIn) -> BulkRevocationOut:
 
             raise BulkRevocationRefused("a serial is at most 100 characters",
                                         serial=serial[:100])
-    done = lifecycle.revoke_many(call.session, call.clock, wiring().authority(),
-                                 body.serials, body.reason, actor=call.actor,
-                                 dry_run=body.dry_run)
+    done = revoke_certificates(call.session, call.clock, wiring().authority(),
+                               body.serials, body.reason, actor=call.actor,
+                               dry_run=body.dry_run)
     return BulkRevocationOut(done.reason, done.dry_run, done.total, done.revoked,
                              done.skipped,
                              [OtherReasonOut(s, r) for s, r in done.other_reason],

@@ -322,9 +322,11 @@ def cert_release(runtime: Runtime, serial: str, note: str) -> None:
 @_token_errors
 @_then_anchor
 def cert_revoke(runtime: Runtime, serial: str, reason: str) -> None:
-    """Revoke for good."""
-    _change(runtime, lambda s, a: lifecycle.revoke(s, runtime.clock, a, serial, reason,
-                                                   actor=ACTOR))
+    """Revoke for good (the active request holding it is closed: ``ended``)."""
+    from api.wiring.adapters import revoke_certificate
+
+    _change(runtime, lambda s, a: revoke_certificate(s, runtime.clock, a, serial, reason,
+                                                     actor=ACTOR))
 
 
 @cert_group.command("revoke-bulk")
@@ -345,6 +347,8 @@ def cert_revoke_bulk(runtime: Runtime, from_file: Path, reason: str, dry_run: bo
     """Revoke a list of certificates as one operation: each OCSP answer re-signed, ONE CRL
     at the end. Interrupted? Run the same command again: what is already revoked with this
     reason is skipped, and the rest is done (work is committed every 200 certificates)."""
+    from api.wiring.adapters import revoke_certificates
+
     serials = [line.split("#", 1)[0].strip()
                for line in from_file.read_text(encoding="utf-8").splitlines()]
     serials = [s for s in serials if s]
@@ -358,7 +362,7 @@ def cert_revoke_bulk(runtime: Runtime, from_file: Path, reason: str, dry_run: bo
                 state["done"] = done
 
             try:
-                result = lifecycle.revoke_many(
+                result = revoke_certificates(
                     session, runtime.clock, authority, serials, reason, actor=ACTOR,
                     dry_run=dry_run, progress=advance, checkpoint=session.commit)
             except BulkRevocationRefused as exc:

@@ -14,6 +14,7 @@ from flask import request
 from api.policy import Scope
 from api.web.pages import FormError, _done, _html, bp
 from api.web.session import Page, page
+from api.wiring.adapters import revoke_certificate
 from api.wiring.flaskapp import wiring
 from core.errors import TawqiError
 from delivery import holders
@@ -96,7 +97,7 @@ def release(p: Page, serial: str) -> Any:
 @bp.post("/certificates/<serial>/revoke")
 @page("certificates.manage")
 def revoke(p: Page, serial: str) -> Any:
-    return _act(p, serial, lambda ca: lifecycle.revoke(
+    return _act(p, serial, lambda ca: revoke_certificate(
         p.session, p.clock, ca, serial, request.form.get("reason", ""), actor=p.actor),
         "revoked")
 

@@ -1,7 +1,9 @@
 """Adapters the composition root plugs between domains that never import each other.
 
 Remote signing (:mod:`pki.signing`) asks :mod:`delivery` about holders and has it send the
-one-time code; PAdES and verification read our CA's records and trust our roots. Each
+one-time code; PAdES and verification read our CA's records and trust our roots; an
+operator's direct revocation (:func:`revoke_certificate`, :func:`revoke_certificates`) has
+:mod:`pki` revoke and :mod:`delivery` close the request that held the certificate. Each
 adapter is small, Flask-free, and built once by :class:`api.wiring.Wiring`.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from sqlalchemy.orm import Session
@@ -22,9 +24,12 @@ from delivery.envelopes import Sealer
 from delivery.errors import InvalidHolder
 from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED, Holder
 from delivery.outbox import Notification, enqueue
-from pki import queries
+from pki import lifecycle, queries
 from pki.signing.pades import RecordsRevocation, RevocationData
 from pki.signing.ports import HolderContact
+
+if TYPE_CHECKING:
+    from pki.authority import Authority
 
 log = logging.getLogger(__name__)
 
@@ -115,4 +120,40 @@ def trust_roots(rt: Runtime) -> list[x509.Certificate]:
     return roots
 
 
-__all__ = ["DeliveryDirectory", "OutboxCodeSender", "SessionRevocation", "trust_roots"]
+def _closing_note(reason: str) -> str:
+    return f"certificate revoked by an operator ({reason})"
+
+
+def revoke_certificate(session: Session, clock: Clock, authority: Authority, serial: str,
+                       reason: str, *, actor: str) -> lifecycle.CertificateStatus:
+    """An operator revokes one certificate (``tawqi cert revoke``, the registry's page,
+    ``POST /v1/certificates/{serial}/revoke``): :func:`pki.lifecycle.revoke`, then the
+    active request holding it leaves ``active`` for ``ended``
+    (:func:`delivery.requests.end_revoked`), in the caller's transaction, audited. pki
+    never imports delivery: this is where the two meet."""
+    status = lifecycle.revoke(session, clock, authority, serial, reason, actor=actor)
+    requests.end_revoked(session, clock, [status.serial], actor=actor,
+                         note=_closing_note(status.revocation_reason or reason))
+    return status
+
+
+def revoke_certificates(session: Session, clock: Clock, authority: Authority,
+                        serials: list[str], reason: str, *, actor: str,
+                        dry_run: bool = False,
+                        progress: Callable[[int, int], None] | None = None,
+                        checkpoint: Callable[[], None] | None = None
+                        ) -> lifecycle.BulkRevocation:
+    """An operator's bulk revocation (:func:`pki.lifecycle.revoke_many`), then the active
+    requests holding any of the certificates now revoked (this run's, and those an
+    interrupted run revoked) leave ``active`` for ``ended``, in the final transaction."""
+    done = lifecycle.revoke_many(session, clock, authority, serials, reason, actor=actor,
+                                 dry_run=dry_run, progress=progress, checkpoint=checkpoint)
+    if not dry_run:
+        requests.end_revoked(session, clock, [*done.revoked, *done.skipped,
+                                              *(s for s, _ in done.other_reason)],
+                             actor=actor, note=_closing_note(done.reason))
+    return done
+
+
+__all__ = ["DeliveryDirectory", "OutboxCodeSender", "SessionRevocation", "revoke_certificate",
+           "revoke_certificates", "trust_roots"]
