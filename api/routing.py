@@ -93,7 +93,8 @@ class Operation:
     deprecated: bool = False
     operation_id: str = ""
     # False: the view runs its services' own short transactions (PIN checks on SQLite must
-    # not hold the write lock); ``call.session`` is then unavailable.
+    # not hold the write lock); ``call.session`` is then unavailable. An Idempotency-Key is
+    # then looked up and stored in short transactions of their own (see _dispatch_outside).
     transactional: bool = True
     # Run before the unit of work opens (e.g. load the CA keys, which reads the database in
     # a transaction of its own: on SQLite it must not wait for the request's write lock).
@@ -128,8 +129,6 @@ class ApiBlueprint(Blueprint):
             raise TypeError("rate_subject needs rate_limit")
         if action is None and rate_limit not in (None, "auth"):
             raise TypeError("a public operation's only limit is the login's (auth)")
-        if not transactional and idempotency != "none":
-            raise TypeError("idempotency keys need a transactional operation")
         method = method.upper()
 
         def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -443,15 +442,7 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
     ttl = timedelta(hours=settings.idempotency_ttl_hours)
     failures: list[Callable[[Session], None]] = []
     if not op.transactional:
-        call = Call(rt, None, principal, op.action)
-        try:
-            result = op.view(call, **kwargs)
-        except Exception:
-            _run_failure_callbacks(rt, op, call._on_failure)
-            raise
-        _check_scoped(op, call, principal)
-        out = _serialise(op, call, result)
-        return out if isinstance(out, Response) else _respond(out, dict(call.headers))
+        return _dispatch_outside(rt, op, principal, key, kwargs, ttl)
     req_hash = ""
     try:
         with rt.unit_of_work() as session:
@@ -491,6 +482,52 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
     except Exception:
         _run_failure_callbacks(rt, op, failures)
         raise
+
+
+def _dispatch_outside(rt: Runtime, op: Operation, principal: Principal | None,
+                      key: str | None, kwargs: dict[str, Any], ttl: timedelta) -> Response:
+    """A view that runs its services' own transactions. With an Idempotency-Key, a stored
+    answer is replayed before the view runs (short transaction), and the view's answer is
+    stored after it (another one). Two requests with the same key at the same moment may
+    both run the view (no lock is held while it runs): such operations must be idempotent
+    in the domain too (e.g. a campaign's preparation, which skips what is done); the
+    second to finish replays the first's answer."""
+    req_hash = ""
+    if key is not None:
+        req_hash = idempotency.request_hash(request.method, request.full_path,
+                                            request.get_data(cache=True))
+        with rt.unit_of_work() as session:
+            stored = idempotency.lookup(session, rt.clock, _owner(principal), key, req_hash,
+                                        ttl)
+        if stored is not None:
+            return _respond(stored, replayed=True)
+    call = Call(rt, None, principal, op.action)
+    try:
+        result = op.view(call, **kwargs)
+    except Exception:
+        _run_failure_callbacks(rt, op, call._on_failure)
+        raise
+    _check_scoped(op, call, principal)
+    out = _serialise(op, call, result)
+    if isinstance(out, Response):
+        return out
+    if key is not None and 200 <= out.status < 300:
+        try:
+            with rt.unit_of_work() as session:
+                idempotency.serialise(session, _owner(principal), key)
+                stored = idempotency.lookup(session, rt.clock, _owner(principal), key,
+                                            req_hash, ttl)
+                if stored is not None:  # a request with the same key finished first
+                    return _respond(stored, replayed=True)
+                idempotency.store(session, rt.clock, _owner(principal), key, req_hash, out)
+        except IntegrityError:
+            with rt.unit_of_work() as session:
+                stored = idempotency.lookup(session, rt.clock, _owner(principal), key,
+                                            req_hash, ttl)
+            if stored is None:
+                raise
+            return _respond(stored, replayed=True)
+    return _respond(out, dict(call.headers))
 
 
 def _owner(principal: Principal | None) -> str:

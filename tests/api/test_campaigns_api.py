@@ -109,3 +109,80 @@ def test_campaign_from_import_to_zero_gap(api_runtime: Runtime, app: Flask,
     assert refused.status_code == 403
     notified = client.post(f"/v1/campaigns/{campaign}/notify", headers=admin)
     assert notified.get_json() == {"queued": 1}
+
+
+def test_prepare_then_install_with_activation(api_runtime: Runtime, app: Flask,
+                                              client: FlaskClient,
+                                              callers: dict[str, Caller]) -> None:
+    """POST /prepare batch after batch (a retry with the same Idempotency-Key replays the
+    answer and prepares nothing more; a contact is refused), then /install with activate
+    activates the prepared hosted tokens."""
+    from delivery import requests
+
+    rt = api_runtime
+    provision_service_tokens(rt)
+    with rt.unit_of_work() as session:
+        contact_id = make_contact(session, rt.clock).id
+    outgoing_request, outgoing_serial, _ = _active(rt, app, contact_id, CHANGED_COMMUNE)
+    admin = callers["dgcl_admin"].headers
+    opened = client.post("/v1/campaigns", headers=admin, json={
+        "name": "Communales préparées", "installation_date": rt.clock.now().date().isoformat(),
+        "scope_kind": "province", "scope_codes": [PROVINCE], "funding": "quota"})
+    campaign = opened.get_json()["id"]
+    csv_text = "\n".join([
+        HEADER,
+        f"{KEPT_COMMUNE},president,{random_cin()},Salma,Alaoui,سلمى,العلوي,F,0661234570,"
+        "s@b.ma",
+        f"{CHANGED_COMMUNE},president,{random_cin()},Omar,Idrissi,عمر,الإدريسي,M,0661234571,"
+        "o@b.ma"])
+    imported = client.post(f"/v1/campaigns/{campaign}/import", headers=admin,
+                           json={"csv": csv_text, "token_form": "hosted"})
+    assert imported.get_json()["requests"] == 2, imported.get_json()
+    url = f"/v1/campaigns/{campaign}/prepare"
+    body = {"identity_check": "CIN and council minutes checked", "batch_size": 1,
+            "max_batches": 1}
+
+    refused = client.post(url, headers=callers["contact"].headers, json=body)
+    assert refused.status_code == 403
+    assert client.post(url, headers=admin, json={**body, "identity_check": "  "}
+                       ).status_code == 422
+
+    keyed = {**admin, "Idempotency-Key": "prepare-communales-1"}
+    first = client.post(url, headers=keyed, json=body)
+    assert first.status_code == 200, first.get_json()
+    answer = first.get_json()
+    assert (answer["batches"], answer["approved"], len(answer["personalised"]),
+            answer["prepared"], answer["to_prepare"]) == (1, 1, 1, 1, 1)
+    retry = client.post(url, headers=keyed, json=body)
+    assert retry.status_code == 200 and retry.get_json() == answer
+    assert retry.headers.get("Idempotent-Replayed") == "true"
+    with rt.unit_of_work() as session:
+        statuses = sorted(requests.get_request(session, s["request_id"]).status
+                          for s in campaigns_seats(client, campaign, admin))
+    assert statuses == ["personalised", "submitted"]  # the retry prepared nothing more
+
+    rest = client.post(url, headers=admin, json={**body, "max_batches": 5})
+    assert rest.status_code == 200, rest.get_json()
+    assert (len(rest.get_json()["personalised"]), rest.get_json()["prepared"],
+            rest.get_json()["to_prepare"]) == (1, 2, 0)
+    nothing = client.post(url, headers=admin, json=body).get_json()
+    assert (nothing["batches"], nothing["personalised"], nothing["to_prepare"]) == (0, [], 0)
+
+    installed = client.post(f"/v1/campaigns/{campaign}/install", headers=admin,
+                            json={"activate": True})
+    assert installed.status_code == 200, installed.get_json()
+    done = installed.get_json()
+    assert done["revoked"] == [outgoing_serial]
+    incoming = sorted(s["request_id"] for s in campaigns_seats(client, campaign, admin))
+    assert sorted(done["activated"]) == incoming
+    with rt.unit_of_work() as session:
+        assert {requests.get_request(session, r).status for r in incoming} == {"active"}
+        assert requests.get_request(session, outgoing_request).status == "ended"
+    report = client.get(f"/v1/campaigns/{campaign}", headers=admin).get_json()
+    assert report["blocked"] == [] and report["max_gap_days"] == 0
+
+
+def campaigns_seats(client: FlaskClient, campaign: int, headers: dict[str, str]
+                    ) -> list[dict[str, object]]:
+    return [s for s in client.get(f"/v1/campaigns/{campaign}", headers=headers)
+            .get_json()["seats"] if s["request_id"] is not None]

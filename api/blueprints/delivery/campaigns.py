@@ -1,5 +1,6 @@
 """Election campaigns: open (DGCL administrator or operator), import the newly elected
-(CSV), install (bulk revocation of the outgoing certificates), the per-seat report and the
+(CSV), prepare the incoming tokens (in batches, resumable), install (bulk revocation of the
+outgoing certificates, activation of the hosted tokens), the per-seat report and the
 contacts' emails. A contact reads only their own province's seats."""
 
 from __future__ import annotations
@@ -8,13 +9,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-from api.delivery_common import PROVINCE, TokenForm
+from api.delivery_common import PROVINCE, TokenForm, preparation_progress
 from api.policy import merge_filter
 from api.routing import Call, Routes
 from api.schema import rule
+from api.wiring import ServiceUnavailable
 from api.wiring.flaskapp import load_authority_first, wiring
-from delivery import campaigns, mandate_change
+from delivery import campaigns, mandate_change, preparation
 from delivery.models import Campaign
+from delivery.personalisation import BatchPersonaliser
 
 routes = Routes()
 
@@ -59,6 +62,9 @@ class CampaignImportIn:
 @dataclass(frozen=True)
 class CampaignInstallIn:
     dry_run: bool = False
+    activate: bool = field(default=False, metadata=rule(
+        description="then activate the incoming holders' hosted tokens prepared beforehand "
+                    "(quota consumed, PIN notices queued)"))
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,41 @@ class CampaignInstallOut:
     to_revoke: list[str]
     revoked: list[str]
     already_revoked: int
+    activated: list[int] = field(metadata=rule(
+        description="the requests whose hosted tokens this call activated"))
+
+
+#: The most batches one call prepares (the answer says what is left: call again).
+MAX_BATCHES = 50
+
+
+@dataclass(frozen=True)
+class CampaignPrepareIn:
+    identity_check: str = field(metadata=rule(
+        min_length=1, max_length=500, pattern=r"\S",
+        description="how the registration authority checked the holders' identity (kept "
+                    "on each approval)"))
+    batch_size: int = field(default=20, metadata=rule(
+        minimum=1, maximum=100, description="requests per transaction"))
+    max_batches: int = field(default=5, metadata=rule(
+        minimum=1, maximum=MAX_BATCHES,
+        description="the most batches this call prepares before answering"))
+
+
+@dataclass(frozen=True)
+class CampaignPrepareOut:
+    campaign_id: int
+    batches: int
+    approved: int = field(metadata=rule(description="requests approved by this call"))
+    personalised: list[int] = field(metadata=rule(
+        description="requests whose tokens this call personalised"))
+    skipped: list[int] = field(metadata=rule(
+        description="requests found prepared by another worker meanwhile"))
+    prepared: int = field(metadata=rule(
+        description="the campaign's tokens prepared so far, by every call"))
+    to_prepare: int = field(metadata=rule(
+        description="the campaign's requests still to prepare (0: done; otherwise call "
+                    "again)"))
 
 
 @dataclass(frozen=True)
@@ -136,20 +177,52 @@ def import_elected(call: Call, campaign_id: int, body: CampaignImportIn) -> camp
                                     actor=call.actor, token_form=body.token_form)
 
 
+@routes.operation("POST", "/campaigns/<id:campaign_id>/prepare", action="campaigns.manage",
+                  body=CampaignPrepareIn, response=CampaignPrepareOut, idempotency="optional",
+                  transactional=False, errors=(404, 409, 503), prepare=load_authority_first,
+                  summary="Prepare the incoming holders' tokens: approve the campaign's "
+                          "requests and personalise their tokens (key on the token, "
+                          "certificate, sealed PIN), batch after batch",
+                  description="Runs at most max_batches batches of batch_size requests, each "
+                              "in transactions of its own, then answers what this call "
+                              "prepared and what is left (to_prepare); call again until it "
+                              "is 0. Resumable and safe to run twice: a request prepared "
+                              "(here or by `tawqi campaign prepare`) is never prepared "
+                              "again, and an Idempotency-Key replays the first answer.")
+def prepare(call: Call, campaign_id: int, body: CampaignPrepareIn) -> CampaignPrepareOut:
+    found = wiring()
+    personaliser = found.personaliser()
+    if not isinstance(personaliser, BatchPersonaliser):
+        raise ServiceUnavailable("the configured personaliser cannot work in batches")
+    result = preparation.prepare_campaign(
+        call.runtime.sessions, call.clock, campaign_id, personaliser=personaliser,
+        sealer=found.sealer(), policy=found.policy, actor=call.actor,
+        identity_check=body.identity_check, batch_size=body.batch_size,
+        max_batches=body.max_batches)
+    with call.runtime.unit_of_work() as session:
+        progress = preparation_progress(session, campaign_id)
+    return CampaignPrepareOut(result.campaign_id, result.batches, result.approved,
+                              list(result.personalised), list(result.skipped),
+                              progress.prepared, progress.to_prepare)
+
+
 @routes.operation("POST", "/campaigns/<id:campaign_id>/install", action="campaigns.manage",
                   body=CampaignInstallIn, response=CampaignInstallOut, idempotency="optional",
                   errors=(409, 503), prepare=load_authority_first,
                   summary="Install the new councils: revoke the outgoing certificates in bulk "
-                          "(affiliationChanged); resumable; dry_run lists what it would do")
+                          "(affiliationChanged), and with activate activate the hosted "
+                          "tokens prepared beforehand; resumable; dry_run lists what it "
+                          "would do")
 def install(call: Call, campaign_id: int, body: CampaignInstallIn) -> CampaignInstallOut:
     revoke = None
     if not body.dry_run:
         revoke = mandate_change.lifecycle_revoker(call.session, call.clock,
                                                   wiring().authority())
     result = campaigns.install(call.session, call.clock, campaign_id, actor=call.actor,
-                               revoke=revoke, dry_run=body.dry_run)
+                               revoke=revoke, dry_run=body.dry_run, activate=body.activate)
     return CampaignInstallOut(result.campaign_id, result.dry_run, list(result.to_revoke),
-                      list(result.revoked), result.already_revoked)
+                              list(result.revoked), result.already_revoked,
+                              list(result.activated))
 
 
 @routes.operation("POST", "/campaigns/<id:campaign_id>/notify", action="campaigns.manage",
