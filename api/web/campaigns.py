@@ -5,8 +5,11 @@ the DGCL; a contact sees their province's seats). The figures are
 Operators and the DGCL also run a campaign here (``campaigns.manage``), with the functions
 the API calls: open it (name, installation date, scope, funding), import the newly elected
 (a CSV file; every error shown beside the upload field with its line number and its
-reason in the reader's language, nothing imported if any), install the
-new councils after a dry run that lists the certificates it would revoke.
+reason in the reader's language, nothing imported if any), prepare the incoming tokens
+(approval and personalisation in batches, :func:`delivery.preparation.prepare_campaign`:
+each press runs a few batches, the page then shows the counts prepared and left, read
+afresh on every load, and a button to continue), install the new councils after a dry run
+that lists the certificates it would revoke.
 """
 
 from __future__ import annotations
@@ -16,17 +19,22 @@ from typing import Any
 
 from flask import request
 
+from api.delivery_common import preparation_progress
 from api.policy import Scope
 from api.web import i18n
 from api.web.pages import FormError, _done, _html, bp
 from api.web.session import Page, lang, page
 from api.wiring.flaskapp import wiring
 from core.errors import Conflict, InvalidInput, NotFound
-from delivery import campaigns, mandate_change
+from delivery import campaigns, mandate_change, preparation
 from delivery.errors import CampaignImportInvalid, InvalidCampaign
 from delivery.models import CAMPAIGN_FUNDINGS, CAMPAIGN_SCOPES
+from delivery.personalisation import BatchPersonaliser
 
 CAMPAIGN_FORM_ERRORS = (InvalidInput, Conflict, NotFound)
+#: One press of "prepare the tokens": at most this many batches of this many requests
+#: (the page then shows what is left and a button to continue).
+PREPARE_BATCHES, PREPARE_BATCH_SIZE = 5, 20
 
 
 @bp.get("/campaigns")
@@ -60,6 +68,8 @@ def _campaign_page(p: Page, campaign_id: int | None, status: int = 200,
                  open_form=form_error.form if form_error else "",
                  line_errors=line_errors or [], preview=preview,
                  civilities=campaigns.incoming_civilities(p.session, found) if found else {},
+                 progress=(preparation_progress(p.session, found.campaign.id)
+                           if found is not None and p.allowed("campaigns.manage") else None),
                  columns=",".join(campaigns.CSV_COLUMNS))
 
 
@@ -160,3 +170,28 @@ def install(p: Page, campaign_id: int) -> Any:
     if dry_run:
         return _campaign_page(p, campaign_id, preview=result)
     return _done("web.campaign_page", "campaign_installed", campaign_id=campaign_id)
+
+
+@bp.post("/campaigns/<int:campaign_id>/prepare")
+@page("campaigns.manage")
+def prepare_tokens(p: Page, campaign_id: int) -> Any:
+    """Approve the campaign's requests (the identity check stated in the form) and
+    personalise their tokens, a few batches per press; resumable."""
+    check = request.form.get("identity_check", "")
+    try:
+        if not check.strip():
+            raise InvalidCampaign("say how the identities were checked",
+                                  field="identity_check")
+        campaigns.get_campaign(p.session, campaign_id)  # CampaignNotFound
+        p.session.commit()  # the preparation runs its own transactions
+        found = wiring()
+        personaliser = found.personaliser()
+        if not isinstance(personaliser, BatchPersonaliser):
+            raise InvalidCampaign("the configured personaliser cannot work in batches")
+        preparation.prepare_campaign(
+            p.runtime.sessions, p.clock, campaign_id, personaliser=personaliser,
+            sealer=found.sealer(), policy=found.policy, actor=p.actor, identity_check=check,
+            batch_size=PREPARE_BATCH_SIZE, max_batches=PREPARE_BATCHES)
+    except CAMPAIGN_FORM_ERRORS as exc:
+        return _refused(p, campaign_id, exc, "campaign-prepare")
+    return _done("web.campaign_page", "campaign_prepared", campaign_id=campaign_id)

@@ -4,6 +4,8 @@ installation day, the outgoing certificates revoked in bulk; the report shows no
 
 from __future__ import annotations
 
+import re
+
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -11,6 +13,7 @@ from api.runtime import Runtime
 from pki import lifecycle
 from tests.api.conftest import OTHER_PROVINCE, PROVINCE, Caller, provision_service_tokens
 from tests.api.test_mandates_api import _issue
+from tests.api.test_outbox_and_contact_change import web_login
 from tests.delivery.conftest import make_contact, make_holder, random_cin
 
 KEPT_COMMUNE = "01.051.03.01"
@@ -146,6 +149,16 @@ def test_prepare_then_install_with_activation(api_runtime: Runtime, app: Flask,
     assert refused.status_code == 403
     assert client.post(url, headers=admin, json={**body, "identity_check": "  "}
                        ).status_code == 422
+
+    # the web page's form: an identity check of blanks is refused beside its field
+    browser = web_login(app.test_client(), "admin")
+    token = re.search(r'name="csrf_token" value="([^"]+)"',
+                      browser.get(f"/web/campaigns/{campaign}").text)
+    assert token
+    blank = browser.post(f"/web/campaigns/{campaign}/prepare",
+                         data={"identity_check": "  ", "csrf_token": token.group(1)})
+    assert blank.status_code == 422
+    assert 'id="error-campaign-prepare-identity_check"' in blank.text
 
     keyed = {**admin, "Idempotency-Key": "prepare-communales-1"}
     first = client.post(url, headers=keyed, json=body)

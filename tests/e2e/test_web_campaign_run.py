@@ -3,8 +3,8 @@ it (a refused scope first, beside its field), import the newly elected from a CS
 file with errors first: each shown with its line number, nothing imported), a dry run of
 the installation listing the outgoing certificate, then the installation, which revokes it
 on the real CA. The operator's own campaign runs end to end: open, import, the token
-prepared (approved, personalised, shipped), the installation after its dry run, and the
-blocked communes. Every page passes axe-core.
+prepared from the campaign's page (approved, personalised, with its progress), shipped,
+the installation after its dry run, and the blocked communes. Every page passes axe-core.
 """
 
 from __future__ import annotations
@@ -158,17 +158,22 @@ def test_run_a_campaign(page: Page, incident_site: Site, lang: str,
 
 RUN = {"fr": {"blocked": "1 siège sans personne pouvant signer, sur 1", "shipped": "Expédiée",
               "no": "non, depuis le", "revoked": "Révoqué",
-              "title": "Présidente du conseil de la commune"},
+              "title": "Présidente du conseil de la commune",
+              "before": ("0 jeton préparé sur 1", "1 reste à préparer"),
+              "after": ("1 jeton préparé sur 1", "0 reste à préparer")},
        "ar": {"blocked": "مقعد واحد بدون توقيع من أصل 1", "shipped": "مُرسَل",
-              "no": "لا، منذ", "revoked": "ملغاة", "title": "رئيسة مجلس الجماعة"}}
+              "no": "لا، منذ", "revoked": "ملغاة", "title": "رئيسة مجلس الجماعة",
+              "before": ("لا جهاز مُحضَّر من أصل 1", "بقي جهاز واحد للتحضير"),
+              "after": ("جهاز واحد مُحضَّر من أصل 1", "لم يبق شيء للتحضير")}}
 
 
 @pytest.mark.parametrize("lang", ["fr", "ar"])
 def test_the_operators_campaign_end_to_end(page: Page, incident_site: Site, lang: str,
                                            tmp_path: Path) -> None:
-    """The operator opens a campaign, imports the newly elected (a device token), approves
-    and personalises the request, prepares and dispatches the province's batch, installs
-    after a dry run, and reads the blocked communes: the seat waits for its token."""
+    """The operator opens a campaign, imports the newly elected (a device token), prepares
+    the tokens from the campaign's page (approval and personalisation, with the counts
+    prepared and left), prepares and dispatches the province's batch, installs after a dry
+    run, and reads the blocked communes: the seat waits for its token."""
     site, words = incident_site, RUN[lang]
     scene: Scene = site.scene
     with site.rt.unit_of_work() as session:
@@ -205,17 +210,26 @@ def test_the_operators_campaign_end_to_end(page: Page, incident_site: Site, lang
         incoming = session.scalars(select(CertificateRequest.id).join(
             Holder, Holder.id == CertificateRequest.holder_id).where(Holder.cin == cin)).one()
 
-    # prepare the token: approve (identity checked), personalise, then ship the batch
-    page.goto(f"{site.url}/web/requests?q={cin}")
-    page.check(f"#result-{incoming} input[type=checkbox]")
-    page.select_option("#bulk select[name=document]", "cin")
-    page.click("#bulk-approve")
-    expect(page.locator(f"#outcome-{incoming}")).to_have_class("ok")
-    page.goto(f"{site.url}/web/requests?q={cin}")
-    page.check(f"#result-{incoming} input[type=checkbox]")
-    page.click("#bulk-personalise")
-    expect(page.locator(f"#outcome-{incoming}")).to_have_class("ok")
+    # prepare the tokens from the campaign's page: approve (identity checked) and
+    # personalise, with the counts prepared and left; then ship the batch
+    prepare = page.locator("#campaign-prepare")
+    expect(prepare.locator("#prepared-count")).to_have_text(words["before"][0])
+    expect(prepare.locator("#to-prepare-count")).to_have_text(words["before"][1])
+    expect(prepare.locator("#prepare-progress")).to_have_attribute("value", "0")
+    check(page, site, "operator-campaign-to-prepare")
+    prepare.locator("input[name=identity_check]").fill("CIN et procès-verbal vérifiés")
+    prepare.locator("button[type=submit]").click()
+    expect(page.locator("#flash")).to_be_visible()
+    prepare = page.locator("#campaign-prepare")
+    expect(prepare.locator("#prepared-count")).to_have_text(words["after"][0])
+    expect(prepare.locator("#to-prepare-count")).to_have_text(words["after"][1])
+    expect(prepare.locator("#prepare-progress")).to_have_attribute("value", "1")
+    expect(prepare.locator("button[type=submit]")).to_have_count(0)  # nothing left
+    expect(seat).to_contain_text(words["title"])
     check(page, site, "operator-campaign-personalised")
+    fits(page, shot="operator-campaign-prepared")
+    with site.rt.unit_of_work() as session:
+        assert session.get_one(CertificateRequest, incoming).status == "personalised"
     page.goto(f"{site.url}/web/queue")
     page.click(f"#prepare-{PROVINCE.replace('.', '-')} button")
     expect(page.locator("#flash")).to_be_visible()
