@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "audit": ("api.cli.audit", "audit", "The tamper-evident audit log."),
     "batch": ("api.cli.delivery", "batch_group", "Amana courier batches and hand-overs."),
     "campaign": ("api.cli.campaigns", "campaign_group",
-                 "Election campaigns: open, import, status, install, notify."),
+                 "Election campaigns: open, import, prepare, status, install, notify."),
     "ca": ("api.cli.pki", "ca_group",
            "The certificate authority: set-up, status, scheduled refresh."),
     "cert": ("api.cli.pki", "cert_group",
