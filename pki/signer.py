@@ -167,6 +167,10 @@ class Signer:
             raise InvalidKeyType("the digest length does not match its algorithm",
                                  algorithm=algorithm.name)
         key = self.key
+        batch = getattr(key, "sign_digests", None)
+        if batch is not None:  # a token key: the token layer's batch path
+            signatures: list[bytes] = batch(digests, algorithm)
+            return signatures
         if isinstance(key, ec.EllipticCurvePrivateKey):
             ecdsa = ec.ECDSA(Prehashed(algorithm))
             return [key.sign(d, ecdsa) for d in digests]
