@@ -80,6 +80,10 @@ def _check_no_secret(summary: dict[str, Any]) -> None:
             raise ValueError(f"audit summaries never carry secrets (key {key!r})")
 
 
+#: session.info key: (the transaction that locked the audit head, the head row).
+_HEAD_LOCKED = "tawqi.audit_head_locked"
+
+
 def record(session: Session, clock: Clock, *, actor: str, action: str, object_type: str,
            object_id: str | int, summary: dict[str, Any] | None = None) -> AuditEvent:
     """Append an event in the caller's transaction. Call it in the same unit of work as
@@ -88,13 +92,25 @@ def record(session: Session, clock: Clock, *, actor: str, action: str, object_ty
     _check_no_secret(summary)
     # populate_existing: a head this session read before (unlocked) is refreshed from the
     # locked row, so the event chains onto what other transactions committed meanwhile.
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    # Once locked in this transaction (the row lock, or SQLite's write lock, holds until it
+    # ends), the head in the session is the current one: a second event of the same
+    # transaction does not read it again.
+    # (The innermost transaction: a lock taken in a savepoint that was rolled back is gone.)
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    locked = session.info.get(_HEAD_LOCKED)
+    head = locked[1] if transaction is not None and locked is not None and \
+        locked[0] is transaction else None
+    if head is None:
+        head = session.execute(
+            select(AuditHead).where(AuditHead.id == 1).with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none()
     if head is None:
         head = AuditHead(id=1, seq=0, hash=GENESIS_HASH)
         session.add(head)
+    # (Taken after the read: a session's transaction begins with its first statement.)
+    session.info[_HEAD_LOCKED] = (
+        session.get_nested_transaction() or session.get_transaction(), head)
     at = as_utc(clock.now())
     text = canonical_json(summary)
     seq = head.seq + 1
