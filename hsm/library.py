@@ -150,7 +150,7 @@ class TokenLibrary:
 
     def _forget_publics(self, label: str) -> None:
         """Forget the public facts kept for ``label``'s keys (its objects change)."""
-        for found in [k for k in self._publics if k[0] == label]:
+        for found in [k for k in list(self._publics) if k[0] == label]:
             self._publics.pop(found, None)
 
     def _raise_if_locked_recently(self, label: str) -> None:
