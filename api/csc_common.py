@@ -197,13 +197,13 @@ def grant(call: Call, *, credential_id: str, pin: str, otp: str, hashes_: list[s
 def sign_hashes(call: Call, *, credential_id: str, sad: str, hashes_: list[str],
                 hash_oid: str, sign_algo: str | None) -> list[str]:
     """The one ``signHash`` step behind v1 and v2."""
-    load_credential(call, credential_id, authorised=True)
+    known = load_credential(call, credential_id, authorised=True)
     remote = wiring().remote()
     name, size = parse_hash_algorithm(hash_oid)
     digests = decode_hashes(hashes_, size, limit=remote.policy.max_batch)
     signatures = remote.sign_hashes(credential_id, sad=sad, digests=digests,
                                     hash_algorithm=name, sign_algorithm=sign_algo,
-                                    client=call.user.key, actor=call.actor)
+                                    client=call.user.key, actor=call.actor, known=known)
     return [b64(s) for s in signatures]
 
 

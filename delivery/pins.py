@@ -38,6 +38,8 @@ class DatabasePinAttemptStore:
     def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
         self._clock = clock
         self._held: dict[tuple[int, str], int] = {}
+        # (thread, label) of reservations that found no failure counted (SQLite)
+        self._clean: set[tuple[int, str]] = set()
         self._local_lock = threading.Lock()
         if engine.dialect.name == "sqlite":
             # A plain engine (no BEGIN IMMEDIATE): autocommit statements, WAL readers.
@@ -98,6 +100,8 @@ class DatabasePinAttemptStore:
             if count >= max_attempts:
                 self._release(token_label)
                 return None
+            if count == 0:  # read under the lock: reset need not read it again
+                self._clean.add((threading.get_ident(), token_label))
             return count + 1
         now = self._now()
         statement = pg_insert(PinAttempt).values(
@@ -131,8 +135,11 @@ class DatabasePinAttemptStore:
                          .values(failures=PinAttempt.failures - 1, updated_at=self._now()))
 
     def reset(self, token_label: str) -> None:
+        # SQLite: no needless write, and no second read when reserve found no failure
+        # (the count cannot have moved: every PIN check holds the lock until here).
+        clean = (threading.get_ident(), token_label) in self._clean
         try:
-            if self._postgres or self.failures(token_label):  # SQLite: no needless write
+            if self._postgres or (not clean and self.failures(token_label)):
                 with self._engine.connect() as conn:
                     conn.execute(delete(PinAttempt)
                                  .where(PinAttempt.token_label == token_label))
@@ -156,6 +163,7 @@ class DatabasePinAttemptStore:
         self._held[key] = fd
 
     def _release(self, token_label: str) -> None:
+        self._clean.discard((threading.get_ident(), token_label))
         fd = self._held.pop((threading.get_ident(), token_label), None)
         if fd is None:
             return

@@ -70,9 +70,10 @@ from delivery.models import (
     Mandate,
     RequestEvent,
 )
-from delivery.validation import require_text
+from delivery.validation import normalise_cin, require_text
 from pki.models import STATUS_ISSUED, STATUS_REVOKED, CertificateRecord
 from quotas import ledger
+from quotas.models import Commune, Province
 
 #: step -> (states it may start from, per token form; the state it leads to)
 #: A renewal stays on the token the holder already has: no shipping, no hand-over.
@@ -429,7 +430,11 @@ def signing_readiness(session: Session, request_id: int,
                       terms_version: str | None = None) -> Readiness:
     """Whether the credential may sign: active, terms accepted (``terms_version`` if given),
     PIN changed since the service last set it."""
-    request = get_request(session, request_id)
+    return readiness_of(get_request(session, request_id), terms_version)
+
+
+def readiness_of(request: CertificateRequest, terms_version: str | None = None) -> Readiness:
+    """:func:`signing_readiness` of a request already read."""
     reasons = []
     if request.status != ACTIVE:
         reasons.append(f"the credential is {request.status}, not active")
@@ -449,6 +454,43 @@ def require_ready_to_sign(session: Session, request_id: int,
         raise NotReadyToSign("; ".join(readiness.reasons), request_id=request_id,
                              reasons=list(readiness.reasons))
     return get_request(session, request_id)
+
+
+@dataclass(frozen=True)
+class CredentialRequest:
+    """A holder and their request that carries a certificate, with the request's mandate
+    and its commune or province (held here, so the session's identity map keeps them:
+    :func:`delivery.holders.profile` then finds them without a query)."""
+
+    holder: Holder
+    request: CertificateRequest | None
+    mandate: Mandate | None = None
+    commune: Commune | None = None
+    province: Province | None = None
+
+
+def credential_request(session: Session, cin: str, serial: str) -> CredentialRequest | None:
+    """The holder with ``cin`` and their newest request carrying the certificate
+    ``serial`` (``request`` None: no such request), in one query that also brings the
+    request's mandate and its commune and province. None: no holder has this CIN (or it
+    is not a CIN)."""
+    try:
+        wanted = normalise_cin(cin, InvalidHolder)
+    except InvalidHolder:
+        return None
+    found = session.execute(
+        select(CertificateRequest, Holder, Mandate, Commune, Province)
+        .join(Holder, Holder.id == CertificateRequest.holder_id)
+        .join(Mandate, Mandate.id == CertificateRequest.mandate_id)
+        .outerjoin(Commune, Commune.code == Mandate.commune_code)
+        .outerjoin(Province, Province.code == Mandate.province_code)
+        .where(Holder.cin == wanted, CertificateRequest.certificate_serial == serial)
+        .order_by(CertificateRequest.id.desc()).limit(1)).first()
+    if found is not None:
+        request, holder, mandate, commune, province = found
+        return CredentialRequest(holder, request, mandate, commune, province)
+    alone = session.scalar(select(Holder).where(Holder.cin == wanted))
+    return None if alone is None else CredentialRequest(alone, None)
 
 
 def list_requests(session: Session, *, province_code: str | None = None,

@@ -16,7 +16,7 @@ ECDSA output r || s is re-encoded as DER with cryptography's ``encode_dss_signat
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Protocol
 
 from asn1crypto.algos import DigestInfo
@@ -34,6 +34,9 @@ from hsm.errors import OperationRefused
 class _TokenSigner(Protocol):
     def _token_sign(self, token_label: str, key_id: bytes, mechanism: Mechanism,
                     param: Any, data: bytes) -> bytes: ...
+
+    def _token_sign_many(self, token_label: str, key_id: bytes, mechanism: Mechanism,
+                         param: Any, items: list[bytes]) -> list[bytes]: ...
 
 
 # name -> (PKCS#11 hash mechanism, MGF1 with that hash, DigestInfo prefix)
@@ -57,6 +60,13 @@ def _hash_entry(algorithm: hashes.HashAlgorithm) -> tuple[Mechanism, MGF, bytes]
     if entry is None:
         raise UnsupportedAlgorithm(f"Token keys do not sign with {algorithm.name}.")
     return entry
+
+
+def _check_digests(digests: Sequence[bytes], algorithm: hashes.HashAlgorithm) -> None:
+    _hash_entry(algorithm)
+    if any(len(d) != algorithm.digest_size for d in digests):
+        raise ValueError("The provided data must be the same length as the hash algorithm's "
+                         "digest size.")
 
 
 def _digest(data: bytes, algorithm: hashes.HashAlgorithm | utils.Prehashed
@@ -142,6 +152,22 @@ class TokenECPrivateKey(TokenKey, ec.EllipticCurvePrivateKey):
         return utils.encode_dss_signature(int.from_bytes(raw[:half], "big"),
                                           int.from_bytes(raw[half:], "big"))
 
+    def sign_digests(self, digests: Sequence[bytes], algorithm: hashes.HashAlgorithm
+                     ) -> list[bytes]:
+        """ECDSA over each of ``digests`` (pre-hashed with ``algorithm``), in order: what
+        ``sign(d, ECDSA(Prehashed(algorithm)))`` returns for each, with the token layer's
+        per-signature work done once per slice of the batch."""
+        _check_digests(digests, algorithm)
+        raws = self._signer._token_sign_many(self.token_label, self.key_id, Mechanism.ECDSA,
+                                             None, [bytes(d) for d in digests])
+        encode = utils.encode_dss_signature
+        out = []
+        for raw in raws:
+            half = len(raw) // 2
+            out.append(encode(int.from_bytes(raw[:half], "big"),
+                              int.from_bytes(raw[half:], "big")))
+        return out
+
     def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey
                  ) -> bytes:
         self._refuse("exchange")
@@ -198,6 +224,16 @@ class TokenRSAPrivateKey(TokenKey, rsa.RSAPrivateKey):
             return self._signer._token_sign(self.token_label, self.key_id,
                                             Mechanism.RSA_PKCS_PSS, param, digest)
         raise UnsupportedAlgorithm(f"Token RSA keys do not sign with {padding.name}.")
+
+    def sign_digests(self, digests: Sequence[bytes], algorithm: hashes.HashAlgorithm
+                     ) -> list[bytes]:
+        """PKCS#1 v1.5 over each of ``digests`` (pre-hashed with ``algorithm``), in order:
+        what ``sign(d, PKCS1v15(), Prehashed(algorithm))`` returns for each."""
+        _check_digests(digests, algorithm)
+        _, _, prefix = _hash_entry(algorithm)
+        return self._signer._token_sign_many(self.token_label, self.key_id,
+                                             Mechanism.RSA_PKCS, None,
+                                             [prefix + bytes(d) for d in digests])
 
     def _pss_salt_length(self, pss: _padding.PSS, algorithm: hashes.HashAlgorithm) -> int:
         salt = pss._salt_length

@@ -73,6 +73,8 @@ _LOCK_RECHECK_SECONDS = 1.0
 # private objects and, for a moment, the login. A signature then finds its key again and
 # waits for the login this many times (about 0.8 s in all) before raising LoginRequired.
 _SHARED_LOGIN_TRIES = 12
+# A batch of signatures takes the module lock for this many at a time (see _token_sign_many).
+_BATCH_SLICE = 64
 
 
 
@@ -111,6 +113,11 @@ class TokenLibrary:
         self._pool = SessionPool(module_path, max_sessions)
         # token label -> monotonic time until which "not locked" may be trusted when signing
         self._unlocked_until: dict[str, float] = {}
+        # (token label, key ID) -> (key label, public key): public facts of a key found
+        # before, so that a PIN check does not read them from the token again (see
+        # private_key). Forgotten when this process changes the token's objects and when
+        # the key is not found any more.
+        self._publics: dict[tuple[str, bytes], tuple[str, PublicKeyTypes]] = {}
 
     @classmethod
     def from_environment(cls, **kwargs: Any) -> TokenLibrary:
@@ -141,6 +148,11 @@ class TokenLibrary:
                        for kind in (ObjectClass.PUBLIC_KEY, ObjectClass.CERTIFICATE))
         except p11.PKCS11Error:
             return True
+
+    def _forget_publics(self, label: str) -> None:
+        """Forget the public facts kept for ``label``'s keys (its objects change)."""
+        for found in [k for k in list(self._publics) if k[0] == label]:
+            self._publics.pop(found, None)
 
     def _raise_if_locked_recently(self, label: str) -> None:
         """The signing path's lock check: one store read per token per second, not one per
@@ -339,6 +351,37 @@ class TokenLibrary:
         raise LoginRequired("The token is not logged in any more; get the key again with "
                             "the PIN.", token=token_label) from failure
 
+    def _token_sign_many(self, token_label: str, key_id: bytes, mechanism: Mechanism,
+                         param: Any, items: list[bytes]) -> list[bytes]:
+        """:meth:`_token_sign` for a batch (a 1,000-hash ``signHash``): the lock check, the
+        module lock and the pool lookup once per slice of the batch instead of once per
+        signature, with the same retries when another process logs the token out midway.
+        The module lock is released between slices, so other threads of this process are
+        not held up for the whole batch."""
+        out: list[bytes] = []
+        module = self._pool.module()
+        while len(out) < len(items):
+            self._raise_if_locked_recently(token_label)
+            done = len(out)
+            with module.lock:
+                state = self._pool.state(module)
+                entry = state.entries.get(token_label)
+                key = entry.private_keys.get(key_id) if entry is not None and \
+                    entry.logged_in else None
+                if key is not None:
+                    try:
+                        for data in items[done:done + _BATCH_SLICE]:
+                            out.append(bytes(key.sign(data, mechanism=mechanism,
+                                                      mechanism_param=param)))
+                        continue
+                    except p11.PKCS11Error:
+                        pass  # the one-by-one path below retries or raises as it should
+            # No key object yet, or the token was logged out midway: one signature through
+            # the careful path (it looks the key up again and retries), then batch again.
+            out.append(self._token_sign(token_label, key_id, mechanism, param,
+                                        items[len(out)]))
+        return out
+
     # ------------------------------------------------------------------ token lifecycle
 
     def init_token(self, label: str, so_pin: str, user_pin: str) -> None:
@@ -377,6 +420,7 @@ class TokenLibrary:
                                                  token=label)
                     if not state.free_slots:
                         raise NoFreeSlot("The token module has no uninitialised token left.")
+                    self._forget_publics(label)
                     rv = module.init_token(state.free_slots[0], so_pin, label)
                     if rv != _mod.CKR_OK:
                         raise HsmError("The token module refused to initialise the token.",
@@ -453,6 +497,7 @@ class TokenLibrary:
             finally:
                 entry.private_keys.clear()
                 entry.secret_keys.clear()
+                self._forget_publics(label)
             return len(objects)
 
     def release(self, label: str) -> None:
@@ -479,6 +524,7 @@ class TokenLibrary:
         if not isinstance(key_id, bytes) or not key_id:
             raise InvalidRequest("A key ID (non-empty bytes) is required.")
         self._login(label, pin)
+        self._forget_publics(label)
         public_template = {
             Attribute.TOKEN: True, Attribute.PRIVATE: False, Attribute.VERIFY: True,
             Attribute.ENCRYPT: False, Attribute.WRAP: False,
@@ -529,15 +575,23 @@ class TokenLibrary:
         """
         if key_id is None and key_label is None:
             raise InvalidRequest("Give key_id or key_label.")
+        known = self._publics.get((label, key_id)) if key_id is not None and \
+            key_label is None else None
         for attempt in range(_SHARED_LOGIN_TRIES):
             self._login(label, pin)
             with self._pool.locked() as state:
                 entry = self._pool.entry(state, label)
                 try:
                     obj = self._find_private(entry, key_id=key_id, key_label=key_label)
-                    found_id = bytes(obj.id)
-                    found_label = obj.label
-                    public = self._public_for(entry, found_id, obj)
+                    if known is not None and key_id is not None:
+                        # The key's public facts do not change while its ID is on the
+                        # token (IDs are random per key pair): no reads beyond the search
+                        # that found the private key for this login.
+                        found_id, (found_label, public) = key_id, known
+                    else:
+                        found_id = bytes(obj.id)
+                        found_label = obj.label
+                        public = self._public_for(entry, found_id, obj)
                 except (p11.UserNotLoggedIn, p11.ObjectHandleInvalid, p11.GeneralError,
                         KeyNotFound) as exc:
                     # Through a shared module another process's PIN check may have logged
@@ -546,6 +600,9 @@ class TokenLibrary:
                     # really absent when its public half is absent too.
                     absent = isinstance(exc, KeyNotFound) and not self._public_exists(
                         entry, key_id=key_id, key_label=key_label)
+                    if absent and key_id is not None:
+                        self._publics.pop((label, key_id), None)
+                        known = None
                     if attempt + 1 < _SHARED_LOGIN_TRIES and not absent:
                         time.sleep(min(0.002 * 2 ** attempt, 0.1))
                         continue
@@ -555,6 +612,7 @@ class TokenLibrary:
                 except p11.PKCS11Error as exc:
                     raise module_error(exc, "looking up the key") from exc
                 entry.private_keys[found_id] = obj
+                self._publics[(label, found_id)] = (found_label, public)
                 break
         if isinstance(public, ec.EllipticCurvePublicKey):
             return TokenECPrivateKey(self, label, found_id, found_label, public)
@@ -587,6 +645,7 @@ class TokenLibrary:
         serial_der = Integer(serial).dump()
         if pin is not None:
             self._login(label, pin)
+        self._forget_publics(label)
         with self._pool.locked() as state:
             entry = self._pool.entry(state, label)
             try:

@@ -13,6 +13,8 @@ objects (always through DER) and the only adapter to pyHanko (:func:`pyhanko_sig
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -167,6 +169,10 @@ class Signer:
             raise InvalidKeyType("the digest length does not match its algorithm",
                                  algorithm=algorithm.name)
         key = self.key
+        batch = getattr(key, "sign_digests", None)
+        if batch is not None:  # a token key: the token layer's batch path
+            signatures: list[bytes] = batch(digests, algorithm)
+            return signatures
         if isinstance(key, ec.EllipticCurvePrivateKey):
             ecdsa = ec.ECDSA(Prehashed(algorithm))
             return [key.sign(d, ecdsa) for d in digests]
@@ -198,7 +204,7 @@ def pyhanko_signer(signer: Signer, *, extra_certs: Sequence[x509.Certificate] = 
     from pyhanko_certvalidator.registry import SimpleCertificateStore
 
     registry = SimpleCertificateStore.from_certs(
-        [to_asn1(c) for c in (*signer.chain, *extra_certs)])
+        [_asn1_shared(c) for c in (*signer.chain, *extra_certs)])
     key = signer.key
     is_ec = isinstance(key, ec.EllipticCurvePrivateKey)
 
@@ -213,8 +219,32 @@ def pyhanko_signer(signer: Signer, *, extra_certs: Sequence[x509.Certificate] = 
             return signer._sign(data, algorithm)
 
     return _TokenPyHankoSigner(
-        signing_cert=to_asn1(signer.certificate), cert_registry=registry,
+        signing_cert=_asn1_shared(signer.certificate), cert_registry=registry,
         embed_roots=embed_roots)
+
+
+#: asn1crypto's view of the certificates pyHanko signers carry, by DER: read-only for
+#: pyHanko (it embeds them), so shared between signatures, and what asn1crypto computes
+#: on first use (names, key identifiers, hashes the registry indexes by) is kept with
+#: them instead of being computed again at every signature. Bounded.
+_ASN1_SHARED: OrderedDict[bytes, asn1_x509.Certificate] = OrderedDict()
+_ASN1_SHARED_MAX = 256
+_asn1_guard = threading.Lock()
+
+
+def _asn1_shared(certificate: x509.Certificate) -> asn1_x509.Certificate:
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    with _asn1_guard:
+        found = _ASN1_SHARED.get(der)
+        if found is not None:
+            _ASN1_SHARED.move_to_end(der)
+            return found
+    loaded = asn1_x509.Certificate.load(der)
+    with _asn1_guard:
+        _ASN1_SHARED[der] = loaded
+        while len(_ASN1_SHARED) > _ASN1_SHARED_MAX:
+            _ASN1_SHARED.popitem(last=False)
+    return loaded
 
 
 def _hash_by_name(name: str) -> hashes.HashAlgorithm:

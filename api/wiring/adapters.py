@@ -19,9 +19,8 @@ from sqlalchemy.orm import Session
 
 from api.runtime import Runtime
 from core.clock import Clock
-from delivery import envelopes, holders, mandates, requests
+from delivery import envelopes, holders, requests
 from delivery.envelopes import Sealer
-from delivery.errors import InvalidHolder
 from delivery.models import ENVELOPE_SIGNING_CODE, HOSTED, Holder
 from delivery.outbox import Notification, enqueue
 from pki import lifecycle, queries
@@ -41,21 +40,17 @@ class DeliveryDirectory:
         self.terms_version = terms_version
 
     def contact(self, session: Session, cin: str, serial: str) -> HolderContact | None:
-        try:
-            holder = holders.find_by_cin(session, cin)
-        except InvalidHolder:
+        # One query: the holder, the request that carries this certificate, its mandate,
+        # commune and province (readiness and profile below find them in the session).
+        found = requests.credential_request(session, cin, serial)
+        if found is None:
             return None
-        if holder is None:
-            return None
-        # A holder has a handful of requests: pick the one that carries this certificate.
-        row = next((r for r in reversed(requests.list_requests(
-            session, holder_id=holder.id, limit=None).items)
-                    if r.certificate_serial == serial), None)
+        holder, row = found.holder, found.request
         if row is None:
             return HolderContact(holder.id, holder.mobile, False, False,
                                  ("no request of this holder carries this certificate",))
-        readiness = requests.signing_readiness(session, row.id, self.terms_version)
-        profile = holders.profile(session, holder, mandates.get_mandate(session, row.mandate_id))
+        readiness = requests.readiness_of(row, self.terms_version)
+        profile = holders.profile(session, holder, found.mandate)
         return HolderContact(
             holder_id=holder.id, mobile=holder.mobile, hosted=row.token_form == HOSTED,
             ready=readiness.ready, reasons=readiness.reasons,

@@ -211,6 +211,10 @@ class Authorization:
         return f"Authorization(id={self.authorization_id!r}, expires_at={self.expires_at!r})"
 
 
+#: A credential and its holder as a caller read them for its scope check in this request.
+Known = tuple[Credential, HolderContact]
+
+
 def digests_hash(digests: Sequence[bytes]) -> str:
     """The order-independent fingerprint of a set of digests a SAD authorises."""
     joined = b"".join(sorted(digests))
@@ -322,12 +326,19 @@ class RemoteSigning:
                                      credential_id=credential.id)
         return found
 
-    def _check_usable(self, session: Session, credential: Credential) -> HolderContact:
+    def _check_usable(self, session: Session, credential: Credential,
+                      contact: HolderContact | None = None) -> HolderContact:
+        """Raise unless the certificate is valid now and its holder ready to sign;
+        ``contact``: the holder as read in this request already (not read again)."""
         state = credential.state_at(as_utc(self.clock.now()))
         if state != "valid":
             raise CredentialUnusable(f"the certificate is {state}: it signs nothing",
                                      credential_id=credential.id, status=state)
-        contact = self.contact(session, credential)
+        if contact is None:
+            contact = self.contact(session, credential)
+        elif not contact.hosted:
+            raise CredentialNotFound("this credential is not hosted by the service",
+                                     credential_id=credential.id)
         if not contact.ready:
             raise CredentialUnusable("the holder is not ready to sign: "
                                      + "; ".join(contact.reasons),
@@ -471,7 +482,7 @@ class RemoteSigning:
 
     def _open(self, credential_id: str, sad: str, *, client: str,
               purposes: tuple[str, ...], digests: Sequence[bytes], hash_algorithm: str,
-              actor: str) -> tuple[Credential, str, str]:
+              actor: str, known: Known | None = None) -> tuple[Credential, str, str]:
         """Check the SAD and open its PIN box; return the credential, the PIN and the SAD's
         id. The SAD stays active: :meth:`_spend` uses it up in the transaction that records
         the signature, so a signature that fails (bad document, token error, a worker that
@@ -480,7 +491,10 @@ class RemoteSigning:
         A SAD presented for other hashes, another credential or by another client is
         spent on the spot (and audited): whoever holds it may be replaying it.
         ``purposes``: what the SAD may have been asked for (a SAD for ``hashes`` also
-        signs documents whose SHA-256 are exactly those hashes, as CSC v2 has it)."""
+        signs documents whose SHA-256 are exactly those hashes, as CSC v2 has it).
+        ``known``: the credential and its holder as the caller read them in this request
+        (for its scope check): checked again here (state now, holder ready) without being
+        read again."""
         if not isinstance(sad, str) or not sad or len(sad) > 200:
             raise SadInvalid("a SAD is required")
         failure: Exception | None = None
@@ -489,7 +503,11 @@ class RemoteSigning:
                 SigningAuthorization.sad_hash == sad_hash(sad))
                 .with_for_update()).one_or_none()
             now = as_utc(self.clock.now())
-            credential = self.credential(session, credential_id)
+            serial = str(credential_id).strip().lower()
+            if known is not None and known[0].id == serial:
+                credential, contact = known
+            else:
+                credential, contact = self.credential(session, credential_id), None
             if row is None or row.status != SAD_ACTIVE or row.pin_box is None:
                 raise SadInvalid("unknown or already used SAD: authorise again")
             if as_utc(row.expires_at) <= now:
@@ -506,7 +524,7 @@ class RemoteSigning:
             if failure is not None:
                 self._refuse(session, row, credential, client, actor, type(failure).__name__)
             else:
-                self._check_usable(session, credential)
+                self._check_usable(session, credential, contact)
                 return credential, open_pin(sad, row, row.pin_box), row.id
         raise failure
 
@@ -570,15 +588,16 @@ class RemoteSigning:
 
     def sign_hashes(self, credential_id: str, *, sad: str, digests: Sequence[bytes],
                     hash_algorithm: str, sign_algorithm: str | None, client: str,
-                    actor: str) -> list[bytes]:
-        """Sign each digest (DER ECDSA or RSA PKCS#1 v1.5), in the order given."""
+                    actor: str, known: Known | None = None) -> list[bytes]:
+        """Sign each digest (DER ECDSA or RSA PKCS#1 v1.5), in the order given.
+        ``known``: see :meth:`_open`."""
         if len(digests) > self.policy.max_batch:
             raise BatchTooLarge(f"at most {self.policy.max_batch} hashes per request",
                                 limit=self.policy.max_batch, given=len(digests))
         algorithm = _hash_algorithm(hash_algorithm)
         credential, pin, authorization = self._open(
             credential_id, sad, client=client, purposes=(PURPOSE_HASH,), digests=digests,
-            hash_algorithm=hash_algorithm, actor=actor)
+            hash_algorithm=hash_algorithm, actor=actor, known=known)
         _check_sign_algorithm(credential, sign_algorithm, hash_algorithm)
         try:
             with self._label_lock(credential.token_label):
@@ -599,16 +618,18 @@ class RemoteSigning:
 
     def sign_document(self, credential_id: str, *, sad: str, document: bytes,
                       request: PadesRequest, pades: PadesService, client: str,
-                      actor: str, document_name: str | None = None) -> SignedPdf:
+                      actor: str, document_name: str | None = None,
+                      known: Known | None = None) -> SignedPdf:
         """PAdES-sign ``document``, which the SAD authorised by its SHA-256."""
         return self.sign_documents(credential_id, sad=sad, documents=[(document, request)],
                                    pades=pades, client=client, actor=actor,
-                                   names=[document_name])[0]
+                                   names=[document_name], known=known)[0]
 
     def sign_documents(self, credential_id: str, *, sad: str,
                        documents: Sequence[tuple[bytes, PadesRequest]], pades: PadesService,
                        client: str, actor: str,
-                       names: Sequence[str | None] | None = None) -> list[SignedPdf]:
+                       names: Sequence[str | None] | None = None,
+                       known: Known | None = None) -> list[SignedPdf]:
         """PAdES-sign each document, in the order given; the SAD authorised exactly their
         SHA-256 digests (as ``documentDigests`` or as SHA-256 ``hashes``). All or nothing:
         the SAD is used up once, after the last signature.
@@ -638,7 +659,7 @@ class RemoteSigning:
         digests = [hashlib.sha256(document).digest() for document, _request in documents]
         credential, pin, authorization = self._open(
             credential_id, sad, client=client, purposes=(PURPOSE_DOCUMENT, PURPOSE_HASH),
-            digests=digests, hash_algorithm="sha256", actor=actor)
+            digests=digests, hash_algorithm="sha256", actor=actor, known=known)
         try:
             with self._label_lock(credential.token_label):
                 signer = self._signer(credential, pin)
@@ -676,7 +697,7 @@ class RemoteSigning:
 
     def sign_digests_cms(self, credential_id: str, *, sad: str, digests: Sequence[bytes],
                          hash_algorithm: str, timestamper: Any | None, client: str,
-                         actor: str) -> list[bytes]:
+                         actor: str, known: Known | None = None) -> list[bytes]:
         """A detached PAdES CMS signature (DER ``ContentInfo``) over each document digest,
         in the order given: CSC v2 ``signDoc`` with ``documentDigests``, for a client that
         prepared the PDF's byte range itself. ``timestamper`` (a pyHanko ``TimeStamper``)
@@ -687,7 +708,7 @@ class RemoteSigning:
         _hash_algorithm(hash_algorithm)
         credential, pin, authorization = self._open(
             credential_id, sad, client=client, purposes=(PURPOSE_HASH, PURPOSE_DOCUMENT),
-            digests=digests, hash_algorithm=hash_algorithm, actor=actor)
+            digests=digests, hash_algorithm=hash_algorithm, actor=actor, known=known)
         try:
             with self._label_lock(credential.token_label):
                 signer = self._signer(credential, pin)
@@ -758,6 +779,7 @@ def _check_sign_algorithm(credential: Credential, oid: str | None, hash_name: st
 __all__ = [
     "Authorization",
     "Credential",
+    "Known",
     "OtpChallengeInfo",
     "RemoteSigning",
     "RemoteSigningPolicy",

@@ -56,6 +56,8 @@ def test_sign_hash_smoke() -> None:
     lines = _run("bench.sign_hash", "--batch", "20", "--rounds", "1")
     assert any("workers_ratio=" in line for line in lines), lines
     assert any(line.startswith("http / raw, round by round:") for line in lines), lines
+    assert any(line.startswith("raw hsm (counts in the database, as served):")
+               and "through the batch path" in line for line in lines), lines
     assert lines[-1].startswith("ratio_vs_raw=")
 
 

@@ -162,3 +162,39 @@ def test_append_after_reading_the_head_uses_the_locked_head(
     finally:
         engine.dispose()
         _drop_postgres(server, name)
+
+
+def test_events_of_one_transaction_lock_the_head_once(session: Session,
+                                                        clock: FrozenClock) -> None:
+    """The second event of a transaction chains onto the head the first one locked and
+    updated, without reading it again; after a rolled-back savepoint (whose lock is gone)
+    the head is read and locked again. The chain stays intact throughout."""
+    from sqlalchemy import event
+
+    reads: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FROM audit_head" in statement:
+            reads.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        record(session, clock, actor="tester", action="thing.changed", object_type="thing",
+               object_id=1)
+        second = record(session, clock, actor="tester", action="thing.changed",
+                        object_type="thing", object_id=2)
+        assert len(reads) == 1
+        with pytest.raises(RuntimeError), session.begin_nested():
+            record(session, clock, actor="tester", action="thing.changed",
+                   object_type="thing", object_id=3)
+            raise RuntimeError("rolled back")
+        assert len(reads) == 2
+        third = record(session, clock, actor="tester", action="thing.changed",
+                       object_type="thing", object_id=4)
+        assert third.seq == second.seq + 1
+        assert len(reads) == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    report = verify(session)
+    assert report.ok, report.reason

@@ -124,6 +124,66 @@ def test_ecdsa_prehashed(ec_key: TokenECPrivateKey) -> None:
         ec_key.sign(b"short", ec.ECDSA(utils.Prehashed(hashes.SHA256())))
 
 
+def _digests(algorithm: hashes.HashAlgorithm, count: int) -> list[bytes]:
+    found = []
+    for index in range(count):
+        digest = hashes.Hash(algorithm)
+        digest.update(DATA + str(index).encode())
+        found.append(digest.finalize())
+    return found
+
+
+def test_ecdsa_batch_matches_one_by_one(ec_key: TokenECPrivateKey) -> None:
+    """A batch longer than one slice of the module lock: every signature in order, each
+    what ``sign`` gives for its digest (DER, verifying under the public key)."""
+    digests = _digests(hashes.SHA256(), 150)
+    signatures = ec_key.sign_digests(digests, hashes.SHA256())
+    assert len(signatures) == len(digests)
+    prehashed = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+    for digest, signature in zip(digests, signatures, strict=True):
+        utils.decode_dss_signature(signature)
+        ec_key.public_key().verify(signature, digest, prehashed)
+    with pytest.raises(ValueError):
+        ec_key.sign_digests([digests[0], b"short"], hashes.SHA256())
+
+
+def test_rsa_batch_matches_one_by_one(rsa_key: TokenRSAPrivateKey) -> None:
+    digests = _digests(hashes.SHA384(), 3)
+    signatures = rsa_key.sign_digests(digests, hashes.SHA384())
+    for digest, signature in zip(digests, signatures, strict=True):
+        assert signature == rsa_key.sign(digest, padding.PKCS1v15(),
+                                         utils.Prehashed(hashes.SHA384()))
+
+
+def test_batch_after_a_wrong_pin_needs_the_pin_again(hsm_token: HsmToken) -> None:
+    """A wrong PIN logs the token out: a batch with a key handed out before is refused,
+    as one signature is."""
+    from hsm import LoginRequired, PinIncorrect
+
+    library, label, _, pin = hsm_token
+    key = _key(hsm_token, "EC-P256", b"\x05")
+    with pytest.raises(PinIncorrect):
+        library.private_key(label, pin + "9", key_id=b"\x05")
+    with pytest.raises(LoginRequired):
+        key.sign_digests(_digests(hashes.SHA256(), 2), hashes.SHA256())  # type: ignore[union-attr]
+
+
+def test_a_new_key_under_a_known_id_is_read_again(hsm_token: HsmToken) -> None:
+    """The key's public half is kept per token and key ID after a first look-up; when the
+    token's objects change (destroyed, a new key pair under the same ID), the new key's
+    public half is what the next key object carries."""
+    library, label, _, pin = hsm_token
+    first = _key(hsm_token, "EC-P256", b"\x06")
+    again = library.private_key(label, pin, key_id=b"\x06")
+    assert again.public_key().public_numbers() == first.public_key().public_numbers()
+    library.destroy_objects(label, pin)
+    second = _key(hsm_token, "EC-P256", b"\x06")
+    assert second.public_key().public_numbers() != first.public_key().public_numbers()
+    signature = library.private_key(label, pin, key_id=b"\x06").sign(
+        DATA, ec.ECDSA(hashes.SHA256()))
+    second.public_key().verify(signature, DATA, ec.ECDSA(hashes.SHA256()))
+
+
 def test_ecdsa_p384(hsm_token: HsmToken) -> None:
     key = _key(hsm_token, "EC-P384", b"\x03")
     signature = key.sign(DATA, ec.ECDSA(hashes.SHA384()))

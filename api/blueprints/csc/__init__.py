@@ -508,7 +508,8 @@ def _sign_doc_json(call: Call) -> Response:
     if (body.documents is None) == (body.documentDigests is None):
         raise InvalidInput("give either documents or documentDigests")
     credential_id = body.credentialID
-    _credential, contact = load_credential(call, credential_id, authorised=True)
+    known = load_credential(call, credential_id, authorised=True)
+    contact = known[1]
     remote = wiring().remote()
     default = call.settings.pades_default_level
     if body.documents is not None:
@@ -523,7 +524,7 @@ def _sign_doc_json(call: Call) -> Response:
                                            stamp=stamp)))
         signed = remote.sign_documents(credential_id, sad=body.SAD, documents=documents,
                                        pades=wiring().pades(), client=call.user.key,
-                                       actor=call.actor)
+                                       actor=call.actor, known=known)
         out = SignDocOut(DocumentWithSignature=[b64(s.data) for s in signed],
                          signatureStatus=[_status_path(s) for s in signed])
     else:
@@ -549,7 +550,7 @@ def _sign_doc_json(call: Call) -> Response:
             raise SigningUnavailable("the time-stamping authority is not loaded")
         signatures = remote.sign_digests_cms(
             credential_id, sad=body.SAD, digests=digests, hash_algorithm=names.pop(),
-            timestamper=timestamper, client=call.user.key, actor=call.actor)
+            timestamper=timestamper, client=call.user.key, actor=call.actor, known=known)
         out = SignDocOut(SignatureObject=[b64(s) for s in signatures])
     return Response(json.dumps(dump(out)), status=200, mimetype="application/json")
 
@@ -584,15 +585,15 @@ def sign_doc(call: Call) -> Response:
         raise InvalidInput("document, credentialID and SAD are required")
     level = _level(request.form.get("conformance_level"), call.settings.pades_default_level)
     document = upload.read()
-    _credential, contact = load_credential(call, credential_id, authorised=True)
-    stamp = contact.stamp(call.clock.now()) if _form_bool("visible", True) else None
+    known = load_credential(call, credential_id, authorised=True)
+    stamp = known[1].stamp(call.clock.now()) if _form_bool("visible", True) else None
     pades_request = PadesRequest(level=level, stamp=stamp, placement=_placement(),
                                  reason=request.form.get("reason") or None,
                                  location=request.form.get("location") or None)
     signed = wiring().remote().sign_document(
         credential_id, sad=sad, document=document, request=pades_request,
         pades=wiring().pades(), client=call.user.key, actor=call.actor,
-        document_name=upload.filename or None)
+        document_name=upload.filename or None, known=known)
     headers = {
         "Content-Disposition": 'attachment; filename="signed.pdf"',
         "X-Signature-Level": f"PAdES-{signed.level.value}",
