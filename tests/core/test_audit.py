@@ -167,8 +167,10 @@ def test_append_after_reading_the_head_uses_the_locked_head(
 def test_events_of_one_transaction_lock_the_head_once(session: Session,
                                                         clock: FrozenClock) -> None:
     """The second event of a transaction chains onto the head the first one locked and
-    updated, without reading it again; after a rolled-back savepoint (whose lock is gone)
-    the head is read and locked again. The chain stays intact throughout."""
+    updated, without reading it again; so does an event in a savepoint (the enclosing
+    transaction holds the lock). After that savepoint is rolled back, the next event chains
+    onto the head as it was before the savepoint (at most a refresh of the expired row,
+    never a lost or repeated sequence number). The chain stays intact throughout."""
     from sqlalchemy import event
 
     reads: list[str] = []
@@ -189,11 +191,11 @@ def test_events_of_one_transaction_lock_the_head_once(session: Session,
             record(session, clock, actor="tester", action="thing.changed",
                    object_type="thing", object_id=3)
             raise RuntimeError("rolled back")
-        assert len(reads) == 2
+        assert len(reads) == 1
         third = record(session, clock, actor="tester", action="thing.changed",
                        object_type="thing", object_id=4)
         assert third.seq == second.seq + 1
-        assert len(reads) == 3
+        assert len(reads) <= 2
     finally:
         event.remove(engine, "before_cursor_execute", count)
     report = verify(session)
