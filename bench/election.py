@@ -289,9 +289,11 @@ def raw_limit(directory: Path, count: int) -> float:
 def check(outgoing: list[str], communes: int, crl_before: int, campaign_id: int) -> list[str]:
     from sqlalchemy import func, select
 
-    from core.audit import verify
-    from delivery import campaigns
+    from api.wiring import Wiring
+    from core.audit import AuditEvent, verify
+    from delivery import campaigns, preparation
     from delivery.models import ACTIVE, CampaignEntry, CertificateRequest, OutboxMessage
+    from delivery.personalisation import TOKEN_LABEL_PREFIX
     from pki.issuance import not_written
     from pki.models import CertificateRecord, CrlRecord
 
@@ -343,6 +345,15 @@ def check(outgoing: list[str], communes: int, crl_before: int, campaign_id: int)
                 problems.append(f"{(crls or 0) - crl_before} CRLs published, expected 1")
             if not verify(session).ok:
                 problems.append("the audit chain is broken")
+            left = preparation.orphans(session, campaign_id, Wiring(runtime).tokens()
+                                       .token_labels(TOKEN_LABEL_PREFIX))
+            if left:
+                problems.append(f"{len(left)} tokens made for nobody and not wiped: "
+                                f"{', '.join(left[:5])}")
+            wiped = session.scalar(select(func.count()).select_from(AuditEvent).where(
+                AuditEvent.action == preparation.ORPHAN_WIPED))
+            print(f"orphans: {wiped} token(s) made for nobody (a dead worker's) wiped, "
+                  f"{len(left)} left")
     finally:
         runtime.close()
     return problems

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, Text, select
+from sqlalchemy import DateTime, Integer, String, Text, insert, select
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 from core.clock import Clock, as_utc
@@ -104,6 +107,29 @@ def _held_head(session: Session) -> AuditHead | None:
     return None
 
 
+def _lock_head(session: Session) -> AuditHead:
+    """The chain's head, locked for the transaction under way (once per transaction)."""
+    head = _held_head(session)
+    if head is not None:
+        return head
+    # populate_existing: a head this session read before (unlocked) is refreshed from the
+    # locked row, so the events chain onto what other transactions committed.
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=1, seq=0, hash=GENESIS_HASH)
+        session.add(head)
+    locked_in = _current_transaction(session)
+    if locked_in is not None:
+        session.info[_HEAD_HELD] = (head, locked_in)
+    return head
+
+
+_DEFERRED = "tawqi.audit.deferred"
+
+
 def record(session: Session, clock: Clock, *, actor: str, action: str, object_type: str,
            object_id: str | int, summary: dict[str, Any] | None = None) -> AuditEvent:
     """Append an event in the caller's transaction. Call it in the same unit of work as
@@ -111,25 +137,20 @@ def record(session: Session, clock: Clock, *, actor: str, action: str, object_ty
 
     The first event of a transaction locks the chain's head; the next ones of the same
     transaction chain onto it without locking it again (a batch of changes in one
-    transaction takes the lock once)."""
+    transaction takes the lock once). Inside :func:`deferred`, the event is kept in memory
+    (its ``seq`` and hashes unset) and appended with the others when the block ends."""
     summary = summary or {}
     _check_no_secret(summary)
-    head = _held_head(session)
-    if head is None:
-        # populate_existing: a head this session read before (unlocked) is refreshed from
-        # the locked row, so the event chains onto what other transactions committed.
-        head = session.execute(
-            select(AuditHead).where(AuditHead.id == 1).with_for_update()
-            .execution_options(populate_existing=True)
-        ).scalar_one_or_none()
-        if head is None:
-            head = AuditHead(id=1, seq=0, hash=GENESIS_HASH)
-            session.add(head)
-        locked_in = _current_transaction(session)
-        if locked_in is not None:
-            session.info[_HEAD_HELD] = (head, locked_in)
     at = as_utc(clock.now())
     text = canonical_json(summary)
+    pending: list[tuple[SessionTransaction | None, AuditEvent]] | None = \
+        session.info.get(_DEFERRED)
+    if pending is not None:
+        event = AuditEvent(at=at, actor=actor, action=action, object_type=object_type,
+                           object_id=str(object_id), summary=text)
+        pending.append((_current_transaction(session), event))
+        return event
+    head = _lock_head(session)
     seq = head.seq + 1
     digest = event_hash(seq, at, actor, action, object_type, str(object_id), text, head.hash)
     event = AuditEvent(seq=seq, at=at, actor=actor, action=action, object_type=object_type,
@@ -140,6 +161,76 @@ def record(session: Session, clock: Clock, *, actor: str, action: str, object_ty
     head.hash = digest
     session.flush()
     return event
+
+
+def _rolled_back_within(tx: SessionTransaction | None, rolled_back: SessionTransaction
+                        ) -> bool:
+    while tx is not None:
+        if tx is rolled_back:
+            return True
+        tx = tx.parent
+    return False
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    """Events deferred in a transaction (or savepoint) that rolled back are forgotten with
+    the changes they described."""
+    pending = session.info.get(_DEFERRED)
+    if pending:
+        pending[:] = [(tx, e) for tx, e in pending
+                      if not _rolled_back_within(tx, previous_transaction)]
+
+
+@contextmanager
+def deferred(session: Session) -> Iterator[None]:
+    """Within the block, :func:`record` keeps the events in memory; when the block ends
+    without an error they are appended in one go (:func:`append_pending`): the chain's
+    head is locked once, at the very end of the work, for one bulk INSERT, so concurrent
+    transactions take turns on the head only for that moment instead of from their first
+    event to their commit. Events of a savepoint rolled back inside the block are dropped.
+    Close the block before the transaction commits (``with transaction(...) as s,
+    deferred(s):``). An error leaves nothing pending. Nested blocks join the outer one."""
+    if _DEFERRED in session.info:
+        yield
+        return
+    session.info[_DEFERRED] = []
+    try:
+        yield
+        append_pending(session)
+    finally:
+        session.info.pop(_DEFERRED, None)
+
+
+def append_pending(session: Session) -> int:
+    """Append the events :func:`deferred` kept so far, in their order, under one lock of
+    the head and in one INSERT; returns how many."""
+    pending: list[tuple[SessionTransaction | None, AuditEvent]] = \
+        session.info.get(_DEFERRED) or []
+    if not pending:
+        return 0
+    events = [e for _, e in pending]
+    pending.clear()
+    session.flush()  # the changes the events describe go first
+    head = _lock_head(session)
+    seq, prev = head.seq, head.hash
+    rows = []
+    for event_ in events:
+        seq += 1
+        event_.seq = seq
+        event_.prev_hash = prev
+        event_.hash = event_hash(seq, event_.at, event_.actor, event_.action,
+                                 event_.object_type, event_.object_id, event_.summary, prev)
+        prev = event_.hash
+        rows.append({"seq": seq, "at": event_.at, "actor": event_.actor,
+                     "action": event_.action, "object_type": event_.object_type,
+                     "object_id": event_.object_id, "summary": event_.summary,
+                     "prev_hash": event_.prev_hash, "hash": event_.hash})
+    session.execute(insert(AuditEvent), rows)
+    head.seq = seq
+    head.hash = prev
+    session.flush()
+    return len(rows)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.audit import record
+from core.audit import deferred, record
 from core.clock import Clock, as_utc
 from core.errors import TawqiError
 from delivery import holders, mandate_change, mandates, requests
@@ -323,6 +323,14 @@ def import_elected(session: Session, clock: Clock, campaign_id: int, text: str, 
         raise CampaignImportInvalid(f"{len(errors)} error(s); nothing was imported",
                                     errors=[e.as_dict() for e in errors[:500]],
                                     error_count=len(errors))
+    with deferred(session):  # the events appended in one go at the end (one head lock)
+        return _import_rows(session, clock, campaign, rows, errors, actor=actor,
+                            token_form=token_form, progress=progress)
+
+
+def _import_rows(session: Session, clock: Clock, campaign: Campaign, rows: list[_Row],
+                 errors: list[LineError], *, actor: str, token_form: str,
+                 progress: Progress | None) -> ImportResult:
     counts = {"new": 0, "re_elected": 0, "changed": 0, "requests": 0, "outgoing": 0}
     at = campaign.installation_date
     reason = f"campaign {campaign.name}"

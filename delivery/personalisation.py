@@ -12,6 +12,7 @@ does not depend on how pki issues; :class:`TokenPersonaliser` is the real one.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.audit import deferred
 from core.clock import Clock
 from core.db import exclusive, transaction
 from delivery import envelopes
@@ -125,6 +127,10 @@ class BatchPersonaliser(Protocol):
 
     def wipe(self, token_label: str) -> int: ...
 
+    def token_labels(self, prefix: str) -> list[str]:
+        """The labels of the initialised tokens starting with ``prefix``."""
+        ...
+
 
 class TokenPersonaliser:
     """The real :class:`Personaliser`: ``hsm`` initialises the token, ``pki`` generates the
@@ -195,7 +201,7 @@ class TokenPersonaliser:
         if not fresh:  # tokens opened for this (a resumed run): close their sessions
             for one in issued:
                 self.tokens.release(one.token_label)
-        with transaction(sessions) as session:
+        with transaction(sessions) as session, deferred(session):
             for one, error in zip(issued, outcomes, strict=True):
                 record_written(session, clock, one.serial, token_label=one.token_label,
                                error=error, actor=actor)
@@ -229,6 +235,9 @@ class TokenPersonaliser:
         if certificate_status(session, serial).status in ("issued", "suspended"):
             revoke(session, clock, self.authority, serial, reason, actor=actor)
 
+    def token_labels(self, prefix: str) -> list[str]:
+        return self.tokens.token_labels(prefix)
+
     def wipe(self, token_label: str) -> int:
         # The SO sets a throw-away user PIN (never kept) to log in and destroy the objects.
         throwaway = self.tokens.reset_pin(token_label, self._so_pin)
@@ -247,10 +256,21 @@ def _identity(holder: HolderProfile) -> HolderIdentity:
                           organization=holder.organisation_fr)
 
 
+TOKEN_LABEL_PREFIX = "tawqi-r"
+_TOKEN_LABEL = re.compile(r"tawqi-r([0-9]+)-[0-9a-f]{6}")
+
+
 def new_token_label(request_id: int) -> str:
     """A PKCS#11 label (at most 32 characters) unique to this personalisation attempt: a
-    failed attempt may leave an initialised token behind, which a retry must not reuse."""
-    return f"tawqi-r{request_id}-{secrets.token_hex(3)}"
+    failed attempt may leave an initialised token behind, which a retry must not reuse
+    (:func:`delivery.preparation.wipe_orphans` finds such tokens by their request id)."""
+    return f"{TOKEN_LABEL_PREFIX}{request_id}-{secrets.token_hex(3)}"
+
+
+def label_request_id(label: str) -> int | None:
+    """The request id in a label :func:`new_token_label` made, else None."""
+    match = _TOKEN_LABEL.fullmatch(label)
+    return int(match.group(1)) if match else None
 
 
 def personalise_request(session: Session, clock: Clock, request_id: int, *,

@@ -15,13 +15,15 @@ chain head) while the other workers wait:
    fresh PIN sealed on the token layer;
 3. one transaction records the batch: each request is locked, approved if needed, its
    envelope stored, its key certified and the request moved to ``personalised``, with its
-   audit events (the chain's head is locked once for the batch);
+   audit events, appended together at the end of the transaction
+   (:func:`core.audit.deferred`: the chain's head is locked once, just before the commit);
 4. after the commit, the certificates are written to their tokens (no transaction) and
    each write is recorded (``certificate.written_to_token``).
 
 Nothing is half-done if a worker dies: before step 3 commits, the database is unchanged (the
 tokens made so far are unknown to it, as after any failed personalisation; a new attempt
-uses new labels) and a new run picks the same requests again; after it, a new run first
+uses new labels, and a new run first wipes those orphans, found by the request id in their
+label: :func:`wipe_orphans`) and a new run picks the same requests again; after it, a new run first
 writes the certificates whose writing was never recorded (step 4 again). A request another worker
 personalised meanwhile is skipped (its row lock and state decide) and the token made for it
 wiped. Running :func:`prepare_campaign` again finishes what is left: it is idempotent.
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.audit import AuditEvent, deferred, record
 from core.clock import Clock
 from core.db import exclusive, transaction
 from delivery import envelopes
@@ -52,8 +55,10 @@ from delivery.models import (
     CertificateRequest,
 )
 from delivery.personalisation import (
+    TOKEN_LABEL_PREFIX,
     BatchPersonaliser,
     TokenKey,
+    label_request_id,
     new_token_label,
     personalise_with_key,
 )
@@ -72,6 +77,7 @@ class PreparationResult:
     approved: int
     personalised: tuple[int, ...]  # request ids, in order
     skipped: tuple[int, ...]  # found personalised (or closed) by someone else
+    orphans_wiped: tuple[str, ...] = ()  # token labels a dead worker left behind
 
 
 def pending(session: Session, campaign_id: int, *, worker: int = 0, workers: int = 1,
@@ -131,6 +137,8 @@ def prepare_campaign(sessions: sessionmaker[Session], clock: Clock, campaign_id:
         unwritten = not_written(session, personalised_serials(
             session, campaign_id, worker=worker, workers=workers))
         total = len(pending(session, campaign_id, worker=worker, workers=workers))
+    wiped = wipe_orphans(sessions, clock, campaign_id, personaliser=personaliser,
+                         actor=actor, worker=worker, workers=workers)
     for start in range(0, len(unwritten), batch_size):  # a run that died after step 3
         personaliser.write_certificates(unwritten[start:start + batch_size],
                                         sessions=sessions, clock=clock, actor=actor,
@@ -152,7 +160,66 @@ def prepare_campaign(sessions: sessionmaker[Session], clock: Clock, campaign_id:
             progress(len(done) + len(skipped), max(total, len(done) + len(skipped)))
         if not ok and len(gone) == len(todo):
             break  # the share is being done by someone else: leave it to them
-    return PreparationResult(campaign_id, batches, approved, tuple(done), tuple(skipped))
+    return PreparationResult(campaign_id, batches, approved, tuple(done), tuple(skipped),
+                             tuple(wiped))
+
+
+def orphans(session: Session, campaign_id: int, labels: list[str], *, worker: int = 0,
+            workers: int = 1) -> list[str]:
+    """Those of the token ``labels`` (made by :func:`new_token_label`) that belong to a
+    request of the campaign in this worker's share but are not the token the request
+    records, and were not wiped already: the tokens of a worker that died before its
+    batch's commit (or of a batch whose requests someone else personalised)."""
+    by_request: dict[int, list[str]] = {}
+    for label in labels:
+        request_id = label_request_id(label)
+        if request_id is not None and request_id % workers == worker:
+            by_request.setdefault(request_id, []).append(label)
+    if not by_request:
+        return []
+    found: list[str] = []
+    ids = sorted(by_request)
+    for start in range(0, len(ids), 500):
+        rows = session.execute(
+            select(CertificateRequest.id, CertificateRequest.token_label)
+            .join(CampaignEntry, CampaignEntry.request_id == CertificateRequest.id)
+            .where(CampaignEntry.campaign_id == campaign_id,
+                   CertificateRequest.id.in_(ids[start:start + 500])))
+        for request_id, recorded in rows:
+            found += [label for label in by_request[request_id] if label != recorded]
+    wiped: set[str] = set()
+    for start in range(0, len(found), 500):
+        wiped.update(session.scalars(select(AuditEvent.object_id).where(
+            AuditEvent.action == ORPHAN_WIPED,
+            AuditEvent.object_id.in_(found[start:start + 500]))))
+    return sorted(label for label in found if label not in wiped)
+
+
+ORPHAN_WIPED = "token.orphan_wiped"
+
+
+def wipe_orphans(sessions: sessionmaker[Session], clock: Clock, campaign_id: int, *,
+                 personaliser: BatchPersonaliser, actor: str, worker: int = 0,
+                 workers: int = 1) -> list[str]:
+    """Find the tokens a killed worker of this share initialised and the database does not
+    know (:func:`orphans`), destroy their objects (the key generated for nobody) and record
+    each (``token.orphan_wiped``, once: a later run skips it). Run by
+    :func:`prepare_campaign` before it starts; one preparation per share at a time (a
+    worker still running on the same share would lose its batch under way). Returns the
+    labels wiped."""
+    labels = personaliser.token_labels(TOKEN_LABEL_PREFIX)
+    with transaction(sessions) as session:
+        found = orphans(session, campaign_id, labels, worker=worker, workers=workers)
+    done: list[str] = []
+    for label in found:
+        destroyed = personaliser.wipe(label)
+        with transaction(sessions) as session:
+            record(session, clock, actor=actor, action=ORPHAN_WIPED, object_type="token",
+                   object_id=label, summary={"campaign_id": campaign_id,
+                                             "request_id": label_request_id(label),
+                                             "objects_destroyed": destroyed})
+        done.append(label)
+    return done
 
 
 def _prepare_batch(sessions: sessionmaker[Session], clock: Clock,
@@ -178,7 +245,9 @@ def _prepare_batch(sessions: sessionmaker[Session], clock: Clock,
             sealed.append(envelopes.seal_secret(sealer, purpose=ENVELOPE_INITIAL_PIN,
                                                 holder_id=holder_id, secret=pin))
         del pins
-        with transaction(sessions) as session:
+        # The batch's audit events are appended at the end, in one statement: the chain's
+        # head is locked only then, so the workers' transactions overlap until that moment.
+        with transaction(sessions) as session, deferred(session):
             for (request_id, _), key, envelope in zip(todo, keys, sealed, strict=True):
                 if get_request(session, request_id, lock=True).status == SUBMITTED:
                     approve_request(session, clock, request_id, actor=actor,
@@ -199,6 +268,10 @@ def _prepare_batch(sessions: sessionmaker[Session], clock: Clock,
         for label in made:
             personaliser.release(label)
     for request_id, label in zip((r for r, _ in todo), labels, strict=True):
-        if request_id in gone:
-            personaliser.wipe(label)  # a token nobody will use: no key left on it
+        if request_id in gone:  # a token nobody will use: no key left on it
+            destroyed = personaliser.wipe(label)
+            with transaction(sessions) as session:
+                record(session, clock, actor=actor, action=ORPHAN_WIPED, object_type="token",
+                       object_id=label, summary={"request_id": request_id,
+                                                 "objects_destroyed": destroyed})
     return ok, gone, approved

@@ -483,6 +483,14 @@ class TokenLibrary:
                 return False
             return True
 
+    def token_labels(self, prefix: str = "") -> list[str]:
+        """The labels of the initialised tokens that start with ``prefix``, sorted (the
+        slot map refreshed first, so tokens other processes initialised are seen)."""
+        with self._pool.locked() as state:
+            self._pool.refresh_ids(state)
+            return sorted(label for label in state.slot_labels.values()
+                          if label.startswith(prefix))
+
     def destroy_objects(self, label: str, pin: str) -> int:
         """Destroy every object on the token (keys, certificates, data); return the count."""
         self._login(label, pin)

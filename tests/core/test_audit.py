@@ -200,3 +200,96 @@ def test_events_of_one_transaction_lock_the_head_once(session: Session,
         event.remove(engine, "before_cursor_execute", count)
     report = verify(session)
     assert report.ok, report.reason
+
+
+def test_deferred_events_are_appended_in_order_at_the_end(session: Session,
+                                                          clock: FrozenClock) -> None:
+    """Inside ``deferred`` the events wait in memory (no head lock, no row) and are
+    appended in one go when the block ends, in order, chained onto what came before; the
+    events of a savepoint rolled back inside the block are dropped with its changes."""
+    from sqlalchemy import func, select
+
+    from core.audit import deferred
+
+    before = _append(session, clock, 1)[0]
+    count = session.scalar(select(func.count()).select_from(AuditEvent))
+    with deferred(session):
+        first = record(session, clock, actor="tester", action="thing.batched",
+                       object_type="thing", object_id="a")
+        try:
+            with session.begin_nested():
+                record(session, clock, actor="tester", action="thing.batched",
+                       object_type="thing", object_id="gone")
+                raise RuntimeError("the savepoint rolls back")
+        except RuntimeError:
+            pass
+        with session.begin_nested():
+            record(session, clock, actor="tester", action="thing.batched",
+                   object_type="thing", object_id="b")
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == count
+        assert first.seq is None
+    rows = list(session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "thing.batched").order_by(AuditEvent.seq)))
+    assert [r.object_id for r in rows] == ["a", "b"]
+    assert rows[0].seq == before.seq + 1 and rows[0].prev_hash == before.hash
+    assert rows[1].prev_hash == rows[0].hash
+    assert first.seq == rows[0].seq and first.hash == rows[0].hash
+    after = record(session, clock, actor="tester", action="thing.changed",
+                   object_type="thing", object_id="c")
+    assert after.prev_hash == rows[1].hash
+    report = verify(session)
+    assert report.ok, report.reason
+
+
+def test_deferred_events_are_forgotten_on_error(session: Session,
+                                                clock: FrozenClock) -> None:
+    from sqlalchemy import func, select
+
+    from core.audit import deferred
+
+    _append(session, clock, 1)
+    count = session.scalar(select(func.count()).select_from(AuditEvent))
+    with pytest.raises(RuntimeError), deferred(session):
+        record(session, clock, actor="tester", action="thing.batched", object_type="thing",
+               object_id="x")
+        raise RuntimeError("the work failed")
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == count
+    record(session, clock, actor="tester", action="thing.changed", object_type="thing",
+           object_id="y")
+    assert verify(session).ok
+
+
+def test_deferred_transactions_interleave_until_their_end(
+        request: pytest.FixtureRequest, clock: FrozenClock) -> None:
+    """On PostgreSQL two transactions deferring their events do not wait for each other's
+    head lock while they work: the second one appends and commits while the first is still
+    open with events pending; both chain in commit order."""
+    from sqlalchemy import select
+
+    from core.audit import deferred
+    from core.db import make_session_factory, transaction
+    from tests.conftest import _drop_postgres, _fresh_postgres, prepare_database
+
+    server = request.getfixturevalue("postgres_server_url")
+    name, engine = _fresh_postgres(server)
+    try:
+        prepare_database(engine)
+        sessions = make_session_factory(engine)
+        with transaction(sessions) as first, deferred(first):
+            record(first, clock, actor="first", action="thing.changed", object_type="thing",
+                   object_id=1)
+            with transaction(sessions) as second, deferred(second):
+                record(second, clock, actor="second", action="thing.changed",
+                       object_type="thing", object_id=2)
+            record(first, clock, actor="first", action="thing.changed", object_type="thing",
+                   object_id=3)
+        with sessions() as check:
+            rows = list(check.scalars(select(AuditEvent).where(
+                AuditEvent.action == "thing.changed").order_by(AuditEvent.seq)))
+            assert [(r.actor, r.object_id) for r in rows] == [
+                ("second", "2"), ("first", "1"), ("first", "3")]
+            report = verify(check)
+            assert report.ok, report.reason
+    finally:
+        engine.dispose()
+        _drop_postgres(server, name)

@@ -131,9 +131,14 @@ def login(page: Page, site: Site, username: str) -> None:
 
 def set_lang(page: Page, site: Site, lang: str) -> None:
     """Choose the language as a person does: the switch in the header."""
+    # A click just before (a login form) may still be loading its page: read the language
+    # of the page it leads to, not of the one it leaves.
+    page.wait_for_load_state()
     if page.locator("html").get_attribute("lang") != lang:
         page.click("#lang-switch")
-        page.wait_for_function(f"document.documentElement.lang === '{lang}'")
+        # documentElement is null for an instant while the next page replaces this one
+        page.wait_for_function("(lang) => document.documentElement !== null"
+                               " && document.documentElement.lang === lang", arg=lang)
 
 
 def check(page: Page, site: Site, name: str) -> None:
