@@ -23,6 +23,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -37,7 +38,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock
-from core.db import make_session_factory, transaction
+from core.db import make_engine, make_session_factory, transaction
 from delivery import contacts, holders
 from delivery.envelopes import TokenSealer, provision_envelope_key
 from delivery.holders import HolderProfile
@@ -51,6 +52,7 @@ from delivery.models import (
 )
 from delivery.personalisation import PersonalisedToken
 from hsm import TokenLibrary, generate_pin
+from tests.conftest import _drop_postgres, _fresh_postgres
 
 PROVINCE = "01.051"  # Al Hoceima
 COMMUNE_A = "01.051.03.01"  # rural, < 20,000 people: 3 certificates a year
@@ -438,3 +440,21 @@ def sessions(db_engine: Engine) -> sessionmaker[Session]:
                    .where(OutboxMessage.status.in_((OUTBOX_PENDING, OUTBOX_SENDING)))
                    .values(status=OUTBOX_DEAD, last_error="left by an earlier test"))
     return factory
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def bare_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database (nothing migrated) on SQLite or a fresh PostgreSQL one, dropped
+    after: for the migration tests that build an earlier schema first."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+        yield engine
+        engine.dispose()
+        return
+    server = request.getfixturevalue("postgres_server_url")
+    name, engine = _fresh_postgres(server)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        _drop_postgres(server, name)

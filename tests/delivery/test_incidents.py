@@ -8,10 +8,9 @@ an earlier version left active."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -22,7 +21,6 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.audit import AuditEvent
 from core.clock import FrozenClock
-from core.db import make_engine
 from core.migrate import downgrade, upgrade
 from delivery import (
     batches,
@@ -58,7 +56,6 @@ from pki import ca, lifecycle
 from pki.profiles import DOCUMENTATION_POLICY_OID, Profile
 from quotas import ledger, policy, refdata
 from quotas.models import Reservation
-from tests.conftest import _drop_postgres, _fresh_postgres
 from tests.delivery.conftest import (
     COMMUNE_A,
     PROVINCE,
@@ -430,21 +427,6 @@ def test_renewal_incident_and_cancellation_audit_in_their_transaction(desk: Desk
 
 # ------------------------------------------------------------------ the migration
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def bare_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
-        yield engine
-        engine.dispose()
-        return
-    server = request.getfixturevalue("postgres_server_url")
-    name, engine = _fresh_postgres(server)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        _drop_postgres(server, name)
 
 
 def test_the_migration_closes_requests_left_active_by_a_renewal_or_a_replacement(

@@ -16,13 +16,11 @@ from sqlalchemy.orm import Session
 
 from core.audit import AuditEvent
 from core.clock import FrozenClock
-from core.db import make_engine
 from core.migrate import downgrade, upgrade
 from delivery import holders, mandate_change, mandates, requests
 from delivery.errors import InvalidHolder, MandateChangeBlocked, NoMandateInForce
 from delivery.models import CANCELLED, CertificateRequest, Mandate
 from quotas.models import Reservation
-from tests.conftest import _drop_postgres, _fresh_postgres
 from tests.delivery.conftest import (
     COMMUNE_A,
     COMMUNE_B,
@@ -214,21 +212,6 @@ def test_the_holders_cached_mandate_never_disagrees_with_the_mandates(
     assert sorted(mandates.cache_disagreements(session, ids)) == sorted(
         [(holder.id, "commune_code"), (other.id, "role")])
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def bare_engine(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
-        yield engine
-        engine.dispose()
-        return
-    server = request.getfixturevalue("postgres_server_url")
-    name, engine = _fresh_postgres(server)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        _drop_postgres(server, name)
 
 
 def test_the_migration_turns_each_holder_into_a_first_mandate(bare_engine: Engine) -> None:
