@@ -532,6 +532,30 @@ def install(session: Session, clock: Clock, campaign_id: int, *, actor: str,
         raise CampaignStateError(
             f"the councils are installed on {campaign.installation_date.isoformat()}",
             campaign_id=campaign.id, installation_date=campaign.installation_date.isoformat())
+    with deferred(session):  # the events appended in one go at the end (one head lock)
+        return _install(session, clock, campaign, entries, wanted, to_revoke, actor=actor,
+                        revoke=revoke, activate=activate)
+
+
+def _load_for_activation(session: Session, request_ids: list[int]) -> list[object]:
+    """The holders, mandates and communes the activations read, in a few set queries;
+    returned for the caller to hold (the identity map keeps only what is referred to)."""
+    held: list[object] = []
+    for chunk in _chunks(request_ids):
+        rows = session.execute(select(CertificateRequest.holder_id, CertificateRequest.mandate_id)
+                               .where(CertificateRequest.id.in_(chunk))).all()
+        found = list(session.scalars(select(Holder).where(
+            Holder.id.in_({h for h, _ in rows}))))
+        held += found
+        held += session.scalars(select(Mandate).where(Mandate.id.in_({m for _, m in rows})))
+        codes = {h.commune_code for h in found if h.commune_code}
+        held += session.scalars(select(Commune).where(Commune.code.in_(codes)))
+    return held
+
+
+def _install(session: Session, clock: Clock, campaign: Campaign, entries: list[CampaignEntry],
+             wanted: list[str], to_revoke: tuple[str, ...], *, actor: str,
+             revoke: mandate_change.Revoker | None, activate: bool) -> InstallResult:
     if to_revoke:
         if revoke is None:
             raise CampaignStateError("revoking the outgoing certificates needs the CA")
@@ -550,9 +574,12 @@ def install(session: Session, clock: Clock, campaign_id: int, *, actor: str,
             CampaignEntry.campaign_id == campaign.id, CertificateRequest.token_form == HOSTED,
             CertificateRequest.status == PERSONALISED,
             CertificateRequest.kind == KIND_NEW).order_by(CertificateRequest.id))
-        for request_id in list(ready):
+        ready_ids = list(ready)
+        held = _load_for_activation(session, ready_ids)
+        for request_id in ready_ids:
             requests.activate_request(session, clock, request_id, actor=actor)
             activated.append(request_id)
+        del held
     first_time = campaign.status != CAMPAIGN_INSTALLED
     campaign.status = CAMPAIGN_INSTALLED
     campaign.installed_at = campaign.installed_at or now
