@@ -234,7 +234,16 @@ def _read_rows(session: Session, campaign: Campaign, text: str
     taken = {(e.commune_code, e.role): e.line for e in session.scalars(
         select(CampaignEntry).where(CampaignEntry.campaign_id == campaign.id))}
     contacts: dict[str, bool] = {}
+    lines: list[tuple[int, list[str]]] = []
     for number, cells in enumerate(reader, start=2):
+        lines.append((number, cells))
+        if number > MAX_IMPORT_LINES and any(c.strip() for c in cells):
+            break  # refused below, as the first line over the limit
+    # the file's communes in a few set queries, then found in the identity map (held here:
+    # the map keeps only what something refers to)
+    loaded = _load_communes(session, {c[0].strip() for _, c in lines
+                                      if len(c) == len(CSV_COLUMNS)})
+    for number, cells in lines:
         if not any(c.strip() for c in cells):
             continue
         if number > MAX_IMPORT_LINES:
@@ -297,15 +306,60 @@ def _read_rows(session: Session, campaign: Campaign, text: str
         seats[seat] = number
         cins[registration.cin] = number
         rows.append(_Row(number, commune, registration))
+    del loaded  # every line is read
     if not rows and not errors:
         errors.append(LineError(1, "", "the file has no lines", "empty"))
     return rows, errors
 
 
-def _seat_holders(session: Session, commune_code: str, role: str) -> list[Mandate]:
-    return list(session.scalars(select(Mandate).where(
-        Mandate.commune_code == commune_code, Mandate.role == role,
-        Mandate.ended_on.is_(None)).order_by(Mandate.id)))
+_CHUNK = 500
+
+
+def _chunks(values: Sequence[Any]) -> list[list[Any]]:
+    items = list(values)
+    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+def _load_communes(session: Session, codes: set[str]) -> list[Commune]:
+    """Load the communes into the session's identity map (``session.get`` then finds them
+    without a query while the caller holds the list)."""
+    found: list[Commune] = []
+    for chunk in _chunks(sorted(c for c in codes if c)):
+        found += session.scalars(select(Commune).where(Commune.code.in_(chunk)))
+    return found
+
+
+@dataclass
+class _Known:
+    """What the import reads in a few set queries up front, instead of once per line."""
+
+    holders: dict[str, Holder]  # by CIN, the file's holders already registered
+    seats: dict[tuple[str, str], list[Mandate]]  # (commune, role) -> mandates in force
+    contacts: dict[str, Any]  # province -> its designated contact
+    held: list[Holder]  # the seats' holders, kept in the identity map for ending mandates
+
+
+def _known(session: Session, rows: list[_Row]) -> _Known:
+    found: dict[str, Holder] = {}
+    for chunk in _chunks(sorted({r.registration.cin for r in rows})):
+        for holder in session.scalars(select(Holder).where(Holder.cin.in_(chunk))):
+            found[holder.cin] = holder
+    wanted = {(r.commune.code, r.registration.role) for r in rows}
+    seats: dict[tuple[str, str], list[Mandate]] = {}
+    for chunk in _chunks(sorted({code for code, _ in wanted})):
+        for mandate in session.scalars(select(Mandate).where(
+                Mandate.commune_code.in_(chunk), Mandate.ended_on.is_(None))
+                .order_by(Mandate.id)):
+            seat = (str(mandate.commune_code), mandate.role)
+            if seat in wanted:
+                seats.setdefault(seat, []).append(mandate)
+    outgoing = sorted({m.holder_id for ms in seats.values() for m in ms})
+    held: list[Holder] = []
+    for chunk in _chunks(outgoing):  # into the identity map, for ending their mandates
+        held += session.scalars(select(Holder).where(Holder.id.in_(chunk)))
+    contacts = {code: active_contact(session, code)
+                for code in sorted({r.commune.province_code for r in rows})}
+    return _Known(found, seats, contacts, held)
 
 
 def import_elected(session: Session, clock: Clock, campaign_id: int, text: str, *,
@@ -334,10 +388,13 @@ def _import_rows(session: Session, clock: Clock, campaign: Campaign, rows: list[
     counts = {"new": 0, "re_elected": 0, "changed": 0, "requests": 0, "outgoing": 0}
     at = campaign.installation_date
     reason = f"campaign {campaign.name}"
+    known = _known(session, rows)
+    # the communes' quota ledgers for the year, created together rather than one by one
+    ledger.prepare_ledgers(session, [r.commune.code for r in rows], at.year)
     for done, row in enumerate(rows, start=1):
         try:
             with session.begin_nested():
-                _import_row(session, clock, campaign, row, counts, actor=actor,
+                _import_row(session, clock, campaign, row, counts, known, actor=actor,
                             token_form=token_form, at=at, reason=reason)
         except TawqiError as exc:  # a token under way, the quota exhausted...
             errors.append(LineError(row.line, str(exc.extras.get("field", "")), exc.detail,
@@ -359,12 +416,14 @@ def _import_rows(session: Session, clock: Clock, campaign: Campaign, rows: list[
 
 
 def _import_row(session: Session, clock: Clock, campaign: Campaign, row: _Row,
-                counts: dict[str, int], *, actor: str, token_form: str, at: date,
-                reason: str) -> None:
+                counts: dict[str, int], known: _Known, *, actor: str, token_form: str,
+                at: date, reason: str) -> None:
     registration = row.registration
     commune = row.commune
-    seat = _seat_holders(session, commune.code, registration.role)
-    holder = holders.find_by_cin(session, registration.cin)
+    # in force now: a mandate read up front may have been ended by an earlier line
+    seat = [m for m in known.seats.get((commune.code, registration.role), ())
+            if m.ended_on is None]
+    holder = known.holders.get(registration.cin)
     outgoing_serials: list[str] = []
     outgoing: Mandate | None = None
     re_elected = holder is not None and any(m.holder_id == holder.id for m in seat)
@@ -411,7 +470,7 @@ def _import_row(session: Session, clock: Clock, campaign: Campaign, row: _Row,
                 session, clock, ledger.Entity(ENTITY_COMMUNE, commune.code), year, count=1,
                 billed_to=DGCL, reference=f"campaign:{campaign.id}:{commune.code}:"
                                           f"{registration.role}", actor=actor)
-        contact = active_contact(session, commune.province_code)
+        contact = known.contacts.get(commune.province_code)
         assert contact is not None  # checked while reading
         request = requests.submit_request(session, clock, contact_id=contact.id,
                                           holder_id=holder.id, token_form=token_form,
@@ -473,6 +532,30 @@ def install(session: Session, clock: Clock, campaign_id: int, *, actor: str,
         raise CampaignStateError(
             f"the councils are installed on {campaign.installation_date.isoformat()}",
             campaign_id=campaign.id, installation_date=campaign.installation_date.isoformat())
+    with deferred(session):  # the events appended in one go at the end (one head lock)
+        return _install(session, clock, campaign, entries, wanted, to_revoke, actor=actor,
+                        revoke=revoke, activate=activate)
+
+
+def _load_for_activation(session: Session, request_ids: list[int]) -> list[object]:
+    """The holders, mandates and communes the activations read, in a few set queries;
+    returned for the caller to hold (the identity map keeps only what is referred to)."""
+    held: list[object] = []
+    for chunk in _chunks(request_ids):
+        rows = session.execute(select(CertificateRequest.holder_id, CertificateRequest.mandate_id)
+                               .where(CertificateRequest.id.in_(chunk))).all()
+        found = list(session.scalars(select(Holder).where(
+            Holder.id.in_({h for h, _ in rows}))))
+        held += found
+        held += session.scalars(select(Mandate).where(Mandate.id.in_({m for _, m in rows})))
+        codes = {h.commune_code for h in found if h.commune_code}
+        held += session.scalars(select(Commune).where(Commune.code.in_(codes)))
+    return held
+
+
+def _install(session: Session, clock: Clock, campaign: Campaign, entries: list[CampaignEntry],
+             wanted: list[str], to_revoke: tuple[str, ...], *, actor: str,
+             revoke: mandate_change.Revoker | None, activate: bool) -> InstallResult:
     if to_revoke:
         if revoke is None:
             raise CampaignStateError("revoking the outgoing certificates needs the CA")
@@ -491,9 +574,12 @@ def install(session: Session, clock: Clock, campaign_id: int, *, actor: str,
             CampaignEntry.campaign_id == campaign.id, CertificateRequest.token_form == HOSTED,
             CertificateRequest.status == PERSONALISED,
             CertificateRequest.kind == KIND_NEW).order_by(CertificateRequest.id))
-        for request_id in list(ready):
+        ready_ids = list(ready)
+        held = _load_for_activation(session, ready_ids)
+        for request_id in ready_ids:
             requests.activate_request(session, clock, request_id, actor=actor)
             activated.append(request_id)
+        del held
     first_time = campaign.status != CAMPAIGN_INSTALLED
     campaign.status = CAMPAIGN_INSTALLED
     campaign.installed_at = campaign.installed_at or now

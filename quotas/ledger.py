@@ -22,6 +22,7 @@ from core.clock import Clock
 from core.db import dialect_insert
 from quotas.errors import (
     InvalidPartnership,
+    NoPolicy,
     NotAQuotaEntity,
     QuotaExhausted,
     ReservationClosed,
@@ -171,6 +172,56 @@ def _ledger(session: Session, entity: Entity, year: int) -> LedgerEntry:
     return session.scalars(select(LedgerEntry).where(
         LedgerEntry.entity_kind == entity.kind, LedgerEntry.entity_code == entity.code,
         LedgerEntry.year == year)).one()
+
+
+def prepare_ledgers(session: Session, codes: list[str], year: int) -> int:
+    """Create the missing ledger rows of these communes for ``year`` in a few set
+    statements (the policy read once, the populations in one query per 500 communes), as
+    :func:`_ledger` would one by one: a bulk import then finds them. A commune
+    :func:`allotment` would refuse is left out (its own reservation says why). Returns how
+    many were created."""
+    wanted = sorted(set(codes))
+    if not wanted:
+        return 0
+    try:
+        spec = spec_for_year(session, year)
+    except NoPolicy:
+        return 0  # each reservation reports it
+    created = 0
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        existing = set(session.scalars(select(LedgerEntry.entity_code).where(
+            LedgerEntry.entity_kind == ENTITY_COMMUNE, LedgerEntry.entity_code.in_(chunk),
+            LedgerEntry.year == year)))
+        missing = [c for c in chunk if c not in existing]
+        if not missing:
+            continue
+        communes = {c.code: c for c in session.scalars(select(Commune).where(
+            Commune.code.in_(missing)))}
+        figures: dict[str, list[tuple[int, int]]] = {}
+        for code, census, population in session.execute(select(
+                CensusPopulation.commune_code, CensusPopulation.census_year,
+                CensusPopulation.population).where(
+                CensusPopulation.commune_code.in_(missing))):
+            figures.setdefault(code, []).append((census, population))
+        values = []
+        for code in missing:
+            commune = communes.get(code)
+            if commune is None or commune.kind == "arrondissement" or not figures.get(code):
+                continue
+            census, population = min(figures[code],
+                                     key=lambda r: (abs(r[0] - spec.census_year), -r[0]))
+            tier = spec.tier_for(population)
+            values.append({"entity_kind": ENTITY_COMMUNE, "entity_code": code, "year": year,
+                           "policy_version": spec.version, "tier": tier.name,
+                           "population": population, "census_year": census,
+                           "allotted": tier.yearly_count, "extra": 0, "reserved": 0,
+                           "consumed": 0, "released": 0})
+        if values:
+            insert = dialect_insert(session)
+            session.execute(insert(LedgerEntry).values(values).on_conflict_do_nothing())
+            created += len(values)
+    return created
 
 
 def _resets_on(year: int) -> date:

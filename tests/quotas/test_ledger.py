@@ -14,6 +14,7 @@ from core.clock import FrozenClock
 from quotas import ledger
 from quotas.errors import InvalidPartnership, QuotaExhausted, ReservationClosed
 from quotas.ledger import Entity
+from quotas.models import Commune, LedgerEntry
 
 SMALL = Entity.parse("01.051.03.01")  # a rural commune of Al Hoceima with < 20,000 people
 
@@ -102,3 +103,31 @@ def test_services_entity_has_its_own_quota(session: Session, clock: FrozenClock)
     results = [ledger.reserve(session, clock, services, 2026, actor="c").allowed
                for _ in range(4)]
     assert results == [True, True, True, False]
+
+
+def test_prepare_ledgers_makes_the_rows_reserve_would(session: Session,
+                                                       clock: FrozenClock) -> None:
+    big = session.scalars(select(Commune.code).where(Commune.kind == "urbaine")
+                          .order_by(Commune.code).limit(1)).one()
+    arrondissement = session.scalars(select(Commune.code).where(
+        Commune.kind == "arrondissement").limit(1)).one()
+    columns = ("policy_version", "tier", "population", "census_year", "allotted", "extra",
+               "reserved", "consumed", "released")
+
+    def rows(year: int) -> dict[str, tuple[object, ...]]:
+        return {e.entity_code: tuple(getattr(e, c) for c in columns)
+                for e in session.scalars(select(LedgerEntry).where(LedgerEntry.year == year))}
+
+    # one by one, as a reservation creates them, then released to compare the snapshot
+    for code in (SMALL.code, big):
+        decision = ledger.reserve(session, clock, Entity.parse(code), 2031, actor="c")
+        assert decision.reservation_id is not None
+        ledger.release(session, clock, decision.reservation_id, actor="c")
+    one_by_one = {code: row[:5] for code, row in rows(2031).items()}
+    created = ledger.prepare_ledgers(session, [SMALL.code, big, big, arrondissement,
+                                               "99.999"], 2032)
+    assert created == 2  # neither the arrondissement nor an unknown code
+    assert {code: row[:5] for code, row in rows(2032).items()} == one_by_one
+    assert all(row[5:] == (0, 0, 0, 0) for row in rows(2032).values())
+    assert ledger.prepare_ledgers(session, [SMALL.code, big], 2032) == 0  # already there
+    assert ledger.reserve(session, clock, SMALL, 2032, actor="c").allowed
