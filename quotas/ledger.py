@@ -127,8 +127,23 @@ def _population(session: Session, commune_code: str, census_year: int) -> tuple[
                            .where(CensusPopulation.commune_code == commune_code)).all()
     if not rows:
         raise UnknownEntity(f"commune {commune_code} has no census figure", entity=commune_code)
-    year, population = min(rows, key=lambda r: (abs(r[0] - census_year), -r[0]))
+    return _nearest_census([(r[0], r[1]) for r in rows], census_year)
+
+
+def _nearest_census(figures: list[tuple[int, int]], census_year: int) -> tuple[int, int]:
+    """(population, census year) of the ``(census year, population)`` figure nearest the
+    policy's census, the later one on a tie."""
+    year, population = min(figures, key=lambda r: (abs(r[0] - census_year), -r[0]))
     return population, year
+
+
+def _new_ledger_row(allot: Allotment) -> dict[str, Any]:
+    """A ledger row's values when it is created: the allotment's snapshot, nothing used."""
+    return {"entity_kind": allot.entity.kind, "entity_code": allot.entity.code,
+            "year": allot.year, "policy_version": allot.policy_version, "tier": allot.tier,
+            "population": allot.population, "census_year": allot.census_year,
+            "allotted": allot.allotted, "extra": 0, "reserved": 0, "consumed": 0,
+            "released": 0}
 
 
 def allotment(session: Session, entity: Entity, year: int,
@@ -164,11 +179,8 @@ def _ledger(session: Session, entity: Entity, year: int) -> LedgerEntry:
         return existing
     allot = allotment(session, entity, year)
     insert = dialect_insert(session)
-    session.execute(insert(LedgerEntry).values(
-        entity_kind=entity.kind, entity_code=entity.code, year=year,
-        policy_version=allot.policy_version, tier=allot.tier, population=allot.population,
-        census_year=allot.census_year, allotted=allot.allotted, extra=0, reserved=0,
-        consumed=0, released=0).on_conflict_do_nothing())
+    session.execute(insert(LedgerEntry).values(**_new_ledger_row(allot))
+                    .on_conflict_do_nothing())
     return session.scalars(select(LedgerEntry).where(
         LedgerEntry.entity_kind == entity.kind, LedgerEntry.entity_code == entity.code,
         LedgerEntry.year == year)).one()
@@ -209,14 +221,12 @@ def prepare_ledgers(session: Session, codes: list[str], year: int) -> int:
             commune = communes.get(code)
             if commune is None or commune.kind == "arrondissement" or not figures.get(code):
                 continue
-            census, population = min(figures[code],
-                                     key=lambda r: (abs(r[0] - spec.census_year), -r[0]))
+            population, census = _nearest_census(figures[code], spec.census_year)
             tier = spec.tier_for(population)
-            values.append({"entity_kind": ENTITY_COMMUNE, "entity_code": code, "year": year,
-                           "policy_version": spec.version, "tier": tier.name,
-                           "population": population, "census_year": census,
-                           "allotted": tier.yearly_count, "extra": 0, "reserved": 0,
-                           "consumed": 0, "released": 0})
+            values.append(_new_ledger_row(Allotment(
+                Entity(ENTITY_COMMUNE, code), commune.name_fr, commune.name_ar,
+                commune.province_code, year, spec.version, tier.name, population, census,
+                tier.yearly_count)))
         if values:
             insert = dialect_insert(session)
             session.execute(insert(LedgerEntry).values(values).on_conflict_do_nothing())
