@@ -33,6 +33,9 @@ from hsm.errors import ModuleUnavailable
 # Return values and user types from the PKCS#11 specification.
 CKR_OK = 0x000
 CKR_SLOT_ID_INVALID = 0x003
+CKR_GENERAL_ERROR = 0x005
+CKR_KEY_HANDLE_INVALID = 0x060
+CKR_OBJECT_HANDLE_INVALID = 0x082
 CKR_BUFFER_TOO_SMALL = 0x150
 CKR_DEVICE_ERROR = 0x030
 CKR_DEVICE_REMOVED = 0x032
@@ -59,13 +62,18 @@ CKU_USER = 1
 _ULONG = ctypes.c_ulong
 _BYTES = ctypes.c_char_p
 
-# The head of CK_FUNCTION_LIST, in the order of the specification, up to C_Logout.
+# The head of CK_FUNCTION_LIST, in the order of the specification, up to C_Sign.
 _FUNCTIONS = (
     "C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionList", "C_GetSlotList",
     "C_GetSlotInfo", "C_GetTokenInfo", "C_GetMechanismList", "C_GetMechanismInfo",
     "C_InitToken", "C_InitPIN", "C_SetPIN", "C_OpenSession", "C_CloseSession",
     "C_CloseAllSessions", "C_GetSessionInfo", "C_GetOperationState",
-    "C_SetOperationState", "C_Login", "C_Logout",
+    "C_SetOperationState", "C_Login", "C_Logout", "C_CreateObject", "C_CopyObject",
+    "C_DestroyObject", "C_GetObjectSize", "C_GetAttributeValue", "C_SetAttributeValue",
+    "C_FindObjectsInit", "C_FindObjects", "C_FindObjectsFinal", "C_EncryptInit",
+    "C_Encrypt", "C_EncryptUpdate", "C_EncryptFinal", "C_DecryptInit", "C_Decrypt",
+    "C_DecryptUpdate", "C_DecryptFinal", "C_DigestInit", "C_Digest", "C_DigestUpdate",
+    "C_DigestKey", "C_DigestFinal", "C_SignInit", "C_Sign",
 )
 
 
@@ -102,6 +110,21 @@ _OpenSession = ctypes.CFUNCTYPE(_ULONG, _ULONG, _ULONG, ctypes.c_void_p, ctypes.
 _CloseSession = ctypes.CFUNCTYPE(_ULONG, _ULONG)
 _Login = ctypes.CFUNCTYPE(_ULONG, _ULONG, _ULONG, _BYTES, _ULONG)
 _Logout = ctypes.CFUNCTYPE(_ULONG, _ULONG)
+
+
+class _Mechanism(ctypes.Structure):
+    """CK_MECHANISM."""
+
+    _fields_ = [("mechanism", _ULONG), ("parameter", ctypes.c_void_p),
+                ("parameter_length", _ULONG)]
+
+
+_SignInit = ctypes.CFUNCTYPE(_ULONG, _ULONG, ctypes.POINTER(_Mechanism), _ULONG)
+_Sign = ctypes.CFUNCTYPE(_ULONG, _ULONG, _BYTES, _ULONG, ctypes.c_void_p,
+                         ctypes.POINTER(_ULONG))
+
+#: The output buffer of :meth:`LoadedModule.sign`: an RSA-8192 signature fits.
+SIGNATURE_BUFFER = 1024
 
 
 class LoadedModule:
@@ -158,6 +181,8 @@ class LoadedModule:
                 "close_session": _CloseSession(table.C_CloseSession),
                 "login": _Login(table.C_Login),
                 "logout": _Logout(table.C_Logout),
+                "sign_init": _SignInit(table.C_SignInit),
+                "sign": _Sign(table.C_Sign),
             }
         return self._raw
 
@@ -219,6 +244,28 @@ class LoadedModule:
 
     def logout(self, session_handle: int) -> int:
         return int(self._functions()["logout"](session_handle))
+
+    def sign(self, session_handle: int, key_handle: int, mechanism: int,
+             data: bytes) -> tuple[int, bytes]:
+        """(CK_RV, signature): C_SignInit then ONE C_Sign into a buffer that fits any
+        signature, for a mechanism without parameters. python-pkcs11 asks C_Sign for the
+        length first, a third call; through the token server each call is a round trip,
+        so this signs a batch about a third faster (measured in bench/sign_hash.py)."""
+        functions = self._functions()
+        mech = _Mechanism(mechanism, None, 0)
+        rv = int(functions["sign_init"](session_handle, ctypes.byref(mech), key_handle))
+        if rv != CKR_OK:
+            return rv, b""
+        size = SIGNATURE_BUFFER
+        while True:
+            out = ctypes.create_string_buffer(size)
+            length = _ULONG(size)
+            rv = int(functions["sign"](session_handle, data, len(data), out,
+                                       ctypes.byref(length)))
+            if rv == CKR_BUFFER_TOO_SMALL and length.value > size:
+                size = int(length.value)  # the operation stays active: sign again
+                continue
+            return rv, out.raw[:length.value] if rv == CKR_OK else b""
 
     def server_restarted(self) -> bool:
         """For p11-kit's client module: whether the token server's socket is another one

@@ -76,6 +76,31 @@ _SHARED_LOGIN_TRIES = 12
 # A batch of signatures takes the module lock for this many at a time (see _token_sign_many).
 _BATCH_SLICE = 64
 
+# The python-pkcs11 exception for a CK_RV of the two-call signature (LoadedModule.sign), so
+# that both signature paths are handled alike; any other code is a plain PKCS11Error.
+_SIGN_ERRORS: dict[int, type[p11.PKCS11Error]] = {
+    _mod.CKR_USER_NOT_LOGGED_IN: p11.UserNotLoggedIn,
+    _mod.CKR_OBJECT_HANDLE_INVALID: p11.ObjectHandleInvalid,
+    _mod.CKR_KEY_HANDLE_INVALID: p11.KeyHandleInvalid,
+    _mod.CKR_GENERAL_ERROR: p11.GeneralError,
+    _mod.CKR_SESSION_HANDLE_INVALID: p11.SessionHandleInvalid,
+    _mod.CKR_SESSION_CLOSED: p11.SessionClosed,
+    _mod.CKR_TOKEN_NOT_PRESENT: p11.TokenNotPresent,
+    _mod.CKR_DEVICE_REMOVED: p11.DeviceRemoved,
+}
+
+
+def _sign_once(module: _mod.LoadedModule, entry: PooledSession, key: Any,
+               mechanism: Mechanism, param: Any, data: bytes) -> bytes:
+    """One signature with a found key object, the caller holding the module lock: two
+    module calls for a mechanism without parameters, python-pkcs11 (three) otherwise."""
+    if param is not None:
+        return bytes(key.sign(data, mechanism=mechanism, mechanism_param=param))
+    rv, signature = module.sign(entry.session.handle, key.handle, int(mechanism), data)
+    if rv != _mod.CKR_OK:
+        raise _SIGN_ERRORS.get(rv, p11.PKCS11Error)(f"C_Sign: 0x{rv:x}")
+    return signature
+
 
 
 def default_module_path() -> str:
@@ -328,7 +353,7 @@ class TokenLibrary:
                     if key is None:
                         key = self._find_private(entry, key_id=key_id, key_label=None)
                         entry.private_keys[key_id] = key
-                    return bytes(key.sign(data, mechanism=mechanism, mechanism_param=param))
+                    return _sign_once(module, entry, key, mechanism, param, data)
                 except (p11.UserNotLoggedIn, p11.ObjectHandleInvalid, p11.KeyHandleInvalid,
                         p11.GeneralError, KeyNotFound) as exc:
                     # Logged out (and maybe in again) by another client of the module; a
@@ -368,11 +393,11 @@ class TokenLibrary:
                 entry = state.entries.get(token_label)
                 key = entry.private_keys.get(key_id) if entry is not None and \
                     entry.logged_in else None
-                if key is not None:
+                if entry is not None and key is not None:
                     try:
                         for data in items[done:done + _BATCH_SLICE]:
-                            out.append(bytes(key.sign(data, mechanism=mechanism,
-                                                      mechanism_param=param)))
+                            out.append(_sign_once(module, entry, key, mechanism, param,
+                                                  data))
                         continue
                     except p11.PKCS11Error:
                         pass  # the one-by-one path below retries or raises as it should

@@ -162,6 +162,28 @@ def test_signing_goes_on_while_another_process_checks_the_pin(token_server: str,
             worker.stop()
 
 
+def test_batches_go_on_while_another_process_checks_the_pin(token_server: str,
+                                                            db_engine: Engine) -> None:
+    """The batch path (two module calls per signature through the token server) under
+    the same logouts: every signature of every batch verifies, none is refused."""
+    signer, checker = workers = _workers(2, db_engine)
+    try:
+        label = f"t-{secrets.token_hex(6)}"
+        so_pin, pin = secrets.token_hex(8), generate_pin(8)
+        signer.ok("init_token", label, so_pin, pin)
+        signer.ok("generate", label, pin, b"\x01")
+        signer.conn.send(("sign_batches", (label, pin, b"\x01", 1000)))
+        checker.conn.send(("check_many", (label, pin, 100)))
+        for worker in workers:
+            assert worker.conn.poll(180)
+        signed = signer.conn.recv()
+        assert checker.conn.recv() == ("ok", 100)
+        assert signed == ("ok", {"ok": 1000})
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
 def test_sealed_secrets_across_workers(token_server: str, db_engine: Engine) -> None:
     """Sealing goes through the token server like everything else (the key is derived on
     the token with CKM_SHA256_HMAC, which p11-kit's RPC carries): no process loads SoftHSM2,

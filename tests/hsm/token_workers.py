@@ -19,8 +19,10 @@ def _outcome(exc: BaseException) -> tuple[str, dict[str, Any]]:
 
 
 def serve(conn: Connection, database_url: str, barrier: Barrier) -> None:
+    import hashlib
+
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
 
     from core.db import make_engine
     from delivery.pins import DatabasePinAttemptStore
@@ -107,6 +109,27 @@ def serve(conn: Connection, database_url: str, barrier: Barrier) -> None:
             seen[name] = seen.get(name, 0) + 1
         return seen
 
+    def sign_batches(label: str, pin: str, key_id: bytes, count: int) -> dict[str, int]:
+        """Wait for the other workers, then sign ``count`` digests in batches of 50 with
+        one key object (the batch path); each signature must verify."""
+        key = library.private_key(label, pin, key_id=key_id)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        prehashed = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+        barrier.wait(timeout=60)
+        seen: dict[str, int] = {}
+        for start in range(0, count, 50):
+            digests = [hashlib.sha256(b"%d" % n).digest()
+                       for n in range(start, min(start + 50, count))]
+            try:
+                for digest, signature in zip(digests, key.sign_digests(  # type: ignore
+                        digests, hashes.SHA256()), strict=True):
+                    key.public_key().verify(signature, digest, prehashed)
+                name = "ok"
+            except Exception as exc:
+                name = f"{type(exc).__name__}:{getattr(exc, 'extras', {}).get('code')}"
+            seen[name] = seen.get(name, 0) + len(digests)
+        return seen
+
     def check_many(label: str, pin: str, count: int) -> int:
         """Wait for the other workers, then check the (right) PIN ``count`` times."""
         barrier.wait(timeout=60)
@@ -137,6 +160,7 @@ def serve(conn: Connection, database_url: str, barrier: Barrier) -> None:
         "token_exists": library.token_exists, "failures": store.failures,
         "sign": sign, "generate": generate, "burst": burst,
         "forked_check_pin": forked_check_pin, "sign_many": sign_many,
+        "sign_batches": sign_batches,
         "check_many": check_many, "ensure_secret_key": library.ensure_secret_key,
         "encrypt": library.encrypt, "decrypt": library.decrypt,
         "hold": hold, "sign_held": sign_held, "close": library.close,
