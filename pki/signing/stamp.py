@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-import segno
 import uharfbuzz as hb
 from pyhanko.pdf_utils import layout
 from pyhanko.pdf_utils.content import ResourceType
@@ -42,6 +41,7 @@ from pyhanko.stamp.base import BaseStamp, BaseStampStyle
 
 from core.errors import ConfigurationError, InvalidInput
 from pki.signing.fontcache import CachedGlyphAccumulator
+from pki.signing.qr import qr_rows
 
 #: Where Debian's fonts-hosny-amiri installs the typeface.
 DEFAULT_FONT_DIR = Path("/usr/share/fonts/opentype/fonts-hosny-amiri")
@@ -55,8 +55,7 @@ Lang = Literal["fr", "ar"]
 
 _TEXT_LIMIT = 120
 _LINK_LIMIT = 200
-#: QR error correction level (M: 15 % of the code may be damaged) and quiet zone, in modules.
-QR_ERROR = "m"
+#: The QR code's quiet zone, in modules (its error correction level is M: pki.signing.qr).
 QR_QUIET = 2
 # Separators that keep a number together inside right-to-left text (16/03/2026, 09:30).
 _NUMBER_SEPARATORS = "/:.,-"
@@ -221,9 +220,9 @@ def qr_matrix(link: str) -> list[list[bool]]:
 
 
 def _qr_rows(link: str) -> tuple[bytes, ...]:
-    """The rows of ``link``'s QR code as bytes, 0 for a light module, else dark."""
-    code = segno.make_qr(link, error=QR_ERROR, boost_error=False)
-    return tuple(bytes(row) for row in code.matrix)
+    """The rows of ``link``'s QR code as bytes, 0 for a light module, else dark: segno's
+    code, its mask chosen faster (:mod:`pki.signing.qr`)."""
+    return qr_rows(link)
 
 
 def qr_square(width: float, height: float, margin: float) -> tuple[float, float, float]:
