@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any, NoReturn, Protocol
 
 from asn1crypto.algos import DigestInfo
@@ -100,6 +101,21 @@ class TokenKey:
         self.token_label = token_label
         self.key_id = key_id
         self.key_label = key_label
+        #: The PIN check this key was handed out before (TokenLibrary.private_key_soon):
+        #: no signature is made until it has succeeded.
+        self._pending: Future[Any] | None = None
+
+    def wait_for_pin_check(self) -> None:
+        """Wait for the PIN check this key was handed out before, if any, and raise its
+        error (PinIncorrect, PinLocked, ...); at once for a key from ``private_key``."""
+        pending = self._pending
+        if pending is not None:
+            pending.result()
+            self._pending = None
+
+    def _token(self) -> _TokenSigner:
+        self.wait_for_pin_check()
+        return self._signer
 
     def _refuse(self, what: str) -> NoReturn:
         raise OperationRefused(f"{what} is not available for a key held on a token.",
@@ -146,7 +162,7 @@ class TokenECPrivateKey(TokenKey, ec.EllipticCurvePrivateKey):
         if getattr(signature_algorithm, "deterministic_signing", False):
             raise UnsupportedAlgorithm("Deterministic ECDSA is not available on tokens.")
         digest, _ = _digest(bytes(data), signature_algorithm.algorithm)
-        raw = self._signer._token_sign(self.token_label, self.key_id, Mechanism.ECDSA,
+        raw = self._token()._token_sign(self.token_label, self.key_id, Mechanism.ECDSA,
                                        None, digest)
         half = len(raw) // 2
         return utils.encode_dss_signature(int.from_bytes(raw[:half], "big"),
@@ -158,7 +174,7 @@ class TokenECPrivateKey(TokenKey, ec.EllipticCurvePrivateKey):
         ``sign(d, ECDSA(Prehashed(algorithm)))`` returns for each, with the token layer's
         per-signature work done once per slice of the batch."""
         _check_digests(digests, algorithm)
-        raws = self._signer._token_sign_many(self.token_label, self.key_id, Mechanism.ECDSA,
+        raws = self._token()._token_sign_many(self.token_label, self.key_id, Mechanism.ECDSA,
                                              None, [bytes(d) for d in digests])
         encode = utils.encode_dss_signature
         out = []
@@ -208,12 +224,12 @@ class TokenRSAPrivateKey(TokenKey, rsa.RSAPrivateKey):
         if isinstance(algorithm, utils.NoDigestInfo):
             if not isinstance(padding, _padding.PKCS1v15):
                 raise UnsupportedAlgorithm("NoDigestInfo needs PKCS#1 v1.5 padding.")
-            return self._signer._token_sign(self.token_label, self.key_id,
+            return self._token()._token_sign(self.token_label, self.key_id,
                                             Mechanism.RSA_PKCS, None, bytes(data))
         digest, hash_algorithm = _digest(bytes(data), algorithm)
         hash_mech, _, prefix = _hash_entry(hash_algorithm)
         if isinstance(padding, _padding.PKCS1v15):
-            return self._signer._token_sign(self.token_label, self.key_id,
+            return self._token()._token_sign(self.token_label, self.key_id,
                                             Mechanism.RSA_PKCS, None, prefix + digest)
         if isinstance(padding, _padding.PSS):
             mgf = padding.mgf
@@ -221,7 +237,7 @@ class TokenRSAPrivateKey(TokenKey, rsa.RSAPrivateKey):
                 raise UnsupportedAlgorithm("PSS needs MGF1.")
             _, mgf_id, _ = _hash_entry(mgf._algorithm)
             param = (hash_mech, mgf_id, self._pss_salt_length(padding, hash_algorithm))
-            return self._signer._token_sign(self.token_label, self.key_id,
+            return self._token()._token_sign(self.token_label, self.key_id,
                                             Mechanism.RSA_PKCS_PSS, param, digest)
         raise UnsupportedAlgorithm(f"Token RSA keys do not sign with {padding.name}.")
 
@@ -231,7 +247,7 @@ class TokenRSAPrivateKey(TokenKey, rsa.RSAPrivateKey):
         what ``sign(d, PKCS1v15(), Prehashed(algorithm))`` returns for each."""
         _check_digests(digests, algorithm)
         _, _, prefix = _hash_entry(algorithm)
-        return self._signer._token_sign_many(self.token_label, self.key_id,
+        return self._token()._token_sign_many(self.token_label, self.key_id,
                                              Mechanism.RSA_PKCS, None,
                                              [prefix + bytes(d) for d in digests])
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pkcs11
@@ -143,6 +144,8 @@ class TokenLibrary:
         # private_key). Forgotten when this process changes the token's objects and when
         # the key is not found any more.
         self._publics: dict[tuple[str, bytes], tuple[str, PublicKeyTypes]] = {}
+        # (pid, executor) of private_key_soon's background PIN checks
+        self._background: tuple[int, ThreadPoolExecutor] | None = None
 
     @classmethod
     def from_environment(cls, **kwargs: Any) -> TokenLibrary:
@@ -539,6 +542,10 @@ class TokenLibrary:
             self._pool.drop(state, label)
 
     def close(self) -> None:
+        background = self._background
+        self._background = None
+        if background is not None and background[0] == os.getpid():
+            background[1].shutdown(wait=True)
         self._pool.close()
 
     # ------------------------------------------------------------------ keys and certificates
@@ -652,6 +659,38 @@ class TokenLibrary:
         if isinstance(public, rsa.RSAPublicKey):
             return TokenRSAPrivateKey(self, label, found_id, found_label, public)
         raise InvalidRequest("Unsupported key type on the token.")
+
+    def private_key_soon(self, label: str, pin: str, *, key_id: bytes) -> TokenPrivateKey:
+        """:meth:`private_key`, with the PIN check running in the background: the key
+        object comes back at once and its first signature waits for the check (and raises
+        its error: PinIncorrect, PinLocked...). The caller prepares what it signs (a PDF's
+        stamp and signed revision) while the token checks the PIN; nothing is signed
+        without the check. A key whose public half this process has not seen yet is
+        fetched the ordinary way (that look-up needs the login)."""
+        known = self._publics.get((label, key_id))
+        if known is None:
+            return self.private_key(label, pin, key_id=key_id)
+        key_label, public = known
+        key: TokenPrivateKey
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            key = TokenECPrivateKey(self, label, key_id, key_label, public)
+        elif isinstance(public, rsa.RSAPublicKey):
+            key = TokenRSAPrivateKey(self, label, key_id, key_label, public)
+        else:  # pragma: no cover - private_key refuses other key types before
+            return self.private_key(label, pin, key_id=key_id)
+        key._pending = self._background_executor().submit(
+            self.private_key, label, pin, key_id=key_id)
+        return key
+
+    def _background_executor(self) -> ThreadPoolExecutor:
+        """One thread per library and process for :meth:`private_key_soon` (created after
+        a fork in the child, never inherited)."""
+        background = self._background
+        if background is None or background[0] != os.getpid():
+            background = self._background = (
+                os.getpid(), ThreadPoolExecutor(max_workers=1,
+                                                thread_name_prefix="tawqi-pin-check"))
+        return background[1]
 
     def public_key(self, label: str, *, key_id: bytes) -> PublicKeyTypes:
         """The public key with ``key_id`` (public objects: no PIN needed)."""

@@ -59,5 +59,10 @@ class SigningTokens(Protocol):
     def private_key(self, label: str, pin: str, *, key_id: bytes | None = ...,
                     key_label: str | None = ...) -> Any: ...
 
+    def private_key_soon(self, label: str, pin: str, *, key_id: bytes) -> Any:
+        """The key at once, its PIN check under way; its first signature waits for the
+        check and raises its error. The key's ``wait_for_pin_check()`` waits for it."""
+        ...
+
 
 __all__ = ["CodeSender", "HolderContact", "HolderDirectory", "SigningTokens"]

@@ -576,8 +576,13 @@ class RemoteSigning:
         with lock:
             yield
 
-    def _signer(self, credential: Credential, pin: str) -> Signer:
-        key = self.tokens.private_key(credential.token_label, pin, key_id=credential.key_id)
+    def _signer(self, credential: Credential, pin: str, *, soon: bool = False) -> Signer:
+        """The credential's key with its chain, the PIN checked by the token (``soon``:
+        the check still under way; the first signature waits for it)."""
+        key = self.tokens.private_key_soon(credential.token_label, pin,
+                                           key_id=credential.key_id) if soon \
+            else self.tokens.private_key(credential.token_label, pin,
+                                         key_id=credential.key_id)
         chain = self._chains.get(credential.authority_id)
         if chain is None:  # CA certificates never change: read them once
             with transaction(self.sessions) as session:
@@ -662,11 +667,21 @@ class RemoteSigning:
             digests=digests, hash_algorithm="sha256", actor=actor, known=known)
         try:
             with self._label_lock(credential.token_label):
-                signer = self._signer(credential, pin)
+                # The token checks the PIN while the stamp and the signed revision are
+                # prepared (about 2 ms of a signature); the signature itself waits for it.
+                signer = self._signer(credential, pin, soon=True)
                 del pin
-                signed = [pades.sign(document, signer, request, check)
-                          for (document, request), check in zip(documents, checked,
-                                                                strict=True)]
+                try:
+                    signed = [pades.sign(document, signer, request, check)
+                              for (document, request), check in zip(documents, checked,
+                                                                    strict=True)]
+                except Exception:
+                    # A PIN the token refused comes first, as if it had been checked
+                    # before the document (the SAD is then spent below).
+                    waiting = getattr(signer.key, "wait_for_pin_check", None)
+                    if waiting is not None:
+                        waiting()
+                    raise
         except (PinIncorrect, PinLocked) as exc:
             self._token_refused(authorization, credential, client, actor, exc)
             raise

@@ -380,6 +380,12 @@ class FailingTokens:
             raise ModuleUnavailable("the PKCS#11 module does not answer")
         return self.library.private_key(label, pin, **kwargs)  # type: ignore[arg-type]
 
+    def private_key_soon(self, label: str, pin: str, **kwargs: object) -> object:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ModuleUnavailable("the PKCS#11 module does not answer")
+        return self.library.private_key_soon(label, pin, **kwargs)  # type: ignore[arg-type]
+
 
 def test_a_signature_that_fails_leaves_the_sad_usable(remote: Fixture) -> None:
     tokens = FailingTokens(remote.world.library)
