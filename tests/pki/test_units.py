@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -161,6 +162,62 @@ def test_pyhanko_adapter_signs_a_pdf(tmp_path: Path) -> None:
                                 moment=NOW + datetime.timedelta(days=1))
     status = validate_pdf_signature(reader.embedded_signatures[0], context)
     assert status.intact and status.valid
+
+
+def test_pyhanko_adapter_builds_the_cms_of_stock_pyhanko() -> None:
+    """The adapter's cached signing-certificate-v2 value changes nothing in the CMS: the
+    signed attributes, the certificates and the signer identifier are those stock pyHanko
+    builds (a ``SimpleSigner`` with the same certificates), PAdES and not."""
+    import asyncio
+
+    from asn1crypto import keys as asn1_keys
+    from pyhanko.sign import signers
+    from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    from pki import signer as signer_module
+    from pki.signer import pyhanko_signer, to_asn1
+
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    profile = Profile(public_url="http://pki.tawqi.ma", policy_oid=DOC_ARC)
+    root = root_builder(profile, subject=ca_name(profile, "Root"),
+                        public_key=root_key.public_key(), serial=random_serial(),
+                        not_before=NOW, not_after=NOW + datetime.timedelta(days=3650)
+                        ).sign(root_key, hashes.SHA256())
+    holder_key = ec.generate_private_key(ec.SECP256R1())
+    holder = HolderIdentity(cin="AB1", given_name="Ali", surname="Amrani", title="Président",
+                            organization="Commune")
+    cert = holder_builder(profile, holder=holder, public_key=holder_key.public_key(),
+                          serial=random_serial(), not_before=NOW,
+                          not_after=NOW + datetime.timedelta(days=365), issuer=root,
+                          issuer_id=1).sign(root_key, hashes.SHA256())
+    ours = pyhanko_signer(Signer(holder_key, cert, (root,)))
+    stock = signers.SimpleSigner(
+        signing_cert=to_asn1(cert), cert_registry=SimpleCertificateStore.from_certs(
+            [to_asn1(root)]),
+        signing_key=asn1_keys.PrivateKeyInfo.load(holder_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())))
+    digest = bytes(range(32))
+    settings = PdfCMSSignedAttributes(signing_time=NOW)
+
+    def signed(signer: signers.Signer, use_pades: bool) -> Any:
+        return asyncio.run(signer.async_sign(digest, "sha256", use_pades=use_pades,
+                                             signed_attr_settings=settings))
+
+    for use_pades in (True, False):
+        mine, theirs = signed(ours, use_pades), signed(stock, use_pades)
+        mine_info = mine["content"]["signer_infos"][0]
+        their_info = theirs["content"]["signer_infos"][0]
+        assert mine_info["signed_attrs"].dump() == their_info["signed_attrs"].dump()
+        for name in ("version", "sid", "digest_algorithm", "signature_algorithm"):
+            assert mine_info[name].dump() == their_info[name].dump()
+        assert sorted(c.dump() for c in mine["content"]["certificates"]) == \
+            sorted(c.dump() for c in theirs["content"]["certificates"])
+        assert mine["content"]["digest_algorithms"].dump() == \
+            theirs["content"]["digest_algorithms"].dump()
+    # The value came from the adapter's cache (pyHanko still calls the hook it overrides).
+    assert to_asn1(cert).dump() in signer_module._SIGNING_CERTIFICATES
 
 
 def test_profiles_pass_stock_pkilint_with_a_short_arc(tmp_path: Path) -> None:
