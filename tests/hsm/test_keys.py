@@ -18,7 +18,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
-from hsm import OperationRefused, TokenECPrivateKey, TokenPrivateKey, TokenRSAPrivateKey
+from hsm import (
+    OperationRefused,
+    TokenECPrivateKey,
+    TokenLibrary,
+    TokenPrivateKey,
+    TokenRSAPrivateKey,
+)
 from tests.hsm_fixtures import HsmToken
 
 pytestmark = pytest.mark.hsm
@@ -312,3 +318,51 @@ def test_certificate_builder_with_rsa_pss(rsa_key: TokenRSAPrivateKey) -> None:
             .sign(rsa_key, hashes.SHA256(), rsa_padding=pss))
     cert.verify_directly_issued_by(cert)
 
+
+
+def test_a_key_handed_out_before_its_pin_check_signs_after_it(hsm_token: HsmToken) -> None:
+    """private_key_soon: the key comes back at once; its signatures verify."""
+    library, label, _, pin = hsm_token
+    _key(hsm_token, "EC-P256", b"\x07")  # the public half is now known to the library
+    key = library.private_key_soon(label, pin, key_id=b"\x07")
+    assert isinstance(key, TokenECPrivateKey)
+    signature = key.sign(DATA, ec.ECDSA(hashes.SHA256()))
+    key.public_key().verify(signature, DATA, ec.ECDSA(hashes.SHA256()))
+    key.wait_for_pin_check()  # done already: returns at once
+
+
+def test_a_key_handed_out_before_a_wrong_pin_signs_nothing(hsm_token: HsmToken) -> None:
+    """The wrong PIN's error comes with the first signature (and from
+    wait_for_pin_check), it is counted like any wrong PIN, and the token is logged out:
+    nothing is signed with the login a previous right PIN left."""
+    from hsm import PinIncorrect
+
+    library, label, _, pin = hsm_token
+    _key(hsm_token, "EC-P256", b"\x08")
+    key = library.private_key_soon(label, pin + "1", key_id=b"\x08")
+    with pytest.raises(PinIncorrect) as raised:
+        key.sign(DATA, ec.ECDSA(hashes.SHA256()))
+    assert raised.value.extras["attempts_left"] == library.max_attempts - 1
+    with pytest.raises(PinIncorrect):
+        key.wait_for_pin_check()
+    with pytest.raises(PinIncorrect):
+        library.private_key_soon(label, pin + "1", key_id=b"\x08").sign_digests(
+            _digests(hashes.SHA256(), 3), hashes.SHA256())  # type: ignore[union-attr]
+    library.private_key(label, pin, key_id=b"\x08")  # the right PIN clears the count
+
+
+def test_an_unseen_key_is_fetched_with_its_pin_check(hsm_token: HsmToken) -> None:
+    """A key this library never looked up (its public half unknown): private_key_soon
+    checks the PIN first, as private_key does."""
+    from hsm import PinIncorrect
+
+    library, label, _, pin = hsm_token
+    _key(hsm_token, "EC-P256", b"\x09")
+    fresh = TokenLibrary(library.module_path)
+    try:
+        with pytest.raises(PinIncorrect):
+            fresh.private_key_soon(label, pin + "2", key_id=b"\x09")
+        key = fresh.private_key_soon(label, pin, key_id=b"\x09")
+        key.sign(DATA, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg]
+    finally:
+        fresh.close()

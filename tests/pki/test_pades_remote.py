@@ -456,6 +456,41 @@ def test_a_pin_changed_since_authorisation_spends_the_sad(remote: Fixture) -> No
                                    client=CLIENT, actor=ACTOR)
 
 
+def test_a_pin_changed_between_two_documents_spends_the_second_sad(remote: Fixture) -> None:
+    """A document signature gets its key before the token has checked the PIN (the check
+    runs while the PDF is prepared): a PIN the token no longer takes still stops it before
+    any signature, spends the SAD and is audited, as for hashes."""
+    world = remote.world
+    label, pin = world.new_holder_token()
+    authority = world.authority(remote.session)
+    issued = issuance.issue_holder_certificate(
+        remote.session, world.clock, authority, world.library, token_label=label,
+        token_pin=pin, holder=HolderIdentity(cin="Z776655", given_name="Nadia",
+                                             surname="Alaoui", title="Présidente",
+                                             organization="Commune de Sefrou"), actor=ACTOR)
+    pades = PadesService(remote.clock)
+    document = permit_pdf()
+    request = PadesRequest(level=Level.B_B, stamp=stamp_for())
+    sad = remote.authorize(serial=issued.serial, pin=pin, digests=[_digest(document)],
+                           purpose=PURPOSE_DOCUMENT)
+    first = remote.service.sign_document(issued.serial, sad=sad, document=document,
+                                         request=request, pades=pades, client=CLIENT,
+                                         actor=ACTOR)
+    assert first.data.startswith(b"%PDF")
+    sad = remote.authorize(serial=issued.serial, pin=pin, digests=[_digest(document)],
+                           purpose=PURPOSE_DOCUMENT)
+    world.library.change_pin(label, pin, "864209" if pin != "864209" else "975310")
+    with pytest.raises(PinIncorrect):
+        remote.service.sign_document(issued.serial, sad=sad, document=document,
+                                     request=request, pades=pades, client=CLIENT,
+                                     actor=ACTOR)
+    row = _sad_row(remote, sad)
+    assert row.status == "used" and row.pin_box is None
+    refused = remote.session.scalars(select(AuditEvent).where(
+        AuditEvent.object_id == issued.serial).order_by(AuditEvent.seq.desc())).first()
+    assert refused is not None and refused.action == "signing.authorization.refused"
+
+
 def test_indirect_kids_count_and_form_are_read_through() -> None:
     """The checks dereference what may be indirect (/Kids, /Count, /AcroForm, /Fields), as
     pyHanko's own incremental updates write them: such a document is accepted."""
