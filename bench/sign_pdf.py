@@ -5,9 +5,11 @@ Run: ``.venv/bin/python -m bench.sign_pdf [--rounds 5]``
 
 The throwaway service of :mod:`bench.sign_hash` (gunicorn, production settings file).
 
-* **pyHanko**: ``signers.sign_pdf`` in this process, the holder's token key through
-  ``pki.signer``'s adapter, no stamp, B-B: the baseline. Also pyHanko with its own visible
-  stamp (``TextStampStyle``, Amiri through its OpenType support), for reference.
+* **pyHanko**: ``signers.sign_pdf`` in this process, the holder's token key behind a stock
+  pyHanko ``Signer`` (only ``async_sign_raw`` written, as any pyHanko user would; not
+  ``pki.signer``'s adapter, whose savings are ours to measure), no stamp, B-B: the
+  baseline. Also pyHanko with its own visible stamp (``TextStampStyle``, Amiri through its
+  OpenType support), for reference.
 * **ours in-process**: ``pki.signing.pades.PadesService.sign`` at B-B, B-T, B-LT and B-LTA
   with the visible bilingual stamp (no QR code: that needs a status page): what the
   endpoint runs minus HTTP, authentication, the SAD and the audit.
@@ -156,30 +158,56 @@ class InProcess:
         from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
         from pyhanko.sign import signers
 
-        from pki.signer import pyhanko_signer
-
-        signer = self.signer()
+        signer = stock_pyhanko_signer(self.signer())
         return lambda: signers.sign_pdf(
             IncrementalPdfFileWriter(io.BytesIO(document)),
-            signers.PdfSignatureMetadata(field_name="Signature1"),
-            signer=pyhanko_signer(signer))
+            signers.PdfSignatureMetadata(field_name="Signature1"), signer=signer)
 
     def pyhanko_stamp(self, document: bytes) -> Callable[[], object]:
         from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
         from pyhanko.sign import fields, signers
 
-        from pki.signer import pyhanko_signer
-
-        signer = self.signer()
+        signer = stock_pyhanko_signer(self.signer())
         return lambda: signers.PdfSigner(
             signers.PdfSignatureMetadata(field_name="Signature1"),
-            signer=pyhanko_signer(signer), stamp_style=self.their_style,  # type: ignore
+            signer=signer, stamp_style=self.their_style,  # type: ignore
             new_field_spec=fields.SigFieldSpec("Signature1", on_page=1,
                                                box=(259, 36, 559, 132)),
         ).sign_pdf(IncrementalPdfFileWriter(io.BytesIO(document)))
 
     def close(self) -> None:
         self.runtime.close()
+
+
+def stock_pyhanko_signer(signer: Any) -> Any:
+    """pyHanko's own ``Signer`` over the holder's token key, the way its documentation has
+    a custom key written: ``async_sign_raw`` only (a zero placeholder of the largest size
+    in pyHanko's dry run, as pyHanko's own PKCS#11 signer answers), certificates loaded
+    once."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from pyhanko.sign.signers import Signer as PyHankoSigner
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    from pki.signer import to_asn1
+
+    key = signer.key
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TypeError("the benchmark holder key is EC")
+
+    class TokenKeySigner(PyHankoSigner):
+        async def async_sign_raw(self, data: bytes, digest_algorithm: str,
+                                 dry_run: bool = False) -> bytes:
+            if dry_run:
+                return bytes(2 * ((key.key_size + 7) // 8) + 9)
+            algorithm = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
+                         "sha512": hashes.SHA512()}[digest_algorithm]
+            signature: bytes = key.sign(data, ec.ECDSA(algorithm))
+            return signature
+
+    return TokenKeySigner(
+        signing_cert=to_asn1(signer.certificate),
+        cert_registry=SimpleCertificateStore.from_certs([to_asn1(c) for c in signer.chain]))
 
 
 def over_http(service: Service, server: Server, client: http.Session, runtime: Any,
