@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.audit import record
+from core.audit import deferred, record
 from core.clock import Clock, as_utc
 from core.db import transaction
 from hsm import PinIncorrect, PinLocked
@@ -612,7 +612,8 @@ class RemoteSigning:
         except (PinIncorrect, PinLocked) as exc:
             self._token_refused(authorization, credential, client, actor, exc)
             raise
-        with transaction(self.sessions) as session:
+        # deferred: the two events appended in one go (one statement, one head update)
+        with transaction(self.sessions) as session, deferred(session):
             self._spend(session, authorization, credential, client=client,
                         purpose=PURPOSE_HASH, signatures=len(digests), actor=actor)
             record(session, self.clock, actor=actor, action="signing.hashes.signed",
@@ -685,7 +686,7 @@ class RemoteSigning:
         except (PinIncorrect, PinLocked) as exc:
             self._token_refused(authorization, credential, client, actor, exc)
             raise
-        with transaction(self.sessions) as session:
+        with transaction(self.sessions) as session, deferred(session):
             self._spend(session, authorization, credential, client=client,
                         purpose=PURPOSE_DOCUMENT, signatures=len(signed), actor=actor)
             for digest, done in zip(digests, signed, strict=True):
@@ -733,7 +734,8 @@ class RemoteSigning:
         except (PinIncorrect, PinLocked) as exc:
             self._token_refused(authorization, credential, client, actor, exc)
             raise
-        with transaction(self.sessions) as session:
+        # deferred: the two events appended in one go (one statement, one head update)
+        with transaction(self.sessions) as session, deferred(session):
             self._spend(session, authorization, credential, client=client,
                         purpose=PURPOSE_HASH, signatures=len(digests), actor=actor)
             record(session, self.clock, actor=actor, action="signing.hashes.signed",
