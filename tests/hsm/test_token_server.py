@@ -139,49 +139,40 @@ def test_processes_initialising_tokens_together_never_share_a_slot(
             worker.stop()
 
 
-def test_signing_goes_on_while_another_process_checks_the_pin(token_server: str,
-                                                              db_engine: Engine) -> None:
-    """Login state is the token's, shared by every client of the server: a PIN check
-    elsewhere logs the token out and in again. A key object in another worker that signs
-    meanwhile must not fail (nor stay failed) because of that."""
+def _sign_while_another_checks(db_engine: Engine, command: str, count: int) -> None:
+    """One worker signs ``count`` times with one key object (``command``: one by one, or
+    in batches) while another checks the right PIN 100 times: nothing is refused."""
     signer, checker = workers = _workers(2, db_engine)
     try:
         label = f"t-{secrets.token_hex(6)}"
         so_pin, pin = secrets.token_hex(8), generate_pin(8)
         signer.ok("init_token", label, so_pin, pin)
         signer.ok("generate", label, pin, b"\x01")
-        signer.conn.send(("sign_many", (label, pin, b"\x01", 400)))
+        signer.conn.send((command, (label, pin, b"\x01", count)))
         checker.conn.send(("check_many", (label, pin, 100)))
         for worker in workers:
             assert worker.conn.poll(180)
         signed = signer.conn.recv()
         assert checker.conn.recv() == ("ok", 100)
-        assert signed == ("ok", {"ok": 400})
+        assert signed == ("ok", {"ok": count})
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_signing_goes_on_while_another_process_checks_the_pin(token_server: str,
+                                                              db_engine: Engine) -> None:
+    """Login state is the token's, shared by every client of the server: a PIN check
+    elsewhere logs the token out and in again. A key object in another worker that signs
+    meanwhile must not fail (nor stay failed) because of that."""
+    _sign_while_another_checks(db_engine, "sign_many", 400)
 
 
 def test_batches_go_on_while_another_process_checks_the_pin(token_server: str,
                                                             db_engine: Engine) -> None:
     """The batch path (two module calls per signature through the token server) under
     the same logouts: every signature of every batch verifies, none is refused."""
-    signer, checker = workers = _workers(2, db_engine)
-    try:
-        label = f"t-{secrets.token_hex(6)}"
-        so_pin, pin = secrets.token_hex(8), generate_pin(8)
-        signer.ok("init_token", label, so_pin, pin)
-        signer.ok("generate", label, pin, b"\x01")
-        signer.conn.send(("sign_batches", (label, pin, b"\x01", 1000)))
-        checker.conn.send(("check_many", (label, pin, 100)))
-        for worker in workers:
-            assert worker.conn.poll(180)
-        signed = signer.conn.recv()
-        assert checker.conn.recv() == ("ok", 100)
-        assert signed == ("ok", {"ok": 1000})
-    finally:
-        for worker in workers:
-            worker.stop()
+    _sign_while_another_checks(db_engine, "sign_batches", 1000)
 
 
 def test_sealed_secrets_across_workers(token_server: str, db_engine: Engine) -> None:

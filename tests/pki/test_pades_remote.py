@@ -225,15 +225,21 @@ def test_wrong_codes_close_the_challenge_without_touching_the_pin(remote: Fixtur
                                  purpose=PURPOSE_HASH, client=CLIENT, actor=ACTOR)
 
 
-def test_wrong_pins_lock_the_token(remote: Fixture) -> None:
+def _own_holder(remote: Fixture, holder: HolderIdentity
+                ) -> tuple[str, str, issuance.IssuedCertificate]:
+    """A holder with a token of their own and a certificate: (token label, PIN, issued)."""
     world = remote.world
     label, pin = world.new_holder_token()
-    authority = world.authority(remote.session)
     issued = issuance.issue_holder_certificate(
-        remote.session, world.clock, authority, world.library, token_label=label,
-        token_pin=pin, holder=HolderIdentity(cin="Z998877", given_name="Karim",
-                                             surname="Tahiri", title="Président",
-                                             organization="Commune d'Ifrane"), actor=ACTOR)
+        remote.session, world.clock, world.authority(remote.session), world.library,
+        token_label=label, token_pin=pin, holder=holder, actor=ACTOR)
+    return label, pin, issued
+
+
+def test_wrong_pins_lock_the_token(remote: Fixture) -> None:
+    _label, pin, issued = _own_holder(remote, HolderIdentity(
+        cin="Z998877", given_name="Karim", surname="Tahiri",
+        title="Président", organization="Commune d'Ifrane"))
     for attempt in range(1, 6):
         expected = PinLocked if attempt == 5 else PinIncorrect
         with pytest.raises(expected):
@@ -431,13 +437,9 @@ def test_a_pin_changed_since_authorisation_spends_the_sad(remote: Fixture) -> No
     """The PIN sealed in the SAD no longer opens the token: retrying would only burn PIN
     attempts towards the lockout, so that SAD is spent (and audited), not kept."""
     world = remote.world
-    label, pin = world.new_holder_token()
-    authority = world.authority(remote.session)
-    issued = issuance.issue_holder_certificate(
-        remote.session, world.clock, authority, world.library, token_label=label,
-        token_pin=pin, holder=HolderIdentity(cin="Z887766", given_name="Salma",
-                                             surname="Bennani", title="Présidente",
-                                             organization="Commune d'Azrou"), actor=ACTOR)
+    label, pin, issued = _own_holder(remote, HolderIdentity(
+        cin="Z887766", given_name="Salma", surname="Bennani",
+        title="Présidente", organization="Commune d'Azrou"))
     digests = [_digest(b"signed after a PIN change")]
     sad = remote.authorize(serial=issued.serial, pin=pin, digests=digests)
     world.library.change_pin(label, pin, "864209" if pin != "864209" else "975310")
@@ -461,13 +463,9 @@ def test_a_pin_changed_between_two_documents_spends_the_second_sad(remote: Fixtu
     runs while the PDF is prepared): a PIN the token no longer takes still stops it before
     any signature, spends the SAD and is audited, as for hashes."""
     world = remote.world
-    label, pin = world.new_holder_token()
-    authority = world.authority(remote.session)
-    issued = issuance.issue_holder_certificate(
-        remote.session, world.clock, authority, world.library, token_label=label,
-        token_pin=pin, holder=HolderIdentity(cin="Z776655", given_name="Nadia",
-                                             surname="Alaoui", title="Présidente",
-                                             organization="Commune de Sefrou"), actor=ACTOR)
+    label, pin, issued = _own_holder(remote, HolderIdentity(
+        cin="Z776655", given_name="Nadia", surname="Alaoui",
+        title="Présidente", organization="Commune de Sefrou"))
     pades = PadesService(remote.clock)
     document = permit_pdf()
     request = PadesRequest(level=Level.B_B, stamp=stamp_for())

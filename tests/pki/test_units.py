@@ -120,6 +120,25 @@ def test_signer_signs_a_batch_of_digests() -> None:
         rsa_signer.sign_digests([*digests, b"short"], hashes.SHA256())
 
 
+
+def _root_and_holder() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey,
+                                 x509.Certificate]:
+    """A software root and a holder certificate it issued, with the holder's key."""
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    profile = Profile(public_url="http://pki.tawqi.ma", policy_oid=DOC_ARC)
+    root = root_builder(profile, subject=ca_name(profile, "Root"),
+                        public_key=root_key.public_key(), serial=random_serial(),
+                        not_before=NOW, not_after=NOW + datetime.timedelta(days=3650)
+                        ).sign(root_key, hashes.SHA256())
+    holder_key = ec.generate_private_key(ec.SECP256R1())
+    holder = HolderIdentity(cin="AB1", given_name="Ali", surname="Amrani", title="Président",
+                            organization="Commune")
+    cert = holder_builder(profile, holder=holder, public_key=holder_key.public_key(),
+                          serial=random_serial(), not_before=NOW,
+                          not_after=NOW + datetime.timedelta(days=365), issuer=root,
+                          issuer_id=1).sign(root_key, hashes.SHA256())
+    return root, holder_key, cert
+
 def test_pyhanko_adapter_signs_a_pdf(tmp_path: Path) -> None:
     """pyHanko signs through our Signer (hence, in production, on the token)."""
     from io import BytesIO
@@ -134,19 +153,7 @@ def test_pyhanko_adapter_signs_a_pdf(tmp_path: Path) -> None:
 
     from pki.signer import pyhanko_signer, to_asn1
 
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    profile = Profile(public_url="http://pki.tawqi.ma", policy_oid=DOC_ARC)
-    root = root_builder(profile, subject=ca_name(profile, "Root"),
-                        public_key=root_key.public_key(), serial=random_serial(),
-                        not_before=NOW, not_after=NOW + datetime.timedelta(days=3650)
-                        ).sign(root_key, hashes.SHA256())
-    holder_key = ec.generate_private_key(ec.SECP256R1())
-    holder = HolderIdentity(cin="AB1", given_name="Ali", surname="Amrani", title="Président",
-                            organization="Commune")
-    cert = holder_builder(profile, holder=holder, public_key=holder_key.public_key(),
-                          serial=random_serial(), not_before=NOW,
-                          not_after=NOW + datetime.timedelta(days=365), issuer=root,
-                          issuer_id=1).sign(root_key, hashes.SHA256())
+    root, holder_key, cert = _root_and_holder()
     signer = pyhanko_signer(Signer(holder_key, cert, (root,)))
     blank = BytesIO()
     writer = PdfFileWriter()
@@ -178,19 +185,7 @@ def test_pyhanko_adapter_builds_the_cms_of_stock_pyhanko() -> None:
     from pki import signer as signer_module
     from pki.signer import pyhanko_signer, to_asn1
 
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    profile = Profile(public_url="http://pki.tawqi.ma", policy_oid=DOC_ARC)
-    root = root_builder(profile, subject=ca_name(profile, "Root"),
-                        public_key=root_key.public_key(), serial=random_serial(),
-                        not_before=NOW, not_after=NOW + datetime.timedelta(days=3650)
-                        ).sign(root_key, hashes.SHA256())
-    holder_key = ec.generate_private_key(ec.SECP256R1())
-    holder = HolderIdentity(cin="AB1", given_name="Ali", surname="Amrani", title="Président",
-                            organization="Commune")
-    cert = holder_builder(profile, holder=holder, public_key=holder_key.public_key(),
-                          serial=random_serial(), not_before=NOW,
-                          not_after=NOW + datetime.timedelta(days=365), issuer=root,
-                          issuer_id=1).sign(root_key, hashes.SHA256())
+    root, holder_key, cert = _root_and_holder()
     ours = pyhanko_signer(Signer(holder_key, cert, (root,)))
     stock = signers.SimpleSigner(
         signing_cert=to_asn1(cert), cert_registry=SimpleCertificateStore.from_certs(
