@@ -55,9 +55,13 @@ def test_verify_smoke() -> None:
 def test_sign_hash_smoke() -> None:
     lines = _run("bench.sign_hash", "--batch", "20", "--rounds", "1")
     assert any("workers_ratio=" in line for line in lines), lines
-    assert any(line.startswith("http / raw, round by round:") for line in lines), lines
-    assert any(line.startswith("raw hsm (counts in the database, as served):")
+    assert any(line.startswith("http / bare python-pkcs11, round by round:")
+               for line in lines), lines
+    assert any(line.startswith("bare python-pkcs11 loop, same key and module")
+               for line in lines), lines
+    assert any(line.startswith("our token layer in process (counts in the database")
                and "through the batch path" in line for line in lines), lines
+    assert any(line.startswith("http_vs_token_layer=") for line in lines), lines
     assert lines[-1].startswith("ratio_vs_raw=")
 
 
