@@ -246,7 +246,18 @@ _asn1_guard = threading.Lock()
 
 
 def _asn1_shared(certificate: x509.Certificate) -> asn1_x509.Certificate:
-    der = certificate.public_bytes(serialization.Encoding.DER)
+    return shared_asn1_der(certificate.public_bytes(serialization.Encoding.DER))
+
+
+def shared_asn1(certificate: asn1_x509.Certificate) -> asn1_x509.Certificate:
+    """The process's shared asn1crypto object for ``certificate`` (by its DER): for
+    validation, which indexes certificates by names, key identifiers and hashes that
+    asn1crypto computes once per object, every verification of our files meets the same
+    few certificates."""
+    return shared_asn1_der(certificate.dump())
+
+
+def shared_asn1_der(der: bytes) -> asn1_x509.Certificate:
     with _asn1_guard:
         found = _ASN1_SHARED.get(der)
         if found is not None:

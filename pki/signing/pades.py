@@ -205,19 +205,26 @@ class RecordsRevocation:
         now = as_utc(self.clock.now())
         authorities = {row.name_hash: row for row in self.session.scalars(
             select(AuthorityRecord))}
-        ocsps: list[bytes] = []
-        crls: list[bytes] = []
+        # Ours, by issuing CA (roots are their own issuers and carry no status).
+        serials: dict[int, list[str]] = {}
         for cert in certificates:
             issuer = authorities.get(sha1(cert.issuer.public_bytes()).hex())
             if issuer is None or cert.subject == cert.issuer:
                 continue
-            ocsp_row = self.session.scalars(select(OcspRecord).where(
-                OcspRecord.authority_id == issuer.id,
-                OcspRecord.serial == format(cert.serial_number, "x"))).one_or_none()
-            if ocsp_row is not None and as_utc(ocsp_row.next_update) > now:
-                ocsps.append(ocsp_row.der)
+            serials.setdefault(issuer.id, []).append(format(cert.serial_number, "x"))
+        ocsps: list[bytes] = []
+        crls: list[bytes] = []
+        # One query per CA for its certificates' responses, one for its latest CRL (they
+        # were asked certificate by certificate).
+        for authority_id, wanted in serials.items():
+            rows = {row.serial: row for row in self.session.scalars(select(OcspRecord).where(
+                OcspRecord.authority_id == authority_id, OcspRecord.serial.in_(wanted)))}
+            for serial in wanted:
+                ocsp_row = rows.get(serial)
+                if ocsp_row is not None and as_utc(ocsp_row.next_update) > now:
+                    ocsps.append(ocsp_row.der)
             crl_row = self.session.scalars(select(CrlRecord).where(
-                CrlRecord.authority_id == issuer.id).order_by(CrlRecord.number.desc())
+                CrlRecord.authority_id == authority_id).order_by(CrlRecord.number.desc())
                 .limit(1)).one_or_none()
             if crl_row is not None and as_utc(crl_row.next_update) > now:
                 crls.append(crl_row.der)

@@ -28,6 +28,8 @@ import asyncio
 import hashlib
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -83,7 +85,7 @@ from pyhanko_certvalidator.registry import SimpleTrustManager
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from core.clock import Clock, as_utc
-from pki.signer import from_asn1, to_asn1
+from pki.signer import from_asn1, shared_asn1, to_asn1
 from pki.signing.pades import RevocationData, RevocationSource, read_pdf
 from pki.signing.revinfo import CappedFetcherBackend, FetchPolicy, read_directory
 
@@ -410,6 +412,21 @@ class Verifier:
         self.revocation_dir = revocation_dir
         self.max_bytes = max_bytes
         self.max_signatures = max_signatures
+        self._policy: CertValidationPolicySpec | None = None
+
+    def _cert_policy(self) -> CertValidationPolicySpec:
+        """The anchors and the revocation policy: the same for every file, built once (the
+        trust manager keeps what it learns of the roots between verifications)."""
+        if self._policy is None:
+            self._policy = CertValidationPolicySpec(
+                trust_manager=SimpleTrustManager.build(trust_roots=self.trust_roots),
+                # ETSI EN 319 102-1 5.2.5.4: revocation data is fresh if issued within its
+                # own validity of the control time; data issued after that time still
+                # speaks for it.
+                revinfo_policy=CertRevTrustPolicy(
+                    REQUIRE_REVINFO,
+                    freshness_req_type=FreshnessReqType.MAX_DIFF_REVOCATION_VALIDATION))
+        return self._policy
 
     def verify(self, data: bytes, *, revocation: RevocationData | None = None
                ) -> VerificationReport:
@@ -472,19 +489,15 @@ class Verifier:
         certs += _responder_certs(known)
         unique: dict[bytes, asn1_x509.Certificate] = {}
         for cert in certs:
-            unique.setdefault(cert.sha256, cert)
-        return known, list(unique.values())
+            # The process's shared object for each (what pyHanko's registry computes of a
+            # certificate is then computed once, not at every verification).
+            unique.setdefault(cert.dump(), cert)
+        return known, [shared_asn1(cert) for cert in unique.values()]
 
     def _spec(self, known: RevocationData, certs: list[asn1_x509.Certificate],
               now: datetime, backend: CappedFetcherBackend | None
               ) -> PdfSignatureValidationSpec:
-        policy = CertValidationPolicySpec(
-            trust_manager=SimpleTrustManager.build(trust_roots=self.trust_roots),
-            # ETSI EN 319 102-1 5.2.5.4: revocation data is fresh if issued within its own
-            # validity of the control time; data issued after that time still speaks for it.
-            revinfo_policy=CertRevTrustPolicy(
-                REQUIRE_REVINFO,
-                freshness_req_type=FreshnessReqType.MAX_DIFF_REVOCATION_VALIDATION))
+        policy = self._cert_policy()
         # Fetching happens for the validation at the current time only (5.3, 5.5); the past
         # validations of the long-term process use what is known.
         rule = RevinfoOnlineFetchingRule.NO_HISTORICAL_FETCH if backend is not None \
@@ -669,23 +682,51 @@ def good_now(status: StandardCMSSignatureStatus | None, cert: asn1_x509.Certific
 def _ocsp(data: bytes) -> Any:
     from asn1crypto import ocsp
 
-    try:
-        parsed = ocsp.OCSPResponse.load(data)
-        parsed.native  # noqa: B018 - force parsing now, not deep inside validation
-        return parsed
-    except (ValueError, TypeError):
-        return None
+    return _parsed(data, ocsp.OCSPResponse)
 
 
 def _crl(data: bytes) -> Any:
     from asn1crypto import crl
 
+    return _parsed(data, crl.CertificateList)
+
+
+#: OCSP responses and CRLs as parsed, by DER (what the DER says never changes): the same
+#: responses of our CA come with every verification, each used twice by it. Parsed in full
+#: once, then read only (as pki.signer shares its certificates with pyHanko). Bounded in
+#: count, and large ones (an outside CA's big CRL) are not kept.
+_PARSED: OrderedDict[tuple[type, bytes], Any] = OrderedDict()
+_PARSED_MAX = 512
+_PARSED_MAX_BYTES = 256 * 1024
+_parsed_guard = threading.Lock()
+
+
+def _parsed(data: bytes, kind: type) -> Any:
+    key = (kind, bytes(data))
+    if len(key[1]) > _PARSED_MAX_BYTES:
+        return _parse(key[1], kind)
+    with _parsed_guard:
+        found = _PARSED.get(key)
+        if found is not None:
+            _PARSED.move_to_end(key)
+            return found
+    parsed = _parse(key[1], kind)
+    if parsed is None:
+        return None
+    with _parsed_guard:
+        _PARSED[key] = parsed
+        while len(_PARSED) > _PARSED_MAX:
+            _PARSED.popitem(last=False)
+    return parsed
+
+
+def _parse(data: bytes, kind: Any) -> Any:
     try:
-        parsed = crl.CertificateList.load(data)
-        parsed.native  # noqa: B018
-        return parsed
+        parsed = kind.load(data)
+        parsed.native  # noqa: B018 - force parsing now, not deep inside validation
     except (ValueError, TypeError):
         return None
+    return parsed
 
 
 def _format_failure(field_name: str, now: datetime, reason: str,
