@@ -85,7 +85,8 @@ class Runtime:
                 module = self._token_module()
                 self._tokens = TokenLibrary(
                     module, max_attempts=self.settings.pin_max_attempts,
-                    attempts=DatabasePinAttemptStore(self.engine, self.clock))
+                    attempts=DatabasePinAttemptStore(self.engine, self.clock),
+                    signing_lanes=self.settings.signing_lanes)
             return self._tokens
 
     def _token_module(self) -> str:

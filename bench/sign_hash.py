@@ -13,7 +13,8 @@ round by round in turn:
 * **ours in process**: the same key through ``hsm.TokenLibrary`` as the service configures
   it (wrong-PIN counts in the database), one ``sign`` per digest and through the batch path
   (``sign_digests``, which a served signHash takes); both use two module calls per
-  signature where python-pkcs11 makes three. Also with the counts in memory, for
+  signature where python-pkcs11 makes three, and the batch path shares the batch between
+  two connections (signing lanes, ``TAWQI_SIGNING_LANES``). Also with the counts in memory, for
   reference, before the server starts;
 * **http**: ``credentials/sendOTP`` (the code read from the outbox, as the holder's phone
   would), ``credentials/authorize`` for ``--batch`` hashes, then the timed part: one
@@ -22,8 +23,10 @@ round by round in turn:
 
 Before each round the key is fetched again, untimed: a served call logs the token out and
 in. **workers**: ``--workers`` clients sending signHash calls at once, to one gunicorn
-worker, then to ``--workers`` workers (one token state through the token server): the
-ratio of the two throughputs (goal >= 1.8 with 2).
+worker, then to ``--workers`` workers (one token state through the token server), as
+configured (signing lanes on: one worker already signs a batch through two connections)
+and with one lane per worker (``TAWQI_SIGNING_LANES=1``): the ratio of the last two
+throughputs is the scaling with processes (goal >= 1.8 with 2).
 
 Best round of each, and the ratio of each pair of rounds. ``http_vs_token_layer`` is HTTP
 against our own token layer in process (what the request itself costs). The LAST line is
@@ -435,11 +438,17 @@ def main(argv: list[str] | None = None) -> None:
             one = parallel_rate(service, server, args.batch, args.rounds, args.workers)
         finally:
             server.stop()
-        server = Server(service, workers=args.workers)
-        try:
-            many = parallel_rate(service, server, args.batch, args.rounds, args.workers)
-        finally:
-            server.stop()
+        served = {}  # (workers, lanes) -> sig/s of --workers clients at once
+        for workers, lanes in ((args.workers, None), (1, 1), (args.workers, 1)):
+            extra = {"TAWQI_SIGNING_LANES": str(lanes)} if lanes else None
+            server = Server(service, workers=workers, extra_env=extra)
+            try:
+                served[workers, lanes] = parallel_rate(service, server, args.batch,
+                                                       args.rounds, args.workers)
+            finally:
+                server.stop()
+        many = served[args.workers, None]
+        alone, together = served[1, 1], served[args.workers, 1]
         # Ours in process: the faster of the token layer's two paths (one signature per
         # call, or the batch path a served signHash takes), round by round.
         raws = [max(one, many) for one, many in zip(singles, batches, strict=True)]
@@ -456,9 +465,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"our token layer, counts in memory: {raw_memory:,.0f} sig/s")
         print("http signHash, 1 worker, 1 client: " + ", ".join(f"{r:,.0f}" for r in rates)
               + f" sig/s (best {best:,.0f}; {1000 * args.batch / best:.1f} ms per call)")
-        print(f"http signHash, {args.workers} clients at once: 1 worker {one:,.0f} sig/s, "
-              f"{args.workers} workers {many:,.0f} sig/s "
-              f"(workers_ratio={many / one:.2f}, goal >= 1.8 with 2)")
+        print(f"http signHash, {args.workers} clients at once, as configured (signing lanes "
+              f"on): 1 worker {one:,.0f} sig/s, {args.workers} workers {many:,.0f} sig/s "
+              f"(x{many / one:.2f}: on {os.cpu_count()} cores one worker's lanes already "
+              "keep them busy)")
+        print(f"http signHash, {args.workers} clients at once, one lane per worker "
+              f"(TAWQI_SIGNING_LANES=1, scaling with processes): 1 worker {alone:,.0f} "
+              f"sig/s, {args.workers} workers {together:,.0f} sig/s "
+              f"(workers_ratio={together / alone:.2f}, goal >= 1.8 with 2)")
         paired = sorted(w / r for w, r in zip(rates, bares, strict=True))
         print("http / bare python-pkcs11, round by round: "
               + ", ".join(f"{x:.3f}" for x in paired)

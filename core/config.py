@@ -53,6 +53,9 @@ class Settings:
     # SO PIN used to initialise and reset tokens. Only from the environment or a file.
     so_pin: str = field(default="", repr=False)
     pin_max_attempts: int = 5
+    #: Connections a process signs a large batch through, in parallel, when it reaches the
+    #: tokens through the token server (1: its own session only; hsm/library.py).
+    signing_lanes: int = 2
     # How processes reach the tokens: "auto" (SoftHSM2 through one token server under
     # var_dir/hsm, started on demand; any other module loaded directly), "off" (load the
     # module in this process: single-process tools and tests), or the socket path (or
@@ -298,6 +301,8 @@ class Settings:
             raise ConfigurationError("TAWQI_PKCS11_SERVER must be auto, off or a socket path")
         if self.pin_max_attempts < 1:
             raise ConfigurationError("TAWQI_PIN_MAX_ATTEMPTS must be at least 1")
+        if not 1 <= self.signing_lanes <= 8:
+            raise ConfigurationError("TAWQI_SIGNING_LANES must be 1 to 8")
         if self.ca_country != self.ca_country.upper() or len(self.ca_country) != 2:
             raise ConfigurationError("TAWQI_CA_COUNTRY must be a two-letter country code")
 

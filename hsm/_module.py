@@ -149,6 +149,7 @@ class LoadedModule:
         self.server_id: tuple[str, int, int, int] | None = None
         self.needs_reset = False
         self._raw: dict[str, Any] | None = None
+        self._lanes: list[SigningLane] = []
 
     def _functions(self) -> dict[str, Any]:
         if self._raw is None:
@@ -251,21 +252,16 @@ class LoadedModule:
         signature, for a mechanism without parameters. python-pkcs11 asks C_Sign for the
         length first, a third call; through the token server each call is a round trip,
         so this signs a batch about a third faster (measured in bench/sign_hash.py)."""
-        functions = self._functions()
-        mech = _Mechanism(mechanism, None, 0)
-        rv = int(functions["sign_init"](session_handle, ctypes.byref(mech), key_handle))
-        if rv != CKR_OK:
-            return rv, b""
-        size = SIGNATURE_BUFFER
-        while True:
-            out = ctypes.create_string_buffer(size)
-            length = _ULONG(size)
-            rv = int(functions["sign"](session_handle, data, len(data), out,
-                                       ctypes.byref(length)))
-            if rv == CKR_BUFFER_TOO_SMALL and length.value > size:
-                size = int(length.value)  # the operation stays active: sign again
-                continue
-            return rv, out.raw[:length.value] if rv == CKR_OK else b""
+        return _sign(self._functions(), session_handle, key_handle, mechanism, data)
+
+    def lanes(self, count: int) -> list[SigningLane]:
+        """Up to ``count`` signing lanes of this module (created on first use; none for a
+        module without instances). The caller holds :attr:`lock`."""
+        if not self.per_instance:
+            return []
+        while len(self._lanes) < count:
+            self._lanes.append(SigningLane(self.path))
+        return self._lanes[:count]
 
     def server_restarted(self) -> bool:
         """For p11-kit's client module: whether the token server's socket is another one
@@ -285,9 +281,13 @@ class LoadedModule:
         client connects to its server again)."""
         with self.lock:
             if self.per_instance:
-                # The raw functions' own instance holds a connection too: take a new one.
+                # The raw functions' own instance holds a connection too: take a new one,
+                # and so do the signing lanes.
                 self._raw = None
                 self.server_id = server_socket_id()
+                lanes, self._lanes = self._lanes, []
+                for lane in lanes:
+                    lane.close()
             try:
                 self.lib.finalize()
             except PKCS11Error:
@@ -300,6 +300,80 @@ class LoadedModule:
                                         module=self.path) from exc
             self.needs_reset = False
             self.generation += 1
+
+
+def _sign(functions: dict[str, Any], session_handle: int, key_handle: int, mechanism: int,
+          data: bytes) -> tuple[int, bytes]:
+    mech = _Mechanism(mechanism, None, 0)
+    rv = int(functions["sign_init"](session_handle, ctypes.byref(mech), key_handle))
+    if rv != CKR_OK:
+        return rv, b""
+    size = SIGNATURE_BUFFER
+    while True:
+        out = ctypes.create_string_buffer(size)
+        length = _ULONG(size)
+        rv = int(functions["sign"](session_handle, data, len(data), out, ctypes.byref(length)))
+        if rv == CKR_BUFFER_TOO_SMALL and length.value > size:
+            size = int(length.value)  # the operation stays active: sign again
+            continue
+        return rv, out.raw[:length.value] if rv == CKR_OK else b""
+
+
+class SigningLane:
+    """Another instance of a module with instances (p11-kit's client: its own connection
+    to the token server, which serves each connection in a thread of its own), with its
+    own session per slot, to sign part of a batch in parallel. Through a token server a
+    signature is two round trips; while one connection waits, another can sign.
+
+    A lane is used by one thread at a time (:attr:`lock`), never by python-pkcs11 and
+    never under the module lock (its calls go through its own connection). Key handles
+    are the token's, valid on any connection."""
+
+    def __init__(self, path: str) -> None:
+        self.lock = threading.Lock()
+        dll = ctypes.CDLL(path)
+        get_list = dll.C_GetFunctionList
+        get_list.restype = _ULONG
+        get_list.argtypes = [ctypes.POINTER(ctypes.POINTER(_FunctionListHead))]
+        head = ctypes.POINTER(_FunctionListHead)()
+        if get_list(ctypes.byref(head)) != CKR_OK or not head:
+            raise ModuleUnavailable("The token module has no usable function list.")
+        table = head.contents
+        rv = int(_Initialize(table.C_Initialize)(None))
+        if rv not in (CKR_OK, CKR_CRYPTOKI_ALREADY_INITIALIZED):
+            raise ModuleUnavailable("A signing lane of the token module could not be "
+                                    "initialised.", module=path, code=f"0x{rv:x}")
+        self._functions: dict[str, Any] = {
+            "dll": dll, "finalize": _Initialize(table.C_Finalize),
+            "open_session": _OpenSession(table.C_OpenSession),
+            "sign_init": _SignInit(table.C_SignInit), "sign": _Sign(table.C_Sign)}
+        self._sessions: dict[int, int] = {}
+
+    def session(self, slot_id: int) -> int | None:
+        """This lane's session on ``slot_id`` (opened once), or None if none opens."""
+        handle = self._sessions.get(slot_id)
+        if handle is None:
+            found = _ULONG(0)
+            rv = int(self._functions["open_session"](
+                slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, None, None,
+                ctypes.byref(found)))
+            if rv != CKR_OK:
+                return None
+            handle = self._sessions[slot_id] = int(found.value)
+        return handle
+
+    def forget(self, slot_id: int) -> None:
+        self._sessions.pop(slot_id, None)
+
+    def sign(self, session_handle: int, key_handle: int, mechanism: int,
+             data: bytes) -> tuple[int, bytes]:
+        return _sign(self._functions, session_handle, key_handle, mechanism, data)
+
+    def close(self) -> None:
+        """End this lane's instance (its connection and sessions)."""
+        with self.lock:
+            self._sessions.clear()
+            self._functions["finalize"](None)
 
 
 def server_socket_id() -> tuple[str, int, int, int] | None:

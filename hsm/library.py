@@ -19,6 +19,7 @@ is given again.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from hsm.errors import (
     KeyAlreadyExists,
     KeyNotFound,
     LoginRequired,
+    ModuleUnavailable,
     NoFreeSlot,
     PinIncorrect,
     PinLocked,
@@ -74,8 +76,13 @@ _LOCK_RECHECK_SECONDS = 1.0
 # private objects and, for a moment, the login. A signature then finds its key again and
 # waits for the login this many times (about 0.8 s in all) before raising LoginRequired.
 _SHARED_LOGIN_TRIES = 12
+log = logging.getLogger(__name__)
+
 # A batch of signatures takes the module lock for this many at a time (see _token_sign_many).
 _BATCH_SLICE = 64
+# Through a token server a batch of at least _LANE_BATCH signatures is shared between this
+# thread and signing_lanes - 1 more connections, each its own thread (see _sign_in_lanes).
+_LANE_BATCH = 32
 
 # The python-pkcs11 exception for a CK_RV of the two-call signature (LoadedModule.sign), so
 # that both signature paths are handled alike; any other code is a plain PKCS11Error.
@@ -122,15 +129,21 @@ class TokenLibrary:
     after ``max_attempts`` consecutive failures the token is locked for PIN checks, key
     look-ups and signatures until :meth:`reset_pin`. ``max_sessions`` bounds the pool: the
     least recently used token is logged out and its session closed when a new one is needed
-    (``None``: unbounded).
+    (``None``: unbounded). ``signing_lanes``: through a token server, the connections a
+    batch of signatures is shared between (1: the pooled session only; see
+    :meth:`_sign_in_lanes`).
     """
 
     def __init__(self, module_path: str, *, attempts: PinAttemptStore | None = None,
-                 max_attempts: int = 5, max_sessions: int | None = 256) -> None:
+                 max_attempts: int = 5, max_sessions: int | None = 256,
+                 signing_lanes: int = 2) -> None:
         if max_attempts < 1:
             raise InvalidRequest("max_attempts must be at least 1.")
         if max_sessions is not None and max_sessions < 1:
             raise InvalidRequest("max_sessions must be at least 1 or None.")
+        if signing_lanes < 1:
+            raise InvalidRequest("signing_lanes must be at least 1.")
+        self.signing_lanes = signing_lanes
         self.module_path = module_path
         self.max_attempts = max_attempts
         self.max_sessions = max_sessions
@@ -144,8 +157,12 @@ class TokenLibrary:
         # private_key). Forgotten when this process changes the token's objects and when
         # the key is not found any more.
         self._publics: dict[tuple[str, bytes], tuple[str, PublicKeyTypes]] = {}
-        # (pid, executor) of private_key_soon's background PIN checks
+        # (pid, executor) of private_key_soon's background PIN checks, and of the signing
+        # lanes' threads
         self._background: tuple[int, ThreadPoolExecutor] | None = None
+        self._lanes: tuple[int, ThreadPoolExecutor] | None = None
+        #: Signatures made by the signing lanes so far (_sign_in_lanes), for monitoring.
+        self.signatures_in_lanes = 0
 
     @classmethod
     def from_environment(cls, **kwargs: Any) -> TokenLibrary:
@@ -386,8 +403,13 @@ class TokenLibrary:
         signature, with the same retries when another process logs the token out midway.
         The module lock is released between slices, so other threads of this process are
         not held up for the whole batch."""
-        out: list[bytes] = []
         module = self._pool.module()
+        if param is None and module.per_instance and self.signing_lanes > 1 and \
+                len(items) >= _LANE_BATCH:
+            signed = self._sign_in_lanes(module, token_label, key_id, mechanism, items)
+            if signed is not None:
+                return signed
+        out: list[bytes] = []
         while len(out) < len(items):
             self._raise_if_locked_recently(token_label)
             done = len(out)
@@ -409,6 +431,86 @@ class TokenLibrary:
             out.append(self._token_sign(token_label, key_id, mechanism, param,
                                         items[len(out)]))
         return out
+
+    def _sign_in_lanes(self, module: _mod.LoadedModule, token_label: str, key_id: bytes,
+                       mechanism: Mechanism, items: list[bytes]) -> list[bytes] | None:
+        """A batch shared between this thread (the pooled session, under the module lock
+        per slice, as :meth:`_token_sign_many`) and the module's signing lanes (their own
+        connections to the token server and their own sessions, each in a thread of this
+        library), item ``i`` going to lane ``i % lanes``: through a token server each
+        signature is two round trips, and the server serves connections in parallel.
+
+        Only with the key object this process's PIN check found (None otherwise: the
+        caller's path looks it up). A lane that meets any error stops; whatever is left
+        unsigned is then signed one by one through :meth:`_token_sign`, in order (which
+        looks the key up again, waits for another process's login, or raises)."""
+        self._raise_if_locked_recently(token_label)
+        with module.lock:
+            state = self._pool.state(module)
+            entry = state.entries.get(token_label)
+            key = entry.private_keys.get(key_id) if entry is not None and \
+                entry.logged_in else None
+            if entry is None or key is None:
+                return None
+            try:
+                lanes = module.lanes(self.signing_lanes - 1)
+            except ModuleUnavailable:
+                return None
+            key_handle, slot_id = int(key.handle), int(entry.slot.slot_id)
+        count = len(lanes) + 1
+        out: list[bytes | None] = [None] * len(items)
+
+        def run(lane: _mod.SigningLane, first: int) -> int:
+            signed = 0
+            try:
+                with lane.lock:
+                    session = lane.session(slot_id)
+                    if session is None:
+                        return signed
+                    for index in range(first, len(items), count):
+                        rv, signature = lane.sign(session, key_handle, int(mechanism),
+                                                  items[index])
+                        if rv != _mod.CKR_OK:
+                            if rv in GONE_RV:
+                                lane.forget(slot_id)
+                            return signed
+                        out[index] = signature
+                        signed += 1
+            except Exception:  # the careful path below signs what is left
+                log.warning("a signing lane failed; the rest of its share is signed one by "
+                            "one", exc_info=True)
+            return signed
+
+        background = self._lane_executor()
+        running = [background.submit(run, lane, k + 1) for k, lane in enumerate(lanes)]
+        try:
+            mine = list(range(0, len(items), count))
+            for start in range(0, len(mine), _BATCH_SLICE):
+                self._raise_if_locked_recently(token_label)
+                with module.lock:
+                    state = self._pool.state(module)
+                    entry = state.entries.get(token_label)
+                    if entry is None or not entry.logged_in or \
+                            entry.private_keys.get(key_id) is not key:
+                        break
+                    for index in mine[start:start + _BATCH_SLICE]:
+                        out[index] = _sign_once(module, entry, key, mechanism, None,
+                                                items[index])
+        except p11.PKCS11Error:
+            pass  # left to the careful path below
+        finally:
+            self.signatures_in_lanes += sum(done.result() for done in running)
+        return [signature if signature is not None
+                else self._token_sign(token_label, key_id, mechanism, None, items[index])
+                for index, signature in enumerate(out)]
+
+    def _lane_executor(self) -> ThreadPoolExecutor:
+        """The threads of the signing lanes, per library and process."""
+        lanes = self._lanes
+        if lanes is None or lanes[0] != os.getpid():
+            lanes = self._lanes = (os.getpid(), ThreadPoolExecutor(
+                max_workers=self.signing_lanes - 1, thread_name_prefix="tawqi-sign-lane"))
+        return lanes[1]
 
     # ------------------------------------------------------------------ token lifecycle
 
@@ -542,10 +644,10 @@ class TokenLibrary:
             self._pool.drop(state, label)
 
     def close(self) -> None:
-        background = self._background
-        self._background = None
-        if background is not None and background[0] == os.getpid():
-            background[1].shutdown(wait=True)
+        for executor in (self._background, self._lanes):
+            if executor is not None and executor[0] == os.getpid():
+                executor[1].shutdown(wait=True)
+        self._background = self._lanes = None
         self._pool.close()
 
     # ------------------------------------------------------------------ keys and certificates

@@ -54,7 +54,9 @@ def test_verify_smoke() -> None:
 
 def test_sign_hash_smoke() -> None:
     lines = _run("bench.sign_hash", "--batch", "20", "--rounds", "1")
-    assert any("workers_ratio=" in line for line in lines), lines
+    assert any("workers_ratio=" in line and "TAWQI_SIGNING_LANES=1" in line
+               for line in lines), lines
+    assert any("as configured (signing lanes on)" in line for line in lines), lines
     assert any(line.startswith("http / bare python-pkcs11, round by round:")
                for line in lines), lines
     assert any(line.startswith("bare python-pkcs11 loop, same key and module")

@@ -139,9 +139,10 @@ def test_processes_initialising_tokens_together_never_share_a_slot(
             worker.stop()
 
 
-def _sign_while_another_checks(db_engine: Engine, command: str, count: int) -> None:
+def _sign_while_another_checks(db_engine: Engine, command: str, count: int) -> int:
     """One worker signs ``count`` times with one key object (``command``: one by one, or
-    in batches) while another checks the right PIN 100 times: nothing is refused."""
+    in batches) while another checks the right PIN 100 times: nothing is refused. Returns
+    how many signatures the signer's signing lanes made."""
     signer, checker = workers = _workers(2, db_engine)
     try:
         label = f"t-{secrets.token_hex(6)}"
@@ -155,6 +156,8 @@ def _sign_while_another_checks(db_engine: Engine, command: str, count: int) -> N
         signed = signer.conn.recv()
         assert checker.conn.recv() == ("ok", 100)
         assert signed == ("ok", {"ok": count})
+        lanes: int = signer.ok("signatures_in_lanes")
+        return lanes
     finally:
         for worker in workers:
             worker.stop()
@@ -170,9 +173,11 @@ def test_signing_goes_on_while_another_process_checks_the_pin(token_server: str,
 
 def test_batches_go_on_while_another_process_checks_the_pin(token_server: str,
                                                             db_engine: Engine) -> None:
-    """The batch path (two module calls per signature through the token server) under
-    the same logouts: every signature of every batch verifies, none is refused."""
-    _sign_while_another_checks(db_engine, "sign_batches", 1000)
+    """The batch path under the same logouts: through the token server a batch is shared
+    between the worker's own session and a signing lane (another connection, another
+    thread), two module calls per signature; every signature of every batch verifies, in
+    order, none is refused."""
+    assert _sign_while_another_checks(db_engine, "sign_batches", 1000) > 0
 
 
 def test_sealed_secrets_across_workers(token_server: str, db_engine: Engine) -> None:

@@ -161,6 +161,7 @@ def serve(conn: Connection, database_url: str, barrier: Barrier) -> None:
         "sign": sign, "generate": generate, "burst": burst,
         "forked_check_pin": forked_check_pin, "sign_many": sign_many,
         "sign_batches": sign_batches,
+        "signatures_in_lanes": lambda: library.signatures_in_lanes,
         "check_many": check_many, "ensure_secret_key": library.ensure_secret_key,
         "encrypt": library.encrypt, "decrypt": library.decrypt,
         "hold": hold, "sign_held": sign_held, "close": library.close,
