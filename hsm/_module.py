@@ -153,27 +153,10 @@ class LoadedModule:
 
     def _functions(self) -> dict[str, Any]:
         if self._raw is None:
-            dll = ctypes.CDLL(self.path)
-            get_list = dll.C_GetFunctionList
-            get_list.restype = _ULONG
-            get_list.argtypes = [ctypes.POINTER(ctypes.POINTER(_FunctionListHead))]
-            head = ctypes.POINTER(_FunctionListHead)()
-            rv = get_list(ctypes.byref(head))
-            if rv != CKR_OK or not head:
-                raise ModuleUnavailable("The token module has no usable function list.",
-                                        code=rv)
-            table = head.contents
-            initialize = _Initialize(table.C_Initialize)
-            # A module may hand out a separate instance per C_GetFunctionList call (p11-kit's
-            # client module opens one connection per instance): initialise this one too. A
-            # module with one global state (SoftHSM2) answers "already initialised".
-            rv = initialize(None)
-            if rv not in (CKR_OK, CKR_CRYPTOKI_ALREADY_INITIALIZED):
-                raise ModuleUnavailable("The token module could not be initialised.",
-                                        module=self.path, code=f"0x{rv:x}")
+            dll, table = _instance(self.path)
             self._raw = {
                 "dll": dll,
-                "initialize": initialize,
+                "initialize": _Initialize(table.C_Initialize),
                 "slot_list": _GetSlotList(table.C_GetSlotList),
                 "token_info": _GetTokenInfo(table.C_GetTokenInfo),
                 "init_token": _InitToken(table.C_InitToken),
@@ -227,10 +210,7 @@ class LoadedModule:
 
     def open_session(self, slot_id: int) -> tuple[int, int]:
         """(CK_RV, handle) of a new read/write session on ``slot_id``."""
-        handle = _ULONG(0)
-        rv = int(self._functions()["open_session"](
-            slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, None, None, ctypes.byref(handle)))
-        return rv, int(handle.value)
+        return _open_session(self._functions(), slot_id)
 
     def close_session(self, session_handle: int) -> int:
         return int(self._functions()["close_session"](session_handle))
@@ -302,6 +282,35 @@ class LoadedModule:
             self.generation += 1
 
 
+def _instance(path: str) -> tuple[ctypes.CDLL, _FunctionListHead]:
+    """The module at ``path`` and the head of a function list of its, initialised.
+
+    A module may hand out a separate instance per C_GetFunctionList call (p11-kit's client
+    module opens one connection per instance): this one is initialised too. A module with
+    one global state (SoftHSM2) answers "already initialised"."""
+    dll = ctypes.CDLL(path)
+    get_list = dll.C_GetFunctionList
+    get_list.restype = _ULONG
+    get_list.argtypes = [ctypes.POINTER(ctypes.POINTER(_FunctionListHead))]
+    head = ctypes.POINTER(_FunctionListHead)()
+    rv = get_list(ctypes.byref(head))
+    if rv != CKR_OK or not head:
+        raise ModuleUnavailable("The token module has no usable function list.", code=rv)
+    table = head.contents
+    rv = int(_Initialize(table.C_Initialize)(None))
+    if rv not in (CKR_OK, CKR_CRYPTOKI_ALREADY_INITIALIZED):
+        raise ModuleUnavailable("The token module could not be initialised.", module=path,
+                                code=f"0x{rv:x}")
+    return dll, table
+
+
+def _open_session(functions: dict[str, Any], slot_id: int) -> tuple[int, int]:
+    handle = _ULONG(0)
+    rv = int(functions["open_session"](slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, None,
+                                       None, ctypes.byref(handle)))
+    return rv, int(handle.value)
+
+
 def _sign(functions: dict[str, Any], session_handle: int, key_handle: int, mechanism: int,
           data: bytes) -> tuple[int, bytes]:
     mech = _Mechanism(mechanism, None, 0)
@@ -331,18 +340,7 @@ class SigningLane:
 
     def __init__(self, path: str) -> None:
         self.lock = threading.Lock()
-        dll = ctypes.CDLL(path)
-        get_list = dll.C_GetFunctionList
-        get_list.restype = _ULONG
-        get_list.argtypes = [ctypes.POINTER(ctypes.POINTER(_FunctionListHead))]
-        head = ctypes.POINTER(_FunctionListHead)()
-        if get_list(ctypes.byref(head)) != CKR_OK or not head:
-            raise ModuleUnavailable("The token module has no usable function list.")
-        table = head.contents
-        rv = int(_Initialize(table.C_Initialize)(None))
-        if rv not in (CKR_OK, CKR_CRYPTOKI_ALREADY_INITIALIZED):
-            raise ModuleUnavailable("A signing lane of the token module could not be "
-                                    "initialised.", module=path, code=f"0x{rv:x}")
+        dll, table = _instance(path)
         self._functions: dict[str, Any] = {
             "dll": dll, "finalize": _Initialize(table.C_Finalize),
             "open_session": _OpenSession(table.C_OpenSession),
@@ -353,13 +351,10 @@ class SigningLane:
         """This lane's session on ``slot_id`` (opened once), or None if none opens."""
         handle = self._sessions.get(slot_id)
         if handle is None:
-            found = _ULONG(0)
-            rv = int(self._functions["open_session"](
-                slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, None, None,
-                ctypes.byref(found)))
+            rv, handle = _open_session(self._functions, slot_id)
             if rv != CKR_OK:
                 return None
-            handle = self._sessions[slot_id] = int(found.value)
+            self._sessions[slot_id] = handle
         return handle
 
     def forget(self, slot_id: int) -> None:

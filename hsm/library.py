@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import pkcs11
 from asn1crypto.core import Integer, OctetString
@@ -157,10 +157,8 @@ class TokenLibrary:
         # private_key). Forgotten when this process changes the token's objects and when
         # the key is not found any more.
         self._publics: dict[tuple[str, bytes], tuple[str, PublicKeyTypes]] = {}
-        # (pid, executor) of private_key_soon's background PIN checks, and of the signing
-        # lanes' threads
-        self._background: tuple[int, ThreadPoolExecutor] | None = None
-        self._lanes: tuple[int, ThreadPoolExecutor] | None = None
+        # name -> (pid, executor): private_key_soon's PIN checks, the signing lanes' threads
+        self._executors: dict[str, tuple[int, ThreadPoolExecutor]] = {}
         #: Signatures made by the signing lanes so far (_sign_in_lanes), for monitoring.
         self.signatures_in_lanes = 0
 
@@ -409,28 +407,54 @@ class TokenLibrary:
             signed = self._sign_in_lanes(module, token_label, key_id, mechanism, items)
             if signed is not None:
                 return signed
-        out: list[bytes] = []
-        while len(out) < len(items):
+        out: list[bytes | None] = [None] * len(items)
+        position = 0
+        while position < len(items):
+            position += self._sign_slices(module, token_label, key_id, mechanism, param,
+                                          items, range(position, len(items)), out)
+            if position < len(items):
+                # No key object yet, or the token was logged out midway: one signature
+                # through the careful path (it looks the key up again and retries), then
+                # batch again.
+                out[position] = self._token_sign(token_label, key_id, mechanism, param,
+                                                 items[position])
+                position += 1
+        return cast(list[bytes], out)  # every position was signed above
+
+    def _logged_in_key(self, module: _mod.LoadedModule, token_label: str, key_id: bytes
+                       ) -> tuple[PooledSession, Any] | None:
+        """The pooled session of ``token_label`` and its key object for ``key_id``, if this
+        process's PIN check left them logged in. The caller holds the module lock."""
+        entry = self._pool.state(module).entries.get(token_label)
+        key = entry.private_keys.get(key_id) if entry is not None and \
+            entry.logged_in else None
+        return None if entry is None or key is None else (entry, key)
+
+    def _sign_slices(self, module: _mod.LoadedModule, token_label: str, key_id: bytes,
+                     mechanism: Mechanism, param: Any, items: list[bytes],
+                     indices: Sequence[int], out: list[bytes | None]) -> int:
+        """Sign ``items[i]`` into ``out[i]`` for each of ``indices`` in turn, with the key
+        object the pool holds, the lock check, the module lock and the pool lookup once per
+        slice of them instead of once per signature (the module lock is released between
+        slices, so other threads of this process are not held up for a whole batch).
+        Returns how many were signed before the key went missing (a logout midway) or the
+        module refused one."""
+        done = 0
+        while done < len(indices):
             self._raise_if_locked_recently(token_label)
-            done = len(out)
             with module.lock:
-                state = self._pool.state(module)
-                entry = state.entries.get(token_label)
-                key = entry.private_keys.get(key_id) if entry is not None and \
-                    entry.logged_in else None
-                if entry is not None and key is not None:
-                    try:
-                        for data in items[done:done + _BATCH_SLICE]:
-                            out.append(_sign_once(module, entry, key, mechanism, param,
-                                                  data))
-                        continue
-                    except p11.PKCS11Error:
-                        pass  # the one-by-one path below retries or raises as it should
-            # No key object yet, or the token was logged out midway: one signature through
-            # the careful path (it looks the key up again and retries), then batch again.
-            out.append(self._token_sign(token_label, key_id, mechanism, param,
-                                        items[len(out)]))
-        return out
+                found = self._logged_in_key(module, token_label, key_id)
+                if found is None:
+                    return done
+                entry, key = found
+                try:
+                    for index in indices[done:done + _BATCH_SLICE]:
+                        out[index] = _sign_once(module, entry, key, mechanism, param,
+                                                items[index])
+                        done += 1
+                except p11.PKCS11Error:
+                    return done
+        return done
 
     def _sign_in_lanes(self, module: _mod.LoadedModule, token_label: str, key_id: bytes,
                        mechanism: Mechanism, items: list[bytes]) -> list[bytes] | None:
@@ -446,12 +470,10 @@ class TokenLibrary:
         looks the key up again, waits for another process's login, or raises)."""
         self._raise_if_locked_recently(token_label)
         with module.lock:
-            state = self._pool.state(module)
-            entry = state.entries.get(token_label)
-            key = entry.private_keys.get(key_id) if entry is not None and \
-                entry.logged_in else None
-            if entry is None or key is None:
+            found = self._logged_in_key(module, token_label, key_id)
+            if found is None:
                 return None
+            entry, key = found
             try:
                 lanes = module.lanes(self.signing_lanes - 1)
             except ModuleUnavailable:
@@ -481,36 +503,16 @@ class TokenLibrary:
                             "one", exc_info=True)
             return signed
 
-        background = self._lane_executor()
+        background = self._executor("sign-lane", self.signing_lanes - 1)
         running = [background.submit(run, lane, k + 1) for k, lane in enumerate(lanes)]
         try:
-            mine = list(range(0, len(items), count))
-            for start in range(0, len(mine), _BATCH_SLICE):
-                self._raise_if_locked_recently(token_label)
-                with module.lock:
-                    state = self._pool.state(module)
-                    entry = state.entries.get(token_label)
-                    if entry is None or not entry.logged_in or \
-                            entry.private_keys.get(key_id) is not key:
-                        break
-                    for index in mine[start:start + _BATCH_SLICE]:
-                        out[index] = _sign_once(module, entry, key, mechanism, None,
-                                                items[index])
-        except p11.PKCS11Error:
-            pass  # left to the careful path below
+            self._sign_slices(module, token_label, key_id, mechanism, None, items,
+                              range(0, len(items), count), out)
         finally:
             self.signatures_in_lanes += sum(done.result() for done in running)
         return [signature if signature is not None
                 else self._token_sign(token_label, key_id, mechanism, None, items[index])
                 for index, signature in enumerate(out)]
-
-    def _lane_executor(self) -> ThreadPoolExecutor:
-        """The threads of the signing lanes, per library and process."""
-        lanes = self._lanes
-        if lanes is None or lanes[0] != os.getpid():
-            lanes = self._lanes = (os.getpid(), ThreadPoolExecutor(
-                max_workers=self.signing_lanes - 1, thread_name_prefix="tawqi-sign-lane"))
-        return lanes[1]
 
     # ------------------------------------------------------------------ token lifecycle
 
@@ -644,10 +646,10 @@ class TokenLibrary:
             self._pool.drop(state, label)
 
     def close(self) -> None:
-        for executor in (self._background, self._lanes):
-            if executor is not None and executor[0] == os.getpid():
-                executor[1].shutdown(wait=True)
-        self._background = self._lanes = None
+        executors, self._executors = self._executors, {}
+        for pid, executor in executors.values():
+            if pid == os.getpid():
+                executor.shutdown(wait=True)
         self._pool.close()
 
     # ------------------------------------------------------------------ keys and certificates
@@ -780,19 +782,18 @@ class TokenLibrary:
             key = TokenRSAPrivateKey(self, label, key_id, key_label, public)
         else:  # pragma: no cover - private_key refuses other key types before
             return self.private_key(label, pin, key_id=key_id)
-        key._pending = self._background_executor().submit(
+        key._pending = self._executor("pin-check", 1).submit(
             self.private_key, label, pin, key_id=key_id)
         return key
 
-    def _background_executor(self) -> ThreadPoolExecutor:
-        """One thread per library and process for :meth:`private_key_soon` (created after
-        a fork in the child, never inherited)."""
-        background = self._background
-        if background is None or background[0] != os.getpid():
-            background = self._background = (
-                os.getpid(), ThreadPoolExecutor(max_workers=1,
-                                                thread_name_prefix="tawqi-pin-check"))
-        return background[1]
+    def _executor(self, name: str, workers: int) -> ThreadPoolExecutor:
+        """This library's threads for ``name``, in this process (made again after a fork in
+        the child, never inherited)."""
+        found = self._executors.get(name)
+        if found is None or found[0] != os.getpid():
+            found = self._executors[name] = (os.getpid(), ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix=f"tawqi-{name}"))
+        return found[1]
 
     def public_key(self, label: str, *, key_id: bytes) -> PublicKeyTypes:
         """The public key with ``key_id`` (public objects: no PIN needed)."""
