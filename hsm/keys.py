@@ -86,6 +86,13 @@ def _digest(data: bytes, algorithm: hashes.HashAlgorithm | utils.Prehashed
     return constructor(data).digest(), algorithm
 
 
+def _der(raw: bytes) -> bytes:
+    """A token's ECDSA signature (r || s, PKCS#11) as DER ``Ecdsa-Sig-Value``."""
+    half = len(raw) // 2
+    return utils.encode_dss_signature(int.from_bytes(raw[:half], "big"),
+                                      int.from_bytes(raw[half:], "big"))
+
+
 class TokenKey:
     """What both token key classes share. Holds a label, an ID and a public key, never a
     secret. Signing goes through the :class:`~hsm.library.TokenLibrary` that made the key
@@ -162,11 +169,8 @@ class TokenECPrivateKey(TokenKey, ec.EllipticCurvePrivateKey):
         if getattr(signature_algorithm, "deterministic_signing", False):
             raise UnsupportedAlgorithm("Deterministic ECDSA is not available on tokens.")
         digest, _ = _digest(bytes(data), signature_algorithm.algorithm)
-        raw = self._token()._token_sign(self.token_label, self.key_id, Mechanism.ECDSA,
-                                       None, digest)
-        half = len(raw) // 2
-        return utils.encode_dss_signature(int.from_bytes(raw[:half], "big"),
-                                          int.from_bytes(raw[half:], "big"))
+        return _der(self._token()._token_sign(self.token_label, self.key_id,
+                                              Mechanism.ECDSA, None, digest))
 
     def sign_digests(self, digests: Sequence[bytes], algorithm: hashes.HashAlgorithm
                      ) -> list[bytes]:
@@ -174,15 +178,8 @@ class TokenECPrivateKey(TokenKey, ec.EllipticCurvePrivateKey):
         ``sign(d, ECDSA(Prehashed(algorithm)))`` returns for each, with the token layer's
         per-signature work done once per slice of the batch."""
         _check_digests(digests, algorithm)
-        raws = self._token()._token_sign_many(self.token_label, self.key_id, Mechanism.ECDSA,
-                                             None, [bytes(d) for d in digests])
-        encode = utils.encode_dss_signature
-        out = []
-        for raw in raws:
-            half = len(raw) // 2
-            out.append(encode(int.from_bytes(raw[:half], "big"),
-                              int.from_bytes(raw[half:], "big")))
-        return out
+        return [_der(raw) for raw in self._token()._token_sign_many(
+            self.token_label, self.key_id, Mechanism.ECDSA, None, [bytes(d) for d in digests])]
 
     def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey
                  ) -> bytes:
