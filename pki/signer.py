@@ -13,8 +13,6 @@ objects (always through DER) and the only adapter to pyHanko (:func:`pyhanko_sig
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from core.memo import Memo
 from pki.der import install as _guard_der_lengths
 from pki.errors import InvalidKeyType
 
@@ -240,9 +239,9 @@ def pyhanko_signer(signer: Signer, *, extra_certs: Sequence[x509.Certificate] = 
 #: pyHanko (it embeds them), so shared between signatures, and what asn1crypto computes
 #: on first use (names, key identifiers, hashes the registry indexes by) is kept with
 #: them instead of being computed again at every signature. Bounded.
-_ASN1_SHARED: OrderedDict[bytes, asn1_x509.Certificate] = OrderedDict()
-_ASN1_SHARED_MAX = 256
-_asn1_guard = threading.Lock()
+_ASN1_SHARED: Memo[bytes, asn1_x509.Certificate] = Memo(256)
+#: pyHanko's signing-certificate-v2 value per certificate (_settled_signing_certificate).
+_SIGNING_CERTIFICATES: Memo[bytes, Any] = Memo(256)
 
 
 def _asn1_shared(certificate: x509.Certificate) -> asn1_x509.Certificate:
@@ -258,17 +257,7 @@ def shared_asn1(certificate: asn1_x509.Certificate) -> asn1_x509.Certificate:
 
 
 def shared_asn1_der(der: bytes) -> asn1_x509.Certificate:
-    with _asn1_guard:
-        found = _ASN1_SHARED.get(der)
-        if found is not None:
-            _ASN1_SHARED.move_to_end(der)
-            return found
-    loaded = asn1_x509.Certificate.load(der)
-    with _asn1_guard:
-        _ASN1_SHARED[der] = loaded
-        while len(_ASN1_SHARED) > _ASN1_SHARED_MAX:
-            _ASN1_SHARED.popitem(last=False)
-    return loaded
+    return _ASN1_SHARED.get_or_make(der, lambda: asn1_x509.Certificate.load(der))
 
 
 def _settled_signing_certificate(certificate: asn1_x509.Certificate) -> Any:
@@ -284,21 +273,10 @@ def _settled_signing_certificate(certificate: asn1_x509.Certificate) -> Any:
     from asn1crypto import tsp
     from pyhanko.sign.general import as_signing_certificate_v2
 
-    der = certificate.dump()
-    with _asn1_guard:
-        found = _SIGNING_CERTIFICATES.get(der)
-        if found is not None:
-            _SIGNING_CERTIFICATES.move_to_end(der)
-            return found
-    settled = tsp.SigningCertificateV2.load(as_signing_certificate_v2(certificate).dump())
-    with _asn1_guard:
-        _SIGNING_CERTIFICATES[der] = settled
-        while len(_SIGNING_CERTIFICATES) > _ASN1_SHARED_MAX:
-            _SIGNING_CERTIFICATES.popitem(last=False)
-    return settled
+    def settle() -> Any:
+        return tsp.SigningCertificateV2.load(as_signing_certificate_v2(certificate).dump())
 
-
-_SIGNING_CERTIFICATES: OrderedDict[bytes, Any] = OrderedDict()
+    return _SIGNING_CERTIFICATES.get_or_make(certificate.dump(), settle)
 
 
 def _hash_by_name(name: str) -> hashes.HashAlgorithm:

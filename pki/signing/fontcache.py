@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import threading
 import zlib
-from collections import OrderedDict
 from typing import Any
 
 from pyhanko.pdf_utils import generic
@@ -23,40 +22,25 @@ from pyhanko.pdf_utils.font.api import FontEngine
 from pyhanko.pdf_utils.font.opentype import CIDFontType2, GlyphAccumulator, _read_ps_name
 from pyhanko.pdf_utils.generic import pdf_name
 
+from core.memo import Memo
+
 #: Text shaped into every engine before its real lines: the date line then adds no glyph.
 PRIMED_TEXT = "0123456789/:.,-"
 
 #: Compressed subsets kept per process (one per holder's stamp face, a few tens of kB each).
 MAX_ENTRIES = 256
 
-_cache: OrderedDict[tuple[str, frozenset[int]], bytes] = OrderedDict()
-_lock = threading.Lock()
-
-
-def _get(key: tuple[str, frozenset[int]]) -> bytes | None:
-    with _lock:
-        found = _cache.get(key)
-        if found is not None:
-            _cache.move_to_end(key)
-        return found
-
-
-def _put(key: tuple[str, frozenset[int]], data: bytes) -> None:
-    with _lock:
-        _cache[key] = data
-        _cache.move_to_end(key)
-        while len(_cache) > MAX_ENTRIES:
-            _cache.popitem(last=False)
+_subsets: Memo[tuple[str, frozenset[int]], bytes] = Memo(MAX_ENTRIES)
+_lock = threading.Lock()  # the parsed fonts (_parsed)
 
 
 def cache_size() -> int:
-    with _lock:
-        return len(_cache)
+    return len(_subsets)
 
 
 def clear() -> None:
+    _subsets.clear()
     with _lock:
-        _cache.clear()
         _parsed.clear()
 
 
@@ -151,7 +135,7 @@ class CachedGlyphAccumulator(GlyphAccumulator):
 
     def _extract_subset(self, options: Any = None) -> None:
         key = (self._cache_key, frozenset(self._glyphs))
-        found = _get(key)
+        found = _subsets.get(key)
         if found is None:
             from fontTools.ttLib import TTFont
 
@@ -163,6 +147,6 @@ class CachedGlyphAccumulator(GlyphAccumulator):
             finally:
                 self.tt = shared
             found = zlib.compress(out.getvalue())
-            _put(key, found)
+            _subsets.put(key, found)
         if isinstance(self.cidfont_obj, _CachedCIDFont):
             self.cidfont_obj.compressed = found

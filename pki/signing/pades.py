@@ -32,9 +32,7 @@ import logging
 import re
 import subprocess
 import tempfile
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,6 +65,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import Clock, as_utc
 from core.errors import InvalidInput
+from core.memo import Memo
 from pki.authority import sha1
 from pki.models import AuthorityRecord, CrlRecord, OcspRecord
 from pki.signer import Signer, from_asn1, pyhanko_signer, to_asn1
@@ -598,9 +597,8 @@ def free_box(reader: PdfFileReader, page: int, width: float = STAMP_WIDTH,
 
 #: Placements kept per process (:func:`place_stamp`), a few dozen bytes each.
 MAX_PLACEMENTS = 1024
-_placements: OrderedDict[tuple[bytes, int, float, float],
-                         tuple[tuple[float, float, float, float], bool]] = OrderedDict()
-_placements_lock = threading.Lock()
+_placements: Memo[tuple[bytes, int, float, float],
+                  tuple[tuple[float, float, float, float], bool]] = Memo(MAX_PLACEMENTS)
 
 
 def place_stamp(reader: PdfFileReader, data: bytes, page: int, width: float = STAMP_WIDTH,
@@ -612,25 +610,19 @@ def place_stamp(reader: PdfFileReader, data: bytes, page: int, width: float = ST
     costly part (a ``pdftoppm`` process, 10 to 300 ms); a place chosen without an ink map
     (the page could not be rendered) is not remembered."""
     key = (hashlib.sha256(data).digest(), page, float(width), float(height))
-    with _placements_lock:
-        found = _placements.get(key)
-        if found is not None:
-            _placements.move_to_end(key)
-            return found
+    found = _placements.get(key)
+    if found is not None:
+        return found
     ink = ink_map(data, page, page_box(reader, page))
     chosen = choose_box(reader, page, ink, width, height)
     if ink is not None:
-        with _placements_lock:
-            _placements[key] = chosen
-            while len(_placements) > MAX_PLACEMENTS:
-                _placements.popitem(last=False)
+        _placements.put(key, chosen)
     return chosen
 
 
 def forget_placements() -> None:
     """Empty the cache of :func:`place_stamp` (tests)."""
-    with _placements_lock:
-        _placements.clear()
+    _placements.clear()
 
 
 _SIGNATURE_TIMESTAMP = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken

@@ -28,8 +28,6 @@ import asyncio
 import hashlib
 import logging
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -85,6 +83,7 @@ from pyhanko_certvalidator.registry import SimpleTrustManager
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from core.clock import Clock, as_utc
+from core.memo import Memo
 from pki.signer import from_asn1, shared_asn1, to_asn1
 from pki.signing.pades import RevocationData, RevocationSource, read_pdf
 from pki.signing.revinfo import CappedFetcherBackend, FetchPolicy, read_directory
@@ -695,29 +694,20 @@ def _crl(data: bytes) -> Any:
 #: responses of our CA come with every verification, each used twice by it. Parsed in full
 #: once, then read only (as pki.signer shares its certificates with pyHanko). Bounded in
 #: count, and large ones (an outside CA's big CRL) are not kept.
-_PARSED: OrderedDict[tuple[type, bytes], Any] = OrderedDict()
-_PARSED_MAX = 512
+_PARSED: Memo[tuple[type, bytes], Any] = Memo(512)
 _PARSED_MAX_BYTES = 256 * 1024
-_parsed_guard = threading.Lock()
 
 
 def _parsed(data: bytes, kind: type) -> Any:
-    key = (kind, bytes(data))
-    if len(key[1]) > _PARSED_MAX_BYTES:
-        return _parse(key[1], kind)
-    with _parsed_guard:
-        found = _PARSED.get(key)
-        if found is not None:
-            _PARSED.move_to_end(key)
-            return found
-    parsed = _parse(key[1], kind)
-    if parsed is None:
-        return None
-    with _parsed_guard:
-        _PARSED[key] = parsed
-        while len(_PARSED) > _PARSED_MAX:
-            _PARSED.popitem(last=False)
-    return parsed
+    data = bytes(data)
+    if len(data) > _PARSED_MAX_BYTES:
+        return _parse(data, kind)
+    found = _PARSED.get((kind, data))
+    if found is None:
+        found = _parse(data, kind)
+        if found is not None:  # what does not parse is not kept
+            _PARSED.put((kind, data), found)
+    return found
 
 
 def _parse(data: bytes, kind: Any) -> Any:
