@@ -99,11 +99,8 @@ def _held_head(session: Session) -> AuditHead | None:
     head, locked_in = held
     if not locked_in.is_active:
         return None
-    current = _current_transaction(session)
-    while current is not None:
-        if current is locked_in:
-            return head if head in session else None
-        current = current.parent
+    if _within(_current_transaction(session), locked_in):
+        return head if head in session else None
     return None
 
 
@@ -163,10 +160,10 @@ def record(session: Session, clock: Clock, *, actor: str, action: str, object_ty
     return event
 
 
-def _rolled_back_within(tx: SessionTransaction | None, rolled_back: SessionTransaction
-                        ) -> bool:
+def _within(tx: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    """Whether ``tx`` is ``outer`` or a transaction (savepoint) nested in it."""
     while tx is not None:
-        if tx is rolled_back:
+        if tx is outer:
             return True
         tx = tx.parent
     return False
@@ -179,7 +176,7 @@ def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction
     pending = session.info.get(_DEFERRED)
     if pending:
         pending[:] = [(tx, e) for tx, e in pending
-                      if not _rolled_back_within(tx, previous_transaction)]
+                      if not _within(tx, previous_transaction)]
 
 
 @contextmanager
