@@ -33,8 +33,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.audit import AuditEvent, deferred, record
@@ -68,6 +69,7 @@ from hsm import generate_pin
 from pki.issuance import not_written
 
 Progress = Callable[[int, int], None]
+_Query = TypeVar("_Query", bound=Select)
 
 
 @dataclass(frozen=True)
@@ -80,19 +82,26 @@ class PreparationResult:
     orphans_wiped: tuple[str, ...] = ()  # token labels a dead worker left behind
 
 
+def _share(query: _Query, campaign_id: int, worker: int, workers: int) -> _Query:
+    """``query`` (over certificate requests) narrowed to the campaign's requests that are
+    not renewals, in this worker's share (request id modulo ``workers``), oldest first."""
+    query = (query.join(CampaignEntry, CampaignEntry.request_id == CertificateRequest.id)
+             .where(CampaignEntry.campaign_id == campaign_id,
+                    CertificateRequest.kind != KIND_RENEWAL)
+             .order_by(CertificateRequest.id))
+    if workers > 1:
+        query = query.where(CertificateRequest.id % workers == worker)
+    return query
+
+
 def pending(session: Session, campaign_id: int, *, worker: int = 0, workers: int = 1,
             limit: int | None = None) -> list[tuple[int, int]]:
     """(request id, holder id) of the campaign's requests still to prepare (``submitted``
     or ``approved``, not renewals) in this worker's share (request id modulo ``workers``),
     oldest first."""
-    query = (select(CertificateRequest.id, CertificateRequest.holder_id)
-             .join(CampaignEntry, CampaignEntry.request_id == CertificateRequest.id)
-             .where(CampaignEntry.campaign_id == campaign_id,
-                    CertificateRequest.status.in_((SUBMITTED, APPROVED)),
-                    CertificateRequest.kind != KIND_RENEWAL)
-             .order_by(CertificateRequest.id))
-    if workers > 1:
-        query = query.where(CertificateRequest.id % workers == worker)
+    query = _share(select(CertificateRequest.id, CertificateRequest.holder_id)
+                   .where(CertificateRequest.status.in_((SUBMITTED, APPROVED))),
+                   campaign_id, worker, workers)
     if limit is not None:
         query = query.limit(limit)
     return [(int(r), int(h)) for r, h in session.execute(query).all()]
@@ -102,16 +111,9 @@ def personalised_serials(session: Session, campaign_id: int, *, worker: int = 0,
                          workers: int = 1) -> list[str]:
     """The certificate serials of the campaign's requests personalised (or further) in
     this worker's share."""
-    query = (select(CertificateRequest.certificate_serial)
-             .join(CampaignEntry, CampaignEntry.request_id == CertificateRequest.id)
-             .where(CampaignEntry.campaign_id == campaign_id,
-                    CertificateRequest.status.not_in((SUBMITTED, APPROVED, CANCELLED,
-                                                      REJECTED)),
-                    CertificateRequest.kind != KIND_RENEWAL,
-                    CertificateRequest.certificate_serial.is_not(None))
-             .order_by(CertificateRequest.id))
-    if workers > 1:
-        query = query.where(CertificateRequest.id % workers == worker)
+    query = _share(select(CertificateRequest.certificate_serial).where(
+        CertificateRequest.status.not_in((SUBMITTED, APPROVED, CANCELLED, REJECTED)),
+        CertificateRequest.certificate_serial.is_not(None)), campaign_id, worker, workers)
     return [s for s in session.scalars(query) if s]
 
 
