@@ -128,9 +128,9 @@ def test_api_keys_shown_once_and_revocable(client: FlaskClient, callers: dict[st
     me = client.get("/v1/me", headers=headers).get_json()
     assert me["kind"] == "apikey" and me["role"] == "platform"
     listed = client.get("/v1/api-keys", headers=admin).get_data(as_text=True)
-    assert key not in listed and key.split("_")[2] not in listed
+    assert key not in listed and key.split("_", 2)[2] not in listed
     with api_runtime.unit_of_work() as session:
-        assert key.split("_")[2] not in session.scalar(
+        assert key.split("_", 2)[2] not in session.scalar(
             select(ApiKey.secret_hash).where(ApiKey.id == key_id))
     tampered = key[:-2] + ("AA" if not key.endswith("AA") else "BB")
     assert client.get("/v1/me", headers={"Authorization": f"Bearer {tampered}"}
