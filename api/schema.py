@@ -323,11 +323,29 @@ def load_query(cls: type[T], args: Mapping[str, list[str]]) -> T:
 # --------------------------------------------------------------------------- dumping
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+# The names dump writes, per class met (None: not a schema). Filled on first use: the set of
+# classes is the code's, so it stays small.
+_DUMPED: dict[type, tuple[str, ...] | None] = {}
+
+
+def _dumped_names(cls: type) -> tuple[str, ...] | None:
+    try:
+        return _DUMPED[cls]
+    except KeyError:
+        found = _DUMPED[cls] = tuple(f.name for f in _fields(cls)
+                                     if not _rule_of(f).write_only) if is_schema(cls) else None
+        return found
+
+
 def dump(value: Any) -> Any:
     """JSON values of a response instance (dates as ISO 8601, decimals as strings)."""
-    if is_schema(type(value)):
-        return {f.name: dump(getattr(value, f.name)) for f in _fields(type(value))
-                if not _rule_of(f).write_only}
+    kind = type(value)
+    if kind in _PLAIN:  # most values of a response: nothing to convert, nothing to look up
+        return value
+    names = _dumped_names(kind)
+    if names is not None:
+        return {name: dump(getattr(value, name)) for name in names}
     if isinstance(value, datetime):
         return as_utc(value).isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
