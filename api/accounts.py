@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from api import totp
@@ -344,12 +344,16 @@ def logout(session: Session, clock: Clock, principal: Principal) -> None:
                object_type="user", object_id=principal.id, summary={"session": auth.id})
 
 
+# Every authenticated request runs one of these: built once, not at each call.
+_SESSION_BY_HASH = select(AuthSession).where(AuthSession.token_hash == bindparam("token_hash"))
+_API_KEY_BY_PREFIX = select(ApiKey).where(ApiKey.prefix == bindparam("prefix"))
+
+
 def authenticate(session: Session, clock: Clock, bearer: str) -> Principal:
     """The principal a bearer token or API key stands for, or :class:`TokenInvalid`."""
     now = as_utc(clock.now())
     if bearer.startswith(SESSION_PREFIX):
-        auth = session.scalar(select(AuthSession).where(
-            AuthSession.token_hash == _sha256(bearer)))
+        auth = session.scalar(_SESSION_BY_HASH, {"token_hash": _sha256(bearer)})
         if auth is None or auth.revoked_at is not None or as_utc(auth.expires_at) <= now \
                 or auth.second_factor_pending:
             raise TokenInvalid("the bearer token is unknown, expired or revoked")
@@ -360,7 +364,7 @@ def authenticate(session: Session, clock: Clock, bearer: str) -> Principal:
                          user.holder_id, auth.id, user.totp_enabled_at is not None)
     if bearer.startswith(KEY_PREFIX):
         prefix, _, secret = bearer[len(KEY_PREFIX):].partition("_")
-        key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix)) if secret else None
+        key = session.scalar(_API_KEY_BY_PREFIX, {"prefix": prefix}) if secret else None
         if key is None or key.revoked_at is not None or \
                 not hmac.compare_digest(key.secret_hash, _sha256(secret)):
             raise TokenInvalid("the API key is unknown or revoked")
