@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from api import totp
@@ -344,27 +345,38 @@ def logout(session: Session, clock: Clock, principal: Principal) -> None:
                object_type="user", object_id=principal.id, summary={"session": auth.id})
 
 
-# Every authenticated request runs one of these: built once, not at each call.
-_SESSION_BY_HASH = select(AuthSession).where(AuthSession.token_hash == bindparam("token_hash"))
-_API_KEY_BY_PREFIX = select(ApiKey).where(ApiKey.prefix == bindparam("prefix"))
+# Every authenticated request runs one of these: columns, not ORM objects (nothing is
+# changed), on a session or a read connection; built once, not at each call.
+_SESSION_BY_HASH = select(
+    AuthSession.id, AuthSession.revoked_at, AuthSession.expires_at,
+    AuthSession.second_factor_pending, User.id, User.username, User.role, User.province_code,
+    User.holder_id, User.active, User.totp_enabled_at,
+).join(User, User.id == AuthSession.user_id).where(
+    AuthSession.token_hash == bindparam("token_hash"))
+_API_KEY_BY_PREFIX = select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.secret_hash,
+                            ApiKey.revoked_at).where(ApiKey.prefix == bindparam("prefix"))
 
 
-def authenticate(session: Session, clock: Clock, bearer: str) -> Principal:
-    """The principal a bearer token or API key stands for, or :class:`TokenInvalid`."""
+def authenticate(reader: Session | Connection, clock: Clock, bearer: str) -> Principal:
+    """The principal a bearer token or API key stands for, or :class:`TokenInvalid`.
+    ``reader``: the caller's session, or a read connection (:func:`core.db.reading`)."""
     now = as_utc(clock.now())
     if bearer.startswith(SESSION_PREFIX):
-        auth = session.scalar(_SESSION_BY_HASH, {"token_hash": _sha256(bearer)})
-        if auth is None or auth.revoked_at is not None or as_utc(auth.expires_at) <= now \
-                or auth.second_factor_pending:
+        found = reader.execute(_SESSION_BY_HASH, {"token_hash": _sha256(bearer)}).first()
+        if found is None:
             raise TokenInvalid("the bearer token is unknown, expired or revoked")
-        user = session.get(User, auth.user_id)
-        if user is None or not user.active:
+        (auth_id, revoked_at, expires_at, pending, user_id, username, role, province_code,
+         holder_id, active, totp_enabled_at) = found
+        if revoked_at is not None or as_utc(expires_at) <= now or pending:
+            raise TokenInvalid("the bearer token is unknown, expired or revoked")
+        if not active:
             raise TokenInvalid("the account is disabled")
-        return Principal("user", user.id, user.username, user.role, user.province_code,
-                         user.holder_id, auth.id, user.totp_enabled_at is not None)
+        return Principal("user", user_id, username, role, province_code, holder_id, auth_id,
+                         totp_enabled_at is not None)
     if bearer.startswith(KEY_PREFIX):
         prefix, _, secret = bearer[len(KEY_PREFIX):].partition("_")
-        key = session.scalar(_API_KEY_BY_PREFIX, {"prefix": prefix}) if secret else None
+        key = reader.execute(_API_KEY_BY_PREFIX, {"prefix": prefix}).first() \
+            if secret else None
         if key is None or key.revoked_at is not None or \
                 not hmac.compare_digest(key.secret_hash, _sha256(secret)):
             raise TokenInvalid("the API key is unknown or revoked")

@@ -40,6 +40,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from flask import Blueprint, Flask, Response, current_app, request
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.routing import BaseConverter, IntegerConverter, ValidationError
@@ -282,13 +283,14 @@ def _bearer() -> str | None:
     return value.strip()
 
 
-def _authenticate(session: Session, rt: Runtime, op: Operation) -> Principal | None:
+def _authenticate(reader: Session | Connection, rt: Runtime, op: Operation
+                  ) -> Principal | None:
     if op.action is None:
         return None
     token = _bearer()
     if token is None:
         raise Unauthenticated("this operation needs a bearer token or an API key")
-    principal = accounts.authenticate(session, rt.clock, token)
+    principal = accounts.authenticate(reader, rt.clock, token)
     policy.check_role(principal, op.action)
     return principal
 
@@ -432,8 +434,8 @@ def _dispatch(op: Operation, path: dict[str, Any]) -> Response:
         or op.prepare is not None
     if early:
         if op.action is not None:
-            with rt.unit_of_work() as session:
-                principal = _authenticate(session, rt, op)
+            with rt.reading() as connection:
+                principal = _authenticate(connection, rt, op)
         key = _parse(op, kwargs, settings)
         _rate_limit(rt, op, principal, kwargs)
         if op.prepare is not None:

@@ -15,12 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import Clock, SystemClock
 from core.config import Settings
-from core.db import make_engine, make_session_factory, transaction
+from core.db import make_engine, make_session_factory, reading, transaction
 
 if TYPE_CHECKING:
     from hsm import TokenLibrary
@@ -72,6 +72,17 @@ class Runtime:
     def unit_of_work(self) -> Iterator[Session]:
         with transaction(self.sessions) as session:
             yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads only (:func:`core.db.reading`). Units of work bound to
+        one connection (the tests' rolled-back transaction) read on that connection."""
+        bound = self.sessions.kw.get("bind")
+        if isinstance(bound, Connection):
+            yield bound
+            return
+        with reading(self.engine) as connection:
+            yield connection
 
     def tokens(self) -> TokenLibrary:
         with self._tokens_lock:

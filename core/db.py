@@ -2,7 +2,9 @@
 
 SQLite (the embedded default) runs in WAL mode and opens every transaction with
 ``BEGIN IMMEDIATE``: writers queue on the database lock instead of failing half-way with
-``database is locked`` when a read turns into a write. PostgreSQL uses row locks.
+``database is locked`` when a read turns into a write. A connection opened for reads only
+(:func:`reading`) begins a plain ``BEGIN``: it does not queue behind writers. PostgreSQL uses
+row locks.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING = {
@@ -26,6 +28,10 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+#: Execution option of the connections :func:`reading` opens.
+READ_ONLY = "tawqi_read_only"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -45,7 +51,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read (see reading) takes no write lock: WAL readers never wait for writers.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY)
+                                 else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -87,6 +95,15 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for a few reads and nothing else, without the ORM's session (e.g. the
+    authentication of every request). On SQLite its transaction is a plain ``BEGIN``, so it
+    never queues behind a writer for the database lock; it ends rolled back."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        yield connection
 
 
 @contextmanager
