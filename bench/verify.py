@@ -5,19 +5,32 @@ Run: ``.venv/bin/python -m bench.verify [--seconds 5]``
 
 The throwaway service of :mod:`bench.sign_hash`; the PDFs are signed through
 ``signatures/signDoc`` (B-B, B-T, B-LT, and a B-LT permit signed twice). For each file
-the three below take turns call by call for about three times ``--seconds`` (one client,
-one gunicorn worker), so that a load which changes during the run weighs on each alike:
+the four below take turns for about three times ``--seconds`` (one client, one gunicorn
+worker), ``--burst`` calls in a row each, so that a load which changes during the run weighs
+on each alike:
 
 * **pyHanko**: its AdES validation of every signature of the file (``ades_with_time_
   validation``, or ``ades_basic_validation`` for B-B), the validation spec (our root, the
   revocation data of the file and of our CA, no fetching) built beforehand, untimed;
 * **in-process**: ``Verifier.verify`` as ``POST /v1/verify`` runs it (the report: AdES
   indication, the certificate's status at signing time and now, coverage, identity);
-* **http**: ``POST /v1/verify``, the JSON report back.
+* **http**: ``POST /v1/verify``, the JSON report back, with the standard library's
+  ``http.client`` (:func:`bench.bounded.post_plain`), one connection per call;
+* **through requests**: the same call through a ``requests`` session, printed beside it:
+  the library adds about 1 ms of its own per call here (see the ratio's history in
+  docs/benchmarks.md).
 
 Goals: in-process <= 1.5x pyHanko's time, HTTP <= 1.2x in-process, at every level, per
 median call (the ratios of the mean times are printed too: they carry the garbage
-collector's pauses, which land on whichever call starts one). Every call is bounded
+collector's pauses, which land on whichever call starts one).
+
+Why bursts: taking turns call by call, the HTTP path was always measured on a worker that had
+been idle during the two other calls (about 30 ms), while the in-process call came right
+after pyHanko's, which runs much of the same code (asn1crypto, pyHanko). On this machine the
+worker's first call after such a pause costs 1.5-2.5 ms more (caches, wake-up), so the HTTP
+ratio compared an idle worker with a warm process. Each path now runs ``--burst`` calls in a
+row and its median call is its steady cost; the ratios of the first call of each burst
+(every path starting again after the others ran) are printed too. Every call is bounded
 (:mod:`bench.bounded`). The LAST line is ``ratio_vs_pyhanko=<x>``: our in-process time /
 pyHanko's, B-LT, median calls.
 """
@@ -29,11 +42,13 @@ import asyncio
 import base64
 import hashlib
 import io
+import json
 import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,27 +74,41 @@ def sign(client: http.Session, server: Server, service: Service, runtime: object
     return answer.content
 
 
-def rates(calls: dict[str, Callable[[], object]], seconds: float, name: str
-          ) -> dict[str, tuple[float, float]]:
-    """Calls per second of each of ``calls``, made in turn (one of each, again and again)
-    for about ``seconds`` in all, so that a load which changes during the run weighs on
-    each alike; each is first called once as a warm-up, untimed. Two figures per call: from
-    the median call (what one verification costs) and from the mean (with the garbage
-    collector's pauses, which land on whichever call happens to start one: the three share
-    this process's heap, except the HTTP path's server)."""
+@dataclass(frozen=True)
+class Rate:
+    """One path's calls per second: from its median call, from its mean (garbage
+    collection included), and from the median of the first call of each burst (the path
+    starting again after the others ran)."""
+
+    median: float
+    mean: float
+    first: float
+
+
+def rates(calls: dict[str, Callable[[], object]], seconds: float, name: str, burst: int
+          ) -> dict[str, Rate]:
+    """The rate of each of ``calls``, made in turn ``burst`` calls at a time for about
+    ``seconds`` in all, so that a load which changes during the run weighs on each alike;
+    each is first called once as a warm-up, untimed."""
     for kind, call in calls.items():
         with bounded.step(f"{kind} {name} (warm-up)"):
             call()
     spent: dict[str, list[float]] = {kind: [] for kind in calls}
+    firsts: dict[str, list[float]] = {kind: [] for kind in calls}
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         for kind, call in calls.items():
-            with bounded.step(f"{kind} {name}, call {count}"):
-                began = time.perf_counter()
-                call()
-                spent[kind].append(time.perf_counter() - began)
-        count += 1
-    return {kind: (1 / statistics.median(times), len(times) / sum(times))
+            for turn in range(burst):
+                with bounded.step(f"{kind} {name}, call {count}"):
+                    began = time.perf_counter()
+                    call()
+                    took = time.perf_counter() - began
+                spent[kind].append(took)
+                if turn == 0:
+                    firsts[kind].append(took)
+                count += 1
+    return {kind: Rate(1 / statistics.median(times), len(times) / sum(times),
+                       1 / statistics.median(firsts[kind]))
             for kind, times in spent.items()}
 
 
@@ -137,6 +166,8 @@ def pyhanko_validation(verifier: Any, data: bytes) -> Callable[[], object]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--burst", type=int, default=5,
+                        help="calls in a row of each path before the next takes its turn")
     args = parser.parse_args(argv)
     directory = Path(tempfile.mkdtemp(prefix="tawqi-bench-verify-"))
     try:
@@ -152,15 +183,27 @@ def main(argv: list[str] | None = None) -> None:
             documents["B-LT x2"] = sign(client, server, service, runtime,
                                         documents["B-LT"], "B-LT")
 
+            def passed(report: dict[str, Any]) -> dict[str, Any]:
+                if report["indication"] != "TOTAL-PASSED":
+                    raise RuntimeError(f"unexpected indication {report['indication']}")
+                return report
+
             def over_http(data: bytes) -> Callable[[], object]:
                 def call() -> object:
-                    answer = bounded.post(client, server.url + "/v1/verify", "POST /v1/verify",
-                                          data=data, headers=headers)
+                    status, body = bounded.post_plain(server.url, "/v1/verify", data, headers,
+                                                      "POST /v1/verify")
+                    if status != 200:
+                        raise RuntimeError(f"POST /v1/verify answered {status}: {body[:200]!r}")
+                    return passed(json.loads(body))
+                return call
+
+            def through_requests(data: bytes) -> Callable[[], object]:
+                def call() -> object:
+                    answer = bounded.post(client, server.url + "/v1/verify",
+                                          "POST /v1/verify (requests)", data=data,
+                                          headers=headers)
                     answer.raise_for_status()
-                    report = answer.json()
-                    if report["indication"] != "TOTAL-PASSED":
-                        raise RuntimeError(f"unexpected indication {report['indication']}")
-                    return report
+                    return passed(answer.json())
                 return call
 
             from api.wiring import Wiring
@@ -179,32 +222,39 @@ def main(argv: list[str] | None = None) -> None:
             measured = {name: rates({"pyHanko AdES validation": pyhanko_validation(
                                          verifier, data),
                                      "Verifier.verify": in_process(data),
-                                     "POST /v1/verify": over_http(data)},
-                                    3 * args.seconds, name)
+                                     "POST /v1/verify": over_http(data),
+                                     "POST /v1/verify (requests)": through_requests(data)},
+                                    3 * args.seconds, name, max(1, args.burst))
                         for name, data in documents.items()}
         finally:
             server.stop()
         runtime.close()
-        theirs = {name: m["pyHanko AdES validation"][0] for name, m in measured.items()}
-        local = {name: m["Verifier.verify"][0] for name, m in measured.items()}
-        remote = {name: m["POST /v1/verify"][0] for name, m in measured.items()}
-        means = {name: (m["pyHanko AdES validation"][1] / m["Verifier.verify"][1],
-                        m["Verifier.verify"][1] / m["POST /v1/verify"][1])
-                 for name, m in measured.items()}
-        print(f"sequential verifications, about {3 * args.seconds:g} s per file, the three "
-              "taking turns call by call (one client, one gunicorn worker); per file (B-LT "
-              "x2: two signatures); load average "
+        theirs = {name: m["pyHanko AdES validation"] for name, m in measured.items()}
+        local = {name: m["Verifier.verify"] for name, m in measured.items()}
+        remote = {name: m["POST /v1/verify"] for name, m in measured.items()}
+        heavy = {name: m["POST /v1/verify (requests)"] for name, m in measured.items()}
+        print(f"sequential verifications, about {3 * args.seconds:g} s per file, the "
+              f"four taking turns {args.burst} calls in a row each (one client, one gunicorn "
+              "worker); per file (B-LT x2: two signatures); load average "
               f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
         print("file: size, pyHanko AdES validation in-process, our Verifier in-process, "
-              "POST /v1/verify (per median call); ours/pyHanko, http/in-process (time "
-              "ratios of the median calls; of the means, garbage collection included)")
+              "POST /v1/verify with the standard library's http.client (per median call); "
+              "ours/pyHanko, http/in-process (time ratios of the median calls; of the means, "
+              "garbage collection included; of the first call of each burst, after the "
+              "other paths ran); and POST /v1/verify through requests (the client library's "
+              "own time included)")
         for name in documents:
-            print(f"{name}: {len(documents[name]):,} bytes, pyHanko {theirs[name]:.1f}/s, "
-                  f"in-process {local[name]:.1f}/s, POST /v1/verify {remote[name]:.1f}/s; "
-                  f"x{theirs[name] / local[name]:.2f} of pyHanko (means x{means[name][0]:.2f}), "
-                  f"http x{local[name] / remote[name]:.2f} of in-process "
-                  f"(means x{means[name][1]:.2f})")
-        print(f"ratio_vs_pyhanko={theirs['B-LT'] / local['B-LT']:.3f}")
+            ours, remote_, py = local[name], remote[name], theirs[name]
+            print(f"{name}: {len(documents[name]):,} bytes, pyHanko {py.median:.1f}/s, "
+                  f"in-process {ours.median:.1f}/s, POST /v1/verify {remote_.median:.1f}/s; "
+                  f"x{py.median / ours.median:.2f} of pyHanko (means "
+                  f"x{py.mean / ours.mean:.2f}, first calls x{py.first / ours.first:.2f}), "
+                  f"http x{ours.median / remote_.median:.2f} of in-process (means "
+                  f"x{ours.mean / remote_.mean:.2f}, first calls "
+                  f"x{ours.first / remote_.first:.2f}); through requests "
+                  f"x{ours.median / heavy[name].median:.2f} (first calls "
+                  f"x{ours.first / heavy[name].first:.2f})")
+        print(f"ratio_vs_pyhanko={theirs['B-LT'].median / local['B-LT'].median:.3f}")
     except bounded.StepOverran as exc:
         raise SystemExit(str(exc)) from exc
     finally:
