@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import timedelta
 
+import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Engine
 
+from api import accounts
+from api.errors import TokenInvalid
 from api.models import ApiKey, AuthSession, User
 from api.runtime import Runtime
 from core.audit import AuditEvent
 from core.clock import FrozenClock
+from core.db import reading
 from tests.api.conftest import PASSWORD, Caller
 
 
@@ -162,3 +169,31 @@ def test_pagination_and_filters(client: FlaskClient, callers: dict[str, Caller])
     assert {u["role"] for u in users["items"]} == {"contact"} and users["total"] == 2
     regions = client.get("/v1/regions", headers=admin).get_json()
     assert regions["total"] == 12
+
+
+def test_an_api_key_is_read_on_a_read_connection_and_its_revocation_seen_at_once(
+        db_engine: Engine, clock: FrozenClock) -> None:
+    """What a request authenticated before its unit of work does (``Runtime.reading``):
+    committed rows, on both databases; a key revoked by another transaction is refused at
+    the next request."""
+    secret = secrets.token_urlsafe(32)
+    prefix = secrets.token_hex(6)
+    with db_engine.begin() as connection:
+        connection.execute(insert(ApiKey).values(
+            prefix=prefix, secret_hash=hashlib.sha256(secret.encode()).hexdigest(),
+            name="read connection", role="platform", created_at=clock.now(),
+            created_by="test"))
+    try:
+        bearer = f"twk_{prefix}_{secret}"
+        with reading(db_engine) as connection:
+            principal = accounts.authenticate(connection, clock, bearer)
+        assert (principal.kind, principal.name, principal.role) == \
+            ("apikey", "read connection", "platform")
+        with db_engine.begin() as connection:
+            connection.execute(update(ApiKey).where(ApiKey.prefix == prefix)
+                               .values(revoked_at=clock.now()))
+        with reading(db_engine) as connection, pytest.raises(TokenInvalid):
+            accounts.authenticate(connection, clock, bearer)
+    finally:
+        with db_engine.begin() as connection:
+            connection.execute(delete(ApiKey).where(ApiKey.prefix == prefix))
