@@ -52,6 +52,7 @@ from delivery.models import (
 from delivery.personalisation import TokenPersonaliser, personalise_request
 from delivery.policy import DeliveryPolicy
 from delivery.validation import s10_check_digit
+from hsm import generate_pin
 from pki import ca, lifecycle
 from pki.profiles import DOCUMENTATION_POLICY_OID, Profile
 from quotas import ledger, policy, refdata
@@ -132,7 +133,7 @@ def desk(session: Session, clock: FrozenClock, service_tokens: ServiceTokens) ->
     """A CA set up on this test's tokens, in the rolled-back session, and a contact."""
     tokens = service_tokens.library
     profile = Profile(public_url="http://pki.tawqi.ma", policy_oid=DOCUMENTATION_POLICY_OID)
-    pin = "".join(secrets.choice("0123456789") for _ in range(8))
+    pin = generate_pin(8)  # random digits alone may be refused (e.g. 24452445)
     ca.init_ca(session, clock, tokens, profile, root_token="tawqi-root", ca_token="tawqi-ca",
                so_pin=service_tokens.so_pin, pin=pin, root_pin=pin, actor="installer")
     authority = ca.load_authority(session, tokens, profile, pin=pin)
