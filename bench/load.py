@@ -279,18 +279,23 @@ def authorize(client: Client, load: Load, body: dict[str, Any]) -> str | None:
     return None if answer is None else str(answer.json()["SAD"])
 
 
+def why(load: Load) -> str:
+    """The last calls that failed or overran, for a set-up step's error."""
+    return "; ".join(load.stats.overruns[-3:] + load.stats.failures[-3:]) or "no detail"
+
+
 def sign_pdf(load: Load, document: bytes) -> bytes:
     client = Client(load.base_url, load.stats, load.service.api_key)
     digest = base64.b64encode(hashlib.sha256(document).digest()).decode()
     sad = authorize(client, load, {"documentDigests": [digest]})
     if sad is None:
-        raise RuntimeError("could not authorise the set-up PDF signature")
+        raise RuntimeError(f"could not authorise the set-up PDF signature: {why(load)}")
     answer = client.call("pdf.signDoc", "POST", "/csc/v2/signatures/signDoc",
                          data={"credentialID": load.service.serial, "SAD": sad,
                                "conformance_level": "AdES-B-LT"},
                          files={"document": ("permit.pdf", document, "application/pdf")})
     if answer is None:
-        raise RuntimeError("the set-up PDF signature failed")
+        raise RuntimeError(f"the set-up PDF signature failed: {why(load)}")
     return answer.content
 
 
