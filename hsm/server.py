@@ -248,15 +248,18 @@ def ensure_server(module_path: str, socket_path: str | os.PathLike[str], *,
         fcntl.flock(lock, fcntl.LOCK_EX)
         if is_serving(sock):
             return server_address(sock), False
+        pid_file = sock.with_suffix(".pid")
         command = [sys.executable, "-m", "hsm.server", "--module", module_path,
-                   "--socket", str(sock), "--pid-file", str(sock.with_suffix(".pid"))]
+                   "--socket", str(sock), "--pid-file", str(pid_file)]
         if idle_timeout is not None:
             command += ["--idle-timeout", str(idle_timeout)]
         with open(sock.with_suffix(".log"), "ab") as log:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
                                        stderr=log, start_new_session=True)
         deadline = time.monotonic() + start_timeout
-        while not is_serving(sock):
+        # Serving, and its pid file written (just after it starts listening): whoever got
+        # True back may end it by that file at once (gunicorn's master, `tawqi hsm stop`).
+        while not (is_serving(sock) and pid_file.exists()):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise ModuleUnavailable("The token server did not start; see its log.",
                                         log=str(sock.with_suffix(".log")))
@@ -309,7 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     pid_file = Path(args.pid_file) if args.pid_file else None
     if pid_file is not None:
-        pid_file.write_text(f"{os.getpid()}\n", encoding="ascii")
+        # Whole or absent, never half-written, for a reader that comes at once.
+        written = pid_file.with_name(pid_file.name + f".{os.getpid()}")
+        written.write_text(f"{os.getpid()}\n", encoding="ascii")
+        os.replace(written, pid_file)
     print(f"serving {args.module} at {server_address(server.socket_path)}", flush=True)
     try:
         server.serve()
