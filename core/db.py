@@ -3,8 +3,8 @@
 SQLite (the embedded default) runs in WAL mode and opens every transaction with
 ``BEGIN IMMEDIATE``: writers queue on the database lock instead of failing half-way with
 ``database is locked`` when a read turns into a write. A connection opened for reads only
-(:func:`reading`) begins a plain ``BEGIN``: it does not queue behind writers. PostgreSQL uses
-row locks.
+(:func:`reading`) begins nothing: its statements autocommit, and do not queue behind
+writers. PostgreSQL uses row locks.
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # A read (see reading) takes no write lock: WAL readers never wait for writers.
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY)
-                                 else "BEGIN IMMEDIATE")
+            # A read connection (see reading) begins nothing: each of its statements is a
+            # read transaction of its own, which takes no write lock.
+            if not conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -99,10 +100,14 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 @contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
-    """A connection for a few reads and nothing else, without the ORM's session (e.g. the
-    authentication of every request). On SQLite its transaction is a plain ``BEGIN``, so it
-    never queues behind a writer for the database lock; it ends rolled back."""
-    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+    """A connection for a read or two and nothing else, without the ORM's session (e.g. the
+    authentication of every request). Its statements autocommit: each is a read transaction
+    of its own (a snapshot per statement), with no BEGIN or ROLLBACK around it; on SQLite
+    it never queues behind a writer for the database lock."""
+    options: dict[str, Any] = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT"  # reset when the connection goes back
+    with engine.connect().execution_options(**options) as connection:
         yield connection
 
 
