@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, cast
 
 import pkcs11
@@ -421,14 +422,18 @@ class TokenLibrary:
                 position += 1
         return cast(list[bytes], out)  # every position was signed above
 
+    @contextmanager
     def _logged_in_key(self, module: _mod.LoadedModule, token_label: str, key_id: bytes
-                       ) -> tuple[PooledSession, Any] | None:
-        """The pooled session of ``token_label`` and its key object for ``key_id``, if this
-        process's PIN check left them logged in. The caller holds the module lock."""
-        entry = self._pool.state(module).entries.get(token_label)
-        key = entry.private_keys.get(key_id) if entry is not None and \
-            entry.logged_in else None
-        return None if entry is None or key is None else (entry, key)
+                       ) -> Iterator[tuple[PooledSession, Any] | None]:
+        """Under the module lock, after the token's lock check: the pooled session of
+        ``token_label`` and its key object for ``key_id`` if this process's PIN check left
+        them logged in, else None."""
+        self._raise_if_locked_recently(token_label)
+        with module.lock:
+            entry = self._pool.state(module).entries.get(token_label)
+            key = entry.private_keys.get(key_id) if entry is not None and \
+                entry.logged_in else None
+            yield None if entry is None or key is None else (entry, key)
 
     def _sign_slices(self, module: _mod.LoadedModule, token_label: str, key_id: bytes,
                      mechanism: Mechanism, param: Any, items: list[bytes],
@@ -441,9 +446,7 @@ class TokenLibrary:
         module refused one."""
         done = 0
         while done < len(indices):
-            self._raise_if_locked_recently(token_label)
-            with module.lock:
-                found = self._logged_in_key(module, token_label, key_id)
+            with self._logged_in_key(module, token_label, key_id) as found:
                 if found is None:
                     return done
                 entry, key = found
@@ -468,9 +471,7 @@ class TokenLibrary:
         caller's path looks it up). A lane that meets any error stops; whatever is left
         unsigned is then signed one by one through :meth:`_token_sign`, in order (which
         looks the key up again, waits for another process's login, or raises)."""
-        self._raise_if_locked_recently(token_label)
-        with module.lock:
-            found = self._logged_in_key(module, token_label, key_id)
+        with self._logged_in_key(module, token_label, key_id) as found:
             if found is None:
                 return None
             entry, key = found
